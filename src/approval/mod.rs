@@ -1,0 +1,294 @@
+//! Decisions: who may decide what, and writing decision records.
+//!
+//! One code path for every channel (CLI, SQS, console, chat): [`check`] is the policy (used by the
+//! writer to refuse at once, and by the controller to re-check every record), [`submit`] builds
+//! and writes a record bound to `(uid, generation, round, sqlDigest)`.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::spec::{
+    Decision, DecisionKind, Phase, Policy, QueryRequest, digest::token, digest_matches,
+};
+use crate::store::{DecisionOutcome, Store, StoreError};
+
+/// Default approval wait when neither the policy nor the spec says otherwise.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// Why a decision is refused. Every message says what to do instead.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum Refusal {
+    #[error("{name} is {phase}, not AwaitingApproval: there is nothing to decide{hint}")]
+    WrongPhase { name: String, phase: Phase, hint: String },
+    #[error("digest {given} does not match the SQL awaiting approval ({current}): the SQL changed since you looked; run `sqlctl describe {name}` and decide on what is there now")]
+    StaleDigest { name: String, given: String, current: String },
+    #[error("this decision names {what} which is no longer current for {name} (the request was changed, refined or recreated); run `sqlctl describe {name}`")]
+    Stale { name: String, what: String },
+    #[error("{by} may not decide on {name}: {why}")]
+    NotAllowed { name: String, by: String, why: String },
+    #[error("four-eyes policy: {by} requested {name} and may not approve it; ask another approver")]
+    FourEyes { name: String, by: String },
+    #[error("refine regenerates SQL from the question, but {name} has hand-written spec.sql: edit spec.sql and `sqlctl apply` it instead")]
+    RefineHandWritten { name: String },
+    #[error("refine needs --feedback saying what to change")]
+    EmptyFeedback,
+    #[error("{by} already decided on this SQL of {name} ({existing}); nothing was written")]
+    AlreadyDecided { name: String, by: String, existing: String },
+}
+
+/// Who may decide on a request in `database`, after the policy and the spec's narrowing.
+/// `None` means anyone.
+pub fn allowed_deciders(policy: &Policy, req: &QueryRequest) -> Option<Vec<String>> {
+    let db = &req.spec.catalog.database;
+    let base: Option<Vec<String>> = match policy.databases.get(db) {
+        Some(p) => Some(p.approvers.clone()),
+        None if !policy.approvers.is_empty() => Some(policy.approvers.clone()),
+        None => None,
+    };
+    let spec = &req.spec.approval.approvers;
+    match (base, spec.is_empty()) {
+        (None, true) => None,
+        (None, false) => Some(spec.clone()),
+        (Some(b), true) => Some(b),
+        (Some(b), false) => Some(b.into_iter().filter(|a| spec.contains(a)).collect()),
+    }
+}
+
+/// The approval wait for a request: the spec may shorten the policy's, never lengthen it.
+pub fn approval_timeout(policy: &Policy, req: &QueryRequest) -> Duration {
+    let max = policy.approval_timeout.as_ref().map(|d| d.as_duration()).unwrap_or(DEFAULT_APPROVAL_TIMEOUT);
+    match &req.spec.approval.timeout {
+        Some(t) => t.as_duration().min(max),
+        None => max,
+    }
+}
+
+/// Checks one decision against the request's current state and the policy. Used by writers
+/// (to refuse at once) and by the controller (to re-check every record before projecting it).
+pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Refusal> {
+    let name = req.metadata.name.clone();
+    let status = req.status.clone().unwrap_or_default();
+    if status.phase != Phase::AwaitingApproval {
+        return Err(Refusal::WrongPhase { name, phase: status.phase, hint: String::new() });
+    }
+    if d.uid != req.uid() {
+        return Err(Refusal::Stale { name, what: format!("uid {}", d.uid) });
+    }
+    if d.generation != req.generation() || status.observed_generation != req.generation() {
+        return Err(Refusal::Stale { name, what: format!("generation {}", d.generation) });
+    }
+    if d.round != status.approval_round {
+        return Err(Refusal::Stale { name, what: format!("approval round {}", d.round) });
+    }
+    let current = status.generated.as_ref().map(|g| g.sql_digest.clone()).unwrap_or_default();
+    if d.sql_digest != current {
+        return Err(Refusal::StaleDigest { name, given: d.sql_digest.clone(), current });
+    }
+    if let Some(allowed) = allowed_deciders(policy, req) {
+        if !allowed.iter().any(|a| a == &d.by) {
+            let why = if allowed.is_empty() {
+                "the policy and spec.approval.approvers leave nobody allowed to decide".to_string()
+            } else {
+                format!("allowed deciders are {}", allowed.join(", "))
+            };
+            return Err(Refusal::NotAllowed { name, by: d.by.clone(), why });
+        }
+    }
+    if d.decision == DecisionKind::Approve && policy.four_eyes && req.requester() == Some(d.by.as_str()) {
+        return Err(Refusal::FourEyes { name, by: d.by.clone() });
+    }
+    if d.decision == DecisionKind::Refine {
+        if req.spec.sql.is_some() {
+            return Err(Refusal::RefineHandWritten { name });
+        }
+        if d.feedback.as_deref().map(str::trim).unwrap_or("").is_empty() {
+            return Err(Refusal::EmptyFeedback);
+        }
+    }
+    Ok(())
+}
+
+/// What a human decides, before it is bound to a request.
+#[derive(Clone, Debug)]
+pub struct DecisionInput {
+    pub decision: DecisionKind,
+    pub by: String,
+    /// The digest the decider saw (full or ≥ 12-hex prefix). Required for approve.
+    pub digest: Option<String>,
+    pub feedback: Option<String>,
+    pub comment: Option<String>,
+    pub source: String,
+    pub allow_over_budget: bool,
+}
+
+/// Binds `input` to the request's current `(uid, generation, round, sqlDigest)`.
+pub fn bind(req: &QueryRequest, input: &DecisionInput) -> Result<Decision, Refusal> {
+    let status = req.status.clone().unwrap_or_default();
+    let name = req.metadata.name.clone();
+    if status.phase != Phase::AwaitingApproval {
+        let hint = match status.phase {
+            Phase::Pending | Phase::Generated => "; it has no SQL awaiting approval yet — try again shortly, or `sqlctl wait NAME --for phase=AwaitingApproval`".replace("NAME", &name),
+            _ => String::new(),
+        };
+        return Err(Refusal::WrongPhase { name, phase: status.phase, hint });
+    }
+    let current = status.generated.as_ref().map(|g| g.sql_digest.clone()).unwrap_or_default();
+    if let Some(given) = &input.digest {
+        if !digest_matches(&current, given) {
+            return Err(Refusal::StaleDigest { name, given: given.clone(), current });
+        }
+    }
+    let generation = req.generation();
+    Ok(Decision {
+        id: token(&[req.uid(), &generation.to_string(), &status.approval_round.to_string(), &input.by]),
+        namespace: req.metadata.namespace().to_string(),
+        name: req.metadata.name.clone(),
+        uid: req.uid().to_string(),
+        generation,
+        round: status.approval_round,
+        sql_digest: current,
+        decision: input.decision,
+        feedback: input.feedback.clone(),
+        comment: input.comment.clone(),
+        by: input.by.clone(),
+        at: Utc::now(),
+        source: input.source.clone(),
+        allow_over_budget: input.allow_over_budget,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Binds, checks against the stored policy and writes a decision record (create-if-absent).
+pub async fn submit(store: &dyn Store, req: &QueryRequest, input: &DecisionInput) -> Result<Decision, SubmitError> {
+    let d = bind(req, input)?;
+    let policy = store.get_policy().await?.unwrap_or_default();
+    check(&policy, req, &d)?;
+    match store.create_decision(&d).await? {
+        DecisionOutcome::Created(d) => Ok(d),
+        DecisionOutcome::Exists(existing) if existing.decision == d.decision && existing.sql_digest == d.sql_digest => {
+            Ok(existing)
+        }
+        DecisionOutcome::Exists(existing) => Err(Refusal::AlreadyDecided {
+            name: req.metadata.name.clone(),
+            by: d.by.clone(),
+            existing: format!("{} at {}", existing.decision.as_str(), existing.at.to_rfc3339()),
+        }
+        .into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::*;
+
+    fn req(phase: Phase) -> QueryRequest {
+        let mut r = QueryRequest {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            metadata: ObjectMeta { name: "q".into(), uid: Some("u1".into()), generation: Some(2), ..Default::default() },
+            spec: QueryRequestSpec {
+                question: Some("how many?".into()),
+                catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
+                ..Default::default()
+            },
+            status: Some(QueryRequestStatus {
+                phase,
+                observed_generation: 2,
+                approval_round: 1,
+                generated: Some(Generated { sql: "select 1".into(), sql_digest: "ab".repeat(32), ..Default::default() }),
+                ..Default::default()
+            }),
+        };
+        r.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), "rita".into());
+        r
+    }
+
+    fn input(kind: DecisionKind, by: &str) -> DecisionInput {
+        DecisionInput {
+            decision: kind,
+            by: by.into(),
+            digest: Some("ab".repeat(6)),
+            feedback: Some("use 2023".into()),
+            comment: None,
+            source: "cli".into(),
+            allow_over_budget: false,
+        }
+    }
+
+    #[test]
+    fn a_bound_decision_passes_an_open_policy() {
+        let r = req(Phase::AwaitingApproval);
+        let d = bind(&r, &input(DecisionKind::Approve, "alice")).unwrap();
+        assert_eq!((d.generation, d.round, d.uid.as_str()), (2, 1, "u1"));
+        check(&Policy::default(), &r, &d).unwrap();
+    }
+
+    #[test]
+    fn stale_digest_wrong_phase_and_stale_round_are_refused() {
+        let r = req(Phase::AwaitingApproval);
+        let mut i = input(DecisionKind::Approve, "alice");
+        i.digest = Some("cd".repeat(6));
+        assert!(matches!(bind(&r, &i), Err(Refusal::StaleDigest { .. })));
+        assert!(matches!(bind(&req(Phase::Executing), &input(DecisionKind::Approve, "a")), Err(Refusal::WrongPhase { .. })));
+        let mut d = bind(&r, &input(DecisionKind::Approve, "alice")).unwrap();
+        d.round = 0;
+        assert!(matches!(check(&Policy::default(), &r, &d), Err(Refusal::Stale { .. })));
+        let mut d = bind(&r, &input(DecisionKind::Approve, "alice")).unwrap();
+        d.uid = "recreated".into();
+        assert!(matches!(check(&Policy::default(), &r, &d), Err(Refusal::Stale { .. })));
+    }
+
+    #[test]
+    fn spec_narrows_policy_never_widens() {
+        let mut r = req(Phase::AwaitingApproval);
+        let mut p = Policy::default();
+        p.databases.insert("tpch".into(), DatabasePolicy { approvers: vec!["alice".into(), "bob".into()] });
+        r.spec.approval.approvers = vec!["bob".into(), "mallory".into()];
+        assert_eq!(allowed_deciders(&p, &r), Some(vec!["bob".to_string()]));
+        let d = bind(&r, &input(DecisionKind::Approve, "mallory")).unwrap();
+        assert!(matches!(check(&p, &r, &d), Err(Refusal::NotAllowed { .. })));
+        let d = bind(&r, &input(DecisionKind::Approve, "alice")).unwrap();
+        assert!(matches!(check(&p, &r, &d), Err(Refusal::NotAllowed { .. })));
+        let d = bind(&r, &input(DecisionKind::Approve, "bob")).unwrap();
+        check(&p, &r, &d).unwrap();
+    }
+
+    #[test]
+    fn four_eyes_stops_self_approval_only() {
+        let r = req(Phase::AwaitingApproval);
+        let p = Policy { four_eyes: true, ..Default::default() };
+        let d = bind(&r, &input(DecisionKind::Approve, "rita")).unwrap();
+        assert!(matches!(check(&p, &r, &d), Err(Refusal::FourEyes { .. })));
+        let d = bind(&r, &input(DecisionKind::Reject, "rita")).unwrap();
+        check(&p, &r, &d).unwrap();
+    }
+
+    #[test]
+    fn refine_of_hand_written_sql_is_refused_with_what_to_do() {
+        let mut r = req(Phase::AwaitingApproval);
+        r.spec.question = None;
+        r.spec.sql = Some("select 1".into());
+        let d = bind(&r, &input(DecisionKind::Refine, "alice")).unwrap();
+        let e = check(&Policy::default(), &r, &d).unwrap_err();
+        assert!(e.to_string().contains("edit spec.sql"), "{e}");
+    }
+
+    #[test]
+    fn approval_timeout_is_capped_by_policy() {
+        let mut r = req(Phase::AwaitingApproval);
+        let p = Policy { approval_timeout: Some(DurationSpec::parse("1h").unwrap()), ..Default::default() };
+        r.spec.approval.timeout = Some(DurationSpec::parse("2h").unwrap());
+        assert_eq!(approval_timeout(&p, &r), Duration::from_secs(3600));
+        r.spec.approval.timeout = Some(DurationSpec::parse("5m").unwrap());
+        assert_eq!(approval_timeout(&p, &r), Duration::from_secs(300));
+    }
+}

@@ -1,0 +1,60 @@
+//! The `Generator`: turns a question (plus schema context, earlier SQL and feedback, and the last
+//! error) into a SQL proposal. Bedrock, OpenAI-compatible and offline providers plug in here.
+
+use async_trait::async_trait;
+
+use crate::catalog::Table;
+use crate::spec::EngineKind;
+
+/// One earlier proposal and what the approver said about it (refine).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PriorTurn {
+    pub sql: String,
+    pub feedback: String,
+}
+
+/// Everything a provider sees.
+#[derive(Clone, Debug)]
+pub struct GenerateInput {
+    pub question: String,
+    pub database: String,
+    pub engine: EngineKind,
+    pub tables: Vec<Table>,
+    pub history: Vec<PriorTurn>,
+    /// The guard's or the planner's complaint about the previous attempt.
+    pub last_error: Option<String>,
+}
+
+/// What every provider returns.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SqlProposal {
+    pub sql: String,
+    #[serde(default)]
+    pub explanation: String,
+    #[serde(default)]
+    pub tables_used: Vec<String>,
+    #[serde(default)]
+    pub confidence: f64,
+    #[serde(default)]
+    pub assumptions: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("model temporarily unavailable: {0}")]
+    Transient(String),
+    /// The model declined or cannot answer: the request fails with this reason.
+    #[error("cannot answer: {0}")]
+    CannotAnswer(String),
+    /// The reply could not be used (malformed); counts as a failed attempt.
+    #[error("unusable model output: {0}")]
+    Malformed(String),
+}
+
+#[async_trait]
+pub trait Generator: Send + Sync + 'static {
+    /// `provider/model`, recorded in `status.generated.model`.
+    fn model(&self) -> String;
+    async fn generate(&self, input: &GenerateInput) -> Result<(SqlProposal, Option<(u64, u64)>), GenerateError>;
+}

@@ -1,0 +1,488 @@
+//! The `QueryRequest` resource: the types users write (spec) and the controller writes (status).
+//!
+//! Everything here is plain data with serde + schemars derives. Parsing of user input is strict
+//! (`deny_unknown_fields`); checks that serde cannot express live in [`super::validate`].
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::quantity::{ByteSize, DurationSpec};
+
+/// `apiVersion` of every object this version of sqlctl reads and writes.
+pub const API_VERSION: &str = "sqlctl.dev/v1alpha1";
+/// `kind` of a request.
+pub const KIND: &str = "QueryRequest";
+/// Namespace used when `metadata.namespace` is absent.
+pub const DEFAULT_NAMESPACE: &str = "default";
+/// Annotation holding the last applied configuration (three-way merge, like kubectl).
+pub const LAST_APPLIED_ANNOTATION: &str = "sqlctl.dev/last-applied-configuration";
+/// Annotation recording who applied the request; written by sqlctl, never taken from a file.
+pub const REQUESTER_ANNOTATION: &str = "sqlctl.dev/requester";
+/// Finalizer held while a query may be running, so that a delete cancels it first.
+pub const CANCEL_FINALIZER: &str = "sqlctl.dev/cancel-query";
+
+/// A request to answer a question (or run hand-written SQL) against one database, with a human
+/// approving the exact SQL before it runs.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "QueryRequest")]
+pub struct QueryRequest {
+    /// Always `sqlctl.dev/v1alpha1`.
+    pub api_version: String,
+    /// Always `QueryRequest`.
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: QueryRequestSpec,
+    /// Written by the controller only; ignored by `apply`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<QueryRequestStatus>,
+}
+
+/// Identity and bookkeeping, as in Kubernetes. Fields marked *server-set* are filled by the store
+/// and ignored when a user supplies them.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectMeta {
+    /// DNS-1123 label: lower-case letters, digits and `-`, at most 63 characters.
+    pub name: String,
+    /// DNS-1123 label; `default` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Server-set: unique per object; a deleted and recreated request gets a new uid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Server-set: changes on every write; every write is a compare-and-set on it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// Server-set: bumped only when the spec changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// Server-set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_timestamp: Option<DateTime<Utc>>,
+    /// Server-set: the request is being deleted and waits for its finalizers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletion_timestamp: Option<DateTime<Utc>>,
+    /// Server-set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub finalizers: Vec<String>,
+}
+
+/// What the user wants: a question (or SQL), where to ask it and within which limits.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueryRequestSpec {
+    /// A plain-language question; exactly one of `question` and `sql`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub question: Option<String>,
+    /// Hand-written SQL: skips generation, never the guard or the approval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    pub catalog: CatalogRef,
+    /// Engine to run on; the controller's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineKind>,
+    #[serde(default, skip_serializing_if = "ApprovalSpec::is_empty")]
+    pub approval: ApprovalSpec,
+    #[serde(default, skip_serializing_if = "Limits::is_empty")]
+    pub limits: Limits,
+}
+
+/// Which database (and optionally which of its tables) the request may read.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CatalogRef {
+    /// Database (Glue database, or a directory of the local warehouse).
+    pub database: String,
+    /// Optional allow-list of tables: the SQL may read only these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    /// Amazon Athena, results in S3.
+    Athena,
+    /// Embedded Apache DataFusion over the local warehouse.
+    Local,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Athena => "athena",
+            EngineKind::Local => "local",
+        }
+    }
+}
+
+/// Narrows the controller's approval policy for this request; never widens it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalSpec {
+    /// Only these people may decide (intersected with the policy's approvers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// How long to wait for a decision (capped by the controller's policy), e.g. `30m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationSpec>,
+}
+
+impl ApprovalSpec {
+    fn is_empty(&self) -> bool {
+        self.approvers.is_empty() && self.timeout.is_none()
+    }
+}
+
+/// Limits on what the query may do.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Limits {
+    /// Rows kept in the preview (1..=100000; default 1000). The full result is always written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rows: Option<u64>,
+    /// Bytes the query may scan, e.g. `10GiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes_scanned: Option<ByteSize>,
+    /// How long the query may run, e.g. `10m` (default 10m, at most 24h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationSpec>,
+}
+
+impl Limits {
+    fn is_empty(&self) -> bool {
+        self.max_rows.is_none() && self.max_bytes_scanned.is_none() && self.timeout.is_none()
+    }
+}
+
+/// Lifecycle phase of a request.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub enum Phase {
+    #[default]
+    Pending,
+    Generated,
+    AwaitingApproval,
+    Executing,
+    Done,
+    Rejected,
+    Failed,
+    TimedOut,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 8] = [
+        Phase::Pending,
+        Phase::Generated,
+        Phase::AwaitingApproval,
+        Phase::Executing,
+        Phase::Done,
+        Phase::Rejected,
+        Phase::Failed,
+        Phase::TimedOut,
+    ];
+
+    /// Terminal phases only change when the spec changes (a new generation).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Done | Phase::Rejected | Phase::Failed | Phase::TimedOut)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Generated => "Generated",
+            Phase::AwaitingApproval => "AwaitingApproval",
+            Phase::Executing => "Executing",
+            Phase::Done => "Done",
+            Phase::Rejected => "Rejected",
+            Phase::Failed => "Failed",
+            Phase::TimedOut => "TimedOut",
+        }
+    }
+
+    /// Case-insensitive parse, for `--phase` and `--for phase=…`.
+    pub fn parse(s: &str) -> Option<Phase> {
+        Phase::ALL.into_iter().find(|p| p.as_str().eq_ignore_ascii_case(s))
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Observed state, written by the controller only.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QueryRequestStatus {
+    pub phase: Phase,
+    /// The generation this status describes.
+    #[serde(default)]
+    pub observed_generation: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated: Option<Generated>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+    /// Counts entries into AwaitingApproval within this generation; a decision names the round it
+    /// answers, so a refine can never be replayed against the SQL it produced.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub approval_round: u32,
+    /// When the current approval wait ends (TimedOut after it), by the controller's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_deadline: Option<DateTime<Utc>>,
+    /// The approval request for this round was sent (SQS / chat / log).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub approval_requested: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<Execution>,
+    /// The terminal notification for `observedGeneration` and `phase` was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notified: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The audit trail: every SQL, refine feedback and decision (capped; oldest dropped first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<HistoryEntry>,
+}
+
+fn is_zero(v: &u32) -> bool {
+    *v == 0
+}
+fn is_false(v: &bool) -> bool {
+    !*v
+}
+
+/// The SQL that will run if approved, and how it came about.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Generated {
+    pub sql: String,
+    /// sha256 of the canonical encoding of {engine, database, sql, limits}; see `spec::digest`.
+    pub sql_digest: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub explanation: String,
+    #[serde(default)]
+    pub confidence: f64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables_used: Vec<String>,
+    /// `user` for hand-written SQL, otherwise the provider and model id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// Every attempt of this generation round, including failed ones (self-correction).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<Attempt>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assumptions: Vec<String>,
+}
+
+/// One generation attempt.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Attempt {
+    pub sql: String,
+    /// Why this attempt was not used, if it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_tokens: Option<u64>,
+}
+
+/// What the query is expected to scan and cost, before it runs.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Estimate {
+    pub bytes: u64,
+    pub cost_usd: f64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub method: String,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecisionKind {
+    Approve,
+    Refine,
+    Reject,
+}
+
+impl DecisionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Approve => "approve",
+            DecisionKind::Refine => "refine",
+            DecisionKind::Reject => "reject",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "approve" | "approved" => Some(DecisionKind::Approve),
+            "refine" => Some(DecisionKind::Refine),
+            "reject" | "rejected" => Some(DecisionKind::Reject),
+            _ => None,
+        }
+    }
+}
+
+/// The decision that was projected into status (the first valid one of its round).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ApprovalStatus {
+    pub decision: DecisionKind,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub generation: u64,
+    pub sql_digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Id of the decision record this was projected from.
+    pub decision_id: String,
+}
+
+/// Execution state of the approved SQL. `token` and `attempt` are written *before* the engine is
+/// asked to start (intent first), `id` right after, so a replay attaches instead of re-running.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Execution {
+    /// Idempotency token: hash(uid, generation, sqlDigest, attempt).
+    pub token: String,
+    pub attempt: u32,
+    /// Engine's execution id (Athena QueryExecutionId; the token locally).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Starting | Running | Succeeded | Failed | Cancelled
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_scanned: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_location: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Preview>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A bounded preview of the result, small enough for a DynamoDB item.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Preview {
+    pub columns: Vec<String>,
+    /// Cells rendered as strings; `null` for SQL NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// True when the result had more rows (or bytes) than the preview keeps.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub truncated: bool,
+}
+
+/// Kubernetes-style condition.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Condition {
+    /// Generated | Approved | Executed | Ready | Notified | ...
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True | False | Unknown
+    pub status: String,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    pub last_transition_time: DateTime<Utc>,
+}
+
+/// One entry of the audit trail.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HistoryEntry {
+    pub at: DateTime<Utc>,
+    /// Generated | Decision | DecisionRefused | Executed | Failed | Observed | ...
+    pub event: String,
+    #[serde(default)]
+    pub generation: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// An append-only decision record: `approve`, `refine` or `reject` of exactly one
+/// `(uid, generation, sqlDigest, round)`. Created only if absent; never edited.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Decision {
+    /// Deterministic: hash of (uid, generation, round, by) — one decision per person per round,
+    /// so a redelivered queue message or a double click writes nothing new.
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+    pub generation: u64,
+    pub round: u32,
+    pub sql_digest: String,
+    pub decision: DecisionKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    /// Where it came from: cli | sqs | console | chat.
+    #[serde(default)]
+    pub source: String,
+    /// The approver accepts an estimate over `limits.maxBytesScanned`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_over_budget: bool,
+}
+
+/// The controller's approval policy, stored so the CLI can refuse at once what it can check.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Policy {
+    /// Who may decide on any database without its own list; empty = anyone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+    /// Admin approvers per database: for a database listed here, only these may decide.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, DatabasePolicy>,
+    /// Four-eyes: the requester may not approve their own request.
+    #[serde(default)]
+    pub four_eyes: bool,
+    /// Default and maximum approval wait (e.g. `24h`); specs may only shorten it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_timeout: Option<DurationSpec>,
+}
+
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabasePolicy {
+    pub approvers: Vec<String>,
+}

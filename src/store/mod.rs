@@ -1,0 +1,138 @@
+//! The `Store`: where requests, decision records, the policy and the leader lease live.
+//!
+//! Kubernetes rules: every request write is a compare-and-set on `metadata.resourceVersion`;
+//! `metadata.generation` changes only when the spec changes; decision records are created only if
+//! absent and never edited. Controller writes carry a [`Fence`] checked in the same transaction,
+//! so a deposed leader's writes fail. Implementations: SQLite (embedded) and DynamoDB.
+
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
+
+/// Why a store call failed. `Conflict` and `Fenced` are expected outcomes of races, not bugs.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(ObjectKey),
+    #[error("{0} already exists")]
+    AlreadyExists(ObjectKey),
+    /// The record changed since it was read (resourceVersion mismatch): re-read and retry.
+    #[error("{key} was modified concurrently (expected resourceVersion {expected}); re-read and retry")]
+    Conflict { key: ObjectKey, expected: String },
+    /// The writer no longer holds the leader lease (or its epoch moved on).
+    #[error("write refused: this controller is no longer the leader (lease epoch {epoch})")]
+    Fenced { epoch: u64 },
+    /// The store is temporarily unavailable (locked, throttled, network): retry with backoff.
+    #[error("store temporarily unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (corrupt data, I/O, migration failure).
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    /// Worth retrying after a backoff.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. } | StoreError::Unavailable(_))
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Proof of leadership carried by every controller write: the lease name, holder and epoch that
+/// must still be current when the write commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: String,
+    pub epoch: u64,
+}
+
+/// The leader lease as stored. `renewals` increases on every renew, so a standby can tell a live
+/// leader from a dead one by watching it change on its own monotonic clock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub epoch: u64,
+    pub renewals: u64,
+    pub duration_ms: u64,
+    /// Wall-clock millis of the last renew, for display only (never for takeover decisions).
+    pub renewed_at_ms: i64,
+}
+
+/// Label selector: `key=value` pairs that must all match (kubectl's equality-based form).
+pub type LabelSelector = BTreeMap<String, String>;
+
+/// Result of creating a decision record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecisionOutcome {
+    Created(Decision),
+    /// A record with this id exists already (a redelivered message, a double click): nothing written.
+    Exists(Decision),
+}
+
+/// A change observed by [`Store::changes_since`]: the key and the resourceVersion written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub key: ObjectKey,
+    /// None for a deletion or a decision record.
+    pub resource_version: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a request: sets uid, resourceVersion, generation 1 and creationTimestamp.
+    async fn create(&self, req: QueryRequest) -> Result<QueryRequest>;
+    async fn get(&self, key: &ObjectKey) -> Result<Option<QueryRequest>>;
+    /// All requests (in `namespace` if given) whose labels match `selector`, ordered by key.
+    async fn list(&self, namespace: Option<&str>, selector: &LabelSelector) -> Result<Vec<QueryRequest>>;
+    /// Keys of requests that are not terminal, or terminal and still owe a notification or a
+    /// finalizer: what a resync must look at. Implementations must not scan finished records.
+    async fn list_active(&self) -> Result<Vec<ObjectKey>>;
+    /// Replaces metadata (labels, annotations) and spec; CAS on `metadata.resourceVersion`.
+    /// Bumps `generation` only if the spec changed. Status is left alone.
+    async fn update_spec(&self, req: &QueryRequest) -> Result<QueryRequest>;
+    /// Replaces status and finalizers; CAS on `metadata.resourceVersion`; fenced when `fence` is given.
+    async fn update_status(&self, req: &QueryRequest, fence: Option<&Fence>) -> Result<QueryRequest>;
+    /// Deletes a request. With finalizers present (and `force` false) only marks
+    /// `deletionTimestamp`; the controller removes the record once its finalizers are done.
+    /// Returns the record as left (None when removed).
+    async fn delete(&self, key: &ObjectKey, force: bool) -> Result<Option<QueryRequest>>;
+    /// Removes a request marked for deletion once its finalizers are empty; CAS + fence.
+    async fn finalize(&self, req: &QueryRequest, fence: Option<&Fence>) -> Result<()>;
+
+    /// Creates a decision record only if no record with its id exists.
+    async fn create_decision(&self, decision: &Decision) -> Result<DecisionOutcome>;
+    /// Decision records for a request uid, in creation order.
+    async fn list_decisions(&self, uid: &str) -> Result<Vec<Decision>>;
+
+    async fn get_policy(&self) -> Result<Option<Policy>>;
+    async fn put_policy(&self, policy: &Policy, fence: Option<&Fence>) -> Result<()>;
+
+    async fn get_lease(&self, name: &str) -> Result<Option<Lease>>;
+    /// Takes the lease if it is absent or still exactly `observed` (holder, epoch, renewals):
+    /// the caller has watched it unchanged for a full lease period. Bumps the epoch.
+    async fn try_acquire_lease(&self, name: &str, holder: &str, duration_ms: u64, observed: Option<&Lease>) -> Result<Option<Lease>>;
+    /// Renews a lease still held with `fence`; Err(Fenced) when it was taken over.
+    async fn renew_lease(&self, name: &str, fence: &Fence) -> Result<Lease>;
+    /// Gives the lease up (on shutdown) so a standby can take over at once.
+    async fn release_lease(&self, name: &str, fence: &Fence) -> Result<()>;
+
+    /// A cursor for [`Store::changes_since`]: changes after it are reported.
+    async fn change_cursor(&self) -> Result<u64>;
+    /// Requests (and decision records, reported by their request's key) written after `cursor`,
+    /// and the new cursor. Used for prompt wake-ups.
+    async fn changes_since(&self, cursor: u64) -> Result<(u64, Vec<Change>)>;
+
+    /// Counts of requests per phase (for metrics).
+    async fn count_by_phase(&self) -> Result<BTreeMap<Phase, u64>> {
+        let mut m = BTreeMap::new();
+        for r in self.list(None, &LabelSelector::new()).await? {
+            *m.entry(r.phase()).or_insert(0) += 1;
+        }
+        Ok(m)
+    }
+}
