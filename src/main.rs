@@ -1,1 +1,43 @@
-fn main() {}
+//! The `sqlctl` binary: parse, set up logging, dispatch, map errors to exit codes.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sqlctl::cli::{Cli, Exit, run};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.global.log_format, cli.global.log_level.as_deref(), matches!(cli.command, sqlctl::cli::Command::Controller(_)));
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sqlctl: starting the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<Exit>() {
+                if !exit.message.is_empty() {
+                    eprintln!("sqlctl: {}", exit.message);
+                }
+                return ExitCode::from(exit.code);
+            }
+            eprintln!("sqlctl: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(format: &str, filter: Option<&str>, controller: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if controller { "info" } else { "warn" };
+    let filter = EnvFilter::try_new(filter.unwrap_or(default)).unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().flatten_event(true).with_current_span(false).init();
+    } else {
+        builder.with_target(false).init();
+    }
+}

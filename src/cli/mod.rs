@@ -1,1 +1,145 @@
-//! stub
+//! `sqlctl`, kubectl-style. One file per subcommand: a clap `Args` struct plus `run`; this file
+//! only parses and dispatches.
+//!
+//! Exit codes: 0 ok, 1 refused or failed, 2 usage.
+
+pub mod apply;
+pub mod ask;
+pub mod controller;
+pub mod decide;
+pub mod delete;
+pub mod describe;
+pub mod get;
+pub mod init;
+pub mod output;
+pub mod results;
+pub mod schema;
+pub mod wait;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::GlobalOpts;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sqlctl",
+    version,
+    about = "Ask a data lake questions in plain language; a human approves every query that runs.",
+    long_about = "sqlctl manages QueryRequest resources: a question (or SQL) you apply, SQL the controller \
+generates and guards, a decision a human makes on exactly that SQL, and the result.\n\n\
+Quick start (no AWS account, no network):\n  sqlctl ask --sql \"select n_name from nation order by n_name limit 5\"\n\n\
+Exit codes: 0 ok, 1 refused or failed, 2 usage.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or update requests from YAML files, directories or stdin (-).
+    Apply(apply::Args),
+    /// List requests, or show one.
+    Get(get::Args),
+    /// Show a request in detail: SQL, digest, conditions, history, preview.
+    Describe(describe::Args),
+    /// Delete a request (a running query is cancelled first).
+    Delete(delete::Args),
+    /// Print a finished request's full result.
+    Results(results::Args),
+    /// Wait until a request reaches a phase.
+    Wait(wait::Args),
+    /// Approve the SQL awaiting approval (binds to its digest).
+    Approve(decide::ApproveArgs),
+    /// Ask for different SQL: regenerate with your feedback.
+    Refine(decide::RefineArgs),
+    /// Reject the SQL awaiting approval.
+    Reject(decide::RejectArgs),
+    /// One shot: create a request, review its SQL, decide, and print the result.
+    Ask(ask::Args),
+    /// Run the controller (reconcile loop, leader election, metrics).
+    Controller(controller::Args),
+    /// Write the TPC-H sample warehouse for the local engine.
+    Init(init::Args),
+    /// Print the JSON Schema of QueryRequest.
+    Schema(schema::Args),
+}
+
+/// An error that carries its exit code. Anything else exits 1.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    /// Exit 2: the command line itself is wrong.
+    pub fn usage(message: impl Into<String>) -> anyhow::Error {
+        Exit { code: 2, message: message.into() }.into()
+    }
+    /// Exit 1: refused or failed, with a message saying what to do next.
+    pub fn refused(message: impl Into<String>) -> anyhow::Error {
+        Exit { code: 1, message: message.into() }.into()
+    }
+    /// Exit 1 with nothing more to print (the command already said why).
+    pub fn silent() -> anyhow::Error {
+        Exit { code: 1, message: String::new() }.into()
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = cli.global;
+    match cli.command {
+        Command::Apply(a) => a.run(&g).await,
+        Command::Get(a) => a.run(&g).await,
+        Command::Describe(a) => a.run(&g).await,
+        Command::Delete(a) => a.run(&g).await,
+        Command::Results(a) => a.run(&g).await,
+        Command::Wait(a) => a.run(&g).await,
+        Command::Approve(a) => a.run(&g).await,
+        Command::Refine(a) => a.run(&g).await,
+        Command::Reject(a) => a.run(&g).await,
+        Command::Ask(a) => a.run(&g).await,
+        Command::Controller(a) => a.run(&g).await,
+        Command::Init(a) => a.run(&g).await,
+        Command::Schema(a) => a.run(&g).await,
+    }
+}
+
+/// The person running the command: `--as` or the OS user.
+pub fn whoami(as_: Option<&str>) -> String {
+    if let Some(a) = as_ {
+        return a.to_string();
+    }
+    for var in ["SQLCTL_USER", "USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var) {
+            if !v.is_empty() {
+                return v;
+            }
+        }
+    }
+    // SAFETY: getpwuid returns a pointer into static storage or null; read before any other call.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if !pw.is_null() && !(*pw).pw_name.is_null() {
+            return std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned();
+        }
+    }
+    format!("uid-{}", unsafe { libc::getuid() })
+}
+
+/// Reads a request by name or fails with exit 1 and a hint.
+pub async fn get_request(store: &dyn crate::store::Store, g: &GlobalOpts, name: &str) -> anyhow::Result<crate::spec::QueryRequest> {
+    let key = crate::spec::ObjectKey::new(&g.namespace, name);
+    match store.get(&key).await? {
+        Some(r) => Ok(r),
+        None => Err(Exit::refused(format!(
+            "queryrequest {key} not found; `sqlctl get` lists requests{}",
+            if g.namespace == "default" { "" } else { " (check -n/--namespace)" }
+        ))),
+    }
+}

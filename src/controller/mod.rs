@@ -1,1 +1,381 @@
-//! stub
+//! The controller: a level-triggered reconcile loop over QueryRequests (DESIGN.md §3–4).
+//!
+//! * [`queue`]: deduplicated, single-flight, delayed work queue with per-key backoff.
+//! * [`reconcile`]: one idempotent step per call, decided from spec + status alone.
+//! * [`lease`]: leader election with a fencing epoch checked by the store on every write.
+//! * [`metrics`]: Prometheus counters and the `/healthz`, `/readyz`, `/metrics` server.
+//!
+//! The controller talks to backends only through their traits; `cli`/`config` build them.
+
+pub mod lease;
+pub mod metrics;
+pub mod queue;
+pub mod reconcile;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::catalog::Catalog;
+use crate::engine::{Engine, EngineError, Waker};
+use crate::generate::Generator;
+use crate::notify::Notifier;
+use crate::spec::{EngineKind, ObjectKey, Policy, QueryRequest};
+use crate::store::{Fence, Store, StoreError};
+
+pub use metrics::Metrics;
+pub use queue::WorkQueue;
+
+/// What to do after a reconcile: timing is data, not a side effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Look again after this long (also used as a drift safety net).
+    Requeue(Duration),
+    /// Nothing to do until the record or its decisions change.
+    AwaitChange,
+}
+
+impl Action {
+    #[must_use]
+    pub fn requeue(after: Duration) -> Self {
+        Action::Requeue(after)
+    }
+    #[must_use]
+    pub fn await_change() -> Self {
+        Action::AwaitChange
+    }
+}
+
+/// Why a reconcile failed. The error policy turns these into requeues.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(EngineError),
+    #[error(transparent)]
+    Catalog(crate::catalog::CatalogError),
+    #[error("generator temporarily unavailable: {0}")]
+    Generate(String),
+    #[error("not the leader")]
+    NotLeader,
+}
+
+/// Tunables of the loop.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    pub default_engine: EngineKind,
+    pub workers: usize,
+    /// Full resync of active records (drift safety net).
+    pub resync: Duration,
+    /// How often the store is polled for changes (wake-ups).
+    pub watch_interval: Duration,
+    /// Generation attempts (self-correction) per round.
+    pub max_attempts: u32,
+    pub lease_duration: Duration,
+    pub renew_deadline: Duration,
+    pub retry_period: Duration,
+    /// How long in-flight reconciles may take to finish on shutdown.
+    pub drain_timeout: Duration,
+    /// Identity of this process in the lease.
+    pub identity: String,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            default_engine: EngineKind::Local,
+            workers: 8,
+            resync: Duration::from_secs(30),
+            watch_interval: Duration::from_millis(50),
+            max_attempts: 3,
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            drain_timeout: Duration::from_secs(25),
+            identity: default_identity(),
+        }
+    }
+}
+
+/// `hostname-pid-random`: unique per process.
+pub fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    format!("{host}-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
+}
+
+/// Everything a reconcile needs: backends behind traits, policy, leadership, metrics.
+pub struct Context {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<dyn Catalog>,
+    pub engines: HashMap<EngineKind, Arc<dyn Engine>>,
+    pub generator: Option<Arc<dyn Generator>>,
+    pub notifier: Arc<dyn Notifier>,
+    pub policy: Policy,
+    pub config: ControllerConfig,
+    pub metrics: Arc<Metrics>,
+    /// Current leadership (None while standby).
+    pub fence: watch::Receiver<Option<Fence>>,
+    /// Engines call this when an in-process execution finishes.
+    pub waker: Waker,
+    /// resourceVersions this controller wrote, so its own writes do not wake it again.
+    written: Mutex<HashMap<ObjectKey, String>>,
+}
+
+impl Context {
+    pub fn fence(&self) -> Result<Fence, Error> {
+        self.fence.borrow().clone().ok_or(Error::NotLeader)
+    }
+
+    fn note_written(&self, req: &QueryRequest) {
+        if let Some(rv) = &req.metadata.resource_version {
+            self.written.lock().unwrap().insert(req.key(), rv.clone());
+        }
+    }
+
+    fn is_own_write(&self, key: &ObjectKey, rv: &str) -> bool {
+        self.written.lock().unwrap().get(key).is_some_and(|w| w == rv)
+    }
+
+    pub fn engine_names(&self) -> String {
+        let mut v: Vec<&str> = self.engines.keys().map(|k| k.as_str()).collect();
+        v.sort();
+        v.join(", ")
+    }
+}
+
+/// The backends and settings a controller is built from.
+pub struct Parts {
+    pub store: Arc<dyn Store>,
+    pub catalog: Arc<dyn Catalog>,
+    pub engines: HashMap<EngineKind, Arc<dyn Engine>>,
+    pub generator: Option<Arc<dyn Generator>>,
+    pub notifier: Arc<dyn Notifier>,
+    pub policy: Policy,
+    pub config: ControllerConfig,
+}
+
+/// A running controller: the leader loop plus its standby phase.
+pub struct Controller {
+    ctx: Arc<Context>,
+    queue: Arc<WorkQueue>,
+    fence_tx: watch::Sender<Option<Fence>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Controller {
+    pub fn new(parts: Parts) -> Self {
+        let queue = Arc::new(WorkQueue::default());
+        let (fence_tx, fence_rx) = watch::channel(None);
+        let metrics = Arc::new(Metrics::default());
+        let q = queue.clone();
+        let waker: Waker = Arc::new(move |key: &ObjectKey| q.add(key.clone()));
+        let ctx = Arc::new(Context {
+            store: parts.store,
+            catalog: parts.catalog,
+            engines: parts.engines,
+            generator: parts.generator,
+            notifier: parts.notifier,
+            policy: parts.policy,
+            config: parts.config,
+            metrics: metrics.clone(),
+            fence: fence_rx,
+            waker,
+            written: Mutex::new(HashMap::new()),
+        });
+        Controller { ctx, queue, fence_tx, metrics }
+    }
+
+    pub fn context(&self) -> &Arc<Context> {
+        &self.ctx
+    }
+
+    /// Runs until `shutdown` turns true (graceful drain) or leadership is lost (error: the
+    /// process should exit and be restarted as a standby, like client-go's leader election).
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let ctx = self.ctx.clone();
+        let cfg = ctx.config.clone();
+        // Standby until we hold the lease.
+        let fence = tokio::select! {
+            f = lease::acquire(ctx.store.as_ref(), &cfg, &ctx.metrics) => f?,
+            _ = wait_true(&mut shutdown) => return Ok(()),
+        };
+        tracing::info!(identity = %cfg.identity, epoch = fence.epoch, "became leader");
+        ctx.metrics.set_leader(true);
+        self.fence_tx.send_replace(Some(fence.clone()));
+        if let Err(e) = ctx.store.put_policy(&ctx.policy, Some(&fence)).await {
+            tracing::warn!(error = %e, "could not store the approval policy record");
+        }
+
+        let (lost_tx, mut lost_rx) = watch::channel(false);
+        let renewer = tokio::spawn(lease::renew_loop(ctx.store.clone(), cfg.clone(), fence.clone(), lost_tx, shutdown.clone()));
+
+        // Initial list, then wake-ups from store changes and periodic resyncs.
+        let mut cursor = ctx.store.change_cursor().await?;
+        for key in ctx.store.list_active().await? {
+            self.queue.add(key);
+        }
+        ctx.metrics.set_ready(true);
+        let watcher = tokio::spawn(watch_loop(ctx.clone(), self.queue.clone(), cursor, shutdown.clone()));
+        let resyncer = tokio::spawn(resync_loop(ctx.clone(), self.queue.clone(), shutdown.clone()));
+        cursor = 0;
+        let _ = cursor;
+
+        let sem = Arc::new(Semaphore::new(cfg.workers.max(1)));
+        let mut lost = false;
+        loop {
+            let key = tokio::select! {
+                k = self.queue.next() => match k { Some(k) => k, None => break },
+                _ = wait_true(&mut shutdown) => break,
+                _ = wait_true(&mut lost_rx) => { lost = true; break }
+            };
+            let permit = tokio::select! {
+                p = sem.clone().acquire_owned() => p.expect("semaphore open"),
+                _ = wait_true(&mut shutdown) => { self.queue.done(&key); break }
+            };
+            let ctx = ctx.clone();
+            let queue = self.queue.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                process(&ctx, &queue, key).await;
+            });
+        }
+        // Drain: stop handing out keys, let in-flight reconciles finish.
+        self.queue.shut_down();
+        ctx.metrics.set_ready(false);
+        let drained = tokio::time::timeout(cfg.drain_timeout, sem.acquire_many(cfg.workers.max(1) as u32)).await.is_ok();
+        if !drained {
+            tracing::warn!(timeout = ?cfg.drain_timeout, "drain timed out with reconciles in flight");
+        }
+        watcher.abort();
+        resyncer.abort();
+        renewer.abort();
+        self.fence_tx.send_replace(None);
+        ctx.metrics.set_leader(false);
+        if lost {
+            anyhow::bail!("lost the leader lease; exiting so a fresh process can stand by");
+        }
+        if let Err(e) = ctx.store.release_lease(lease::LEASE_NAME, &fence).await {
+            tracing::warn!(error = %e, "could not release the lease");
+        } else {
+            tracing::info!("released the leader lease");
+        }
+        Ok(())
+    }
+}
+
+async fn wait_true(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// Reconciles one key and schedules its next look (error policy included).
+async fn process(ctx: &Arc<Context>, queue: &Arc<WorkQueue>, key: ObjectKey) {
+    let started = std::time::Instant::now();
+    let result = match ctx.store.get(&key).await {
+        Ok(Some(req)) => reconcile::reconcile(req, ctx).await,
+        Ok(None) => Ok(Action::AwaitChange),
+        Err(e) => Err(Error::Store(e)),
+    };
+    ctx.metrics.observe_reconcile(started.elapsed());
+    queue.done(&key);
+    match result {
+        Ok(action) => {
+            ctx.metrics.reconcile("success");
+            queue.forget(&key);
+            if let Action::Requeue(d) = action {
+                queue.add_after(key, d);
+            }
+        }
+        Err(e) => {
+            let delay = error_policy(queue, &key, &e);
+            ctx.metrics.reconcile(match &e {
+                Error::Store(StoreError::Conflict { .. }) => "conflict",
+                Error::Store(StoreError::Fenced { .. }) | Error::NotLeader => "fenced",
+                _ => "error",
+            });
+            ctx.metrics.error(error_kind(&e));
+            if let Some(d) = delay {
+                tracing::warn!(key = %key, error = %e, retry_in_ms = d.as_millis() as u64, "reconcile failed");
+            } else {
+                tracing::warn!(key = %key, error = %e, "reconcile refused");
+            }
+        }
+    }
+    ctx.metrics.set_queue_depth(queue.len());
+}
+
+fn error_kind(e: &Error) -> &'static str {
+    match e {
+        Error::Store(StoreError::Conflict { .. }) => "conflict",
+        Error::Store(StoreError::Fenced { .. }) | Error::NotLeader => "fenced",
+        Error::Store(_) => "store",
+        Error::Engine(_) => "engine",
+        Error::Catalog(_) => "catalog",
+        Error::Generate(_) => "generator",
+    }
+}
+
+/// Turns a failure into a requeue: a lost CAS race is retried at once (re-read), transient
+/// failures back off exponentially per key, a fenced write is not retried here (the lease loop
+/// ends leadership).
+pub fn error_policy(queue: &WorkQueue, key: &ObjectKey, err: &Error) -> Option<Duration> {
+    match err {
+        Error::Store(StoreError::Conflict { .. }) => {
+            queue.add_after(key.clone(), Duration::from_millis(5));
+            Some(Duration::from_millis(5))
+        }
+        Error::Store(StoreError::Fenced { .. }) | Error::NotLeader => None,
+        _ => Some(queue.add_rate_limited(key.clone())),
+    }
+}
+
+async fn watch_loop(ctx: Arc<Context>, queue: Arc<WorkQueue>, mut cursor: u64, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(ctx.config.watch_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wait_true(&mut shutdown) => return,
+        }
+        match ctx.store.changes_since(cursor).await {
+            Ok((next, changes)) => {
+                cursor = next;
+                for c in changes {
+                    if let Some(rv) = &c.resource_version {
+                        if ctx.is_own_write(&c.key, rv) {
+                            continue;
+                        }
+                    }
+                    queue.add(c.key);
+                }
+                ctx.metrics.set_queue_depth(queue.len());
+            }
+            Err(e) => tracing::warn!(error = %e, "watching the store failed; will retry"),
+        }
+    }
+}
+
+async fn resync_loop(ctx: Arc<Context>, queue: Arc<WorkQueue>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(ctx.config.resync);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = wait_true(&mut shutdown) => return,
+        }
+        match ctx.store.list_active().await {
+            Ok(keys) => {
+                for k in keys {
+                    queue.add(k);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "resync failed; will retry"),
+        }
+        ctx.written.lock().unwrap().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,987 @@
-//! stub
+//! The local engine: DataFusion over the embedded warehouse directory, results as CSV files.
+//!
+//! It is the second wall behind the guard (DESIGN §5): every query runs in a fresh session that
+//! holds only the tables of the request's database (no other schema, no `information_schema`,
+//! no URL or file tables) and goes through `SessionContext::sql_with_options` with DDL, DML and
+//! statements disallowed, so even SQL that never passed the guard cannot write, `COPY`, `SET` or
+//! read a file by path.
+//!
+//! Executions live in memory, keyed by the job's idempotency token (which is also the
+//! execution id): a second `start` with a known token attaches instead of running again, and
+//! after a restart `poll` answers [`ExecState::Unknown`] so the controller starts again, which
+//! is safe because the local engine only reads. Each execution streams its full result to
+//! `<results_dir>/<result_key>.csv` through a temp file that is renamed into place when
+//! complete, keeps a bounded preview, and wakes the controller when it finishes.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::Semaphore;
+
+use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker};
+use crate::spec::quantity::{format_duration, human_bytes};
+use crate::spec::{ObjectKey, Preview};
+use crate::warehouse::{self, WarehouseError};
+
+/// Most cell text kept in a preview (the preview must fit a 400 KB DynamoDB item).
+pub const PREVIEW_MAX_BYTES: usize = 256 * 1024;
+
+/// How long a finished execution stays in memory after it was first polled as finished.
+const EVICT_AFTER_POLLED: Duration = Duration::from_secs(5 * 60);
+
+/// Most finished executions kept at all; beyond it the oldest are evicted even if never polled
+/// (their requests then see `Unknown` and start again, which only re-reads).
+const MAX_FINISHED: usize = 10_000;
+
+/// How often the map is swept for evictable entries.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// The read-only options every statement of this engine is planned with.
+fn read_only() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
+/// DataFusion over `data_dir`, writing results under `results_dir`.
+pub struct LocalEngine {
+    data_dir: PathBuf,
+    results_dir: PathBuf,
+    executions: Arc<Mutex<Executions>>,
+    /// Bounds concurrently executing queries (the rest wait, as `Running`, before their timeout
+    /// starts): DataFusion already uses every core for one query.
+    slots: Arc<Semaphore>,
+}
+
+#[derive(Default)]
+struct Executions {
+    by_id: HashMap<String, Execution>,
+    last_sweep: Option<Instant>,
+}
+
+struct Execution {
+    state: ExecState,
+    abort: Option<tokio::task::AbortHandle>,
+    /// The physical plan once built, so `poll` can report bytes scanned so far.
+    plan: Option<Arc<dyn ExecutionPlan>>,
+    finished_at: Option<Instant>,
+    /// When `poll` first returned the final state; eviction counts from here.
+    reported_at: Option<Instant>,
+}
+
+impl Executions {
+    /// Records the final state, unless the execution was cancelled (or forgotten) meanwhile.
+    fn finish(&mut self, id: &str, state: ExecState) -> bool {
+        match self.by_id.get_mut(id) {
+            Some(e) if matches!(e.state, ExecState::Running { .. }) => {
+                e.state = state;
+                e.abort = None;
+                e.plan = None;
+                e.finished_at = Some(Instant::now());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops finished executions that were reported a while ago, and the oldest finished ones
+    /// beyond [`MAX_FINISHED`]. Running executions are never dropped.
+    fn sweep(&mut self, now: Instant) {
+        if self.last_sweep.is_some_and(|t| now.duration_since(t) < SWEEP_EVERY) && self.by_id.len() <= MAX_FINISHED {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.by_id.retain(|_, e| !e.reported_at.is_some_and(|t| now.duration_since(t) >= EVICT_AFTER_POLLED));
+        let mut finished: Vec<(Instant, String)> =
+            self.by_id.iter().filter_map(|(id, e)| e.finished_at.map(|t| (t, id.clone()))).collect();
+        if finished.len() > MAX_FINISHED {
+            finished.sort();
+            for (_, id) in finished.iter().take(finished.len() - MAX_FINISHED) {
+                self.by_id.remove(id);
+            }
+        }
+    }
+}
+
+/// Why an execution failed (becomes `ExecState::Failed`).
+struct RunError(String);
+
+impl From<DataFusionError> for RunError {
+    fn from(e: DataFusionError) -> Self {
+        RunError(datafusion_message(&e))
+    }
+}
+
+/// DataFusion's message without the backtrace noise some variants carry.
+fn datafusion_message(e: &DataFusionError) -> String {
+    e.to_string().trim().to_string()
+}
+
+fn warehouse_error(e: WarehouseError) -> EngineError {
+    EngineError::Permanent(e.to_string())
+}
+
+impl LocalEngine {
+    /// An engine reading `data_dir` (see [`crate::warehouse`]) and writing CSV results under
+    /// `results_dir` (created on first use).
+    pub fn new(data_dir: impl Into<PathBuf>, results_dir: impl Into<PathBuf>) -> Self {
+        let data_dir = data_dir.into();
+        let results_dir = results_dir.into();
+        let slots = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8);
+        LocalEngine {
+            data_dir: std::path::absolute(&data_dir).unwrap_or(data_dir),
+            results_dir: std::path::absolute(&results_dir).unwrap_or(results_dir),
+            executions: Arc::new(Mutex::new(Executions::default())),
+            slots: Arc::new(Semaphore::new(slots)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Executions> {
+        self.executions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Where the result of `result_key` goes, refusing keys that would leave `results_dir`.
+    fn result_path(&self, result_key: &str) -> Result<PathBuf, EngineError> {
+        let key = Path::new(result_key);
+        let safe = !result_key.is_empty()
+            && !result_key.contains('\\')
+            && key.components().all(|c| matches!(c, Component::Normal(_)));
+        if !safe {
+            return Err(EngineError::Permanent(format!(
+                "invalid result key {result_key:?}: expected a relative path like namespace/name/generation-attempt"
+            )));
+        }
+        Ok(self.results_dir.join(format!("{result_key}.csv")))
+    }
+
+    /// Bytes the query would read from table files: for Parquet, the compressed size of the
+    /// column chunks of the columns each scan projects (before any pruning); for CSV, whole
+    /// files. An upper bound of what the query scans, used for `limits.maxBytesScanned` and
+    /// for the estimate a request shows before approval.
+    pub async fn estimate_bytes(&self, database: &str, sql: &str) -> Result<u64, EngineError> {
+        let (_ctx, plan) = self.physical_plan(database, sql).await?;
+        Ok(tokio::task::spawn_blocking(move || estimate_scan_bytes(&plan))
+            .await
+            .map_err(|e| EngineError::Transient(format!("estimating scan size: {e}")))?)
+    }
+
+    /// Plans `sql` read-only against `database`.
+    async fn physical_plan(
+        &self,
+        database: &str,
+        sql: &str,
+    ) -> Result<(SessionContext, Arc<dyn ExecutionPlan>), EngineError> {
+        let (ctx, _) = warehouse::open_session(&self.data_dir, database).await.map_err(warehouse_error)?;
+        let df = ctx.sql_with_options(sql, read_only()).await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
+        let plan = df.create_physical_plan().await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
+        Ok((ctx, plan))
+    }
+}
+
+/// Everything one execution task needs, cloned out of the engine.
+struct Run {
+    id: String,
+    job: QueryJob,
+    data_dir: PathBuf,
+    output: PathBuf,
+    executions: Arc<Mutex<Executions>>,
+}
+
+impl Run {
+    /// Plans, checks the budget, streams the result to CSV and builds the outcome.
+    async fn execute(&self, started: Instant) -> Result<QueryOutcome, RunError> {
+        let (ctx, _) = warehouse::open_session(&self.data_dir, &self.job.database)
+            .await
+            .map_err(|e| RunError(e.to_string()))?;
+        let df = ctx.sql_with_options(&self.job.sql, read_only()).await?;
+        let plan = df.create_physical_plan().await?;
+        if let Some(e) = self.executions.lock().unwrap_or_else(|e| e.into_inner()).by_id.get_mut(&self.id) {
+            e.plan = Some(Arc::clone(&plan));
+        }
+
+        let budget = self.job.limits.max_bytes_scanned;
+        if let Some(budget) = budget {
+            let p = Arc::clone(&plan);
+            let estimate = tokio::task::spawn_blocking(move || estimate_scan_bytes(&p))
+                .await
+                .map_err(|e| RunError(format!("estimating scan size: {e}")))?;
+            if estimate > budget {
+                return Err(RunError(format!(
+                    "query would scan about {} of table data, over its budget of {} (limits.maxBytesScanned)",
+                    human_bytes(estimate),
+                    human_bytes(budget)
+                )));
+            }
+        }
+
+        let schema = plan.schema();
+        let mut stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
+        let mut out = ResultFile::create(&self.output).await?;
+        let mut preview = PreviewBuilder::new(&schema, self.job.limits.max_rows);
+        out.write(csv_header(&schema).as_bytes()).await?;
+        let mut rows = 0u64;
+        let mut buf = String::new();
+        while let Some(batch) = stream.next().await {
+            let batch = batch?;
+            buf.clear();
+            render_batch(&batch, &mut buf, &mut preview)?;
+            out.write(buf.as_bytes()).await?;
+            rows += batch.num_rows() as u64;
+            if let Some(budget) = budget {
+                let scanned = scanned_bytes(&plan).unwrap_or(0);
+                if scanned > budget {
+                    return Err(RunError(format!(
+                        "query scanned {} of table data, over its budget of {} (limits.maxBytesScanned)",
+                        human_bytes(scanned),
+                        human_bytes(budget)
+                    )));
+                }
+            }
+        }
+        drop(stream);
+        let location = out.commit().await?;
+        Ok(QueryOutcome {
+            rows,
+            bytes_scanned: scanned_bytes(&plan),
+            cost_usd: None,
+            duration_ms: started.elapsed().as_millis() as u64,
+            output_location: location.display().to_string(),
+            preview: preview.finish(),
+        })
+    }
+}
+
+/// A result being written: a temp file next to the final path, removed unless committed.
+struct ResultFile {
+    tmp: PathBuf,
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+    committed: bool,
+}
+
+impl ResultFile {
+    async fn create(path: &Path) -> Result<Self, RunError> {
+        let io = |what: &str, e: std::io::Error| RunError(format!("{what} {}: {e}", path.display()));
+        let dir = path.parent().ok_or_else(|| RunError(format!("no directory for {}", path.display())))?;
+        tokio::fs::create_dir_all(dir).await.map_err(|e| io("creating the directory of", e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let file = tokio::fs::File::create(&tmp).await.map_err(|e| io("creating a temp file for", e))?;
+        Ok(ResultFile { tmp, path: path.to_path_buf(), file: Some(file), committed: false })
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), RunError> {
+        let file = self.file.as_mut().expect("open until committed");
+        file.write_all(bytes).await.map_err(|e| RunError(format!("writing {}: {e}", self.path.display())))
+    }
+
+    /// Flushes, syncs and renames into place; returns the final path.
+    async fn commit(mut self) -> Result<PathBuf, RunError> {
+        let path = self.path.clone();
+        let err = |e: std::io::Error| RunError(format!("writing {}: {e}", path.display()));
+        let mut file = self.file.take().expect("open until committed");
+        file.flush().await.map_err(err)?;
+        file.sync_all().await.map_err(err)?;
+        drop(file);
+        tokio::fs::rename(&self.tmp, &self.path).await.map_err(err)?;
+        self.committed = true;
+        Ok(path)
+    }
+}
+
+impl Drop for ResultFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Failed, timed out or cancelled: never leave a partial file behind.
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Collects at most `max_rows` rows and [`PREVIEW_MAX_BYTES`] of cell text.
+struct PreviewBuilder {
+    preview: Preview,
+    max_rows: usize,
+    bytes: usize,
+}
+
+impl PreviewBuilder {
+    fn new(schema: &Schema, max_rows: u64) -> Self {
+        PreviewBuilder {
+            preview: Preview {
+                columns: schema.fields().iter().map(|f| f.name().clone()).collect(),
+                rows: Vec::new(),
+                truncated: false,
+            },
+            max_rows: usize::try_from(max_rows).unwrap_or(usize::MAX),
+            bytes: 0,
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.preview.truncated
+    }
+
+    /// Offers one row; once a row does not fit, the preview is marked truncated and closed.
+    fn offer(&mut self, row: Vec<Option<String>>) {
+        if self.preview.truncated {
+            return;
+        }
+        let size: usize = row.iter().map(|c| c.as_ref().map_or(0, String::len)).sum();
+        if self.preview.rows.len() >= self.max_rows || self.bytes + size > PREVIEW_MAX_BYTES {
+            self.preview.truncated = true;
+            return;
+        }
+        self.bytes += size;
+        self.preview.rows.push(row);
+    }
+
+    fn finish(self) -> Preview {
+        self.preview
+    }
+}
+
+/// Appends `batch` as CSV rows to `out` and offers its rows to the preview.
+fn render_batch(batch: &RecordBatch, out: &mut String, preview: &mut PreviewBuilder) -> Result<(), RunError> {
+    let options = FormatOptions::default();
+    let formatters = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| RunError(format!("formatting results: {e}")))?;
+    // Logical nulls: a `NullArray` (`SELECT NULL`) or a dictionary has no null buffer of its own.
+    let nulls: Vec<_> = batch.columns().iter().map(|c| c.logical_nulls()).collect();
+    let mut cell = String::new();
+    for row in 0..batch.num_rows() {
+        let want_preview = !preview.full();
+        let mut preview_row = Vec::with_capacity(if want_preview { formatters.len() } else { 0 });
+        for (i, (nulls, formatter)) in nulls.iter().zip(&formatters).enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            if nulls.as_ref().is_some_and(|n| n.is_null(row)) {
+                if want_preview {
+                    preview_row.push(None);
+                }
+                continue;
+            }
+            cell.clear();
+            write!(cell, "{}", formatter.value(row)).map_err(|e| RunError(format!("formatting results: {e}")))?;
+            push_csv_field(out, &cell);
+            if want_preview {
+                preview_row.push(Some(cell.clone()));
+            }
+        }
+        out.push('\n');
+        if want_preview {
+            preview.offer(preview_row);
+        }
+    }
+    Ok(())
+}
+
+/// The header row of the CSV result.
+fn csv_header(schema: &Schema) -> String {
+    let mut out = String::new();
+    for (i, f) in schema.fields().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_csv_field(&mut out, f.name());
+    }
+    out.push('\n');
+    out
+}
+
+/// RFC 4180 field: quoted when it holds a separator, quote or line break, and when empty (so
+/// an empty string differs from NULL, which is written as nothing at all).
+fn push_csv_field(out: &mut String, value: &str) {
+    if value.is_empty() || value.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+/// All file scans in a physical plan.
+fn file_scans(plan: &Arc<dyn ExecutionPlan>) -> Vec<Arc<dyn ExecutionPlan>> {
+    let mut out = Vec::new();
+    let mut stack = vec![Arc::clone(plan)];
+    while let Some(node) = stack.pop() {
+        if node.downcast_ref::<DataSourceExec>().is_some() {
+            out.push(Arc::clone(&node));
+        }
+        stack.extend(node.children().into_iter().cloned());
+    }
+    out
+}
+
+/// Sum of the `bytes_scanned` metric of the plan's Parquet scans; `None` when no scan
+/// reports it (no Parquet table read, or nothing executed yet).
+fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
+    let mut total = None;
+    for scan in file_scans(plan) {
+        if let Some(v) = scan.metrics().and_then(|m| m.sum_by_name("bytes_scanned")) {
+            *total.get_or_insert(0) += v.as_usize() as u64;
+        }
+    }
+    total
+}
+
+/// See [`LocalEngine::estimate_bytes`]. Blocking: reads Parquet footers.
+fn estimate_scan_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+    let mut total = 0u64;
+    for scan in file_scans(plan) {
+        let Some(exec) = scan.downcast_ref::<DataSourceExec>() else { continue };
+        let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else { continue };
+        let columns: Vec<String> = scan.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let parquet = config.file_source.file_type() == "parquet";
+        // A file split into byte ranges across partitions appears once per range: count it once.
+        let mut seen = std::collections::HashSet::new();
+        for file in config.file_groups.iter().flat_map(|g| g.iter()) {
+            if !seen.insert(file.object_meta.location.clone()) {
+                continue;
+            }
+            let whole = file.object_meta.size;
+            total += if parquet {
+                let path = PathBuf::from(format!("/{}", file.object_meta.location));
+                projected_parquet_bytes(&path, &columns).unwrap_or(whole)
+            } else {
+                whole
+            };
+        }
+    }
+    total
+}
+
+/// Compressed bytes of the column chunks of `columns` (top-level names) in a Parquet file.
+fn projected_parquet_bytes(path: &Path, columns: &[String]) -> Option<u64> {
+    let reader = SerializedFileReader::new(std::fs::File::open(path).ok()?).ok()?;
+    let mut total = 0i64;
+    for rg in reader.metadata().row_groups() {
+        for chunk in rg.columns() {
+            let top = chunk.column_path().parts().first()?;
+            if columns.iter().any(|c| c == top) {
+                total += chunk.compressed_size();
+            }
+        }
+    }
+    u64::try_from(total).ok()
+}
+
+#[async_trait]
+impl Engine for LocalEngine {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    async fn start(&self, job: &QueryJob, waker: Waker) -> Result<String, EngineError> {
+        let output = self.result_path(&job.result_key)?;
+        let id = job.token.clone();
+        if id.is_empty() {
+            return Err(EngineError::Permanent("a query job needs an idempotency token".into()));
+        }
+        let mut executions = self.lock();
+        executions.sweep(Instant::now());
+        if executions.by_id.contains_key(&id) {
+            return Ok(id);
+        }
+        executions.by_id.insert(
+            id.clone(),
+            Execution {
+                state: ExecState::Running { bytes_scanned: None },
+                abort: None,
+                plan: None,
+                finished_at: None,
+                reported_at: None,
+            },
+        );
+        let run = Run {
+            id: id.clone(),
+            job: job.clone(),
+            data_dir: self.data_dir.clone(),
+            output,
+            executions: Arc::clone(&self.executions),
+        };
+        let slots = Arc::clone(&self.slots);
+        // Spawned under the lock, so a racing start sees the entry and the handle is set before
+        // anyone can cancel; the task itself takes the lock only when it finishes.
+        let task = tokio::spawn(async move {
+            let key: ObjectKey = run.job.key.clone();
+            let _slot = slots.acquire_owned().await;
+            let started = Instant::now();
+            let timeout = Duration::from_millis(run.job.limits.timeout_ms);
+            tracing::info!(id = %run.id, request = %key, database = %run.job.database, "local query started");
+            let state = match tokio::time::timeout(timeout, run.execute(started)).await {
+                Ok(Ok(outcome)) => ExecState::Succeeded(outcome),
+                Ok(Err(RunError(reason))) => ExecState::Failed { reason, transient: false },
+                Err(_) => ExecState::Failed {
+                    reason: format!("query exceeded its timeout of {}", format_duration(timeout)),
+                    transient: false,
+                },
+            };
+            match &state {
+                ExecState::Succeeded(o) => {
+                    tracing::info!(id = %run.id, request = %key, rows = o.rows, duration_ms = o.duration_ms, "local query succeeded")
+                }
+                ExecState::Failed { reason, .. } => tracing::info!(id = %run.id, request = %key, reason, "local query failed"),
+                _ => {}
+            }
+            let recorded = run.executions.lock().unwrap_or_else(|e| e.into_inner()).finish(&run.id, state);
+            if recorded {
+                waker(&key);
+            }
+        });
+        if let Some(e) = executions.by_id.get_mut(&id) {
+            e.abort = Some(task.abort_handle());
+        }
+        Ok(id)
+    }
+
+    async fn poll(&self, id: &str) -> Result<ExecState, EngineError> {
+        let mut executions = self.lock();
+        let now = Instant::now();
+        executions.sweep(now);
+        let Some(e) = executions.by_id.get_mut(id) else {
+            return Ok(ExecState::Unknown);
+        };
+        match &e.state {
+            ExecState::Running { .. } => {
+                Ok(ExecState::Running { bytes_scanned: e.plan.as_ref().and_then(scanned_bytes) })
+            }
+            state => {
+                e.reported_at.get_or_insert(now);
+                Ok(state.clone())
+            }
+        }
+    }
+
+    async fn cancel(&self, id: &str) -> Result<(), EngineError> {
+        let mut executions = self.lock();
+        if let Some(e) = executions.by_id.get_mut(id)
+            && matches!(e.state, ExecState::Running { .. })
+        {
+            if let Some(abort) = e.abort.take() {
+                abort.abort();
+            }
+            e.state = ExecState::Cancelled { reason: "cancelled".into() };
+            e.plan = None;
+            e.finished_at = Some(Instant::now());
+            tracing::info!(id, "local query cancelled");
+        }
+        Ok(())
+    }
+
+    async fn plan(&self, database: &str, sql: &str) -> Result<(), EngineError> {
+        self.physical_plan(database, sql).await.map(|_| ())
+    }
+
+    async fn read_result(&self, output_location: &str) -> Result<Vec<u8>, EngineError> {
+        let refuse = || {
+            EngineError::Permanent(format!(
+                "{output_location:?} is not a result of this engine (results live under {})",
+                self.results_dir.display()
+            ))
+        };
+        let root = tokio::fs::canonicalize(&self.results_dir).await.map_err(|_| refuse())?;
+        let path = tokio::fs::canonicalize(output_location).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EngineError::Permanent(format!("result {output_location} no longer exists")),
+            _ => EngineError::Transient(format!("reading {output_location}: {e}")),
+        })?;
+        if !path.starts_with(&root) || path.extension().is_none_or(|e| e != "csv") {
+            return Err(refuse());
+        }
+        tokio::fs::read(&path).await.map_err(|e| EngineError::Transient(format!("reading {output_location}: {e}")))
+    }
+}
+
+/// Runs `sql` read-only against `database` of `data_dir` with the engine's session setup and
+/// returns the column names and every row rendered as the preview renders cells (NULL →
+/// `None`). For tests that compare the engine with an independent run.
+pub async fn run_sql_collect(
+    data_dir: &Path,
+    database: &str,
+    sql: &str,
+) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), EngineError> {
+    let (ctx, _) = warehouse::open_session(data_dir, database).await.map_err(warehouse_error)?;
+    let df = ctx.sql_with_options(sql, read_only()).await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
+    let columns = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+    let batches = df.collect().await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
+    let options = FormatOptions::default();
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let formatters = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| EngineError::Permanent(format!("formatting results: {e}")))?;
+        let nulls: Vec<_> = batch.columns().iter().map(|c| c.logical_nulls()).collect();
+        for row in 0..batch.num_rows() {
+            rows.push(
+                nulls
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(n, f)| (!n.as_ref().is_some_and(|n| n.is_null(row))).then(|| f.value(row).to_string()))
+                    .collect(),
+            );
+        }
+    }
+    Ok((columns, rows))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use crate::spec::EffectiveLimits;
+
+    /// One scale-0.01 TPC-H warehouse shared by every engine test (built once).
+    fn data_dir() -> &'static Path {
+        static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+        DIR.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            warehouse::init_tpch(dir.path(), "tpch", 0.01, &mut |_, _| {}).unwrap();
+            dir
+        })
+        .path()
+    }
+
+    fn engine() -> (LocalEngine, tempfile::TempDir) {
+        let results = tempfile::tempdir().unwrap();
+        (LocalEngine::new(data_dir(), results.path()), results)
+    }
+
+    fn job(token: &str, sql: &str) -> QueryJob {
+        QueryJob {
+            key: ObjectKey::new("default", token),
+            token: token.to_string(),
+            database: "tpch".into(),
+            sql: sql.into(),
+            limits: EffectiveLimits { max_rows: 1000, max_bytes_scanned: None, timeout_ms: 120_000 },
+            result_key: format!("default/{token}/1-0"),
+        }
+    }
+
+    fn counting_waker() -> (Waker, Arc<AtomicUsize>) {
+        let n = Arc::new(AtomicUsize::new(0));
+        let m = Arc::clone(&n);
+        (Arc::new(move |_: &ObjectKey| {
+            m.fetch_add(1, Ordering::SeqCst);
+        }), n)
+    }
+
+    async fn wait(engine: &LocalEngine, id: &str) -> ExecState {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match engine.poll(id).await.unwrap() {
+                ExecState::Running { .. } if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+                state => return state,
+            }
+        }
+    }
+
+    async fn run(engine: &LocalEngine, job: &QueryJob) -> ExecState {
+        let (waker, _) = counting_waker();
+        let id = engine.start(job, waker).await.unwrap();
+        wait(engine, &id).await
+    }
+
+    fn succeeded(state: ExecState) -> QueryOutcome {
+        match state {
+            ExecState::Succeeded(o) => o,
+            other => panic!("expected success, got {other:?}"),
+        }
+    }
+
+    fn failure(state: ExecState) -> String {
+        match state {
+            ExecState::Failed { reason, transient } => {
+                assert!(!transient);
+                reason
+            }
+            other => panic!("expected failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_join_with_aggregates_writes_csv_and_a_preview() {
+        let (engine, results) = engine();
+        let sql = "select n.n_name, count(*) as orders, sum(o.o_totalprice) as total, min(o.o_orderdate) as first \
+                   from orders o join customer c on o.o_custkey = c.c_custkey join nation n on c.c_nationkey = n.n_nationkey \
+                   group by n.n_name order by n.n_name";
+        let (waker, woken) = counting_waker();
+        let id = engine.start(&job("join", sql), waker).await.unwrap();
+        assert_eq!(id, "join");
+        let outcome = succeeded(wait(&engine, &id).await);
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert_eq!(outcome.rows, 25);
+        assert_eq!(outcome.cost_usd, None);
+        assert!(outcome.bytes_scanned.is_some_and(|b| b > 0), "{:?}", outcome.bytes_scanned);
+        assert_eq!(outcome.preview.columns, ["n_name", "orders", "total", "first"]);
+        assert_eq!(outcome.preview.rows.len(), 25);
+        assert!(!outcome.preview.truncated);
+        let first = &outcome.preview.rows[0];
+        assert_eq!(first[0].as_deref(), Some("ALGERIA"));
+        let total = first[2].as_deref().unwrap();
+        assert!(total.split_once('.').is_some_and(|(_, cents)| cents.len() == 2), "decimal sum {total}");
+        assert!(first[3].as_deref().unwrap().starts_with("199"), "date {:?}", first[3]);
+
+        // The CSV holds a header and every row, under results_dir/<result_key>.csv.
+        let path = results.path().join("default/join/1-0.csv");
+        assert_eq!(outcome.output_location, path.display().to_string());
+        let csv = String::from_utf8(engine.read_result(&outcome.output_location).await.unwrap()).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines[0], "n_name,orders,total,first");
+        assert_eq!(lines.len(), 26);
+        // The same rows as an independent run.
+        let (columns, rows) = run_sql_collect(data_dir(), "tpch", sql).await.unwrap();
+        assert_eq!(columns, outcome.preview.columns);
+        assert_eq!(rows, outcome.preview.rows);
+        let rendered: Vec<String> = rows.iter().map(|r| r.iter().map(|c| c.clone().unwrap()).collect::<Vec<_>>().join(",")).collect();
+        assert_eq!(lines[1..], rendered.iter().map(String::as_str).collect::<Vec<_>>()[..]);
+        // No temp file is left next to it.
+        let names: Vec<String> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["1-0.csv"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn decimal_sums_and_date_filters_match_an_independent_run() {
+        let (engine, _results) = engine();
+        let sql = "select sum(l_extendedprice) as revenue, count(*) as n from tpch.lineitem where l_shipdate < date '1995-01-01'";
+        let outcome = succeeded(run(&engine, &job("sum", sql)).await);
+        let (_, rows) = run_sql_collect(data_dir(), "tpch", sql).await.unwrap();
+        assert_eq!(outcome.preview.rows, rows);
+        assert!(rows[0][0].as_deref().unwrap().contains('.'));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_preview_is_capped_by_rows_and_bytes_but_the_csv_is_complete() {
+        let (engine, results) = engine();
+        let mut j = job("cap", "select n_nationkey, n_name, null as nothing, '' as empty from nation order by n_nationkey");
+        j.limits.max_rows = 10;
+        let outcome = succeeded(run(&engine, &j).await);
+        assert_eq!(outcome.rows, 25);
+        assert_eq!(outcome.preview.rows.len(), 10);
+        assert!(outcome.preview.truncated);
+        assert_eq!(outcome.preview.rows[0], [Some("0".into()), Some("ALGERIA".into()), None, Some(String::new())]);
+        let csv = std::fs::read_to_string(results.path().join("default/cap/1-0.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 26);
+        assert_eq!(csv.lines().nth(1).unwrap(), "0,ALGERIA,,\"\"");
+
+        let j = job("bytes", "select repeat('x', 10000) as big from lineitem limit 100");
+        let outcome = succeeded(run(&engine, &j).await);
+        assert_eq!(outcome.rows, 100);
+        assert!(outcome.preview.truncated);
+        assert_eq!(outcome.preview.rows.len(), PREVIEW_MAX_BYTES / 10_000);
+
+        let outcome = succeeded(run(&engine, &job("exact", "select * from region")).await);
+        assert_eq!(outcome.preview.rows.len(), 5);
+        assert!(!outcome.preview.truncated);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn csv_fields_are_quoted_when_needed() {
+        let (engine, results) = engine();
+        let sql = "select 'a,b' as \"x,y\", 'say \"hi\"' as q, 'line\nbreak' as l";
+        succeeded(run(&engine, &job("quote", sql)).await);
+        let csv = std::fs::read_to_string(results.path().join("default/quote/1-0.csv")).unwrap();
+        assert_eq!(csv, "\"x,y\",q,l\n\"a,b\",\"say \"\"hi\"\"\",\"line\nbreak\"\n");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn start_is_idempotent_per_token() {
+        let (engine, results) = engine();
+        let (waker, woken) = counting_waker();
+        let first = job("same", "select count(*) from orders");
+        let id = engine.start(&first, Arc::clone(&waker)).await.unwrap();
+        // Same token, different result key: attaches, does not run again.
+        let mut again = first.clone();
+        again.result_key = "default/same/other".into();
+        assert_eq!(engine.start(&again, Arc::clone(&waker)).await.unwrap(), id);
+        succeeded(wait(&engine, &id).await);
+        assert_eq!(engine.start(&again, waker).await.unwrap(), id);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert!(results.path().join("default/same/1-0.csv").exists());
+        assert!(!results.path().join("default/same/other.csv").exists());
+        assert_eq!(engine.poll("never-started").await.unwrap(), ExecState::Unknown);
+    }
+
+    /// Billions of joined rows, produced batch by batch (so the task yields and can be stopped).
+    const SLOW: &str = "select sum(a.l_orderkey * b.l_linenumber) from lineitem a cross join lineitem b";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_over_its_timeout_fails() {
+        let (engine, results) = engine();
+        let mut j = job("slow", SLOW);
+        j.limits.timeout_ms = 300;
+        let started = Instant::now();
+        let reason = failure(run(&engine, &j).await);
+        assert_eq!(reason, "query exceeded its timeout of 300ms");
+        assert!(started.elapsed() < Duration::from_secs(30));
+        assert!(!results.path().join("default/slow/1-0.csv").exists());
+        let leftovers = std::fs::read_dir(results.path().join("default/slow")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(leftovers, 0, "temp file left behind");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn cancel_stops_a_running_query() {
+        let (engine, _results) = engine();
+        let (waker, woken) = counting_waker();
+        let id = engine.start(&job("cancel", SLOW), waker).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        engine.cancel(&id).await.unwrap();
+        assert!(matches!(engine.poll(&id).await.unwrap(), ExecState::Cancelled { .. }));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(matches!(engine.poll(&id).await.unwrap(), ExecState::Cancelled { .. }));
+        assert_eq!(woken.load(Ordering::SeqCst), 0);
+        engine.cancel("unknown").await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn planning_errors_fail_with_datafusion_s_message() {
+        let (engine, _results) = engine();
+        let reason = failure(run(&engine, &job("nocol", "select no_such_column from orders")).await);
+        assert!(reason.contains("no_such_column"), "{reason}");
+        let reason = failure(run(&engine, &job("notable", "select * from nope")).await);
+        assert!(reason.contains("nope"), "{reason}");
+        let mut j = job("nodb", "select 1");
+        j.database = "sales".into();
+        let reason = failure(run(&engine, &j).await);
+        assert!(reason.contains("sqlctl init"), "{reason}");
+    }
+
+    /// The second wall: what the guard refuses, the engine refuses too.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_engine_itself_refuses_writes_settings_and_files() {
+        let (engine, _results) = engine();
+        let scratch = tempfile::tempdir().unwrap();
+        let copy_target = scratch.path().join("x.csv");
+        let cases = [
+            ("ctas", "CREATE TABLE x AS SELECT 1".to_string(), "DDL not supported"),
+            ("create", "CREATE TABLE x (a int)".to_string(), "DDL not supported"),
+            ("view", "CREATE VIEW v AS SELECT 1".to_string(), "DDL not supported"),
+            ("external", format!("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'", scratch.path().display()), "DDL not supported"),
+            ("drop", "DROP TABLE orders".to_string(), "DDL not supported"),
+            ("insert", "INSERT INTO orders SELECT * FROM orders".to_string(), "DML not supported"),
+            ("copy", format!("COPY (SELECT 1) TO '{}'", copy_target.display()), "DML not supported"),
+            ("copy_table", format!("COPY orders TO '{}'", copy_target.display()), "DML not supported"),
+            ("set", "SET datafusion.execution.batch_size = 1".to_string(), "Statement not supported"),
+            ("into", "SELECT * INTO newtable FROM orders".to_string(), "DDL not supported"),
+            ("passwd", "select * from '/etc/passwd'".to_string(), ""),
+            ("passwd_quoted", "select * from \"/etc/passwd\"".to_string(), "/etc/passwd"),
+            ("url", "select * from 'file:///etc/passwd'".to_string(), ""),
+            ("schema", "select * from information_schema.tables".to_string(), "information_schema"),
+        ];
+        for (token, sql, fragment) in cases {
+            let reason = failure(run(&engine, &job(token, &sql)).await);
+            assert!(reason.contains(fragment), "{token}: {reason}");
+            let planned = engine.plan("tpch", &sql).await.unwrap_err();
+            assert!(matches!(planned, EngineError::Permanent(_)), "{token}");
+        }
+        assert!(!copy_target.exists());
+        assert!(run_sql_collect(data_dir(), "tpch", "DROP TABLE orders").await.is_err());
+        // And the tables are still there.
+        succeeded(run(&engine, &job("still", "select count(*) from tpch.orders")).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn plan_is_a_dry_run() {
+        let (engine, results) = engine();
+        engine.plan("tpch", "select * from orders join customer on o_custkey = c_custkey").await.unwrap();
+        let err = engine.plan("tpch", "select nope from orders").await.unwrap_err();
+        assert!(matches!(err, EngineError::Permanent(ref m) if m.contains("nope")), "{err}");
+        assert!(matches!(engine.plan("sales", "select 1").await, Err(EngineError::Permanent(_))));
+        assert_eq!(std::fs::read_dir(results.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_scan_budget_is_enforced_from_file_sizes() {
+        let (engine, _results) = engine();
+        let narrow = engine.estimate_bytes("tpch", "select l_orderkey from lineitem").await.unwrap();
+        let wide = engine.estimate_bytes("tpch", "select * from lineitem").await.unwrap();
+        let file = std::fs::metadata(data_dir().join("tpch/lineitem.parquet")).unwrap().len();
+        assert!(0 < narrow && narrow < wide && wide <= file, "{narrow} {wide} {file}");
+
+        let mut j = job("budget", "select * from lineitem");
+        j.limits.max_bytes_scanned = Some(narrow);
+        let reason = failure(run(&engine, &j).await);
+        assert!(reason.contains("over its budget") && reason.contains("maxBytesScanned"), "{reason}");
+
+        let mut j = job("within", "select count(*) from region");
+        j.limits.max_bytes_scanned = Some(wide);
+        succeeded(run(&engine, &j).await);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_are_read_only_from_the_results_dir() {
+        let (engine, _results) = engine();
+        let outcome = succeeded(run(&engine, &job("read", "select 1 as one")).await);
+        assert_eq!(engine.read_result(&outcome.output_location).await.unwrap(), b"one\n1\n");
+        for bad in ["/etc/passwd", "../../etc/passwd", &format!("{}/../x.csv", outcome.output_location)] {
+            assert!(engine.read_result(bad).await.is_err(), "{bad}");
+        }
+        let parquet = data_dir().join("tpch/region.parquet");
+        assert!(engine.read_result(&parquet.display().to_string()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn result_keys_cannot_escape_the_results_dir() {
+        let (engine, _results) = engine();
+        for bad in ["../x", "/abs/x", "a/../../x", "", "a\\b"] {
+            let mut j = job("esc", "select 1");
+            j.result_key = bad.into();
+            let (waker, _) = counting_waker();
+            assert!(matches!(engine.start(&j, waker).await, Err(EngineError::Permanent(_))), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn finished_executions_are_evicted_after_being_reported() {
+        let now = Instant::now();
+        let mut ex = Executions::default();
+        let entry = |state: ExecState, finished: bool, reported: bool| Execution {
+            state,
+            abort: None,
+            plan: None,
+            finished_at: finished.then_some(now),
+            reported_at: reported.then_some(now),
+        };
+        ex.by_id.insert("running".into(), entry(ExecState::Running { bytes_scanned: None }, false, false));
+        ex.by_id.insert("reported".into(), entry(ExecState::Cancelled { reason: "x".into() }, true, true));
+        ex.by_id.insert("unreported".into(), entry(ExecState::Cancelled { reason: "x".into() }, true, false));
+        ex.sweep(now + Duration::from_secs(60));
+        assert_eq!(ex.by_id.len(), 3);
+        ex.sweep(now + EVICT_AFTER_POLLED + SWEEP_EVERY);
+        let mut left: Vec<&str> = ex.by_id.keys().map(String::as_str).collect();
+        left.sort();
+        assert_eq!(left, ["running", "unreported"]);
+
+        // Bounded even if nobody polls: at most MAX_FINISHED finished entries stay.
+        for i in 0..MAX_FINISHED + 50 {
+            ex.by_id.insert(format!("f{i}"), entry(ExecState::Cancelled { reason: "x".into() }, true, false));
+        }
+        ex.sweep(now + EVICT_AFTER_POLLED + SWEEP_EVERY * 3);
+        assert_eq!(ex.by_id.len(), MAX_FINISHED + 1);
+        assert!(ex.by_id.contains_key("running"));
+    }
+}

@@ -13,6 +13,15 @@ use async_trait::async_trait;
 
 use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
 
+/// Name of the controller's leader lease record.
+pub const CONTROLLER_LEASE: &str = "sqlctl-controller";
+
+/// Marker written to `status.notified` once the terminal notification for a generation and
+/// phase was sent; a record whose marker matches owes nothing and is no longer active.
+pub fn notified_marker(generation: u64, phase: Phase) -> String {
+    format!("{generation}/{phase}")
+}
+
 /// Why a store call failed. `Conflict` and `Fenced` are expected outcomes of races, not bugs.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

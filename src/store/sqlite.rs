@@ -1,1 +1,1749 @@
-//! stub
+//! The embedded [`Store`]: one SQLite file shared by the CLI and any number of controllers.
+//!
+//! # Shape
+//!
+//! Every record is kept whole as JSON in a `body` column, next to the few fields the store must
+//! query or compare on (`resource_version`, `generation`, `phase`, `active`, `seq`, labels). The
+//! JSON is the truth; the columns are derived from it on every write, in the same statement.
+//!
+//! # Why `BEGIN IMMEDIATE`
+//!
+//! Every write is read-check-write: load the row, compare `resourceVersion`, check the fence,
+//! write. In SQLite's default (deferred) mode a transaction starts as a reader and upgrades to a
+//! writer on its first write; in WAL mode, if another connection committed in between, that
+//! upgrade fails at once with `SQLITE_BUSY_SNAPSHOT`, which the busy timeout cannot wait out.
+//! `BEGIN IMMEDIATE` takes the write lock first (waiting up to the busy timeout for it), so the
+//! check and the write see the same state and no other process can slip a write between them.
+//! Contention beyond the timeout surfaces as [`StoreError::Unavailable`], a transient error the
+//! caller retries with backoff. Readers never take that lock: WAL lets them read a snapshot while
+//! a writer commits, and they use separate connections so they never queue behind writes.
+//!
+//! # Why `seq`
+//!
+//! SQLite has no cross-process notification. A single counter, bumped on every write of a
+//! request or decision record and stamped on the written row (`seq`, indexed), turns "what
+//! changed?" into an index range scan: [`Store::changes_since`] returns the rows with
+//! `seq > cursor`. Deletions leave a row in a small `tombstones` table (pruned after an hour),
+//! so they are reported too. The same number is the request's `resourceVersion`: it is
+//! monotonic across the whole file, so a request deleted and recreated under the same name never
+//! reuses an old resourceVersion, and a stale compare-and-set cannot succeed against the new
+//! object (a per-row counter restarting at 1 would allow exactly that ABA).
+//!
+//! # Why the fence is checked in the same transaction
+//!
+//! A controller that lost its lease (paused, partitioned, slow) may still try to write. Checking
+//! the lease and then writing in two steps leaves a window in which a standby takes over and the
+//! old leader's write lands anyway. Because writes hold the write lock from `BEGIN IMMEDIATE` to
+//! `COMMIT`, checking that the lease row [`CONTROLLER_LEASE`] still names the writer's holder
+//! and epoch inside the write transaction makes the check and the write one atomic step: either
+//! the takeover committed first and the write is refused ([`StoreError::Fenced`]), or the write
+//! commits first and the takeover sees it.
+//!
+//! # Schema versions
+//!
+//! Migrations are SQL strings applied in order inside one transaction; `PRAGMA user_version`
+//! records how many have run. A file written by a newer sqlctl (higher version) is refused
+//! rather than misread.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Change, DecisionOutcome, Fence, LabelSelector, Lease, Result, Store, StoreError};
+use crate::spec::{API_VERSION, Decision, KIND, ObjectKey, Phase, Policy, QueryRequest};
+
+pub use super::{CONTROLLER_LEASE, notified_marker};
+
+/// How long a writer waits for another process's write lock before giving up with
+/// [`StoreError::Unavailable`].
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema version this binary writes (the number of migrations).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+
+/// Read connections: enough that a few concurrent reads (CLI `get`, resync, change polling)
+/// do not queue behind one another; each is cheap.
+const READERS: usize = 3;
+
+/// Deletion tombstones older than this are pruned: a poller this far behind resyncs anyway.
+const TOMBSTONE_TTL_MS: i64 = 3_600_000;
+
+/// Migrations, in order. Never edit one that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    r#"
+    CREATE TABLE counters (
+        name  TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    INSERT INTO counters (name, value) VALUES ('seq', 0);
+
+    CREATE TABLE requests (
+        namespace        TEXT    NOT NULL,
+        name             TEXT    NOT NULL,
+        uid              TEXT    NOT NULL,
+        resource_version INTEGER NOT NULL,
+        generation       INTEGER NOT NULL,
+        phase            TEXT    NOT NULL,
+        active           INTEGER NOT NULL,
+        deleting         INTEGER NOT NULL DEFAULT 0,
+        seq              INTEGER NOT NULL,
+        labels           TEXT    NOT NULL,
+        body             TEXT    NOT NULL,
+        PRIMARY KEY (namespace, name)
+    );
+    CREATE INDEX requests_seq ON requests (seq);
+    CREATE INDEX requests_active ON requests (namespace, name) WHERE active = 1;
+    CREATE INDEX requests_phase ON requests (phase);
+
+    CREATE TABLE decisions (
+        id        TEXT    PRIMARY KEY,
+        uid       TEXT    NOT NULL,
+        namespace TEXT    NOT NULL,
+        name      TEXT    NOT NULL,
+        seq       INTEGER NOT NULL,
+        body      TEXT    NOT NULL
+    );
+    CREATE INDEX decisions_uid ON decisions (uid, seq);
+    CREATE INDEX decisions_seq ON decisions (seq);
+
+    CREATE TABLE tombstones (
+        seq       INTEGER PRIMARY KEY,
+        namespace TEXT    NOT NULL,
+        name      TEXT    NOT NULL,
+        at_ms     INTEGER NOT NULL
+    );
+
+    CREATE TABLE policy (
+        id   INTEGER PRIMARY KEY CHECK (id = 1),
+        body TEXT    NOT NULL
+    );
+
+    CREATE TABLE leases (
+        name          TEXT    PRIMARY KEY,
+        holder        TEXT    NOT NULL,
+        epoch         INTEGER NOT NULL,
+        renewals      INTEGER NOT NULL,
+        duration_ms   INTEGER NOT NULL,
+        renewed_at_ms INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// The SQLite-backed store. Cheap to clone (the connections are shared).
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    /// The one connection that writes. Writes are serialised by SQLite's write lock anyway;
+    /// one connection per process keeps them from also contending inside the process.
+    writer: Mutex<Connection>,
+    /// Read-only (`query_only`) connections; WAL lets them read while a write commits.
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, parent directories included) the store at `path` and brings its
+    /// schema up to date. Refuses a file written by a newer sqlctl.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StoreError::Other(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        let mut writer = open_connection(&path, false)?;
+        migrate(&mut writer, &path)?;
+        let readers = (0..READERS)
+            .map(|_| open_connection(&path, true).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction on the write connection, off the async
+    /// runtime. Commits when `f` returns Ok, rolls back otherwise. Once started, the
+    /// transaction runs to its end even if the caller's future is dropped: a cancelled write
+    /// may still have landed, exactly as with a network store, so callers re-read.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = lock(&inner.writer);
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .sql()?;
+            let out = f(&tx)?;
+            tx.commit().sql()?;
+            Ok(out)
+        })
+        .await
+        .map_err(join_error)?
+    }
+
+    /// Runs `f` on a read connection, off the async runtime. `f` opens its own (deferred)
+    /// transaction when it needs one consistent snapshot across several statements.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.reader();
+            f(&conn)
+        })
+        .await
+        .map_err(join_error)?
+    }
+}
+
+impl Inner {
+    /// A free read connection if there is one, else waits for one (round robin).
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        let n = self.readers.len();
+        for i in 0..n {
+            match self.readers[(start + i) % n].try_lock() {
+                Ok(guard) => return guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {}
+            }
+        }
+        lock(&self.readers[start % n])
+    }
+}
+
+/// A poisoned lock only means a closure panicked; its transaction was rolled back on unwind,
+/// so the connection is fine to reuse.
+fn lock(m: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn join_error(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Other(format!("store task failed: {e}"))
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::Other(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT).sql()?;
+    if !read_only {
+        // Persistent in the file; readers inherit it.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .sql()?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::Other(format!(
+                "{}: cannot enable WAL journal mode (got {mode}); is it on a network file system?",
+                path.display()
+            )));
+        }
+    }
+    conn.pragma_update(None, "synchronous", "NORMAL").sql()?;
+    conn.pragma_update(None, "foreign_keys", "ON").sql()?;
+    if read_only {
+        conn.pragma_update(None, "query_only", "ON").sql()?;
+    }
+    Ok(conn)
+}
+
+/// Applies the migrations this file has not seen yet, in one transaction.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .sql()?;
+    let version: u32 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .sql()?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Other(format!(
+            "{} has schema version {version}, but this sqlctl understands versions up to {SCHEMA_VERSION}: \
+             it was written by a newer sqlctl; upgrade sqlctl to use it",
+            path.display()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql).map_err(|e| {
+            StoreError::Other(format!(
+                "{}: migration {} failed: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .sql()?;
+    }
+    tx.commit().sql()
+}
+
+/// `?`-friendly conversion of SQLite errors: lock contention beyond the busy timeout is
+/// transient ([`StoreError::Unavailable`]); everything else is [`StoreError::Other`].
+trait SqlResult<T> {
+    fn sql(self) -> Result<T>;
+}
+
+impl<T> SqlResult<T> for rusqlite::Result<T> {
+    fn sql(self) -> Result<T> {
+        self.map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Other(e.to_string()),
+        })
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Other(format!("cannot encode record: {e}")))
+}
+
+fn from_json<T: DeserializeOwned>(s: &str) -> Result<T> {
+    serde_json::from_str(s).map_err(|e| StoreError::Other(format!("corrupt record in store: {e}")))
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn to_i64(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Other(format!("value {v} out of range")))
+}
+
+/// Does the record still need the controller? Not terminal; or a generation it has not
+/// observed; or deletion pending; or terminal but the notification for this generation and
+/// phase not yet recorded.
+fn is_active(req: &QueryRequest) -> bool {
+    if req.metadata.deletion_timestamp.is_some() {
+        return true;
+    }
+    let Some(status) = &req.status else {
+        return true;
+    };
+    if status.observed_generation != req.generation() || !status.phase.is_terminal() {
+        return true;
+    }
+    status.notified.as_deref() != Some(notified_marker(req.generation(), status.phase).as_str())
+}
+
+/// Bumps the global change counter and returns the new value.
+fn next_seq(tx: &Transaction<'_>) -> Result<i64> {
+    tx.prepare_cached("UPDATE counters SET value = value + 1 WHERE name = 'seq' RETURNING value")
+        .sql()?
+        .query_row([], |r| r.get(0))
+        .sql()
+}
+
+fn current_seq(conn: &Connection) -> Result<i64> {
+    conn.prepare_cached("SELECT value FROM counters WHERE name = 'seq'")
+        .sql()?
+        .query_row([], |r| r.get(0))
+        .sql()
+}
+
+/// Refuses the write unless the controller lease still names `fence`'s holder and epoch.
+fn check_fence(tx: &Transaction<'_>, fence: Option<&Fence>) -> Result<()> {
+    let Some(fence) = fence else { return Ok(()) };
+    let row: Option<(String, i64)> = tx
+        .prepare_cached("SELECT holder, epoch FROM leases WHERE name = ?1")
+        .sql()?
+        .query_row([CONTROLLER_LEASE], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .sql()?;
+    match row {
+        Some((holder, epoch))
+            if !holder.is_empty() && holder == fence.holder && epoch as u64 == fence.epoch =>
+        {
+            Ok(())
+        }
+        Some((_, epoch)) => Err(StoreError::Fenced {
+            epoch: epoch as u64,
+        }),
+        None => Err(StoreError::Fenced { epoch: 0 }),
+    }
+}
+
+/// The stored request and its resourceVersion.
+fn load_request(conn: &Connection, key: &ObjectKey) -> Result<Option<(i64, QueryRequest)>> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT resource_version, body FROM requests WHERE namespace = ?1 AND name = ?2",
+        )
+        .sql()?
+        .query_row(params![key.namespace, key.name], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .sql()?;
+    row.map(|(rv, body)| Ok((rv, from_json(&body)?)))
+        .transpose()
+}
+
+/// The caller's resourceVersion as the integer it must equal. A value that is not an integer
+/// cannot match anything this store wrote.
+fn expected_rv(req: &QueryRequest) -> Result<(String, Option<i64>)> {
+    let given = req.metadata.resource_version.clone().ok_or_else(|| {
+        StoreError::Other(format!(
+            "{}: metadata.resourceVersion is required for an update (read the record first)",
+            req.key()
+        ))
+    })?;
+    let parsed = given.trim().parse().ok();
+    Ok((given, parsed))
+}
+
+/// Loads the row for `req` and checks the caller's resourceVersion against it.
+fn load_for_cas(tx: &Transaction<'_>, req: &QueryRequest) -> Result<(i64, QueryRequest)> {
+    let key = req.key();
+    let (given, expected) = expected_rv(req)?;
+    let (rv, stored) = load_request(tx, &key)?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
+    if expected != Some(rv) {
+        return Err(StoreError::Conflict {
+            key,
+            expected: given,
+        });
+    }
+    Ok((rv, stored))
+}
+
+/// Stamps `obj` with a fresh seq/resourceVersion and inserts it (`expected_rv` None) or
+/// replaces the row still at `expected_rv`. Returns the object as stored.
+fn write_request(
+    tx: &Transaction<'_>,
+    mut obj: QueryRequest,
+    expected_rv: Option<i64>,
+) -> Result<QueryRequest> {
+    let seq = next_seq(tx)?;
+    obj.metadata.resource_version = Some(seq.to_string());
+    let key = obj.key();
+    let body = to_json(&obj)?;
+    let labels = to_json(&obj.metadata.labels)?;
+    let generation = to_i64(obj.generation())?;
+    let phase = obj.phase().as_str();
+    let active = is_active(&obj);
+    let deleting = obj.metadata.deletion_timestamp.is_some();
+    let changed = match expected_rv {
+        None => tx
+            .prepare_cached(
+                "INSERT INTO requests (namespace, name, uid, resource_version, generation, phase, active, deleting, seq, labels, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?4, ?9, ?10) ON CONFLICT DO NOTHING",
+            )
+            .sql()?
+            .execute(params![key.namespace, key.name, obj.uid(), seq, generation, phase, active, deleting, labels, body])
+            .sql()?,
+        Some(rv) => tx
+            .prepare_cached(
+                "UPDATE requests SET uid = ?3, resource_version = ?4, generation = ?5, phase = ?6, active = ?7,
+                        deleting = ?8, seq = ?4, labels = ?9, body = ?10
+                 WHERE namespace = ?1 AND name = ?2 AND resource_version = ?11",
+            )
+            .sql()?
+            .execute(params![key.namespace, key.name, obj.uid(), seq, generation, phase, active, deleting, labels, body, rv])
+            .sql()?,
+    };
+    if changed != 1 {
+        return Err(match expected_rv {
+            None => StoreError::AlreadyExists(key),
+            Some(rv) => StoreError::Conflict {
+                key,
+                expected: rv.to_string(),
+            },
+        });
+    }
+    Ok(obj)
+}
+
+/// Removes the row at `rv` and leaves a tombstone so pollers see the deletion.
+fn remove_request(tx: &Transaction<'_>, key: &ObjectKey, rv: i64) -> Result<()> {
+    let n = tx
+        .prepare_cached(
+            "DELETE FROM requests WHERE namespace = ?1 AND name = ?2 AND resource_version = ?3",
+        )
+        .sql()?
+        .execute(params![key.namespace, key.name, rv])
+        .sql()?;
+    if n != 1 {
+        return Err(StoreError::Conflict {
+            key: key.clone(),
+            expected: rv.to_string(),
+        });
+    }
+    let seq = next_seq(tx)?;
+    let now = now_ms();
+    tx.prepare_cached(
+        "INSERT INTO tombstones (seq, namespace, name, at_ms) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .sql()?
+    .execute(params![seq, key.namespace, key.name, now])
+    .sql()?;
+    tx.prepare_cached("DELETE FROM tombstones WHERE at_ms < ?1")
+        .sql()?
+        .execute([now - TOMBSTONE_TTL_MS])
+        .sql()?;
+    Ok(())
+}
+
+fn read_lease(conn: &Connection, name: &str) -> Result<Option<Lease>> {
+    conn.prepare_cached(
+        "SELECT holder, epoch, renewals, duration_ms, renewed_at_ms FROM leases WHERE name = ?1",
+    )
+    .sql()?
+    .query_row([name], |r| {
+        Ok(Lease {
+            holder: r.get(0)?,
+            epoch: r.get::<_, i64>(1)? as u64,
+            renewals: r.get::<_, i64>(2)? as u64,
+            duration_ms: r.get::<_, i64>(3)? as u64,
+            renewed_at_ms: r.get(4)?,
+        })
+    })
+    .optional()
+    .sql()
+}
+
+fn write_lease(tx: &Transaction<'_>, name: &str, lease: &Lease) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO leases (name, holder, epoch, renewals, duration_ms, renewed_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch, renewals = excluded.renewals,
+             duration_ms = excluded.duration_ms, renewed_at_ms = excluded.renewed_at_ms",
+    )
+    .sql()?
+    .execute(params![
+        name,
+        lease.holder,
+        to_i64(lease.epoch)?,
+        to_i64(lease.renewals)?,
+        to_i64(lease.duration_ms)?,
+        lease.renewed_at_ms
+    ])
+    .sql()?;
+    Ok(())
+}
+
+/// The lease row, if `fence` still holds it; else Fenced with the current epoch.
+fn held_lease(tx: &Transaction<'_>, name: &str, fence: &Fence) -> Result<Lease> {
+    match read_lease(tx, name)? {
+        Some(l) if !l.holder.is_empty() && l.holder == fence.holder && l.epoch == fence.epoch => {
+            Ok(l)
+        }
+        Some(l) => Err(StoreError::Fenced { epoch: l.epoch }),
+        None => Err(StoreError::Fenced { epoch: 0 }),
+    }
+}
+
+fn read_decision(conn: &Connection, id: &str) -> Result<Option<Decision>> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM decisions WHERE id = ?1")
+        .sql()?
+        .query_row([id], |r| r.get(0))
+        .optional()
+        .sql()?;
+    body.map(|b| from_json(&b)).transpose()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create(&self, req: QueryRequest) -> Result<QueryRequest> {
+        self.write(move |tx| {
+            let mut obj = req;
+            let namespace = obj.metadata.namespace().to_string();
+            obj.api_version = API_VERSION.to_string();
+            obj.kind = KIND.to_string();
+            let m = &mut obj.metadata;
+            m.namespace = Some(namespace);
+            m.uid = Some(uuid::Uuid::new_v4().to_string());
+            m.generation = Some(1);
+            m.creation_timestamp = Some(Utc::now());
+            m.deletion_timestamp = None;
+            // Server-set: the controller adds its finalizers itself, through update_status.
+            m.finalizers.clear();
+            obj.status = None;
+            write_request(tx, obj, None)
+        })
+        .await
+    }
+
+    async fn get(&self, key: &ObjectKey) -> Result<Option<QueryRequest>> {
+        let key = key.clone();
+        self.read(move |conn| Ok(load_request(conn, &key)?.map(|(_, obj)| obj)))
+            .await
+    }
+
+    async fn list(
+        &self,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Vec<QueryRequest>> {
+        let namespace = namespace.map(str::to_string);
+        let selector = selector.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT labels, body FROM requests WHERE (?1 IS NULL OR namespace = ?1) ORDER BY namespace, name",
+                )
+                .sql()?;
+            let mut rows = stmt.query([namespace]).sql()?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().sql()? {
+                // Match on the small labels column first; decode the body only of matches.
+                if !selector.is_empty() {
+                    let labels: BTreeMap<String, String> = from_json(&row.get::<_, String>(0).sql()?)?;
+                    if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                        continue;
+                    }
+                }
+                out.push(from_json(&row.get::<_, String>(1).sql()?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_active(&self) -> Result<Vec<ObjectKey>> {
+        self.read(|conn| {
+            // Served by the partial index `requests_active`: finished records are never visited.
+            let mut stmt =
+                conn.prepare_cached("SELECT namespace, name FROM requests WHERE active = 1 ORDER BY namespace, name").sql()?;
+            let keys = stmt.query_map([], |r| Ok(ObjectKey::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))).sql()?;
+            keys.collect::<rusqlite::Result<Vec<_>>>().sql()
+        })
+        .await
+    }
+
+    async fn update_spec(&self, req: &QueryRequest) -> Result<QueryRequest> {
+        let req = req.clone();
+        self.write(move |tx| {
+            let (rv, stored) = load_for_cas(tx, &req)?;
+            if stored.metadata.deletion_timestamp.is_some() {
+                return Err(StoreError::Other(format!(
+                    "{} is being deleted; its spec can no longer change",
+                    req.key()
+                )));
+            }
+            let spec_changed = to_json(&stored.spec)? != to_json(&req.spec)?;
+            let mut obj = stored;
+            obj.metadata.labels = req.metadata.labels;
+            obj.metadata.annotations = req.metadata.annotations;
+            if spec_changed {
+                obj.spec = req.spec;
+                obj.metadata.generation = Some(obj.generation() + 1);
+            }
+            write_request(tx, obj, Some(rv))
+        })
+        .await
+    }
+
+    async fn update_status(
+        &self,
+        req: &QueryRequest,
+        fence: Option<&Fence>,
+    ) -> Result<QueryRequest> {
+        let req = req.clone();
+        let fence = fence.cloned();
+        self.write(move |tx| {
+            check_fence(tx, fence.as_ref())?;
+            let (rv, mut obj) = load_for_cas(tx, &req)?;
+            obj.status = req.status;
+            obj.metadata.finalizers = req.metadata.finalizers;
+            write_request(tx, obj, Some(rv))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &ObjectKey, force: bool) -> Result<Option<QueryRequest>> {
+        let key = key.clone();
+        self.write(move |tx| {
+            let (rv, mut obj) =
+                load_request(tx, &key)?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            if !obj.metadata.finalizers.is_empty() && !force {
+                if obj.metadata.deletion_timestamp.is_some() {
+                    return Ok(Some(obj)); // already marked: nothing to write
+                }
+                obj.metadata.deletion_timestamp = Some(Utc::now());
+                return write_request(tx, obj, Some(rv)).map(Some);
+            }
+            remove_request(tx, &key, rv)?;
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn finalize(&self, req: &QueryRequest, fence: Option<&Fence>) -> Result<()> {
+        let req = req.clone();
+        let fence = fence.cloned();
+        self.write(move |tx| {
+            check_fence(tx, fence.as_ref())?;
+            let (rv, stored) = load_for_cas(tx, &req)?;
+            let key = stored.key();
+            if stored.metadata.deletion_timestamp.is_none() {
+                return Err(StoreError::Other(format!(
+                    "{key} is not marked for deletion; refusing to finalize it"
+                )));
+            }
+            if !stored.metadata.finalizers.is_empty() {
+                return Err(StoreError::Other(format!(
+                    "{key} still has finalizers {:?}; clear them with a status update first",
+                    stored.metadata.finalizers
+                )));
+            }
+            remove_request(tx, &key, rv)
+        })
+        .await
+    }
+
+    async fn create_decision(&self, decision: &Decision) -> Result<DecisionOutcome> {
+        let decision = decision.clone();
+        self.write(move |tx| {
+            // Under the write lock, check-then-insert cannot race another writer.
+            if let Some(existing) = read_decision(tx, &decision.id)? {
+                return Ok(DecisionOutcome::Exists(existing));
+            }
+            let seq = next_seq(tx)?;
+            tx.prepare_cached("INSERT INTO decisions (id, uid, namespace, name, seq, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                .sql()?
+                .execute(params![decision.id, decision.uid, decision.namespace, decision.name, seq, to_json(&decision)?])
+                .sql()?;
+            Ok(DecisionOutcome::Created(decision))
+        })
+        .await
+    }
+
+    async fn list_decisions(&self, uid: &str) -> Result<Vec<Decision>> {
+        let uid = uid.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT body FROM decisions WHERE uid = ?1 ORDER BY seq")
+                .sql()?;
+            let bodies = stmt.query_map([uid], |r| r.get::<_, String>(0)).sql()?;
+            bodies.map(|b| from_json(&b.sql()?)).collect()
+        })
+        .await
+    }
+
+    async fn get_policy(&self) -> Result<Option<Policy>> {
+        self.read(|conn| {
+            let body: Option<String> = conn
+                .query_row("SELECT body FROM policy WHERE id = 1", [], |r| r.get(0))
+                .optional()
+                .sql()?;
+            body.map(|b| from_json(&b)).transpose()
+        })
+        .await
+    }
+
+    async fn put_policy(&self, policy: &Policy, fence: Option<&Fence>) -> Result<()> {
+        let body = to_json(policy)?;
+        let fence = fence.cloned();
+        self.write(move |tx| {
+            check_fence(tx, fence.as_ref())?;
+            tx.execute(
+                "INSERT INTO policy (id, body) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET body = excluded.body",
+                [body],
+            )
+            .sql()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_lease(&self, name: &str) -> Result<Option<Lease>> {
+        let name = name.to_string();
+        self.read(move |conn| read_lease(conn, &name)).await
+    }
+
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        duration_ms: u64,
+        observed: Option<&Lease>,
+    ) -> Result<Option<Lease>> {
+        if holder.is_empty() {
+            return Err(StoreError::Other(
+                "a lease holder name must not be empty".into(),
+            ));
+        }
+        let (name, holder, observed) = (name.to_string(), holder.to_string(), observed.cloned());
+        self.write(move |tx| {
+            let current = read_lease(tx, &name)?;
+            let epoch = match (&current, &observed) {
+                (None, _) => 1,
+                // Unchanged since the caller started watching it for a full lease period.
+                (Some(c), Some(o))
+                    if c.holder == o.holder && c.epoch == o.epoch && c.renewals == o.renewals =>
+                {
+                    c.epoch + 1
+                }
+                // Released on shutdown: nobody holds it.
+                (Some(c), None) if c.holder.is_empty() => c.epoch + 1,
+                _ => return Ok(None),
+            };
+            let lease = Lease {
+                holder,
+                epoch,
+                renewals: 0,
+                duration_ms,
+                renewed_at_ms: now_ms(),
+            };
+            write_lease(tx, &name, &lease)?;
+            Ok(Some(lease))
+        })
+        .await
+    }
+
+    async fn renew_lease(&self, name: &str, fence: &Fence) -> Result<Lease> {
+        let (name, fence) = (name.to_string(), fence.clone());
+        self.write(move |tx| {
+            let mut lease = held_lease(tx, &name, &fence)?;
+            lease.renewals += 1;
+            lease.renewed_at_ms = now_ms();
+            write_lease(tx, &name, &lease)?;
+            Ok(lease)
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, fence: &Fence) -> Result<()> {
+        let (name, fence) = (name.to_string(), fence.clone());
+        self.write(move |tx| {
+            let mut lease = held_lease(tx, &name, &fence)?;
+            // Keep the epoch (the next holder bumps it); an empty holder fences the old one.
+            lease.holder.clear();
+            lease.renewed_at_ms = now_ms();
+            write_lease(tx, &name, &lease)
+        })
+        .await
+    }
+
+    async fn change_cursor(&self) -> Result<u64> {
+        self.read(|conn| Ok(current_seq(conn)? as u64)).await
+    }
+
+    async fn changes_since(&self, cursor: u64) -> Result<(u64, Vec<Change>)> {
+        let after = i64::try_from(cursor).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            // One snapshot: the counter and the rows below it agree.
+            let tx = conn.unchecked_transaction().sql()?;
+            let now = current_seq(&tx)?;
+            if now <= after {
+                return Ok((now as u64, Vec::new()));
+            }
+            let mut seen: Vec<(i64, Change)> = Vec::new();
+            let queries = [
+                "SELECT seq, namespace, name, resource_version FROM requests WHERE seq > ?1 AND seq <= ?2",
+                "SELECT seq, namespace, name, NULL FROM decisions WHERE seq > ?1 AND seq <= ?2",
+                "SELECT seq, namespace, name, NULL FROM tombstones WHERE seq > ?1 AND seq <= ?2",
+            ];
+            for sql in queries {
+                let mut stmt = tx.prepare_cached(sql).sql()?;
+                let rows = stmt
+                    .query_map([after, now], |r| {
+                        let key = ObjectKey::new(r.get::<_, String>(1)?, r.get::<_, String>(2)?);
+                        let rv: Option<i64> = r.get(3)?;
+                        Ok((r.get::<_, i64>(0)?, Change { key, resource_version: rv.map(|v| v.to_string()) }))
+                    })
+                    .sql()?;
+                for row in rows {
+                    seen.push(row.sql()?);
+                }
+            }
+            seen.sort_by_key(|(seq, _)| *seq);
+            // A key written several times (or with several decisions) is reported once per version.
+            let mut reported = std::collections::HashSet::new();
+            let changes = seen
+                .into_iter()
+                .map(|(_, c)| c)
+                .filter(|c| reported.insert((c.key.clone(), c.resource_version.clone())))
+                .collect();
+            Ok((now as u64, changes))
+        })
+        .await
+    }
+
+    async fn count_by_phase(&self) -> Result<BTreeMap<Phase, u64>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT phase, COUNT(*) FROM requests GROUP BY phase")
+                .sql()?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .sql()?;
+            let mut out = BTreeMap::new();
+            for row in rows {
+                let (phase, n) = row.sql()?;
+                let phase = Phase::parse(&phase).ok_or_else(|| {
+                    StoreError::Other(format!("corrupt record in store: unknown phase {phase:?}"))
+                })?;
+                out.insert(phase, n as u64);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{
+        CANCEL_FINALIZER, CatalogRef, DecisionKind, ObjectMeta, QueryRequestSpec,
+        QueryRequestStatus,
+    };
+
+    fn request(name: &str, labels: &[(&str, &str)]) -> QueryRequest {
+        QueryRequest {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            metadata: ObjectMeta {
+                name: name.into(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Default::default()
+            },
+            spec: QueryRequestSpec {
+                question: Some("How many orders were placed in 2024?".into()),
+                catalog: CatalogRef {
+                    database: "tpch".into(),
+                    tables: vec![],
+                },
+                ..Default::default()
+            },
+            status: None,
+        }
+    }
+
+    fn status(phase: Phase, observed_generation: u64) -> QueryRequestStatus {
+        QueryRequestStatus {
+            phase,
+            observed_generation,
+            ..Default::default()
+        }
+    }
+
+    fn decision(req: &QueryRequest, id: &str, by: &str) -> Decision {
+        Decision {
+            id: id.into(),
+            namespace: req.metadata.namespace().into(),
+            name: req.metadata.name.clone(),
+            uid: req.uid().into(),
+            generation: req.generation(),
+            round: 1,
+            sql_digest: "ab".repeat(32),
+            decision: DecisionKind::Approve,
+            feedback: None,
+            comment: None,
+            by: by.into(),
+            at: Utc::now(),
+            source: "cli".into(),
+            allow_over_budget: false,
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("nested/dir/sqlctl.db")).unwrap();
+        (dir, store)
+    }
+
+    fn key(name: &str) -> ObjectKey {
+        ObjectKey::new("default", name)
+    }
+
+    #[tokio::test]
+    async fn create_sets_server_fields_and_refuses_an_existing_key() {
+        let (_dir, s) = store();
+        assert!(s.path().ends_with("nested/dir/sqlctl.db"));
+        let mut r = request("top-customers", &[("team", "growth")]);
+        // Whatever the caller claims for server-set fields is ignored.
+        r.metadata.uid = Some("forged".into());
+        r.metadata.generation = Some(7);
+        r.metadata.resource_version = Some("99".into());
+        r.metadata.finalizers = vec!["x".into()];
+        r.status = Some(status(Phase::Done, 7));
+
+        let created = s.create(r.clone()).await.unwrap();
+        assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
+        assert_ne!(created.uid(), "forged");
+        assert_eq!(
+            uuid::Uuid::parse_str(created.uid())
+                .unwrap()
+                .get_version_num(),
+            4
+        );
+        assert_eq!(created.metadata.resource_version.as_deref(), Some("1"));
+        assert_eq!(created.generation(), 1);
+        assert!(created.metadata.creation_timestamp.is_some());
+        assert!(created.metadata.finalizers.is_empty());
+        assert!(created.status.is_none());
+        assert_eq!(created.spec, r.spec);
+
+        assert_eq!(
+            s.get(&key("top-customers")).await.unwrap(),
+            Some(created.clone())
+        );
+        assert_eq!(s.get(&key("absent")).await.unwrap(), None);
+        assert!(
+            matches!(s.create(r).await, Err(StoreError::AlreadyExists(k)) if k == key("top-customers"))
+        );
+        // The failed create wrote nothing.
+        assert_eq!(s.change_cursor().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn list_filters_by_namespace_and_labels_in_key_order() {
+        let (_dir, s) = store();
+        for (ns, name, team) in [
+            ("default", "b", "growth"),
+            ("default", "a", "growth"),
+            ("ops", "c", "growth"),
+            ("default", "d", "ops"),
+        ] {
+            let mut r = request(name, &[("team", team), ("env", "prod")]);
+            r.metadata.namespace = Some(ns.into());
+            s.create(r).await.unwrap();
+        }
+        let names = |v: Vec<QueryRequest>| {
+            v.into_iter()
+                .map(|r| r.key().to_string())
+                .collect::<Vec<_>>()
+        };
+        let all = s.list(None, &LabelSelector::new()).await.unwrap();
+        assert_eq!(names(all), ["default/a", "default/b", "default/d", "ops/c"]);
+        let growth: LabelSelector = [("team".to_string(), "growth".to_string())].into();
+        assert_eq!(
+            names(s.list(None, &growth).await.unwrap()),
+            ["default/a", "default/b", "ops/c"]
+        );
+        assert_eq!(
+            names(s.list(Some("default"), &growth).await.unwrap()),
+            ["default/a", "default/b"]
+        );
+        let both: LabelSelector = [
+            ("team".to_string(), "ops".to_string()),
+            ("env".to_string(), "prod".to_string()),
+        ]
+        .into();
+        assert_eq!(names(s.list(None, &both).await.unwrap()), ["default/d"]);
+        let none: LabelSelector = [("team".to_string(), "nobody".to_string())].into();
+        assert!(s.list(None, &none).await.unwrap().is_empty());
+        assert!(
+            s.list(Some("absent"), &LabelSelector::new())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stale_resource_version_conflicts_so_only_one_writer_wins() {
+        let (_dir, s) = store();
+        let created = s.create(request("q", &[])).await.unwrap();
+        let mut first = created.clone();
+        let mut second = created.clone();
+        first.metadata.labels.insert("by".into(), "first".into());
+        second.metadata.labels.insert("by".into(), "second".into());
+
+        let won = s.update_spec(&first).await.unwrap();
+        assert_ne!(
+            won.metadata.resource_version,
+            created.metadata.resource_version
+        );
+        match s.update_spec(&second).await {
+            Err(StoreError::Conflict { key: k, expected }) => {
+                assert_eq!(k, key("q"));
+                assert_eq!(Some(expected), created.metadata.resource_version);
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        let mut stale_status = created.clone();
+        stale_status.status = Some(status(Phase::Generated, 1));
+        assert!(matches!(
+            s.update_status(&stale_status, None).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(
+            s.get(&key("q")).await.unwrap().unwrap().metadata.labels["by"],
+            "first"
+        );
+
+        let mut no_rv = won.clone();
+        no_rv.metadata.resource_version = None;
+        assert!(matches!(
+            s.update_spec(&no_rv).await,
+            Err(StoreError::Other(_))
+        ));
+        let mut missing = won.clone();
+        missing.metadata.name = "gone".into();
+        assert!(matches!(
+            s.update_spec(&missing).await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn generation_moves_only_when_the_spec_changes() {
+        let (_dir, s) = store();
+        let created = s.create(request("q", &[])).await.unwrap();
+        let mut with_status = created.clone();
+        with_status.status = Some(status(Phase::Generated, 1));
+        let with_status = s.update_status(&with_status, None).await.unwrap();
+
+        let mut relabel = with_status.clone();
+        relabel
+            .metadata
+            .labels
+            .insert("team".into(), "growth".into());
+        relabel
+            .metadata
+            .annotations
+            .insert("note".into(), "hi".into());
+        // Server-set fields and status from the caller are ignored by update_spec.
+        relabel.metadata.uid = Some("forged".into());
+        relabel.metadata.generation = Some(42);
+        relabel.status = None;
+        let relabeled = s.update_spec(&relabel).await.unwrap();
+        assert_eq!(relabeled.generation(), 1);
+        assert_eq!(relabeled.uid(), created.uid());
+        assert_eq!(relabeled.metadata.labels["team"], "growth");
+        assert_eq!(relabeled.metadata.annotations["note"], "hi");
+        assert_eq!(relabeled.status, with_status.status);
+        assert_eq!(
+            relabeled.metadata.creation_timestamp,
+            created.metadata.creation_timestamp
+        );
+
+        let mut respec = relabeled.clone();
+        respec.spec.question = Some("And in 2023?".into());
+        let respecced = s.update_spec(&respec).await.unwrap();
+        assert_eq!(respecced.generation(), 2);
+        assert_eq!(respecced.spec.question.as_deref(), Some("And in 2023?"));
+        assert_eq!(respecced.status, with_status.status);
+
+        // Re-applying the same spec is not a new generation.
+        let same = s.update_spec(&respecced).await.unwrap();
+        assert_eq!(same.generation(), 2);
+        assert_eq!(s.get(&key("q")).await.unwrap(), Some(same));
+    }
+
+    #[tokio::test]
+    async fn update_status_leaves_spec_and_generation_alone() {
+        let (_dir, s) = store();
+        let created = s.create(request("q", &[("team", "growth")])).await.unwrap();
+        let mut w = created.clone();
+        w.status = Some(status(Phase::AwaitingApproval, 1));
+        w.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
+        w.spec.question = Some("smuggled".into());
+        w.metadata.labels.clear();
+        w.metadata.generation = Some(5);
+        let written = s.update_status(&w, None).await.unwrap();
+        assert_eq!(written.phase(), Phase::AwaitingApproval);
+        assert_eq!(written.metadata.finalizers, [CANCEL_FINALIZER]);
+        assert_eq!(written.spec, created.spec);
+        assert_eq!(written.generation(), 1);
+        assert_eq!(written.metadata.labels, created.metadata.labels);
+        assert_eq!(s.get(&key("q")).await.unwrap(), Some(written));
+    }
+
+    #[tokio::test]
+    async fn fenced_writes_are_refused_after_another_holder_takes_the_lease() {
+        let (_dir, s) = store();
+        let r = s.create(request("q", &[])).await.unwrap();
+        let a = s
+            .try_acquire_lease(CONTROLLER_LEASE, "a", 15_000, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let fence_a = Fence {
+            holder: "a".into(),
+            epoch: a.epoch,
+        };
+        let mut w = r.clone();
+        w.status = Some(status(Phase::Generated, 1));
+        let r = s.update_status(&w, Some(&fence_a)).await.unwrap();
+        s.put_policy(&Policy::default(), Some(&fence_a))
+            .await
+            .unwrap();
+
+        // b watched the lease unchanged for a full period and takes it over.
+        let observed = s.get_lease(CONTROLLER_LEASE).await.unwrap();
+        let b = s
+            .try_acquire_lease(CONTROLLER_LEASE, "b", 15_000, observed.as_ref())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.epoch, a.epoch + 1);
+        let fence_b = Fence {
+            holder: "b".into(),
+            epoch: b.epoch,
+        };
+
+        let mut late = r.clone();
+        late.status = Some(status(Phase::Executing, 1));
+        assert!(
+            matches!(s.update_status(&late, Some(&fence_a)).await, Err(StoreError::Fenced { epoch }) if epoch == b.epoch)
+        );
+        assert!(matches!(
+            s.put_policy(&Policy::default(), Some(&fence_a)).await,
+            Err(StoreError::Fenced { .. })
+        ));
+        assert!(matches!(
+            s.finalize(&r, Some(&fence_a)).await,
+            Err(StoreError::Fenced { .. })
+        ));
+        assert!(matches!(
+            s.renew_lease(CONTROLLER_LEASE, &fence_a).await,
+            Err(StoreError::Fenced { .. })
+        ));
+        // The refused write changed nothing.
+        assert_eq!(s.get(&key("q")).await.unwrap(), Some(r.clone()));
+
+        let mut wrong_epoch = fence_b.clone();
+        wrong_epoch.epoch = a.epoch;
+        assert!(matches!(
+            s.update_status(&late, Some(&wrong_epoch)).await,
+            Err(StoreError::Fenced { .. })
+        ));
+        assert_eq!(
+            s.update_status(&late, Some(&fence_b))
+                .await
+                .unwrap()
+                .phase(),
+            Phase::Executing
+        );
+    }
+
+    #[tokio::test]
+    async fn a_fence_without_any_lease_is_refused() {
+        let (_dir, s) = store();
+        let fence = Fence {
+            holder: "a".into(),
+            epoch: 1,
+        };
+        assert!(matches!(
+            s.put_policy(&Policy::default(), Some(&fence)).await,
+            Err(StoreError::Fenced { epoch: 0 })
+        ));
+        assert_eq!(s.get_policy().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn leases_are_acquired_renewed_taken_over_and_released() {
+        let (_dir, s) = store();
+        assert_eq!(s.get_lease("l").await.unwrap(), None);
+        let a = s
+            .try_acquire_lease("l", "a", 10_000, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.holder.as_str(), a.epoch, a.renewals, a.duration_ms),
+            ("a", 1, 0, 10_000)
+        );
+        assert_eq!(s.get_lease("l").await.unwrap(), Some(a.clone()));
+
+        // Held: a contender that observed nothing, or an older state, gets nothing.
+        assert_eq!(
+            s.try_acquire_lease("l", "b", 10_000, None).await.unwrap(),
+            None
+        );
+        let fence_a = Fence {
+            holder: "a".into(),
+            epoch: 1,
+        };
+        let renewed = s.renew_lease("l", &fence_a).await.unwrap();
+        assert_eq!((renewed.epoch, renewed.renewals), (1, 1));
+        // b observed the lease before the renewal: the leader is alive, no takeover.
+        assert_eq!(
+            s.try_acquire_lease("l", "b", 10_000, Some(&a))
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(s.get_lease("l").await.unwrap(), Some(renewed.clone()));
+
+        // No renewal for a full period after b observed `renewed`: b takes over.
+        let b = s
+            .try_acquire_lease("l", "b", 10_000, Some(&renewed))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((b.holder.as_str(), b.epoch, b.renewals), ("b", 2, 0));
+        // A second contender that watched the same old state loses the race.
+        assert_eq!(
+            s.try_acquire_lease("l", "c", 10_000, Some(&renewed))
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(matches!(
+            s.renew_lease("l", &fence_a).await,
+            Err(StoreError::Fenced { epoch: 2 })
+        ));
+        assert!(matches!(
+            s.release_lease("l", &fence_a).await,
+            Err(StoreError::Fenced { .. })
+        ));
+
+        // Release keeps the epoch and clears the holder; the next acquire succeeds at once.
+        let fence_b = Fence {
+            holder: "b".into(),
+            epoch: 2,
+        };
+        s.release_lease("l", &fence_b).await.unwrap();
+        let released = s.get_lease("l").await.unwrap().unwrap();
+        assert_eq!((released.holder.as_str(), released.epoch), ("", 2));
+        assert!(matches!(
+            s.renew_lease("l", &fence_b).await,
+            Err(StoreError::Fenced { .. })
+        ));
+        let c = s
+            .try_acquire_lease("l", "c", 10_000, Some(&released))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.holder.as_str(), c.epoch), ("c", 3));
+
+        // A released lease can also be taken by a contender that observed nothing.
+        s.release_lease(
+            "l",
+            &Fence {
+                holder: "c".into(),
+                epoch: 3,
+            },
+        )
+        .await
+        .unwrap();
+        let d = s
+            .try_acquire_lease("l", "d", 10_000, None)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.holder.as_str(), d.epoch), ("d", 4));
+        // Leases are independent by name.
+        assert_eq!(
+            s.try_acquire_lease("other", "a", 1, None)
+                .await
+                .unwrap()
+                .unwrap()
+                .epoch,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn decisions_are_created_once() {
+        let (_dir, s) = store();
+        let r = s.create(request("q", &[])).await.unwrap();
+        let d1 = decision(&r, "id-1", "alice");
+        assert_eq!(
+            s.create_decision(&d1).await.unwrap(),
+            DecisionOutcome::Created(d1.clone())
+        );
+        let cursor = s.change_cursor().await.unwrap();
+
+        let mut again = d1.clone();
+        again.decision = DecisionKind::Reject;
+        again.comment = Some("changed my mind".into());
+        assert_eq!(
+            s.create_decision(&again).await.unwrap(),
+            DecisionOutcome::Exists(d1.clone())
+        );
+        assert_eq!(
+            s.change_cursor().await.unwrap(),
+            cursor,
+            "an existing decision writes nothing"
+        );
+
+        let d2 = decision(&r, "id-2", "bob");
+        s.create_decision(&d2).await.unwrap();
+        let mut other = decision(&r, "id-3", "carol");
+        other.uid = "another-uid".into();
+        s.create_decision(&other).await.unwrap();
+        assert_eq!(s.list_decisions(r.uid()).await.unwrap(), [d1, d2]);
+        assert!(s.list_decisions("nobody").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn changes_since_reports_request_writes_decisions_and_deletions() {
+        let (_dir, s) = store();
+        let start = s.change_cursor().await.unwrap();
+        assert_eq!(s.changes_since(start).await.unwrap(), (start, vec![]));
+
+        let a = s.create(request("a", &[])).await.unwrap();
+        let b = s.create(request("b", &[])).await.unwrap();
+        let (c1, changes) = s.changes_since(start).await.unwrap();
+        assert_eq!(c1, s.change_cursor().await.unwrap());
+        assert_eq!(
+            changes,
+            [
+                Change {
+                    key: key("a"),
+                    resource_version: a.metadata.resource_version.clone()
+                },
+                Change {
+                    key: key("b"),
+                    resource_version: b.metadata.resource_version.clone()
+                },
+            ]
+        );
+        assert_eq!(s.changes_since(c1).await.unwrap(), (c1, vec![]));
+
+        // Only the latest version of a record written twice is reported.
+        let mut a2 = a.clone();
+        a2.status = Some(status(Phase::Generated, 1));
+        let a2 = s.update_status(&a2, None).await.unwrap();
+        s.create_decision(&decision(&b, "d", "alice"))
+            .await
+            .unwrap();
+        s.delete(&key("a"), false).await.unwrap();
+        let (c2, changes) = s.changes_since(c1).await.unwrap();
+        assert!(c2 > c1);
+        assert_eq!(
+            changes,
+            [
+                Change {
+                    key: key("b"),
+                    resource_version: None
+                },
+                Change {
+                    key: key("a"),
+                    resource_version: None
+                },
+            ],
+            "a's update was superseded by its deletion; the decision is reported under b's key"
+        );
+        // Lease and policy writes are not request changes.
+        s.try_acquire_lease(CONTROLLER_LEASE, "x", 1000, None)
+            .await
+            .unwrap();
+        s.put_policy(&Policy::default(), None).await.unwrap();
+        assert_eq!(s.changes_since(c2).await.unwrap(), (c2, vec![]));
+        assert!(a2.metadata.resource_version.is_some());
+    }
+
+    #[tokio::test]
+    async fn list_active_skips_finished_and_notified_records() {
+        let (_dir, s) = store();
+        async fn with_status(s: &SqliteStore, name: &str, st: QueryRequestStatus) -> QueryRequest {
+            let mut r = s.create(request(name, &[])).await.unwrap();
+            r.status = Some(st);
+            s.update_status(&r, None).await.unwrap()
+        }
+        s.create(request("new", &[])).await.unwrap();
+        with_status(&s, "waiting", status(Phase::AwaitingApproval, 1)).await;
+        with_status(&s, "done-unnotified", status(Phase::Done, 1)).await;
+        let notified = |phase| QueryRequestStatus {
+            notified: Some(notified_marker(1, phase)),
+            ..status(phase, 1)
+        };
+        with_status(&s, "done-notified", notified(Phase::Done)).await;
+        with_status(&s, "failed-notified", notified(Phase::Failed)).await;
+        // Notified for another phase than the current one: still owes a notification.
+        let mut marker_for_other_phase = notified(Phase::Done);
+        marker_for_other_phase.phase = Phase::Rejected;
+        with_status(&s, "rejected-wrong-marker", marker_for_other_phase).await;
+        // Finished and notified, then the spec changed: a new generation to act on.
+        let respec = with_status(&s, "respecced", notified(Phase::Done)).await;
+        let mut r = respec.clone();
+        r.spec.question = Some("again".into());
+        s.update_spec(&r).await.unwrap();
+        // Finished and notified, then deleted with a finalizer still held.
+        let mut fin = with_status(&s, "deleting", notified(Phase::Done)).await;
+        fin.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
+        s.update_status(&fin, None).await.unwrap();
+        s.delete(&key("deleting"), false).await.unwrap();
+
+        let active = s.list_active().await.unwrap();
+        let names: Vec<_> = active.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "deleting",
+                "done-unnotified",
+                "new",
+                "rejected-wrong-marker",
+                "respecced",
+                "waiting"
+            ]
+        );
+        assert_eq!(notified_marker(3, Phase::TimedOut), "3/TimedOut");
+
+        // The query is answered from the partial index, not by scanning the table.
+        let conn = Connection::open(s.path()).unwrap();
+        let plan: Vec<String> = conn
+            .prepare("EXPLAIN QUERY PLAN SELECT namespace, name FROM requests WHERE active = 1 ORDER BY namespace, name")
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|p| p.contains("requests_active")),
+            "plan: {plan:?}"
+        );
+
+        let counts = s.count_by_phase().await.unwrap();
+        assert_eq!(counts[&Phase::Done], 4);
+        assert_eq!(counts[&Phase::Pending], 1);
+        assert_eq!(counts.values().sum::<u64>(), 8);
+    }
+
+    #[tokio::test]
+    async fn delete_with_a_finalizer_marks_and_finalize_removes() {
+        let (_dir, s) = store();
+        let mut r = s.create(request("q", &[])).await.unwrap();
+        r.status = Some(status(Phase::Executing, 1));
+        r.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
+        let r = s.update_status(&r, None).await.unwrap();
+
+        let marked = s.delete(&key("q"), false).await.unwrap().unwrap();
+        assert!(marked.metadata.deletion_timestamp.is_some());
+        assert_ne!(
+            marked.metadata.resource_version,
+            r.metadata.resource_version
+        );
+        assert_eq!(s.get(&key("q")).await.unwrap(), Some(marked.clone()));
+        // Deleting again changes nothing.
+        assert_eq!(
+            s.delete(&key("q"), false).await.unwrap(),
+            Some(marked.clone())
+        );
+        // No spec changes while being deleted; a status write keeps the deletion mark.
+        let mut respec = marked.clone();
+        respec.spec.question = Some("other".into());
+        assert!(matches!(
+            s.update_spec(&respec).await,
+            Err(StoreError::Other(_))
+        ));
+        // Finalize refuses while finalizers remain, and on a stale resourceVersion.
+        assert!(matches!(
+            s.finalize(&marked, None).await,
+            Err(StoreError::Other(_))
+        ));
+        let mut cancelled = marked.clone();
+        cancelled.metadata.finalizers.clear();
+        cancelled.status = Some(status(Phase::Failed, 1));
+        let cancelled = s.update_status(&cancelled, None).await.unwrap();
+        assert!(cancelled.metadata.deletion_timestamp.is_some());
+        assert!(matches!(
+            s.finalize(&marked, None).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        s.finalize(&cancelled, None).await.unwrap();
+        assert_eq!(s.get(&key("q")).await.unwrap(), None);
+        assert!(matches!(
+            s.finalize(&cancelled, None).await,
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            s.delete(&key("q"), false).await,
+            Err(StoreError::NotFound(_))
+        ));
+
+        // Without finalizers, or with force, delete removes at once.
+        s.create(request("plain", &[])).await.unwrap();
+        assert_eq!(s.delete(&key("plain"), false).await.unwrap(), None);
+        let mut held = s.create(request("held", &[])).await.unwrap();
+        held.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
+        s.update_status(&held, None).await.unwrap();
+        assert_eq!(s.delete(&key("held"), true).await.unwrap(), None);
+        assert!(
+            s.list(None, &LabelSelector::new())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Finalize needs a deletion mark.
+        let live = s.create(request("live", &[])).await.unwrap();
+        assert!(matches!(
+            s.finalize(&live, None).await,
+            Err(StoreError::Other(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_recreated_request_never_reuses_a_resource_version() {
+        let (_dir, s) = store();
+        let old = s.create(request("q", &[])).await.unwrap();
+        s.delete(&key("q"), false).await.unwrap();
+        let new = s.create(request("q", &[])).await.unwrap();
+        assert_ne!(old.uid(), new.uid());
+        assert_ne!(old.metadata.resource_version, new.metadata.resource_version);
+        let mut stale = old.clone();
+        stale.status = Some(status(Phase::Done, 1));
+        assert!(matches!(
+            s.update_status(&stale, None).await,
+            Err(StoreError::Conflict { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn data_persists_across_reopen_and_migrations_set_user_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sqlctl.db");
+        let policy = Policy {
+            approvers: vec!["alice".into()],
+            four_eyes: true,
+            ..Default::default()
+        };
+        let created = {
+            let s = SqliteStore::open(&path).unwrap();
+            let r = s.create(request("q", &[("team", "growth")])).await.unwrap();
+            s.create_decision(&decision(&r, "d", "alice"))
+                .await
+                .unwrap();
+            s.put_policy(&policy, None).await.unwrap();
+            s.try_acquire_lease(CONTROLLER_LEASE, "a", 5000, None)
+                .await
+                .unwrap();
+            r
+        };
+        let s = SqliteStore::open(&path).unwrap();
+        assert_eq!(s.get(&key("q")).await.unwrap(), Some(created.clone()));
+        assert_eq!(s.list_decisions(created.uid()).await.unwrap().len(), 1);
+        assert_eq!(s.get_policy().await.unwrap(), Some(policy));
+        assert_eq!(
+            s.get_lease(CONTROLLER_LEASE).await.unwrap().unwrap().holder,
+            "a"
+        );
+        assert_eq!(s.change_cursor().await.unwrap(), 2);
+        drop(s);
+
+        let conn = Connection::open(&path).unwrap();
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+
+        // A file from a newer sqlctl is refused, and left untouched.
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = SqliteStore::open(&path).unwrap_err().to_string();
+        assert!(err.contains("newer sqlctl"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_held_write_lock_beyond_the_timeout_is_unavailable_not_fatal() {
+        let (_dir, s) = store();
+        s.create(request("q", &[])).await.unwrap();
+        // Another process holds the write lock.
+        let mut other = Connection::open(s.path()).unwrap();
+        other.busy_timeout(Duration::from_millis(0)).unwrap();
+        let tx = other
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .unwrap();
+        lock(&s.inner.writer)
+            .busy_timeout(Duration::from_millis(100))
+            .unwrap();
+        let err = s.create(request("r", &[])).await.unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(err.is_transient());
+        // Reads go on while the lock is held (WAL).
+        assert!(s.get(&key("q")).await.unwrap().is_some());
+        drop(tx);
+        s.create(request("r", &[])).await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_stores_on_one_file_lose_no_update() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sqlctl.db");
+        let first = SqliteStore::open(&path).unwrap();
+        let second = SqliteStore::open(&path).unwrap();
+        first.create(request("counter", &[])).await.unwrap();
+
+        const PER_WRITER: u64 = 200;
+        let writer = |s: SqliteStore| async move {
+            let mut conflicts = 0u64;
+            for _ in 0..PER_WRITER {
+                loop {
+                    let mut r = s.get(&key("counter")).await.unwrap().unwrap();
+                    let n: u64 = r
+                        .metadata
+                        .annotations
+                        .get("count")
+                        .map_or(0, |v| v.parse().unwrap());
+                    r.metadata
+                        .annotations
+                        .insert("count".into(), (n + 1).to_string());
+                    match s.update_spec(&r).await {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict { .. } | StoreError::Unavailable(_)) => {
+                            conflicts += 1
+                        }
+                        Err(e) => panic!("unexpected error: {e}"),
+                    }
+                }
+            }
+            conflicts
+        };
+        let (a, b) = tokio::join!(
+            tokio::spawn(writer(first.clone())),
+            tokio::spawn(writer(second.clone()))
+        );
+        let conflicts = a.unwrap() + b.unwrap();
+        eprintln!("{conflicts} conflicts");
+
+        let fresh = SqliteStore::open(&path).unwrap();
+        let r = fresh.get(&key("counter")).await.unwrap().unwrap();
+        assert_eq!(
+            r.metadata.annotations["count"],
+            (2 * PER_WRITER).to_string(),
+            "{conflicts} conflicts"
+        );
+        assert_eq!(r.generation(), 1);
+        // One create plus exactly one successful write per increment.
+        assert_eq!(fresh.change_cursor().await.unwrap(), 1 + 2 * PER_WRITER);
+    }
+}

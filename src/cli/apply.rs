@@ -1,0 +1,210 @@
+//! `sqlctl apply -f FILE|DIR|-`: create or update requests, kubectl-style.
+//!
+//! Every document of every source is parsed and validated before anything is written: one bad
+//! document means nothing is stored. Updates are a three-way merge (last-applied annotation,
+//! the file, the live object), so re-applying an unchanged file is `unchanged` and writes nothing.
+
+use serde_json::Value;
+
+use super::{Exit, output, whoami};
+use crate::config::GlobalOpts;
+use crate::spec::{LAST_APPLIED_ANNOTATION, QueryRequest, REQUESTER_ANNOTATION, load};
+use crate::store::{Store, StoreError};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files, directories (their *.yaml, *.yml, *.json) or - for stdin. Repeatable.
+    #[arg(short = 'f', long = "filename", required = true, value_name = "FILE|DIR|-")]
+    pub files: Vec<String>,
+    /// Validate and show what would change, without writing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Who requests (recorded for four-eyes); default: the OS user.
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_: Option<String>,
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: output::Format,
+}
+
+/// What apply did (or would do) to one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Created,
+    Configured,
+    Unchanged,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Created => "created",
+            Outcome::Configured => "configured",
+            Outcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl Args {
+    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+        let docs = load::load_paths(&self.files).map_err(|e| Exit::refused(format!("{e}\nnothing was applied")))?;
+        if docs.is_empty() {
+            return Err(Exit::refused("no QueryRequest documents found in the given input; nothing was applied"));
+        }
+        let store = g.store()?;
+        let requester = whoami(self.as_.as_deref());
+        let mut applied = Vec::new();
+        for doc in docs {
+            let mut req = doc.request;
+            if req.metadata.namespace.is_none() && g.namespace != crate::spec::DEFAULT_NAMESPACE {
+                req.metadata.namespace = Some(g.namespace.clone());
+            }
+            let (outcome, obj) = apply_one(store.as_ref(), req, &requester, self.dry_run).await?;
+            let suffix = if self.dry_run { " (dry run)" } else { "" };
+            match self.output {
+                output::Format::Yaml => print!("{}", output::to_yaml(&obj)),
+                output::Format::Json => print!("{}", output::to_json(&obj)),
+                output::Format::Name => println!("queryrequest/{}", obj.metadata.name),
+                _ => println!("queryrequest/{} {}{suffix}", obj.metadata.name, outcome.as_str()),
+            }
+            applied.push(outcome);
+        }
+        Ok(())
+    }
+}
+
+/// The user-owned part of an object, as JSON: what the last-applied annotation stores.
+fn applied_config(req: &QueryRequest) -> Value {
+    let mut meta = serde_json::Map::new();
+    meta.insert("name".into(), Value::String(req.metadata.name.clone()));
+    if let Some(ns) = &req.metadata.namespace {
+        meta.insert("namespace".into(), Value::String(ns.clone()));
+    }
+    if !req.metadata.labels.is_empty() {
+        meta.insert("labels".into(), serde_json::to_value(&req.metadata.labels).unwrap());
+    }
+    let mut ann = req.metadata.annotations.clone();
+    ann.remove(LAST_APPLIED_ANNOTATION);
+    ann.remove(REQUESTER_ANNOTATION);
+    if !ann.is_empty() {
+        meta.insert("annotations".into(), serde_json::to_value(&ann).unwrap());
+    }
+    serde_json::json!({
+        "apiVersion": req.api_version,
+        "kind": req.kind,
+        "metadata": Value::Object(meta),
+        "spec": serde_json::to_value(&req.spec).unwrap(),
+    })
+}
+
+/// JSON merge of `new` into `live`, deleting what `last` had and `new` dropped (kubectl's
+/// three-way merge for non-strategic fields). Arrays are replaced whole.
+pub fn three_way(live: &Value, last: &Value, new: &Value) -> Value {
+    match (live, new) {
+        (Value::Object(l), Value::Object(n)) => {
+            let empty = serde_json::Map::new();
+            let lastm = last.as_object().unwrap_or(&empty);
+            let mut out = l.clone();
+            for k in lastm.keys() {
+                if !n.contains_key(k) {
+                    out.remove(k);
+                }
+            }
+            for (k, nv) in n {
+                let merged = match (l.get(k), lastm.get(k)) {
+                    (Some(lv), Some(lastv)) => three_way(lv, lastv, nv),
+                    (Some(lv), None) => three_way(lv, &Value::Null, nv),
+                    _ => nv.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Value::Object(out)
+        }
+        _ => new.clone(),
+    }
+}
+
+pub async fn apply_one(store: &dyn Store, req: QueryRequest, requester: &str, dry_run: bool) -> anyhow::Result<(Outcome, QueryRequest)> {
+    let key = req.key();
+    let new_cfg = applied_config(&req);
+    let new_cfg_text = serde_json::to_string(&new_cfg)?;
+    for _ in 0..5 {
+        let live = store.get(&key).await?;
+        let Some(live) = live else {
+            let mut obj = req.clone();
+            obj.status = None;
+            obj.metadata.uid = None;
+            obj.metadata.resource_version = None;
+            obj.metadata.generation = None;
+            obj.metadata.creation_timestamp = None;
+            obj.metadata.deletion_timestamp = None;
+            obj.metadata.finalizers.clear();
+            obj.metadata.annotations.insert(LAST_APPLIED_ANNOTATION.into(), new_cfg_text.clone());
+            obj.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), requester.into());
+            if dry_run {
+                return Ok((Outcome::Created, obj));
+            }
+            match store.create(obj).await {
+                Ok(o) => return Ok((Outcome::Created, o)),
+                Err(StoreError::AlreadyExists(_)) => continue, // raced with another apply
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if live.metadata.deletion_timestamp.is_some() {
+            return Err(Exit::refused(format!("{key} is being deleted; wait for it to go (`sqlctl get`) and apply again")));
+        }
+        let last: Value = live
+            .metadata
+            .annotations
+            .get(LAST_APPLIED_ANNOTATION)
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null);
+        let live_cfg = {
+            let mut v = serde_json::to_value(&live)?;
+            if let Some(o) = v.as_object_mut() {
+                o.remove("status");
+            }
+            v
+        };
+        let merged = three_way(&live_cfg, &last, &new_cfg);
+        let mut obj: QueryRequest = serde_json::from_value(merged)
+            .map_err(|e| Exit::refused(format!("{key}: merging with the live object failed: {e}")))?;
+        obj.metadata.annotations.insert(LAST_APPLIED_ANNOTATION.into(), new_cfg_text.clone());
+        let spec_changed = obj.spec != live.spec;
+        let requester_now = if spec_changed { requester.to_string() } else { live.requester().unwrap_or(requester).to_string() };
+        obj.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), requester_now);
+        // Keep server-set fields from the live object, whatever the file said.
+        obj.metadata.uid = live.metadata.uid.clone();
+        obj.metadata.resource_version = live.metadata.resource_version.clone();
+        obj.metadata.generation = live.metadata.generation;
+        obj.metadata.creation_timestamp = live.metadata.creation_timestamp;
+        obj.metadata.finalizers = live.metadata.finalizers.clone();
+        obj.status = live.status.clone();
+        if obj.spec == live.spec && obj.metadata.labels == live.metadata.labels && obj.metadata.annotations == live.metadata.annotations {
+            return Ok((Outcome::Unchanged, live));
+        }
+        if dry_run {
+            return Ok((Outcome::Configured, obj));
+        }
+        match store.update_spec(&obj).await {
+            Ok(o) => return Ok((Outcome::Configured, o)),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Exit::refused(format!("{key} kept changing while applying; try again")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::three_way;
+    use serde_json::json;
+
+    #[test]
+    fn three_way_merge_keeps_foreign_fields_and_drops_removed_ones() {
+        let live = json!({"labels": {"team": "a", "added-by-other": "x"}, "spec": {"sql": "select 1", "limits": {"maxRows": 5}}});
+        let last = json!({"labels": {"team": "a"}, "spec": {"sql": "select 1", "limits": {"maxRows": 5}}});
+        let new = json!({"labels": {"team": "b"}, "spec": {"sql": "select 2"}});
+        let merged = three_way(&live, &last, &new);
+        assert_eq!(merged, json!({"labels": {"team": "b", "added-by-other": "x"}, "spec": {"sql": "select 2"}}));
+    }
+}

@@ -1,0 +1,152 @@
+//! `sqlctl controller`: the reconcile loop, leader election, metrics and graceful drain.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::Exit;
+use crate::config::GlobalOpts;
+use crate::controller::{Controller, ControllerConfig, Parts, metrics};
+use crate::notify::LogNotifier;
+use crate::spec::{DurationSpec, EngineKind, Policy, quantity::parse_duration};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 8)]
+    pub workers: usize,
+    /// Serve /healthz, /readyz and /metrics here (e.g. 127.0.0.1:9090; port 0 picks one).
+    #[arg(long, env = "SQLCTL_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Approval policy file (YAML): approvers, per-database admin approvers, fourEyes, approvalTimeout.
+    #[arg(long, env = "SQLCTL_POLICY")]
+    pub policy: Option<PathBuf>,
+    /// Four-eyes: a requester may not approve their own request.
+    #[arg(long)]
+    pub four_eyes: bool,
+    /// Default and maximum approval wait (specs may only shorten it).
+    #[arg(long, value_parser = DurationSpec::parse)]
+    pub approval_timeout: Option<DurationSpec>,
+    /// Engine for requests that do not name one.
+    #[arg(long, value_parser = ["local", "athena"])]
+    pub engine: Option<String>,
+    /// Full resync period of active records.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub resync: Duration,
+    /// Leader lease duration; a standby takes over after this long without renewal.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// The leader steps down if it could not renew for this long (must be < lease duration).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub renew_deadline: Duration,
+    /// How often the lease is renewed (and a standby looks at it).
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub retry_period: Duration,
+    /// Generation attempts per round (self-correction).
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Identity in the lease (default: hostname-pid-random).
+    #[arg(long, env = "SQLCTL_IDENTITY")]
+    pub identity: Option<String>,
+}
+
+impl Default for Args {
+    fn default() -> Self {
+        Args {
+            workers: 8,
+            metrics_addr: None,
+            policy: None,
+            four_eyes: false,
+            approval_timeout: None,
+            engine: None,
+            resync: Duration::from_secs(30),
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            retry_period: Duration::from_secs(2),
+            max_attempts: 3,
+            identity: None,
+        }
+    }
+}
+
+impl Args {
+    /// Resolves flags and the policy file into a ready controller.
+    pub fn build(&self, g: &GlobalOpts) -> anyhow::Result<Controller> {
+        if self.renew_deadline >= self.lease_duration {
+            return Err(Exit::usage("--renew-deadline must be shorter than --lease-duration"));
+        }
+        if self.retry_period >= self.renew_deadline {
+            return Err(Exit::usage("--retry-period must be shorter than --renew-deadline"));
+        }
+        let mut policy = match &self.policy {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Exit::refused(format!("reading --policy {}: {e}", p.display())))?;
+                serde_saphyr::from_str::<Policy>(&text).map_err(|e| Exit::refused(format!("--policy {}: {e}", p.display())))?
+            }
+            None => Policy::default(),
+        };
+        if self.four_eyes {
+            policy.four_eyes = true;
+        }
+        if let Some(t) = &self.approval_timeout {
+            policy.approval_timeout = Some(t.clone());
+        }
+        let default_engine = match self.engine.as_deref() {
+            Some("athena") => EngineKind::Athena,
+            Some(_) => EngineKind::Local,
+            None => g.default_engine(),
+        };
+        let mut config = ControllerConfig {
+            default_engine,
+            workers: self.workers.max(1),
+            resync: self.resync,
+            max_attempts: self.max_attempts.max(1),
+            lease_duration: self.lease_duration,
+            renew_deadline: self.renew_deadline,
+            retry_period: self.retry_period,
+            ..ControllerConfig::default()
+        };
+        if let Some(id) = &self.identity {
+            config.identity = id.clone();
+        }
+        Ok(Controller::new(Parts {
+            store: g.store()?,
+            catalog: g.catalog()?,
+            engines: g.engines()?,
+            generator: None,
+            notifier: Arc::new(LogNotifier),
+            policy,
+            config,
+        }))
+    }
+
+    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+        let controller = self.build(g)?;
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(shutdown_on_signal(tx));
+        if let Some(addr) = self.metrics_addr {
+            let store = g.store()?;
+            let (local, _h) = metrics::serve(addr, controller.metrics.clone(), store, rx.clone()).await?;
+            tracing::info!(addr = %local, "serving /healthz, /readyz and /metrics");
+        }
+        tracing::info!(identity = %controller.context().config.identity, workers = self.workers, home = %g.home().display(), "controller starting");
+        controller.run(rx).await?;
+        tracing::info!("controller stopped");
+        Ok(())
+    }
+}
+
+/// Turns SIGTERM / SIGINT into a graceful drain (Fargate gives 30 s before SIGKILL).
+pub async fn shutdown_on_signal(tx: watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+    let _ = tx.send(true);
+}

@@ -1,0 +1,163 @@
+//! `sqlctl approve|refine|reject NAME`: write a decision record bound to exactly the SQL the
+//! decider saw: `(uid, generation, round, sqlDigest)`. On a terminal, approve shows the SQL and
+//! asks; without one, `--digest` is required so nobody approves SQL they have not seen.
+
+use super::{Exit, get_request, output, whoami};
+use crate::approval::{self, DecisionInput, SubmitError};
+use crate::config::GlobalOpts;
+use crate::spec::{DecisionKind, QueryRequest};
+
+#[derive(clap::Args, Debug)]
+pub struct ApproveArgs {
+    pub name: String,
+    /// The digest you reviewed (full, or a prefix of ≥ 12 hex characters; see `get -o wide`).
+    #[arg(long)]
+    pub digest: Option<String>,
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Decide as this approver (default: the OS user).
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_: Option<String>,
+    /// Do not ask for confirmation (still requires --digest).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RefineArgs {
+    pub name: String,
+    /// What should change in the SQL.
+    #[arg(long, required = true)]
+    pub feedback: String,
+    #[arg(long)]
+    pub digest: Option<String>,
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RejectArgs {
+    pub name: String,
+    /// Why (recorded in the history).
+    #[arg(long)]
+    pub reason: Option<String>,
+    #[arg(long)]
+    pub digest: Option<String>,
+    #[arg(long = "as", value_name = "NAME")]
+    pub as_: Option<String>,
+}
+
+/// Shows the SQL awaiting approval (for the confirmation prompt and `ask`).
+pub fn show_sql(r: &QueryRequest) {
+    let st = r.status.clone().unwrap_or_default();
+    if let Some(g) = &st.generated {
+        eprintln!("SQL for {} (generation {}, digest {}):", r.metadata.name, r.generation(), g.sql_digest);
+        for line in g.sql.lines() {
+            eprintln!("    {line}");
+        }
+        if !g.explanation.is_empty() {
+            eprintln!("Explanation: {}", g.explanation);
+        }
+    }
+}
+
+impl ApproveArgs {
+    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+        let store = g.store()?;
+        let r = get_request(store.as_ref(), g, &self.name).await?;
+        let mut digest = self.digest.clone();
+        if digest.is_none() {
+            if self.yes || !output::stdin_is_tty() {
+                return Err(Exit::usage(format!(
+                    "approve without a terminal needs --digest: review the SQL with `sqlctl describe {}` and pass its digest (≥ 12 hex characters)",
+                    self.name
+                )));
+            }
+            if r.status.as_ref().and_then(|s| s.generated.as_ref()).is_some() {
+                show_sql(&r);
+            }
+            let current = r.status.as_ref().and_then(|s| s.generated.as_ref()).map(|g| g.sql_digest.clone());
+            if let Some(d) = current.filter(|_| r.phase() == crate::spec::Phase::AwaitingApproval) {
+                match output::prompt("Approve this SQL? [y/N] ").as_deref() {
+                    Some("y") | Some("Y") | Some("yes") => digest = Some(d),
+                    _ => return Err(Exit::refused("not approved; nothing was written")),
+                }
+            }
+        }
+        decide(g, &r, DecisionInput {
+            decision: DecisionKind::Approve,
+            by: whoami(self.as_.as_deref()),
+            digest,
+            feedback: None,
+            comment: self.comment,
+            source: "cli".into(),
+            allow_over_budget: false,
+        })
+        .await
+    }
+}
+
+impl RefineArgs {
+    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+        if self.feedback.trim().is_empty() {
+            return Err(Exit::usage("--feedback must say what should change"));
+        }
+        if self.feedback.chars().count() > crate::spec::MAX_QUESTION_CHARS {
+            return Err(Exit::usage(format!("--feedback is longer than {} characters", crate::spec::MAX_QUESTION_CHARS)));
+        }
+        let store = g.store()?;
+        let r = get_request(store.as_ref(), g, &self.name).await?;
+        decide(g, &r, DecisionInput {
+            decision: DecisionKind::Refine,
+            by: whoami(self.as_.as_deref()),
+            digest: self.digest,
+            feedback: Some(self.feedback),
+            comment: None,
+            source: "cli".into(),
+            allow_over_budget: false,
+        })
+        .await
+    }
+}
+
+impl RejectArgs {
+    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+        let store = g.store()?;
+        let r = get_request(store.as_ref(), g, &self.name).await?;
+        decide(g, &r, DecisionInput {
+            decision: DecisionKind::Reject,
+            by: whoami(self.as_.as_deref()),
+            digest: self.digest,
+            feedback: None,
+            comment: self.reason,
+            source: "cli".into(),
+            allow_over_budget: false,
+        })
+        .await
+    }
+}
+
+/// Writes the decision through the shared path; refusals exit 1 with the reason.
+pub async fn decide(g: &GlobalOpts, r: &QueryRequest, input: DecisionInput) -> anyhow::Result<()> {
+    let store = g.store()?;
+    match approval::submit(store.as_ref(), r, &input).await {
+        Ok(d) => {
+            println!(
+                "queryrequest/{} {} by {} recorded (generation {}, round {}, digest {})",
+                r.metadata.name,
+                match d.decision {
+                    DecisionKind::Approve => "approval",
+                    DecisionKind::Refine => "refine",
+                    DecisionKind::Reject => "rejection",
+                },
+                d.by,
+                d.generation,
+                d.round,
+                &d.sql_digest[..d.sql_digest.len().min(12)]
+            );
+            Ok(())
+        }
+        Err(SubmitError::Refused(why)) => Err(Exit::refused(format!("refused: {why}"))),
+        Err(SubmitError::Store(e)) => Err(e.into()),
+    }
+}

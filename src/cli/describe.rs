@@ -1,0 +1,166 @@
+//! `sqlctl describe NAME`: everything a decider needs: the SQL, its digest, conditions,
+//! history and the preview.
+
+use std::fmt::Write as _;
+
+use super::{get_request, output};
+use crate::config::GlobalOpts;
+use crate::spec::QueryRequest;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub name: String,
+}
+
+impl Args {
+    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+        let store = g.store()?;
+        let r = get_request(store.as_ref(), g, &self.name).await?;
+        print!("{}", describe(&r));
+        Ok(())
+    }
+}
+
+pub fn describe(r: &QueryRequest) -> String {
+    let mut o = String::new();
+    let st = r.status.clone().unwrap_or_default();
+    let kv = |o: &mut String, k: &str, v: &str| {
+        let _ = writeln!(o, "{:<20}{}", format!("{k}:"), v);
+    };
+    kv(&mut o, "Name", &r.metadata.name);
+    kv(&mut o, "Namespace", r.metadata.namespace());
+    kv(&mut o, "UID", r.uid());
+    kv(&mut o, "Generation", &format!("{} (observed {})", r.generation(), st.observed_generation));
+    kv(&mut o, "Phase", st.phase.as_str());
+    if r.metadata.deletion_timestamp.is_some() {
+        kv(&mut o, "Deleting", "yes (waiting for the running query to be cancelled)");
+    }
+    kv(&mut o, "Requester", r.requester().unwrap_or("-"));
+    kv(&mut o, "Created", &r.metadata.creation_timestamp.map(|t| t.to_rfc3339()).unwrap_or_default());
+    if !r.metadata.labels.is_empty() {
+        kv(&mut o, "Labels", &r.metadata.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","));
+    }
+    kv(&mut o, "Database", &r.spec.catalog.database);
+    if !r.spec.catalog.tables.is_empty() {
+        kv(&mut o, "Tables", &r.spec.catalog.tables.join(", "));
+    }
+    kv(&mut o, "Engine", r.spec.engine.map(|e| e.as_str()).unwrap_or("controller default"));
+    let l = r.spec.effective_limits();
+    kv(
+        &mut o,
+        "Limits",
+        &format!(
+            "maxRows={} timeout={}ms{}",
+            l.max_rows,
+            l.timeout_ms,
+            l.max_bytes_scanned.map(|b| format!(" maxBytesScanned={b}")).unwrap_or_default()
+        ),
+    );
+    if let Some(q) = &r.spec.question {
+        kv(&mut o, "Question", q);
+    }
+    if let Some(gn) = &st.generated {
+        if !gn.sql.is_empty() {
+            let _ = writeln!(o, "SQL:");
+            for line in gn.sql.lines() {
+                let _ = writeln!(o, "    {line}");
+            }
+            kv(&mut o, "SQL digest", &gn.sql_digest);
+            if !gn.explanation.is_empty() {
+                kv(&mut o, "Explanation", &gn.explanation);
+            }
+            kv(&mut o, "Confidence", &format!("{:.2}", gn.confidence));
+            kv(&mut o, "Model", &gn.model);
+            if !gn.tables_used.is_empty() {
+                kv(&mut o, "Tables used", &gn.tables_used.join(", "));
+            }
+        }
+        if gn.attempts.len() > 1 || gn.attempts.iter().any(|a| a.error.is_some()) {
+            let _ = writeln!(o, "Attempts:");
+            for (i, a) in gn.attempts.iter().enumerate() {
+                let _ = writeln!(o, "  {}. {} {}", i + 1, output::short(&a.sql, 70), a.error.as_deref().map(|e| format!("→ {e}")).unwrap_or_else(|| "→ ok".into()));
+            }
+        }
+    }
+    if let Some(e) = &st.estimate {
+        kv(&mut o, "Estimate", &format!("{} bytes, ${:.4} ({})", e.bytes, e.cost_usd, e.method));
+    }
+    if st.approval_round > 0 {
+        kv(&mut o, "Approval round", &st.approval_round.to_string());
+    }
+    if let Some(d) = st.approval_deadline {
+        kv(&mut o, "Approval deadline", &d.to_rfc3339());
+    }
+    if let Some(a) = &st.approval {
+        kv(&mut o, "Decision", &format!("{} by {} at {}{}", a.decision.as_str(), a.by, a.at.to_rfc3339(), a.comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()));
+    }
+    if let Some(e) = &st.execution {
+        let _ = writeln!(o, "Execution:");
+        let _ = writeln!(o, "  State:        {} (attempt {})", e.state, e.attempt);
+        if let Some(id) = &e.id {
+            let _ = writeln!(o, "  Id:           {id}");
+        }
+        if let Some(n) = e.rows {
+            let _ = writeln!(o, "  Rows:         {n}");
+        }
+        if let Some(b) = e.bytes_scanned {
+            let _ = writeln!(o, "  Bytes read:   {b} ({})", crate::spec::quantity::human_bytes(b));
+        }
+        if let Some(c) = e.cost_usd {
+            let _ = writeln!(o, "  Cost:         ${c:.4}");
+        }
+        if let Some(ms) = e.duration_ms {
+            let _ = writeln!(o, "  Duration:     {ms} ms");
+        }
+        if let Some(loc) = &e.output_location {
+            let _ = writeln!(o, "  Output:       {loc}");
+        }
+        if let Some(err) = &e.error {
+            let _ = writeln!(o, "  Error:        {err}");
+        }
+        if let Some(p) = &e.preview {
+            let _ = writeln!(o, "Preview{}:", if p.truncated { " (truncated)" } else { "" });
+            let shown: Vec<Vec<Option<String>>> = p.rows.iter().take(20).cloned().collect();
+            for line in output::preview_table(&p.columns, &shown).lines() {
+                let _ = writeln!(o, "  {line}");
+            }
+            if p.rows.len() > 20 {
+                let _ = writeln!(o, "  … {} more rows in the preview; `sqlctl results {}` prints all", p.rows.len() - 20, r.metadata.name);
+            }
+        }
+    }
+    if !st.conditions.is_empty() {
+        let _ = writeln!(o, "Conditions:");
+        let rows: Vec<Vec<String>> = st
+            .conditions
+            .iter()
+            .map(|c| vec![c.type_.clone(), c.status.clone(), c.reason.clone(), c.message.clone()])
+            .collect();
+        for line in output::table(&["TYPE", "STATUS", "REASON", "MESSAGE"], &rows).lines() {
+            let _ = writeln!(o, "  {line}");
+        }
+    }
+    if !st.history.is_empty() {
+        let _ = writeln!(o, "History:");
+        for h in &st.history {
+            let mut parts = vec![h.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(), format!("gen {}", h.generation), h.event.clone()];
+            if let Some(d) = h.decision {
+                parts.push(d.as_str().into());
+            }
+            if let Some(b) = &h.by {
+                parts.push(format!("by {b}"));
+            }
+            if let Some(f) = &h.feedback {
+                parts.push(format!("feedback: {f:?}"));
+            }
+            if let Some(s) = &h.sql_digest {
+                parts.push(format!("digest {}", &s[..s.len().min(12)]));
+            }
+            if let Some(m) = &h.message {
+                parts.push(m.clone());
+            }
+            let _ = writeln!(o, "  {}", parts.join("  "));
+        }
+    }
+    o
+}

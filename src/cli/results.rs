@@ -1,0 +1,64 @@
+//! `sqlctl results NAME`: the full result of a finished request (CSV with a header row).
+
+use std::io::Write;
+
+use super::{Exit, get_request, output};
+use crate::config::GlobalOpts;
+use crate::spec::Phase;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResultFormat {
+    Csv,
+    Json,
+    Table,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    pub name: String,
+    #[arg(short, long, value_enum, default_value = "csv")]
+    pub output: ResultFormat,
+}
+
+impl Args {
+    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+        let store = g.store()?;
+        let r = get_request(store.as_ref(), g, &self.name).await?;
+        let exec = r.status.as_ref().and_then(|s| s.execution.clone());
+        let Some(loc) = exec.as_ref().and_then(|e| e.output_location.clone()).filter(|_| r.phase() == Phase::Done) else {
+            return Err(Exit::refused(format!(
+                "{} has no result: it is {}; `sqlctl wait {} --for phase=Done` waits for one",
+                self.name,
+                r.phase(),
+                self.name
+            )));
+        };
+        let engines = g.engines()?;
+        let kind = r.spec.engine.unwrap_or(g.default_engine());
+        let engine = engines.get(&kind).ok_or_else(|| Exit::refused(format!("engine {} is not available here", kind.as_str())))?;
+        let bytes = engine.read_result(&loc).await.map_err(|e| Exit::refused(format!("reading {loc}: {e}")))?;
+        let mut out = std::io::stdout().lock();
+        match self.output {
+            ResultFormat::Csv => out.write_all(&bytes)?,
+            ResultFormat::Json | ResultFormat::Table => {
+                let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes.as_slice());
+                let header: Vec<String> = rdr.headers()?.iter().map(str::to_string).collect();
+                let mut rows: Vec<Vec<String>> = Vec::new();
+                for rec in rdr.records() {
+                    rows.push(rec?.iter().map(str::to_string).collect());
+                }
+                if self.output == ResultFormat::Table {
+                    let h: Vec<&str> = header.iter().map(String::as_str).collect();
+                    out.write_all(output::table(&h, &rows).as_bytes())?;
+                } else {
+                    let items: Vec<serde_json::Map<String, serde_json::Value>> = rows
+                        .into_iter()
+                        .map(|r| header.iter().cloned().zip(r.into_iter().map(serde_json::Value::String)).collect())
+                        .collect();
+                    out.write_all(output::to_json(&items).as_bytes())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,13 @@
+//! `sqlctl schema`: the JSON Schema of QueryRequest (the same text as schemas/).
+
+use crate::config::GlobalOpts;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+impl Args {
+    pub async fn run(self, _g: &GlobalOpts) -> anyhow::Result<()> {
+        print!("{}", crate::spec::json_schema());
+        Ok(())
+    }
+}

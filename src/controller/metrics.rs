@@ -1,0 +1,166 @@
+//! Prometheus metrics and the health server (`/healthz`, `/readyz`, `/metrics`).
+//!
+//! Counters are plain atomics keyed by a small fixed set of labels; records by phase are read
+//! from the store at scrape time (a cheap grouped count), so they are never stale.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::sync::watch;
+
+use crate::spec::Phase;
+use crate::store::Store;
+
+#[derive(Default)]
+pub struct Metrics {
+    counters: Mutex<BTreeMap<(&'static str, String), u64>>,
+    queue_depth: AtomicU64,
+    leader: AtomicBool,
+    ready: AtomicBool,
+    reconcile_seconds_sum_us: AtomicU64,
+    reconcile_count: AtomicU64,
+}
+
+impl Metrics {
+    fn inc(&self, name: &'static str, label: &str) {
+        *self.counters.lock().unwrap().entry((name, label.to_string())).or_insert(0) += 1;
+    }
+    pub fn reconcile(&self, result: &str) {
+        self.inc("sqlctl_reconciles_total{result=", result);
+    }
+    pub fn error(&self, kind: &str) {
+        self.inc("sqlctl_errors_total{kind=", kind);
+    }
+    pub fn transition(&self, phase: Phase) {
+        self.inc("sqlctl_phase_transitions_total{phase=", phase.as_str());
+    }
+    pub fn query_started(&self) {
+        self.inc("sqlctl_queries_started_total{engine=", "any");
+    }
+    pub fn query_finished(&self, result: &str) {
+        self.inc("sqlctl_queries_finished_total{result=", result);
+    }
+    pub fn decision(&self, result: &str) {
+        self.inc("sqlctl_decisions_total{result=", result);
+    }
+    pub fn set_queue_depth(&self, n: usize) {
+        self.queue_depth.store(n as u64, Ordering::Relaxed);
+    }
+    pub fn set_leader(&self, v: bool) {
+        self.leader.store(v, Ordering::Relaxed);
+    }
+    pub fn set_ready(&self, v: bool) {
+        self.ready.store(v, Ordering::Relaxed);
+    }
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+    pub fn observe_reconcile(&self, d: Duration) {
+        self.reconcile_seconds_sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.reconcile_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A counter's value (tests and the bench read it).
+    pub fn get(&self, name: &str, label: &str) -> u64 {
+        self.counters
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|((n, l), _)| n.starts_with(name) && l == label)
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self, by_phase: &BTreeMap<Phase, u64>) -> String {
+        let mut out = String::new();
+        let help: &[(&str, &str)] = &[
+            ("sqlctl_reconciles_total", "Reconciles by result."),
+            ("sqlctl_errors_total", "Reconcile errors by kind."),
+            ("sqlctl_phase_transitions_total", "Phase transitions written, by new phase."),
+            ("sqlctl_queries_started_total", "Query executions started."),
+            ("sqlctl_queries_finished_total", "Query executions finished, by result."),
+            ("sqlctl_decisions_total", "Decisions projected (accepted) or refused."),
+        ];
+        let counters = self.counters.lock().unwrap();
+        for (metric, text) in help {
+            let _ = writeln!(out, "# HELP {metric} {text}\n# TYPE {metric} counter");
+            for ((name, label), v) in counters.iter() {
+                if name.starts_with(metric) && name[metric.len()..].starts_with('{') {
+                    let _ = writeln!(out, "{name}\"{}\"}} {v}", label.replace('"', "'"));
+                }
+            }
+        }
+        drop(counters);
+        let _ = writeln!(out, "# HELP sqlctl_queue_depth Keys waiting in the work queue.\n# TYPE sqlctl_queue_depth gauge\nsqlctl_queue_depth {}", self.queue_depth.load(Ordering::Relaxed));
+        let _ = writeln!(out, "# HELP sqlctl_leader 1 while this process holds the lease.\n# TYPE sqlctl_leader gauge\nsqlctl_leader {}", self.leader.load(Ordering::Relaxed) as u8);
+        let _ = writeln!(out, "# HELP sqlctl_requests Requests by phase.\n# TYPE sqlctl_requests gauge");
+        for p in Phase::ALL {
+            let _ = writeln!(out, "sqlctl_requests{{phase=\"{p}\"}} {}", by_phase.get(&p).copied().unwrap_or(0));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sqlctl_reconcile_duration_seconds Time spent reconciling.\n# TYPE sqlctl_reconcile_duration_seconds summary\nsqlctl_reconcile_duration_seconds_sum {}\nsqlctl_reconcile_duration_seconds_count {}",
+            self.reconcile_seconds_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+            self.reconcile_count.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+#[derive(Clone)]
+struct ServerState {
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+}
+
+/// Serves `/healthz` (process alive), `/readyz` (leader and synced, or a healthy standby) and
+/// `/metrics` until `shutdown`. Binds before returning so callers know the port.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    store: Arc<dyn Store>,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .with_state(ServerState { metrics, store });
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|v| *v).await;
+            })
+            .await;
+    });
+    Ok((local, handle))
+}
+
+async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
+    if s.metrics.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics_handler(State(s): State<ServerState>) -> impl IntoResponse {
+    let by_phase = s.store.count_by_phase().await.unwrap_or_default();
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        s.metrics.render(&by_phase),
+    )
+}

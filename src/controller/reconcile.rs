@@ -1,0 +1,641 @@
+//! One reconcile step: from spec + status alone decide the next step, do it, write status with a
+//! fenced compare-and-set, and say when to look again.
+//!
+//! Every side effect is ordered so that a crash between it and the status write is harmless on
+//! replay: the execution intent (token, attempt) is written before the engine is asked to start,
+//! the engine is idempotent per token, notifications are recorded after they are sent (at least
+//! once), and decisions are read from append-only records rather than from status.
+
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::{Action, Context, Error};
+use crate::approval;
+use crate::catalog::CatalogError;
+use crate::engine::{EngineError, ExecState, QueryJob};
+use crate::generate::{GenerateError, GenerateInput, PriorTurn};
+use crate::guard;
+use crate::spec::{
+    ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, EngineKind, Execution, Generated, HistoryEntry, Phase,
+    QueryRequest, QueryRequestStatus, digest::token, sql_digest,
+};
+use crate::store::notified_marker;
+
+/// Oldest history entries are dropped beyond this many (the audit trail stays bounded).
+pub const HISTORY_CAP: usize = 100;
+/// A transiently failed query is retried as a new attempt at most this many times in all.
+pub const MAX_EXEC_ATTEMPTS: u32 = 3;
+
+/// Runs one step for `req` (freshly read from the store).
+pub async fn reconcile(req: QueryRequest, ctx: &Context) -> Result<Action, Error> {
+    let mut r = Reconciler { ctx, req, status: QueryRequestStatus::default() };
+    r.status = r.req.status.clone().unwrap_or_default();
+    r.run().await
+}
+
+struct Reconciler<'a> {
+    ctx: &'a Context,
+    req: QueryRequest,
+    status: QueryRequestStatus,
+}
+
+impl Reconciler<'_> {
+    async fn run(&mut self) -> Result<Action, Error> {
+        if self.req.metadata.deletion_timestamp.is_some() {
+            return self.finalize().await;
+        }
+        let generation = self.req.generation();
+        if self.status.observed_generation != generation {
+            return self.observe_new_generation().await;
+        }
+        match self.status.phase {
+            Phase::Pending => self.generate().await,
+            Phase::Generated => self.enter_awaiting_approval().await,
+            Phase::AwaitingApproval => self.await_decision().await,
+            Phase::Executing => self.execute().await,
+            Phase::Done | Phase::Rejected | Phase::Failed | Phase::TimedOut => self.notify_finished().await,
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.req.metadata.name
+    }
+
+    fn engine_kind(&self) -> EngineKind {
+        self.req.spec.engine.unwrap_or(self.ctx.config.default_engine)
+    }
+
+    fn history(&mut self, mut e: HistoryEntry) {
+        e.generation = self.req.generation();
+        self.status.history.push(e);
+        let n = self.status.history.len();
+        if n > HISTORY_CAP {
+            self.status.history.drain(..n - HISTORY_CAP);
+        }
+    }
+
+    fn event(event: &str) -> HistoryEntry {
+        HistoryEntry {
+            at: Utc::now(),
+            event: event.into(),
+            generation: 0,
+            sql: None,
+            sql_digest: None,
+            by: None,
+            decision: None,
+            decision_id: None,
+            feedback: None,
+            message: None,
+        }
+    }
+
+    /// Writes status (and finalizers) with CAS + fence, logging phase transitions.
+    async fn write(&mut self) -> Result<(), Error> {
+        let before = self.req.phase();
+        let mut next = self.req.clone();
+        next.status = Some(self.status.clone());
+        let fence = self.ctx.fence()?;
+        let written = self.ctx.store.update_status(&next, Some(&fence)).await?;
+        self.ctx.note_written(&written);
+        if before != self.status.phase || self.req.status.is_none() {
+            self.ctx.metrics.transition(self.status.phase);
+            let reason = self.status.conditions.last().map(|c| c.reason.clone()).unwrap_or_default();
+            tracing::info!(
+                name = %written.metadata.name,
+                namespace = written.metadata.namespace(),
+                uid = written.uid(),
+                generation = written.generation(),
+                phase = %self.status.phase,
+                from = %before,
+                reason = %reason,
+                "phase transition"
+            );
+        }
+        self.req = written;
+        Ok(())
+    }
+
+    fn fail(&mut self, cond: &str, reason: &str, message: impl Into<String>) {
+        let message = message.into();
+        self.status.phase = Phase::Failed;
+        self.status.set_condition(cond, "False", reason, message.clone());
+        self.status.set_condition("Ready", "False", reason, message.clone());
+        let mut e = Self::event("Failed");
+        e.message = Some(format!("{reason}: {message}"));
+        self.history(e);
+        self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
+    }
+
+    async fn finalize(&mut self) -> Result<Action, Error> {
+        if let Some(exec) = &self.status.execution {
+            if let (Some(id), true) = (&exec.id, exec.state == "Running" || exec.state == "Starting") {
+                if let Some(engine) = self.ctx.engines.get(&self.engine_kind()) {
+                    engine.cancel(id).await.map_err(Error::Engine)?;
+                    self.ctx.metrics.query_finished("cancelled");
+                }
+            }
+        }
+        self.req.metadata.finalizers.clear();
+        let fence = self.ctx.fence()?;
+        self.ctx.store.finalize(&self.req, Some(&fence)).await?;
+        tracing::info!(name = %self.req.metadata.name, namespace = self.req.metadata.namespace(), uid = self.req.uid(), "deleted after finalizers");
+        Ok(Action::await_change())
+    }
+
+    async fn observe_new_generation(&mut self) -> Result<Action, Error> {
+        let generation = self.req.generation();
+        if self.status.phase == Phase::Executing {
+            // The spec changed under a running query: it answers a question nobody asks anymore.
+            if let Some(Execution { id: Some(id), .. }) = &self.status.execution {
+                if let Some(engine) = self.ctx.engines.get(&self.engine_kind()) {
+                    let _ = engine.cancel(id).await;
+                }
+            }
+        }
+        let history = std::mem::take(&mut self.status.history);
+        self.status = QueryRequestStatus { observed_generation: generation, history, ..Default::default() };
+        let mut e = Self::event("Observed");
+        e.message = Some(format!("generation {generation} observed"));
+        self.history(e);
+        self.status.set_condition("Ready", "False", "Pending", "");
+        self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
+        self.write().await?;
+        Ok(Action::requeue(Duration::ZERO))
+    }
+
+    /// Pending: guard hand-written SQL, or generate (with self-correction) from the question.
+    async fn generate(&mut self) -> Result<Action, Error> {
+        let kind = self.engine_kind();
+        let Some(engine) = self.ctx.engines.get(&kind).cloned() else {
+            self.fail("Generated", "EngineUnavailable", format!("engine {} is not configured on this controller (available: {})", kind.as_str(), self.ctx.engine_names()));
+            self.write().await?;
+            return Ok(Action::requeue(Duration::ZERO));
+        };
+        let db = self.req.spec.catalog.database.clone();
+        let tables = match self.ctx.catalog.tables(&db).await {
+            Ok(t) => t,
+            Err(e @ CatalogError::Transient(_)) => return Err(Error::Catalog(e)),
+            Err(e) => {
+                self.fail("Generated", "CatalogError", e.to_string());
+                self.write().await?;
+                return Ok(Action::requeue(Duration::ZERO));
+            }
+        };
+        let known: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
+        let allowed = self.req.spec.catalog.tables.clone();
+        let limits = self.req.spec.effective_limits();
+
+        if let Some(sql) = self.req.spec.sql.clone() {
+            match guard::check(&sql, &db, &known, &allowed) {
+                Err(e) => {
+                    self.fail("Generated", "GuardRejected", e.reason);
+                }
+                Ok(used) => match engine.plan(&db, &sql).await {
+                    Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
+                    Err(EngineError::Permanent(m)) => self.fail("Generated", "PlanFailed", m),
+                    Ok(()) => {
+                        let digest = sql_digest(kind, &db, &sql, &limits);
+                        self.accept_sql(Generated {
+                            sql,
+                            sql_digest: digest,
+                            explanation: "hand-written SQL (spec.sql)".into(),
+                            confidence: 1.0,
+                            tables_used: used,
+                            model: "user".into(),
+                            attempts: vec![],
+                            assumptions: vec![],
+                        }, "HandWritten");
+                    }
+                },
+            }
+            self.write().await?;
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+
+        let Some(generator) = self.ctx.generator.clone() else {
+            if self.status.condition("Generated").map(|c| c.reason.as_str()) != Some("NoGenerator") {
+                self.status.set_condition(
+                    "Generated",
+                    "False",
+                    "NoGenerator",
+                    "no SQL generator is configured on this controller: plain-language questions need one; use spec.sql for hand-written SQL",
+                );
+                self.write().await?;
+            }
+            return Ok(Action::requeue(self.ctx.config.resync));
+        };
+
+        let question = self.req.spec.question.clone().unwrap_or_default();
+        let history: Vec<PriorTurn> = self
+            .status
+            .history
+            .iter()
+            .filter(|h| h.event == "Refined" && h.generation == self.req.generation())
+            .map(|h| PriorTurn { sql: h.sql.clone().unwrap_or_default(), feedback: h.feedback.clone().unwrap_or_default() })
+            .collect();
+        let mut input = GenerateInput {
+            question,
+            database: db.clone(),
+            engine: kind,
+            tables,
+            history,
+            last_error: None,
+        };
+        let mut attempts: Vec<Attempt> = Vec::new();
+        for _ in 0..self.ctx.config.max_attempts.max(1) {
+            let (proposal, usage) = match generator.generate(&input).await {
+                Ok(p) => p,
+                Err(GenerateError::Transient(m)) => return Err(Error::Generate(m)),
+                Err(GenerateError::CannotAnswer(m)) => {
+                    attempts.push(Attempt { sql: String::new(), error: Some(format!("cannot answer: {m}")), input_tokens: None, output_tokens: None });
+                    self.status.generated = Some(Generated { attempts, model: generator.model(), ..Default::default() });
+                    self.fail("Generated", "CannotAnswer", m);
+                    self.write().await?;
+                    return Ok(Action::requeue(Duration::ZERO));
+                }
+                Err(GenerateError::Malformed(m)) => {
+                    attempts.push(Attempt { sql: String::new(), error: Some(m.clone()), input_tokens: None, output_tokens: None });
+                    input.last_error = Some(m);
+                    continue;
+                }
+            };
+            let (input_tokens, output_tokens) = usage.map(|(i, o)| (Some(i), Some(o))).unwrap_or((None, None));
+            let sql = proposal.sql.trim().trim_end_matches(';').trim().to_string();
+            let checked = match guard::check(&sql, &db, &known, &allowed) {
+                Err(e) => Err(format!("guard: {}", e.reason)),
+                Ok(used) => match engine.plan(&db, &sql).await {
+                    Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
+                    Err(EngineError::Permanent(m)) => Err(format!("planning: {m}")),
+                    Ok(()) => Ok(used),
+                },
+            };
+            match checked {
+                Err(msg) => {
+                    attempts.push(Attempt { sql: sql.clone(), error: Some(msg.clone()), input_tokens, output_tokens });
+                    input.last_error = Some(msg);
+                }
+                Ok(used) => {
+                    attempts.push(Attempt { sql: sql.clone(), error: None, input_tokens, output_tokens });
+                    let digest = sql_digest(kind, &db, &sql, &limits);
+                    self.accept_sql(Generated {
+                        sql,
+                        sql_digest: digest,
+                        explanation: proposal.explanation,
+                        confidence: proposal.confidence.clamp(0.0, 1.0),
+                        tables_used: used,
+                        model: generator.model(),
+                        attempts,
+                        assumptions: proposal.assumptions,
+                    }, "Generated");
+                    self.write().await?;
+                    return Ok(Action::requeue(Duration::ZERO));
+                }
+            }
+        }
+        let last = input.last_error.clone().unwrap_or_else(|| "no usable SQL".into());
+        self.status.generated = Some(Generated { attempts, model: generator.model(), ..Default::default() });
+        self.fail("Generated", "GenerationFailed", format!("no valid SQL after {} attempts; last error: {last}", self.ctx.config.max_attempts.max(1)));
+        self.write().await?;
+        Ok(Action::requeue(Duration::ZERO))
+    }
+
+    fn accept_sql(&mut self, g: Generated, reason: &str) {
+        let mut e = Self::event("Generated");
+        e.sql = Some(g.sql.clone());
+        e.sql_digest = Some(g.sql_digest.clone());
+        e.message = Some(format!("by {} (confidence {:.2})", g.model, g.confidence));
+        self.history(e);
+        self.status.generated = Some(g);
+        self.status.phase = Phase::Generated;
+        self.status.set_condition("Generated", "True", reason, "");
+    }
+
+    /// Generated: open an approval round with a deadline, then ask for a decision.
+    async fn enter_awaiting_approval(&mut self) -> Result<Action, Error> {
+        let timeout = approval::approval_timeout(&self.ctx.policy, &self.req);
+        let deadline = Utc::now() + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(1));
+        self.status.approval_round += 1;
+        self.status.approval_deadline = Some(deadline);
+        self.status.approval_requested = false;
+        self.status.approval = None;
+        self.status.execution = None;
+        self.status.phase = Phase::AwaitingApproval;
+        self.status.set_condition("Approved", "Unknown", "AwaitingApproval", format!("waiting for a decision until {}", deadline.to_rfc3339()));
+        self.write().await?;
+        self.send_approval_request().await
+    }
+
+    async fn send_approval_request(&mut self) -> Result<Action, Error> {
+        match self.ctx.notifier.approval_requested(&self.req).await {
+            Ok(()) => {
+                self.status.approval_requested = true;
+                self.write().await?;
+                Ok(Action::requeue(self.until_deadline()))
+            }
+            Err(e) => {
+                self.status.set_condition("Notified", "False", "ApprovalRequestFailed", e.to_string());
+                self.write().await?;
+                Ok(Action::requeue(Duration::from_secs(30).min(self.until_deadline())))
+            }
+        }
+    }
+
+    fn until_deadline(&self) -> Duration {
+        let d = self.status.approval_deadline.map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(Duration::ZERO);
+        d.min(self.ctx.config.resync)
+    }
+
+    /// AwaitingApproval: project the first valid decision of this round; refuse invalid ones; time out.
+    async fn await_decision(&mut self) -> Result<Action, Error> {
+        let decisions = self.ctx.store.list_decisions(self.req.uid()).await?;
+        let mut changed = false;
+        let (generation, round) = (self.req.generation(), self.status.approval_round);
+        for d in decisions.into_iter().filter(|d| d.generation == generation && d.round == round) {
+            let seen = self.status.history.iter().any(|h| h.decision_id.as_deref() == Some(d.id.as_str()));
+            if seen {
+                continue;
+            }
+            match approval::check(&self.ctx.policy, &self.req, &d) {
+                Err(refusal) => {
+                    self.ctx.metrics.decision("refused");
+                    tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), by = %d.by, decision = d.decision.as_str(), reason = %refusal, "decision refused");
+                    let mut e = Self::event("DecisionRefused");
+                    e.by = Some(d.by.clone());
+                    e.decision = Some(d.decision);
+                    e.decision_id = Some(d.id.clone());
+                    e.sql_digest = Some(d.sql_digest.clone());
+                    e.message = Some(refusal.to_string());
+                    self.history(e);
+                    self.status.set_condition("DecisionRefused", "True", "PolicyRefused", format!("{} by {}: {refusal}", d.decision.as_str(), d.by));
+                    changed = true;
+                }
+                Ok(()) => {
+                    self.ctx.metrics.decision("accepted");
+                    let mut e = Self::event("Decision");
+                    e.by = Some(d.by.clone());
+                    e.decision = Some(d.decision);
+                    e.decision_id = Some(d.id.clone());
+                    e.sql_digest = Some(d.sql_digest.clone());
+                    e.feedback = d.feedback.clone();
+                    e.message = d.comment.clone();
+                    self.history(e);
+                    let approval = ApprovalStatus {
+                        decision: d.decision,
+                        by: d.by.clone(),
+                        at: d.at,
+                        generation: d.generation,
+                        sql_digest: d.sql_digest.clone(),
+                        comment: d.comment.clone(),
+                        decision_id: d.id.clone(),
+                    };
+                    match d.decision {
+                        DecisionKind::Approve => {
+                            self.status.approval = Some(approval);
+                            self.status.phase = Phase::Executing;
+                            self.status.set_condition("Approved", "True", "Approved", format!("approved by {}", d.by));
+                            // Intent first: the token of attempt 1 is recorded with the transition.
+                            self.status.execution = Some(self.intent(1));
+                            if !self.req.metadata.finalizers.iter().any(|f| f == CANCEL_FINALIZER) {
+                                self.req.metadata.finalizers.push(CANCEL_FINALIZER.into());
+                            }
+                        }
+                        DecisionKind::Reject => {
+                            self.status.approval = Some(approval);
+                            self.status.phase = Phase::Rejected;
+                            let why = d.comment.clone().unwrap_or_default();
+                            self.status.set_condition("Approved", "False", "Rejected", format!("rejected by {}{}", d.by, if why.is_empty() { String::new() } else { format!(": {why}") }));
+                            self.status.set_condition("Ready", "False", "Rejected", "");
+                        }
+                        DecisionKind::Refine => {
+                            let old = self.status.generated.take().unwrap_or_default();
+                            let mut e = Self::event("Refined");
+                            e.by = Some(d.by.clone());
+                            e.sql = Some(old.sql);
+                            e.sql_digest = Some(old.sql_digest);
+                            e.feedback = d.feedback.clone();
+                            self.history(e);
+                            self.status.approval = None;
+                            self.status.phase = Phase::Pending;
+                            self.status.set_condition("Approved", "False", "Refined", format!("{} asked for changes", d.by));
+                            self.status.set_condition("Generated", "Unknown", "Regenerating", "regenerating with refine feedback");
+                        }
+                    }
+                    self.write().await?;
+                    return Ok(Action::requeue(Duration::ZERO));
+                }
+            }
+        }
+        if !self.status.approval_requested {
+            if changed {
+                self.write().await?;
+            }
+            return self.send_approval_request().await;
+        }
+        if self.status.approval_deadline.is_some_and(|d| Utc::now() >= d) {
+            self.status.phase = Phase::TimedOut;
+            self.status.set_condition("Approved", "False", "ApprovalTimeout", "no valid decision before the approval deadline");
+            self.status.set_condition("Ready", "False", "ApprovalTimeout", "");
+            let mut e = Self::event("TimedOut");
+            e.message = Some("approval deadline passed".into());
+            self.history(e);
+            changed = true;
+        }
+        if changed {
+            self.write().await?;
+        }
+        if self.status.phase != Phase::AwaitingApproval {
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+        Ok(Action::requeue(self.until_deadline().max(Duration::from_millis(10))))
+    }
+
+    fn intent(&self, attempt: u32) -> Execution {
+        let digest = self.status.generated.as_ref().map(|g| g.sql_digest.as_str()).unwrap_or("");
+        let generation = self.req.generation().to_string();
+        Execution {
+            token: token(&[self.req.uid(), &generation, digest, &attempt.to_string()]),
+            attempt,
+            state: "Starting".into(),
+            ..Default::default()
+        }
+    }
+
+    fn job(&self, exec: &Execution) -> Result<QueryJob, String> {
+        let g = self.status.generated.as_ref().ok_or("no generated SQL")?;
+        let a = self.status.approval.as_ref().ok_or("no approval")?;
+        let limits = self.req.spec.effective_limits();
+        let db = &self.req.spec.catalog.database;
+        // The engine runs exactly the approved bytes: recompute and compare before every start.
+        let digest = sql_digest(self.engine_kind(), db, &g.sql, &limits);
+        if digest != a.sql_digest || digest != g.sql_digest || a.generation != self.req.generation() {
+            return Err(format!("integrity check failed: the SQL, engine or limits no longer match the approved digest {}", a.sql_digest));
+        }
+        Ok(QueryJob {
+            key: self.req.key(),
+            token: exec.token.clone(),
+            database: db.clone(),
+            sql: g.sql.clone(),
+            limits,
+            result_key: format!("{}/{}/{}-{}", self.req.metadata.namespace(), self.name(), self.req.generation(), exec.attempt),
+        })
+    }
+
+    /// Executing: start (idempotent per token) → record id → poll → record the outcome once.
+    async fn execute(&mut self) -> Result<Action, Error> {
+        let kind = self.engine_kind();
+        let Some(engine) = self.ctx.engines.get(&kind).cloned() else {
+            self.fail("Executed", "EngineUnavailable", format!("engine {} is not configured", kind.as_str()));
+            self.write().await?;
+            return Ok(Action::requeue(Duration::ZERO));
+        };
+        let mut exec = match self.status.execution.clone() {
+            Some(e) => e,
+            None => {
+                self.status.execution = Some(self.intent(1));
+                self.write().await?;
+                return Ok(Action::requeue(Duration::ZERO));
+            }
+        };
+        if exec.state == "Starting" || exec.id.is_none() {
+            let job = match self.job(&exec) {
+                Ok(j) => j,
+                Err(m) => {
+                    self.fail("Executed", "IntegrityCheckFailed", m);
+                    self.write().await?;
+                    return Ok(Action::requeue(Duration::ZERO));
+                }
+            };
+            let id = match engine.start(&job, self.ctx.waker.clone()).await {
+                Ok(id) => id,
+                Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
+                Err(EngineError::Permanent(m)) => {
+                    self.fail("Executed", "QueryFailed", m);
+                    self.write().await?;
+                    return Ok(Action::requeue(Duration::ZERO));
+                }
+            };
+            self.ctx.metrics.query_started();
+            exec.id = Some(id);
+            exec.state = "Running".into();
+            exec.started_at.get_or_insert_with(Utc::now);
+            self.status.execution = Some(exec);
+            self.status.set_condition("Executed", "Unknown", "Running", format!("attempt {}", self.status.execution.as_ref().map(|e| e.attempt).unwrap_or(1)));
+            self.write().await?;
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+        let id = exec.id.clone().unwrap_or_default();
+        let limits = self.req.spec.effective_limits();
+        match engine.poll(&id).await.map_err(Error::Engine)? {
+            ExecState::Unknown => {
+                // The engine forgot it (a local engine after a restart): start again with the same
+                // token. The local engine only reads, and the result is recorded once below.
+                exec.state = "Starting".into();
+                self.status.execution = Some(exec);
+                self.write().await?;
+                Ok(Action::requeue(Duration::ZERO))
+            }
+            ExecState::Running { bytes_scanned } => {
+                let elapsed = exec.started_at.map(|s| (Utc::now() - s).to_std().unwrap_or_default()).unwrap_or_default();
+                let over_time = elapsed > Duration::from_millis(limits.timeout_ms) + Duration::from_secs(5);
+                let over_budget = matches!((bytes_scanned, limits.max_bytes_scanned), (Some(b), Some(m)) if b > m);
+                if over_time || over_budget {
+                    let _ = engine.cancel(&id).await;
+                    let why = if over_time {
+                        format!("query exceeded its timeout of {}ms", limits.timeout_ms)
+                    } else {
+                        format!("query scanned more than limits.maxBytesScanned ({} bytes)", limits.max_bytes_scanned.unwrap_or(0))
+                    };
+                    exec.state = "Cancelled".into();
+                    exec.error = Some(why.clone());
+                    exec.finished_at = Some(Utc::now());
+                    self.status.execution = Some(exec);
+                    self.ctx.metrics.query_finished("cancelled");
+                    self.fail("Executed", if over_time { "QueryTimeout" } else { "BudgetExceeded" }, why);
+                    self.write().await?;
+                    return Ok(Action::requeue(Duration::ZERO));
+                }
+                // Capped exponential poll: 200ms, 400ms, … 5s (engines that finish in-process wake us).
+                let next = Duration::from_millis(200).saturating_mul(1 << (elapsed.as_secs().min(5) as u32)).min(Duration::from_secs(5));
+                Ok(Action::requeue(next))
+            }
+            ExecState::Succeeded(out) => {
+                exec.state = "Succeeded".into();
+                exec.finished_at = Some(Utc::now());
+                exec.rows = Some(out.rows);
+                exec.bytes_scanned = out.bytes_scanned;
+                exec.cost_usd = out.cost_usd;
+                exec.duration_ms = Some(out.duration_ms);
+                exec.output_location = Some(out.output_location.clone());
+                exec.preview = Some(out.preview);
+                self.status.execution = Some(exec);
+                self.status.phase = Phase::Done;
+                self.status.set_condition("Executed", "True", "Succeeded", format!("{} rows in {} ms", out.rows, out.duration_ms));
+                self.status.set_condition("Ready", "True", "Done", "");
+                let mut e = Self::event("Executed");
+                e.message = Some(format!("{} rows, {} ms, {}", out.rows, out.duration_ms, out.output_location));
+                self.history(e);
+                self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
+                self.write().await?;
+                self.ctx.metrics.query_finished("succeeded");
+                Ok(Action::requeue(Duration::ZERO))
+            }
+            ExecState::Failed { reason, transient } => {
+                self.ctx.metrics.query_finished("failed");
+                if transient && exec.attempt < MAX_EXEC_ATTEMPTS {
+                    let mut e = Self::event("AttemptFailed");
+                    e.message = Some(format!("attempt {}: {reason}", exec.attempt));
+                    self.history(e);
+                    self.status.execution = Some(self.intent(exec.attempt + 1));
+                    self.status.set_condition("Executed", "Unknown", "Retrying", format!("attempt {} failed transiently: {reason}", exec.attempt));
+                    self.write().await?;
+                    return Ok(Action::requeue(Duration::from_secs(1u64 << exec.attempt.min(5))));
+                }
+                exec.state = "Failed".into();
+                exec.error = Some(reason.clone());
+                exec.finished_at = Some(Utc::now());
+                self.status.execution = Some(exec);
+                self.fail("Executed", "QueryFailed", reason);
+                self.write().await?;
+                Ok(Action::requeue(Duration::ZERO))
+            }
+            ExecState::Cancelled { reason } => {
+                exec.state = "Cancelled".into();
+                exec.error = Some(reason.clone());
+                self.status.execution = Some(exec);
+                self.fail("Executed", "Cancelled", reason);
+                self.write().await?;
+                Ok(Action::requeue(Duration::ZERO))
+            }
+        }
+    }
+
+    /// Terminal: notify once per (generation, phase); then nothing until the spec changes.
+    async fn notify_finished(&mut self) -> Result<Action, Error> {
+        let marker = notified_marker(self.req.generation(), self.status.phase);
+        let has_finalizer = self.req.metadata.finalizers.iter().any(|f| f == CANCEL_FINALIZER);
+        if self.status.notified.as_deref() == Some(marker.as_str()) {
+            if has_finalizer {
+                self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
+                self.write().await?;
+            }
+            return Ok(Action::await_change());
+        }
+        self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
+        match self.ctx.notifier.finished(&self.req).await {
+            Ok(()) => {
+                self.status.notified = Some(marker);
+                if self.status.condition("Notified").is_some() {
+                    self.status.set_condition("Notified", "True", "Sent", "");
+                }
+                self.write().await?;
+                Ok(Action::await_change())
+            }
+            Err(e) => {
+                self.status.set_condition("Notified", "False", "NotifyFailed", e.to_string());
+                self.write().await?;
+                Ok(Action::requeue(Duration::from_secs(30)))
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! State-machine tests: the real reconcile over a real SQLite store, with a scripted engine
+//! (a failure injector in the spirit of mountpoint-s3's `FailureClient`) and a fixed catalog,
+//! so each transition, retry and refusal can be driven step by step.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::*;
+use crate::approval::{DecisionInput, submit};
+use crate::catalog::{CatalogError, Column, Table};
+use crate::engine::{ExecState, QueryJob, QueryOutcome};
+use crate::notify::LogNotifier;
+use crate::spec::*;
+use crate::store::sqlite::SqliteStore;
+
+struct FixedCatalog;
+
+#[async_trait]
+impl Catalog for FixedCatalog {
+    async fn list_databases(&self) -> Result<Vec<String>, CatalogError> {
+        Ok(vec!["tpch".into()])
+    }
+    async fn tables(&self, database: &str) -> Result<Vec<Table>, CatalogError> {
+        if database != "tpch" {
+            return Err(CatalogError::DatabaseNotFound(database.into()));
+        }
+        Ok(vec![Table {
+            name: "nation".into(),
+            columns: vec![Column { name: "n_name".into(), data_type: "VARCHAR".into(), ..Default::default() }],
+            ..Default::default()
+        }])
+    }
+}
+
+/// Replays scripted poll results; records every start.
+#[derive(Default)]
+struct ScriptedEngine {
+    polls: Mutex<VecDeque<ExecState>>,
+    starts: Mutex<Vec<String>>,
+    cancels: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Engine for ScriptedEngine {
+    fn name(&self) -> &'static str {
+        "scripted"
+    }
+    async fn start(&self, job: &QueryJob, _waker: Waker) -> Result<String, EngineError> {
+        self.starts.lock().unwrap().push(job.token.clone());
+        Ok(format!("exec-{}", job.token))
+    }
+    async fn poll(&self, _id: &str) -> Result<ExecState, EngineError> {
+        Ok(self.polls.lock().unwrap().pop_front().unwrap_or(ExecState::Running { bytes_scanned: None }))
+    }
+    async fn cancel(&self, id: &str) -> Result<(), EngineError> {
+        self.cancels.lock().unwrap().push(id.into());
+        Ok(())
+    }
+    async fn read_result(&self, _: &str) -> Result<Vec<u8>, EngineError> {
+        Ok(vec![])
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    store: Arc<SqliteStore>,
+    engine: Arc<ScriptedEngine>,
+    ctx: Arc<Context>,
+    _fence_tx: watch::Sender<Option<Fence>>,
+}
+
+async fn world(policy: Policy) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
+    let lease = store.try_acquire_lease(crate::store::CONTROLLER_LEASE, "me", 15_000, None).await.unwrap().unwrap();
+    let (fence_tx, fence_rx) = watch::channel(Some(Fence { holder: lease.holder, epoch: lease.epoch }));
+    let engine = Arc::new(ScriptedEngine::default());
+    let mut engines: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::new();
+    engines.insert(EngineKind::Local, engine.clone());
+    let ctx = Arc::new(Context {
+        store: store.clone(),
+        catalog: Arc::new(FixedCatalog),
+        engines,
+        generator: None,
+        notifier: Arc::new(LogNotifier),
+        policy,
+        config: ControllerConfig::default(),
+        metrics: Arc::new(Metrics::default()),
+        fence: fence_rx,
+        waker: Arc::new(|_: &ObjectKey| {}),
+        written: Mutex::new(HashMap::new()),
+    });
+    World { _dir: dir, store, engine, ctx, _fence_tx: fence_tx }
+}
+
+fn sql_request(name: &str, sql: &str) -> QueryRequest {
+    QueryRequest {
+        api_version: API_VERSION.into(),
+        kind: KIND.into(),
+        metadata: ObjectMeta { name: name.into(), ..Default::default() },
+        spec: QueryRequestSpec {
+            sql: Some(sql.into()),
+            catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+impl World {
+    async fn step(&self, key: &ObjectKey) -> Action {
+        let r = self.store.get(key).await.unwrap().unwrap();
+        reconcile::reconcile(r, &self.ctx).await.unwrap()
+    }
+    async fn get(&self, key: &ObjectKey) -> QueryRequest {
+        self.store.get(key).await.unwrap().unwrap()
+    }
+    /// Steps until the phase is `p` (at most 10 steps).
+    async fn step_to(&self, key: &ObjectKey, p: Phase) -> QueryRequest {
+        for _ in 0..10 {
+            let r = self.get(key).await;
+            if r.phase() == p && r.status.as_ref().is_some_and(|s| s.observed_generation == r.generation()) {
+                return r;
+            }
+            self.step(key).await;
+        }
+        panic!("never reached {p}: {:?}", self.get(key).await.status);
+    }
+    async fn approve(&self, key: &ObjectKey, by: &str) {
+        let r = self.get(key).await;
+        let input = DecisionInput {
+            decision: DecisionKind::Approve,
+            by: by.into(),
+            digest: None,
+            feedback: None,
+            comment: None,
+            source: "test".into(),
+            allow_over_budget: false,
+        };
+        submit(self.store.as_ref(), &r, &input).await.unwrap();
+    }
+}
+
+fn succeeded(rows: u64) -> ExecState {
+    ExecState::Succeeded(QueryOutcome { rows, duration_ms: 3, output_location: "/tmp/x.csv".into(), ..Default::default() })
+}
+
+#[tokio::test]
+async fn happy_path_walks_every_phase_and_records_once() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("a", "select n_name from nation")).await.unwrap().key();
+    let r = w.step_to(&key, Phase::AwaitingApproval).await;
+    let st = r.status.unwrap();
+    assert_eq!(st.approval_round, 1);
+    assert!(st.approval_requested);
+    assert!(st.approval_deadline.is_some());
+    assert_eq!(st.generated.as_ref().unwrap().model, "user");
+    w.approve(&key, "alice").await;
+    w.step(&key).await; // AwaitingApproval → Executing with intent
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::Executing);
+    let exec = r.status.as_ref().unwrap().execution.clone().unwrap();
+    assert_eq!((exec.attempt, exec.state.as_str(), exec.id.is_none()), (1, "Starting", true), "intent written before start");
+    assert!(r.metadata.finalizers.contains(&CANCEL_FINALIZER.to_string()));
+    w.step(&key).await; // start
+    w.engine.polls.lock().unwrap().push_back(succeeded(4));
+    w.step(&key).await; // poll → Done
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::Done);
+    assert_eq!(r.status.as_ref().unwrap().execution.as_ref().unwrap().rows, Some(4));
+    assert!(r.metadata.finalizers.is_empty());
+    w.step(&key).await; // notify
+    assert_eq!(w.step(&key).await, Action::AwaitChange);
+    assert_eq!(w.engine.starts.lock().unwrap().len(), 1);
+    assert!(w.store.list_active().await.unwrap().is_empty(), "a notified Done record is not active");
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_as_a_new_attempt_with_a_new_token() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("b", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await;
+    w.step(&key).await;
+    w.step(&key).await; // start attempt 1
+    w.engine.polls.lock().unwrap().push_back(ExecState::Failed { reason: "capacity".into(), transient: true });
+    w.step(&key).await; // → attempt 2 intent
+    let exec = w.get(&key).await.status.unwrap().execution.unwrap();
+    assert_eq!((exec.attempt, exec.state.as_str()), (2, "Starting"));
+    w.step(&key).await; // start attempt 2
+    w.engine.polls.lock().unwrap().push_back(succeeded(1));
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::Done);
+    let starts = w.engine.starts.lock().unwrap().clone();
+    assert_eq!(starts.len(), 2);
+    assert_ne!(starts[0], starts[1], "each attempt has its own token");
+}
+
+#[tokio::test]
+async fn a_permanent_failure_ends_failed_with_the_reason() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("c", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await;
+    w.step(&key).await;
+    w.step(&key).await;
+    w.engine.polls.lock().unwrap().push_back(ExecState::Failed { reason: "COLUMN_NOT_FOUND".into(), transient: false });
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::Failed);
+    let c = r.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Executed").unwrap();
+    assert_eq!((c.reason.as_str(), c.message.as_str()), ("QueryFailed", "COLUMN_NOT_FOUND"));
+}
+
+#[tokio::test]
+async fn an_engine_that_forgot_the_execution_is_started_again_with_the_same_token() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("d", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await;
+    w.step(&key).await;
+    w.step(&key).await;
+    w.engine.polls.lock().unwrap().push_back(ExecState::Unknown);
+    w.step(&key).await; // back to Starting
+    w.step(&key).await; // start again
+    let starts = w.engine.starts.lock().unwrap().clone();
+    assert_eq!(starts.len(), 2);
+    assert_eq!(starts[0], starts[1], "same attempt, same token: the engine attaches or re-reads");
+}
+
+#[tokio::test]
+async fn the_guard_fails_ddl_and_unknown_tables_before_approval() {
+    let w = world(Policy::default()).await;
+    for (name, sql) in [("e1", "drop table nation"), ("e2", "select * from secrets")] {
+        let key = w.store.create(sql_request(name, sql)).await.unwrap().key();
+        let r = w.step_to(&key, Phase::Failed).await;
+        let c = r.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Generated").unwrap();
+        assert_eq!(c.reason, "GuardRejected", "{name}: {}", c.message);
+    }
+    assert!(w.engine.starts.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_spec_change_starts_over_and_old_approvals_do_not_carry() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("f", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await; // for generation 1
+    let mut r = w.get(&key).await;
+    r.spec.sql = Some("select n_name from nation order by n_name".into());
+    w.store.update_spec(&r).await.unwrap();
+    let r = w.step_to(&key, Phase::AwaitingApproval).await;
+    assert_eq!(r.generation(), 2);
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::AwaitingApproval, "the generation-1 approval must not apply");
+}
+
+#[tokio::test]
+async fn the_controller_refuses_a_decision_the_policy_forbids() {
+    let policy = Policy { approvers: vec!["bob".into()], ..Default::default() };
+    let w = world(policy).await;
+    let key = w.store.create(sql_request("g", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "mallory").await; // no policy record stored: the writer could not check
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::AwaitingApproval);
+    assert!(r.status.unwrap().history.iter().any(|h| h.event == "DecisionRefused"));
+    w.approve(&key, "bob").await;
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::Executing);
+}
+
+#[tokio::test]
+async fn past_the_deadline_the_request_times_out() {
+    let w = world(Policy { approval_timeout: Some(DurationSpec::parse("1ms").unwrap()), ..Default::default() }).await;
+    let key = w.store.create(sql_request("h", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::TimedOut);
+}
+
+#[tokio::test]
+async fn a_running_query_past_its_timeout_is_cancelled() {
+    let w = world(Policy::default()).await;
+    let mut req = sql_request("i", "select n_name from nation");
+    req.spec.limits.timeout = Some(DurationSpec::parse("1s").unwrap());
+    let key = w.store.create(req).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await;
+    w.step(&key).await;
+    w.step(&key).await;
+    // Pretend the execution started long ago.
+    let mut r = w.get(&key).await;
+    r.status.as_mut().unwrap().execution.as_mut().unwrap().started_at = Some(chrono::Utc::now() - chrono::Duration::seconds(60));
+    let fence = w.ctx.fence().unwrap();
+    w.store.update_status(&r, Some(&fence)).await.unwrap();
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::Failed);
+    assert_eq!(w.engine.cancels.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_deposed_leader_cannot_write() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("j", "select n_name from nation")).await.unwrap().key();
+    // Another controller takes the lease over (epoch moves on).
+    let current = w.store.get_lease(crate::store::CONTROLLER_LEASE).await.unwrap();
+    w.store.try_acquire_lease(crate::store::CONTROLLER_LEASE, "other", 15_000, current.as_ref()).await.unwrap().unwrap();
+    let r = w.get(&key).await;
+    let err = reconcile::reconcile(r, &w.ctx).await.unwrap_err();
+    assert!(matches!(err, Error::Store(crate::store::StoreError::Fenced { .. })), "{err}");
+}

@@ -1,0 +1,213 @@
+//! The main flows through the real binary.
+
+use crate::harness::*;
+
+const TOP_NATIONS: &str = "select n_name, count(*) as customers, sum(c_acctbal) as balance \
+from customer join nation on c_nationkey = n_nationkey group by n_name order by balance desc, n_name limit 7";
+
+#[test]
+fn apply_approve_done_with_results_equal_to_an_independent_run() {
+    let env = Env::new();
+    let o = env.apply(&sql_spec("top-nations", TOP_NATIONS));
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("queryrequest/top-nations created"), "{o:?}");
+    env.controller(&[]);
+    env.wait_phase("top-nations", "AwaitingApproval", T);
+
+    // get -o wide shows the digest prefix an approver passes.
+    let digest = env.digest("top-nations");
+    let wide = env.ok(&["get", "-o", "wide"]);
+    assert!(wide.stdout.contains(&digest[..12]), "{wide:?}");
+    // describe shows the SQL and the full digest.
+    let d = env.ok(&["describe", "top-nations"]);
+    assert!(d.stdout.contains(&digest) && d.stdout.contains("group by n_name"), "{d:?}");
+
+    // Without a terminal, approve requires --digest.
+    let o = env.run(&["approve", "top-nations"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("--digest"), "{o:?}");
+
+    env.ok(&["approve", "top-nations", "--digest", &digest[..12], "--as", "alice"]);
+    let v = env.wait_phase("top-nations", "Done", T);
+    let exec = &v["status"]["execution"];
+    assert_eq!(exec["rows"], 7);
+    assert_eq!(v["status"]["approval"]["by"], "alice");
+    assert_eq!(v["status"]["approval"]["sqlDigest"], digest.as_str());
+
+    // The full result equals the same SQL run independently.
+    let csv = env.ok(&["results", "top-nations"]).stdout;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (cols, rows) = rt.block_on(sqlctl::engine::datafusion::run_sql_collect(warehouse(), "tpch", TOP_NATIONS)).unwrap();
+    let mut expected = cols.join(",") + "\n";
+    for r in &rows {
+        expected.push_str(&r.iter().map(|c| c.clone().unwrap_or_default()).collect::<Vec<_>>().join(","));
+        expected.push('\n');
+    }
+    assert_eq!(csv, expected);
+    // The preview is the same rows.
+    let preview = &exec["preview"]["rows"];
+    assert_eq!(preview.as_array().unwrap().len(), 7);
+    assert_eq!(preview[0][0].as_str(), rows[0][0].as_deref());
+
+    // results in json and table form
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&["results", "top-nations", "-o", "json"]).stdout).unwrap();
+    assert_eq!(j.as_array().unwrap().len(), 7);
+    assert!(env.ok(&["results", "top-nations", "-o", "table"]).stdout.starts_with("n_name"));
+
+    // wait on a terminal phase returns at once; waiting for another terminal phase fails (1).
+    env.ok(&["wait", "top-nations", "--for", "phase=Done", "--timeout", "5s"]);
+    let o = env.run(&["wait", "top-nations", "--for", "phase=Rejected", "--timeout", "5s"]);
+    assert_eq!(o.code, 1, "{o:?}");
+
+    // Re-applying the same file is `unchanged` and writes nothing.
+    let before = env.get("top-nations")["metadata"]["resourceVersion"].clone();
+    let o = env.apply(&sql_spec("top-nations", TOP_NATIONS));
+    assert!(o.stdout.contains("unchanged"), "{o:?}");
+    assert_eq!(env.get("top-nations")["metadata"]["resourceVersion"], before);
+    // History: exactly one execution recorded.
+    let hist = v["status"]["history"].as_array().unwrap();
+    assert_eq!(hist.iter().filter(|h| h["event"] == "Executed").count(), 1);
+}
+
+#[test]
+fn reject_ends_the_request_without_running_it() {
+    let env = Env::new();
+    env.controller(&[]);
+    env.apply(&sql_spec("to-reject", "select count(*) from orders"));
+    env.wait_phase("to-reject", "AwaitingApproval", T);
+    let digest = env.digest("to-reject");
+    env.ok(&["reject", "to-reject", "--reason", "not needed", "--digest", &digest]);
+    let v = env.wait_phase("to-reject", "Rejected", T);
+    assert!(v["status"]["execution"].is_null());
+    let o = env.run(&["results", "to-reject"]);
+    assert_eq!(o.code, 1);
+    assert!(o.stderr.contains("Rejected"), "{o:?}");
+    // A decision on a finished request is refused at once.
+    let o = env.run(&["approve", "to-reject", "--digest", &digest]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("not AwaitingApproval"), "{o:?}");
+}
+
+#[test]
+fn refine_of_hand_written_sql_is_refused_with_what_to_do_instead() {
+    let env = Env::new();
+    env.controller(&[]);
+    env.apply(&sql_spec("hand", "select 1 as one from region limit 1"));
+    env.wait_phase("hand", "AwaitingApproval", T);
+    let o = env.run(&["refine", "hand", "--feedback", "use 2023"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("edit spec.sql") && o.stderr.contains("apply"), "{o:?}");
+    assert_eq!(env.phase("hand"), "AwaitingApproval");
+}
+
+#[test]
+fn editing_the_spec_starts_a_new_generation_and_the_old_digest_is_refused() {
+    let env = Env::new();
+    env.controller(&[]);
+    env.apply(&sql_spec("edited", "select count(*) from nation"));
+    env.wait_phase("edited", "AwaitingApproval", T);
+    let old = env.digest("edited");
+    let o = env.apply(&sql_spec("edited", "select count(*) from region"));
+    assert!(o.stdout.contains("configured"), "{o:?}");
+    assert_eq!(env.get("edited")["metadata"]["generation"], 2);
+    // Wait for the new SQL to await approval.
+    let start = std::time::Instant::now();
+    while env.get("edited")["status"]["observedGeneration"] != 2 || env.phase("edited") != "AwaitingApproval" {
+        assert!(start.elapsed() < T);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let o = env.run(&["approve", "edited", "--digest", &old]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("does not match"), "{o:?}");
+    let new = env.digest("edited");
+    assert_ne!(old, new);
+    env.ok(&["approve", "edited", "--digest", &new]);
+    let v = env.wait_phase("edited", "Done", T);
+    assert_eq!(v["status"]["execution"]["preview"]["rows"][0][0], "5");
+}
+
+#[test]
+fn approval_times_out() {
+    let env = Env::new();
+    env.controller(&[]);
+    let spec = sql_spec("slowpoke", "select count(*) from nation") + "  approval:\n    timeout: 2s\n";
+    assert_eq!(env.apply(&spec).code, 0);
+    let v = env.wait_phase("slowpoke", "TimedOut", T);
+    let conds = v["status"]["conditions"].as_array().unwrap();
+    assert!(conds.iter().any(|c| c["reason"] == "ApprovalTimeout"), "{v}");
+    let o = env.run(&["approve", "slowpoke", "--digest", v["status"]["generated"]["sqlDigest"].as_str().unwrap()]);
+    assert_eq!(o.code, 1);
+}
+
+#[test]
+fn ask_with_sql_runs_end_to_end_with_an_in_process_controller() {
+    let env = Env::new();
+    // No terminal: ask prints how to decide and waits; approve from "another terminal".
+    let child = env
+        .cmd()
+        .args(["ask", "--sql", "select r_name from region order by r_name", "--name", "asked", "--timeout", "60s"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    env.wait_phase("asked", "AwaitingApproval", T);
+    let digest = env.digest("asked");
+    env.ok(&["approve", "asked", "--digest", &digest]);
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("AFRICA") && stdout.contains("MIDDLE EAST"), "{stdout}");
+    assert!(stderr.contains("5 rows"), "{stderr}");
+}
+
+#[test]
+fn question_requests_wait_for_a_generator() {
+    let env = Env::new();
+    env.controller(&[]);
+    let yaml = "apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata:\n  name: q1\nspec:\n  question: how many nations are there?\n  catalog:\n    database: tpch\n";
+    assert_eq!(env.apply(yaml).code, 0);
+    let start = std::time::Instant::now();
+    loop {
+        let v = env.get("q1");
+        let conds = v["status"]["conditions"].as_array().cloned().unwrap_or_default();
+        if conds.iter().any(|c| c["type"] == "Generated" && c["reason"] == "NoGenerator") {
+            assert_eq!(v["status"]["phase"], "Pending");
+            break;
+        }
+        assert!(start.elapsed() < T, "{v}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn controller_serves_health_readiness_and_metrics() {
+    let env = Env::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    env.controller(&["--metrics-addr", &format!("127.0.0.1:{port}"), "--log-format", "json"]);
+    env.apply(&sql_spec("metered", "select count(*) from nation"));
+    env.wait_phase("metered", "AwaitingApproval", T);
+    let get = |path: &str| -> String {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    assert!(get("/healthz").starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").starts_with("HTTP/1.1 200"));
+    let m = get("/metrics");
+    assert!(m.contains("sqlctl_requests{phase=\"AwaitingApproval\"} 1"), "{m}");
+    assert!(m.contains("sqlctl_reconciles_total{result=\"success\"}"), "{m}");
+    assert!(m.contains("sqlctl_leader 1"), "{m}");
+    // JSON logs carry name, uid, generation and phase on transitions.
+    let log = env.controller_log(0);
+    let line = log.lines().find(|l| l.contains("phase transition") && l.contains("AwaitingApproval")).expect(&log);
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v["name"], "metered");
+    assert!(v["uid"].as_str().is_some_and(|u| !u.is_empty()));
+    assert_eq!(v["generation"], 1);
+}

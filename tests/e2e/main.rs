@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `sqlctl` binary on a temp `$SQLCTL_HOME`, a real SQLite file, the
+//! real DataFusion engine over a scale-0.01 TPC-H warehouse built once per test run.
+//!
+//! One integration-test binary on purpose: each `tests/*.rs` file would link DataFusion again.
+
+mod harness;
+
+mod bad_input;
+mod decisions;
+mod flows;
+mod resilience;
