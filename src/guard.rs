@@ -77,6 +77,18 @@ static PARSER_SETTINGS: LazyLock<(String, usize)> = LazyLock::new(|| {
 /// Returns the tables the query reads (lower-case, unqualified, sorted, deduped), or why it
 /// was refused.
 pub fn check(sql: &str, database: &str, known_tables: &[String], allowed: &[String]) -> Result<Vec<String>, GuardError> {
+    check_with(sql, database, Some(known_tables), allowed)
+}
+
+/// Every check that needs no catalog: exactly one read-only query, no files, URLs or table
+/// functions, names in `database` and in `allowed` when given. Table existence is left to the
+/// controller, which knows the catalog. `apply` and `ask` use this to refuse SQL that can never
+/// run before anything is written.
+pub fn check_read_only(sql: &str, database: &str, allowed: &[String]) -> Result<Vec<String>, GuardError> {
+    check_with(sql, database, None, allowed)
+}
+
+fn check_with(sql: &str, database: &str, known_tables: Option<&[String]>, allowed: &[String]) -> Result<Vec<String>, GuardError> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(GuardError::new(format!(
             "query is {} bytes; the limit is {MAX_SQL_BYTES} bytes",
@@ -99,7 +111,7 @@ pub fn check(sql: &str, database: &str, known_tables: &[String], allowed: &[Stri
 }
 
 /// The check itself, on the current thread (which must have a large enough stack).
-fn check_here(sql: &str, database: &str, known_tables: &[String], allowed: &[String]) -> Result<Vec<String>, GuardError> {
+fn check_here(sql: &str, database: &str, known_tables: Option<&[String]>, allowed: &[String]) -> Result<Vec<String>, GuardError> {
     let mut statements = parse(sql)?;
     match statements.len() {
         0 => return Err(GuardError::new("empty query (only comments or semicolons); submit exactly one SELECT query")),
@@ -128,7 +140,8 @@ fn check_here(sql: &str, database: &str, known_tables: &[String], allowed: &[Str
         }
     };
 
-    let mut walker = Walker::new(database, known_tables, allowed);
+    let mut walker = Walker::new(database, known_tables.unwrap_or(&[]), allowed);
+    walker.check_known = known_tables.is_some();
     if let ControlFlow::Break(reason) = query.visit(&mut walker) {
         return Err(GuardError::new(reason));
     }
@@ -268,6 +281,8 @@ struct Walker<'a> {
     expr_depth: usize,
     /// > 0 inside the visitor's own descent into a query `walk_query` already checked.
     suppress: usize,
+    /// Refuse tables the catalog does not know (off for the catalog-free `check_read_only`).
+    check_known: bool,
 }
 
 type Flow = ControlFlow<String>;
@@ -288,6 +303,7 @@ impl<'a> Walker<'a> {
             tables: BTreeSet::new(),
             expr_depth: 0,
             suppress: 0,
+            check_known: true,
         }
     }
 
@@ -467,7 +483,7 @@ impl<'a> Walker<'a> {
                 ));
             }
         };
-        if !self.known.contains(table.as_str()) {
+        if self.check_known && !self.known.contains(table.as_str()) {
             let listed: Vec<&str> = self.known_sorted.iter().take(MAX_LISTED_TABLES).copied().collect();
             let more = if self.known_sorted.len() > listed.len() { ", …" } else { "" };
             return ControlFlow::Break(if listed.is_empty() {
@@ -785,5 +801,14 @@ mod tests {
         let started = std::time::Instant::now();
         assert_eq!(run(&sql).unwrap(), vec!["nation"]);
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn read_only_check_needs_no_catalog_but_refuses_everything_else() {
+        assert_eq!(check_read_only("select * from anything a join tpch.other b on true", "tpch", &[]).unwrap(), vec!["anything", "other"]);
+        for bad in ["drop table x", "select 1; select 2", "copy x to '/tmp/y'", "select * from other.x", "select * from read_parquet('/etc/x')"] {
+            assert!(check_read_only(bad, "tpch", &[]).is_err(), "{bad}");
+        }
+        assert!(check_read_only("select * from orders", "tpch", &["customer".to_string()]).is_err());
     }
 }

@@ -50,9 +50,23 @@ impl Args {
         if docs.is_empty() {
             return Err(Exit::refused("no QueryRequest documents found in the given input; nothing was applied"));
         }
+        // SQL that can never run is refused before anything is written (table existence is the
+        // controller's to check: it knows the catalog).
+        let problems: Vec<String> = docs
+            .iter()
+            .filter_map(|d| {
+                let sql = d.request.spec.sql.as_deref()?;
+                let c = &d.request.spec.catalog;
+                crate::guard::check_read_only(sql, &c.database, &c.tables)
+                    .err()
+                    .map(|e| format!("{}: document {}: spec.sql: {e}", d.source, d.index + 1))
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(Exit::refused(format!("{}\nnothing was applied", problems.join("\n"))));
+        }
         let store = g.store()?;
         let requester = whoami(self.as_.as_deref());
-        let mut applied = Vec::new();
         for doc in docs {
             let mut req = doc.request;
             if req.metadata.namespace.is_none() && g.namespace != crate::spec::DEFAULT_NAMESPACE {
@@ -66,7 +80,6 @@ impl Args {
                 output::Format::Name => println!("queryrequest/{}", obj.metadata.name),
                 _ => println!("queryrequest/{} {}{suffix}", obj.metadata.name, outcome.as_str()),
             }
-            applied.push(outcome);
         }
         Ok(())
     }

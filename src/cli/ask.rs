@@ -84,6 +84,9 @@ impl Args {
             let lines: Vec<String> = problems.iter().map(|p| format!("  {}: {}", p.path, p.message)).collect();
             return Err(Exit::refused(format!("the request is not valid:\n{}", lines.join("\n"))));
         }
+        if let Some(sql) = &req.spec.sql {
+            crate::guard::check_read_only(sql, &self.database, &[]).map_err(|e| Exit::refused(format!("refused: {e}")))?;
+        }
         if g.backend == "local" && !g.data_dir().join(&self.database).exists() {
             if self.database == "tpch" {
                 eprintln!("No local warehouse yet: writing the TPC-H sample once (`sqlctl init --scale N` to choose the size).");
@@ -99,6 +102,8 @@ impl Args {
         }
         req.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), me.clone());
         let store = g.store()?;
+        store.create(req).await?;
+        eprintln!("queryrequest/{name} created");
 
         // An in-process controller when none is up.
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -107,7 +112,7 @@ impl Args {
             let controller = super::controller::Args { workers: 2, ..Default::default() }.build(g)?;
             in_process = Some(tokio::spawn(controller.run(stop_rx)));
         }
-        let result = self.converse(g, store.as_ref(), req, &me).await;
+        let result = self.converse(g, store.as_ref(), &name, &me).await;
         if let Some(h) = in_process {
             let _ = stop_tx.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(30), h).await;
@@ -115,10 +120,8 @@ impl Args {
         result
     }
 
-    async fn converse(&self, g: &GlobalOpts, store: &dyn crate::store::Store, req: QueryRequest, me: &str) -> anyhow::Result<()> {
-        let name = req.metadata.name.clone();
-        store.create(req).await?;
-        eprintln!("queryrequest/{name} created");
+    async fn converse(&self, g: &GlobalOpts, store: &dyn crate::store::Store, name: &str, me: &str) -> anyhow::Result<()> {
+        let name = name.to_string();
         let tty = output::stdin_is_tty();
         loop {
             let r = wait_for(store, g, &name, self.timeout, |r| matches!(r.phase(), Phase::AwaitingApproval) || r.phase().is_terminal()).await?;

@@ -146,7 +146,9 @@ impl Env {
     pub fn wait_phase(&self, name: &str, phase: &str, timeout: Duration) -> serde_json::Value {
         let start = Instant::now();
         loop {
-            let v = self.get(name);
+            // The request may not exist yet (created by a process still starting).
+            let o = self.run(&["get", name, "-o", "json"]);
+            let v: serde_json::Value = if o.code == 0 { serde_json::from_str(&o.stdout).unwrap() } else { serde_json::Value::Null };
             if v["status"]["phase"] == phase {
                 return v;
             }
