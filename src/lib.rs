@@ -5,6 +5,7 @@
 //! talks to backends only through their traits; `cli` and `config` choose concrete backends.
 
 pub mod approval;
+pub mod aws;
 pub mod catalog;
 pub mod cli;
 pub mod config;

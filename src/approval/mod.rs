@@ -4,6 +4,8 @@
 //! writer to refuse at once, and by the controller to re-check every record), [`submit`] builds
 //! and writes a record bound to `(uid, generation, round, sqlDigest)`.
 
+pub mod sqs;
+
 use std::time::Duration;
 
 use chrono::Utc;

@@ -2,6 +2,8 @@
 //! a directory of Parquet/CSV files locally.
 
 pub mod local;
+pub mod glue;
+pub mod retrieve;
 
 use async_trait::async_trait;
 

@@ -65,7 +65,7 @@ impl Args {
         if !problems.is_empty() {
             return Err(Exit::refused(format!("{}\nnothing was applied", problems.join("\n"))));
         }
-        let store = g.store()?;
+        let store = g.store().await?;
         let requester = whoami(self.as_.as_deref());
         for doc in docs {
             let mut req = doc.request;

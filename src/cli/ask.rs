@@ -50,6 +50,8 @@ pub struct AskControllerOpts {
     /// Never start an in-process controller (wait for an external one).
     #[arg(long)]
     pub no_controller: bool,
+    #[command(flatten)]
+    pub generator: crate::config::generator::GeneratorOpts,
 }
 
 impl Args {
@@ -101,7 +103,7 @@ impl Args {
             }
         }
         req.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), me.clone());
-        let store = g.store()?;
+        let store = g.store().await?;
         store.create(req).await?;
         eprintln!("queryrequest/{name} created");
 
@@ -109,7 +111,8 @@ impl Args {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut in_process = None;
         if !self.controller.no_controller && !leader_alive(store.as_ref(), Duration::from_millis(2500)).await {
-            let controller = super::controller::Args { workers: 2, ..Default::default() }.build(g)?;
+            let args = super::controller::Args { workers: 2, generator: self.controller.generator.clone(), ..Default::default() };
+            let controller = args.build(g).await?;
             in_process = Some(tokio::spawn(controller.run(stop_rx)));
         }
         let result = self.converse(g, store.as_ref(), &name, &me).await;

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use super::Exit;
 use crate::config::GlobalOpts;
+use crate::config::generator::GeneratorOpts;
 use crate::controller::{Controller, ControllerConfig, Parts, metrics};
 use crate::notify::LogNotifier;
 use crate::spec::{DurationSpec, EngineKind, Policy, quantity::parse_duration};
@@ -51,6 +52,8 @@ pub struct Args {
     /// Identity in the lease (default: hostname-pid-random).
     #[arg(long, env = "SQLCTL_IDENTITY")]
     pub identity: Option<String>,
+    #[command(flatten)]
+    pub generator: GeneratorOpts,
 }
 
 impl Default for Args {
@@ -68,13 +71,14 @@ impl Default for Args {
             retry_period: Duration::from_secs(2),
             max_attempts: 3,
             identity: None,
+            generator: GeneratorOpts::default(),
         }
     }
 }
 
 impl Args {
     /// Resolves flags and the policy file into a ready controller.
-    pub fn build(&self, g: &GlobalOpts) -> anyhow::Result<Controller> {
+    pub async fn build(&self, g: &GlobalOpts) -> anyhow::Result<Controller> {
         if self.renew_deadline >= self.lease_duration {
             return Err(Exit::usage("--renew-deadline must be shorter than --lease-duration"));
         }
@@ -113,10 +117,10 @@ impl Args {
             config.identity = id.clone();
         }
         Ok(Controller::new(Parts {
-            store: g.store()?,
-            catalog: g.catalog()?,
-            engines: g.engines()?,
-            generator: None,
+            store: g.store().await?,
+            catalog: g.catalog().await?,
+            engines: g.engines().await?,
+            generator: self.generator.build(&g.backend).await?,
             notifier: Arc::new(LogNotifier),
             policy,
             config,
@@ -124,11 +128,11 @@ impl Args {
     }
 
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
-        let controller = self.build(g)?;
+        let controller = self.build(g).await?;
         let (tx, rx) = watch::channel(false);
         tokio::spawn(shutdown_on_signal(tx));
         if let Some(addr) = self.metrics_addr {
-            let store = g.store()?;
+            let store = g.store().await?;
             let (local, _h) = metrics::serve(addr, controller.metrics.clone(), store, rx.clone()).await?;
             tracing::info!(addr = %local, "serving /healthz, /readyz and /metrics");
         }

@@ -63,7 +63,7 @@ pub fn show_sql(r: &QueryRequest) {
 
 impl ApproveArgs {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
-        let store = g.store()?;
+        let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         let mut digest = self.digest.clone();
         if digest.is_none() {
@@ -105,7 +105,7 @@ impl RefineArgs {
         if self.feedback.chars().count() > crate::spec::MAX_QUESTION_CHARS {
             return Err(Exit::usage(format!("--feedback is longer than {} characters", crate::spec::MAX_QUESTION_CHARS)));
         }
-        let store = g.store()?;
+        let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         decide(g, &r, DecisionInput {
             decision: DecisionKind::Refine,
@@ -122,7 +122,7 @@ impl RefineArgs {
 
 impl RejectArgs {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
-        let store = g.store()?;
+        let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         decide(g, &r, DecisionInput {
             decision: DecisionKind::Reject,
@@ -139,7 +139,7 @@ impl RejectArgs {
 
 /// Writes the decision through the shared path; refusals exit 1 with the reason.
 pub async fn decide(g: &GlobalOpts, r: &QueryRequest, input: DecisionInput) -> anyhow::Result<()> {
-    let store = g.store()?;
+    let store = g.store().await?;
     match approval::submit(store.as_ref(), r, &input).await {
         Ok(d) => {
             println!(

@@ -17,7 +17,7 @@ impl Args {
         if self.names.is_empty() {
             return Err(Exit::usage("name at least one request to delete"));
         }
-        let store = g.store()?;
+        let store = g.store().await?;
         let mut failed = false;
         for name in &self.names {
             if let Err(e) = get_request(store.as_ref(), g, name).await {

@@ -14,7 +14,7 @@ pub struct Args {
 
 impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
-        let store = g.store()?;
+        let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         print!("{}", describe(&r));
         Ok(())

@@ -42,7 +42,7 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
 
 impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
-        let store = g.store()?;
+        let store = g.store().await?;
         if let Some(name) = &self.name {
             let r = get_request(store.as_ref(), g, name).await?;
             match self.output {

@@ -45,10 +45,30 @@ pub async fn write_warehouse(g: &GlobalOpts, database: &str, scale: f64) -> anyh
     let db = database.to_string();
     eprintln!("writing TPC-H (scale {scale}) to {}", data_dir.join(&db).display());
     let started = Instant::now();
+    let tty = super::output::stderr_is_tty();
     let tables = tokio::task::spawn_blocking(move || {
-        crate::warehouse::init_tpch(&data_dir, &db, scale, &mut |table, rows| {
-            eprintln!("  {table:<9} {rows:>10} rows");
-        })
+        // Progress arrives per batch; on a terminal it rewrites one line, in a log it prints
+        // each table once when it is complete.
+        let mut last: Option<(String, u64)> = None;
+        let result = crate::warehouse::init_tpch(&data_dir, &db, scale, &mut |table, rows| {
+            if tty {
+                eprint!("\r  {table:<9} {rows:>10} rows");
+            }
+            if let Some((t, n)) = &last {
+                if t != table {
+                    if tty {
+                        eprintln!("\r  {t:<9} {n:>10} rows");
+                    } else {
+                        eprintln!("  {t:<9} {n:>10} rows");
+                    }
+                }
+            }
+            last = Some((table.to_string(), rows));
+        });
+        if let Some((t, n)) = last {
+            eprintln!("{}  {t:<9} {n:>10} rows", if tty { "\r" } else { "" });
+        }
+        result
     })
     .await??;
     let total: u64 = tables.iter().map(|(_, n)| n).sum();

@@ -5,10 +5,14 @@
 
 pub mod apply;
 pub mod ask;
+pub mod aws;
+pub mod config_cmd;
 pub mod controller;
 pub mod decide;
 pub mod delete;
 pub mod describe;
+pub mod eval;
+pub mod generate;
 pub mod get;
 pub mod init;
 pub mod output;
@@ -66,6 +70,16 @@ pub enum Command {
     Init(init::Args),
     /// Print the JSON Schema of QueryRequest.
     Schema(schema::Args),
+    /// Generate SQL for a question without creating a request.
+    Generate(generate::Args),
+    /// Run a question set and report execution accuracy.
+    Eval(eval::Args),
+    /// AWS helpers: bootstrap resources for emulators and sandboxes.
+    #[command(subcommand)]
+    Aws(aws::Command),
+    /// Show the resolved configuration (secrets redacted).
+    #[command(subcommand)]
+    Config(config_cmd::Command),
 }
 
 /// An error that carries its exit code. Anything else exits 1.
@@ -107,6 +121,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Controller(a) => a.run(&g).await,
         Command::Init(a) => a.run(&g).await,
         Command::Schema(a) => a.run(&g).await,
+        Command::Generate(a) => a.run(&g).await,
+        Command::Eval(a) => a.run(&g).await,
+        Command::Aws(a) => a.run(&g).await,
+        Command::Config(a) => a.run(&g).await,
     }
 }
 

@@ -22,7 +22,7 @@ pub struct Args {
 
 impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
-        let store = g.store()?;
+        let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         let exec = r.status.as_ref().and_then(|s| s.execution.clone());
         let Some(loc) = exec.as_ref().and_then(|e| e.output_location.clone()).filter(|_| r.phase() == Phase::Done) else {
@@ -33,7 +33,7 @@ impl Args {
                 self.name
             )));
         };
-        let engines = g.engines()?;
+        let engines = g.engines().await?;
         let kind = r.spec.engine.unwrap_or(g.default_engine());
         let engine = engines.get(&kind).ok_or_else(|| Exit::refused(format!("engine {} is not available here", kind.as_str())))?;
         let bytes = engine.read_result(&loc).await.map_err(|e| Exit::refused(format!("reading {loc}: {e}")))?;

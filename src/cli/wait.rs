@@ -26,7 +26,7 @@ fn parse_for(s: &str) -> Result<Phase, String> {
 
 impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
-        let store = g.store()?;
+        let store = g.store().await?;
         get_request(store.as_ref(), g, &self.name).await?;
         let r = wait_for(store.as_ref(), g, &self.name, self.timeout, |r| r.phase() == self.for_ || r.phase().is_terminal()).await?;
         if r.phase() == self.for_ {

@@ -64,6 +64,48 @@ pub struct LocalEngine {
     /// Bounds concurrently executing queries (the rest wait, as `Running`, before their timeout
     /// starts): DataFusion already uses every core for one query.
     slots: Arc<Semaphore>,
+    /// Queries run on their own runtime: DataFusion's operators are CPU-bound and some poll for
+    /// a long time without yielding, which must not starve the controller's loop, its lease
+    /// renewals or `/healthz` on the caller's runtime.
+    runtime: QueryRuntime,
+}
+
+/// A Tokio runtime that can be dropped anywhere (also inside another runtime).
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl QueryRuntime {
+    fn new(threads: usize) -> Self {
+        let built = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("sqlctl-query")
+            .enable_all()
+            .build();
+        match built {
+            Ok(rt) => QueryRuntime(Some(rt)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start the query runtime; running queries on the caller's runtime");
+                QueryRuntime(None)
+            }
+        }
+    }
+
+    fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<()>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match &self.0 {
+            Some(rt) => rt.spawn(task),
+            None => tokio::spawn(task),
+        }
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -140,12 +182,13 @@ impl LocalEngine {
     pub fn new(data_dir: impl Into<PathBuf>, results_dir: impl Into<PathBuf>) -> Self {
         let data_dir = data_dir.into();
         let results_dir = results_dir.into();
-        let slots = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 8);
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         LocalEngine {
             data_dir: std::path::absolute(&data_dir).unwrap_or(data_dir),
             results_dir: std::path::absolute(&results_dir).unwrap_or(results_dir),
             executions: Arc::new(Mutex::new(Executions::default())),
-            slots: Arc::new(Semaphore::new(slots)),
+            slots: Arc::new(Semaphore::new(cores.clamp(2, 8))),
+            runtime: QueryRuntime::new(cores.max(2)),
         }
     }
 
@@ -522,7 +565,7 @@ impl Engine for LocalEngine {
         let slots = Arc::clone(&self.slots);
         // Spawned under the lock, so a racing start sees the entry and the handle is set before
         // anyone can cancel; the task itself takes the lock only when it finishes.
-        let task = tokio::spawn(async move {
+        let task = self.runtime.spawn(async move {
             let key: ObjectKey = run.job.key.clone();
             let _slot = slots.acquire_owned().await;
             let started = Instant::now();
@@ -826,8 +869,8 @@ mod tests {
         assert_eq!(engine.poll("never-started").await.unwrap(), ExecState::Unknown);
     }
 
-    /// Billions of joined rows, produced batch by batch (so the task yields and can be stopped).
-    const SLOW: &str = "select sum(a.l_orderkey * b.l_linenumber) from lineitem a cross join lineitem b";
+    /// Ten billion generated rows: minutes of work, in batches that yield (so it can be stopped).
+    const SLOW: &str = "select sum(value) from range(10000000000)";
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_query_over_its_timeout_fails() {

@@ -3,6 +3,7 @@
 //! approved SQL read-only too.
 
 pub mod datafusion;
+pub mod athena;
 
 use async_trait::async_trait;
 

@@ -1,6 +1,11 @@
 //! The `Generator`: turns a question (plus schema context, earlier SQL and feedback, and the last
 //! error) into a SQL proposal. Bedrock, OpenAI-compatible and offline providers plug in here.
 
+pub mod bedrock;
+pub mod offline;
+pub mod openai;
+pub mod prompt;
+
 use async_trait::async_trait;
 
 use crate::catalog::Table;

@@ -6,6 +6,7 @@
 //! so a deposed leader's writes fail. Implementations: SQLite (embedded) and DynamoDB.
 
 pub mod sqlite;
+pub mod dynamodb;
 
 use std::collections::BTreeMap;
 

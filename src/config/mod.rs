@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+pub mod generator;
+
 use crate::catalog::{Catalog, local::LocalCatalog};
 use crate::engine::{Engine, datafusion::LocalEngine};
 use crate::spec::EngineKind;
@@ -63,19 +65,19 @@ impl GlobalOpts {
     }
 
     /// Opens the store.
-    pub fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
+    pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
         self.require_local()?;
         let path = self.state_db();
         let store = SqliteStore::open(&path).with_context(|| format!("opening the state database {}", path.display()))?;
         Ok(Arc::new(store))
     }
 
-    pub fn catalog(&self) -> anyhow::Result<Arc<dyn Catalog>> {
+    pub async fn catalog(&self) -> anyhow::Result<Arc<dyn Catalog>> {
         self.require_local()?;
         Ok(Arc::new(LocalCatalog::new(self.data_dir())))
     }
 
-    pub fn engines(&self) -> anyhow::Result<HashMap<EngineKind, Arc<dyn Engine>>> {
+    pub async fn engines(&self) -> anyhow::Result<HashMap<EngineKind, Arc<dyn Engine>>> {
         self.require_local()?;
         let mut m: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::new();
         m.insert(EngineKind::Local, Arc::new(LocalEngine::new(self.data_dir(), self.results_dir())));
