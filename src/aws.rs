@@ -149,7 +149,7 @@ impl Intercept for Counter {
         context: &BeforeTransmitInterceptorContextRef<'_>,
         _rc: &RuntimeComponents,
         _cfg: &mut ConfigBag,
-    ) -> Result<(), aws_smithy_types::error::BoxError> {
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let req = context.request();
         let op = match req.headers().get("x-amz-target") {
             Some(t) => t.rsplit('.').next().unwrap_or(t).to_string(),
@@ -343,6 +343,45 @@ impl Aws {
     pub async fn load(settings: &AwsSettings) -> Aws {
         Aws { conf: Arc::new(load(settings).await) }
     }
+}
+
+/// Test support: clients for the moto server the test script starts.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// The moto server's URL (`SQLCTL_TEST_MOTO_URL`, set by `scripts/test`). Without it the AWS
+    /// tests fail loudly rather than pass without testing anything; `SQLCTL_SKIP_AWS_TESTS=1`
+    /// skips them explicitly.
+    pub fn moto_url() -> Option<String> {
+        if let Ok(url) = std::env::var("SQLCTL_TEST_MOTO_URL") {
+            if !url.is_empty() {
+                return Some(url);
+            }
+        }
+        if std::env::var("SQLCTL_SKIP_AWS_TESTS").as_deref() == Ok("1") {
+            eprintln!("skipping: SQLCTL_SKIP_AWS_TESTS=1");
+            return None;
+        }
+        panic!("SQLCTL_TEST_MOTO_URL is not set: run the AWS tests through scripts/test (it starts moto), or set SQLCTL_SKIP_AWS_TESTS=1 to skip them explicitly");
+    }
+
+    /// An SDK config for `url` with static test credentials (no credential chain, no network
+    /// beyond `url`).
+    pub async fn config_for(url: &str) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .endpoint_url(url)
+            .region(aws_config::Region::new(EMULATOR_REGION))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "sqlctl-tests"))
+            .load()
+            .await
+    }
+
+    /// A unique resource name for one test.
+    pub fn unique(prefix: &str) -> String {
+        format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    }
+
 }
 
 #[cfg(test)]

@@ -57,8 +57,9 @@ pub const MAX_EXPR_DEPTH: usize = 1_000;
 pub const MAX_SET_OPERATIONS: usize = 1_000;
 
 /// Stack of the thread the check runs on. Only touched pages are committed, so this costs
-/// address space, not memory; it covers dropping the deepest AST 100,000 bytes can describe.
-const GUARD_STACK_BYTES: usize = 256 << 20;
+/// address space, not memory. The deepest AST 100,000 bytes can describe (a 50,000-term `1+1+…`
+/// chain) is checked and dropped within 4 MiB in a debug build; this leaves a wide margin.
+const GUARD_STACK_BYTES: usize = 64 << 20;
 
 /// Most known table names quoted back in an "unknown table" reason.
 const MAX_LISTED_TABLES: usize = 40;
@@ -76,7 +77,12 @@ static PARSER_SETTINGS: LazyLock<(String, usize)> = LazyLock::new(|| {
 ///
 /// Returns the tables the query reads (lower-case, unqualified, sorted, deduped), or why it
 /// was refused.
-pub fn check(sql: &str, database: &str, known_tables: &[String], allowed: &[String]) -> Result<Vec<String>, GuardError> {
+pub fn check(
+    sql: &str,
+    database: &str,
+    known_tables: &[String],
+    allowed: &[String],
+) -> Result<Vec<String>, GuardError> {
     check_with(sql, database, Some(known_tables), allowed)
 }
 
@@ -88,12 +94,14 @@ pub fn check_read_only(sql: &str, database: &str, allowed: &[String]) -> Result<
     check_with(sql, database, None, allowed)
 }
 
-fn check_with(sql: &str, database: &str, known_tables: Option<&[String]>, allowed: &[String]) -> Result<Vec<String>, GuardError> {
+fn check_with(
+    sql: &str,
+    database: &str,
+    known_tables: Option<&[String]>,
+    allowed: &[String],
+) -> Result<Vec<String>, GuardError> {
     if sql.len() > MAX_SQL_BYTES {
-        return Err(GuardError::new(format!(
-            "query is {} bytes; the limit is {MAX_SQL_BYTES} bytes",
-            sql.len()
-        )));
+        return Err(GuardError::new(format!("query is {} bytes; the limit is {MAX_SQL_BYTES} bytes", sql.len())));
     }
     if sql.trim().is_empty() {
         return Err(GuardError::new("empty query; submit exactly one SELECT query"));
@@ -111,7 +119,12 @@ fn check_with(sql: &str, database: &str, known_tables: Option<&[String]>, allowe
 }
 
 /// The check itself, on the current thread (which must have a large enough stack).
-fn check_here(sql: &str, database: &str, known_tables: Option<&[String]>, allowed: &[String]) -> Result<Vec<String>, GuardError> {
+fn check_here(
+    sql: &str,
+    database: &str,
+    known_tables: Option<&[String]>,
+    allowed: &[String],
+) -> Result<Vec<String>, GuardError> {
     let mut statements = parse(sql)?;
     match statements.len() {
         0 => return Err(GuardError::new("empty query (only comments or semicolons); submit exactly one SELECT query")),
@@ -224,7 +237,9 @@ fn statement_refusal(statement: &Statement) -> String {
             | "OPTIMIZE" | "MSCK" | "ANALYZE" | "CACHE" | "UNCACHE" => {
                 format!("{kw} is DDL; only read-only SELECT queries are allowed")
             }
-            "GRANT" | "REVOKE" | "DENY" => format!("{kw} changes permissions; only read-only SELECT queries are allowed"),
+            "GRANT" | "REVOKE" | "DENY" => {
+                format!("{kw} changes permissions; only read-only SELECT queries are allowed")
+            }
             "INSERT" | "UPDATE" | "DELETE" | "MERGE" | "REPLACE" | "LOAD" => {
                 format!("{kw} is DML (it modifies data); only read-only SELECT queries are allowed")
             }
@@ -615,14 +630,26 @@ mod tests {
         ("select * from \"tpch\".\"orders\"", Ok(&["orders"])),
         ("select 'drop table orders; delete from x' as s, ';' from orders", Ok(&["orders"])),
         ("select o.o_orderkey from orders o join customer c on o.o_custkey = c.c_custkey", Ok(&["customer", "orders"])),
-        ("select * from orders o left join lateral (select * from lineitem l where l.l_orderkey = o.o_orderkey) x on true", Ok(&["lineitem", "orders"])),
+        (
+            "select * from orders o left join lateral (select * from lineitem l where l.l_orderkey = o.o_orderkey) x on true",
+            Ok(&["lineitem", "orders"]),
+        ),
         ("select * from (select * from (select * from nation) a) b", Ok(&["nation"])),
         ("select * from customer where c_custkey in (select o_custkey from orders)", Ok(&["customer", "orders"])),
-        ("select * from customer c where exists (select 1 from orders o where o.o_custkey = c.c_custkey)", Ok(&["customer", "orders"])),
+        (
+            "select * from customer c where exists (select 1 from orders o where o.o_custkey = c.c_custkey)",
+            Ok(&["customer", "orders"]),
+        ),
         ("select (select count(*) from region) as n from nation", Ok(&["nation", "region"])),
-        ("select n_regionkey, count(*) from nation group by 1 having count(*) > (select count(*) from region)", Ok(&["nation", "region"])),
+        (
+            "select n_regionkey, count(*) from nation group by 1 having count(*) > (select count(*) from region)",
+            Ok(&["nation", "region"]),
+        ),
         ("select n_name from nation union select r_name from region", Ok(&["nation", "region"])),
-        ("select n_name from nation intersect select r_name from region except select s_name from supplier", Ok(&["nation", "region", "supplier"])),
+        (
+            "select n_name from nation intersect select r_name from region except select s_name from supplier",
+            Ok(&["nation", "region", "supplier"]),
+        ),
         ("with t as (select * from orders) select * from t", Ok(&["orders"])),
         // A CTE shadows a real table of the same name.
         ("with orders as (select * from nation) select * from orders", Ok(&["nation"])),
@@ -630,7 +657,10 @@ mod tests {
         ("with nation as (select * from nation) select * from nation", Ok(&["nation"])),
         ("with a as (select * from nation), b as (select * from a) select * from b", Ok(&["nation"])),
         // CTEs of an outer query are visible in nested subqueries.
-        ("with a as (select * from nation) select * from region where r_regionkey in (select n_regionkey from a)", Ok(&["nation", "region"])),
+        (
+            "with a as (select * from nation) select * from region where r_regionkey in (select n_regionkey from a)",
+            Ok(&["nation", "region"]),
+        ),
         ("with recursive t(n) as (select 1 union all select n + 1 from t where n < 10) select * from t", Ok(&[])),
         ("WITH RECURSIVE T(N) AS (SELECT 1 UNION ALL SELECT N + 1 FROM T WHERE N < 3) SELECT * FROM t", Ok(&[])),
         ("select * from tpch.orders, \"lineitem\" where o_orderkey = l_orderkey", Ok(&["lineitem", "orders"])),
@@ -702,7 +732,10 @@ mod tests {
         ("select * from (with t as (select 1) select * from t) x, t", Err("table \"t\" does not exist")),
         // A recursive CTE's static term does not see itself.
         ("with recursive t as (select * from t union all select 1) select * from t", Err("table \"t\" does not exist")),
-        ("with recursive t(n) as (select 1 union all select n + 1 from t join secrets on true) select * from t", Err("secrets")),
+        (
+            "with recursive t(n) as (select 1 union all select n + 1 from t join secrets on true) select * from t",
+            Err("secrets"),
+        ),
         // A CTE name qualified with the database is a table, not the CTE.
         ("with t as (select 1) select * from tpch.t", Err("table \"t\" does not exist")),
         ("table orders", Err("does not parse")),
@@ -805,8 +838,17 @@ mod tests {
 
     #[test]
     fn read_only_check_needs_no_catalog_but_refuses_everything_else() {
-        assert_eq!(check_read_only("select * from anything a join tpch.other b on true", "tpch", &[]).unwrap(), vec!["anything", "other"]);
-        for bad in ["drop table x", "select 1; select 2", "copy x to '/tmp/y'", "select * from other.x", "select * from read_parquet('/etc/x')"] {
+        assert_eq!(
+            check_read_only("select * from anything a join tpch.other b on true", "tpch", &[]).unwrap(),
+            vec!["anything", "other"]
+        );
+        for bad in [
+            "drop table x",
+            "select 1; select 2",
+            "copy x to '/tmp/y'",
+            "select * from other.x",
+            "select * from read_parquet('/etc/x')",
+        ] {
             assert!(check_read_only(bad, "tpch", &[]).is_err(), "{bad}");
         }
         assert!(check_read_only("select * from orders", "tpch", &["customer".to_string()]).is_err());

@@ -34,7 +34,8 @@ use datafusion::prelude::{CsvReadOptions, ParquetReadOptions};
 pub const CATALOG_NAME: &str = "datafusion";
 
 /// The eight TPC-H tables, in the order [`init_tpch`] writes them.
-pub const TPCH_TABLES: [&str; 8] = ["customer", "orders", "lineitem", "part", "partsupp", "supplier", "nation", "region"];
+pub const TPCH_TABLES: [&str; 8] =
+    ["customer", "orders", "lineitem", "part", "partsupp", "supplier", "nation", "region"];
 
 /// Largest TPC-H scale factor `init_tpch` accepts (SF 100 is ~100 GB of raw data).
 pub const MAX_TPCH_SCALE: f64 = 100.0;
@@ -273,7 +274,10 @@ pub fn discover_tables(data_dir: &Path, database: &str) -> Result<Vec<LocalTable
 /// both resolve, and nothing else does: no other schema, no `information_schema`, and no URL
 /// or file tables (`SELECT * FROM '/etc/passwd'` finds no table). Callers that run SQL must
 /// still use `sql_with_options` with DDL, DML and statements disallowed (the engine does).
-pub async fn open_session(data_dir: &Path, database: &str) -> Result<(SessionContext, Vec<LocalTable>), WarehouseError> {
+pub async fn open_session(
+    data_dir: &Path,
+    database: &str,
+) -> Result<(SessionContext, Vec<LocalTable>), WarehouseError> {
     let tables = discover_tables(data_dir, database)?;
     let ctx = session_context(database);
     for table in &tables {
@@ -303,10 +307,9 @@ pub async fn register_table(ctx: &SessionContext, table: &LocalTable) -> Result<
             let dir = if path.ends_with('/') { path } else { format!("{path}/") };
             ctx.register_parquet(table.name.as_str(), &dir, ParquetReadOptions::default()).await.map_err(read_err)
         }
-        TableFormat::Csv => ctx
-            .register_csv(table.name.as_str(), &path, CsvReadOptions::new().has_header(true))
-            .await
-            .map_err(read_err),
+        TableFormat::Csv => {
+            ctx.register_csv(table.name.as_str(), &path, CsvReadOptions::new().has_header(true)).await.map_err(read_err)
+        }
     }
 }
 
@@ -344,25 +347,42 @@ pub fn init_tpch(
     for table in TPCH_TABLES {
         let batch = GENERATOR_BATCH_ROWS;
         let (schema, batches): (SchemaRef, Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>>>) = match table {
-            "customer" => {
-                (CustomerArrow::schema_ref(), Box::new(CustomerArrow::new(CustomerGenerator::new(scale, 1, 1)).with_batch_size(batch)))
-            }
-            "orders" => (OrderArrow::schema_ref(), Box::new(OrderArrow::new(OrderGenerator::new(scale, 1, 1)).with_batch_size(batch))),
-            "lineitem" => {
-                (LineItemArrow::schema_ref(), Box::new(LineItemArrow::new(LineItemGenerator::new(scale, 1, 1)).with_batch_size(batch)))
-            }
-            "part" => (PartArrow::schema_ref(), Box::new(PartArrow::new(PartGenerator::new(scale, 1, 1)).with_batch_size(batch))),
-            "partsupp" => {
-                (PartSuppArrow::schema_ref(), Box::new(PartSuppArrow::new(PartSuppGenerator::new(scale, 1, 1)).with_batch_size(batch)))
-            }
-            "supplier" => {
-                (SupplierArrow::schema_ref(), Box::new(SupplierArrow::new(SupplierGenerator::new(scale, 1, 1)).with_batch_size(batch)))
-            }
-            "nation" => (NationArrow::schema_ref(), Box::new(NationArrow::new(NationGenerator::new(scale, 1, 1)).with_batch_size(batch))),
-            "region" => (RegionArrow::schema_ref(), Box::new(RegionArrow::new(RegionGenerator::new(scale, 1, 1)).with_batch_size(batch))),
+            "customer" => (
+                CustomerArrow::schema_ref(),
+                Box::new(CustomerArrow::new(CustomerGenerator::new(scale, 1, 1)).with_batch_size(batch)),
+            ),
+            "orders" => (
+                OrderArrow::schema_ref(),
+                Box::new(OrderArrow::new(OrderGenerator::new(scale, 1, 1)).with_batch_size(batch)),
+            ),
+            "lineitem" => (
+                LineItemArrow::schema_ref(),
+                Box::new(LineItemArrow::new(LineItemGenerator::new(scale, 1, 1)).with_batch_size(batch)),
+            ),
+            "part" => (
+                PartArrow::schema_ref(),
+                Box::new(PartArrow::new(PartGenerator::new(scale, 1, 1)).with_batch_size(batch)),
+            ),
+            "partsupp" => (
+                PartSuppArrow::schema_ref(),
+                Box::new(PartSuppArrow::new(PartSuppGenerator::new(scale, 1, 1)).with_batch_size(batch)),
+            ),
+            "supplier" => (
+                SupplierArrow::schema_ref(),
+                Box::new(SupplierArrow::new(SupplierGenerator::new(scale, 1, 1)).with_batch_size(batch)),
+            ),
+            "nation" => (
+                NationArrow::schema_ref(),
+                Box::new(NationArrow::new(NationGenerator::new(scale, 1, 1)).with_batch_size(batch)),
+            ),
+            "region" => (
+                RegionArrow::schema_ref(),
+                Box::new(RegionArrow::new(RegionGenerator::new(scale, 1, 1)).with_batch_size(batch)),
+            ),
             other => unreachable!("unknown TPC-H table {other}"),
         };
-        let rows = write_parquet_atomically(&dir.join(format!("{table}.parquet")), table, schema, batches, on_progress)?;
+        let rows =
+            write_parquet_atomically(&dir.join(format!("{table}.parquet")), table, schema, batches, on_progress)?;
         tracing::info!(table, rows, "wrote TPC-H table");
         written.push((table.to_string(), rows));
     }
@@ -452,8 +472,10 @@ mod tests {
         assert!(rows["lineitem"] > 5000);
         assert!(progress.iter().any(|(t, n)| t == "lineitem" && *n == rows["lineitem"]));
         // No temp files are left behind; every table is a Parquet file.
-        let mut files: Vec<String> =
-            std::fs::read_dir(dir.path().join("tpch")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let mut files: Vec<String> = std::fs::read_dir(dir.path().join("tpch"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         files.sort();
         let mut want: Vec<String> = TPCH_TABLES.iter().map(|t| format!("{t}.parquet")).collect();
         want.sort();

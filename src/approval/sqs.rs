@@ -1,1 +1,477 @@
-//! (being written)
+//! Approvals over two SQS queues.
+//!
+//! * [`SqsNotifier`] sends one [`ApprovalRequestMessage`] to the request queue when a request
+//!   enters AwaitingApproval (the controller records that it did; delivery is at least once, so
+//!   consumers deduplicate by `uid`, `generation`, `round` and `sqlDigest`), and a `Finished`
+//!   message when it ends.
+//! * [`ResponseConsumer`] long-polls the response queue for [`DecisionMessage`]s and writes each
+//!   as a decision record through [`super::submit`] — the same code path as `sqlctl approve`. A
+//!   message is deleted only after its record is written (a crash in between redelivers it, and
+//!   the deterministic decision id makes the rewrite a no-op). A malformed or refused message is
+//!   sent explicitly to the dead-letter queue with the reason as a message attribute, then
+//!   deleted, with a log line saying why: never lost, never applied. A written decision wakes
+//!   the request so it reconciles at once.
+//!
+//! # Who decided
+//!
+//! The decider is who AWS says sent the message — its `SenderId` — not what the body claims.
+//! [`SenderPolicy`] maps sender ids to approver names: a role session (`AROA…:alice`) is its
+//! session name; other ids through `SQLCTL_SQS_SENDERS` (`ID=name,…`). A body's `by` must then
+//! be absent or equal to that name. Senders listed as trusted relays (a chat bot that posts on
+//! behalf of people it authenticated itself) may name any `by`. Everything else is refused.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{DecisionInput, SubmitError};
+use crate::aws;
+use crate::engine::Waker;
+use crate::notify::{Notifier, NotifyError};
+use crate::spec::{DEFAULT_NAMESPACE, DecisionKind, Estimate, ObjectKey, QueryRequest};
+use crate::store::Store;
+
+/// `source` of decision records written from SQS.
+pub const SOURCE: &str = "sqs";
+/// Message attribute carrying why a message went to the dead-letter queue.
+pub const REASON_ATTRIBUTE: &str = "sqlctl-dlq-reason";
+
+/// Sent to the request queue when a request awaits a decision.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRequestMessage {
+    /// `ApprovalRequest`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub name: String,
+    pub namespace: String,
+    pub uid: String,
+    pub generation: u64,
+    pub round: u32,
+    pub sql_digest: String,
+    pub sql: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub explanation: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+    /// How to act on it: the CLI commands (and, where configured, console URLs).
+    #[serde(default)]
+    pub links: BTreeMap<String, String>,
+}
+
+/// Read from the response queue: one human decision on exactly one SQL.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecisionMessage {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub uid: String,
+    pub generation: u64,
+    /// The approval round answered; optional (the digest already pins the SQL).
+    #[serde(default)]
+    pub round: Option<u32>,
+    pub sql_digest: String,
+    /// approve | refine | reject
+    pub decision: String,
+    #[serde(default)]
+    pub feedback: Option<String>,
+    /// Who decided; must match the sender unless the sender is a trusted relay.
+    #[serde(default)]
+    pub by: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub allow_over_budget: bool,
+}
+
+/// Builds the approval request message for `req` (in AwaitingApproval).
+pub fn approval_request(req: &QueryRequest) -> ApprovalRequestMessage {
+    let st = req.status.clone().unwrap_or_default();
+    let g = st.generated.clone().unwrap_or_default();
+    let name = req.metadata.name.clone();
+    let ns = req.metadata.namespace().to_string();
+    let n = if ns == DEFAULT_NAMESPACE { String::new() } else { format!(" -n {ns}") };
+    let short = &g.sql_digest[..g.sql_digest.len().min(12)];
+    let links = BTreeMap::from([
+        ("describe".to_string(), format!("sqlctl describe {name}{n}")),
+        ("approve".to_string(), format!("sqlctl approve {name}{n} --digest {short}")),
+        ("refine".to_string(), format!("sqlctl refine {name}{n} --digest {short} --feedback '…'")),
+        ("reject".to_string(), format!("sqlctl reject {name}{n} --digest {short}")),
+    ]);
+    ApprovalRequestMessage {
+        type_: "ApprovalRequest".into(),
+        name,
+        namespace: ns,
+        uid: req.uid().to_string(),
+        generation: req.generation(),
+        round: st.approval_round,
+        sql_digest: g.sql_digest,
+        sql: g.sql,
+        explanation: g.explanation,
+        estimate: st.estimate,
+        requester: req.requester().map(str::to_string),
+        deadline: st.approval_deadline,
+        links,
+    }
+}
+
+/// Sends approval requests (and `Finished` notices) to the request queue, then passes them to
+/// an inner notifier (the log, a chat webhook).
+pub struct SqsNotifier {
+    client: Client,
+    queue_url: String,
+    inner: Arc<dyn Notifier>,
+}
+
+impl SqsNotifier {
+    pub fn new(client: Client, queue_url: impl Into<String>, inner: Arc<dyn Notifier>) -> SqsNotifier {
+        SqsNotifier { client, queue_url: queue_url.into(), inner }
+    }
+
+    async fn send(&self, body: String, kind: &str) -> Result<(), NotifyError> {
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .message_attributes("type", MessageAttributeValue::builder().data_type("String").string_value(kind).build().map_err(|e| NotifyError::Failed(e.to_string()))?)
+            .send()
+            .await
+            .map_err(|e| NotifyError::Failed(format!("SQS SendMessage to {}: {}", self.queue_url, aws::describe(&e))))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Notifier for SqsNotifier {
+    async fn approval_requested(&self, req: &QueryRequest) -> Result<(), NotifyError> {
+        let body = serde_json::to_string(&approval_request(req)).map_err(|e| NotifyError::Failed(e.to_string()))?;
+        self.send(body, "ApprovalRequest").await?;
+        self.inner.approval_requested(req).await
+    }
+
+    async fn finished(&self, req: &QueryRequest) -> Result<(), NotifyError> {
+        let st = req.status.clone().unwrap_or_default();
+        let body = serde_json::json!({
+            "type": "Finished",
+            "name": req.metadata.name,
+            "namespace": req.metadata.namespace(),
+            "uid": req.uid(),
+            "generation": req.generation(),
+            "phase": st.phase,
+            "reason": st.condition("Ready").map(|c| c.reason.clone()),
+            "outputLocation": st.execution.as_ref().and_then(|e| e.output_location.clone()),
+        });
+        self.send(body.to_string(), "Finished").await?;
+        self.inner.finished(req).await
+    }
+}
+
+/// Maps SQS sender ids to approver names (see the module docs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SenderPolicy {
+    /// Sender id → approver name.
+    pub names: HashMap<String, String>,
+    /// Senders whose message's `by` is trusted; `*` trusts every sender (emulators only).
+    pub relays: Vec<String>,
+}
+
+impl SenderPolicy {
+    /// Parses `ID=name,ID2=name2` and a comma list of relay ids.
+    pub fn parse(names: Option<&str>, relays: Option<&str>) -> Result<SenderPolicy, String> {
+        let mut p = SenderPolicy::default();
+        for entry in names.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (id, name) = entry.split_once('=').ok_or_else(|| format!("SQLCTL_SQS_SENDERS entry {entry:?} is not SENDER_ID=name"))?;
+            p.names.insert(id.trim().to_string(), name.trim().to_string());
+        }
+        p.relays = relays.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect();
+        Ok(p)
+    }
+
+    /// Who decided: from the sender id, or the body's `by` for a trusted relay.
+    pub fn decider(&self, sender_id: Option<&str>, by: Option<&str>) -> Result<String, String> {
+        let by = by.map(str::trim).filter(|b| !b.is_empty());
+        let sender = sender_id.unwrap_or("");
+        if self.relays.iter().any(|r| r == "*" || r == sender) {
+            return by.map(str::to_string).ok_or_else(|| format!("message from relay {sender} does not say who decided (by)"));
+        }
+        let name = self.names.get(sender).cloned().or_else(|| {
+            // A role session (`AROA…:session`): the session name is the person.
+            sender.split_once(':').map(|(_, s)| s.to_string()).filter(|s| !s.is_empty())
+        });
+        match (name, by) {
+            (None, _) => Err(format!("sender {sender:?} is not mapped to an approver (SQLCTL_SQS_SENDERS) and is not a trusted relay")),
+            (Some(n), Some(b)) if n != b => Err(format!("the message says by {b:?} but was sent by {sender} ({n})")),
+            (Some(n), _) => Ok(n),
+        }
+    }
+}
+
+/// What became of one response message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Handled {
+    /// A decision record was written (or already existed): message deleted, request woken.
+    Recorded { key: ObjectKey, decision: DecisionKind, by: String },
+    /// Refused or malformed: sent to the dead-letter queue and deleted.
+    DeadLettered { reason: String },
+    /// Could not be handled now (store unavailable): left for redelivery.
+    Retry { reason: String },
+}
+
+/// Counts of one receive-and-handle pass.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PollStats {
+    pub received: usize,
+    pub recorded: usize,
+    pub dead_lettered: usize,
+    pub retried: usize,
+}
+
+/// Long-polls the response queue and writes decisions.
+pub struct ResponseConsumer {
+    client: Client,
+    queue_url: String,
+    dlq_url: Option<String>,
+    store: Arc<dyn Store>,
+    waker: Option<Waker>,
+    senders: SenderPolicy,
+    /// Long-poll wait per receive (20 s in production; shorter in tests).
+    pub wait_seconds: i32,
+}
+
+impl ResponseConsumer {
+    pub fn new(client: Client, queue_url: impl Into<String>, store: Arc<dyn Store>, senders: SenderPolicy) -> ResponseConsumer {
+        ResponseConsumer { client, queue_url: queue_url.into(), dlq_url: None, store, waker: None, senders, wait_seconds: 20 }
+    }
+
+    /// Who to wake when a decision is written (the controller's work queue).
+    #[must_use]
+    pub fn with_waker(mut self, waker: Waker) -> Self {
+        self.waker = Some(waker);
+        self
+    }
+
+    /// The dead-letter queue, when it cannot be found from the queue's redrive policy.
+    #[must_use]
+    pub fn with_dlq(mut self, url: impl Into<String>) -> Self {
+        self.dlq_url = Some(url.into());
+        self
+    }
+
+    pub fn dlq_url(&self) -> Option<&str> {
+        self.dlq_url.as_deref()
+    }
+
+    /// Finds the dead-letter queue from the response queue's `RedrivePolicy`.
+    pub async fn resolve_dlq(&mut self) -> anyhow::Result<()> {
+        if self.dlq_url.is_some() {
+            return Ok(());
+        }
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(QueueAttributeName::RedrivePolicy)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("SQS GetQueueAttributes {}: {}", self.queue_url, aws::describe(&e)))?;
+        let Some(policy) = attrs.attributes().and_then(|a| a.get(&QueueAttributeName::RedrivePolicy)) else {
+            anyhow::bail!("the response queue {} has no redrive policy, so refused messages have no dead-letter queue; create one (`sqlctl aws bootstrap` does)", self.queue_url);
+        };
+        let arn = serde_json::from_str::<serde_json::Value>(policy)?["deadLetterTargetArn"].as_str().unwrap_or_default().to_string();
+        let (account, name) = {
+            let mut parts = arn.rsplitn(3, ':');
+            let name = parts.next().unwrap_or_default().to_string();
+            let account = parts.next().unwrap_or_default().to_string();
+            (account, name)
+        };
+        let url = self
+            .client
+            .get_queue_url()
+            .queue_name(&name)
+            .queue_owner_aws_account_id(account)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("SQS GetQueueUrl {name}: {}", aws::describe(&e)))?;
+        self.dlq_url = url.queue_url().map(str::to_string);
+        Ok(())
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        if let Err(e) = self.resolve_dlq().await {
+            tracing::error!(error = %e, "SQS response queue: no dead-letter queue; refused messages are left for the queue's own redrive");
+        }
+        tracing::info!(queue = %self.queue_url, dlq = self.dlq_url.as_deref().unwrap_or("-"), "consuming decisions from SQS");
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let pass = tokio::select! {
+                r = self.poll_once() => r,
+                _ = shutdown.wait_for(|v| *v) => return,
+            };
+            match pass {
+                Ok(_) => backoff = Duration::from_secs(1),
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "SQS receive failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.wait_for(|v| *v) => return,
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+
+    /// One long-poll receive and the handling of what it returned.
+    pub async fn poll_once(&self) -> anyhow::Result<PollStats> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(self.wait_seconds)
+            .message_system_attribute_names(MessageSystemAttributeName::SenderId)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("SQS ReceiveMessage {}: {}", self.queue_url, aws::describe(&e)))?;
+        let mut stats = PollStats::default();
+        for msg in out.messages() {
+            stats.received += 1;
+            let sender = msg.attributes().and_then(|a| a.get(&MessageSystemAttributeName::SenderId)).map(String::as_str);
+            let body = msg.body().unwrap_or_default();
+            let handled = self.handle(body, sender).await;
+            let receipt = msg.receipt_handle().unwrap_or_default();
+            match &handled {
+                Handled::Recorded { key, decision, by } => {
+                    self.delete(receipt).await?;
+                    stats.recorded += 1;
+                    tracing::info!(name = %key.name, namespace = %key.namespace, decision = decision.as_str(), by = %by, "decision from SQS recorded");
+                    if let Some(w) = &self.waker {
+                        w(key);
+                    }
+                }
+                Handled::DeadLettered { reason } => {
+                    let Some(dlq) = &self.dlq_url else {
+                        tracing::error!(reason = %reason, message_id = msg.message_id().unwrap_or(""), "refused SQS message left in the queue: no dead-letter queue known (its redrive policy will move it)");
+                        stats.retried += 1;
+                        continue;
+                    };
+                    let attr = MessageAttributeValue::builder().data_type("String").string_value(reason.as_str()).build()?;
+                    let mut send = self.client.send_message().queue_url(dlq).message_body(body).message_attributes(REASON_ATTRIBUTE, attr);
+                    if let Some(s) = sender {
+                        send = send.message_attributes("sqlctl-sender-id", MessageAttributeValue::builder().data_type("String").string_value(s).build()?);
+                    }
+                    send.send().await.map_err(|e| anyhow::anyhow!("SQS SendMessage to the dead-letter queue {dlq}: {}", aws::describe(&e)))?;
+                    self.delete(receipt).await?;
+                    stats.dead_lettered += 1;
+                    tracing::warn!(reason = %reason, sender = sender.unwrap_or("-"), message_id = msg.message_id().unwrap_or(""), "SQS decision message refused: moved to the dead-letter queue");
+                }
+                Handled::Retry { reason } => {
+                    stats.retried += 1;
+                    tracing::warn!(reason = %reason, "SQS decision message not handled now; it will be redelivered");
+                }
+            }
+        }
+        Ok(stats)
+    }
+
+    async fn delete(&self, receipt: &str) -> anyhow::Result<()> {
+        self.client
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("SQS DeleteMessage: {}", aws::describe(&e)))?;
+        Ok(())
+    }
+
+    /// Parses, checks and writes one decision message.
+    pub async fn handle(&self, body: &str, sender: Option<&str>) -> Handled {
+        let refuse = |reason: String| Handled::DeadLettered { reason };
+        let m: DecisionMessage = match serde_json::from_str(body) {
+            Ok(m) => m,
+            Err(e) => return refuse(format!("malformed decision message: {e}")),
+        };
+        let Some(kind) = DecisionKind::parse(&m.decision) else {
+            return refuse(format!("malformed decision message: decision {:?} is not approve, refine or reject", m.decision));
+        };
+        let by = match self.senders.decider(sender, m.by.as_deref()) {
+            Ok(b) => b,
+            Err(e) => return refuse(format!("identity: {e}")),
+        };
+        let key = ObjectKey::new(m.namespace.clone().unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()), &m.name);
+        let req = match self.store.get(&key).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return refuse(format!("queryrequest {key} not found")),
+            Err(e) if e.is_transient() => return Handled::Retry { reason: e.to_string() },
+            Err(e) => return Handled::Retry { reason: e.to_string() },
+        };
+        if req.uid() != m.uid {
+            return refuse(format!("{key} has uid {}, not {}: the request was deleted and recreated since", req.uid(), m.uid));
+        }
+        if req.generation() != m.generation {
+            return refuse(format!("{key} is at generation {}, not {}: the spec changed since", req.generation(), m.generation));
+        }
+        let round = req.status.as_ref().map(|s| s.approval_round).unwrap_or(0);
+        if let Some(r) = m.round.filter(|r| *r != round) {
+            return refuse(format!("{key} is in approval round {round}, not {r}: the SQL was refined since"));
+        }
+        let input = DecisionInput {
+            decision: kind,
+            by: by.clone(),
+            digest: Some(m.sql_digest.clone()),
+            feedback: m.feedback.clone(),
+            comment: m.comment.clone(),
+            source: SOURCE.into(),
+            allow_over_budget: m.allow_over_budget,
+        };
+        match super::submit(self.store.as_ref(), &req, &input).await {
+            Ok(d) => Handled::Recorded { key, decision: d.decision, by },
+            Err(SubmitError::Refused(r)) => refuse(format!("refused: {r}")),
+            Err(SubmitError::Store(e)) => Handled::Retry { reason: e.to_string() },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn senders_map_to_approvers_and_bodies_cannot_impersonate() {
+        let p = SenderPolicy::parse(Some("AIDAALICE=alice, AIDABOB=bob"), Some("AROABOT:chatbot")).unwrap();
+        assert_eq!(p.decider(Some("AIDAALICE"), None), Ok("alice".into()));
+        assert_eq!(p.decider(Some("AIDAALICE"), Some("alice")), Ok("alice".into()));
+        assert!(p.decider(Some("AIDAALICE"), Some("bob")).unwrap_err().contains("sent by"));
+        assert_eq!(p.decider(Some("AROAXYZ:carol"), None), Ok("carol".into()), "role session name");
+        assert!(p.decider(Some("AIDASTRANGER"), Some("alice")).is_err());
+        assert!(p.decider(None, Some("alice")).is_err());
+        assert_eq!(p.decider(Some("AROABOT:chatbot"), Some("dave")), Ok("dave".into()), "a trusted relay speaks for others");
+        assert!(p.decider(Some("AROABOT:chatbot"), None).is_err());
+        assert!(SenderPolicy::parse(Some("nonsense"), None).is_err());
+        let all = SenderPolicy::parse(None, Some("*")).unwrap();
+        assert_eq!(all.decider(Some("anything"), Some("erin")), Ok("erin".into()));
+    }
+
+    #[test]
+    fn decision_messages_are_strict_json() {
+        let ok = r#"{"name":"q","uid":"u","generation":2,"sqlDigest":"ab","decision":"approve","by":"alice"}"#;
+        let m: DecisionMessage = serde_json::from_str(ok).unwrap();
+        assert_eq!((m.name.as_str(), m.generation, m.namespace), ("q", 2, None));
+        assert!(serde_json::from_str::<DecisionMessage>(r#"{"name":"q","uid":"u","generation":2,"sqlDigest":"ab","decision":"approve","bogus":1}"#).is_err());
+        assert!(serde_json::from_str::<DecisionMessage>(r#"{"name":"q"}"#).is_err());
+    }
+}

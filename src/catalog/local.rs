@@ -84,10 +84,7 @@ impl Catalog for LocalCatalog {
         let (data_dir, db) = (self.data_dir.clone(), database.to_string());
         let found = tokio::task::spawn_blocking(move || -> Result<_, WarehouseError> {
             let tables = warehouse::discover_tables(&data_dir, &db)?;
-            tables
-                .into_iter()
-                .map(|t| fingerprint(&t).map(|f| (t, f)))
-                .collect::<Result<Vec<_>, _>>()
+            tables.into_iter().map(|t| fingerprint(&t).map(|f| (t, f))).collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| CatalogError::Other(format!("listing tables: {e}")))?
@@ -110,7 +107,11 @@ impl Catalog for LocalCatalog {
                         .schema()
                         .fields()
                         .iter()
-                        .map(|f| Column { name: f.name().clone(), data_type: sql_type(f.data_type()), ..Column::default() })
+                        .map(|f| Column {
+                            name: f.name().clone(),
+                            data_type: sql_type(f.data_type()),
+                            ..Column::default()
+                        })
                         .collect();
                     self.remember(&table, fp, &columns);
                     columns
@@ -157,11 +158,7 @@ pub fn sql_type(t: &DataType) -> String {
                 TimeUnit::Microsecond => "",
                 TimeUnit::Nanosecond => "(9)",
             };
-            if tz.is_some() {
-                format!("TIMESTAMP{precision} WITH TIME ZONE")
-            } else {
-                format!("TIMESTAMP{precision}")
-            }
+            if tz.is_some() { format!("TIMESTAMP{precision} WITH TIME ZONE") } else { format!("TIMESTAMP{precision}") }
         }
         DataType::Interval(_) => "INTERVAL".into(),
         DataType::Duration(_) => "INTERVAL".into(),
@@ -236,7 +233,10 @@ mod tests {
         let types: Vec<(&str, &str)> = events.columns.iter().map(|c| (c.name.as_str(), c.data_type.as_str())).collect();
         assert_eq!(types, [("id", "BIGINT"), ("name", "VARCHAR"), ("amount", "DOUBLE"), ("day", "DATE")]);
         let split = tables.iter().find(|t| t.name == "regions_split").unwrap();
-        assert_eq!(split.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["r_regionkey", "r_name", "r_comment"]);
+        assert_eq!(
+            split.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+            ["r_regionkey", "r_name", "r_comment"]
+        );
     }
 
     #[tokio::test]
@@ -282,7 +282,10 @@ mod tests {
         assert_eq!(sql_type(&DataType::Decimal128(15, 2)), "DECIMAL(15,2)");
         assert_eq!(sql_type(&DataType::Utf8View), "VARCHAR");
         assert_eq!(sql_type(&DataType::Timestamp(TimeUnit::Microsecond, None)), "TIMESTAMP");
-        assert_eq!(sql_type(&DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))), "TIMESTAMP(9) WITH TIME ZONE");
+        assert_eq!(
+            sql_type(&DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))),
+            "TIMESTAMP(9) WITH TIME ZONE"
+        );
         assert_eq!(sql_type(&DataType::List(Arc::new(Field::new("item", DataType::Int32, true)))), "ARRAY<INT>");
         let s = DataType::Struct(Fields::from(vec![Field::new("a", DataType::Boolean, true)]));
         assert_eq!(sql_type(&s), "STRUCT<a BOOLEAN>");

@@ -82,10 +82,14 @@ impl GeneratorOpts {
             }
             Provider::Openai => {
                 let Some(base_url) = self.openai_base_url.clone().filter(|u| !u.trim().is_empty()) else {
-                    anyhow::bail!("--generator openai needs the server's base URL: pass --openai-base-url or set SQLCTL_OPENAI_BASE_URL (e.g. http://127.0.0.1:11434/v1 for Ollama)");
+                    anyhow::bail!(
+                        "--generator openai needs the server's base URL: pass --openai-base-url or set SQLCTL_OPENAI_BASE_URL (e.g. http://127.0.0.1:11434/v1 for Ollama)"
+                    );
                 };
                 let Some(model) = self.model.clone().filter(|m| !m.trim().is_empty()) else {
-                    anyhow::bail!("--generator openai needs a model name: pass --model or set SQLCTL_BEDROCK_MODEL (e.g. llama3.1 for Ollama)");
+                    anyhow::bail!(
+                        "--generator openai needs a model name: pass --model or set SQLCTL_BEDROCK_MODEL (e.g. llama3.1 for Ollama)"
+                    );
                 };
                 let opts = crate::generate::openai::OpenAiOptions {
                     api_key: self.openai_api_key()?,

@@ -1,5 +1,10 @@
 //! Resolving configuration into backends: the one place (with `cli`) that names concrete
 //! implementations. Flags win over environment variables, which win over defaults.
+//!
+//! `--backend local` (the default) builds SQLite, the local catalog and DataFusion; `--backend
+//! aws` builds DynamoDB, Glue and Athena from one AWS SDK configuration (standard credential
+//! chain, `AWS_REGION`, `--endpoint-url` / `AWS_ENDPOINT_URL`), loaded once per process and
+//! shared by every client so that an emulator endpoint applies to all of them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -9,10 +14,12 @@ use anyhow::Context as _;
 
 pub mod generator;
 
-use crate::catalog::{Catalog, local::LocalCatalog};
+use crate::aws::{Aws, AwsSettings, S3Uri};
+use crate::catalog::{Catalog, glue::GlueCatalog, local::LocalCatalog};
 use crate::engine::{Engine, datafusion::LocalEngine};
 use crate::spec::EngineKind;
-use crate::store::{Store, sqlite::SqliteStore};
+use crate::spec::quantity::parse_duration;
+use crate::store::{Store, dynamodb::DynamoStore, sqlite::SqliteStore};
 
 /// Global options shared by every subcommand.
 #[derive(clap::Args, Debug, Clone)]
@@ -35,6 +42,72 @@ pub struct GlobalOpts {
     /// Log filter, e.g. info, debug, sqlctl=debug (RUST_LOG syntax).
     #[arg(long, global = true, env = "SQLCTL_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsOpts,
+}
+
+/// Where the AWS backends live (`--backend aws`). Defaults are the names `sqlctl aws bootstrap`
+/// creates (and the Terraform uses).
+#[derive(clap::Args, Debug, Clone)]
+pub struct AwsOpts {
+    /// Send every AWS call to this URL (an emulator such as moto or LocalStack).
+    #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// AWS region (default: the standard chain — AWS_REGION, then the profile).
+    #[arg(long, global = true, env = "AWS_REGION")]
+    pub region: Option<String>,
+    /// DynamoDB table holding requests, decisions, the policy and the leader lease.
+    #[arg(long, global = true, env = "SQLCTL_TABLE", default_value = crate::store::dynamodb::DEFAULT_TABLE)]
+    pub table: String,
+    /// SQS queue the controller sends approval requests to.
+    #[arg(long, global = true, env = "SQLCTL_REQUEST_QUEUE_URL", value_name = "URL")]
+    pub request_queue_url: Option<String>,
+    /// SQS queue the controller reads decisions from.
+    #[arg(long, global = true, env = "SQLCTL_RESPONSE_QUEUE_URL", value_name = "URL")]
+    pub response_queue_url: Option<String>,
+    /// Athena workgroup queries run in (its enforced settings are the second wall).
+    #[arg(long, global = true, env = "SQLCTL_ATHENA_WORKGROUP", default_value = "sqlctl")]
+    pub athena_workgroup: String,
+    /// Where Athena writes results: s3://bucket/prefix.
+    #[arg(long, global = true, env = "SQLCTL_RESULTS_S3", value_name = "S3URI")]
+    pub results_s3: Option<String>,
+    /// Glue Data Catalog id (an account id) when it is not the caller's account.
+    #[arg(long, global = true, env = "SQLCTL_GLUE_CATALOG_ID")]
+    pub glue_catalog_id: Option<String>,
+    /// Athena queries running at once, across this controller (Athena's account quota is the
+    /// real ceiling); approved requests beyond it wait in Executing.
+    #[arg(long, global = true, env = "SQLCTL_ATHENA_MAX_CONCURRENT", default_value_t = 20)]
+    pub athena_max_concurrent: usize,
+    /// Athena price per TB scanned, in US$ (10 MB minimum per query).
+    #[arg(long, global = true, env = "SQLCTL_ATHENA_PRICE_PER_TB", default_value_t = 5.0)]
+    pub athena_price_per_tb: f64,
+    /// How long finished requests are kept in DynamoDB before its TTL removes them.
+    #[arg(long, global = true, env = "SQLCTL_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: std::time::Duration,
+    /// The loaded SDK configuration, shared by every client of this process.
+    #[arg(skip)]
+    pub loaded: Arc<tokio::sync::OnceCell<Aws>>,
+}
+
+impl AwsOpts {
+    pub fn settings(&self) -> AwsSettings {
+        AwsSettings { endpoint_url: self.endpoint_url.clone().filter(|s| !s.is_empty()), region: self.region.clone().filter(|s| !s.is_empty()) }
+    }
+
+    /// The SDK configuration, loaded on first use.
+    pub async fn sdk(&self) -> &Aws {
+        let settings = self.settings();
+        self.loaded.get_or_init(|| async move { Aws::load(&settings).await }).await
+    }
+
+    /// `--results-s3`, parsed.
+    pub fn results(&self) -> anyhow::Result<Option<S3Uri>> {
+        self.results_s3
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| S3Uri::parse(s).map_err(|e| anyhow::anyhow!("SQLCTL_RESULTS_S3 / --results-s3: {e}")))
+            .transpose()
+    }
 }
 
 impl GlobalOpts {
@@ -57,31 +130,57 @@ impl GlobalOpts {
         self.home().join("state.db")
     }
 
-    fn require_local(&self) -> anyhow::Result<()> {
-        if self.backend != "local" {
-            anyhow::bail!("--backend {} is not available in this build yet; use --backend local", self.backend);
-        }
-        Ok(())
+    pub fn is_aws(&self) -> bool {
+        self.backend == "aws"
     }
 
-    /// Opens the store.
+    /// Opens the store: SQLite under `--home`, or the DynamoDB table on `--backend aws`.
     pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
-        self.require_local()?;
+        if self.is_aws() {
+            return Ok(Arc::new(self.dynamo_store().await?));
+        }
         let path = self.state_db();
         let store = SqliteStore::open(&path).with_context(|| format!("opening the state database {}", path.display()))?;
         Ok(Arc::new(store))
     }
 
+    /// The DynamoDB store (`--backend aws`).
+    pub async fn dynamo_store(&self) -> anyhow::Result<DynamoStore> {
+        let aws = self.aws.sdk().await;
+        Ok(DynamoStore::new(crate::aws::dynamodb(&aws.conf), &self.aws.table).with_retention(self.aws.retention))
+    }
+
     pub async fn catalog(&self) -> anyhow::Result<Arc<dyn Catalog>> {
-        self.require_local()?;
+        if self.is_aws() {
+            let aws = self.aws.sdk().await;
+            return Ok(Arc::new(GlueCatalog::new(crate::aws::glue(&aws.conf), self.aws.glue_catalog_id.clone().filter(|s| !s.is_empty()))));
+        }
         Ok(Arc::new(LocalCatalog::new(self.data_dir())))
     }
 
+    /// Engines this process can run: DataFusion locally; Athena on `--backend aws` (which needs
+    /// `--results-s3` unless the workgroup enforces its own output location).
     pub async fn engines(&self) -> anyhow::Result<HashMap<EngineKind, Arc<dyn Engine>>> {
-        self.require_local()?;
         let mut m: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::new();
+        if self.is_aws() {
+            m.insert(EngineKind::Athena, Arc::new(self.athena().await?));
+            return Ok(m);
+        }
         m.insert(EngineKind::Local, Arc::new(LocalEngine::new(self.data_dir(), self.results_dir())));
         Ok(m)
+    }
+
+    /// The Athena engine (`--backend aws`).
+    pub async fn athena(&self) -> anyhow::Result<crate::engine::athena::AthenaEngine> {
+        let aws = self.aws.sdk().await;
+        let opts = crate::engine::athena::AthenaOptions {
+            workgroup: self.aws.athena_workgroup.clone(),
+            output: self.aws.results()?,
+            max_concurrent: self.aws.athena_max_concurrent.max(1),
+            price_per_tb_usd: self.aws.athena_price_per_tb,
+            catalog: None,
+        };
+        Ok(crate::engine::athena::AthenaEngine::new(crate::aws::athena(&aws.conf), crate::aws::s3(&aws.conf), opts))
     }
 
     pub fn default_engine(&self) -> EngineKind {

@@ -1,1 +1,480 @@
-//! (being written)
+//! The AWS [`Engine`]: Amazon Athena, results in S3.
+//!
+//! # Intent first, one start effect
+//!
+//! The controller records `{token, attempt}` in status before it calls [`Engine::start`]
+//! (DESIGN.md §3). The token is `hash(uid, generation, sqlDigest, attempt)` and is sent as
+//! Athena's `ClientRequestToken`: a start repeated after a crash (same token) is answered by
+//! Athena with the *same* `QueryExecutionId`, so the query runs once. Once the id is recorded,
+//! a replay only polls it (attach by id).
+//!
+//! # Limits
+//!
+//! * Timeout and `limits.maxBytesScanned`: the controller compares elapsed time and the
+//!   `DataScannedInBytes` this engine reports while running, and calls [`Engine::cancel`]
+//!   (`StopQueryExecution`). The workgroup's per-query cutoff is only the global ceiling.
+//! * Account quotas (about 20 starts/s, a per-region cap on running queries): starts are spaced
+//!   at least [`MIN_START_INTERVAL`] apart, and at most `max_concurrent` queries run at once
+//!   from this process. A start beyond the cap is refused with a transient "Queued" error (the
+//!   controller backs off and asks again); waiting tokens form a FIFO, so queued requests start
+//!   in the order they first asked — approval order — and the head is woken when a slot frees.
+//!   `TooManyRequestsException` is a transient back-off, never a failure.
+//!
+//! # Failures
+//!
+//! A `FAILED` query whose `AthenaError` is retryable or in the SYSTEM category is reported
+//! `transient` (the controller retries it as a new attempt with a new token); any other failure
+//! ends the request Failed with Athena's reason.
+//!
+//! # Results
+//!
+//! The preview comes from `GetQueryResults` (paginated, at most `maxRows` rows; the first row of
+//! a SELECT's result is its header), the full result stays where Athena wrote it (the
+//! `outputLocation`, `<results>/<namespace>/<name>/<generation>-<attempt>/<id>.csv` unless the
+//! workgroup enforces its own location), and [`Engine::read_result`] reads that CSV from S3.
+//! Cost is US$ `price_per_tb` per TB (2^40 bytes) scanned, rounded up to the MB, 10 MB minimum.
+//!
+//! The preview's row limit travels in the execution id (`<QueryExecutionId>?maxRows=N`, only
+//! when N is not the default), because [`Engine::poll`] receives only the id and must honour the
+//! limit after a controller restart as well.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use aws_sdk_athena::Client;
+use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
+
+use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker};
+use crate::aws::{self, ErrorClass, S3Uri, SdkError};
+use crate::spec::{DEFAULT_MAX_ROWS, ObjectKey, Preview};
+
+/// Starts are spaced at least this far apart (Athena's default quota is ~20/s per account).
+pub const MIN_START_INTERVAL: Duration = Duration::from_millis(50);
+/// A queued token that has not asked again for this long is forgotten (deleted, or taken over
+/// by another controller).
+const QUEUE_FORGET: Duration = Duration::from_secs(120);
+/// Rows per `GetQueryResults` page (the API's maximum).
+const PAGE: i32 = 1000;
+/// Bytes in the TB Athena prices by.
+const TB: f64 = 1_099_511_627_776.0;
+/// Athena bills at least this many bytes per query.
+const MIN_BILLED_BYTES: u64 = 10 * 1024 * 1024;
+/// Rows are counted from the S3 result only up to this size when the preview is truncated.
+const COUNT_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
+
+/// Where and how queries run.
+#[derive(Clone, Debug)]
+pub struct AthenaOptions {
+    pub workgroup: String,
+    /// Results root; None when the workgroup enforces its own output location.
+    pub output: Option<S3Uri>,
+    /// Queries running at once from this process.
+    pub max_concurrent: usize,
+    pub price_per_tb_usd: f64,
+    /// Athena data catalog (default `AwsDataCatalog`, i.e. Glue).
+    pub catalog: Option<String>,
+}
+
+impl Default for AthenaOptions {
+    fn default() -> Self {
+        AthenaOptions { workgroup: "primary".into(), output: None, max_concurrent: 20, price_per_tb_usd: 5.0, catalog: None }
+    }
+}
+
+/// Amazon Athena behind the [`Engine`] trait.
+pub struct AthenaEngine {
+    athena: Client,
+    s3: aws_sdk_s3::Client,
+    opts: AthenaOptions,
+    slots: Mutex<Slots>,
+    last_start: tokio::sync::Mutex<Option<Instant>>,
+}
+
+/// Concurrency bookkeeping of this process.
+#[derive(Default)]
+struct Slots {
+    /// Executions believed running (query ids), plus reservations (`token:<token>`) while a
+    /// start is in flight.
+    running: HashSet<String>,
+    /// Token → query id of starts this process made (a repeated start needs no call).
+    started: HashMap<String, String>,
+    /// Tokens refused for lack of a slot, oldest first, with their key, waker and last ask.
+    waiting: VecDeque<Waiting>,
+}
+
+struct Waiting {
+    token: String,
+    key: ObjectKey,
+    waker: Waker,
+    last_ask: Instant,
+}
+
+impl std::fmt::Debug for AthenaEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AthenaEngine").field("opts", &self.opts).finish_non_exhaustive()
+    }
+}
+
+/// Splits an execution id into the Athena query id and the preview row limit.
+pub fn parse_id(id: &str) -> (&str, u64) {
+    match id.split_once("?maxRows=") {
+        Some((q, n)) => (q, n.parse().unwrap_or(DEFAULT_MAX_ROWS)),
+        None => (id, DEFAULT_MAX_ROWS),
+    }
+}
+
+fn make_id(query_id: &str, max_rows: u64) -> String {
+    if max_rows == DEFAULT_MAX_ROWS { query_id.to_string() } else { format!("{query_id}?maxRows={max_rows}") }
+}
+
+/// US$ for `bytes` scanned at `price_per_tb`: rounded up to the MB, 10 MB minimum.
+pub fn cost_usd(bytes: u64, price_per_tb: f64) -> f64 {
+    let mb = 1024 * 1024;
+    let billed = bytes.div_ceil(mb) * mb;
+    billed.max(MIN_BILLED_BYTES) as f64 / TB * price_per_tb
+}
+
+fn athena_error<E>(what: &str, e: SdkError<E, aws_sdk_athena::config::http::HttpResponse>) -> EngineError
+where
+    E: aws_sdk_athena::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let msg = aws::describe(&e);
+    match aws::classify(&e) {
+        ErrorClass::Transient => EngineError::Transient(format!("Athena {what}: {msg}")),
+        _ => EngineError::Permanent(format!("Athena {what}: {msg}")),
+    }
+}
+
+impl AthenaEngine {
+    pub fn new(athena: Client, s3: aws_sdk_s3::Client, opts: AthenaOptions) -> AthenaEngine {
+        AthenaEngine { athena, s3, opts, slots: Mutex::new(Slots::default()), last_start: tokio::sync::Mutex::new(None) }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queries this process believes are running.
+    pub fn running(&self) -> usize {
+        self.slots().running.len()
+    }
+
+    /// Takes a slot for `job`, or says where it waits.
+    fn reserve(&self, job: &QueryJob, waker: &Waker) -> Result<Option<String>, EngineError> {
+        let mut s = self.slots();
+        if let Some(id) = s.started.get(&job.token) {
+            return Ok(Some(id.clone()));
+        }
+        s.waiting.retain(|w| w.last_ask.elapsed() < QUEUE_FORGET);
+        let head_is_us = s.waiting.front().is_none_or(|w| w.token == job.token);
+        if s.running.len() < self.opts.max_concurrent.max(1) && head_is_us {
+            if s.waiting.front().is_some_and(|w| w.token == job.token) {
+                s.waiting.pop_front();
+            }
+            s.running.insert(format!("token:{}", job.token));
+            return Ok(None);
+        }
+        let position = match s.waiting.iter().position(|w| w.token == job.token) {
+            Some(i) => {
+                s.waiting[i].last_ask = Instant::now();
+                i + 1
+            }
+            None => {
+                s.waiting.push_back(Waiting { token: job.token.clone(), key: job.key.clone(), waker: waker.clone(), last_ask: Instant::now() });
+                s.waiting.len()
+            }
+        };
+        Err(EngineError::Transient(format!(
+            "Queued: {} Athena queries running (--athena-max-concurrent {}); position {position} in the queue",
+            s.running.len(),
+            self.opts.max_concurrent
+        )))
+    }
+
+    /// A slot is free again: forget `id` and wake the first waiting request.
+    fn release(&self, query_id: &str) {
+        let head = {
+            let mut s = self.slots();
+            if !s.running.remove(query_id) {
+                return;
+            }
+            s.waiting.retain(|w| w.last_ask.elapsed() < QUEUE_FORGET);
+            s.waiting.front().map(|w| (w.key.clone(), w.waker.clone()))
+        };
+        if let Some((key, waker)) = head {
+            waker(&key);
+        }
+    }
+
+    async fn pace_starts(&self) {
+        let mut last = self.last_start.lock().await;
+        if let Some(at) = *last {
+            let since = at.elapsed();
+            if since < MIN_START_INTERVAL {
+                tokio::time::sleep(MIN_START_INTERVAL - since).await;
+            }
+        }
+        *last = Some(Instant::now());
+    }
+
+    async fn start_query(&self, job: &QueryJob) -> Result<String, EngineError> {
+        self.pace_starts().await;
+        let mut ctx = QueryExecutionContext::builder().database(&job.database);
+        if let Some(c) = &self.opts.catalog {
+            ctx = ctx.catalog(c);
+        }
+        let mut req = self
+            .athena
+            .start_query_execution()
+            .query_string(&job.sql)
+            .client_request_token(&job.token)
+            .query_execution_context(ctx.build())
+            .work_group(&self.opts.workgroup);
+        if let Some(out) = &self.opts.output {
+            let loc = out.join(&job.result_key);
+            req = req.result_configuration(ResultConfiguration::builder().output_location(format!("{loc}/")).build());
+        }
+        let out = req.send().await.map_err(|e| athena_error("StartQueryExecution", e))?;
+        out.query_execution_id()
+            .map(str::to_string)
+            .ok_or_else(|| EngineError::Transient("Athena StartQueryExecution returned no QueryExecutionId".into()))
+    }
+
+    /// Preview rows (≤ `max_rows`), columns, and whether the result had more.
+    async fn preview(&self, query_id: &str, max_rows: u64) -> Result<Preview, EngineError> {
+        let mut columns: Vec<String> = Vec::new();
+        let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+        let mut token: Option<String> = None;
+        let mut first_page = true;
+        let mut truncated = false;
+        loop {
+            let want = (max_rows as i64 - rows.len() as i64 + 2).clamp(1, PAGE as i64) as i32;
+            let out = self
+                .athena
+                .get_query_results()
+                .query_execution_id(query_id)
+                .max_results(want)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| athena_error("GetQueryResults", e))?;
+            let Some(rs) = out.result_set() else { break };
+            if first_page {
+                columns = rs.result_set_metadata().map(|m| m.column_info().iter().map(|c| c.name().to_string()).collect()).unwrap_or_default();
+            }
+            for (i, row) in rs.rows().iter().enumerate() {
+                let cells: Vec<Option<String>> = row.data().iter().map(|d| d.var_char_value().map(str::to_string)).collect();
+                // A SELECT's first row repeats the column names.
+                if first_page && i == 0 && !columns.is_empty() && cells.iter().map(|c| c.as_deref().unwrap_or("")).eq(columns.iter().map(String::as_str)) {
+                    continue;
+                }
+                if rows.len() as u64 >= max_rows {
+                    truncated = true;
+                    break;
+                }
+                rows.push(cells);
+            }
+            first_page = false;
+            match out.next_token() {
+                Some(t) if !t.is_empty() && !truncated => {
+                    if rows.len() as u64 >= max_rows {
+                        truncated = true;
+                        break;
+                    }
+                    token = Some(t.to_string());
+                }
+                _ => break,
+            }
+        }
+        Ok(Preview { columns, rows, truncated })
+    }
+
+    /// Counts the records of a CSV result in S3 (header excluded), when it is small enough.
+    async fn count_rows(&self, location: &str) -> Option<u64> {
+        let uri = S3Uri::parse(location).ok()?;
+        let obj = self.s3.get_object().bucket(&uri.bucket).key(&uri.key).send().await.ok()?;
+        if obj.content_length().unwrap_or(0) > COUNT_LIMIT_BYTES {
+            return None;
+        }
+        let bytes = obj.body.collect().await.ok()?.into_bytes();
+        let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes.as_ref());
+        Some(rdr.records().filter(Result::is_ok).count() as u64)
+    }
+}
+
+#[async_trait]
+impl Engine for AthenaEngine {
+    fn name(&self) -> &'static str {
+        "athena"
+    }
+
+    async fn start(&self, job: &QueryJob, waker: Waker) -> Result<String, EngineError> {
+        let max_rows = job.limits.max_rows;
+        if let Some(id) = self.reserve(job, &waker)? {
+            return Ok(make_id(&id, max_rows));
+        }
+        let reservation = format!("token:{}", job.token);
+        let started = self.start_query(job).await;
+        let mut s = self.slots();
+        s.running.remove(&reservation);
+        match started {
+            Ok(id) => {
+                s.running.insert(id.clone());
+                s.started.insert(job.token.clone(), id.clone());
+                tracing::info!(name = %job.key.name, namespace = %job.key.namespace, query_execution_id = %id, token = %job.token, "athena query started");
+                Ok(make_id(&id, max_rows))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn poll(&self, id: &str) -> Result<ExecState, EngineError> {
+        let (query_id, max_rows) = parse_id(id);
+        let out = match self.athena.get_query_execution().query_execution_id(query_id).send().await {
+            Ok(o) => o,
+            Err(e) if e.as_service_error().and_then(|s| aws_sdk_athena::error::ProvideErrorMetadata::message(s)).is_some_and(|m| m.contains("not found")) => {
+                return Ok(ExecState::Unknown);
+            }
+            Err(e) => return Err(athena_error("GetQueryExecution", e)),
+        };
+        let Some(qe) = out.query_execution() else { return Ok(ExecState::Unknown) };
+        let status = qe.status();
+        let bytes = qe.statistics().and_then(|s| s.data_scanned_in_bytes()).map(|b| b.max(0) as u64);
+        let state = status.and_then(|s| s.state()).cloned().unwrap_or(QueryExecutionState::Queued);
+        let reason = status.and_then(|s| s.state_change_reason()).unwrap_or_default().to_string();
+        match state {
+            QueryExecutionState::Queued | QueryExecutionState::Running => {
+                // Count it even if another process (or a previous life of this one) started it.
+                self.slots().running.insert(query_id.to_string());
+                Ok(ExecState::Running { bytes_scanned: bytes })
+            }
+            QueryExecutionState::Succeeded => {
+                let preview = match self.preview(query_id, max_rows).await {
+                    Ok(p) => p,
+                    Err(e) => return Err(e),
+                };
+                self.release(query_id);
+                let output_location = qe.result_configuration().and_then(|r| r.output_location()).unwrap_or_default().to_string();
+                let rows = if preview.truncated {
+                    self.count_rows(&output_location).await.unwrap_or(preview.rows.len() as u64)
+                } else {
+                    preview.rows.len() as u64
+                };
+                let stats = qe.statistics();
+                let duration_ms = stats
+                    .and_then(|s| s.total_execution_time_in_millis().or(s.engine_execution_time_in_millis()))
+                    .unwrap_or(0)
+                    .max(0) as u64;
+                Ok(ExecState::Succeeded(QueryOutcome {
+                    rows,
+                    bytes_scanned: bytes,
+                    cost_usd: Some(cost_usd(bytes.unwrap_or(0), self.opts.price_per_tb_usd)),
+                    duration_ms,
+                    output_location,
+                    preview,
+                }))
+            }
+            QueryExecutionState::Failed => {
+                self.release(query_id);
+                let err = status.and_then(|s| s.athena_error());
+                // ErrorCategory 1 = SYSTEM (Athena's side), 2 = USER, 3 = OTHER.
+                let transient = err.is_some_and(|e| e.retryable() || e.error_category() == Some(1));
+                let message = err.and_then(|e| e.error_message()).filter(|m| !m.is_empty()).map(str::to_string).unwrap_or(reason);
+                Ok(ExecState::Failed { reason: format!("Athena: {message}"), transient })
+            }
+            QueryExecutionState::Cancelled => {
+                self.release(query_id);
+                Ok(ExecState::Cancelled { reason: if reason.is_empty() { "cancelled in Athena".into() } else { reason } })
+            }
+            other => Ok(ExecState::Failed { reason: format!("Athena reported an unknown state {}", other.as_str()), transient: true }),
+        }
+    }
+
+    async fn cancel(&self, id: &str) -> Result<(), EngineError> {
+        let (query_id, _) = parse_id(id);
+        self.athena.stop_query_execution().query_execution_id(query_id).send().await.map_err(|e| athena_error("StopQueryExecution", e))?;
+        self.release(query_id);
+        Ok(())
+    }
+
+    async fn read_result(&self, output_location: &str) -> Result<Vec<u8>, EngineError> {
+        let uri = S3Uri::parse(output_location).map_err(EngineError::Permanent)?;
+        let obj = self.s3.get_object().bucket(&uri.bucket).key(&uri.key).send().await.map_err(|e| {
+            let msg = aws::describe(&e);
+            match aws::classify(&e) {
+                ErrorClass::Transient => EngineError::Transient(format!("S3 GetObject {output_location}: {msg}")),
+                _ => EngineError::Permanent(format!("S3 GetObject {output_location}: {msg}")),
+            }
+        })?;
+        let bytes = obj.body.collect().await.map_err(|e| EngineError::Transient(format!("reading {output_location}: {e}")))?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::aws::testing::{config_for, moto_url, unique};
+    use crate::spec::EffectiveLimits;
+
+    fn job(token: &str, name: &str) -> QueryJob {
+        QueryJob {
+            key: ObjectKey::new("default", name),
+            token: token.into(),
+            database: "tpch".into(),
+            sql: "select 1".into(),
+            limits: EffectiveLimits { max_rows: DEFAULT_MAX_ROWS, max_bytes_scanned: None, timeout_ms: 60_000 },
+            result_key: format!("default/{name}/1-1"),
+        }
+    }
+
+    #[test]
+    fn cost_is_per_tb_with_a_ten_megabyte_minimum() {
+        assert_eq!(cost_usd(0, 5.0), cost_usd(10 * 1024 * 1024, 5.0));
+        assert!((cost_usd(1 << 40, 5.0) - 5.0).abs() < 1e-9);
+        assert!(cost_usd(11 * 1024 * 1024, 5.0) > cost_usd(10 * 1024 * 1024, 5.0));
+        assert!((cost_usd(1, 5.0) - 10.0 * 1024.0 * 1024.0 / TB * 5.0).abs() < 1e-15);
+    }
+
+    #[test]
+    fn ids_carry_a_non_default_row_limit() {
+        assert_eq!(make_id("q-1", DEFAULT_MAX_ROWS), "q-1");
+        assert_eq!(parse_id("q-1"), ("q-1", DEFAULT_MAX_ROWS));
+        assert_eq!(parse_id(&make_id("q-1", 10)), ("q-1", 10));
+    }
+
+    #[tokio::test]
+    async fn starts_beyond_the_cap_queue_in_order_and_the_head_is_woken_when_a_slot_frees() {
+        let Some(url) = moto_url() else { return };
+        let conf = config_for(&url).await;
+        let engine = AthenaEngine::new(aws::athena(&conf), aws::s3(&conf), AthenaOptions { max_concurrent: 1, ..Default::default() });
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        let waker: Waker = Arc::new(move |_k: &ObjectKey| {
+            w.fetch_add(1, Ordering::SeqCst);
+        });
+        let t = unique("tok").replace('-', "0");
+        let token = |i: u32| format!("{t:0<32}{i}");
+        let id1 = engine.start(&job(&token(1), "a"), waker.clone()).await.unwrap();
+        // Same token again: attaches without a second start.
+        assert_eq!(engine.start(&job(&token(1), "a"), waker.clone()).await.unwrap(), id1);
+        let e = engine.start(&job(&token(2), "b"), waker.clone()).await.unwrap_err();
+        assert!(matches!(&e, EngineError::Transient(m) if m.starts_with("Queued") && m.contains("position 1")), "{e:?}");
+        let e = engine.start(&job(&token(3), "c"), waker.clone()).await.unwrap_err();
+        assert!(e.to_string().contains("position 2"), "{e}");
+        // moto's queries succeed at once; the first poll frees the slot and wakes b.
+        assert!(matches!(engine.poll(&id1).await.unwrap(), ExecState::Succeeded(_)));
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        // c may not overtake b.
+        assert!(engine.start(&job(&token(3), "c"), waker.clone()).await.unwrap_err().to_string().contains("position 2"));
+        let id2 = engine.start(&job(&token(2), "b"), waker.clone()).await.unwrap();
+        assert_ne!(id1, id2);
+        engine.cancel(&id2).await.unwrap();
+        engine.start(&job(&token(3), "c"), waker).await.unwrap();
+    }
+}

@@ -12,11 +12,16 @@
 //! is safe because the local engine only reads. Each execution streams its full result to
 //! `<results_dir>/<result_key>.csv` through a temp file that is renamed into place when
 //! complete, keeps a bounded preview, and wakes the controller when it finishes.
+//!
+//! Queries run on a runtime of their own so CPU-bound DataFusion work never starves the
+//! controller. Timeouts and cancels stop a query at its next yield point: DataFusion's sources
+//! yield regularly, but an operator that generates many batches from memory (a large cross
+//! join feeding an aggregate) can keep one query thread busy until its current poll returns.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -66,8 +71,11 @@ pub struct LocalEngine {
     slots: Arc<Semaphore>,
     /// Queries run on their own runtime: DataFusion's operators are CPU-bound and some poll for
     /// a long time without yielding, which must not starve the controller's loop, its lease
-    /// renewals or `/healthz` on the caller's runtime.
-    runtime: QueryRuntime,
+    /// renewals or `/healthz` on the caller's runtime. Started on first use, so building an
+    /// engine for a CLI command that never runs a query starts no threads.
+    runtime: OnceLock<QueryRuntime>,
+    /// Worker threads of that runtime.
+    threads: usize,
 }
 
 /// A Tokio runtime that can be dropped anywhere (also inside another runtime).
@@ -146,7 +154,7 @@ impl Executions {
             return;
         }
         self.last_sweep = Some(now);
-        self.by_id.retain(|_, e| !e.reported_at.is_some_and(|t| now.duration_since(t) >= EVICT_AFTER_POLLED));
+        self.by_id.retain(|_, e| e.reported_at.is_none_or(|t| now.duration_since(t) < EVICT_AFTER_POLLED));
         let mut finished: Vec<(Instant, String)> =
             self.by_id.iter().filter_map(|(id, e)| e.finished_at.map(|t| (t, id.clone()))).collect();
         if finished.len() > MAX_FINISHED {
@@ -188,7 +196,8 @@ impl LocalEngine {
             results_dir: std::path::absolute(&results_dir).unwrap_or(results_dir),
             executions: Arc::new(Mutex::new(Executions::default())),
             slots: Arc::new(Semaphore::new(cores.clamp(2, 8))),
-            runtime: QueryRuntime::new(cores.max(2)),
+            runtime: OnceLock::new(),
+            threads: cores.max(2),
         }
     }
 
@@ -216,9 +225,9 @@ impl LocalEngine {
     /// for the estimate a request shows before approval.
     pub async fn estimate_bytes(&self, database: &str, sql: &str) -> Result<u64, EngineError> {
         let (_ctx, plan) = self.physical_plan(database, sql).await?;
-        Ok(tokio::task::spawn_blocking(move || estimate_scan_bytes(&plan))
+        tokio::task::spawn_blocking(move || estimate_scan_bytes(&plan))
             .await
-            .map_err(|e| EngineError::Transient(format!("estimating scan size: {e}")))?)
+            .map_err(|e| EngineError::Transient(format!("estimating scan size: {e}")))
     }
 
     /// Plans `sql` read-only against `database`.
@@ -228,7 +237,8 @@ impl LocalEngine {
         sql: &str,
     ) -> Result<(SessionContext, Arc<dyn ExecutionPlan>), EngineError> {
         let (ctx, _) = warehouse::open_session(&self.data_dir, database).await.map_err(warehouse_error)?;
-        let df = ctx.sql_with_options(sql, read_only()).await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
+        let df =
+            ctx.sql_with_options(sql, read_only()).await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
         let plan = df.create_physical_plan().await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
         Ok((ctx, plan))
     }
@@ -246,9 +256,8 @@ struct Run {
 impl Run {
     /// Plans, checks the budget, streams the result to CSV and builds the outcome.
     async fn execute(&self, started: Instant) -> Result<QueryOutcome, RunError> {
-        let (ctx, _) = warehouse::open_session(&self.data_dir, &self.job.database)
-            .await
-            .map_err(|e| RunError(e.to_string()))?;
+        let (ctx, _) =
+            warehouse::open_session(&self.data_dir, &self.job.database).await.map_err(|e| RunError(e.to_string()))?;
         let df = ctx.sql_with_options(&self.job.sql, read_only()).await?;
         let plan = df.create_physical_plan().await?;
         if let Some(e) = self.executions.lock().unwrap_or_else(|e| e.into_inner()).by_id.get_mut(&self.id) {
@@ -565,7 +574,7 @@ impl Engine for LocalEngine {
         let slots = Arc::clone(&self.slots);
         // Spawned under the lock, so a racing start sees the entry and the handle is set before
         // anyone can cancel; the task itself takes the lock only when it finishes.
-        let task = self.runtime.spawn(async move {
+        let task = self.runtime.get_or_init(|| QueryRuntime::new(self.threads)).spawn(async move {
             let key: ObjectKey = run.job.key.clone();
             let _slot = slots.acquire_owned().await;
             let started = Instant::now();
@@ -644,7 +653,9 @@ impl Engine for LocalEngine {
         };
         let root = tokio::fs::canonicalize(&self.results_dir).await.map_err(|_| refuse())?;
         let path = tokio::fs::canonicalize(output_location).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => EngineError::Permanent(format!("result {output_location} no longer exists")),
+            std::io::ErrorKind::NotFound => {
+                EngineError::Permanent(format!("result {output_location} no longer exists"))
+            }
             _ => EngineError::Transient(format!("reading {output_location}: {e}")),
         })?;
         if !path.starts_with(&root) || path.extension().is_none_or(|e| e != "csv") {
@@ -663,7 +674,8 @@ pub async fn run_sql_collect(
     sql: &str,
 ) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), EngineError> {
     let (ctx, _) = warehouse::open_session(data_dir, database).await.map_err(warehouse_error)?;
-    let df = ctx.sql_with_options(sql, read_only()).await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
+    let df =
+        ctx.sql_with_options(sql, read_only()).await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
     let columns = df.schema().fields().iter().map(|f| f.name().clone()).collect();
     let batches = df.collect().await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
     let options = FormatOptions::default();
@@ -727,16 +739,21 @@ mod tests {
     fn counting_waker() -> (Waker, Arc<AtomicUsize>) {
         let n = Arc::new(AtomicUsize::new(0));
         let m = Arc::clone(&n);
-        (Arc::new(move |_: &ObjectKey| {
-            m.fetch_add(1, Ordering::SeqCst);
-        }), n)
+        (
+            Arc::new(move |_: &ObjectKey| {
+                m.fetch_add(1, Ordering::SeqCst);
+            }),
+            n,
+        )
     }
 
     async fn wait(engine: &LocalEngine, id: &str) -> ExecState {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             match engine.poll(id).await.unwrap() {
-                ExecState::Running { .. } if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+                ExecState::Running { .. } if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
                 state => return state,
             }
         }
@@ -799,10 +816,14 @@ mod tests {
         let (columns, rows) = run_sql_collect(data_dir(), "tpch", sql).await.unwrap();
         assert_eq!(columns, outcome.preview.columns);
         assert_eq!(rows, outcome.preview.rows);
-        let rendered: Vec<String> = rows.iter().map(|r| r.iter().map(|c| c.clone().unwrap()).collect::<Vec<_>>().join(",")).collect();
+        let rendered: Vec<String> =
+            rows.iter().map(|r| r.iter().map(|c| c.clone().unwrap()).collect::<Vec<_>>().join(",")).collect();
         assert_eq!(lines[1..], rendered.iter().map(String::as_str).collect::<Vec<_>>()[..]);
         // No temp file is left next to it.
-        let names: Vec<String> = std::fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
         assert_eq!(names, ["1-0.csv"]);
     }
 
@@ -819,7 +840,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_preview_is_capped_by_rows_and_bytes_but_the_csv_is_complete() {
         let (engine, results) = engine();
-        let mut j = job("cap", "select n_nationkey, n_name, null as nothing, '' as empty from nation order by n_nationkey");
+        let mut j =
+            job("cap", "select n_nationkey, n_name, null as nothing, '' as empty from nation order by n_nationkey");
         j.limits.max_rows = 10;
         let outcome = succeeded(run(&engine, &j).await);
         assert_eq!(outcome.rows, 25);
@@ -923,7 +945,11 @@ mod tests {
             ("ctas", "CREATE TABLE x AS SELECT 1".to_string(), "DDL not supported"),
             ("create", "CREATE TABLE x (a int)".to_string(), "DDL not supported"),
             ("view", "CREATE VIEW v AS SELECT 1".to_string(), "DDL not supported"),
-            ("external", format!("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'", scratch.path().display()), "DDL not supported"),
+            (
+                "external",
+                format!("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'", scratch.path().display()),
+                "DDL not supported",
+            ),
             ("drop", "DROP TABLE orders".to_string(), "DDL not supported"),
             ("insert", "INSERT INTO orders SELECT * FROM orders".to_string(), "DML not supported"),
             ("copy", format!("COPY (SELECT 1) TO '{}'", copy_target.display()), "DML not supported"),

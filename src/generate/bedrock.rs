@@ -27,8 +27,8 @@ use aws_sdk_bedrockruntime::config::{BehaviorVersion, Region};
 use aws_sdk_bedrockruntime::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_bedrockruntime::operation::converse::{ConverseError, ConverseOutput};
 use aws_sdk_bedrockruntime::types::{
-    ContentBlock, ConversationRole, ConverseOutput as ConverseReply, InferenceConfiguration, Message, SpecificToolChoice,
-    SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema, ToolSpecification,
+    ContentBlock, ConversationRole, ConverseOutput as ConverseReply, InferenceConfiguration, Message,
+    SpecificToolChoice, SystemContentBlock, Tool, ToolChoice, ToolConfiguration, ToolInputSchema, ToolSpecification,
 };
 use aws_smithy_types::{Document, Number};
 use backon::Retryable as _;
@@ -93,12 +93,16 @@ impl BedrockGenerator {
     /// AWS clients of the process, or made by a test).
     pub fn from_sdk_config(model: String, sdk: &aws_config::SdkConfig, opts: BedrockOptions) -> anyhow::Result<Self> {
         if model.trim().is_empty() {
-            anyhow::bail!("the Bedrock model id is empty: pass --model or set SQLCTL_BEDROCK_MODEL (e.g. {EXAMPLE_MODEL})");
+            anyhow::bail!(
+                "the Bedrock model id is empty: pass --model or set SQLCTL_BEDROCK_MODEL (e.g. {EXAMPLE_MODEL})"
+            );
         }
-        let mut conf = aws_sdk_bedrockruntime::config::Builder::from(sdk)
-            .retry_config(RetryConfig::disabled())
-            .timeout_config(
-                TimeoutConfig::builder().connect_timeout(opts.connect_timeout).operation_attempt_timeout(opts.request_timeout).build(),
+        let mut conf =
+            aws_sdk_bedrockruntime::config::Builder::from(sdk).retry_config(RetryConfig::disabled()).timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(opts.connect_timeout)
+                    .operation_attempt_timeout(opts.request_timeout)
+                    .build(),
             );
         if let Some(r) = &opts.region {
             conf = conf.region(Region::new(r.clone()));
@@ -124,7 +128,9 @@ impl BedrockGenerator {
                 .system(SystemContentBlock::Text(prompt.system.clone()))
                 .messages(message.clone())
                 .tool_config(self.tools.clone())
-                .inference_config(InferenceConfiguration::builder().max_tokens(self.opts.max_tokens).temperature(0.0).build())
+                .inference_config(
+                    InferenceConfiguration::builder().max_tokens(self.opts.max_tokens).temperature(0.0).build(),
+                )
                 .send()
                 .await
                 .map_err(classify)
@@ -200,18 +206,34 @@ impl std::fmt::Display for CallError {
 fn classify(err: SdkError<ConverseError>) -> CallError {
     match &err {
         SdkError::TimeoutError(_) => CallError::Retry("timed out".into()),
-        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => CallError::Retry(format!("{}", DisplayErrorContext(&err))),
+        SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            CallError::Retry(format!("{}", DisplayErrorContext(&err)))
+        }
         SdkError::ServiceError(se) => {
             let status = se.raw().status().as_u16();
             let code = se.err().code().unwrap_or("").to_string();
-            let message = format!("{} (HTTP {status}): {}", if code.is_empty() { "error" } else { &code }, se.err().message().unwrap_or(""));
+            let message = format!(
+                "{} (HTTP {status}): {}",
+                if code.is_empty() { "error" } else { &code },
+                se.err().message().unwrap_or("")
+            );
             match code.as_str() {
-                "ThrottlingException" | "ServiceUnavailableException" | "InternalServerException" | "ModelNotReadyException"
+                "ThrottlingException"
+                | "ServiceUnavailableException"
+                | "InternalServerException"
+                | "ModelNotReadyException"
                 | "ModelTimeoutException" => CallError::Retry(message),
-                "AccessDeniedException" | "ResourceNotFoundException" | "UnrecognizedClientException" | "ExpiredTokenException"
-                | "InvalidSignatureException" => CallError::Fail(GenerateError::Transient(format!("Bedrock refused the call, check the controller's configuration: {message}"))),
+                "AccessDeniedException"
+                | "ResourceNotFoundException"
+                | "UnrecognizedClientException"
+                | "ExpiredTokenException"
+                | "InvalidSignatureException" => CallError::Fail(GenerateError::Transient(format!(
+                    "Bedrock refused the call, check the controller's configuration: {message}"
+                ))),
                 _ if status == 429 || status >= 500 => CallError::Retry(message),
-                _ if status == 401 || status == 403 || status == 404 => CallError::Fail(GenerateError::Transient(format!("Bedrock refused the call, check the controller's configuration: {message}"))),
+                _ if status == 401 || status == 403 || status == 404 => CallError::Fail(GenerateError::Transient(
+                    format!("Bedrock refused the call, check the controller's configuration: {message}"),
+                )),
                 _ => CallError::Fail(GenerateError::Malformed(format!("Bedrock refused the request: {message}"))),
             }
         }
@@ -232,7 +254,8 @@ fn proposal_from_output(out: &ConverseOutput) -> Result<SqlProposal, GenerateErr
     match tool {
         Some(t) => prompt::proposal_from_json(document_to_value(t.input())),
         None => {
-            let text: String = msg.content().iter().filter_map(|b| b.as_text().ok()).cloned().collect::<Vec<_>>().join(" ");
+            let text: String =
+                msg.content().iter().filter_map(|b| b.as_text().ok()).cloned().collect::<Vec<_>>().join(" ");
             let preview: String = text.chars().take(200).collect();
             Err(GenerateError::Malformed(format!(
                 "the model did not call {TOOL_NAME} (stop reason {}){}",
@@ -257,7 +280,9 @@ fn value_to_document(v: &serde_json::Value) -> Document {
         }),
         serde_json::Value::String(s) => Document::String(s.clone()),
         serde_json::Value::Array(a) => Document::Array(a.iter().map(value_to_document).collect()),
-        serde_json::Value::Object(o) => Document::Object(o.iter().map(|(k, v)| (k.clone(), value_to_document(v))).collect::<HashMap<_, _>>()),
+        serde_json::Value::Object(o) => {
+            Document::Object(o.iter().map(|(k, v)| (k.clone(), value_to_document(v))).collect::<HashMap<_, _>>())
+        }
     }
 }
 
@@ -268,10 +293,14 @@ fn document_to_value(d: &Document) -> serde_json::Value {
         Document::Bool(b) => serde_json::Value::Bool(*b),
         Document::Number(Number::PosInt(u)) => (*u).into(),
         Document::Number(Number::NegInt(i)) => (*i).into(),
-        Document::Number(Number::Float(f)) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+        Document::Number(Number::Float(f)) => {
+            serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null)
+        }
         Document::String(s) => serde_json::Value::String(s.clone()),
         Document::Array(a) => serde_json::Value::Array(a.iter().map(document_to_value).collect()),
-        Document::Object(o) => serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), document_to_value(v))).collect()),
+        Document::Object(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), document_to_value(v))).collect())
+        }
     }
 }
 
@@ -282,14 +311,18 @@ mod tests {
 
     fn reply(content: Vec<ContentBlock>, stop: StopReason) -> ConverseOutput {
         ConverseOutput::builder()
-            .output(ConverseReply::Message(Message::builder().role(ConversationRole::Assistant).set_content(Some(content)).build().unwrap()))
+            .output(ConverseReply::Message(
+                Message::builder().role(ConversationRole::Assistant).set_content(Some(content)).build().unwrap(),
+            ))
             .stop_reason(stop)
             .build()
             .unwrap()
     }
 
     fn tool_use(name: &str, input: serde_json::Value) -> ContentBlock {
-        ContentBlock::ToolUse(ToolUseBlock::builder().tool_use_id("t1").name(name).input(value_to_document(&input)).build().unwrap())
+        ContentBlock::ToolUse(
+            ToolUseBlock::builder().tool_use_id("t1").name(name).input(value_to_document(&input)).build().unwrap(),
+        )
     }
 
     #[test]
@@ -313,7 +346,10 @@ mod tests {
     #[test]
     fn a_tool_use_block_becomes_a_proposal() {
         let out = reply(
-            vec![ContentBlock::Text("thinking".into()), tool_use(TOOL_NAME, serde_json::json!({"sql": "select 1", "confidence": 0.8}))],
+            vec![
+                ContentBlock::Text("thinking".into()),
+                tool_use(TOOL_NAME, serde_json::json!({"sql": "select 1", "confidence": 0.8})),
+            ],
             StopReason::ToolUse,
         );
         let p = proposal_from_output(&out).unwrap();
@@ -342,7 +378,12 @@ mod tests {
         assert!(e.to_string().contains("AWS_REGION"), "{e}");
         let e = BedrockGenerator::from_sdk_config(" ".into(), &sdk, BedrockOptions::default()).unwrap_err();
         assert!(e.to_string().contains("--model"), "{e}");
-        let g = BedrockGenerator::from_sdk_config("m".into(), &sdk, BedrockOptions { region: Some("us-west-2".into()), ..Default::default() }).unwrap();
+        let g = BedrockGenerator::from_sdk_config(
+            "m".into(),
+            &sdk,
+            BedrockOptions { region: Some("us-west-2".into()), ..Default::default() },
+        )
+        .unwrap();
         assert_eq!(g.model(), "bedrock/m");
     }
 }

@@ -139,14 +139,21 @@ impl OpenAiGenerator {
         let text = resp.text().await.map_err(|e| self.transport_error(e))?;
         if status.is_success() {
             return serde_json::from_str(&text).map_err(|e| {
-                CallError::Fail(GenerateError::Malformed(format!("{} replied with something that is not JSON ({e}): {:?}", self.endpoint(), preview(&text))))
+                CallError::Fail(GenerateError::Malformed(format!(
+                    "{} replied with something that is not JSON ({e}): {:?}",
+                    self.endpoint(),
+                    preview(&text)
+                )))
             });
         }
-        let message = format!("{} answered HTTP {}: {}", self.endpoint(), status.as_u16(), preview(&error_message(&text)));
+        let message =
+            format!("{} answered HTTP {}: {}", self.endpoint(), status.as_u16(), preview(&error_message(&text)));
         Err(match status.as_u16() {
             408 | 429 | 500..=599 => CallError::Retry { message, after: retry_after },
             // The operator's to fix (key, URL, a model not pulled): requeue, do not fail requests.
-            401 | 403 | 404 => CallError::Fail(GenerateError::Transient(format!("{message}; check --openai-base-url, --model and the API key"))),
+            401 | 403 | 404 => CallError::Fail(GenerateError::Transient(format!(
+                "{message}; check --openai-base-url, --model and the API key"
+            ))),
             // The server refused this request (e.g. a prompt over the context length): a failed attempt.
             _ => CallError::Fail(GenerateError::Malformed(message)),
         })
@@ -245,7 +252,10 @@ fn usage(reply: &Value) -> Option<(u64, u64)> {
 fn proposal_from_reply(reply: &Value) -> Result<SqlProposal, GenerateError> {
     let msg = &reply["choices"][0]["message"];
     if !msg.is_object() {
-        return Err(GenerateError::Malformed(format!("the reply has no choices[0].message: {}", preview(&reply.to_string()))));
+        return Err(GenerateError::Malformed(format!(
+            "the reply has no choices[0].message: {}",
+            preview(&reply.to_string())
+        )));
     }
     if let Some(calls) = msg["tool_calls"].as_array().filter(|c| !c.is_empty()) {
         let Some(call) = calls.iter().find(|c| c["function"]["name"] == TOOL_NAME) else {
@@ -255,7 +265,10 @@ fn proposal_from_reply(reply: &Value) -> Result<SqlProposal, GenerateError> {
         return match &call["function"]["arguments"] {
             Value::String(s) => match serde_json::from_str::<Value>(s) {
                 Ok(v) => prompt::proposal_from_json(v),
-                Err(e) => Err(GenerateError::Malformed(format!("the {TOOL_NAME} arguments are not JSON ({e}): {:?}", preview(s)))),
+                Err(e) => Err(GenerateError::Malformed(format!(
+                    "the {TOOL_NAME} arguments are not JSON ({e}): {:?}",
+                    preview(s)
+                ))),
             },
             v @ Value::Object(_) => prompt::proposal_from_json(v.clone()),
             other => Err(GenerateError::Malformed(format!("the {TOOL_NAME} call has no arguments object: {other}"))),
@@ -323,7 +336,11 @@ mod tests {
 
     #[test]
     fn the_key_never_shows_in_debug_output_nor_user_info_in_messages() {
-        let g = OpenAiGenerator::new("m".into(), OpenAiOptions { api_key: Some("sk-secret".into()), ..OpenAiOptions::new("http://u:p@127.0.0.1:1/v1") }).unwrap();
+        let g = OpenAiGenerator::new(
+            "m".into(),
+            OpenAiOptions { api_key: Some("sk-secret".into()), ..OpenAiOptions::new("http://u:p@127.0.0.1:1/v1") },
+        )
+        .unwrap();
         let dbg = format!("{g:?}");
         assert!(!dbg.contains("sk-secret") && dbg.contains("<redacted>"), "{dbg}");
         assert_eq!(g.endpoint(), "http://127.0.0.1:1/v1/chat/completions");

@@ -8,4 +8,5 @@ mod harness;
 mod bad_input;
 mod decisions;
 mod flows;
+mod generation_llm;
 mod resilience;
