@@ -474,4 +474,153 @@ mod tests {
         assert!(serde_json::from_str::<DecisionMessage>(r#"{"name":"q","uid":"u","generation":2,"sqlDigest":"ab","decision":"approve","bogus":1}"#).is_err());
         assert!(serde_json::from_str::<DecisionMessage>(r#"{"name":"q"}"#).is_err());
     }
+
+    mod against_moto {
+        use super::*;
+        use crate::aws::testing::{config_for, moto_url, unique};
+        use crate::notify::LogNotifier;
+        use crate::spec::*;
+        use crate::store::dynamodb::DynamoStore;
+
+        async fn queue_pair(sqs: &Client) -> (String, String) {
+            let name = unique("responses");
+            let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url().unwrap().to_string();
+            let arn = sqs
+                .get_queue_attributes()
+                .queue_url(&dlq)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .unwrap()
+                .attributes()
+                .unwrap()[&QueueAttributeName::QueueArn]
+                .clone();
+            let redrive = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}).to_string();
+            let q = sqs.create_queue().queue_name(&name).attributes(QueueAttributeName::RedrivePolicy, redrive).send().await.unwrap();
+            (q.queue_url().unwrap().to_string(), dlq)
+        }
+
+        async fn awaiting(store: &DynamoStore, name: &str) -> QueryRequest {
+            let r = store
+                .create(QueryRequest {
+                    api_version: API_VERSION.into(),
+                    kind: KIND.into(),
+                    metadata: ObjectMeta { name: name.into(), ..Default::default() },
+                    spec: QueryRequestSpec {
+                        question: Some("how many?".into()),
+                        catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
+                        ..Default::default()
+                    },
+                    status: None,
+                })
+                .await
+                .unwrap();
+            let mut w = r.clone();
+            w.status = Some(QueryRequestStatus {
+                phase: Phase::AwaitingApproval,
+                observed_generation: 1,
+                approval_round: 1,
+                approval_requested: true,
+                generated: Some(Generated { sql: "select 1".into(), sql_digest: "ab".repeat(32), explanation: "one".into(), ..Default::default() }),
+                ..Default::default()
+            });
+            store.update_status(&w, None).await.unwrap()
+        }
+
+        async fn send(sqs: &Client, url: &str, body: serde_json::Value) {
+            sqs.send_message().queue_url(url).message_body(body.to_string()).send().await.unwrap();
+        }
+
+        async fn drain(sqs: &Client, url: &str) -> Vec<(String, Option<String>)> {
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                let r = sqs.receive_message().queue_url(url).max_number_of_messages(10).message_attribute_names("All").send().await.unwrap();
+                for m in r.messages() {
+                    let reason = m.message_attributes().and_then(|a| a.get(REASON_ATTRIBUTE)).and_then(|v| v.string_value()).map(str::to_string);
+                    out.push((m.body().unwrap_or_default().to_string(), reason));
+                    sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+                }
+            }
+            out
+        }
+
+        #[tokio::test]
+        async fn decisions_are_recorded_and_bad_messages_go_to_the_dead_letter_queue() {
+            let Some(url) = moto_url() else { return };
+            let conf = config_for(&url).await;
+            let ddb = aws::dynamodb(&conf);
+            let table = unique("sqs-test");
+            DynamoStore::create_table(&ddb, &table).await.unwrap();
+            let store = Arc::new(DynamoStore::new(ddb, table));
+            let sqs = aws::sqs(&conf);
+            let (queue, dlq) = queue_pair(&sqs).await;
+
+            // The request message a reviewer receives.
+            let (req_queue, _) = queue_pair(&sqs).await;
+            let q = awaiting(&store, "q").await;
+            let notifier = SqsNotifier::new(sqs.clone(), &req_queue, Arc::new(LogNotifier));
+            notifier.approval_requested(&q).await.unwrap();
+            let got = drain(&sqs, &req_queue).await;
+            let m: ApprovalRequestMessage = serde_json::from_str(&got[0].0).unwrap();
+            assert_eq!((m.name.as_str(), m.uid.as_str(), m.generation, m.round), ("q", q.uid(), 1, 1));
+            assert_eq!(m.sql, "select 1");
+            assert!(m.links["approve"].contains("--digest abababababab"));
+
+            let r = awaiting(&store, "r").await;
+            let woken = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let w = woken.clone();
+            // moto's SenderId is one fixed IAM user id: map it to alice.
+            let senders = SenderPolicy::parse(Some("AIDAIT2UOQQY3AUEKVGXU=alice"), None).unwrap();
+            let mut consumer = ResponseConsumer::new(sqs.clone(), &queue, store.clone(), senders)
+                .with_waker(Arc::new(move |k: &ObjectKey| w.lock().unwrap().push(k.clone())));
+            consumer.wait_seconds = 1;
+            consumer.resolve_dlq().await.unwrap();
+            assert_eq!(consumer.dlq_url(), Some(dlq.as_str()));
+
+            let decision = |req: &QueryRequest, kind: &str| {
+                serde_json::json!({"name": req.metadata.name, "uid": req.uid(), "generation": 1, "sqlDigest": "ab".repeat(32), "decision": kind})
+            };
+            send(&sqs, &queue, decision(&q, "approve")).await;
+            send(&sqs, &queue, decision(&q, "approve")).await; // redelivered / duplicate: no second record
+            send(&sqs, &queue, serde_json::json!({"name": "r", "oops": true})).await;
+            let mut stale = decision(&r, "approve");
+            stale["sqlDigest"] = "cd".repeat(32).into();
+            send(&sqs, &queue, stale).await;
+            let mut impostor = decision(&r, "reject");
+            impostor["by"] = "mallory".into();
+            send(&sqs, &queue, impostor).await;
+            let mut recreated = decision(&r, "reject");
+            recreated["uid"] = "someone-else".into();
+            send(&sqs, &queue, recreated).await;
+            send(&sqs, &queue, serde_json::json!({"name": "r", "uid": r.uid(), "generation": 1, "sqlDigest": "ab".repeat(32), "decision": "refine"})).await;
+
+            let mut total = PollStats::default();
+            for _ in 0..5 {
+                let s = consumer.poll_once().await.unwrap();
+                total.received += s.received;
+                total.recorded += s.recorded;
+                total.dead_lettered += s.dead_lettered;
+                if total.received >= 7 {
+                    break;
+                }
+            }
+            assert_eq!(total, PollStats { received: 7, recorded: 2, dead_lettered: 5, retried: 0 }, "{total:?}");
+            let decisions = store.list_decisions(q.uid()).await.unwrap();
+            assert_eq!(decisions.len(), 1);
+            assert_eq!((decisions[0].by.as_str(), decisions[0].source.as_str(), decisions[0].decision), ("alice", "sqs", DecisionKind::Approve));
+            assert!(store.list_decisions(r.uid()).await.unwrap().is_empty());
+            assert_eq!(woken.lock().unwrap().len(), 2);
+
+            let mut reasons: Vec<String> = drain(&sqs, &dlq).await.into_iter().map(|(_, r)| r.unwrap_or_default()).collect();
+            reasons.sort();
+            assert_eq!(reasons.len(), 5, "{reasons:?}");
+            assert!(reasons.iter().any(|r| r.contains("malformed")), "{reasons:?}");
+            assert!(reasons.iter().any(|r| r.contains("does not match")), "{reasons:?}");
+            assert!(reasons.iter().any(|r| r.contains("sent by")), "{reasons:?}");
+            assert!(reasons.iter().any(|r| r.contains("recreated")), "{reasons:?}");
+            assert!(reasons.iter().any(|r| r.contains("feedback")), "refine without feedback: {reasons:?}");
+            assert!(drain(&sqs, &queue).await.is_empty(), "every message was deleted from the response queue");
+        }
+    }
 }
+

@@ -26,12 +26,30 @@ pub struct LocalCatalog {
     data_dir: PathBuf,
     /// Columns per table path, with the fingerprint of the files they were inferred from.
     cache: Mutex<HashMap<PathBuf, (u64, Vec<Column>)>>,
+    /// Which sample values to read for prompts (see [`SampleOptions`]).
+    samples: SampleOptions,
 }
 
 impl LocalCatalog {
     /// A catalog over `data_dir` (created by `sqlctl init`). Nothing is read until asked.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        LocalCatalog { data_dir: data_dir.into(), cache: Mutex::new(HashMap::new()) }
+        LocalCatalog { data_dir: data_dir.into(), cache: Mutex::new(HashMap::new()), samples: SampleOptions::default() }
+    }
+
+    /// Whether to read sample values of low-cardinality text columns (`--no-sample-values`
+    /// turns them off: they go into prompts and may be personal data). On by default.
+    #[must_use]
+    pub fn with_sample_values(mut self, enabled: bool) -> Self {
+        self.samples.enabled = enabled;
+        self
+    }
+
+    /// Replaces the deny-list: columns whose lower-cased name contains any of `patterns` never
+    /// have sample values read.
+    #[must_use]
+    pub fn with_sample_deny_list(mut self, patterns: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.samples.deny = patterns.into_iter().map(|p| p.into().to_ascii_lowercase()).collect();
+        self
     }
 
     /// Cached columns of `table` when its files have not changed since.
@@ -103,7 +121,7 @@ impl Catalog for LocalCatalog {
                         .table_provider(table.name.as_str())
                         .await
                         .map_err(|e| CatalogError::Other(format!("reading schema of {}: {e}", table.name)))?;
-                    let columns: Vec<Column> = provider
+                    let mut columns: Vec<Column> = provider
                         .schema()
                         .fields()
                         .iter()
@@ -113,6 +131,9 @@ impl Catalog for LocalCatalog {
                             ..Column::default()
                         })
                         .collect();
+                    if self.samples.enabled {
+                        fill_samples(ctx, &table.name, &mut columns, &self.samples).await;
+                    }
                     self.remember(&table, fp, &columns);
                     columns
                 }
@@ -125,6 +146,123 @@ impl Catalog for LocalCatalog {
             });
         }
         Ok(out)
+    }
+}
+
+/// Sample values: a few distinct values of low-cardinality text columns, so that a prompt (and
+/// the offline generator) can map "in the BUILDING segment" or "in ASIA" to a column and a
+/// literal. Read once per table version (cached with the schema) from the first rows only.
+#[derive(Clone, Debug)]
+pub struct SampleOptions {
+    pub enabled: bool,
+    /// Lower-case substrings of column names that are never sampled (personal or secret data).
+    pub deny: Vec<String>,
+}
+
+/// Column-name fragments never sampled by default: contact details, identifiers, secrets.
+/// Not `name`: `n_name`/`r_name`-style category names are the most useful samples there are,
+/// and personal names are high-cardinality, so the distinct-value cap skips them anyway.
+pub const DEFAULT_SAMPLE_DENY_LIST: &[&str] = &[
+    "email", "e_mail", "phone", "mobile", "fax", "ssn", "social_security", "address", "addr", "passw", "secret",
+    "token", "iban", "card", "birth", "dob", "salary", "surname", "first_name", "last_name", "firstname", "lastname",
+    "ip_address", "passport", "license", "licence", "tax_id",
+];
+
+/// Rows read per table to find sample values.
+pub const SAMPLE_ROWS: usize = 10_000;
+/// A column with more distinct values than this in those rows is not a category: no samples.
+pub const MAX_DISTINCT_FOR_SAMPLES: usize = 50;
+/// A column with at most this many distinct values is listed in full (an enumeration the model
+/// and the offline generator can filter on reliably); others get the most frequent few.
+pub const MAX_COMPLETE_SAMPLES: usize = 25;
+/// Sample values kept for columns with more distinct values than [`MAX_COMPLETE_SAMPLES`].
+pub const MAX_PARTIAL_SAMPLES: usize = 8;
+/// Values longer than this are prose, not categories: the column gets no samples.
+const MAX_SAMPLE_LEN: usize = 64;
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions { enabled: true, deny: DEFAULT_SAMPLE_DENY_LIST.iter().map(|s| s.to_string()).collect() }
+    }
+}
+
+impl SampleOptions {
+    /// Whether `column` may be sampled under the deny-list.
+    pub fn allows(&self, column: &str) -> bool {
+        let lower = column.to_ascii_lowercase();
+        !self.deny.iter().any(|d| lower.contains(d.as_str()))
+    }
+}
+
+/// Fills `sample_values` of the text columns of `table` (registered in `ctx`) that have few
+/// distinct values in the first [`SAMPLE_ROWS`] rows. Best effort: samples are an aid, so a
+/// read error leaves the columns without them.
+async fn fill_samples(ctx: &datafusion::prelude::SessionContext, table: &str, columns: &mut [Column], opts: &SampleOptions) {
+    use datafusion::arrow::array::{Array, AsArray};
+    let wanted: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].data_type == "VARCHAR" && opts.allows(&columns[i].name)).collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = wanted.iter().map(|&i| columns[i].name.as_str()).collect();
+    let batches = match ctx.table(table).await {
+        Ok(df) => match df.select_columns(&names).and_then(|df| df.limit(0, Some(SAMPLE_ROWS))) {
+            Ok(df) => df.collect().await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    let batches = match batches {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::debug!(table, error = %e, "sample values not read");
+            return;
+        }
+    };
+    let mut counts: Vec<Option<HashMap<String, usize>>> = vec![Some(HashMap::new()); wanted.len()];
+    for batch in &batches {
+        for (k, array) in batch.columns().iter().enumerate() {
+            let Some(map) = counts[k].as_mut() else { continue };
+            let Ok(strings) = datafusion::arrow::compute::cast(array, &DataType::Utf8) else {
+                counts[k] = None;
+                continue;
+            };
+            let strings = strings.as_string::<i32>();
+            let mut keep = true;
+            for i in 0..strings.len() {
+                if strings.is_null(i) {
+                    continue;
+                }
+                let v = strings.value(i);
+                if v.len() > MAX_SAMPLE_LEN {
+                    keep = false;
+                    break;
+                }
+                match map.get_mut(v) {
+                    Some(n) => *n += 1,
+                    None => {
+                        map.insert(v.to_string(), 1);
+                    }
+                }
+                if map.len() > MAX_DISTINCT_FOR_SAMPLES {
+                    keep = false;
+                    break;
+                }
+            }
+            if !keep {
+                counts[k] = None;
+            }
+        }
+    }
+    for (&i, map) in wanted.iter().zip(counts) {
+        let Some(map) = map.filter(|m| !m.is_empty()) else { continue };
+        let mut values: Vec<(String, usize)> = map.into_iter().collect();
+        if values.len() <= MAX_COMPLETE_SAMPLES {
+            values.sort_by(|a, b| a.0.cmp(&b.0));
+        } else {
+            values.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            values.truncate(MAX_PARTIAL_SAMPLES);
+        }
+        columns[i].sample_values = values.into_iter().map(|v| v.0).collect();
     }
 }
 
@@ -290,5 +428,33 @@ mod tests {
         let s = DataType::Struct(Fields::from(vec![Field::new("a", DataType::Boolean, true)]));
         assert_eq!(sql_type(&s), "STRUCT<a BOOLEAN>");
         assert_eq!(sql_type(&DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))), "VARCHAR");
+    }
+
+    #[tokio::test]
+    async fn low_cardinality_text_columns_carry_sample_values() {
+        let dir = warehouse();
+        let catalog = LocalCatalog::new(dir.path());
+        let tables = catalog.tables("tpch").await.unwrap();
+        let col = |t: &str, c: &str| -> Vec<String> {
+            tables.iter().find(|x| x.name == t).unwrap().columns.iter().find(|x| x.name == c).unwrap().sample_values.clone()
+        };
+        assert_eq!(col("region", "r_name"), ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"]);
+        assert_eq!(col("customer", "c_mktsegment"), ["AUTOMOBILE", "BUILDING", "FURNITURE", "HOUSEHOLD", "MACHINERY"]);
+        assert_eq!(col("nation", "n_name").len(), 25, "25 nations are listed in full");
+        assert!(col("lineitem", "l_shipmode").contains(&"REG AIR".to_string()));
+        // Not categories, or denied: no samples.
+        assert!(col("customer", "c_name").is_empty(), "high cardinality");
+        assert!(col("customer", "c_comment").is_empty());
+        assert!(col("customer", "c_phone").is_empty() && col("customer", "c_address").is_empty(), "deny-list");
+        assert!(col("orders", "o_orderdate").is_empty(), "text columns only");
+
+        let off = LocalCatalog::new(dir.path()).with_sample_values(false);
+        let tables = off.tables("tpch").await.unwrap();
+        assert!(tables.iter().all(|t| t.columns.iter().all(|c| c.sample_values.is_empty())));
+        let denied = LocalCatalog::new(dir.path()).with_sample_deny_list(["segment"]);
+        let tables = denied.tables("tpch").await.unwrap();
+        let seg = tables.iter().find(|t| t.name == "customer").unwrap().columns.iter().find(|c| c.name == "c_mktsegment").unwrap();
+        assert!(seg.sample_values.is_empty());
+        assert!(!tables.iter().find(|t| t.name == "region").unwrap().columns[1].sample_values.is_empty());
     }
 }

@@ -33,7 +33,8 @@ pub struct Table {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("database {0:?} not found")]
+    /// The message names the database and says what to do (implementations write it whole).
+    #[error("database not found: {0}")]
     DatabaseNotFound(String),
     #[error("access denied: {0}")]
     AccessDenied(String),

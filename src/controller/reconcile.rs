@@ -234,6 +234,12 @@ impl Reconciler<'_> {
             .filter(|h| h.event == "Refined" && h.generation == self.req.generation())
             .map(|h| PriorTurn { sql: h.sql.clone().unwrap_or_default(), feedback: h.feedback.clone().unwrap_or_default() })
             .collect();
+        // The allow-list narrows what the generator sees, not only what the guard accepts.
+        let tables = if allowed.is_empty() {
+            tables
+        } else {
+            tables.into_iter().filter(|t| allowed.iter().any(|a| a.eq_ignore_ascii_case(&t.name))).collect()
+        };
         let mut input = GenerateInput {
             question,
             database: db.clone(),
@@ -273,7 +279,8 @@ impl Reconciler<'_> {
             match checked {
                 Err(msg) => {
                     attempts.push(Attempt { sql: sql.clone(), error: Some(msg.clone()), input_tokens, output_tokens });
-                    input.last_error = Some(msg);
+                    // The provider sees what failed and why (self-correction).
+                    input.last_error = Some(format!("{msg}\nThe rejected SQL was:\n{sql}"));
                 }
                 Ok(used) => {
                     attempts.push(Attempt { sql: sql.clone(), error: None, input_tokens, output_tokens });
