@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -11,7 +10,6 @@ use super::Exit;
 use crate::config::GlobalOpts;
 use crate::config::generator::GeneratorOpts;
 use crate::controller::{Controller, ControllerConfig, Parts, metrics};
-use crate::notify::LogNotifier;
 use crate::spec::{DurationSpec, EngineKind, Policy, quantity::parse_duration};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -121,7 +119,7 @@ impl Args {
             catalog: g.catalog().await?,
             engines: g.engines().await?,
             generator: self.generator.build(&g.backend).await?,
-            notifier: Arc::new(LogNotifier),
+            notifier: g.notifier().await?,
             policy,
             config,
         }))
@@ -135,6 +133,10 @@ impl Args {
             let store = g.store().await?;
             let (local, _h) = metrics::serve(addr, controller.metrics.clone(), store, rx.clone()).await?;
             tracing::info!(addr = %local, "serving /healthz, /readyz and /metrics");
+        }
+        // --backend aws: decisions from the SQS response queue wake requests at once.
+        if let Some(consumer) = g.decision_consumer(controller.context().store.clone(), controller.context().waker.clone()).await? {
+            tokio::spawn(consumer.run(rx.clone()));
         }
         tracing::info!(identity = %controller.context().config.identity, workers = self.workers, home = %g.home().display(), "controller starting");
         controller.run(rx).await?;

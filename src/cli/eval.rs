@@ -1,12 +1,485 @@
-//! `sqlctl eval` (being written).
+//! `sqlctl eval FILE [--database D] [-o table|json] [--min-accuracy X]`: execution accuracy of
+//! the configured generator on a question set.
+//!
+//! Each case is `{question, database?, gold, ordered?}` (a YAML or JSON list, or `{questions:
+//! [...]}`). The generator's SQL goes through the same guard, planner and self-correction as in
+//! the controller ([`super::generate::generate_checked`]); then both it and the gold SQL run on
+//! the local engine and their results are compared:
+//!
+//! - as multisets of rows, or in order when `ordered: true`;
+//! - cells normalised so that `DECIMAL` and `DOUBLE` agree (numbers rounded to 2 decimals);
+//! - columns matched by content, not by name or position, so `SELECT name, total` and
+//!   `SELECT total AS t, name` agree. Extra columns in the generated result are tolerated (a
+//!   label next to the asked-for number is not a wrong answer) unless `--strict-columns`.
+//!
+//! Verdicts: `correct`, `wrong` (ran, different result), `declined` (the generator said it
+//! cannot answer), `error` (no valid SQL, or it failed to run). Accuracy is correct / total:
+//! a decline counts as not correct, but it is reported apart because declining beats a
+//! confident wrong answer. Exit 0 unless `--min-accuracy` is given and not met (exit 1).
 
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::Exit;
+use super::generate::{Failure, generate_checked};
 use crate::config::GlobalOpts;
+use crate::config::generator::GeneratorOpts;
+use crate::engine::datafusion::{LocalEngine, run_sql_collect};
+use crate::generate::GenerateInput;
+use crate::spec::EngineKind;
+
+/// Largest question file read.
+const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
 
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Question set: YAML or JSON, a list of {question, database?, gold, ordered?}.
+    pub file: PathBuf,
+    /// Database for cases that do not name one.
+    #[arg(short, long, default_value = "tpch")]
+    pub database: String,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Output,
+    /// Fail (exit 1) when accuracy is below this: a fraction (0.8) or a percentage (80).
+    #[arg(long, value_name = "X")]
+    pub min_accuracy: Option<f64>,
+    /// Generation attempts per question (self-correction).
+    #[arg(long, default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Require exactly the gold result's columns (by default extra generated columns are fine).
+    #[arg(long)]
+    pub strict_columns: bool,
+    #[command(flatten)]
+    pub generator: GeneratorOpts,
+}
+
+/// One question of a set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub question: String,
+    #[serde(default)]
+    pub database: Option<String>,
+    pub gold: String,
+    #[serde(default)]
+    pub ordered: bool,
+    /// Free-form note (what the case exercises); ignored.
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CaseFile {
+    List(Vec<Case>),
+    Wrapped { questions: Vec<Case> },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Correct,
+    Wrong,
+    Declined,
+    Error,
+}
+
+impl Verdict {
+    fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Correct => "correct",
+            Verdict::Wrong => "wrong",
+            Verdict::Declined => "declined",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaseResult {
+    pub question: String,
+    pub database: String,
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f64>,
+    /// Time in the generator (all attempts), milliseconds.
+    pub generation_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
+    /// Why it is not correct.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// First rows of the gold and the generated result, when they differ (for debugging).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<Vec<Vec<Option<String>>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub got: Option<Vec<Vec<Option<String>>>>,
+}
+
+/// Rows of a result shown when a case is wrong.
+const PREVIEW_ROWS: usize = 5;
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    pub model: String,
+    pub total: usize,
+    pub correct: usize,
+    pub wrong: usize,
+    pub declined: usize,
+    pub errors: usize,
+    pub accuracy: f64,
+    pub declined_rate: f64,
+    pub generation_p50_ms: f64,
+    pub generation_p95_ms: f64,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    results: &'a [CaseResult],
+    summary: &'a Summary,
+}
+
+/// Loads a question set (YAML or JSON).
+pub fn load_cases(path: &std::path::Path) -> anyhow::Result<Vec<Case>> {
+    let meta = std::fs::metadata(path).map_err(|e| Exit::refused(format!("reading {}: {e}", path.display())))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(Exit::refused(format!("{} is larger than {MAX_FILE_BYTES} bytes", path.display())));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Exit::refused(format!("reading {}: {e}", path.display())))?;
+    let parsed: Result<CaseFile, String> = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        serde_saphyr::from_str(&text).map_err(|e| e.to_string())
+    };
+    let cases = match parsed.map_err(|e| Exit::refused(format!("{}: {e}", path.display())))? {
+        CaseFile::List(c) | CaseFile::Wrapped { questions: c } => c,
+    };
+    if cases.is_empty() {
+        return Err(Exit::refused(format!("{} has no questions", path.display())));
+    }
+    Ok(cases)
+}
+
+/// A cell as compared: numbers rounded to two decimals (so DECIMAL and DOUBLE agree), NULL
+/// distinct from the string "NULL", text as is.
+fn norm(cell: &Option<String>) -> String {
+    match cell {
+        None => "\u{0}NULL".into(),
+        Some(s) => {
+            let t = s.trim();
+            match t.parse::<f64>() {
+                Ok(v) if v.is_finite() && !t.is_empty() => {
+                    let r = format!("{:.2}", v);
+                    if r == "-0.00" { "0.00".into() } else { r }
+                }
+                _ => t.to_string(),
+            }
+        }
+    }
+}
+
+/// Whether `got` answers like `gold`: same number of rows, each gold column matched by a
+/// distinct generated column, rows equal as multisets (or in order when `ordered`).
+pub fn same_result(gold: &[Vec<Option<String>>], got: &[Vec<Option<String>>], ordered: bool, strict_columns: bool) -> Result<(), String> {
+    if gold.len() != got.len() {
+        return Err(format!("{} rows, expected {}", got.len(), gold.len()));
+    }
+    if gold.is_empty() {
+        return Ok(());
+    }
+    let g_cols = gold[0].len();
+    let o_cols = got[0].len();
+    if o_cols < g_cols || (strict_columns && o_cols != g_cols) {
+        return Err(format!("{o_cols} columns, expected {g_cols}"));
+    }
+    let gold_n: Vec<Vec<String>> = gold.iter().map(|r| r.iter().map(norm).collect()).collect();
+    let got_n: Vec<Vec<String>> = got.iter().map(|r| r.iter().map(norm).collect()).collect();
+    let column = |rows: &[Vec<String>], c: usize| -> Vec<String> {
+        let mut v: Vec<String> = rows.iter().map(|r| r[c].clone()).collect();
+        if !ordered {
+            v.sort();
+        }
+        v
+    };
+    // Candidate generated columns for each gold column, by content.
+    let candidates: Vec<Vec<usize>> = (0..g_cols)
+        .map(|gc| {
+            let want = column(&gold_n, gc);
+            (0..o_cols).filter(|&oc| column(&got_n, oc) == want).collect()
+        })
+        .collect();
+    if let Some(gc) = candidates.iter().position(|c| c.is_empty()) {
+        return Err(format!("no generated column matches gold column {}", gc + 1));
+    }
+    let mut gold_rows = gold_n.clone();
+    if !ordered {
+        gold_rows.sort();
+    }
+    // Backtracking over assignments (tiny in practice: a handful of columns).
+    fn search(k: usize, candidates: &[Vec<usize>], chosen: &mut Vec<usize>, check: &dyn Fn(&[usize]) -> bool) -> bool {
+        if k == candidates.len() {
+            return check(chosen);
+        }
+        for &c in &candidates[k] {
+            if chosen.contains(&c) {
+                continue;
+            }
+            chosen.push(c);
+            if search(k + 1, candidates, chosen, check) {
+                return true;
+            }
+            chosen.pop();
+        }
+        false
+    }
+    let check = |mapping: &[usize]| -> bool {
+        let mut projected: Vec<Vec<String>> = got_n.iter().map(|r| mapping.iter().map(|&c| r[c].clone()).collect()).collect();
+        if !ordered {
+            projected.sort();
+        }
+        projected == gold_rows
+    };
+    if search(0, &candidates, &mut Vec::new(), &check) {
+        Ok(())
+    } else {
+        Err(if ordered { "rows differ (or differ in order)".into() } else { "rows differ".into() })
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
 
 impl Args {
-    pub async fn run(self, _g: &GlobalOpts) -> anyhow::Result<()> {
-        Err(super::Exit::refused("not available yet"))
+    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+        if g.backend != "local" {
+            return Err(Exit::refused("eval runs gold and generated SQL on the local engine; use --backend local (the generator can still be bedrock or openai)"));
+        }
+        let min_accuracy = match self.min_accuracy {
+            Some(x) if !(0.0..=100.0).contains(&x) => return Err(Exit::usage("--min-accuracy must be a fraction (0.8) or a percentage (80)")),
+            Some(x) if x > 1.0 => Some(x / 100.0),
+            other => other,
+        };
+        let cases = load_cases(&self.file)?;
+        let Some(generator) = self.generator.build(&g.backend).await? else {
+            return Err(Exit::refused("no SQL generator is configured (--generator none); pick offline, bedrock or openai"));
+        };
+        let catalog = g.catalog().await?;
+        let data_dir = g.data_dir();
+        let scratch = tempfile_dir()?;
+        let engine = LocalEngine::new(&data_dir, scratch.path());
+        let mut results: Vec<CaseResult> = Vec::with_capacity(cases.len());
+        let mut tables_by_db: std::collections::HashMap<String, Vec<crate::catalog::Table>> = Default::default();
+        for case in &cases {
+            let db = case.database.clone().unwrap_or_else(|| self.database.clone());
+            if !tables_by_db.contains_key(&db) {
+                let t = catalog.tables(&db).await?;
+                tables_by_db.insert(db.clone(), t);
+            }
+            let tables = tables_by_db[&db].clone();
+            let known: Vec<String> = tables.iter().map(|t| t.name.to_ascii_lowercase()).collect();
+            let input = GenerateInput {
+                question: case.question.clone(),
+                database: db.clone(),
+                engine: EngineKind::Local,
+                tables,
+                history: vec![],
+                last_error: None,
+            };
+            let (outcome, gen_ms) = generate_checked(generator.as_ref(), input, &known, &[], Some(&engine), self.max_attempts).await;
+            let mut result = CaseResult {
+                question: case.question.clone(),
+                database: db.clone(),
+                verdict: Verdict::Error,
+                confidence: None,
+                generation_ms: (gen_ms * 1000.0).round() / 1000.0,
+                sql: None,
+                reason: None,
+                expected: None,
+                got: None,
+            };
+            match outcome {
+                Err(Failure::Declined(m)) => {
+                    result.verdict = Verdict::Declined;
+                    result.reason = Some(m);
+                }
+                Err(f) => result.reason = Some(f.message().to_string()),
+                Ok(checked) => {
+                    result.confidence = Some((checked.proposal.confidence * 100.0).round() / 100.0);
+                    result.sql = Some(checked.proposal.sql.clone());
+                    let gold = run_sql_collect(&data_dir, &db, &case.gold).await;
+                    let got = run_sql_collect(&data_dir, &db, &checked.proposal.sql).await;
+                    match (gold, got) {
+                        (Err(e), _) => result.reason = Some(format!("gold SQL failed: {e}")),
+                        (_, Err(e)) => result.reason = Some(format!("generated SQL failed: {e}")),
+                        (Ok((_, gold)), Ok((_, got))) => match same_result(&gold, &got, case.ordered, self.strict_columns) {
+                            Ok(()) => result.verdict = Verdict::Correct,
+                            Err(why) => {
+                                result.verdict = Verdict::Wrong;
+                                result.reason = Some(why);
+                                result.expected = Some(gold.into_iter().take(PREVIEW_ROWS).collect());
+                                result.got = Some(got.into_iter().take(PREVIEW_ROWS).collect());
+                            }
+                        },
+                    }
+                }
+            }
+            results.push(result);
+        }
+
+        let count = |v: Verdict| results.iter().filter(|r| r.verdict == v).count();
+        let total = results.len();
+        let mut latencies: Vec<f64> = results.iter().map(|r| r.generation_ms).collect();
+        latencies.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        let summary = Summary {
+            model: generator.model(),
+            total,
+            correct: count(Verdict::Correct),
+            wrong: count(Verdict::Wrong),
+            declined: count(Verdict::Declined),
+            errors: count(Verdict::Error),
+            accuracy: count(Verdict::Correct) as f64 / total as f64,
+            declined_rate: count(Verdict::Declined) as f64 / total as f64,
+            generation_p50_ms: percentile(&latencies, 0.5),
+            generation_p95_ms: percentile(&latencies, 0.95),
+        };
+        match self.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&Report { results: &results, summary: &summary })?),
+            Output::Table => {
+                let rows: Vec<Vec<String>> = results
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        vec![
+                            (i + 1).to_string(),
+                            r.verdict.as_str().to_string(),
+                            r.confidence.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+                            format!("{:.1}", r.generation_ms),
+                            super::output::short(&r.question, 70),
+                            r.reason.as_deref().map(|s| super::output::short(s, 60)).unwrap_or_default(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", super::output::table(&["#", "VERDICT", "CONF", "MS", "QUESTION", "REASON"], &rows));
+                println!();
+                println!(
+                    "accuracy {}/{} = {:.1}%  declined {} ({:.1}%)  wrong {}  errors {}  generation p50 {:.2} ms, p95 {:.2} ms  ({})",
+                    summary.correct,
+                    summary.total,
+                    summary.accuracy * 100.0,
+                    summary.declined,
+                    summary.declined_rate * 100.0,
+                    summary.wrong,
+                    summary.errors,
+                    summary.generation_p50_ms,
+                    summary.generation_p95_ms,
+                    summary.model
+                );
+            }
+        }
+        if let Some(min) = min_accuracy {
+            if summary.accuracy + 1e-9 < min {
+                return Err(Exit::refused(format!(
+                    "accuracy {:.1}% is below --min-accuracy {:.1}%",
+                    summary.accuracy * 100.0,
+                    min * 100.0
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A scratch results directory for the engine (eval never writes results, but the engine
+/// wants somewhere to put them).
+fn tempfile_dir() -> anyhow::Result<TempDir> {
+    let path = std::env::temp_dir().join(format!("sqlctl-eval-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&path)?;
+    Ok(TempDir(path))
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(v: &[&[&str]]) -> Vec<Vec<Option<String>>> {
+        v.iter().map(|r| r.iter().map(|c| if *c == "NULL" { None } else { Some(c.to_string()) }).collect()).collect()
+    }
+
+    #[test]
+    fn results_compare_as_multisets_with_numeric_tolerance() {
+        let gold = rows(&[&["ASIA", "12.5"], &["EUROPE", "3"]]);
+        assert!(same_result(&gold, &rows(&[&["EUROPE", "3.0000"], &["ASIA", "12.50"]]), false, false).is_ok());
+        assert!(same_result(&gold, &rows(&[&["EUROPE", "3.0000"], &["ASIA", "12.50"]]), true, false).is_err(), "order matters when ordered");
+        assert!(same_result(&gold, &rows(&[&["ASIA", "12.5"]]), false, false).is_err());
+        assert!(same_result(&gold, &rows(&[&["ASIA", "12.6"], &["EUROPE", "3"]]), false, false).is_err());
+        // DECIMAL vs DOUBLE noise.
+        assert!(same_result(&rows(&[&["4487.845235"]]), &rows(&[&["4487.8452350000001"]]), false, false).is_ok());
+        assert!(same_result(&rows(&[&["NULL"]]), &rows(&[&["NULL"]]), false, false).is_ok());
+        assert!(same_result(&rows(&[&["NULL"]]), &rows(&[&["0"]]), false, false).is_err());
+    }
+
+    #[test]
+    fn columns_match_by_content_and_extra_ones_are_tolerated_unless_strict() {
+        let gold = rows(&[&["5", "a"], &["7", "b"]]);
+        let swapped = rows(&[&["a", "5"], &["b", "7"]]);
+        assert!(same_result(&gold, &swapped, false, true).is_ok());
+        let extra = rows(&[&["x1", "a", "5"], &["x2", "b", "7"]]);
+        assert!(same_result(&gold, &extra, false, false).is_ok());
+        assert!(same_result(&gold, &extra, false, true).is_err());
+        // Columns that match one by one but pair rows differently are not the same result.
+        let crossed = rows(&[&["5", "b"], &["7", "a"]]);
+        assert!(same_result(&gold, &crossed, false, false).is_err());
+    }
+
+    #[test]
+    fn question_files_load_as_yaml_lists_or_wrapped_json() {
+        let dir = tempfile::tempdir().unwrap();
+        let y = dir.path().join("q.yaml");
+        std::fs::write(&y, "- question: how many nations?\n  gold: select count(*) from nation\n- question: x\n  database: other\n  gold: select 1\n  ordered: true\n").unwrap();
+        let c = load_cases(&y).unwrap();
+        assert_eq!(c.len(), 2);
+        assert!(c[1].ordered && c[1].database.as_deref() == Some("other"));
+        let j = dir.path().join("q.json");
+        std::fs::write(&j, r#"{"questions": [{"question": "q", "gold": "select 1"}]}"#).unwrap();
+        assert_eq!(load_cases(&j).unwrap().len(), 1);
+        std::fs::write(&y, "- question: q\n  gold: select 1\n  golden: typo\n").unwrap();
+        assert!(load_cases(&y).is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn percentiles_pick_the_nearest_rank() {
+        let v = [1.0, 2.0, 3.0, 4.0];
+        assert_eq!(percentile(&v, 0.5), 2.0);
+        assert_eq!(percentile(&v, 0.95), 4.0);
+        assert_eq!(percentile(&[], 0.5), 0.0);
     }
 }

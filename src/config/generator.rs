@@ -62,7 +62,9 @@ impl GeneratorOpts {
         let _ = self.max_schema_tokens;
         match self.provider(backend) {
             Provider::None => Ok(None),
-            Provider::Offline => Ok(None),
+            Provider::Offline => Ok(Some(Arc::new(
+                crate::generate::offline::OfflineGenerator::new().with_max_schema_tokens(self.max_schema_tokens),
+            ))),
             Provider::Bedrock => {
                 let Some(model) = self.model.clone().filter(|m| !m.trim().is_empty()) else {
                     anyhow::bail!(

@@ -14,9 +14,11 @@ use anyhow::Context as _;
 
 pub mod generator;
 
+use crate::approval::sqs::{ResponseConsumer, SenderPolicy, SqsNotifier};
 use crate::aws::{Aws, AwsSettings, S3Uri};
 use crate::catalog::{Catalog, glue::GlueCatalog, local::LocalCatalog};
-use crate::engine::{Engine, datafusion::LocalEngine};
+use crate::engine::{Engine, Waker, datafusion::LocalEngine};
+use crate::notify::{LogNotifier, Notifier};
 use crate::spec::EngineKind;
 use crate::spec::quantity::parse_duration;
 use crate::store::{Store, dynamodb::DynamoStore, sqlite::SqliteStore};
@@ -84,6 +86,14 @@ pub struct AwsOpts {
     /// How long finished requests are kept in DynamoDB before its TTL removes them.
     #[arg(long, global = true, env = "SQLCTL_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub retention: std::time::Duration,
+    /// SQS sender ids mapped to approver names: `SENDER_ID=name,…` (role sessions map to their
+    /// session name without an entry).
+    #[arg(long, global = true, env = "SQLCTL_SQS_SENDERS", value_name = "ID=NAME,…")]
+    pub sqs_senders: Option<String>,
+    /// SQS senders trusted to say who decided (`by`), e.g. a chat bot's role: comma list, `*`
+    /// for every sender (emulators only).
+    #[arg(long, global = true, env = "SQLCTL_SQS_TRUSTED_RELAYS", value_name = "ID,…")]
+    pub sqs_trusted_relays: Option<String>,
     /// The loaded SDK configuration, shared by every client of this process.
     #[arg(skip)]
     pub loaded: Arc<tokio::sync::OnceCell<Aws>>,
@@ -181,6 +191,49 @@ impl GlobalOpts {
             catalog: None,
         };
         Ok(crate::engine::athena::AthenaEngine::new(crate::aws::athena(&aws.conf), crate::aws::s3(&aws.conf), opts))
+    }
+
+    /// Where approval requests and finished notices go: the SQS request queue (and the log) on
+    /// `--backend aws` when `SQLCTL_REQUEST_QUEUE_URL` is set; the log otherwise.
+    pub async fn notifier(&self) -> anyhow::Result<Arc<dyn Notifier>> {
+        let log: Arc<dyn Notifier> = Arc::new(LogNotifier);
+        match self.aws.request_queue_url.as_deref().filter(|u| self.is_aws() && !u.is_empty()) {
+            Some(url) => {
+                let aws = self.aws.sdk().await;
+                Ok(Arc::new(SqsNotifier::new(crate::aws::sqs(&aws.conf), url, log)))
+            }
+            None => Ok(log),
+        }
+    }
+
+    /// The SQS response-queue consumer (`--backend aws` with `SQLCTL_RESPONSE_QUEUE_URL`), writing
+    /// decisions into `store` and waking the controller through `waker`.
+    pub async fn decision_consumer(&self, store: Arc<dyn Store>, waker: Waker) -> anyhow::Result<Option<ResponseConsumer>> {
+        let Some(url) = self.aws.response_queue_url.as_deref().filter(|u| self.is_aws() && !u.is_empty()) else {
+            return Ok(None);
+        };
+        let senders = SenderPolicy::parse(self.aws.sqs_senders.as_deref(), self.aws.sqs_trusted_relays.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+        let aws = self.aws.sdk().await;
+        Ok(Some(ResponseConsumer::new(crate::aws::sqs(&aws.conf), url, store, senders).with_waker(waker)))
+    }
+
+    /// Who is deciding from the CLI. Locally: `--as` or the OS user. On `--backend aws`: who AWS
+    /// says the caller is (STS `GetCallerIdentity`), by its short name (IAM user or role session
+    /// name); `--as` is refused unless it names that same identity (short name or ARN).
+    pub async fn decider(&self, as_: Option<&str>) -> anyhow::Result<String> {
+        if !self.is_aws() {
+            return Ok(crate::cli::whoami(as_));
+        }
+        let aws = self.aws.sdk().await;
+        let who = crate::aws::caller_identity(&aws.conf).await?;
+        match as_ {
+            Some(claimed) if !crate::aws::names_identity(&who, claimed) => Err(crate::cli::Exit::refused(format!(
+                "--as {claimed} refused on --backend aws: AWS says you are {} ({}); decide as yourself, or run with that identity's credentials",
+                who.name(),
+                who.arn
+            ))),
+            _ => Ok(who.name()),
+        }
     }
 
     pub fn default_engine(&self) -> EngineKind {

@@ -266,8 +266,11 @@ impl Controller {
     }
 }
 
+/// Completes once the flag is true; never if its sender goes away without setting it.
 async fn wait_true(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|v| *v).await;
+    if rx.wait_for(|v| *v).await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Reconciles one key and schedules its next look (error policy included).

@@ -689,17 +689,6 @@ impl Parse {
         i < self.toks.len() && !self.used[i]
     }
 
-    /// Next token index at or after `i` that is not filler (or a free article).
-    fn next_content(&self, mut i: usize) -> Option<usize> {
-        while i < self.toks.len() {
-            if !is_filler(&self.toks[i]) || self.toks[i].quoted || self.toks[i].num.is_some() {
-                return Some(i);
-            }
-            i += 1;
-        }
-        None
-    }
-
     fn mention_at(&self, i: usize) -> Option<&Mention> {
         self.mentions.iter().find(|m| m.start <= i && i < m.end)
     }
@@ -1771,7 +1760,7 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
         c
     };
 
-    let mut resolve_measure = |m: &Mention, subject: Option<usize>, doubts: &mut Vec<(f64, String)>, assumptions: &mut Vec<String>| -> Option<Measure> {
+    let resolve_measure = |m: &Mention, subject: Option<usize>, doubts: &mut Vec<(f64, String)>, assumptions: &mut Vec<String>| -> Option<Measure> {
         match &m.kind {
             MentionKind::Revenue => {
                 let near: Vec<usize> = subject.into_iter().chain(context.iter().copied()).collect();

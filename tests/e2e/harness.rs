@@ -101,7 +101,12 @@ impl Env {
         let child = self
             .cmd()
             .arg("controller")
-            .args(["--retry-period", "200ms", "--renew-deadline", "1s", "--lease-duration", "2s", "--resync", "2s"])
+            .args(
+                [("--retry-period", "200ms"), ("--renew-deadline", "1s"), ("--lease-duration", "2s"), ("--resync", "2s")]
+                    .into_iter()
+                    .filter(|(flag, _)| !args.contains(flag))
+                    .flat_map(|(flag, value)| [flag, value]),
+            )
             .args(args)
             .stdout(Stdio::null())
             .stderr(f)

@@ -10,3 +10,7 @@ mod decisions;
 mod flows;
 mod generation_llm;
 mod resilience;
+mod fake_aws;
+mod aws_support;
+mod aws_flow;
+mod aws_athena;

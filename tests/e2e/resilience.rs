@@ -88,3 +88,27 @@ fn a_paused_leader_is_deposed_and_its_writes_are_refused() {
     let log = env.controller_log(0);
     assert!(log.contains("stepping down") || log.contains("lost the leader lease"), "{log}");
 }
+
+#[test]
+fn sigterm_drains_releases_the_lease_and_a_standby_takes_over_at_once() {
+    let env = Env::new();
+    let first = env.controller(&["--identity", "first", "--lease-duration", "30s", "--renew-deadline", "20s"]);
+    let start = std::time::Instant::now();
+    while !env.controller_log(0).contains("became leader") {
+        assert!(start.elapsed() < T);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.controller(&["--identity", "second", "--lease-duration", "30s", "--renew-deadline", "20s"]);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(first, libc::SIGTERM);
+    assert_eq!(env.wait_child(first, Duration::from_secs(20)), Some(0), "{}", env.controller_log(0));
+    assert!(env.controller_log(0).contains("released the leader lease"), "{}", env.controller_log(0));
+    // Well before the 30 s lease would expire, the standby leads.
+    let t = std::time::Instant::now();
+    while !env.controller_log(1).contains("became leader") {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", env.controller_log(1));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    env.apply(&sql_spec("after-handover", "select count(*) from region"));
+    env.wait_phase("after-handover", "AwaitingApproval", T);
+}
