@@ -112,7 +112,9 @@ pub fn retrieve_with(question: &str, tables: &[Table], opts: &RetrieveOptions<'_
     let graph = JoinGraph::build_with(&candidates, &prefixes);
 
     let mut ranked: Vec<usize> = (0..n).filter(|&i| scores[i] > 0.0).collect();
-    ranked.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(Ordering::Equal).then(candidates[a].name.cmp(&candidates[b].name)));
+    ranked.sort_by(|&a, &b| {
+        scores[b].partial_cmp(&scores[a]).unwrap_or(Ordering::Equal).then(candidates[a].name.cmp(&candidates[b].name))
+    });
 
     // Core: the tables the question is clearly about, then whatever joins them.
     let best = ranked.first().map(|&i| scores[i]).unwrap_or(0.0);
@@ -120,8 +122,7 @@ pub fn retrieve_with(question: &str, tables: &[Table], opts: &RetrieveOptions<'_
     // when a busier table outscores them.
     let named = |i: usize| {
         let ws = table_words(&candidates[i].name);
-        !ws.is_empty()
-            && ws.iter().all(|w| query.iter().any(|(q, qw)| *qw >= 1.0 && term_score(q, w) >= 0.8))
+        !ws.is_empty() && ws.iter().all(|w| query.iter().any(|(q, qw)| *qw >= 1.0 && term_score(q, w) >= 0.8))
     };
     let mut core: Vec<usize> = ranked
         .iter()
@@ -161,7 +162,9 @@ pub fn retrieve_with(question: &str, tables: &[Table], opts: &RetrieveOptions<'_
     let mut optional: Vec<usize> = Vec::new();
     let mut seen: HashSet<usize> = must.iter().copied().collect();
     let mut neighbours: Vec<usize> = must.iter().flat_map(|&t| graph.neighbours(t).map(|(o, _)| o)).collect();
-    neighbours.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(Ordering::Equal).then(candidates[a].name.cmp(&candidates[b].name)));
+    neighbours.sort_by(|&a, &b| {
+        scores[b].partial_cmp(&scores[a]).unwrap_or(Ordering::Equal).then(candidates[a].name.cmp(&candidates[b].name))
+    });
     for t in neighbours.into_iter().chain(ranked.iter().copied()) {
         if seen.insert(t) {
             optional.push(t);
@@ -281,7 +284,7 @@ fn stem_owned(word: &str) -> String {
     if n <= 3 || !w.is_ascii() {
         return w;
     }
-    if let Some(b) = w.strip_suffix("ies").filter(|b| b.len() >= 2) {
+    if let Some(b) = w.strip_suffix("ies").or_else(|| w.strip_suffix("ied")).filter(|b| b.len() >= 2) {
         return format!("{b}y");
     }
     if w.ends_with("sses") {
@@ -379,17 +382,131 @@ const SYNONYMS: &[(&str, &str)] = &[
 /// Words segmentation knows, so that `mktsegment` reads as market + segment. General
 /// data-warehouse vocabulary plus the abbreviations above.
 const VOCABULARY: &[&str] = &[
-    "account", "active", "address", "age", "amount", "available", "avg", "balance", "bill", "billing", "birth",
-    "brand", "budget", "category", "channel", "city", "class", "clerk", "click", "code", "comment", "commit",
-    "company", "container", "cost", "count", "country", "created", "currency", "customer", "date", "day", "deleted",
-    "delivery", "department", "description", "discount", "due", "email", "employee", "end", "event", "extended",
-    "fee", "first", "flag", "from", "gender", "group", "hire", "hour", "id", "instruction", "invoice", "item",
-    "key", "kind", "last", "level", "line", "list", "location", "manager", "manufacturer", "market", "max", "min",
-    "mode", "month", "name", "nation", "net", "number", "order", "paid", "part", "payment", "percent", "phone",
-    "price", "priority", "product", "profit", "quantity", "rank", "rate", "rating", "receipt", "region", "retail",
-    "return", "revenue", "sale", "sales", "salary", "score", "segment", "session", "ship", "shipment", "size",
-    "sku", "source", "start", "state", "status", "store", "sub", "supplier", "supply", "tax", "time", "timestamp",
-    "title", "to", "total", "type", "unit", "updated", "user", "value", "vendor", "weight", "year", "zip",
+    "account",
+    "active",
+    "address",
+    "age",
+    "amount",
+    "available",
+    "avg",
+    "balance",
+    "bill",
+    "billing",
+    "birth",
+    "brand",
+    "budget",
+    "category",
+    "channel",
+    "city",
+    "class",
+    "clerk",
+    "click",
+    "code",
+    "comment",
+    "commit",
+    "company",
+    "container",
+    "cost",
+    "count",
+    "country",
+    "created",
+    "currency",
+    "customer",
+    "date",
+    "day",
+    "deleted",
+    "delivery",
+    "department",
+    "description",
+    "discount",
+    "due",
+    "email",
+    "employee",
+    "end",
+    "event",
+    "extended",
+    "fee",
+    "first",
+    "flag",
+    "from",
+    "gender",
+    "group",
+    "hire",
+    "hour",
+    "id",
+    "instruction",
+    "invoice",
+    "item",
+    "key",
+    "kind",
+    "last",
+    "level",
+    "line",
+    "list",
+    "location",
+    "manager",
+    "manufacturer",
+    "market",
+    "max",
+    "min",
+    "mode",
+    "month",
+    "name",
+    "nation",
+    "net",
+    "number",
+    "order",
+    "paid",
+    "part",
+    "payment",
+    "percent",
+    "phone",
+    "price",
+    "priority",
+    "product",
+    "profit",
+    "quantity",
+    "rank",
+    "rate",
+    "rating",
+    "receipt",
+    "region",
+    "retail",
+    "return",
+    "revenue",
+    "sale",
+    "sales",
+    "salary",
+    "score",
+    "segment",
+    "session",
+    "ship",
+    "shipment",
+    "size",
+    "sku",
+    "source",
+    "start",
+    "state",
+    "status",
+    "store",
+    "sub",
+    "supplier",
+    "supply",
+    "tax",
+    "time",
+    "timestamp",
+    "title",
+    "to",
+    "total",
+    "type",
+    "unit",
+    "updated",
+    "user",
+    "value",
+    "vendor",
+    "weight",
+    "year",
+    "zip",
 ];
 
 /// The full word for an abbreviation (`cust` → customer), or the word itself.
@@ -455,9 +572,8 @@ pub fn segment(word: &str) -> Vec<String> {
 }
 
 fn is_word(w: &str) -> bool {
-    static WORDS: std::sync::LazyLock<HashSet<&'static str>> = std::sync::LazyLock::new(|| {
-        VOCABULARY.iter().copied().chain(ABBREVIATIONS.iter().map(|(a, _)| *a)).collect()
-    });
+    static WORDS: std::sync::LazyLock<HashSet<&'static str>> =
+        std::sync::LazyLock::new(|| VOCABULARY.iter().copied().chain(ABBREVIATIONS.iter().map(|(a, _)| *a)).collect());
     WORDS.contains(w)
 }
 
@@ -468,9 +584,8 @@ pub fn table_prefix(table: &Table) -> Option<String> {
     if cols.len() < 2 {
         return None;
     }
-    let prefix_of = |name: &str| -> Option<usize> {
-        name.find('_').filter(|&pos| (1..=4).contains(&pos) && pos + 1 < name.len())
-    };
+    let prefix_of =
+        |name: &str| -> Option<usize> { name.find('_').filter(|&pos| (1..=4).contains(&pos) && pos + 1 < name.len()) };
     // The prefix of the first prefixed column is the only candidate worth counting in practice;
     // try the first two distinct ones to survive one odd column.
     let mut tried: Vec<&str> = Vec::new();
@@ -501,11 +616,7 @@ pub fn strip_prefix<'a>(name: &'a str, prefix: Option<&str>) -> &'a str {
 /// abbreviations expanded and stemmed (`c_acctbal` → account, balance; `o_custkey` → customer,
 /// key).
 pub fn column_words(name: &str, prefix: Option<&str>) -> Vec<String> {
-    words(strip_prefix(name, prefix))
-        .iter()
-        .flat_map(|w| segment(w))
-        .map(|w| stem(expand(&w)))
-        .collect()
+    words(strip_prefix(name, prefix)).iter().flat_map(|w| segment(w)).map(|w| stem(expand(&w))).collect()
 }
 
 /// The words of a table name, like [`column_words`] (`lineitem` → line, item).
@@ -547,7 +658,9 @@ pub fn term_score(q: &str, t: &str) -> f64 {
                 continue;
             }
             let (head, tail) = (&t[..cut], &t[cut..]);
-            if (bytes[0] == q.as_bytes()[0] && is_abbreviation(head, q)) || (tail.as_bytes()[0] == q.as_bytes()[0] && (tail == q || is_abbreviation(tail, q))) {
+            if (bytes[0] == q.as_bytes()[0] && is_abbreviation(head, q))
+                || (tail.as_bytes()[0] == q.as_bytes()[0] && (tail == q || is_abbreviation(tail, q)))
+            {
                 return 0.6;
             }
         }
@@ -563,10 +676,10 @@ const STOPWORDS: &[&str] = &[
     "a", "about", "all", "an", "and", "any", "are", "as", "at", "be", "been", "by", "can", "did", "do", "doe", "does",
     "each", "every", "for", "from", "give", "had", "has", "have", "how", "i", "in", "is", "it", "its", "list", "many",
     "me", "most", "much", "of", "on", "or", "our", "per", "please", "show", "than", "that", "the", "their", "there",
-    "these", "they", "this", "those", "to", "top", "was", "we", "were", "what", "when", "where", "which", "who", "whose",
-    "with", "within", "number", "count", "total", "average", "sum", "highest", "lowest", "largest", "smallest", "least",
-    "between", "during", "after", "before", "since", "until", "more", "less", "over", "under", "above", "below",
-    "greater", "fewer", "most", "into", "across", "ha", "get", "find", "tell", "name", "names",
+    "these", "they", "this", "those", "to", "top", "was", "we", "were", "what", "when", "where", "which", "who",
+    "whose", "with", "within", "number", "count", "total", "average", "sum", "highest", "lowest", "largest",
+    "smallest", "least", "between", "during", "after", "before", "since", "until", "more", "less", "over", "under",
+    "above", "below", "greater", "fewer", "most", "into", "across", "ha", "get", "find", "tell", "name", "names",
 ];
 
 /// Question terms for ranking: stemmed content words, with synonyms at lower weight.
@@ -710,8 +823,12 @@ pub struct JoinGraph {
 
 /// The key concept a column carries, if it is a key (`custkey`, `customer_id`, `id`).
 pub fn key_concept(table: &Table, column: &str, prefix: Option<&str>) -> Option<String> {
-    let lower_end = |suffix: &str| column.len() >= suffix.len() && column[column.len() - suffix.len()..].eq_ignore_ascii_case(suffix);
-    if !(lower_end("id") || lower_end("key") || lower_end("sk") || lower_end("fk")) || !column.is_char_boundary(column.len().saturating_sub(3)) {
+    let lower_end = |suffix: &str| {
+        column.len() >= suffix.len() && column[column.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+    };
+    if !(lower_end("id") || lower_end("key") || lower_end("sk") || lower_end("fk"))
+        || !column.is_char_boundary(column.len().saturating_sub(3))
+    {
         return None;
     }
     let stripped = strip_prefix(column, prefix);
@@ -747,7 +864,9 @@ fn owner_score(name: &str, concept: &str) -> u8 {
     }
     let flat = tc.replace('_', "");
     let cflat = concept.replace('_', "");
-    if tc.rsplit('_').next() == Some(concept) || is_abbreviation(&cflat, &flat) && !flat.contains('_') && segment(&flat).len() == 1 {
+    if tc.rsplit('_').next() == Some(concept)
+        || is_abbreviation(&cflat, &flat) && !flat.contains('_') && segment(&flat).len() == 1
+    {
         return 2;
     }
     0
@@ -805,7 +924,13 @@ impl JoinGraph {
                     }
                     for (t, col) in members {
                         if t != owner {
-                            g.add(JoinEdge { from: *t, from_column: col.clone(), to: *owner, to_column: owner_col.clone(), many_to_one: true });
+                            g.add(JoinEdge {
+                                from: *t,
+                                from_column: col.clone(),
+                                to: *owner,
+                                to_column: owner_col.clone(),
+                                many_to_one: true,
+                            });
                         }
                     }
                 }
@@ -813,7 +938,13 @@ impl JoinGraph {
                     for (a, (ta, ca)) in members.iter().enumerate() {
                         for (tb, cb) in &members[a + 1..] {
                             if ta != tb {
-                                g.add(JoinEdge { from: *ta, from_column: ca.clone(), to: *tb, to_column: cb.clone(), many_to_one: false });
+                                g.add(JoinEdge {
+                                    from: *ta,
+                                    from_column: ca.clone(),
+                                    to: *tb,
+                                    to_column: cb.clone(),
+                                    many_to_one: false,
+                                });
                             }
                         }
                     }
@@ -822,7 +953,8 @@ impl JoinGraph {
             }
         }
         // Declared references in comments: "references customer" / "foreign key to customer".
-        let by_name: HashMap<String, usize> = tables.iter().enumerate().map(|(i, t)| (t.name.to_ascii_lowercase(), i)).collect();
+        let by_name: HashMap<String, usize> =
+            tables.iter().enumerate().map(|(i, t)| (t.name.to_ascii_lowercase(), i)).collect();
         for (i, t) in tables.iter().enumerate() {
             for c in &t.columns {
                 let Some(comment) = c.comment.as_deref() else { continue };
@@ -835,10 +967,17 @@ impl JoinGraph {
                         .collect();
                     let target = target.rsplit('.').next().unwrap_or("").to_string();
                     if let Some(&j) = by_name.get(&target) {
-                        let to_col = g.primary_keys[j].clone().or_else(|| tables[j].columns.first().map(|c| c.name.clone()));
+                        let to_col =
+                            g.primary_keys[j].clone().or_else(|| tables[j].columns.first().map(|c| c.name.clone()));
                         if let (true, Some(to_col)) = (j != i, to_col) {
                             if !g.edges.iter().any(|e| e.from == i && e.to == j && e.from_column == c.name) {
-                                g.add(JoinEdge { from: i, from_column: c.name.clone(), to: j, to_column: to_col, many_to_one: true });
+                                g.add(JoinEdge {
+                                    from: i,
+                                    from_column: c.name.clone(),
+                                    to: j,
+                                    to_column: to_col,
+                                    many_to_one: true,
+                                });
                             }
                         }
                     }
@@ -878,6 +1017,18 @@ impl JoinGraph {
     /// The cheapest path (edge indexes, from the tree outwards) joining table `target` to any
     /// table of `tree`, at most `max_edges` long.
     pub fn path_to_tree(&self, tree: &[usize], target: usize, max_edges: usize) -> Option<Vec<usize>> {
+        self.path_to_tree_with(tree, target, max_edges, &|_| 0.0)
+    }
+
+    /// [`Self::path_to_tree`] where entering table `t` costs `bonus(t)` less (at most 0.5), so
+    /// that among equally short paths the one through tables the question hints at wins.
+    pub fn path_to_tree_with(
+        &self,
+        tree: &[usize],
+        target: usize,
+        max_edges: usize,
+        bonus: &dyn Fn(usize) -> f64,
+    ) -> Option<Vec<usize>> {
         if tree.contains(&target) {
             return Some(Vec::new());
         }
@@ -920,7 +1071,7 @@ impl JoinGraph {
                 continue;
             }
             for (o, k) in self.neighbours(t) {
-                let nd = d + self.cost(k, t);
+                let nd = d + self.cost(k, t) - bonus(o).clamp(0.0, 0.5);
                 if dist.get(&o).is_none_or(|x| nd < x.0) {
                     dist.insert(o, (nd, Some(k), hops + 1));
                     heap.push(State(nd, o));
@@ -994,9 +1145,18 @@ fn column_matches(c: &Column, prefix: Option<&str>, terms: &[&str]) -> bool {
         || terms.iter().any(|q| c.sample_values.iter().any(|v| words(v).iter().any(|w| stem(w) == *q)))
 }
 
-fn pack(tables: &[&Table], graph: &JoinGraph, must: &[usize], optional: &[usize], terms: &[&str], opts: &RetrieveOptions<'_>) -> Packed {
+fn pack(
+    tables: &[&Table],
+    graph: &JoinGraph,
+    must: &[usize],
+    optional: &[usize],
+    terms: &[&str],
+    opts: &RetrieveOptions<'_>,
+) -> Packed {
     let budget_chars = opts.max_tokens.max(1) * 4;
-    let joins_line = |e: &JoinEdge| format!("  - {}.{} = {}.{}\n", tables[e.from].name, e.from_column, tables[e.to].name, e.to_column);
+    let joins_line = |e: &JoinEdge| {
+        format!("  - {}.{} = {}.{}\n", tables[e.from].name, e.from_column, tables[e.to].name, e.to_column)
+    };
     let mut items: Vec<Item> = Vec::new();
     let mut used = 0usize;
     let mut included_header: HashSet<usize> = HashSet::new();
@@ -1012,17 +1172,30 @@ fn pack(tables: &[&Table], graph: &JoinGraph, must: &[usize], optional: &[usize]
         included_header.insert(t);
         let prefix = table_prefix(table);
         for (pos, (c, part)) in all_columns(table).enumerate() {
-            let essential = part || key_cols.contains(&(t, c.name.as_str())) || column_matches(c, prefix.as_deref(), terms);
+            let essential =
+                part || key_cols.contains(&(t, c.name.as_str())) || column_matches(c, prefix.as_deref(), terms);
             let line = column_line(c, part).len();
             if essential {
                 used += line;
                 included.insert((t, pos));
             } else {
-                items.push(Item { table: t, column: Some(pos), samples: false, priority: 60.0 - rank as f64 - pos as f64 * 0.01, chars: line });
+                items.push(Item {
+                    table: t,
+                    column: Some(pos),
+                    samples: false,
+                    priority: 60.0 - rank as f64 - pos as f64 * 0.01,
+                    chars: line,
+                });
             }
             if !c.sample_values.is_empty() && opts.sample_values {
                 let p = if essential { 70.0 } else { 59.0 } - rank as f64 - pos as f64 * 0.01;
-                items.push(Item { table: t, column: Some(pos), samples: true, priority: p, chars: samples_suffix(c).len() });
+                items.push(Item {
+                    table: t,
+                    column: Some(pos),
+                    samples: true,
+                    priority: p,
+                    chars: samples_suffix(c).len(),
+                });
             }
         }
     }
@@ -1057,9 +1230,21 @@ fn pack(tables: &[&Table], graph: &JoinGraph, must: &[usize], optional: &[usize]
             }
             let matched = column_matches(c, prefix.as_deref(), terms);
             let p = if matched { base - 0.005 } else { 20.0 - k as f64 * 0.01 - pos as f64 * 0.0001 };
-            items.push(Item { table: t, column: Some(pos), samples: false, priority: p, chars: column_line(c, part).len() });
+            items.push(Item {
+                table: t,
+                column: Some(pos),
+                samples: false,
+                priority: p,
+                chars: column_line(c, part).len(),
+            });
             if !c.sample_values.is_empty() && opts.sample_values {
-                items.push(Item { table: t, column: Some(pos), samples: true, priority: 5.0 - k as f64 * 0.01, chars: samples_suffix(c).len() });
+                items.push(Item {
+                    table: t,
+                    column: Some(pos),
+                    samples: true,
+                    priority: 5.0 - k as f64 * 0.01,
+                    chars: samples_suffix(c).len(),
+                });
             }
         }
     }
@@ -1112,7 +1297,10 @@ fn pack(tables: &[&Table], graph: &JoinGraph, must: &[usize], optional: &[usize]
     // Samples of columns added after their sample item was considered: one more pass.
     for item in &items {
         if let (Some(pos), true) = (item.column, item.samples) {
-            if included.contains(&(item.table, pos)) && !included_samples.contains(&(item.table, pos)) && used + item.chars + reserve <= budget_chars {
+            if included.contains(&(item.table, pos))
+                && !included_samples.contains(&(item.table, pos))
+                && used + item.chars + reserve <= budget_chars
+            {
                 used += item.chars;
                 included_samples.insert((item.table, pos));
             }
@@ -1187,7 +1375,12 @@ mod tests {
     }
 
     fn table(name: &str, cols: &[(&str, &str)]) -> Table {
-        Table { name: name.into(), columns: cols.iter().map(|(n, t)| col(n, t)).collect(), location: String::new(), ..Table::default() }
+        Table {
+            name: name.into(),
+            columns: cols.iter().map(|(n, t)| col(n, t)).collect(),
+            location: String::new(),
+            ..Table::default()
+        }
     }
 
     fn tpch() -> Vec<Table> {
@@ -1195,7 +1388,12 @@ mod tests {
         seg.sample_values = vec!["AUTOMOBILE".into(), "BUILDING".into(), "FURNITURE".into()];
         let mut customer = table(
             "customer",
-            &[("c_custkey", "BIGINT"), ("c_name", "VARCHAR"), ("c_nationkey", "BIGINT"), ("c_acctbal", "DECIMAL(15,2)")],
+            &[
+                ("c_custkey", "BIGINT"),
+                ("c_name", "VARCHAR"),
+                ("c_nationkey", "BIGINT"),
+                ("c_acctbal", "DECIMAL(15,2)"),
+            ],
         );
         customer.columns.push(seg);
         let mut rname = col("r_name", "VARCHAR");
@@ -1204,13 +1402,47 @@ mod tests {
         region.columns.push(rname);
         vec![
             customer,
-            table("lineitem", &[("l_orderkey", "BIGINT"), ("l_partkey", "BIGINT"), ("l_suppkey", "BIGINT"), ("l_extendedprice", "DECIMAL(15,2)"), ("l_discount", "DECIMAL(15,2)"), ("l_shipdate", "DATE")]),
+            table(
+                "lineitem",
+                &[
+                    ("l_orderkey", "BIGINT"),
+                    ("l_partkey", "BIGINT"),
+                    ("l_suppkey", "BIGINT"),
+                    ("l_extendedprice", "DECIMAL(15,2)"),
+                    ("l_discount", "DECIMAL(15,2)"),
+                    ("l_shipdate", "DATE"),
+                ],
+            ),
             table("nation", &[("n_nationkey", "BIGINT"), ("n_name", "VARCHAR"), ("n_regionkey", "BIGINT")]),
-            table("orders", &[("o_orderkey", "BIGINT"), ("o_custkey", "BIGINT"), ("o_totalprice", "DECIMAL(15,2)"), ("o_orderdate", "DATE")]),
+            table(
+                "orders",
+                &[
+                    ("o_orderkey", "BIGINT"),
+                    ("o_custkey", "BIGINT"),
+                    ("o_totalprice", "DECIMAL(15,2)"),
+                    ("o_orderdate", "DATE"),
+                ],
+            ),
             table("part", &[("p_partkey", "BIGINT"), ("p_name", "VARCHAR"), ("p_retailprice", "DECIMAL(15,2)")]),
-            table("partsupp", &[("ps_partkey", "BIGINT"), ("ps_suppkey", "BIGINT"), ("ps_availqty", "INT"), ("ps_supplycost", "DECIMAL(15,2)")]),
+            table(
+                "partsupp",
+                &[
+                    ("ps_partkey", "BIGINT"),
+                    ("ps_suppkey", "BIGINT"),
+                    ("ps_availqty", "INT"),
+                    ("ps_supplycost", "DECIMAL(15,2)"),
+                ],
+            ),
             region,
-            table("supplier", &[("s_suppkey", "BIGINT"), ("s_name", "VARCHAR"), ("s_nationkey", "BIGINT"), ("s_acctbal", "DECIMAL(15,2)")]),
+            table(
+                "supplier",
+                &[
+                    ("s_suppkey", "BIGINT"),
+                    ("s_name", "VARCHAR"),
+                    ("s_nationkey", "BIGINT"),
+                    ("s_acctbal", "DECIMAL(15,2)"),
+                ],
+            ),
         ]
     }
 
@@ -1225,7 +1457,18 @@ mod tests {
 
     #[test]
     fn stems_fold_plurals_and_verb_endings() {
-        for (w, s) in [("customers", "customer"), ("countries", "country"), ("boxes", "box"), ("status", "status"), ("shipped", "ship"), ("shipping", "ship"), ("ordered", "order"), ("class", "class"), ("nations", "nation")] {
+        for (w, s) in [
+            ("customers", "customer"),
+            ("countries", "country"),
+            ("supplied", "supply"),
+            ("boxes", "box"),
+            ("status", "status"),
+            ("shipped", "ship"),
+            ("shipping", "ship"),
+            ("ordered", "order"),
+            ("class", "class"),
+            ("nations", "nation"),
+        ] {
             assert_eq!(stem(w), s, "{w}");
         }
     }
@@ -1258,7 +1501,10 @@ mod tests {
         let t = tpch();
         assert_eq!(table_prefix(&t[0]).as_deref(), Some("c_"));
         assert_eq!(table_prefix(&t[5]).as_deref(), Some("ps_"));
-        assert_eq!(table_prefix(&table("events", &[("id", "BIGINT"), ("user_id", "BIGINT"), ("at", "TIMESTAMP")])), None);
+        assert_eq!(
+            table_prefix(&table("events", &[("id", "BIGINT"), ("user_id", "BIGINT"), ("at", "TIMESTAMP")])),
+            None
+        );
     }
 
     #[test]
@@ -1266,7 +1512,9 @@ mod tests {
         let t = tpch();
         let g = JoinGraph::build(&t);
         let has = |a: &str, ac: &str, b: &str, bc: &str| {
-            g.edges.iter().any(|e| t[e.from].name == a && e.from_column == ac && t[e.to].name == b && e.to_column == bc && e.many_to_one)
+            g.edges.iter().any(|e| {
+                t[e.from].name == a && e.from_column == ac && t[e.to].name == b && e.to_column == bc && e.many_to_one
+            })
         };
         assert!(has("orders", "o_custkey", "customer", "c_custkey"));
         assert!(has("customer", "c_nationkey", "nation", "n_nationkey"));
@@ -1285,7 +1533,10 @@ mod tests {
         ];
         let g2 = JoinGraph::build(&t2);
         assert_eq!(g2.edges.len(), 1);
-        assert_eq!((g2.edges[0].from, g2.edges[0].from_column.as_str(), g2.edges[0].to, g2.edges[0].to_column.as_str()), (1, "customer_id", 0, "id"));
+        assert_eq!(
+            (g2.edges[0].from, g2.edges[0].from_column.as_str(), g2.edges[0].to, g2.edges[0].to_column.as_str()),
+            (1, "customer_id", 0, "id")
+        );
     }
 
     #[test]
@@ -1296,7 +1547,9 @@ mod tests {
         ];
         t[1].columns[1].comment = Some("references accounts(acc_no)".into());
         let g = JoinGraph::build(&t);
-        assert!(g.edges.iter().any(|e| e.from == 1 && e.from_column == "owner" && e.to == 0 && e.to_column == "acc_no"));
+        assert!(
+            g.edges.iter().any(|e| e.from == 1 && e.from_column == "owner" && e.to == 0 && e.to_column == "acc_no")
+        );
     }
 
     #[test]
@@ -1330,9 +1583,17 @@ mod tests {
         let small = retrieve("account balance of customers in the BUILDING segment", &t, &[], 60);
         assert_eq!(small.tables[0].name, "customer");
         assert!(small.tokens <= 60, "{} tokens:\n{}", small.tokens, small.schema_text);
-        assert!(small.schema_text.contains("c_custkey") && small.schema_text.contains("c_acctbal"), "{}", small.schema_text);
+        assert!(
+            small.schema_text.contains("c_custkey") && small.schema_text.contains("c_acctbal"),
+            "{}",
+            small.schema_text
+        );
         assert!(small.tables.len() < 8);
-        let no_samples = retrieve_with("customers in ASIA", &t, &RetrieveOptions { allowed: &[], max_tokens: 6000, sample_values: false });
+        let no_samples = retrieve_with(
+            "customers in ASIA",
+            &t,
+            &RetrieveOptions { allowed: &[], max_tokens: 6000, sample_values: false },
+        );
         assert!(!no_samples.schema_text.contains("values include"));
         let core: Vec<&str> = no_samples.tables[..no_samples.core].iter().map(|t| t.name.as_str()).collect();
         assert!(core.contains(&"region"), "sample values still rank: {core:?}");
@@ -1342,11 +1603,62 @@ mod tests {
     /// plus six "gold" tables that a handful of questions need.
     fn synthetic(n: usize) -> Vec<Table> {
         const WORDS: &[&str] = &[
-            "audit", "metric", "session", "event", "log", "config", "campaign", "click", "device", "alert", "job", "task",
-            "queue", "cache", "token", "feature", "flag", "experiment", "variant", "score", "model", "label", "batch",
-            "run", "node", "cluster", "disk", "backup", "snapshot", "policy", "rule", "team", "member", "project",
-            "ticket", "comment", "review", "build", "deploy", "release", "page", "view", "search", "query", "report",
-            "dashboard", "widget", "theme", "locale", "currency", "tax", "fee", "coupon", "promo", "status", "amount",
+            "audit",
+            "metric",
+            "session",
+            "event",
+            "log",
+            "config",
+            "campaign",
+            "click",
+            "device",
+            "alert",
+            "job",
+            "task",
+            "queue",
+            "cache",
+            "token",
+            "feature",
+            "flag",
+            "experiment",
+            "variant",
+            "score",
+            "model",
+            "label",
+            "batch",
+            "run",
+            "node",
+            "cluster",
+            "disk",
+            "backup",
+            "snapshot",
+            "policy",
+            "rule",
+            "team",
+            "member",
+            "project",
+            "ticket",
+            "comment",
+            "review",
+            "build",
+            "deploy",
+            "release",
+            "page",
+            "view",
+            "search",
+            "query",
+            "report",
+            "dashboard",
+            "widget",
+            "theme",
+            "locale",
+            "currency",
+            "tax",
+            "fee",
+            "coupon",
+            "promo",
+            "status",
+            "amount",
         ];
         let mut seed: u64 = 0x5eed;
         let mut next = || {
@@ -1355,12 +1667,56 @@ mod tests {
         };
         let mut tables = Vec::with_capacity(n);
         let gold = vec![
-            table("customers", &[("id", "BIGINT"), ("customer_name", "VARCHAR"), ("segment", "VARCHAR"), ("country_code", "VARCHAR"), ("account_balance", "DECIMAL(12,2)")]),
-            table("invoices", &[("id", "BIGINT"), ("customer_id", "BIGINT"), ("issued_on", "DATE"), ("invoice_amount", "DECIMAL(12,2)"), ("status", "VARCHAR")]),
-            table("invoice_lines", &[("id", "BIGINT"), ("invoice_id", "BIGINT"), ("product_id", "BIGINT"), ("quantity", "INT"), ("unit_price", "DECIMAL(12,2)")]),
-            table("products", &[("id", "BIGINT"), ("product_name", "VARCHAR"), ("category", "VARCHAR"), ("list_price", "DECIMAL(12,2)")]),
+            table(
+                "customers",
+                &[
+                    ("id", "BIGINT"),
+                    ("customer_name", "VARCHAR"),
+                    ("segment", "VARCHAR"),
+                    ("country_code", "VARCHAR"),
+                    ("account_balance", "DECIMAL(12,2)"),
+                ],
+            ),
+            table(
+                "invoices",
+                &[
+                    ("id", "BIGINT"),
+                    ("customer_id", "BIGINT"),
+                    ("issued_on", "DATE"),
+                    ("invoice_amount", "DECIMAL(12,2)"),
+                    ("status", "VARCHAR"),
+                ],
+            ),
+            table(
+                "invoice_lines",
+                &[
+                    ("id", "BIGINT"),
+                    ("invoice_id", "BIGINT"),
+                    ("product_id", "BIGINT"),
+                    ("quantity", "INT"),
+                    ("unit_price", "DECIMAL(12,2)"),
+                ],
+            ),
+            table(
+                "products",
+                &[
+                    ("id", "BIGINT"),
+                    ("product_name", "VARCHAR"),
+                    ("category", "VARCHAR"),
+                    ("list_price", "DECIMAL(12,2)"),
+                ],
+            ),
             table("warehouses", &[("id", "BIGINT"), ("city", "VARCHAR"), ("capacity", "INT")]),
-            table("shipments", &[("id", "BIGINT"), ("warehouse_id", "BIGINT"), ("invoice_id", "BIGINT"), ("shipped_at", "TIMESTAMP"), ("carrier", "VARCHAR")]),
+            table(
+                "shipments",
+                &[
+                    ("id", "BIGINT"),
+                    ("warehouse_id", "BIGINT"),
+                    ("invoice_id", "BIGINT"),
+                    ("shipped_at", "TIMESTAMP"),
+                    ("carrier", "VARCHAR"),
+                ],
+            ),
         ];
         for i in 0..n - gold.len() {
             let a = WORDS[next() % WORDS.len()];
@@ -1394,7 +1750,10 @@ mod tests {
             ("What is the total invoice amount by customer segment?", &["invoices", "customers"]),
             ("Which products have the highest unit price on invoice lines?", &["products", "invoice_lines"]),
             ("How many shipments left each warehouse, by carrier?", &["shipments", "warehouses"]),
-            ("Total quantity of products shipped per warehouse city", &["products", "invoice_lines", "shipments", "warehouses"]),
+            (
+                "Total quantity of products shipped per warehouse city",
+                &["products", "invoice_lines", "shipments", "warehouses"],
+            ),
         ];
         let mut worst = std::time::Duration::ZERO;
         for (question, gold) in cases {
@@ -1407,17 +1766,32 @@ mod tests {
                 took = took.min(start.elapsed());
             }
             worst = worst.max(took);
-            assert!(r.tokens <= DEFAULT_MAX_SCHEMA_TOKENS, "{question}: {} tokens, core {}:\n{}", r.tokens, r.core, &r.schema_text[..3000.min(r.schema_text.len())]);
+            assert!(
+                r.tokens <= DEFAULT_MAX_SCHEMA_TOKENS,
+                "{question}: {} tokens, core {}:\n{}",
+                r.tokens,
+                r.core,
+                &r.schema_text[..3000.min(r.schema_text.len())]
+            );
             assert_eq!(estimate_tokens(&r.schema_text), r.tokens);
             for g in *gold {
-                assert!(r.schema_text.contains(&format!("table {g}\n")), "{question}: {g} missing from\n{}", r.schema_text);
-                assert!(r.tables[..r.core].iter().any(|t| t.name == *g), "{question}: {g} not in core {:?}", r.tables[..r.core].iter().map(|t| &t.name).collect::<Vec<_>>());
+                assert!(
+                    r.schema_text.contains(&format!("table {g}\n")),
+                    "{question}: {g} missing from\n{}",
+                    r.schema_text
+                );
+                assert!(
+                    r.tables[..r.core].iter().any(|t| t.name == *g),
+                    "{question}: {g} not in core {:?}",
+                    r.tables[..r.core].iter().map(|t| &t.name).collect::<Vec<_>>()
+                );
             }
             // The gold tables' join keys are shown.
             for g in *gold {
                 let t = catalog.iter().find(|t| t.name == *g).unwrap();
                 for c in t.columns.iter().filter(|c| c.name == "id" || c.name.ends_with("_id")) {
-                    let block = r.schema_text.split(&format!("table {g}\n")).nth(1).unwrap().split("\ntable ").next().unwrap();
+                    let block =
+                        r.schema_text.split(&format!("table {g}\n")).nth(1).unwrap().split("\ntable ").next().unwrap();
                     assert!(block.contains(&format!("  - {} ", c.name)), "{question}: {g}.{} not shown", c.name);
                 }
             }

@@ -190,7 +190,12 @@ fn norm(cell: &Option<String>) -> String {
 
 /// Whether `got` answers like `gold`: same number of rows, each gold column matched by a
 /// distinct generated column, rows equal as multisets (or in order when `ordered`).
-pub fn same_result(gold: &[Vec<Option<String>>], got: &[Vec<Option<String>>], ordered: bool, strict_columns: bool) -> Result<(), String> {
+pub fn same_result(
+    gold: &[Vec<Option<String>>],
+    got: &[Vec<Option<String>>],
+    ordered: bool,
+    strict_columns: bool,
+) -> Result<(), String> {
     if gold.len() != got.len() {
         return Err(format!("{} rows, expected {}", got.len(), gold.len()));
     }
@@ -243,7 +248,8 @@ pub fn same_result(gold: &[Vec<Option<String>>], got: &[Vec<Option<String>>], or
         false
     }
     let check = |mapping: &[usize]| -> bool {
-        let mut projected: Vec<Vec<String>> = got_n.iter().map(|r| mapping.iter().map(|&c| r[c].clone()).collect()).collect();
+        let mut projected: Vec<Vec<String>> =
+            got_n.iter().map(|r| mapping.iter().map(|&c| r[c].clone()).collect()).collect();
         if !ordered {
             projected.sort();
         }
@@ -267,16 +273,22 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
         if g.backend != "local" {
-            return Err(Exit::refused("eval runs gold and generated SQL on the local engine; use --backend local (the generator can still be bedrock or openai)"));
+            return Err(Exit::refused(
+                "eval runs gold and generated SQL on the local engine; use --backend local (the generator can still be bedrock or openai)",
+            ));
         }
         let min_accuracy = match self.min_accuracy {
-            Some(x) if !(0.0..=100.0).contains(&x) => return Err(Exit::usage("--min-accuracy must be a fraction (0.8) or a percentage (80)")),
+            Some(x) if !(0.0..=100.0).contains(&x) => {
+                return Err(Exit::usage("--min-accuracy must be a fraction (0.8) or a percentage (80)"));
+            }
             Some(x) if x > 1.0 => Some(x / 100.0),
             other => other,
         };
         let cases = load_cases(&self.file)?;
         let Some(generator) = self.generator.build(&g.backend).await? else {
-            return Err(Exit::refused("no SQL generator is configured (--generator none); pick offline, bedrock or openai"));
+            return Err(Exit::refused(
+                "no SQL generator is configured (--generator none); pick offline, bedrock or openai",
+            ));
         };
         let catalog = g.catalog().await?;
         let data_dir = g.data_dir();
@@ -300,7 +312,8 @@ impl Args {
                 history: vec![],
                 last_error: None,
             };
-            let (outcome, gen_ms) = generate_checked(generator.as_ref(), input, &known, &[], Some(&engine), self.max_attempts).await;
+            let (outcome, gen_ms) =
+                generate_checked(generator.as_ref(), input, &known, &[], Some(&engine), self.max_attempts).await;
             let mut result = CaseResult {
                 question: case.question.clone(),
                 database: db.clone(),
@@ -326,15 +339,17 @@ impl Args {
                     match (gold, got) {
                         (Err(e), _) => result.reason = Some(format!("gold SQL failed: {e}")),
                         (_, Err(e)) => result.reason = Some(format!("generated SQL failed: {e}")),
-                        (Ok((_, gold)), Ok((_, got))) => match same_result(&gold, &got, case.ordered, self.strict_columns) {
-                            Ok(()) => result.verdict = Verdict::Correct,
-                            Err(why) => {
-                                result.verdict = Verdict::Wrong;
-                                result.reason = Some(why);
-                                result.expected = Some(gold.into_iter().take(PREVIEW_ROWS).collect());
-                                result.got = Some(got.into_iter().take(PREVIEW_ROWS).collect());
+                        (Ok((_, gold)), Ok((_, got))) => {
+                            match same_result(&gold, &got, case.ordered, self.strict_columns) {
+                                Ok(()) => result.verdict = Verdict::Correct,
+                                Err(why) => {
+                                    result.verdict = Verdict::Wrong;
+                                    result.reason = Some(why);
+                                    result.expected = Some(gold.into_iter().take(PREVIEW_ROWS).collect());
+                                    result.got = Some(got.into_iter().take(PREVIEW_ROWS).collect());
+                                }
                             }
-                        },
+                        }
                     }
                 }
             }
@@ -358,7 +373,9 @@ impl Args {
             generation_p95_ms: percentile(&latencies, 0.95),
         };
         match self.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&Report { results: &results, summary: &summary })?),
+            Output::Json => {
+                println!("{}", serde_json::to_string_pretty(&Report { results: &results, summary: &summary })?)
+            }
             Output::Table => {
                 let rows: Vec<Vec<String>> = results
                     .iter()
@@ -407,7 +424,8 @@ impl Args {
 /// A scratch results directory for the engine (eval never writes results, but the engine
 /// wants somewhere to put them).
 fn tempfile_dir() -> anyhow::Result<TempDir> {
-    let path = std::env::temp_dir().join(format!("sqlctl-eval-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
+    let path =
+        std::env::temp_dir().join(format!("sqlctl-eval-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&path)?;
     Ok(TempDir(path))
 }
@@ -438,7 +456,10 @@ mod tests {
     fn results_compare_as_multisets_with_numeric_tolerance() {
         let gold = rows(&[&["ASIA", "12.5"], &["EUROPE", "3"]]);
         assert!(same_result(&gold, &rows(&[&["EUROPE", "3.0000"], &["ASIA", "12.50"]]), false, false).is_ok());
-        assert!(same_result(&gold, &rows(&[&["EUROPE", "3.0000"], &["ASIA", "12.50"]]), true, false).is_err(), "order matters when ordered");
+        assert!(
+            same_result(&gold, &rows(&[&["EUROPE", "3.0000"], &["ASIA", "12.50"]]), true, false).is_err(),
+            "order matters when ordered"
+        );
         assert!(same_result(&gold, &rows(&[&["ASIA", "12.5"]]), false, false).is_err());
         assert!(same_result(&gold, &rows(&[&["ASIA", "12.6"], &["EUROPE", "3"]]), false, false).is_err());
         // DECIMAL vs DOUBLE noise.

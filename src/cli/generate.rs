@@ -140,7 +140,10 @@ pub async fn generate_checked(
         }
     }
     let last = input.last_error.unwrap_or_else(|| "no usable SQL".into());
-    (Err(Failure::Failed(format!("no valid SQL after {} attempts; last error: {last}", max_attempts.max(1)))), generation_ms)
+    (
+        Err(Failure::Failed(format!("no valid SQL after {} attempts; last error: {last}", max_attempts.max(1)))),
+        generation_ms,
+    )
 }
 
 #[derive(Serialize)]
@@ -170,7 +173,9 @@ impl Args {
             None => g.default_engine(),
         };
         let Some(generator) = self.generator.build(&g.backend).await? else {
-            return Err(Exit::refused("no SQL generator is configured (--generator none); pick offline, bedrock or openai"));
+            return Err(Exit::refused(
+                "no SQL generator is configured (--generator none); pick offline, bedrock or openai",
+            ));
         };
         let catalog = g.catalog().await?;
         let tables = catalog.tables(&self.database).await?;
@@ -186,7 +191,8 @@ impl Args {
             last_error: None,
         };
         let (result, _) =
-            generate_checked(generator.as_ref(), input, &known, &self.tables, engine.as_deref(), self.max_attempts).await;
+            generate_checked(generator.as_ref(), input, &known, &self.tables, engine.as_deref(), self.max_attempts)
+                .await;
         let checked = match result {
             Ok(c) => c,
             Err(Failure::Declined(m)) => return Err(Exit::refused(format!("cannot answer: {m}"))),
@@ -235,7 +241,16 @@ mod tests {
         async fn generate(&self, input: &GenerateInput) -> Result<(SqlProposal, Option<(u64, u64)>), GenerateError> {
             self.seen_errors.lock().unwrap().push(input.last_error.clone());
             let next = self.answers.lock().unwrap().remove(0)?;
-            Ok((SqlProposal { sql: next.into(), explanation: String::new(), tables_used: vec![], confidence: 0.5, assumptions: vec![] }, None))
+            Ok((
+                SqlProposal {
+                    sql: next.into(),
+                    explanation: String::new(),
+                    tables_used: vec![],
+                    confidence: 0.5,
+                    assumptions: vec![],
+                },
+                None,
+            ))
         }
     }
 
@@ -252,7 +267,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_guard_refusal_goes_back_to_the_generator_once_per_attempt() {
-        let g = Scripted { answers: Mutex::new(vec![Ok("delete from orders"), Ok("select count(*) from orders")]), seen_errors: Mutex::default() };
+        let g = Scripted {
+            answers: Mutex::new(vec![Ok("delete from orders"), Ok("select count(*) from orders")]),
+            seen_errors: Mutex::default(),
+        };
         let known = vec!["orders".to_string()];
         let (r, _) = generate_checked(&g, input(), &known, &[], None, 3).await;
         let c = r.unwrap();
@@ -266,11 +284,17 @@ mod tests {
 
     #[tokio::test]
     async fn declines_and_exhausted_attempts_are_told_apart() {
-        let g = Scripted { answers: Mutex::new(vec![Err(GenerateError::CannotAnswer("no idea".into()))]), seen_errors: Mutex::default() };
+        let g = Scripted {
+            answers: Mutex::new(vec![Err(GenerateError::CannotAnswer("no idea".into()))]),
+            seen_errors: Mutex::default(),
+        };
         let (r, _) = generate_checked(&g, input(), &[], &[], None, 3).await;
         assert!(matches!(r, Err(Failure::Declined(m)) if m == "no idea"));
 
-        let g = Scripted { answers: Mutex::new(vec![Ok("select * from nope"), Ok("select * from nope")]), seen_errors: Mutex::default() };
+        let g = Scripted {
+            answers: Mutex::new(vec![Ok("select * from nope"), Ok("select * from nope")]),
+            seen_errors: Mutex::default(),
+        };
         let (r, _) = generate_checked(&g, input(), &["orders".to_string()], &[], None, 2).await;
         match r {
             Err(Failure::Failed(m)) => assert!(m.contains("after 2 attempts") && m.contains("does not exist"), "{m}"),

@@ -43,6 +43,12 @@ use crate::catalog::retrieve::{self, JoinGraph};
 /// `status.generated.model` for proposals made here.
 pub const MODEL: &str = "offline/v1";
 
+/// Catalogs up to this many tables are considered whole, without retrieval.
+const SMALL_CATALOG: usize = 40;
+
+/// Rows shown for "which customers have the highest …" when no number is given.
+const DEFAULT_PLURAL_LIMIT: usize = 10;
+
 /// Below this confidence the generator declines rather than propose SQL.
 const MIN_CONFIDENCE: f64 = 0.3;
 
@@ -88,16 +94,23 @@ impl OfflineGenerator {
             .cloned()
             .collect();
         if tables.is_empty() {
-            return Err(GenerateError::CannotAnswer(format!("database {} has no tables the request may read", input.database)));
+            return Err(GenerateError::CannotAnswer(format!(
+                "database {} has no tables the request may read",
+                input.database
+            )));
         }
         let mut text = question.to_string();
         for turn in &input.history {
             text.push(' ');
             text.push_str(&turn.feedback);
         }
-        // Retrieval only narrows big catalogs here; budget for a generous candidate set.
-        let r = retrieve::retrieve(&text, &tables, &[], self.max_schema_tokens.max(20_000));
-        let schema = Schema::new(&r.tables, &fix.bad_columns);
+        // Retrieval only narrows big catalogs (no prompt is built here); a small one is used whole.
+        let chosen = if tables.len() <= SMALL_CATALOG {
+            tables
+        } else {
+            retrieve::retrieve(&text, &tables, &[], self.max_schema_tokens.max(20_000)).tables
+        };
+        let schema = Schema::new(&chosen, &fix.bad_columns);
 
         let mut intent = interpret(&schema, question)?;
         for turn in &input.history {
@@ -132,6 +145,8 @@ impl OfflineGenerator {
         }
         let mut assumptions = intent.assumptions.clone();
         assumptions.extend(planned.assumptions);
+        let mut seen = HashSet::new();
+        assumptions.retain(|a| seen.insert(a.clone()));
         Ok(SqlProposal {
             sql: planned.sql,
             explanation: planned.explanation,
@@ -185,7 +200,11 @@ impl Correction {
         if let Some(pos) = lower.find("allowed tables (") {
             let rest = &lower[pos + "allowed tables (".len()..];
             let list = rest.split(')').next().unwrap_or("");
-            c.allowed = list.split(',').map(|s| s.trim().rsplit('.').next().unwrap_or("").to_string()).filter(|s| !s.is_empty()).collect();
+            c.allowed = list
+                .split(',')
+                .map(|s| s.trim().rsplit('.').next().unwrap_or("").to_string())
+                .filter(|s| !s.is_empty())
+                .collect();
         }
         if lower.contains("does not exist") {
             if let Some(name) = quoted_after(&lower, "table ") {
@@ -320,7 +339,10 @@ impl Schema {
     }
 
     fn cols(&self) -> impl Iterator<Item = (Col, &ColInfo)> {
-        self.tables.iter().enumerate().flat_map(|(t, ti)| ti.cols.iter().enumerate().map(move |(c, ci)| (Col { t, c }, ci)))
+        self.tables
+            .iter()
+            .enumerate()
+            .flat_map(|(t, ti)| ti.cols.iter().enumerate().map(move |(c, ci)| (Col { t, c }, ci)))
     }
 
     /// Join distance (edges) between two tables, if connected within 5 edges.
@@ -333,7 +355,12 @@ impl Schema {
 fn label_column(cols: &[ColInfo], table_words: &[String]) -> Option<usize> {
     let text = |c: &&ColInfo| c.kind == Kind::Text && !c.key;
     cols.iter()
-        .position(|c| text(&c) && (c.words == ["name"] || (c.words.last().is_some_and(|w| w == "name") && c.words[..c.words.len() - 1].iter().all(|w| table_words.contains(w)))))
+        .position(|c| {
+            text(&c)
+                && (c.words == ["name"]
+                    || (c.words.last().is_some_and(|w| w == "name")
+                        && c.words[..c.words.len() - 1].iter().all(|w| table_words.contains(w))))
+        })
         .or_else(|| cols.iter().position(|c| text(&c) && c.words.iter().any(|w| w == "name")))
         .or_else(|| cols.iter().position(|c| text(&c) && c.words.iter().any(|w| w == "title")))
 }
@@ -360,7 +387,10 @@ fn tokenize(text: &str) -> Vec<Tok> {
     let make = |raw: String, quoted: bool| -> Tok {
         let low = raw.to_lowercase();
         let cleaned: String = low.chars().filter(|c| *c != ',' && *c != '$').collect();
-        let num = if !quoted && cleaned.chars().all(|c| c.is_ascii_digit() || c == '.') && cleaned.chars().any(|c| c.is_ascii_digit()) {
+        let num = if !quoted
+            && cleaned.chars().all(|c| c.is_ascii_digit() || c == '.')
+            && cleaned.chars().any(|c| c.is_ascii_digit())
+        {
             cleaned.parse::<f64>().ok()
         } else {
             None
@@ -397,14 +427,21 @@ fn tokenize(text: &str) -> Vec<Tok> {
                 if d.is_alphanumeric() || d == '_' {
                     raw.push(d);
                     i += 1;
-                } else if matches!(d, '#' | '-' | '.' | ',' | '/' | ':') && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric()) {
+                } else if matches!(d, '#' | '-' | '.' | ',' | '/' | ':')
+                    && chars.get(i + 1).is_some_and(|n| n.is_alphanumeric())
+                {
                     // A comma only inside a number (400,000); the others between any two word characters.
-                    if d == ',' && !(raw.chars().last().is_some_and(|p| p.is_ascii_digit()) && chars[i + 1].is_ascii_digit()) {
+                    if d == ','
+                        && !(raw.chars().last().is_some_and(|p| p.is_ascii_digit()) && chars[i + 1].is_ascii_digit())
+                    {
                         break;
                     }
                     raw.push(d);
                     i += 1;
-                } else if (d == '\'' || d == '’') && chars.get(i + 1).is_some_and(|n| *n == 's' || *n == 'S') && !chars.get(i + 2).is_some_and(|n| n.is_alphanumeric()) {
+                } else if (d == '\'' || d == '’')
+                    && chars.get(i + 1).is_some_and(|n| *n == 's' || *n == 'S')
+                    && !chars.get(i + 2).is_some_and(|n| n.is_alphanumeric())
+                {
                     i += 2; // possessive
                     break;
                 } else {
@@ -421,20 +458,190 @@ fn tokenize(text: &str) -> Vec<Tok> {
 
 /// Words that carry no schema meaning of their own (never "not understood").
 const FILLER: &[&str] = &[
-    "a", "an", "the", "of", "in", "on", "at", "for", "to", "from", "with", "by", "per", "each", "every", "all", "any", "and",
-    "or", "is", "are", "was", "were", "be", "been", "being", "do", "does", "did", "has", "have", "had", "having", "there",
-    "their", "its", "it", "that", "this", "these", "those", "which", "what", "who", "whom", "whose", "how", "many", "much",
-    "me", "us", "we", "our", "i", "you", "please", "show", "list", "give", "find", "get", "tell", "display", "return",
-    "than", "as", "into", "overall", "currently", "ever", "exist", "only", "just", "instead", "rather", "use", "using",
-    "make", "them", "they", "also", "where", "when", "placed", "made", "recorded", "registered", "located", "based",
-    "belong", "belonging", "live", "come", "within", "altogether", "record", "row", "entry", "data", "table",
-    "information", "detail", "shipped", "received", "committed", "ordered", "bought", "purchased", "sold", "supplied",
-    "delivered", "created", "did", "can", "could", "would", "should", "will", "shall", "may", "might", "want", "need",
-    "know", "see", "compute", "calculate", "determine", "value", "amount", "figure", "result", "same", "so", "far",
-    "whole", "entire", "both", "either", "one", "ones", "time", "period", "date", "dates", "then", "again", "now", "let",
-    "group", "grouped", "broken", "down", "split", "sorted", "sort", "ordered", "rank", "ranked", "listed", "shown",
-    "included", "include", "including", "along", "together", "respective", "respectively", "appear", "appears",
-    "being", "got", "gets", "getting", "went", "go", "goes", "across", "over", "under", "between", "about",
+    "a",
+    "an",
+    "the",
+    "of",
+    "in",
+    "on",
+    "at",
+    "for",
+    "to",
+    "from",
+    "with",
+    "by",
+    "per",
+    "each",
+    "every",
+    "all",
+    "any",
+    "and",
+    "or",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "being",
+    "do",
+    "does",
+    "did",
+    "has",
+    "have",
+    "had",
+    "having",
+    "there",
+    "their",
+    "its",
+    "it",
+    "that",
+    "this",
+    "these",
+    "those",
+    "which",
+    "what",
+    "who",
+    "whom",
+    "whose",
+    "how",
+    "many",
+    "much",
+    "me",
+    "us",
+    "we",
+    "our",
+    "i",
+    "you",
+    "please",
+    "show",
+    "list",
+    "give",
+    "find",
+    "get",
+    "tell",
+    "display",
+    "return",
+    "than",
+    "as",
+    "into",
+    "overall",
+    "currently",
+    "ever",
+    "exist",
+    "only",
+    "just",
+    "instead",
+    "rather",
+    "use",
+    "using",
+    "make",
+    "them",
+    "they",
+    "also",
+    "where",
+    "when",
+    "placed",
+    "made",
+    "recorded",
+    "registered",
+    "located",
+    "based",
+    "belong",
+    "belonging",
+    "live",
+    "come",
+    "within",
+    "altogether",
+    "record",
+    "row",
+    "entry",
+    "data",
+    "table",
+    "information",
+    "detail",
+    "shipped",
+    "received",
+    "committed",
+    "ordered",
+    "bought",
+    "purchased",
+    "sold",
+    "supplied",
+    "delivered",
+    "created",
+    "did",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "shall",
+    "may",
+    "might",
+    "want",
+    "need",
+    "know",
+    "see",
+    "compute",
+    "calculate",
+    "determine",
+    "value",
+    "amount",
+    "figure",
+    "result",
+    "same",
+    "so",
+    "far",
+    "whole",
+    "entire",
+    "both",
+    "either",
+    "one",
+    "ones",
+    "time",
+    "period",
+    "date",
+    "dates",
+    "then",
+    "again",
+    "now",
+    "let",
+    "group",
+    "grouped",
+    "broken",
+    "down",
+    "split",
+    "sorted",
+    "sort",
+    "ordered",
+    "rank",
+    "ranked",
+    "listed",
+    "shown",
+    "included",
+    "include",
+    "including",
+    "along",
+    "together",
+    "respective",
+    "respectively",
+    "appear",
+    "appears",
+    "among",
+    "amongst",
+    "being",
+    "got",
+    "gets",
+    "getting",
+    "went",
+    "go",
+    "goes",
+    "across",
+    "over",
+    "under",
+    "between",
+    "about",
 ];
 
 fn is_filler(t: &Tok) -> bool {
@@ -636,16 +843,51 @@ struct Parse {
 
 fn number_word(w: &str) -> Option<usize> {
     const W: &[&str] = &[
-        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-        "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty",
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
     ];
     W.iter().position(|x| *x == w)
 }
 
 fn month_number(w: &str) -> Option<u32> {
-    const M: &[&str] = &["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"];
+    const M: &[&str] = &[
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+    ];
     const S: &[&str] = &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
-    M.iter().position(|m| *m == w).or_else(|| S.iter().position(|m| *m == w).filter(|_| w != "may" && w != "mar")).map(|i| i as u32 + 1)
+    M.iter()
+        .position(|m| *m == w)
+        .or_else(|| S.iter().position(|m| *m == w).filter(|_| w != "may" && w != "mar"))
+        .map(|i| i as u32 + 1)
 }
 
 fn iso_date(s: &str) -> Option<NaiveDate> {
@@ -730,7 +972,9 @@ fn parse(schema: &Schema, text: &str) -> Parse {
         for (w, what) in UNSUPPORTED {
             if w.contains(' ') {
                 let parts: Vec<&str> = w.split(' ').collect();
-                if (0..parts.len()).all(|k| p.low(i + k) == parts[k] || p.toks.get(i + k).is_some_and(|t| t.stem == parts[k])) {
+                if (0..parts.len())
+                    .all(|k| p.low(i + k) == parts[k] || p.toks.get(i + k).is_some_and(|t| t.stem == parts[k]))
+                {
                     p.unsupported.push(format!("{what} (\"{w}\")"));
                 }
             } else if low == *w || stem == *w {
@@ -742,6 +986,9 @@ fn parse(schema: &Schema, text: &str) -> Parse {
     // Values from the data before anything else claims their words.
     find_values(schema, &mut p);
     find_dates(&mut p);
+    // Column names of several words before cue words claim theirs ("total price" is a column,
+    // not a sum of prices).
+    find_compound_columns(schema, &mut p);
     find_cues(&mut p);
     find_numbers(&mut p);
     find_mentions(schema, &mut p);
@@ -753,7 +1000,10 @@ fn find_values(schema: &Schema, p: &mut Parse) {
     let n = p.toks.len();
     // Words the schema itself uses: a lower-case "ship" is the column word, not the value SHIP.
     let schema_word = |w: &str| -> bool {
-        schema.tables.iter().any(|t| t.words.iter().any(|x| x == w) || t.cols.iter().any(|c| c.words.iter().any(|x| x == w)))
+        schema
+            .tables
+            .iter()
+            .any(|t| t.words.iter().any(|x| x == w) || t.cols.iter().any(|c| c.words.iter().any(|x| x == w)))
     };
     let mut hits: Vec<ValueHit> = Vec::new();
     for (col, ci) in schema.cols() {
@@ -785,13 +1035,20 @@ fn find_values(schema: &Schema, p: &mut Parse) {
                     }
                     let quoted = k == 1 && p.toks[i].quoted;
                     let exact = (0..k).all(|j| p.toks[i + j].raw == vt.get(j).map(|t| t.raw.as_str()).unwrap_or(""));
-                    let upper = (0..k).all(|j| p.toks[i + j].raw.chars().any(|c| c.is_alphabetic()) && p.toks[i + j].raw == p.toks[i + j].raw.to_uppercase());
+                    let upper = (0..k).all(|j| {
+                        p.toks[i + j].raw.chars().any(|c| c.is_alphabetic())
+                            && p.toks[i + j].raw == p.toks[i + j].raw.to_uppercase()
+                    });
                     let text_len: usize = form.iter().map(|f| f.len()).sum();
-                    let col_named = ci.words.iter().any(|w| p.toks.iter().any(|t| retrieve::term_score(&t.stem, w) >= 0.8));
+                    let col_named =
+                        ci.words.iter().any(|w| p.toks.iter().any(|t| retrieve::term_score(&t.stem, w) >= 0.8));
                     let strong = quoted || exact || (core && upper);
                     let ok = if text_len <= 2 {
                         // Single letters ("F", "R") only when quoted or right after the column's name.
-                        quoted || (exact && i > 0 && ci.words.iter().any(|w| retrieve::term_score(&p.toks[i - 1].stem, w) >= 0.8))
+                        quoted
+                            || (exact
+                                && i > 0
+                                && ci.words.iter().any(|w| retrieve::term_score(&p.toks[i - 1].stem, w) >= 0.8))
                     } else if core {
                         upper || col_named
                     } else {
@@ -801,7 +1058,10 @@ fn find_values(schema: &Schema, p: &mut Parse) {
                         continue;
                     }
                     let value = v.clone();
-                    match hits.iter_mut().find(|h| h.start == i && h.end == i + k && h.value.eq_ignore_ascii_case(&value)) {
+                    match hits
+                        .iter_mut()
+                        .find(|h| h.start == i && h.end == i + k && h.value.eq_ignore_ascii_case(&value))
+                    {
                         Some(h) => {
                             if !h.cols.contains(&col) {
                                 h.cols.push(col);
@@ -927,7 +1187,9 @@ fn find_dates(p: &mut Parse) {
         // A bare point, or "1994 to 1996" / "1994-1996".
         if let Some((s, e, l)) = point(p, i) {
             let k = i + l;
-            if p.is(k, &["to", "through", "until", "and"]) && !p.is(i.wrapping_sub(1), &["in", "during"]) || p.is(k, &["to", "through", "until"]) {
+            if p.is(k, &["to", "through", "until", "and"]) && !p.is(i.wrapping_sub(1), &["in", "during"])
+                || p.is(k, &["to", "through", "until"])
+            {
                 if let Some((_, e2, l2)) = point(p, k + 1) {
                     p.dates.push(DateSpan { lo: Some(s), hi: Some(e2) });
                     p.take(i, k + 1 + l2);
@@ -1046,12 +1308,12 @@ fn find_cues(p: &mut Parse) {
                 i += len;
                 continue;
             }
-            "highest" | "largest" | "biggest" | "greatest" | "best" | "top" | "maximal" | "priciest" | "heaviest" | "longest"
-            | "lowest" | "smallest" | "fewest" | "bottom" | "worst" | "cheapest" | "minimal" | "lightest" | "shortest"
-            | "earliest" | "oldest" | "latest" | "newest" | "first" | "last" => {
+            "highest" | "largest" | "biggest" | "greatest" | "best" | "top" | "maximal" | "priciest" | "heaviest"
+            | "longest" | "lowest" | "smallest" | "fewest" | "bottom" | "worst" | "cheapest" | "minimal"
+            | "lightest" | "shortest" | "earliest" | "oldest" | "latest" | "newest" | "first" | "last" => {
                 let dir = match w.as_str() {
-                    "lowest" | "smallest" | "fewest" | "bottom" | "worst" | "cheapest" | "minimal" | "lightest" | "shortest"
-                    | "earliest" | "oldest" | "first" => Dir::Asc,
+                    "lowest" | "smallest" | "fewest" | "bottom" | "worst" | "cheapest" | "minimal" | "lightest"
+                    | "shortest" | "earliest" | "oldest" | "first" => Dir::Asc,
                     _ => Dir::Desc,
                 };
                 let implied = match w.as_str() {
@@ -1061,18 +1323,27 @@ fn find_cues(p: &mut Parse) {
                     _ => Implied::None,
                 };
                 // "first"/"last" only count as superlatives before a number or a date word.
-                if (w == "first" || w == "last") && !(p.toks.get(i + 1).is_some_and(|t| t.num.is_some() || number_word(&t.low).is_some())) {
+                if (w == "first" || w == "last")
+                    && !(p.toks.get(i + 1).is_some_and(|t| t.num.is_some() || number_word(&t.low).is_some()))
+                {
                     i += 1;
                     continue;
                 }
-                let implied = if (w == "first" || w == "last") && p.toks.get(i + 1).is_some_and(|t| t.num.is_some() || number_word(&t.low).is_some()) {
+                let implied = if (w == "first" || w == "last")
+                    && p.toks.get(i + 1).is_some_and(|t| t.num.is_some() || number_word(&t.low).is_some())
+                {
                     Implied::None
                 } else {
                     implied
                 };
                 p.sup.get_or_insert((dir, i + 1, implied));
                 p.take(i, i + 1);
-                if let Some(k) = p.toks.get(i + 1).and_then(|t| t.num.filter(|v| v.fract() == 0.0 && *v >= 1.0 && *v <= 10_000.0 && year_of(t).is_none()).map(|v| v as usize).or_else(|| number_word(&t.low))) {
+                if let Some(k) = p.toks.get(i + 1).and_then(|t| {
+                    t.num
+                        .filter(|v| v.fract() == 0.0 && *v >= 1.0 && *v <= 10_000.0 && year_of(t).is_none())
+                        .map(|v| v as usize)
+                        .or_else(|| number_word(&t.low))
+                }) {
                     if p.free(i + 1) {
                         p.limit = Some(k);
                         p.take(i + 1, i + 2);
@@ -1119,7 +1390,13 @@ fn find_cues(p: &mut Parse) {
                 let prev = if i > 0 { p.low(i - 1).to_string() } else { String::new() };
                 if matches!(prev.as_str(), "sorted" | "ordered" | "order" | "sort" | "ranked" | "rank") {
                     p.sort_cues.push(i + 1);
-                } else if matches!(prev.as_str(), "grouped" | "group" | "broken" | "down" | "split" | "segmented") || !(prev.ends_with("ed") || matches!(prev.as_str(), "made" | "sold" | "paid" | "placed" | "bought" | "held" | "owned" | "run")) {
+                } else if matches!(prev.as_str(), "grouped" | "group" | "broken" | "down" | "split" | "segmented")
+                    || !(prev.ends_with("ed")
+                        || matches!(
+                            prev.as_str(),
+                            "made" | "sold" | "paid" | "placed" | "bought" | "held" | "owned" | "run"
+                        ))
+                {
                     p.group_cues.push(i + 1);
                 }
                 p.take(i, i + 1);
@@ -1152,11 +1429,32 @@ fn find_cues(p: &mut Parse) {
         // Top N / N largest / the 5 customers: a free small integer or number word.
         if p.free(i) && p.limit.is_none() {
             let t = &p.toks[i];
-            let k = t.num.filter(|v| v.fract() == 0.0 && *v >= 1.0 && *v <= 10_000.0 && year_of(t).is_none()).map(|v| v as usize).or_else(|| number_word(&t.low).filter(|_| i > 0));
+            let k = t
+                .num
+                .filter(|v| v.fract() == 0.0 && *v >= 1.0 && *v <= 10_000.0 && year_of(t).is_none())
+                .map(|v| v as usize)
+                .or_else(|| number_word(&t.low).filter(|_| i > 0));
             let before = if i > 0 { p.low(i - 1).to_string() } else { String::new() };
             if let Some(k) = k {
-                if matches!(before.as_str(), "top" | "which" | "what" | "the" | "list" | "show" | "first" | "bottom" | "name" | "find" | "give" | "are" | "me" | "only" | "just" | "last")
-                    || p.toks.get(i + 1).is_some_and(|t| matches!(t.low.as_str(), "instead" | "rows" | "results"))
+                if matches!(
+                    before.as_str(),
+                    "top"
+                        | "which"
+                        | "what"
+                        | "the"
+                        | "list"
+                        | "show"
+                        | "first"
+                        | "bottom"
+                        | "name"
+                        | "find"
+                        | "give"
+                        | "are"
+                        | "me"
+                        | "only"
+                        | "just"
+                        | "last"
+                ) || p.toks.get(i + 1).is_some_and(|t| matches!(t.low.as_str(), "instead" | "rows" | "results"))
                     || i == 0
                 {
                     p.limit = Some(k);
@@ -1190,8 +1488,16 @@ fn find_numbers(p: &mut Parse) {
         let w = p.low(i).to_string();
         let next = p.low(i + 1).to_string();
         let (op, len) = match (w.as_str(), next.as_str()) {
-            ("more" | "greater" | "higher" | "larger" | "bigger" | "over" | "above" | "exceeding" | "exceeds" | "exceed", "than") => (Some(Op::Gt), 2),
-            ("more" | "greater" | "higher" | "larger" | "bigger" | "over" | "above" | "exceeding" | "exceeds" | "exceed", _) => (Some(Op::Gt), 1),
+            (
+                "more" | "greater" | "higher" | "larger" | "bigger" | "over" | "above" | "exceeding" | "exceeds"
+                | "exceed",
+                "than",
+            ) => (Some(Op::Gt), 2),
+            (
+                "more" | "greater" | "higher" | "larger" | "bigger" | "over" | "above" | "exceeding" | "exceeds"
+                | "exceed",
+                _,
+            ) => (Some(Op::Gt), 1),
             ("less" | "fewer" | "lower" | "smaller" | "below" | "under", "than") => (Some(Op::Lt), 2),
             ("less" | "fewer" | "lower" | "smaller" | "below" | "under", _) => (Some(Op::Lt), 1),
             ("at", "least") => (Some(Op::Ge), 2),
@@ -1207,7 +1513,13 @@ fn find_numbers(p: &mut Parse) {
                 if let Op::Between(_) = op {
                     if p.is(i + len + 1, &["and", "to"]) {
                         if let Some((v2, raw2)) = num_at(p, i + len + 2) {
-                            p.nums.push(NumHit { start: i, end: i + len + 3, op: Op::Between(v2), value: v, raw: format!("{raw} AND {raw2}") });
+                            p.nums.push(NumHit {
+                                start: i,
+                                end: i + len + 3,
+                                op: Op::Between(v2),
+                                value: v,
+                                raw: format!("{raw} AND {raw2}"),
+                            });
                             p.take(i, i + len + 3);
                             i += len + 3;
                             continue;
@@ -1220,6 +1532,14 @@ fn find_numbers(p: &mut Parse) {
                     continue;
                 }
             }
+        }
+        // "negative balance", "positive quantity": a comparison with zero.
+        if p.free(i) && (w == "negative" || w == "positive") {
+            let op = if w == "negative" { Op::Lt } else { Op::Gt };
+            p.nums.push(NumHit { start: i, end: i + 1, op, value: 0.0, raw: "0".into() });
+            p.take(i, i + 1);
+            i += 1;
+            continue;
         }
         // "size 15" / "of size 15": a bare number right after a column word is equality; decided
         // when mentions are known, so record it with Eq and let attachment judge.
@@ -1236,7 +1556,7 @@ fn find_numbers(p: &mut Parse) {
 fn pseudo_mention(stem: &str) -> Option<MentionKind> {
     match stem {
         "revenue" | "sale" | "turnover" | "income" | "earning" => Some(MentionKind::Revenue),
-        "spent" | "spend" | "paid" | "spending" | "pay" | "purchase" => Some(MentionKind::Money),
+        "spent" | "spend" | "paid" | "spending" | "pay" | "purchase" | "value" | "worth" => Some(MentionKind::Money),
         "year" => Some(MentionKind::DatePart(DatePart::Year)),
         "month" => Some(MentionKind::DatePart(DatePart::Month)),
         _ => None,
@@ -1277,8 +1597,15 @@ fn table_match(t: &TableInfo, phrase: &[&str]) -> f64 {
     if phrase.len() == 1 && t.words.len() == 1 && word_score(phrase[0], &t.words[0]) >= 0.8 {
         return word_score(phrase[0], &t.words[0]).min(0.95);
     }
-    if t.words.len() >= 2 && phrase.len() == t.words.len() && phrase.iter().zip(&t.words).all(|(q, w)| word_score(q, w) >= 0.8) {
+    if t.words.len() >= 2
+        && phrase.len() == t.words.len()
+        && phrase.iter().zip(&t.words).all(|(q, w)| word_score(q, w) >= 0.8)
+    {
         return 0.9;
+    }
+    // "items" for `lineitem`: the head word of a compound name.
+    if phrase.len() == 1 && t.words.len() >= 2 && t.words.last().is_some_and(|w| w == phrase[0]) {
+        return 0.8;
     }
     0.0
 }
@@ -1297,7 +1624,12 @@ fn column_match(t: &TableInfo, c: &ColInfo, phrase: &[&str]) -> f64 {
     let mut own = 0.0;
     let mut qualifier = 0;
     for q in phrase {
-        let best = c.words.iter().enumerate().map(|(k, w)| (k, word_score(q, w))).max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+        let best = c
+            .words
+            .iter()
+            .enumerate()
+            .map(|(k, w)| (k, word_score(q, w)))
+            .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
         match best {
             Some((k, s)) if s >= 0.7 => {
                 matched[k] = true;
@@ -1327,12 +1659,60 @@ fn column_match(t: &TableInfo, c: &ColInfo, phrase: &[&str]) -> f64 {
     coverage + own / phrase.len() as f64 * 0.5 + 0.3 * (phrase.len() - qualifier) as f64 + 0.1 * qualifier as f64
 }
 
+/// Multi-word phrases that name every word of a column (`total price` ↔ `o_totalprice`).
+fn find_compound_columns(schema: &Schema, p: &mut Parse) {
+    let n = p.toks.len();
+    let mut i = 0;
+    while i + 1 < n {
+        let mut advanced = false;
+        for len in (2..=3).rev() {
+            if i + len > n
+                || (i..i + len).any(|j| {
+                    p.used[j]
+                        || p.toks[j].num.is_some()
+                        || p.toks[j].quoted
+                        || (is_filler(&p.toks[j]) && !is_schema_filler(schema, &p.toks[j]))
+                })
+            {
+                continue;
+            }
+            let phrase: Vec<&str> = (i..i + len).map(|j| p.toks[j].stem.as_str()).collect();
+            // Every phrase word must be a word of the column itself (no table qualifiers here).
+            let mut cols: Vec<(Col, f64)> = schema
+                .cols()
+                .filter(|(_, ci)| !ci.key && !ci.banned && ci.words.len() == len)
+                .filter(|(_, ci)| phrase.iter().zip(&ci.words).all(|(q, w)| word_score(q, w) >= 0.8))
+                .map(|(col, ci)| (col, column_match(&schema.tables[col.t], ci, &phrase)))
+                .filter(|(_, s)| *s > 0.0)
+                .collect();
+            if cols.is_empty() {
+                continue;
+            }
+            cols.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+            p.mentions.push(Mention { start: i, end: i + len, kind: MentionKind::Columns(cols) });
+            p.take(i, i + len);
+            i += len;
+            advanced = true;
+            break;
+        }
+        if !advanced {
+            i += 1;
+        }
+    }
+}
+
 /// Mentions of tables and columns: longest windows of up to three free words first.
 fn find_mentions(schema: &Schema, p: &mut Parse) {
     let n = p.toks.len();
     let mut i = 0;
     while i < n {
-        if p.used[i] || p.toks[i].num.is_some() || p.toks[i].quoted || (is_filler(&p.toks[i]) && pseudo_mention(&p.toks[i].stem).is_none() && !is_schema_filler(schema, &p.toks[i])) {
+        if p.used[i]
+            || p.toks[i].num.is_some()
+            || p.toks[i].quoted
+            || (is_filler(&p.toks[i])
+                && pseudo_mention(&p.toks[i].stem).is_none()
+                && !is_schema_filler(schema, &p.toks[i]))
+        {
             i += 1;
             continue;
         }
@@ -1363,7 +1743,15 @@ fn find_mentions(schema: &Schema, p: &mut Parse) {
                 cols.retain(|c| c.1 >= best - 0.25);
             }
             // A table named outright beats a column that only shares a word with it.
-            let table_wins = best_table.is_some_and(|(_, ts)| cols.first().is_none_or(|(c, cs)| ts >= 0.9 && (*cs < 1.6 || schema.col(*c).words.len() == 1 && len == 1 && !schema.col(*c).words.iter().any(|w| w == phrase[0]))));
+            let table_wins = best_table.is_some_and(|(_, ts)| {
+                cols.first().is_none_or(|(c, cs)| {
+                    ts >= 0.9
+                        && (*cs < 1.6
+                            || schema.col(*c).words.len() == 1
+                                && len == 1
+                                && !schema.col(*c).words.iter().any(|w| w == phrase[0]))
+                })
+            });
             if let (true, Some((t, _))) = (table_wins, best_table) {
                 found = Some((len, MentionKind::Table(t)));
                 break;
@@ -1394,7 +1782,8 @@ fn find_mentions(schema: &Schema, p: &mut Parse) {
 /// A filler word that is also a column word of this schema ("date", "value" …) may still be a
 /// mention.
 fn is_schema_filler(schema: &Schema, t: &Tok) -> bool {
-    matches!(t.stem.as_str(), "date" | "value" | "amount" | "time" | "number" | "name") && schema.cols().any(|(_, c)| !c.key && c.words.iter().any(|w| *w == t.stem))
+    matches!(t.stem.as_str(), "date" | "value" | "amount" | "time" | "number" | "name")
+        && schema.cols().any(|(_, c)| !c.key && c.words.iter().any(|w| *w == t.stem))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1405,7 +1794,10 @@ fn is_schema_filler(schema: &Schema, t: &Tok) -> bool {
 enum Measure {
     Column(Col),
     /// price × (1 − discount), summed.
-    Revenue { price: Col, discount: Option<Col> },
+    Revenue {
+        price: Col,
+        discount: Option<Col>,
+    },
     /// COUNT(*) of a table's rows.
     Rows(usize),
     /// COUNT(DISTINCT col).
@@ -1441,11 +1833,26 @@ impl Group {
 
 #[derive(Clone, Debug, PartialEq)]
 enum Filter {
-    Values { col: Col, values: Vec<String>, weak: bool },
-    Dates { col: Col, span: DateSpan },
-    Compare { col: Col, op: Op, raw: String },
+    Values {
+        col: Col,
+        values: Vec<String>,
+        weak: bool,
+    },
+    Dates {
+        col: Col,
+        span: DateSpan,
+    },
+    Compare {
+        col: Col,
+        op: Op,
+        raw: String,
+    },
     /// The subject's rows with `op value` rows of `child`.
-    HavingCount { child: usize, op: Op, raw: String },
+    HavingCount {
+        child: usize,
+        op: Op,
+        raw: String,
+    },
 }
 
 impl Filter {
@@ -1482,6 +1889,8 @@ struct Intent {
     show: Vec<Col>,
     /// Tables the text named, joined when they can be reached without multiplying rows.
     named: Vec<usize>,
+    /// Tables whose column names the text uses: preferred among equally short join paths.
+    hints: Vec<usize>,
     assumptions: Vec<String>,
     doubts: Vec<String>,
     penalty: f64,
@@ -1522,21 +1931,33 @@ fn is_measure_mention(schema: &Schema, m: &Mention) -> bool {
 
 fn text_cols(schema: &Schema, m: &Mention) -> Vec<(Col, f64)> {
     match &m.kind {
-        MentionKind::Columns(cs) => cs.iter().filter(|(c, _)| matches!(schema.col(*c).kind, Kind::Text | Kind::Other | Kind::Number) && !schema.col(*c).key).cloned().collect(),
+        MentionKind::Columns(cs) => cs
+            .iter()
+            .filter(|(c, _)| matches!(schema.col(*c).kind, Kind::Text | Kind::Other) && !schema.col(*c).key)
+            .cloned()
+            .collect(),
         _ => Vec::new(),
     }
 }
 
 fn date_cols(schema: &Schema, m: &Mention) -> Vec<(Col, f64)> {
     match &m.kind {
-        MentionKind::Columns(cs) => cs.iter().filter(|(c, _)| matches!(schema.col(*c).kind, Kind::Date | Kind::Timestamp)).cloned().collect(),
+        MentionKind::Columns(cs) => {
+            cs.iter().filter(|(c, _)| matches!(schema.col(*c).kind, Kind::Date | Kind::Timestamp)).cloned().collect()
+        }
         _ => Vec::new(),
     }
 }
 
 /// Picks among candidate columns by context: tables the question names or the subject, then
 /// join distance; says when it guessed.
-fn choose(schema: &Schema, cands: &[(Col, f64)], context: &[usize], what: &str, intent_doubts: &mut Vec<(f64, String)>) -> Option<Col> {
+fn choose(
+    schema: &Schema,
+    cands: &[(Col, f64)],
+    context: &[usize],
+    what: &str,
+    intent_doubts: &mut Vec<(f64, String)>,
+) -> Option<Col> {
     let best = cands.first()?.1;
     let top: Vec<Col> = cands.iter().filter(|(_, s)| *s >= best - 1e-9).map(|(c, _)| *c).collect();
     if top.len() == 1 {
@@ -1550,7 +1971,10 @@ fn choose(schema: &Schema, cands: &[(Col, f64)], context: &[usize], what: &str, 
     let mut sorted = top.clone();
     sorted.sort_by_key(|c| rank(c));
     if rank(&sorted[0]) == rank(&sorted[1]) {
-        intent_doubts.push((0.15, format!("{what} could be {} or {}", qual_name(schema, sorted[0]), qual_name(schema, sorted[1]))));
+        intent_doubts.push((
+            0.15,
+            format!("{what} could be {} or {}", qual_name(schema, sorted[0]), qual_name(schema, sorted[1])),
+        ));
     }
     Some(sorted[0])
 }
@@ -1580,14 +2004,21 @@ fn money_score(c: &ColInfo) -> f64 {
 fn revenue_measure(schema: &Schema, near: &[usize]) -> Option<(Measure, String)> {
     let mut best: Option<(f64, Measure, String)> = None;
     for (t, ti) in schema.tables.iter().enumerate() {
-        let discount = ti.cols.iter().position(|c| c.kind == Kind::Number && c.words.iter().any(|w| w == "discount")).map(|c| Col { t, c });
+        let discount = ti
+            .cols
+            .iter()
+            .position(|c| c.kind == Kind::Number && c.words.iter().any(|w| w == "discount"))
+            .map(|c| Col { t, c });
         for (c, ci) in ti.cols.iter().enumerate() {
             let m = money_score(ci);
             if m <= 0.0 || ci.words.iter().any(|w| w == "discount" || w == "balance" || w == "cost") {
                 continue;
             }
             let dist = near.iter().filter_map(|n| schema.distance(*n, t)).min().unwrap_or(3) as f64;
-            let score = m + if discount.is_some() { 1.0 } else { 0.0 } + if ci.words.iter().any(|w| w == "extend" || w == "net" || w == "revenue") { 0.5 } else { 0.0 } - 0.2 * dist;
+            let score = m
+                + if discount.is_some() { 1.0 } else { 0.0 }
+                + if ci.words.iter().any(|w| w == "extend" || w == "net" || w == "revenue") { 0.5 } else { 0.0 }
+                - 0.2 * dist;
             if best.as_ref().is_none_or(|b| score > b.0) {
                 let col = Col { t, c };
                 let desc = match discount {
@@ -1602,16 +2033,21 @@ fn revenue_measure(schema: &Schema, near: &[usize]) -> Option<(Measure, String)>
 }
 
 /// A money column for "spent"/"paid": preferably in a table that references `subject`.
-fn money_measure(schema: &Schema, subject: Option<usize>) -> Option<Col> {
+fn money_measure(schema: &Schema, subject: Option<usize>, named: &[usize]) -> Option<Col> {
     let mut best: Option<(f64, Col)> = None;
     for (col, ci) in schema.cols() {
         let m = money_score(ci);
         if m <= 0.0 || ci.words.iter().any(|w| w == "balance" || w == "discount") {
             continue;
         }
+        // "customers spent": money in a table that references the subject, one join away;
+        // "order value": money in a table the text names.
         let dist = subject.and_then(|s| schema.distance(s, col.t)).unwrap_or(3) as f64;
         let own = if Some(col.t) == subject { 1.0 } else { 0.0 };
-        let score = m - 0.4 * (dist - 1.0).abs() - 0.6 * own + if ci.words.iter().any(|w| w == "total") { 0.3 } else { 0.0 };
+        let mentioned = if named.contains(&col.t) && Some(col.t) != subject { 1.0 } else { 0.0 };
+        let score = m - 0.4 * (dist - 1.0).abs() - 0.6 * own
+            + mentioned
+            + if ci.words.iter().any(|w| w == "total") { 0.3 } else { 0.0 };
         if best.is_none_or(|b| score > b.0) {
             best = Some((score, col));
         }
@@ -1623,18 +2059,45 @@ fn money_measure(schema: &Schema, subject: Option<usize>) -> Option<Col> {
 fn implied_column(schema: &Schema, t: usize, implied: Implied) -> Option<Col> {
     let ti = &schema.tables[t];
     let pick = |f: &dyn Fn(&ColInfo) -> f64| -> Option<Col> {
-        ti.cols.iter().enumerate().map(|(c, ci)| (c, f(ci))).filter(|(_, s)| *s > 0.0).max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal)).map(|(c, _)| Col { t, c })
+        ti.cols
+            .iter()
+            .enumerate()
+            .map(|(c, ci)| (c, f(ci)))
+            .filter(|(_, s)| *s > 0.0)
+            .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal))
+            .map(|(c, _)| Col { t, c })
     };
     match implied {
-        Implied::Price => pick(&|c| if c.kind == Kind::Number && c.words.iter().any(|w| w == "price" || w == "cost") { 1.0 } else { money_score(c) * 0.5 }),
-        Implied::Size => pick(&|c| if c.kind == Kind::Number && c.words.iter().any(|w| w == "size") { 1.0 } else { 0.0 }).or_else(|| pick(&|c| money_score(c) * 0.5)),
-        Implied::Date => pick(&|c| if matches!(c.kind, Kind::Date | Kind::Timestamp) { 1.0 + if c.words.iter().any(|w| ti.words.contains(w)) { 0.5 } else { 0.0 } } else { 0.0 }),
+        Implied::Price => pick(&|c| {
+            if c.kind == Kind::Number && c.words.iter().any(|w| w == "price" || w == "cost") {
+                1.0
+            } else {
+                money_score(c) * 0.5
+            }
+        }),
+        Implied::Size => {
+            pick(&|c| if c.kind == Kind::Number && c.words.iter().any(|w| w == "size") { 1.0 } else { 0.0 })
+                .or_else(|| pick(&|c| money_score(c) * 0.5))
+        }
+        Implied::Date => pick(&|c| {
+            if matches!(c.kind, Kind::Date | Kind::Timestamp) {
+                1.0 + if c.words.iter().any(|w| ti.words.contains(w)) { 0.5 } else { 0.0 }
+            } else {
+                0.0
+            }
+        }),
         Implied::None | Implied::Frequency => None,
     }
 }
 
 /// The date column a date filter or a year group applies to.
-fn date_column(schema: &Schema, p: &Parse, root: usize, context: &[usize], doubts: &mut Vec<(f64, String)>) -> Option<(Col, Option<String>)> {
+fn date_column(
+    schema: &Schema,
+    p: &Parse,
+    root: usize,
+    context: &[usize],
+    doubts: &mut Vec<(f64, String)>,
+) -> Option<(Col, Option<String>)> {
     // Explicit date-column mentions win.
     for m in &p.mentions {
         let ds = date_cols(schema, m);
@@ -1644,7 +2107,17 @@ fn date_column(schema: &Schema, p: &Parse, root: usize, context: &[usize], doubt
             return choose(schema, &ds, &ctx, "the date", doubts).map(|c| (c, None));
         }
     }
-    const VERBS: &[(&str, &str)] = &[("receiv", "receipt"), ("deliver", "receipt"), ("commit", "commit"), ("ship", "ship"), ("order", "order"), ("creat", "create"), ("updat", "update"), ("hire", "hire"), ("birth", "birth")];
+    const VERBS: &[(&str, &str)] = &[
+        ("receiv", "receipt"),
+        ("deliver", "receipt"),
+        ("commit", "commit"),
+        ("ship", "ship"),
+        ("order", "order"),
+        ("creat", "create"),
+        ("updat", "update"),
+        ("hire", "hire"),
+        ("birth", "birth"),
+    ];
     let hints: Vec<String> = p
         .toks
         .iter()
@@ -1676,7 +2149,10 @@ fn date_column(schema: &Schema, p: &Parse, root: usize, context: &[usize], doubt
     let (s, col) = *cands.first()?;
     let note = if cands.len() > 1 {
         if cands[1].0 >= s - 0.6 {
-            doubts.push((0.1, format!("the date could be {} or {}", qual_name(schema, col), qual_name(schema, cands[1].1))));
+            doubts.push((
+                0.1,
+                format!("the date could be {} or {}", qual_name(schema, col), qual_name(schema, cands[1].1)),
+            ));
         }
         Some(format!("dates refer to {}", qual_name(schema, col)))
     } else {
@@ -1685,21 +2161,100 @@ fn date_column(schema: &Schema, p: &Parse, root: usize, context: &[usize], doubt
     Some((col, note))
 }
 
+/// Follows "customer region"-style compounds: a table mention directly followed by a mention
+/// of a table it references names the latter (the customer's region). Returns the last mention
+/// and the tables passed on the way (they shape the join path).
+fn compound<'a>(schema: &Schema, p: &'a Parse, mut m: &'a Mention) -> (&'a Mention, Vec<usize>) {
+    let mut via = Vec::new();
+    while let (MentionKind::Table(t), Some(next)) = (&m.kind, p.mention_at(m.end)) {
+        let refers = match next.kind {
+            MentionKind::Table(t2) => schema
+                .graph
+                .path_to_tree(&[*t], t2, 4)
+                .is_some_and(|path| walk(schema, &[*t], &path).iter().all(|s| !s.fans_out)),
+            _ => false,
+        };
+        if !refers {
+            break;
+        }
+        via.push(*t);
+        m = next;
+    }
+    (m, via)
+}
+
+/// What a by/per/each cue groups by: the next mention, unless a count or aggregate cue, a
+/// value or a number comes first ("by number of line items" ranks, it does not group).
+fn group_after(p: &Parse, i: usize) -> Option<&Mention> {
+    let mut j = i;
+    while j < p.toks.len() && j < i + 4 {
+        if let Some(m) = p.mention_at(j) {
+            return Some(m);
+        }
+        if p.value_at(j).is_some() {
+            return None;
+        }
+        let t = &p.toks[j];
+        if p.used[j] && !is_filler(t) {
+            return None;
+        }
+        j += 1;
+    }
+    None
+}
+
+/// What a "which/list/top N" cue asks for: the next table or text-column mention, skipping
+/// filler, numbers and superlatives; `None` when an aggregate or count cue comes first ("what is
+/// the average …") or the next mention is a measure.
+fn focus_after<'a>(schema: &Schema, p: &'a Parse, i: usize) -> Option<&'a Mention> {
+    let mut j = i;
+    let mut skipped = 0;
+    while j < p.toks.len() && skipped <= 4 {
+        if let Some(m) = p.mention_at(j) {
+            return match &m.kind {
+                MentionKind::Table(_) => Some(m),
+                MentionKind::Columns(_) if !text_cols(schema, m).is_empty() => Some(m),
+                _ => None,
+            };
+        }
+        if p.value_at(j).is_some() {
+            return None;
+        }
+        let t = &p.toks[j];
+        let sup_word = p.sup.is_some_and(|(_, end, _)| j < end && j + 2 >= end);
+        if p.used[j] && !is_filler(t) && t.num.is_none() && !sup_word {
+            return None; // a count or aggregate cue
+        }
+        j += 1;
+        skipped += 1;
+    }
+    None
+}
+
 fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
     let p = parse(schema, question);
     if let Some(u) = p.unsupported.first() {
-        return Err(GenerateError::CannotAnswer(format!("the offline generator does not handle {u}; try a model-backed generator (--generator bedrock or openai)")));
+        return Err(GenerateError::CannotAnswer(format!(
+            "the offline generator does not handle {u}; try a model-backed generator (--generator bedrock or openai)"
+        )));
     }
     let mut doubts: Vec<(f64, String)> = Vec::new();
     let mut assumptions: Vec<String> = Vec::new();
 
-    let named: Vec<usize> = p.mentions.iter().filter_map(|m| if let MentionKind::Table(t) = m.kind { Some(t) } else { None }).collect();
+    let named: Vec<usize> =
+        p.mentions.iter().filter_map(|m| if let MentionKind::Table(t) = m.kind { Some(t) } else { None }).collect();
 
     // Focus: what "which/list/top N" asks for.
-    let focus: Option<&Mention> = p.focus_cues.iter().chain(p.limit.iter().map(|_| &0usize).filter(|_| false)).find_map(|&i| p.mention_after(i, 3));
+    let focus: Option<&Mention> = p.focus_cues.iter().find_map(|&i| focus_after(schema, &p, i));
     let focus = focus.or_else(|| {
-        // "top 5 customers", "the 3 largest orders": the first mention after the limit number.
-        p.limit.and_then(|_| p.mentions.iter().find(|m| matches!(m.kind, MentionKind::Table(_))))
+        // "top 5 customers", "the 3 largest orders": what follows the superlative.
+        p.sup.and_then(|(_, i, _)| focus_after(schema, &p, i))
+    });
+    let mut via: Vec<usize> = Vec::new();
+    let focus = focus.map(|m| {
+        let (m, passed) = compound(schema, &p, m);
+        via.extend(passed);
+        m
     });
     let focus_table = focus.and_then(|m| if let MentionKind::Table(t) = m.kind { Some(t) } else { None });
     let focus_col = focus.and_then(|m| text_cols(schema, m).first().map(|c| c.0)).filter(|_| focus_table.is_none());
@@ -1709,15 +2264,36 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
     let mut rank_measure: Option<&Mention> = None;
     let mut group_mentions: Vec<usize> = Vec::new();
     let mut pending_parts: Vec<DatePart> = Vec::new();
-    for &g in &p.group_cues {
-        let Some(m) = p.mention_after(g, 3) else { continue };
-        if group_mentions.contains(&m.start) {
+    let mut cues: Vec<usize> = p.group_cues.clone();
+    let mut k = 0;
+    while k < cues.len() {
+        let g = cues[k];
+        k += 1;
+        let Some(first) = group_after(&p, g) else { continue };
+        if group_mentions.contains(&first.start) {
             continue;
         }
+        // "per customer region": the region of the customer; the customer shapes the join path.
+        let (m, passed) = compound(schema, &p, first);
+        if !passed.is_empty() {
+            group_mentions.push(first.start);
+            via.extend(passed);
+        }
+        // "by return flag and line status": both.
+        if p.is(m.end, &["and"]) {
+            cues.push(m.end + 1);
+        }
+        let numeric_group = p.count.is_some()
+            || p.aggs.iter().any(|(_, i)| p.mention_after(*i, 3).is_some_and(|mm| mm.start != m.start));
         match &m.kind {
             MentionKind::Table(t) => groups.push(Group::Entity(*t)),
             MentionKind::DatePart(part) => pending_parts.push(*part),
-            MentionKind::Columns(_) if is_measure_mention(schema, m) && text_cols(schema, m).iter().all(|(c, _)| schema.col(*c).kind == Kind::Number) => {
+            MentionKind::Columns(_)
+                if is_measure_mention(schema, m)
+                    && text_cols(schema, m).is_empty()
+                    && date_cols(schema, m).is_empty()
+                    && !numeric_group =>
+            {
                 rank_measure = Some(m);
             }
             MentionKind::Columns(cs) => {
@@ -1741,26 +2317,60 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
     }
 
     // The measure: after an aggregate cue or a superlative, else "by <measure>", else any.
-    let cue_pos: Vec<usize> = p.aggs.iter().map(|a| a.1).chain(p.sup.iter().map(|s| s.1)).chain(p.count.iter().copied()).collect();
+    let cue_pos: Vec<usize> =
+        p.aggs.iter().map(|a| a.1).chain(p.sup.iter().map(|s| s.1)).chain(p.count.iter().copied()).collect();
     let measure_mention: Option<&Mention> = cue_pos
         .iter()
         .filter_map(|&i| p.mention_after(i, 3))
-        .find(|m| is_measure_mention(schema, m) || (matches!(m.kind, MentionKind::Columns(_)) && !date_cols(schema, m).is_empty() && !p.aggs.is_empty()))
+        .find(|m| {
+            is_measure_mention(schema, m)
+                || (matches!(m.kind, MentionKind::Columns(_))
+                    && !date_cols(schema, m).is_empty()
+                    && (!p.aggs.is_empty() || matches!(p.sup, Some((_, _, Implied::Date)))))
+        })
         .or(rank_measure)
-        .or_else(|| p.mentions.iter().find(|m| is_measure_mention(schema, m) && !group_mentions.contains(&m.start) && !p.nums.iter().any(|n| n.start == m.end || n.start == m.end + 1)));
+        .or_else(|| {
+            p.mentions.iter().find(|m| {
+                is_measure_mention(schema, m)
+                    && !group_mentions.contains(&m.start)
+                    && !p.nums.iter().any(|n| n.start == m.end || n.start == m.end + 1)
+            })
+        });
+
+    // No aggregate word, but a measure that only makes sense summed ("the yearly revenue",
+    // "quantity by ship mode", "what is the total price of all orders"): a sum.
+    let mut aggs = p.aggs.clone();
+    if aggs.is_empty() && p.count.is_none() && p.sup.is_none() && p.limit.is_none() {
+        if let Some(m) = measure_mention {
+            let summable = matches!(m.kind, MentionKind::Revenue | MentionKind::Money)
+                || ((!groups.is_empty() || !pending_parts.is_empty()) && is_measure_mention(schema, m))
+                || (p.toks[m.start].low == "total" && is_measure_mention(schema, m));
+            if summable {
+                aggs.push((Agg::Sum, m.start));
+            }
+        }
+    }
 
     // Superlative followed by a table: "most customers" counts them.
-    let sup_table: Option<usize> = p.sup.and_then(|(_, i, _)| p.mention_after(i, 1)).and_then(|m| if let MentionKind::Table(t) = m.kind { Some(t) } else { None });
+    let sup_table: Option<usize> = p
+        .sup
+        .and_then(|(_, i, _)| p.mention_after(i, 1))
+        .and_then(|m| if let MentionKind::Table(t) = m.kind { Some(t) } else { None });
     let count_target: Option<&Mention> = p.count.and_then(|i| p.mention_after(i, 4));
 
     let context: Vec<usize> = {
         let mut c: Vec<usize> = focus_table.into_iter().collect();
         c.extend(groups.iter().map(|g| g.table()));
+        c.extend(via.iter().copied());
         c.extend(named.iter().copied());
         c
     };
 
-    let resolve_measure = |m: &Mention, subject: Option<usize>, doubts: &mut Vec<(f64, String)>, assumptions: &mut Vec<String>| -> Option<Measure> {
+    let resolve_measure = |m: &Mention,
+                           subject: Option<usize>,
+                           doubts: &mut Vec<(f64, String)>,
+                           assumptions: &mut Vec<String>|
+     -> Option<Measure> {
         match &m.kind {
             MentionKind::Revenue => {
                 let near: Vec<usize> = subject.into_iter().chain(context.iter().copied()).collect();
@@ -1769,7 +2379,7 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
                     m
                 })
             }
-            MentionKind::Money => money_measure(schema, subject.or(focus_table)).map(|c| {
+            MentionKind::Money => money_measure(schema, subject.or(focus_table), &named).map(|c| {
                 assumptions.push(format!("\"{}\" read as {}", p.toks[m.start].raw, qual_name(schema, c)));
                 doubts.push((0.05, "money measure inferred".into()));
                 Measure::Column(c)
@@ -1786,20 +2396,25 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
         }
     };
 
+    if p.count.is_some() && aggs.iter().any(|a| a.0 != Agg::Sum) {
+        return Err(GenerateError::CannotAnswer(
+            "averages, minimums or maximums of counts (nested aggregates) are beyond the offline generator".into(),
+        ));
+    }
     let mut intent;
     let rank_dir = p.sup.map(|s| s.0);
-    if let Some(i) = p.count.filter(|_| p.aggs.iter().all(|a| a.0 == Agg::Sum && p.how_much)) {
-        // Counting.
-        let _ = i;
-        if p.aggs.iter().any(|a| a.0 == Agg::Avg) {
-            return Err(GenerateError::CannotAnswer("averages of counts (nested aggregates) are beyond the offline generator".into()));
-        }
+    if p.count.is_some() && aggs.iter().all(|a| a.0 == Agg::Sum) {
+        // Counting ("the total number of …" is a count too).
         let measure = match count_target.map(|m| &m.kind) {
             Some(MentionKind::Table(t)) => Measure::Rows(*t),
             Some(MentionKind::Columns(_)) => {
                 let m = count_target.unwrap_or_else(|| unreachable!());
                 let cands = text_cols(schema, m);
-                let cands = if cands.is_empty() { if let MentionKind::Columns(cs) = &m.kind { cs.clone() } else { vec![] } } else { cands };
+                let cands = if cands.is_empty() {
+                    if let MentionKind::Columns(cs) = &m.kind { cs.clone() } else { vec![] }
+                } else {
+                    cands
+                };
                 let c = choose(schema, &cands, &context, "what to count", &mut doubts)
                     .ok_or_else(|| GenerateError::CannotAnswer("could not tell what to count".into()))?;
                 Measure::Distinct(c)
@@ -1811,7 +2426,11 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
                         doubts.push((0.15, "what to count was inferred".into()));
                         Measure::Rows(*t)
                     }
-                    None => return Err(GenerateError::CannotAnswer("could not tell what to count: name a table (e.g. \"how many orders\")".into())),
+                    None => {
+                        return Err(GenerateError::CannotAnswer(
+                            "could not tell what to count: name a table (e.g. \"how many orders\")".into(),
+                        ));
+                    }
                 }
             }
         };
@@ -1827,6 +2446,7 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
             limit: None,
             show: Vec::new(),
             named: named.clone(),
+            hints: Vec::new(),
             assumptions: Vec::new(),
             doubts: Vec::new(),
             penalty: 0.0,
@@ -1843,12 +2463,16 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
             intent.rank = Some(rank_dir.unwrap_or(Dir::Desc));
             intent.limit = Some(p.limit.unwrap_or(1));
         }
-    } else if let Some(&(agg, _)) = p.aggs.first() {
+    } else if let Some(&(agg, _)) = aggs.first() {
         // An aggregate of a measure.
-        let m = measure_mention.ok_or_else(|| GenerateError::CannotAnswer(format!("could not tell which value to take the {} of", agg.word())))?;
+        let m = measure_mention.ok_or_else(|| {
+            GenerateError::CannotAnswer(format!("could not tell which value to take the {} of", agg.word()))
+        })?;
         let measure = resolve_measure(m, focus_table, &mut doubts, &mut assumptions)
             .ok_or_else(|| GenerateError::CannotAnswer("could not find a numeric column for the measure".into()))?;
-        let agg = if matches!(measure, Measure::Column(c) if matches!(schema.col(c).kind, Kind::Date | Kind::Timestamp)) && matches!(agg, Agg::Sum | Agg::Avg) {
+        let agg = if matches!(measure, Measure::Column(c) if matches!(schema.col(c).kind, Kind::Date | Kind::Timestamp))
+            && matches!(agg, Agg::Sum | Agg::Avg)
+        {
             return Err(GenerateError::CannotAnswer("sums and averages of dates are not meaningful".into()));
         } else {
             agg
@@ -1865,6 +2489,7 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
             limit: None,
             show: Vec::new(),
             named: named.clone(),
+            hints: Vec::new(),
             assumptions: Vec::new(),
             doubts: Vec::new(),
             penalty: 0.0,
@@ -1904,10 +2529,25 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
             }
         }
         let Some(measure) = measure else {
-            return Err(GenerateError::CannotAnswer("could not tell what to rank by: name a measure (e.g. \"highest account balance\")".into()));
+            return Err(GenerateError::CannotAnswer(
+                "could not tell what to rank by: name a measure (e.g. \"highest account balance\")".into(),
+            ));
         };
-        let limit = p.limit.unwrap_or(1);
-        match (focus_table.or(if focus_col.is_none() { subject_hint } else { None }), focus_col) {
+        // "Which customer …" asks for one; "which customers …" for a short list.
+        let plural = focus
+            .is_some_and(|m| (m.start..m.end).any(|j| p.toks[j].low != p.toks[j].stem && p.toks[j].low.ends_with('s')));
+        let limit = match p.limit {
+            Some(l) => l,
+            None if plural => {
+                assumptions.push(format!("showing the top {DEFAULT_PLURAL_LIMIT}"));
+                doubts.push((0.05, "no number of rows given".into()));
+                DEFAULT_PLURAL_LIMIT
+            }
+            None => 1,
+        };
+        // Without a focus ("what is the highest …") a ranking is a plain maximum or minimum.
+        let ranked_subject = focus_table.or(if focus_col.is_none() && p.limit.is_some() { subject_hint } else { None });
+        match (ranked_subject, focus_col) {
             (Some(f), _) if matches!(measure, Measure::Column(c) if c.t == f) && groups.is_empty() => {
                 intent = Intent {
                     shape: Shape::RankRows,
@@ -1920,6 +2560,7 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
                     limit: Some(limit),
                     show: Vec::new(),
                     named: named.clone(),
+                    hints: Vec::new(),
                     assumptions: Vec::new(),
                     doubts: Vec::new(),
                     penalty: 0.0,
@@ -1952,13 +2593,15 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
                         limit: None,
                         show: Vec::new(),
                         named: named.clone(),
+                        hints: Vec::new(),
                         assumptions: Vec::new(),
                         doubts: Vec::new(),
                         penalty: 0.0,
                     };
                 } else {
                     if agg == Agg::Sum {
-                        assumptions.push(format!("ranked by the total of the measure per {}", group_name(schema, &groups[0])));
+                        assumptions
+                            .push(format!("ranked by the total of the measure per {}", group_name(schema, &groups[0])));
                     }
                     intent = Intent {
                         shape: Shape::Aggregate,
@@ -1971,6 +2614,7 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
                         limit: Some(limit),
                         show: Vec::new(),
                         named: named.clone(),
+                        hints: Vec::new(),
                         assumptions: Vec::new(),
                         doubts: Vec::new(),
                         penalty: 0.0,
@@ -1978,7 +2622,9 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
                 }
             }
         }
-    } else if let Some(t) = focus_table.or_else(|| (!p.focus_cues.is_empty() || !p.values.is_empty()).then(|| named.first().copied()).flatten()) {
+    } else if let Some(t) = focus_table
+        .or_else(|| (!p.focus_cues.is_empty() || !p.values.is_empty()).then(|| named.first().copied()).flatten())
+    {
         // A list of rows.
         intent = Intent {
             shape: Shape::List,
@@ -1991,12 +2637,15 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
             limit: p.limit,
             show: Vec::new(),
             named: named.clone(),
+            hints: Vec::new(),
             assumptions: Vec::new(),
             doubts: Vec::new(),
             penalty: 0.0,
         };
         if !groups.is_empty() {
-            return Err(GenerateError::CannotAnswer("a grouped list needs an aggregate (count, total, average …)".into()));
+            return Err(GenerateError::CannotAnswer(
+                "a grouped list needs an aggregate (count, total, average …)".into(),
+            ));
         }
     } else {
         return Err(GenerateError::CannotAnswer(
@@ -2004,6 +2653,15 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
         ));
     }
     intent.groups.extend(groups);
+    // "average quantity per line item" when line items hold the quantity: per row, no grouping.
+    if intent.shape == Shape::Aggregate && intent.rank.is_none() {
+        let own = intent.measure.table();
+        intent.groups.retain(|g| *g != Group::Entity(own));
+    }
+    for t in via.into_iter().rev() {
+        intent.named.retain(|n| *n != t);
+        intent.named.insert(0, t);
+    }
     // Year/month groups need a date column.
     for part in pending_parts {
         let (col, note) = date_column(schema, &p, intent.subject, &context, &mut doubts)
@@ -2020,14 +2678,32 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
     }
 
     add_filters(schema, &p, &mut intent, &context, &mut doubts, &mut assumptions)?;
+    // Values the samples do not list, written in capitals or quotes right next to the name of
+    // a text column ("the MED BAG container", "segment 'BUILDING'"): taken literally.
+    let mut literal_tokens: HashSet<usize> = HashSet::new();
+    for (col, value, toks) in literal_values(schema, &p) {
+        doubts.push((0.08, format!("'{value}' is not among the sample values of {}", qual_name(schema, col))));
+        match intent.filters.iter_mut().find(|f| matches!(f, Filter::Values { col: c, .. } if *c == col)) {
+            Some(Filter::Values { values, .. }) => values.push(value),
+            _ => intent.filters.push(Filter::Values { col, values: vec![value], weak: true }),
+        }
+        literal_tokens.extend(toks);
+    }
 
     // List: show the columns the question names that are not filters.
     if intent.shape == Shape::List {
         for m in &p.mentions {
             if let MentionKind::Columns(cs) = &m.kind {
-                if let Some(c) = cs.iter().map(|c| c.0).find(|c| c.t == intent.subject || schema.distance(intent.subject, c.t) == Some(1)) {
+                if let Some(c) = cs
+                    .iter()
+                    .map(|c| c.0)
+                    .find(|c| c.t == intent.subject || schema.distance(intent.subject, c.t) == Some(1))
+                {
                     let filtered = intent.filters.iter().any(|f| matches!(f, Filter::Values { col, .. } | Filter::Compare { col, .. } | Filter::Dates { col, .. } if *col == c));
-                    if !filtered && Some(c.c) != schema.tables[c.t].label.filter(|_| c.t == intent.subject) && !intent.show.contains(&c) {
+                    if !filtered
+                        && Some(c.c) != schema.tables[c.t].label.filter(|_| c.t == intent.subject)
+                        && !intent.show.contains(&c)
+                    {
                         intent.show.push(c);
                     }
                 }
@@ -2036,7 +2712,9 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
         if p.sort_cues.iter().any(|&i| i != usize::MAX) {
             // "sorted by X"
             if let Some(m) = p.sort_cues.iter().filter(|&&i| i != usize::MAX).find_map(|&i| p.mention_after(i, 2)) {
-                if let Some(Measure::Column(c)) = resolve_measure(m, Some(intent.subject), &mut doubts, &mut assumptions) {
+                if let Some(Measure::Column(c)) =
+                    resolve_measure(m, Some(intent.subject), &mut doubts, &mut assumptions)
+                {
                     intent.shape = Shape::RankRows;
                     intent.measure = Measure::Column(c);
                     intent.rank = Some(p.order_dir.unwrap_or(Dir::Asc));
@@ -2048,13 +2726,30 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
 
     // Words nobody explained lower the confidence; many of them mean we did not understand.
     let unexplained: Vec<String> = (0..p.toks.len())
-        .filter(|&i| !p.used[i] && !is_filler(&p.toks[i]) && p.toks[i].num.is_none() && p.toks[i].low.chars().filter(|c| c.is_alphabetic()).count() >= 3)
+        .filter(|&i| {
+            !p.used[i]
+                && !literal_tokens.contains(&i)
+                && !is_filler(&p.toks[i])
+                && p.toks[i].num.is_none()
+                && p.toks[i].low.chars().filter(|c| c.is_alphabetic()).count() >= 3
+        })
         .map(|i| p.toks[i].raw.clone())
         .collect();
     for w in &unexplained {
         doubts.push((0.12, format!("did not understand \"{w}\"")));
     }
-    let upper_unknown = unexplained.iter().find(|w| w.len() >= 2 && w.chars().all(|c| c.is_uppercase() || c.is_ascii_digit() || c == '#' || c == '-') && w.chars().any(|c| c.is_alphabetic()));
+    // An unknown word that is not a verb is probably a condition we would silently drop
+    // ("orders shipped late"): better to say so than to answer another question.
+    if let Some(w) = unexplained.iter().find(|w| !looks_like_verb(w)) {
+        return Err(GenerateError::CannotAnswer(format!(
+            "did not understand \"{w}\": it matches no table, column or known value"
+        )));
+    }
+    let upper_unknown = unexplained.iter().find(|w| {
+        w.len() >= 2
+            && w.chars().all(|c| c.is_uppercase() || c.is_ascii_digit() || c == '#' || c == '-')
+            && w.chars().any(|c| c.is_alphabetic())
+    });
     if let Some(w) = upper_unknown {
         return Err(GenerateError::CannotAnswer(format!(
             "\"{w}\" looks like a value, but no column's sample values contain it (sample values may be disabled, or the column has too many distinct values)"
@@ -2064,19 +2759,160 @@ fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
         intent.doubt(pen, why);
     }
     intent.assumptions.extend(assumptions);
+    intent.hints = hinted_tables(schema, &p);
     Ok(intent)
+}
+
+/// Tables with a (non-key) column or a name word that some content word of the text matches.
+fn hinted_tables(schema: &Schema, p: &Parse) -> Vec<usize> {
+    // Verbs count here ("parts supplied by" hints at a supply table), so only plain stopwords go.
+    const STOP: &[&str] = &[
+        "what", "which", "many", "much", "have", "there", "their", "each", "every", "with", "from", "that", "this",
+        "these", "those", "does", "were", "been", "being", "show", "list", "give", "find", "tell", "total", "average",
+        "number", "count", "most", "least", "than", "into", "over", "under",
+    ];
+    let words: Vec<&str> = p
+        .toks
+        .iter()
+        .filter(|t| t.stem.len() >= 4 && t.num.is_none() && !t.quoted && !STOP.contains(&t.stem.as_str()))
+        .map(|t| t.stem.as_str())
+        .collect();
+    (0..schema.tables.len())
+        .filter(|&t| {
+            let ti = &schema.tables[t];
+            words.iter().any(|q| {
+                ti.words.iter().any(|w| word_score(q, w) >= 0.8)
+                    || ti.cols.iter().filter(|c| !c.key).any(|c| c.words.iter().any(|w| word_score(q, w) >= 0.8))
+            })
+        })
+        .collect()
+}
+
+/// Runs of capitalised or quoted words no sample value explains, directly before or after a
+/// mention of a text column: (column, value, token indexes).
+fn literal_values(schema: &Schema, p: &Parse) -> Vec<(Col, String, Vec<usize>)> {
+    let caps = |t: &Tok| {
+        t.quoted
+            || (t.raw.chars().any(|c| c.is_alphabetic())
+                && t.raw.chars().all(|c| !c.is_lowercase())
+                && t.raw.chars().filter(|c| c.is_alphabetic()).count() >= 2)
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.toks.len() {
+        if p.used[i] || !caps(&p.toks[i]) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < p.toks.len() && !p.used[j] && caps(&p.toks[j]) && !(j > i && p.toks[j].quoted) {
+            j += 1;
+            if p.toks[j - 1].quoted {
+                break;
+            }
+        }
+        let column = |m: Option<&Mention>| -> Option<Col> {
+            let m = m?;
+            let tc = text_cols(schema, m);
+            (!tc.is_empty()).then(|| tc[0].0)
+        };
+        let after = p.mention_at(j).filter(|m| m.start == j);
+        let before = if i > 0 { p.mention_at(i - 1).filter(|m| m.end == i) } else { None };
+        if let Some(col) = column(after).or_else(|| column(before)) {
+            let value = (i..j).map(|k| p.toks[k].raw.clone()).collect::<Vec<_>>().join(" ");
+            out.push((col, value, (i..j).collect()));
+        }
+        i = j.max(i + 1);
+    }
+    out
+}
+
+/// Verbs that say how rows relate ("processed", "generates", "make") carry no condition of their
+/// own: an unknown one lowers confidence, an unknown word of any other kind declines.
+fn looks_like_verb(word: &str) -> bool {
+    const VERBS: &[&str] = &[
+        "make",
+        "makes",
+        "generate",
+        "generates",
+        "produce",
+        "produces",
+        "process",
+        "processes",
+        "handle",
+        "handles",
+        "sell",
+        "sells",
+        "supply",
+        "supplies",
+        "ship",
+        "ships",
+        "buy",
+        "buys",
+        "spend",
+        "spends",
+        "use",
+        "uses",
+        "contain",
+        "contains",
+        "hold",
+        "holds",
+        "take",
+        "takes",
+        "bring",
+        "brings",
+        "earn",
+        "earns",
+        "receive",
+        "receives",
+        "carry",
+        "carries",
+        "exist",
+        "exists",
+        "occur",
+        "occurs",
+        "account",
+        "accounts",
+        "represent",
+        "represents",
+        "place",
+        "places",
+        "book",
+        "books",
+        "record",
+        "records",
+        "register",
+        "registers",
+        "offer",
+        "offers",
+        "provide",
+        "provides",
+        "stock",
+        "stocks",
+    ];
+    let w = word.to_lowercase();
+    VERBS.contains(&w.as_str()) || (w.len() > 4 && (w.ends_with("ed") || w.ends_with("ing")))
 }
 
 fn group_name(schema: &Schema, g: &Group) -> String {
     match g {
         Group::Entity(t) => schema.tables[*t].name.clone(),
         Group::Column(c) => schema.col(*c).name.clone(),
-        Group::Part(part, c) => format!("{} of {}", if *part == DatePart::Year { "year" } else { "month" }, schema.col(*c).name),
+        Group::Part(part, c) => {
+            format!("{} of {}", if *part == DatePart::Year { "year" } else { "month" }, schema.col(*c).name)
+        }
     }
 }
 
 /// Equality filters from values, date filters, numeric comparisons.
-fn add_filters(schema: &Schema, p: &Parse, intent: &mut Intent, context: &[usize], doubts: &mut Vec<(f64, String)>, assumptions: &mut Vec<String>) -> Result<(), GenerateError> {
+fn add_filters(
+    schema: &Schema,
+    p: &Parse,
+    intent: &mut Intent,
+    context: &[usize],
+    doubts: &mut Vec<(f64, String)>,
+    assumptions: &mut Vec<String>,
+) -> Result<(), GenerateError> {
     let mut ctx: Vec<usize> = vec![intent.subject];
     ctx.extend_from_slice(context);
     for v in &p.values {
@@ -2086,20 +2922,40 @@ fn add_filters(schema: &Schema, p: &Parse, intent: &mut Intent, context: &[usize
             .mentions
             .iter()
             .filter(|m| m.end + 2 >= v.start && m.start <= v.end + 2)
-            .filter_map(|m| if let MentionKind::Columns(cs) = &m.kind { Some(cs.iter().map(|c| c.0.t).collect::<Vec<_>>()) } else { None })
+            .filter_map(|m| {
+                if let MentionKind::Columns(cs) = &m.kind {
+                    Some(cs.iter().map(|c| c.0.t).collect::<Vec<_>>())
+                } else {
+                    None
+                }
+            })
             .flatten()
             .collect();
         let named_cols: Vec<Col> = p
             .mentions
             .iter()
-            .filter_map(|m| if let MentionKind::Columns(cs) = &m.kind { Some(cs.iter().map(|c| c.0).collect::<Vec<_>>()) } else { None })
+            .filter_map(|m| {
+                if let MentionKind::Columns(cs) = &m.kind {
+                    Some(cs.iter().map(|c| c.0).collect::<Vec<_>>())
+                } else {
+                    None
+                }
+            })
             .flatten()
             .collect();
         let direct: Vec<(Col, f64)> = cands.iter().filter(|(c, _)| named_cols.contains(c)).cloned().collect();
-        let mut local_ctx = near;
+        // The subject first (the rows asked about), then tables named near the value.
+        let mut local_ctx = vec![intent.subject];
+        local_ctx.extend(near);
         local_ctx.extend_from_slice(&ctx);
-        let col = choose(schema, if direct.is_empty() { &cands } else { &direct }, &local_ctx, &format!("the value '{}'", v.value), doubts)
-            .ok_or_else(|| GenerateError::CannotAnswer("internal: value without a column".into()))?;
+        let col = choose(
+            schema,
+            if direct.is_empty() { &cands } else { &direct },
+            &local_ctx,
+            &format!("the value '{}'", v.value),
+            doubts,
+        )
+        .ok_or_else(|| GenerateError::CannotAnswer("internal: value without a column".into()))?;
         let weak = !v.strong;
         if weak {
             doubts.push((0.03, format!("'{}' matched ignoring case", v.value)));
@@ -2115,8 +2971,9 @@ fn add_filters(schema: &Schema, p: &Parse, intent: &mut Intent, context: &[usize
         }
     }
     if !p.dates.is_empty() {
-        let (col, note) = date_column(schema, p, intent.subject, context, doubts)
-            .ok_or_else(|| GenerateError::CannotAnswer("the question names a date, but no table it involves has a date column".into()))?;
+        let (col, note) = date_column(schema, p, intent.subject, context, doubts).ok_or_else(|| {
+            GenerateError::CannotAnswer("the question names a date, but no table it involves has a date column".into())
+        })?;
         if let Some(n) = note {
             assumptions.push(n);
         }
@@ -2126,21 +2983,33 @@ fn add_filters(schema: &Schema, p: &Parse, intent: &mut Intent, context: &[usize
     }
     for num in &p.nums {
         // A table right after the number: "more than 20 orders" → a count per subject row.
-        if let Some(Mention { kind: MentionKind::Table(child), .. }) = p.mention_at(num.end).or_else(|| p.mention_after(num.end, 1)) {
+        if let Some(Mention { kind: MentionKind::Table(child), .. }) =
+            p.mention_at(num.end).or_else(|| p.mention_after(num.end, 1))
+        {
             if *child != intent.subject {
                 intent.filters.push(Filter::HavingCount { child: *child, op: num.op, raw: num.raw.clone() });
                 continue;
             }
         }
         // Else the nearest measure named before it (or after it).
-        let before = p.mentions.iter().rev().find(|m| m.end <= num.start && num.start - m.end <= 3 && (!measure_cols(schema, m).is_empty() || !date_cols(schema, m).is_empty()));
-        let after = p.mentions.iter().find(|m| m.start >= num.end && m.start - num.end <= 1 && !measure_cols(schema, m).is_empty());
+        let before = p.mentions.iter().rev().find(|m| {
+            m.end <= num.start
+                && num.start - m.end <= 3
+                && (!measure_cols(schema, m).is_empty() || !date_cols(schema, m).is_empty())
+        });
+        let after = p
+            .mentions
+            .iter()
+            .find(|m| m.start >= num.end && m.start - num.end <= 1 && !measure_cols(schema, m).is_empty());
         let Some(m) = before.or(after) else {
             if num.op == Op::Eq {
                 doubts.push((0.12, format!("did not understand \"{}\"", num.raw)));
                 continue;
             }
-            return Err(GenerateError::CannotAnswer(format!("could not tell what should be compared with {}", num.raw)));
+            return Err(GenerateError::CannotAnswer(format!(
+                "could not tell what should be compared with {}",
+                num.raw
+            )));
         };
         let mut cands = measure_cols(schema, m);
         if cands.is_empty() {
@@ -2183,10 +3052,15 @@ fn apply_feedback(schema: &Schema, intent: &mut Intent, feedback: &str) -> Resul
         changed |= n != intent.filters.len();
     }
     if !p.dates.is_empty() {
-        let existing = intent.filters.iter().find_map(|f| if let Filter::Dates { col, .. } = f { Some(*col) } else { None });
+        let existing =
+            intent.filters.iter().find_map(|f| if let Filter::Dates { col, .. } = f { Some(*col) } else { None });
         let col = match existing {
             Some(c) => c,
-            None => date_column(schema, &p, intent.subject, &context, &mut doubts).map(|(c, _)| c).ok_or_else(|| GenerateError::CannotAnswer("the feedback names a date, but the query has no date column".into()))?,
+            None => {
+                date_column(schema, &p, intent.subject, &context, &mut doubts).map(|(c, _)| c).ok_or_else(|| {
+                    GenerateError::CannotAnswer("the feedback names a date, but the query has no date column".into())
+                })?
+            }
         };
         intent.filters.retain(|f| !matches!(f, Filter::Dates { .. }));
         for span in &p.dates {
@@ -2234,7 +3108,8 @@ fn apply_feedback(schema: &Schema, intent: &mut Intent, feedback: &str) -> Resul
         match &m.kind {
             MentionKind::Table(t) => new_groups.push(Group::Entity(*t)),
             MentionKind::DatePart(part) => {
-                let (col, _) = date_column(schema, &p, intent.subject, &context, &mut doubts).ok_or_else(|| GenerateError::CannotAnswer("grouping by year needs a date column".into()))?;
+                let (col, _) = date_column(schema, &p, intent.subject, &context, &mut doubts)
+                    .ok_or_else(|| GenerateError::CannotAnswer("grouping by year needs a date column".into()))?;
                 new_groups.push(Group::Part(*part, col));
             }
             MentionKind::Columns(_) => {
@@ -2274,15 +3149,26 @@ fn apply_feedback(schema: &Schema, intent: &mut Intent, feedback: &str) -> Resul
                 MentionKind::Table(t) => (0..schema.tables[*t].cols.len()).map(|c| Col { t: *t, c }).collect(),
                 _ => vec![],
             };
-            intent.filters.retain(|f| !matches!(f, Filter::Values { col, .. } | Filter::Compare { col, .. } if cols.contains(col)));
+            intent.filters.retain(
+                |f| !matches!(f, Filter::Values { col, .. } | Filter::Compare { col, .. } if cols.contains(col)),
+            );
             changed |= n != intent.filters.len();
         }
     }
     // Values: replace the filter on the same column, or add one.
     for v in &p.values {
         let cands: Vec<(Col, f64)> = v.cols.iter().map(|c| (*c, 1.0)).collect();
-        let existing: Vec<Col> = intent.filters.iter().filter_map(|f| if let Filter::Values { col, .. } = f { Some(*col) } else { None }).collect();
-        let col = v.cols.iter().find(|c| existing.contains(c)).copied().or_else(|| choose(schema, &cands, &[intent.subject], "the value", &mut doubts));
+        let existing: Vec<Col> = intent
+            .filters
+            .iter()
+            .filter_map(|f| if let Filter::Values { col, .. } = f { Some(*col) } else { None })
+            .collect();
+        let col = v
+            .cols
+            .iter()
+            .find(|c| existing.contains(c))
+            .copied()
+            .or_else(|| choose(schema, &cands, &[intent.subject], "the value", &mut doubts));
         let Some(col) = col else { continue };
         let also = feedback.to_ascii_lowercase().contains("also") || feedback.to_ascii_lowercase().contains(" or ");
         match intent.filters.iter_mut().find(|f| matches!(f, Filter::Values { col: c, .. } if *c == col)) {
@@ -2304,7 +3190,16 @@ fn apply_feedback(schema: &Schema, intent: &mut Intent, feedback: &str) -> Resul
         let mut tmp = intent.clone();
         tmp.filters.clear();
         let mut d2 = Vec::new();
-        if add_filters(schema, &Parse { values: vec![], dates: vec![], ..clone_parse_numbers(&p) }, &mut tmp, &context, &mut d2, &mut assumptions).is_ok() {
+        if add_filters(
+            schema,
+            &Parse { values: vec![], dates: vec![], ..clone_parse_numbers(&p) },
+            &mut tmp,
+            &context,
+            &mut d2,
+            &mut assumptions,
+        )
+        .is_ok()
+        {
             for f in tmp.filters {
                 if let Filter::Compare { col, .. } = &f {
                     intent.filters.retain(|g| !matches!(g, Filter::Compare { col: c, .. } if c == col));
@@ -2356,7 +3251,13 @@ fn apply_feedback(schema: &Schema, intent: &mut Intent, feedback: &str) -> Resul
 }
 
 fn clone_parse_numbers(p: &Parse) -> Parse {
-    Parse { toks: p.toks.clone(), used: p.used.clone(), nums: p.nums.clone(), mentions: p.mentions.clone(), ..Parse::default() }
+    Parse {
+        toks: p.toks.clone(),
+        used: p.used.clone(),
+        nums: p.nums.clone(),
+        mentions: p.mentions.clone(),
+        ..Parse::default()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2373,11 +3274,72 @@ struct Planned {
 
 /// SQL keywords that must be quoted when used as identifiers.
 const RESERVED: &[&str] = &[
-    "all", "and", "any", "as", "asc", "between", "by", "case", "cast", "count", "cross", "date", "default", "desc", "distinct",
-    "else", "end", "except", "exists", "extract", "false", "from", "full", "group", "having", "in", "inner", "interval",
-    "intersect", "is", "join", "key", "left", "like", "limit", "month", "natural", "not", "null", "offset", "on", "or",
-    "order", "outer", "over", "right", "select", "table", "then", "time", "timestamp", "to", "true", "union", "user",
-    "using", "values", "when", "where", "with", "year", "window", "range", "rows", "value", "position",
+    "all",
+    "and",
+    "any",
+    "as",
+    "asc",
+    "between",
+    "by",
+    "case",
+    "cast",
+    "count",
+    "cross",
+    "date",
+    "default",
+    "desc",
+    "distinct",
+    "else",
+    "end",
+    "except",
+    "exists",
+    "extract",
+    "false",
+    "from",
+    "full",
+    "group",
+    "having",
+    "in",
+    "inner",
+    "interval",
+    "intersect",
+    "is",
+    "join",
+    "key",
+    "left",
+    "like",
+    "limit",
+    "month",
+    "natural",
+    "not",
+    "null",
+    "offset",
+    "on",
+    "or",
+    "order",
+    "outer",
+    "over",
+    "right",
+    "select",
+    "table",
+    "then",
+    "time",
+    "timestamp",
+    "to",
+    "true",
+    "union",
+    "user",
+    "using",
+    "values",
+    "when",
+    "where",
+    "with",
+    "year",
+    "window",
+    "range",
+    "rows",
+    "value",
+    "position",
 ];
 
 fn ident(name: &str) -> String {
@@ -2431,7 +3393,15 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
         }
         if let Some(path) = schema.graph.path_to_tree(&tree, t, 4) {
             let fans = walk(schema, &tree, &path).iter().any(|s| s.fans_out);
-            let useful = required.iter().any(|r| *r != t && schema.distance(t, *r).is_some_and(|d| d < schema.distance(subject, *r).unwrap_or(usize::MAX)));
+            // Useful when it lies on (or one step off) a shortest way to a table we need:
+            // "revenue from customers in ASIA" goes through customer, not supplier.
+            let useful = required.iter().any(|r| {
+                *r != t
+                    && match (schema.distance(subject, t), schema.distance(t, *r), schema.distance(subject, *r)) {
+                        (Some(a), Some(b), Some(direct)) => a + b <= direct + 1,
+                        _ => false,
+                    }
+            });
             if !fans && useful {
                 order.push(t);
             }
@@ -2442,8 +3412,12 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
         if tree.contains(&t) {
             continue;
         }
-        let path = schema.graph.path_to_tree(&tree, t, 5).ok_or_else(|| {
-            GenerateError::CannotAnswer(format!("found no join path between {} and {} (no shared key columns)", schema.tables[subject].name, schema.tables[t].name))
+        let bonus = |x: usize| if intent.hints.contains(&x) { 0.25 } else { 0.0 };
+        let path = schema.graph.path_to_tree_with(&tree, t, 5, &bonus).ok_or_else(|| {
+            GenerateError::CannotAnswer(format!(
+                "found no join path between {} and {} (no shared key columns)",
+                schema.tables[subject].name, schema.tables[t].name
+            ))
         })?;
         for s in walk(schema, &tree, &path) {
             tree.push(s.child);
@@ -2480,7 +3454,8 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
     };
     let mut semi: Vec<(usize, Vec<usize>)> = Vec::new(); // (step index, subtree tables)
     let mut fanned_join = false;
-    let group_tables: HashSet<usize> = intent.groups.iter().map(|g| g.table()).chain(intent.show.iter().map(|c| c.t)).collect();
+    let group_tables: HashSet<usize> =
+        intent.groups.iter().map(|g| g.table()).chain(intent.show.iter().map(|c| c.t)).collect();
     for (k, s) in steps.iter().enumerate() {
         if !s.fans_out || semi.iter().any(|(_, sub)| sub.contains(&s.parent)) {
             continue;
@@ -2496,7 +3471,11 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
     let main_tables: Vec<usize> = tree.iter().copied().filter(|t| !in_semi(*t)).collect();
     let multi = main_tables.len() > 1;
     let q = |c: Col, multi: bool| -> String {
-        if multi { format!("{}.{}", ident(&schema.tables[c.t].name), ident(&schema.col(c).name)) } else { ident(&schema.col(c).name) }
+        if multi {
+            format!("{}.{}", ident(&schema.tables[c.t].name), ident(&schema.col(c).name))
+        } else {
+            ident(&schema.col(c).name)
+        }
     };
     if fanned_join {
         match (intent.shape, intent.agg, &intent.measure) {
@@ -2515,7 +3494,14 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
     let mut order_by: Vec<String> = Vec::new();
     let mut explanation;
     let date_expr = |part: DatePart, c: Col| -> (String, String) {
-        let base: String = schema.col(c).words.iter().filter(|w| *w != "date" && *w != "time" && *w != "timestamp").cloned().collect::<Vec<_>>().join("_");
+        let base: String = schema
+            .col(c)
+            .words
+            .iter()
+            .filter(|w| *w != "date" && *w != "time" && *w != "timestamp")
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("_");
         let suffix = if part == DatePart::Year { "year" } else { "month" };
         let alias = if base.is_empty() { format!("{suffix}_") } else { format!("{base}_{suffix}") };
         (format!("EXTRACT({} FROM {})", suffix.to_uppercase(), q(c, multi)), alias)
@@ -2525,7 +3511,9 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
         match g {
             Group::Entity(t) => {
                 let ti = &schema.tables[*t];
-                let label = ti.label.or(ti.pk).ok_or_else(|| GenerateError::CannotAnswer(format!("table {} has no name or key column to group by", ti.name)))?;
+                let label = ti.label.or(ti.pk).ok_or_else(|| {
+                    GenerateError::CannotAnswer(format!("table {} has no name or key column to group by", ti.name))
+                })?;
                 let lc = Col { t: *t, c: label };
                 if let Some(pk) = ti.pk.filter(|pk| *pk != label) {
                     group_by.push(q(Col { t: *t, c: pk }, multi));
@@ -2572,14 +3560,32 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
             let (expr, alias) = match (&intent.measure, intent.agg) {
                 (Measure::Rows(_), _) => {
                     if fanned_join {
-                        let pk = root_pk.ok_or_else(|| GenerateError::CannotAnswer(format!("cannot count {} rows once through this join: it has no key column", schema.tables[root].name)))?;
-                        (format!("COUNT(DISTINCT {})", q(pk, multi)), format!("{}_count", measure_word(&intent.measure)))
+                        let pk = root_pk.ok_or_else(|| {
+                            GenerateError::CannotAnswer(format!(
+                                "cannot count {} rows once through this join: it has no key column",
+                                schema.tables[root].name
+                            ))
+                        })?;
+                        (
+                            format!("COUNT(DISTINCT {})", q(pk, multi)),
+                            format!("{}_count", measure_word(&intent.measure)),
+                        )
                     } else {
                         ("COUNT(*)".to_string(), format!("{}_count", measure_word(&intent.measure)))
                     }
                 }
-                (Measure::Distinct(c), _) => (format!("COUNT(DISTINCT {})", q(*c, multi)), format!("{}_count", measure_word(&Measure::Distinct(*c)))),
-                (m @ Measure::Revenue { .. }, agg) => (format!("{}({})", agg.sql(), measure_expr(m)), if agg == Agg::Sum { "revenue".to_string() } else { format!("{}_revenue", agg.sql().to_lowercase()) }),
+                (Measure::Distinct(c), _) => (
+                    format!("COUNT(DISTINCT {})", q(*c, multi)),
+                    format!("{}_count", measure_word(&Measure::Distinct(*c))),
+                ),
+                (m @ Measure::Revenue { .. }, agg) => (
+                    format!("{}({})", agg.sql(), measure_expr(m)),
+                    if agg == Agg::Sum {
+                        "revenue".to_string()
+                    } else {
+                        format!("{}_revenue", agg.sql().to_lowercase())
+                    },
+                ),
                 (m, agg) => {
                     let prefix = match agg {
                         Agg::Sum => "total",
@@ -2588,7 +3594,9 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
                         Agg::Max => "max",
                         Agg::Count => "count",
                     };
-                    (format!("{}({})", agg.sql(), measure_expr(m)), format!("{prefix}_{}", measure_word(m)))
+                    let word = measure_word(m);
+                    let alias = if word.starts_with(&format!("{prefix}_")) { word } else { format!("{prefix}_{word}") };
+                    (format!("{}({})", agg.sql(), measure_expr(m)), alias)
                 }
             };
             let alias = ident(&alias.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_"));
@@ -2640,8 +3648,8 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
             }
             explanation = match intent.shape {
                 Shape::RankRows => format!(
-                    "Lists the {} {} rows with the {} {}",
-                    intent.limit.unwrap_or(1),
+                    "Lists {} {} rows with the {} {}",
+                    intent.limit.map(|l| format!("the {l}")).unwrap_or_else(|| "all".into()),
                     ti.name,
                     if intent.rank == Some(Dir::Asc) { "lowest" } else { "highest" },
                     measure_expr(&intent.measure)
@@ -2658,7 +3666,10 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
             continue;
         }
         let e = &schema.graph.edges[s.edge];
-        let (a, b) = (Col { t: e.from, c: col_index(schema, e.from, &e.from_column) }, Col { t: e.to, c: col_index(schema, e.to, &e.to_column) });
+        let (a, b) = (
+            Col { t: e.from, c: col_index(schema, e.from, &e.from_column) },
+            Col { t: e.to, c: col_index(schema, e.to, &e.to_column) },
+        );
         from.push_str(&format!("\nJOIN {} ON {} = {}", ident(&schema.tables[s.child].name), q(a, true), q(b, true)));
     }
 
@@ -2675,7 +3686,15 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
         let m = multi || target.is_some();
         let cond = match f {
             Filter::Values { col, values, .. } => {
-                described.push(format!("{} {}", schema.col(*col).name, if values.len() == 1 { format!("= {}", literal(&values[0])) } else { format!("in ({})", values.iter().map(|v| literal(v)).collect::<Vec<_>>().join(", ")) }));
+                described.push(format!(
+                    "{} {}",
+                    schema.col(*col).name,
+                    if values.len() == 1 {
+                        format!("= {}", literal(&values[0]))
+                    } else {
+                        format!("in ({})", values.iter().map(|v| literal(v)).collect::<Vec<_>>().join(", "))
+                    }
+                ));
                 if values.len() == 1 {
                     format!("{} = {}", q(*col, m), literal(&values[0]))
                 } else {
@@ -2684,7 +3703,13 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
             }
             Filter::Dates { col, span } => {
                 let kw = if schema.col(*col).kind == Kind::Timestamp { "TIMESTAMP" } else { "DATE" };
-                let lit = |d: NaiveDate| if kw == "TIMESTAMP" { format!("TIMESTAMP '{} 00:00:00'", d.format("%Y-%m-%d")) } else { format!("DATE '{}'", d.format("%Y-%m-%d")) };
+                let lit = |d: NaiveDate| {
+                    if kw == "TIMESTAMP" {
+                        format!("TIMESTAMP '{} 00:00:00'", d.format("%Y-%m-%d"))
+                    } else {
+                        format!("DATE '{}'", d.format("%Y-%m-%d"))
+                    }
+                };
                 let mut parts = Vec::new();
                 if let Some(lo) = span.lo {
                     parts.push(format!("{} >= {}", q(*col, m), lit(lo)));
@@ -2692,7 +3717,12 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
                 if let Some(hi) = span.hi {
                     parts.push(format!("{} < {}", q(*col, m), lit(hi)));
                 }
-                described.push(format!("{} in [{}, {})", schema.col(*col).name, span.lo.map(|d| d.to_string()).unwrap_or("…".into()), span.hi.map(|d| d.to_string()).unwrap_or("…".into())));
+                described.push(format!(
+                    "{} in [{}, {})",
+                    schema.col(*col).name,
+                    span.lo.map(|d| d.to_string()).unwrap_or("…".into()),
+                    span.hi.map(|d| d.to_string()).unwrap_or("…".into())
+                ));
                 parts.join(" AND ")
             }
             Filter::Compare { col, op, raw } => {
@@ -2705,7 +3735,12 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
                     .edges
                     .iter()
                     .find(|e| e.from == *child && e.to == subject && e.many_to_one)
-                    .ok_or_else(|| GenerateError::CannotAnswer(format!("{} rows do not reference {} directly", schema.tables[*child].name, schema.tables[subject].name)))?;
+                    .ok_or_else(|| {
+                        GenerateError::CannotAnswer(format!(
+                            "{} rows do not reference {} directly",
+                            schema.tables[*child].name, schema.tables[subject].name
+                        ))
+                    })?;
                 described.push(format!("more than/less than {raw} {} rows", schema.tables[*child].name));
                 format!(
                     "{} IN (SELECT {} FROM {} GROUP BY {} HAVING COUNT(*) {})",
@@ -2726,14 +3761,25 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
         let s = &steps[*step];
         let e = &schema.graph.edges[s.edge];
         // The edge runs child.fk → parent.key (fan-out from parent).
-        let (parent_col, child_col) = if e.to == s.parent { (&e.to_column, &e.from_column) } else { (&e.from_column, &e.to_column) };
-        let mut inner = format!("SELECT {}.{} FROM {}", ident(&schema.tables[s.child].name), ident(child_col), ident(&schema.tables[s.child].name));
+        let (parent_col, child_col) =
+            if e.to == s.parent { (&e.to_column, &e.from_column) } else { (&e.from_column, &e.to_column) };
+        let mut inner = format!(
+            "SELECT {}.{} FROM {}",
+            ident(&schema.tables[s.child].name),
+            ident(child_col),
+            ident(&schema.tables[s.child].name)
+        );
         for t in &steps {
             if sub.contains(&t.child) && t.child != s.child {
                 let e2 = &schema.graph.edges[t.edge];
                 let a = Col { t: e2.from, c: col_index(schema, e2.from, &e2.from_column) };
                 let b = Col { t: e2.to, c: col_index(schema, e2.to, &e2.to_column) };
-                inner.push_str(&format!(" JOIN {} ON {} = {}", ident(&schema.tables[t.child].name), q(a, true), q(b, true)));
+                inner.push_str(&format!(
+                    " JOIN {} ON {} = {}",
+                    ident(&schema.tables[t.child].name),
+                    q(a, true),
+                    q(b, true)
+                ));
             }
         }
         if !semi_where[k].is_empty() {
@@ -2759,9 +3805,17 @@ fn plan(schema: &Schema, intent: &Intent) -> Result<Planned, GenerateError> {
     }
 
     if !intent.groups.is_empty() {
-        explanation.push_str(&format!(" per {}", intent.groups.iter().map(|g| group_name(schema, g)).collect::<Vec<_>>().join(" and ")));
+        explanation.push_str(&format!(
+            " per {}",
+            intent.groups.iter().map(|g| group_name(schema, g)).collect::<Vec<_>>().join(" and ")
+        ));
         if let (Some(dir), Some(l)) = (intent.rank, intent.limit) {
-            explanation.push_str(&format!(", keeping the {} {} {}", if dir == Dir::Desc { "top" } else { "bottom" }, l, if l == 1 { "group" } else { "groups" }));
+            explanation.push_str(&format!(
+                ", keeping the {} {} {}",
+                if dir == Dir::Desc { "top" } else { "bottom" },
+                l,
+                if l == 1 { "group" } else { "groups" }
+            ));
         }
     }
     if !described.is_empty() {
@@ -2817,7 +3871,12 @@ mod tests {
     use crate::spec::EngineKind;
 
     fn col(name: &str, ty: &str, samples: &[&str]) -> Column {
-        Column { name: name.into(), data_type: ty.into(), sample_values: samples.iter().map(|s| s.to_string()).collect(), ..Column::default() }
+        Column {
+            name: name.into(),
+            data_type: ty.into(),
+            sample_values: samples.iter().map(|s| s.to_string()).collect(),
+            ..Column::default()
+        }
     }
 
     fn table(name: &str, cols: Vec<Column>) -> Table {
@@ -2828,19 +3887,157 @@ mod tests {
     pub(crate) fn tpch() -> Vec<Table> {
         let d = "DECIMAL(15,2)";
         vec![
-            table("customer", vec![col("c_custkey", "BIGINT", &[]), col("c_name", "VARCHAR", &[]), col("c_address", "VARCHAR", &[]), col("c_nationkey", "BIGINT", &[]), col("c_phone", "VARCHAR", &[]), col("c_acctbal", d, &[]), col("c_mktsegment", "VARCHAR", &["AUTOMOBILE", "BUILDING", "FURNITURE", "HOUSEHOLD", "MACHINERY"]), col("c_comment", "VARCHAR", &[])]),
-            table("lineitem", vec![col("l_orderkey", "BIGINT", &[]), col("l_partkey", "BIGINT", &[]), col("l_suppkey", "BIGINT", &[]), col("l_linenumber", "INT", &[]), col("l_quantity", d, &[]), col("l_extendedprice", d, &[]), col("l_discount", d, &[]), col("l_tax", d, &[]), col("l_returnflag", "VARCHAR", &["A", "N", "R"]), col("l_linestatus", "VARCHAR", &["F", "O"]), col("l_shipdate", "DATE", &[]), col("l_commitdate", "DATE", &[]), col("l_receiptdate", "DATE", &[]), col("l_shipinstruct", "VARCHAR", &["COLLECT COD", "DELIVER IN PERSON", "NONE", "TAKE BACK RETURN"]), col("l_shipmode", "VARCHAR", &["AIR", "FOB", "MAIL", "RAIL", "REG AIR", "SHIP", "TRUCK"]), col("l_comment", "VARCHAR", &[])]),
-            table("nation", vec![col("n_nationkey", "BIGINT", &[]), col("n_name", "VARCHAR", &["ALGERIA", "ARGENTINA", "BRAZIL", "CANADA", "EGYPT", "ETHIOPIA", "FRANCE", "GERMANY", "INDIA", "INDONESIA", "IRAN", "IRAQ", "JAPAN", "JORDAN", "KENYA", "MOROCCO", "MOZAMBIQUE", "PERU", "CHINA", "ROMANIA", "SAUDI ARABIA", "VIETNAM", "RUSSIA", "UNITED KINGDOM", "UNITED STATES"]), col("n_regionkey", "BIGINT", &[]), col("n_comment", "VARCHAR", &[])]),
-            table("orders", vec![col("o_orderkey", "BIGINT", &[]), col("o_custkey", "BIGINT", &[]), col("o_orderstatus", "VARCHAR", &["F", "O", "P"]), col("o_totalprice", d, &[]), col("o_orderdate", "DATE", &[]), col("o_orderpriority", "VARCHAR", &["1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"]), col("o_clerk", "VARCHAR", &[]), col("o_shippriority", "INT", &[]), col("o_comment", "VARCHAR", &[])]),
-            table("part", vec![col("p_partkey", "BIGINT", &[]), col("p_name", "VARCHAR", &[]), col("p_mfgr", "VARCHAR", &["Manufacturer#1", "Manufacturer#2", "Manufacturer#3", "Manufacturer#4", "Manufacturer#5"]), col("p_brand", "VARCHAR", &["Brand#11", "Brand#12", "Brand#13"]), col("p_type", "VARCHAR", &[]), col("p_size", "INT", &[]), col("p_container", "VARCHAR", &["JUMBO BOX", "LG CASE", "MED BAG", "SM PKG"]), col("p_retailprice", d, &[]), col("p_comment", "VARCHAR", &[])]),
-            table("partsupp", vec![col("ps_partkey", "BIGINT", &[]), col("ps_suppkey", "BIGINT", &[]), col("ps_availqty", "INT", &[]), col("ps_supplycost", d, &[]), col("ps_comment", "VARCHAR", &[])]),
-            table("region", vec![col("r_regionkey", "BIGINT", &[]), col("r_name", "VARCHAR", &["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"]), col("r_comment", "VARCHAR", &[])]),
-            table("supplier", vec![col("s_suppkey", "BIGINT", &[]), col("s_name", "VARCHAR", &[]), col("s_address", "VARCHAR", &[]), col("s_nationkey", "BIGINT", &[]), col("s_phone", "VARCHAR", &[]), col("s_acctbal", d, &[]), col("s_comment", "VARCHAR", &[])]),
+            table(
+                "customer",
+                vec![
+                    col("c_custkey", "BIGINT", &[]),
+                    col("c_name", "VARCHAR", &[]),
+                    col("c_address", "VARCHAR", &[]),
+                    col("c_nationkey", "BIGINT", &[]),
+                    col("c_phone", "VARCHAR", &[]),
+                    col("c_acctbal", d, &[]),
+                    col("c_mktsegment", "VARCHAR", &["AUTOMOBILE", "BUILDING", "FURNITURE", "HOUSEHOLD", "MACHINERY"]),
+                    col("c_comment", "VARCHAR", &[]),
+                ],
+            ),
+            table(
+                "lineitem",
+                vec![
+                    col("l_orderkey", "BIGINT", &[]),
+                    col("l_partkey", "BIGINT", &[]),
+                    col("l_suppkey", "BIGINT", &[]),
+                    col("l_linenumber", "INT", &[]),
+                    col("l_quantity", d, &[]),
+                    col("l_extendedprice", d, &[]),
+                    col("l_discount", d, &[]),
+                    col("l_tax", d, &[]),
+                    col("l_returnflag", "VARCHAR", &["A", "N", "R"]),
+                    col("l_linestatus", "VARCHAR", &["F", "O"]),
+                    col("l_shipdate", "DATE", &[]),
+                    col("l_commitdate", "DATE", &[]),
+                    col("l_receiptdate", "DATE", &[]),
+                    col("l_shipinstruct", "VARCHAR", &["COLLECT COD", "DELIVER IN PERSON", "NONE", "TAKE BACK RETURN"]),
+                    col("l_shipmode", "VARCHAR", &["AIR", "FOB", "MAIL", "RAIL", "REG AIR", "SHIP", "TRUCK"]),
+                    col("l_comment", "VARCHAR", &[]),
+                ],
+            ),
+            table(
+                "nation",
+                vec![
+                    col("n_nationkey", "BIGINT", &[]),
+                    col(
+                        "n_name",
+                        "VARCHAR",
+                        &[
+                            "ALGERIA",
+                            "ARGENTINA",
+                            "BRAZIL",
+                            "CANADA",
+                            "EGYPT",
+                            "ETHIOPIA",
+                            "FRANCE",
+                            "GERMANY",
+                            "INDIA",
+                            "INDONESIA",
+                            "IRAN",
+                            "IRAQ",
+                            "JAPAN",
+                            "JORDAN",
+                            "KENYA",
+                            "MOROCCO",
+                            "MOZAMBIQUE",
+                            "PERU",
+                            "CHINA",
+                            "ROMANIA",
+                            "SAUDI ARABIA",
+                            "VIETNAM",
+                            "RUSSIA",
+                            "UNITED KINGDOM",
+                            "UNITED STATES",
+                        ],
+                    ),
+                    col("n_regionkey", "BIGINT", &[]),
+                    col("n_comment", "VARCHAR", &[]),
+                ],
+            ),
+            table(
+                "orders",
+                vec![
+                    col("o_orderkey", "BIGINT", &[]),
+                    col("o_custkey", "BIGINT", &[]),
+                    col("o_orderstatus", "VARCHAR", &["F", "O", "P"]),
+                    col("o_totalprice", d, &[]),
+                    col("o_orderdate", "DATE", &[]),
+                    col("o_orderpriority", "VARCHAR", &["1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"]),
+                    col("o_clerk", "VARCHAR", &[]),
+                    col("o_shippriority", "INT", &[]),
+                    col("o_comment", "VARCHAR", &[]),
+                ],
+            ),
+            table(
+                "part",
+                vec![
+                    col("p_partkey", "BIGINT", &[]),
+                    col("p_name", "VARCHAR", &[]),
+                    col(
+                        "p_mfgr",
+                        "VARCHAR",
+                        &["Manufacturer#1", "Manufacturer#2", "Manufacturer#3", "Manufacturer#4", "Manufacturer#5"],
+                    ),
+                    col("p_brand", "VARCHAR", &["Brand#11", "Brand#12", "Brand#13"]),
+                    col("p_type", "VARCHAR", &[]),
+                    col("p_size", "INT", &[]),
+                    col("p_container", "VARCHAR", &["JUMBO BOX", "LG CASE", "MED BAG", "SM PKG"]),
+                    col("p_retailprice", d, &[]),
+                    col("p_comment", "VARCHAR", &[]),
+                ],
+            ),
+            table(
+                "partsupp",
+                vec![
+                    col("ps_partkey", "BIGINT", &[]),
+                    col("ps_suppkey", "BIGINT", &[]),
+                    col("ps_availqty", "INT", &[]),
+                    col("ps_supplycost", d, &[]),
+                    col("ps_comment", "VARCHAR", &[]),
+                ],
+            ),
+            table(
+                "region",
+                vec![
+                    col("r_regionkey", "BIGINT", &[]),
+                    col("r_name", "VARCHAR", &["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"]),
+                    col("r_comment", "VARCHAR", &[]),
+                ],
+            ),
+            table(
+                "supplier",
+                vec![
+                    col("s_suppkey", "BIGINT", &[]),
+                    col("s_name", "VARCHAR", &[]),
+                    col("s_address", "VARCHAR", &[]),
+                    col("s_nationkey", "BIGINT", &[]),
+                    col("s_phone", "VARCHAR", &[]),
+                    col("s_acctbal", d, &[]),
+                    col("s_comment", "VARCHAR", &[]),
+                ],
+            ),
         ]
     }
 
+    pub(crate) fn input_for(q: &str) -> GenerateInput {
+        input(q)
+    }
+
     fn input(q: &str) -> GenerateInput {
-        GenerateInput { question: q.into(), database: "tpch".into(), engine: EngineKind::Local, tables: tpch(), history: vec![], last_error: None }
+        GenerateInput {
+            question: q.into(),
+            database: "tpch".into(),
+            engine: EngineKind::Local,
+            tables: tpch(),
+            history: vec![],
+            last_error: None,
+        }
     }
 
     fn sql(q: &str) -> String {
@@ -2860,7 +4057,10 @@ mod tests {
 
     #[test]
     fn tokens_keep_codes_dates_numbers_and_quotes_whole() {
-        let t: Vec<String> = tokenize("Brand#13 1-URGENT 1995-03-15 0.05 400,000 'REG AIR' customer's $5, x.").into_iter().map(|t| t.raw).collect();
+        let t: Vec<String> = tokenize("Brand#13 1-URGENT 1995-03-15 0.05 400,000 'REG AIR' customer's $5, x.")
+            .into_iter()
+            .map(|t| t.raw)
+            .collect();
         assert_eq!(t, ["Brand#13", "1-URGENT", "1995-03-15", "0.05", "400,000", "REG AIR", "customer", "5", "x"]);
         assert_eq!(tokenize("400,000")[0].num, Some(400000.0));
     }
@@ -2868,9 +4068,20 @@ mod tests {
     #[test]
     fn counts() {
         assert_eq!(sql("How many customers are there?"), "select count(*) as customer_count from customer");
-        assert_eq!(sql("How many customers are in the BUILDING segment?"), "select count(*) as customer_count from customer where c_mktsegment = 'building'".replace("'building'", "'BUILDING'").to_ascii_lowercase());
-        assert_eq!(sql("how many orders were placed in 1995?"), "select count(*) as order_count from orders where o_orderdate >= date '1995-01-01' and o_orderdate < date '1996-01-01'");
-        assert_eq!(sql("How many distinct brands are there?"), "select count(distinct p_brand) as brand_count from part");
+        assert_eq!(
+            sql("How many customers are in the BUILDING segment?"),
+            "select count(*) as customer_count from customer where c_mktsegment = 'building'"
+                .replace("'building'", "'BUILDING'")
+                .to_ascii_lowercase()
+        );
+        assert_eq!(
+            sql("how many orders were placed in 1995?"),
+            "select count(*) as order_count from orders where o_orderdate >= date '1995-01-01' and o_orderdate < date '1996-01-01'"
+        );
+        assert_eq!(
+            sql("How many distinct brands are there?"),
+            "select count(distinct p_brand) as brand_count from part"
+        );
     }
 
     #[test]
@@ -2879,8 +4090,14 @@ mod tests {
             sql("Which 5 customers have the highest account balance?"),
             "select c_name, c_acctbal from customer order by c_acctbal desc, c_name asc limit 5"
         );
-        assert_eq!(sql("top 3 suppliers by account balance"), "select s_name, s_acctbal from supplier order by s_acctbal desc, s_name asc limit 3");
-        assert_eq!(sql("What are the 10 cheapest parts?"), "select p_name, p_retailprice from part order by p_retailprice asc, p_name asc limit 10");
+        assert_eq!(
+            sql("top 3 suppliers by account balance"),
+            "select s_name, s_acctbal from supplier order by s_acctbal desc, s_name asc limit 3"
+        );
+        assert_eq!(
+            sql("What are the 10 cheapest parts?"),
+            "select p_name, p_retailprice from part order by p_retailprice asc, p_name asc limit 10"
+        );
     }
 
     #[test]
@@ -2889,7 +4106,10 @@ mod tests {
             sql("number of customers per nation"),
             "select nation.n_name, count(*) as customer_count from customer join nation on customer.c_nationkey = nation.n_nationkey group by nation.n_nationkey, nation.n_name order by nation.n_name"
         );
-        assert_eq!(sql("average retail price per brand"), "select p_brand, avg(p_retailprice) as avg_retail_price from part group by p_brand order by p_brand");
+        assert_eq!(
+            sql("average retail price per brand"),
+            "select p_brand, avg(p_retailprice) as avg_retail_price from part group by p_brand order by p_brand"
+        );
         let s = sql("total revenue by region in 1995");
         assert!(s.starts_with("select region.r_name, sum(lineitem.l_extendedprice * (1 - lineitem.l_discount)) as revenue from lineitem join"), "{s}");
         assert!(s.contains("join region on nation.n_regionkey = region.r_regionkey"), "{s}");
@@ -2903,8 +4123,11 @@ mod tests {
             "select nation.n_name, count(*) as customer_count from customer join nation on customer.c_nationkey = nation.n_nationkey group by nation.n_nationkey, nation.n_name order by customer_count desc, nation.n_name asc limit 1"
         );
         let s = sql("Which 10 customers spent the most?");
-        assert!(s.starts_with("select customer.c_name, sum(orders.o_totalprice) as total_total_price from orders join customer"), "{s}");
-        assert!(s.ends_with("order by total_total_price desc, customer.c_name asc limit 10"), "{s}");
+        assert!(
+            s.starts_with("select customer.c_name, sum(orders.o_totalprice) as total_price from orders join customer"),
+            "{s}"
+        );
+        assert!(s.ends_with("order by total_price desc, customer.c_name asc limit 10"), "{s}");
     }
 
     #[test]
@@ -2913,11 +4136,23 @@ mod tests {
             sql("How many line items were shipped by AIR in 1996?"),
             "select count(*) as lineitem_count from lineitem where l_shipmode = 'air' and l_shipdate >= date '1996-01-01' and l_shipdate < date '1997-01-01'".replace("'air'", "'AIR'").to_ascii_lowercase()
         );
-        assert_eq!(sql("How many customers have an account balance over 9000?"), "select count(*) as customer_count from customer where c_acctbal > 9000");
+        assert_eq!(
+            sql("How many customers have an account balance over 9000?"),
+            "select count(*) as customer_count from customer where c_acctbal > 9000"
+        );
         let s = sql("How many customers are in ASIA?");
-        assert!(s.contains("join region on nation.n_regionkey = region.r_regionkey") && s.contains("region.r_name = 'asia'"), "{s}");
+        assert!(
+            s.contains("join region on nation.n_regionkey = region.r_regionkey")
+                && s.contains("region.r_name = 'asia'"),
+            "{s}"
+        );
         let s = sql("how many urgent orders were placed between 1994 and 1996?");
-        assert!(s.contains("o_orderpriority = '1-urgent'") && s.contains(">= date '1994-01-01'") && s.contains("< date '1997-01-01'"), "{s}");
+        assert!(
+            s.contains("o_orderpriority = '1-urgent'")
+                && s.contains(">= date '1994-01-01'")
+                && s.contains("< date '1997-01-01'"),
+            "{s}"
+        );
         let s = sql("How many orders were placed before 1995-03-15?");
         assert!(s.ends_with("where o_orderdate < date '1995-03-15'"), "{s}");
     }
@@ -2925,7 +4160,10 @@ mod tests {
     #[test]
     fn filters_on_the_many_side_become_semi_joins() {
         let s = sql("How many customers placed orders in 1995?");
-        assert_eq!(s, "select count(*) as customer_count from customer where c_custkey in (select orders.o_custkey from orders where orders.o_orderdate >= date '1995-01-01' and orders.o_orderdate < date '1996-01-01')");
+        assert_eq!(
+            s,
+            "select count(*) as customer_count from customer where c_custkey in (select orders.o_custkey from orders where orders.o_orderdate >= date '1995-01-01' and orders.o_orderdate < date '1996-01-01')"
+        );
     }
 
     #[test]
@@ -2963,7 +4201,8 @@ mod tests {
     #[test]
     fn an_allow_list_in_the_last_error_is_honoured() {
         let mut i = input("number of customers per nation");
-        i.last_error = Some("guard: table \"nation\" is not in this request's allowed tables (customer, orders)".into());
+        i.last_error =
+            Some("guard: table \"nation\" is not in this request's allowed tables (customer, orders)".into());
         match OfflineGenerator::new().propose(&i) {
             Err(GenerateError::CannotAnswer(_)) => {}
             Ok(p) => assert!(!p.sql.contains("nation "), "{}", p.sql),
@@ -2991,5 +4230,29 @@ mod tests {
         let each = start.elapsed() / 20;
         eprintln!("offline generation: {each:?} per question");
         assert!(each.as_millis() < 50, "{each:?}");
+    }
+}
+
+#[cfg(test)]
+mod debug_print {
+    #[test]
+    #[ignore]
+    fn print_sql() {
+        let qs = std::env::var("QS").unwrap_or_default();
+        for q in qs.split('|') {
+            let mut i = super::tests::input_for(q);
+            if let Ok(fb) = std::env::var("FB") {
+                for f in fb.split('|') {
+                    let sql = super::OfflineGenerator::new().propose(&i).map(|p| p.sql).unwrap_or_default();
+                    i.history.push(crate::generate::PriorTurn { sql, feedback: f.into() });
+                }
+            }
+            match super::OfflineGenerator::new().propose(&i) {
+                Ok(p) => {
+                    println!("== {q}\n{}\n  conf {} {:?}\n  {}", p.sql, p.confidence, p.assumptions, p.explanation)
+                }
+                Err(e) => println!("== {q}\n  ERR {e}"),
+            }
+        }
     }
 }

@@ -56,6 +56,20 @@
 //! window does. Polls closer together than [`MIN_POLL`] return no changes without a call, so a
 //! 50 ms watch loop costs at most a few queries per second.
 //!
+//! # The controller's read cache
+//!
+//! A controller reads a request before every reconcile step, and most steps are followed at once
+//! by another (each write requeues the key): without a cache a request through approval costs
+//! about twelve `GetItem`s and several decision `Query`s on top of its eight writes. Like a
+//! Kubernetes informer, the controller's store ([`DynamoStore::with_read_cache`]; never the
+//! CLI's) keeps what it last wrote or read of each *active* request and the decisions of each
+//! uid, and serves `get` / `list_decisions` from memory. Staleness is bounded and safe: every
+//! write is still a compare-and-set, so acting on a stale copy ends in a `Conflict`, which evicts
+//! the entry (the retry reads fresh); changes by other processes seen through the change index
+//! evict their key; entries expire after [`CACHE_TTL`]; and a resync ([`Store::list_active`])
+//! empties the cache. Decisions written by this process (the SQS consumer shares the store) are
+//! added as they are written.
+//!
 //! # Item size, retention
 //!
 //! Items must stay under DynamoDB's 400 KB. A status write whose item would exceed
@@ -117,6 +131,8 @@ const DECISION_MIN_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 const TOMBSTONE_TTL: Duration = Duration::from_secs(3600);
 
 const META: &str = "META";
+/// How long the controller's read cache serves an entry without reading DynamoDB again.
+pub const CACHE_TTL: Duration = Duration::from_secs(10);
 
 /// What a read of an index cost, for tests and measurements ("resync reads only active records").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -134,6 +150,16 @@ pub struct DynamoStore {
     table: String,
     retention: Duration,
     watch: Mutex<WatchState>,
+    cache: Option<Mutex<ReadCache>>,
+}
+
+/// The controller's read cache (see the module docs).
+#[derive(Default)]
+struct ReadCache {
+    requests: HashMap<ObjectKey, (Instant, QueryRequest)>,
+    /// uid → (request key, when read, decisions in creation order).
+    decisions: HashMap<String, (ObjectKey, Instant, Vec<Decision>)>,
+    policy: Option<(Instant, Option<Policy>)>,
 }
 
 #[derive(Default)]
@@ -152,7 +178,42 @@ impl std::fmt::Debug for DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
-        DynamoStore { client, table: table.into(), retention: DEFAULT_RETENTION, watch: Mutex::new(WatchState::default()) }
+        DynamoStore { client, table: table.into(), retention: DEFAULT_RETENTION, watch: Mutex::new(WatchState::default()), cache: None }
+    }
+
+    /// Serves reads of active requests, decisions and the policy from memory (the controller's
+    /// store only: see the module docs).
+    #[must_use]
+    pub fn with_read_cache(mut self) -> Self {
+        self.cache = Some(Mutex::new(ReadCache::default()));
+        self
+    }
+
+    fn cached<T>(&self, f: impl FnOnce(&mut ReadCache) -> T) -> Option<T> {
+        self.cache.as_ref().map(|c| f(&mut c.lock().unwrap_or_else(|p| p.into_inner())))
+    }
+
+    /// Remembers `req` as written or read (only while it is active: finished records are not
+    /// read again by a controller).
+    fn remember(&self, req: &QueryRequest) {
+        self.cached(|c| {
+            if is_active(req) {
+                c.requests.insert(req.key(), (Instant::now(), req.clone()));
+            } else {
+                c.requests.remove(&req.key());
+            }
+        });
+    }
+
+    fn forget(&self, key: &ObjectKey) {
+        self.cached(|c| c.requests.remove(key));
+    }
+
+    /// Evicts what a write that failed on `err` shows to be stale.
+    fn forget_on(&self, key: &ObjectKey, err: &StoreError) {
+        if matches!(err, StoreError::Conflict { .. } | StoreError::NotFound(_) | StoreError::AlreadyExists(_)) {
+            self.forget(key);
+        }
     }
 
     /// How long finished, notified records are kept before DynamoDB's TTL removes them.
@@ -795,7 +856,16 @@ impl Store for DynamoStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<QueryRequest>> {
-        self.load(key).await
+        let hit = self.cached(|c| c.requests.get(key).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, r)| r.clone())).flatten();
+        if let Some(r) = hit {
+            return Ok(Some(r));
+        }
+        let r = self.load(key).await?;
+        match &r {
+            Some(r) => self.remember(r),
+            None => self.forget(key),
+        }
+        Ok(r)
     }
 
     async fn list(&self, namespace: Option<&str>, selector: &LabelSelector) -> Result<Vec<QueryRequest>> {
@@ -814,6 +884,8 @@ impl Store for DynamoStore {
     }
 
     async fn list_active(&self) -> Result<Vec<ObjectKey>> {
+        // A resync is the drift safety net: everything after it is read fresh.
+        self.cached(|c| *c = ReadCache::default());
         Ok(self.list_active_with_stats().await?.0)
     }
 

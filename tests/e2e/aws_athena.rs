@@ -106,6 +106,8 @@ fn a_restarted_engine_repeating_a_start_gets_the_same_execution() {
             limits: sqlctl::spec::EffectiveLimits { max_rows: 10, max_bytes_scanned: None, timeout_ms: 60_000 },
             result_key: "default/q/1-1".into(),
         };
+        // Where the fake writes results when no output location is given.
+        let _ = sqlctl::aws::s3(&conf).create_bucket().bucket("fake-athena-results").send().await;
         let waker: sqlctl::engine::Waker = Arc::new(|_| {});
         let first = engine().start(&job, waker.clone()).await.unwrap();
         // The controller crashed before recording the id; a new process starts again.

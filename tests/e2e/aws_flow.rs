@@ -61,7 +61,7 @@ fn refine_reject_and_malformed_decisions_over_sqs() {
     let first = w.approval_request("cust", T);
 
     // refine → regenerated, a second round and a second approval request.
-    w.decide(&first, "refine", json!({"feedback": "count only customers in the BUILDING segment"}));
+    w.decide(&first, "refine", json!({"feedback": "by nation instead"}));
     let v = w.wait_for("cust", T, |v| v["status"]["phase"] == "AwaitingApproval" && v["status"]["approvalRound"] == 2, "round 2");
     let second = w.approval_request("cust", T);
     assert_eq!(second.round, 2);

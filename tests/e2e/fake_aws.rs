@@ -69,6 +69,7 @@ pub struct Athena {
 }
 
 #[derive(Clone, Debug)]
+#[allow(dead_code)]
 pub struct Exec {
     pub id: String,
     pub sql: String,

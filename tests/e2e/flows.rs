@@ -163,7 +163,7 @@ fn ask_with_sql_runs_end_to_end_with_an_in_process_controller() {
 #[test]
 fn question_requests_wait_for_a_generator() {
     let env = Env::new();
-    env.controller(&[]);
+    env.controller(&["--generator", "none"]);
     let yaml = "apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata:\n  name: q1\nspec:\n  question: how many nations are there?\n  catalog:\n    database: tpch\n";
     assert_eq!(env.apply(yaml).code, 0);
     let start = std::time::Instant::now();

@@ -9,6 +9,7 @@ mod bad_input;
 mod decisions;
 mod flows;
 mod generation_llm;
+mod generation_offline;
 mod resilience;
 mod fake_aws;
 mod aws_support;
