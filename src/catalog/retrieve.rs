@@ -32,6 +32,9 @@ pub const DEFAULT_MAX_SCHEMA_TOKENS: usize = 6000;
 /// Most tables a question is taken to be "about" directly (before join connectors).
 const MAX_CORE_TABLES: usize = 5;
 
+/// Matches beyond the core that retrieval also connects to it along join keys.
+const MAX_CONNECTED: usize = 8;
+
 /// Most tables shown beyond the core when the catalog is large.
 const MAX_OPTIONAL_TABLES: usize = 30;
 
@@ -169,6 +172,32 @@ pub fn retrieve_with(question: &str, tables: &[Table], opts: &RetrieveOptions<'_
         if seen.insert(t) {
             optional.push(t);
         }
+    }
+    // The best of the other matches come with the tables that join them to the core (a
+    // question about "revenue by region" needs what lies between prices and regions).
+    if n > SMALL_CATALOG {
+        let mut tree: Vec<usize> = must.clone();
+        let mut connected: Vec<usize> = Vec::new();
+        for &t in optional.iter().filter(|t| scores[**t] > 0.0).take(MAX_CONNECTED) {
+            if let Some(path) = graph.path_to_tree(&tree, t, 3) {
+                for e in path {
+                    for x in [graph.edges[e].from, graph.edges[e].to] {
+                        if !tree.contains(&x) {
+                            tree.push(x);
+                            if x != t && !must.contains(&x) {
+                                connected.push(x);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Connectors go right after the matches they serve, ahead of the long tail.
+        optional.retain(|t| !connected.contains(t));
+        let k = optional.iter().filter(|t| scores[**t] > 0.0).take(MAX_CONNECTED).count();
+        let tail = optional.split_off(k.min(optional.len()));
+        optional.extend(connected);
+        optional.extend(tail);
     }
     if n <= SMALL_CATALOG {
         for t in 0..n {
@@ -369,6 +398,8 @@ const SYNONYMS: &[(&str, &str)] = &[
     ("product", "part"),
     ("item", "part"),
     ("sale", "revenue"),
+    ("revenue", "price"),
+    ("revenue", "amount"),
     ("cost", "price"),
     ("spend", "price"),
     ("spent", "price"),
@@ -658,9 +689,10 @@ pub fn term_score(q: &str, t: &str) -> f64 {
                 continue;
             }
             let (head, tail) = (&t[..cut], &t[cut..]);
-            if (bytes[0] == q.as_bytes()[0] && is_abbreviation(head, q))
-                || (tail.as_bytes()[0] == q.as_bytes()[0] && (tail == q || is_abbreviation(tail, q)))
-            {
+            let matches = (bytes[0] == q.as_bytes()[0] && is_abbreviation(head, q))
+                || (tail.as_bytes()[0] == q.as_bytes()[0] && (tail == q || is_abbreviation(tail, q)));
+            // Only where one side is a known word: acct|bal, not rev|iew.
+            if matches && (is_word(head) || is_word(tail)) {
                 return 0.6;
             }
         }
@@ -969,16 +1001,16 @@ impl JoinGraph {
                     if let Some(&j) = by_name.get(&target) {
                         let to_col =
                             g.primary_keys[j].clone().or_else(|| tables[j].columns.first().map(|c| c.name.clone()));
-                        if let (true, Some(to_col)) = (j != i, to_col) {
-                            if !g.edges.iter().any(|e| e.from == i && e.to == j && e.from_column == c.name) {
-                                g.add(JoinEdge {
-                                    from: i,
-                                    from_column: c.name.clone(),
-                                    to: j,
-                                    to_column: to_col,
-                                    many_to_one: true,
-                                });
-                            }
+                        if let (true, Some(to_col)) = (j != i, to_col)
+                            && !g.edges.iter().any(|e| e.from == i && e.to == j && e.from_column == c.name)
+                        {
+                            g.add(JoinEdge {
+                                from: i,
+                                from_column: c.name.clone(),
+                                to: j,
+                                to_column: to_col,
+                                many_to_one: true,
+                            });
                         }
                     }
                 }
@@ -1296,14 +1328,13 @@ fn pack(
     }
     // Samples of columns added after their sample item was considered: one more pass.
     for item in &items {
-        if let (Some(pos), true) = (item.column, item.samples) {
-            if included.contains(&(item.table, pos))
-                && !included_samples.contains(&(item.table, pos))
-                && used + item.chars + reserve <= budget_chars
-            {
-                used += item.chars;
-                included_samples.insert((item.table, pos));
-            }
+        if let (Some(pos), true) = (item.column, item.samples)
+            && included.contains(&(item.table, pos))
+            && !included_samples.contains(&(item.table, pos))
+            && used + item.chars + reserve <= budget_chars
+        {
+            used += item.chars;
+            included_samples.insert((item.table, pos));
         }
     }
 

@@ -115,8 +115,8 @@ impl Args {
             config.identity = id.clone();
         }
         Ok(Controller::new(Parts {
-            store: g.store().await?,
-            catalog: g.catalog().await?,
+            store: g.controller_store().await?,
+            catalog: crate::config::generator::catalog_for(g, &self.generator).await?,
             engines: g.engines().await?,
             generator: self.generator.build(&g.backend).await?,
             notifier: g.notifier().await?,

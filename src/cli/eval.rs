@@ -290,7 +290,7 @@ impl Args {
                 "no SQL generator is configured (--generator none); pick offline, bedrock or openai",
             ));
         };
-        let catalog = g.catalog().await?;
+        let catalog = crate::config::generator::catalog_for(g, &self.generator).await?;
         let data_dir = g.data_dir();
         let scratch = tempfile_dir()?;
         let engine = LocalEngine::new(&data_dir, scratch.path());
@@ -408,14 +408,14 @@ impl Args {
                 );
             }
         }
-        if let Some(min) = min_accuracy {
-            if summary.accuracy + 1e-9 < min {
-                return Err(Exit::refused(format!(
-                    "accuracy {:.1}% is below --min-accuracy {:.1}%",
-                    summary.accuracy * 100.0,
-                    min * 100.0
-                )));
-            }
+        if let Some(min) = min_accuracy
+            && summary.accuracy + 1e-9 < min
+        {
+            return Err(Exit::refused(format!(
+                "accuracy {:.1}% is below --min-accuracy {:.1}%",
+                summary.accuracy * 100.0,
+                min * 100.0
+            )));
         }
         Ok(())
     }

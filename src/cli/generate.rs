@@ -177,7 +177,7 @@ impl Args {
                 "no SQL generator is configured (--generator none); pick offline, bedrock or openai",
             ));
         };
-        let catalog = g.catalog().await?;
+        let catalog = crate::config::generator::catalog_for(g, &self.generator).await?;
         let tables = catalog.tables(&self.database).await?;
         let known: Vec<String> = tables.iter().map(|t| t.name.to_ascii_lowercase()).collect();
         let engines = g.engines().await?;

@@ -154,6 +154,15 @@ impl GlobalOpts {
         Ok(Arc::new(store))
     }
 
+    /// The store a controller uses: on `--backend aws` with the read cache (an informer-like
+    /// view of the active records; see `store::dynamodb`). The CLI uses [`GlobalOpts::store`].
+    pub async fn controller_store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        if self.is_aws() {
+            return Ok(Arc::new(self.dynamo_store().await?.with_read_cache()));
+        }
+        self.store().await
+    }
+
     /// The DynamoDB store (`--backend aws`).
     pub async fn dynamo_store(&self) -> anyhow::Result<DynamoStore> {
         let aws = self.aws.sdk().await;
@@ -238,5 +247,45 @@ impl GlobalOpts {
 
     pub fn default_engine(&self) -> EngineKind {
         if self.backend == "aws" { EngineKind::Athena } else { EngineKind::Local }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::aws::testing::{config_for, moto_url};
+
+    fn parse(args: &[&str]) -> GlobalOpts {
+        let mut argv = vec!["sqlctl"];
+        argv.extend_from_slice(args);
+        argv.extend(["config", "view"]);
+        crate::cli::Cli::try_parse_from(argv).unwrap().global
+    }
+
+    #[test]
+    fn aws_flags_resolve_and_local_stays_the_default() {
+        let g = parse(&["--results-s3", "s3://b/p", "--athena-max-concurrent", "3", "--retention", "7d"]);
+        assert!(!g.is_aws() || std::env::var("SQLCTL_BACKEND").as_deref() == Ok("aws"));
+        assert_eq!(g.aws.results().unwrap().unwrap().to_string(), "s3://b/p");
+        assert_eq!(g.aws.athena_max_concurrent, 3);
+        assert_eq!(g.aws.retention, std::time::Duration::from_secs(7 * 86_400));
+        assert!(parse(&["--results-s3", "http://x"]).aws.results().is_err());
+    }
+
+    #[tokio::test]
+    async fn the_cli_decider_on_aws_is_who_sts_says_and_as_must_match() {
+        let Some(url) = moto_url() else { return };
+        let g = parse(&["--backend", "aws"]);
+        g.aws.loaded.set(Aws { conf: Arc::new(config_for(&url).await) }).unwrap();
+        // moto answers GetCallerIdentity with arn:aws:sts::123456789012:user/moto.
+        assert_eq!(g.decider(None).await.unwrap(), "moto");
+        assert_eq!(g.decider(Some("moto")).await.unwrap(), "moto");
+        assert_eq!(g.decider(Some("arn:aws:sts::123456789012:user/moto")).await.unwrap(), "moto");
+        let e = g.decider(Some("alice")).await.unwrap_err().to_string();
+        assert!(e.contains("--as alice refused") && e.contains("moto"), "{e}");
+        // Locally --as is taken as given.
+        assert_eq!(parse(&["--backend", "local"]).decider(Some("alice")).await.unwrap(), "alice");
     }
 }

@@ -9,10 +9,10 @@ use crate::harness::*;
 
 const EVAL_SET: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/eval/tpch.yaml");
 
-/// Measured 42/46 = 91.3% on the scale-0.01 test warehouse (the four misses are the questions
-/// it should decline); the floor leaves a small margin so a harmless wording change in the set
-/// does not fail CI, while a real regression does.
-const MIN_ACCURACY: &str = "0.85";
+/// Measured 54/59 = 91.5% on the scale-0.01 test warehouse (the five misses are the questions
+/// it should decline); the floor (two questions below) leaves a small margin so a harmless
+/// wording change in the set does not fail CI, while a real regression does.
+const MIN_ACCURACY: &str = "0.88";
 
 #[test]
 fn the_eval_set_keeps_its_accuracy() {
