@@ -122,7 +122,7 @@ pub const MAX_BEHIND_MS: u64 = 10 * 60_000;
 /// Same as [`MAX_BEHIND_MS`], as a duration.
 pub const MAX_BEHIND: Duration = Duration::from_millis(MAX_BEHIND_MS);
 /// Polls of the change index closer together than this return nothing, without a call.
-pub const MIN_POLL: Duration = Duration::from_millis(200);
+pub const MIN_POLL: Duration = Duration::from_millis(500);
 /// Default time a finished, notified request is kept before TTL expires it.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Decision records are kept at least this long (longer than the longest approval wait).
@@ -1214,13 +1214,34 @@ impl Store for DynamoStore {
     }
 
     async fn renew_lease(&self, name: &str, fence: &Fence) -> Result<Lease> {
-        let current = self.held_lease(name, fence).await?;
-        let mut lease = current.clone();
-        lease.renewals += 1;
-        lease.renewed_at_ms = Utc::now().timestamp_millis();
-        match self.replace_lease(name, &current, &lease).await? {
-            Ok(()) => Ok(lease),
-            Err(now) => Err(StoreError::Fenced { epoch: now.map(|l| l.epoch).unwrap_or(0) }),
+        // One conditional UpdateItem: renewals happen every retry period for as long as the
+        // controller runs, so they should cost one call, not a read and a write.
+        if fence.holder.is_empty() {
+            return Err(StoreError::Fenced { epoch: fence.epoch });
+        }
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&lease_pk(name)))
+            .key("sk", s(META))
+            .update_expression("SET renewals = renewals + :one, renewed_at_ms = :now")
+            .condition_expression("holder = :h AND epoch = :e")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":now", AttributeValue::N(Utc::now().timestamp_millis().to_string()))
+            .expression_attribute_values(":h", s(&fence.holder))
+            .expression_attribute_values(":e", n(fence.epoch))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match out {
+            Ok(o) => Ok(decode_lease(o.attributes().unwrap_or(&HashMap::new()))),
+            Err(SdkError::ServiceError(se)) if matches!(se.err(), aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_)) => {
+                let aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) = se.into_err() else { unreachable!() };
+                Err(StoreError::Fenced { epoch: c.item().and_then(|i| num(i, "epoch")).unwrap_or(0) })
+            }
+            Err(e) => Err(self.err("UpdateItem", e)),
         }
     }
 

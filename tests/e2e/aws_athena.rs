@@ -126,6 +126,11 @@ fn a_restarted_engine_repeating_a_start_gets_the_same_execution() {
         assert_eq!(out.preview.rows[0][0].as_deref(), Some("ALGERIA"));
         assert_eq!(out.rows, 25);
         assert!(matches!(e.poll("no-such-id").await.unwrap(), ExecState::Unknown));
+        // Athena's throttling is a back-off, never a failure.
+        let throttled = QueryJob { token: "f".repeat(32), sql: "select 1 /* fake:throttle */".into(), ..job.clone() };
+        let err = e.start(&throttled, Arc::new(|_| {})).await.unwrap_err();
+        assert!(matches!(&err, sqlctl::engine::EngineError::Transient(m) if m.contains("TooManyRequestsException")), "{err:?}");
+        assert_eq!(e.running(), 0, "a refused start holds no slot");
     });
 }
 

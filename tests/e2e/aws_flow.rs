@@ -94,7 +94,13 @@ fn many_requests_through_approval_measure_throughput_and_calls() {
     // SQLCTL_TEST_AWS_REQUESTS raises N for a measurement run.
     let n: usize = std::env::var("SQLCTL_TEST_AWS_REQUESTS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
     let big = n > 50;
-    w.controller(&["--workers", "16"]);
+    let pid = w.controller_with(&[], &["--workers", "16"]);
+    let limit = Duration::from_secs(if big { 900 } else { 180 });
+    let alive = |w: &AwsWorld| {
+        if let Some(code) = w.exited(pid) {
+            panic!("the controller exited ({code}):\n{}", w.controller_log(0));
+        }
+    };
     // Idle cost first: what the controller calls with nothing to do (lease, change index, SQS).
     std::thread::sleep(Duration::from_secs(3));
     w.fake.reset_calls();
@@ -120,7 +126,8 @@ fn many_requests_through_approval_measure_throughput_and_calls() {
                 w.decide(&m, "approve", json!({}));
             }
         }
-        assert!(big || start.elapsed() < Duration::from_secs(120), "approved {} of {n}", approved.len());
+        alive(&w);
+        assert!(start.elapsed() < limit, "approved {} of {n}", approved.len());
     }
     let done = |w: &AwsWorld| {
         let o = w.ok(&["get", "-o", "json"]);
@@ -128,7 +135,8 @@ fn many_requests_through_approval_measure_throughput_and_calls() {
         v["items"].as_array().unwrap().iter().filter(|r| r["status"]["phase"] == "Done" && r["status"]["notified"].is_string()).count()
     };
     while done(&w) < n {
-        assert!(big || start.elapsed() < Duration::from_secs(180), "{} of {n} done", done(&w));
+        alive(&w);
+        assert!(start.elapsed() < limit, "{} of {n} done", done(&w));
         std::thread::sleep(Duration::from_millis(200));
     }
     let secs = start.elapsed().as_secs_f64();

@@ -136,8 +136,15 @@ impl AwsWorld {
         child.wait_with_output().unwrap().into()
     }
 
-    /// Starts `sqlctl controller` against the fake (which forwards to moto).
+    /// Starts `sqlctl controller` against the fake (which forwards to moto), with short lease
+    /// timings so that a takeover test is quick.
     pub fn controller(&self, args: &[&str]) -> u32 {
+        self.controller_with(&["--retry-period", "200ms", "--renew-deadline", "1s", "--lease-duration", "2s", "--resync", "2s"], args)
+    }
+
+    /// Starts a controller with the default lease timings and resync period (load tests: a busy
+    /// moto on a busy machine can take longer than a second to answer a renewal).
+    pub fn controller_with(&self, lease: &[&str], args: &[&str]) -> u32 {
         let i = self.children.lock().unwrap().len();
         let log = self.env.home.path().join(format!("aws-controller-{i}.log"));
         let f = std::fs::File::create(&log).unwrap();
@@ -145,7 +152,8 @@ impl AwsWorld {
             .cmd_at(&self.fake.url)
             .env("SQLCTL_LOG", "info,sqlctl::aws::call=debug")
             .arg("controller")
-            .args(["--retry-period", "200ms", "--renew-deadline", "1s", "--lease-duration", "2s", "--resync", "2s", "--generator", "offline"])
+            .args(lease)
+            .args(["--generator", "offline"])
             .args(args)
             .stdout(Stdio::null())
             .stderr(f)
@@ -158,6 +166,13 @@ impl AwsWorld {
 
     pub fn controller_log(&self, i: usize) -> String {
         std::fs::read_to_string(self.env.home.path().join(format!("aws-controller-{i}.log"))).unwrap_or_default()
+    }
+
+    /// The exit code of a controller that has exited, None while it runs.
+    pub fn exited(&self, pid: u32) -> Option<i32> {
+        let mut kids = self.children.lock().unwrap();
+        let c = kids.iter_mut().find(|c| c.id() == pid)?;
+        c.try_wait().ok().flatten().map(|st| st.code().unwrap_or(-1))
     }
 
     pub fn wait_child(&self, pid: u32, timeout: Duration) -> Option<i32> {

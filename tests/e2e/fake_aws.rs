@@ -10,7 +10,8 @@
 //!
 //! Markers: `fake:running=N` (RUNNING for N polls, default 1), `fake:forever`,
 //! `fake:scan=BYTES` (DataScannedInBytes while running), `fake:fail-transient=K` (the first K
-//! executions of this SQL fail with a retryable SYSTEM error), `fake:fail-user`.
+//! executions of this SQL fail with a retryable SYSTEM error), `fake:fail-user`, `fake:throttle`
+//! (every start is refused with `TooManyRequestsException`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -291,6 +292,9 @@ async fn athena(st: &FakeState, op: &str, input: &Value) -> Response {
         "StartQueryExecution" => {
             let token = input["ClientRequestToken"].as_str().unwrap_or("").to_string();
             let sql = input["QueryString"].as_str().unwrap_or("").to_string();
+            if marker(&sql, "throttle").is_some() {
+                return err(StatusCode::BAD_REQUEST, "TooManyRequestsException", "Rate exceeded");
+            }
             let mut a = st.athena.lock().unwrap();
             if let Some(id) = a.by_token.get(&token).filter(|_| !token.is_empty()) {
                 return ok(json!({"QueryExecutionId": id}));
