@@ -168,7 +168,12 @@ fn main() {
             total.as_secs_f64(),
             done as f64 / total.as_secs_f64()
         );
-        println!("approve→Executing latency: p50 {:.1} ms, p99 {:.1} ms (n={})", percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len());
+        println!(
+            "approve→Executing latency: p50 {:.1} ms, p99 {:.1} ms (n={})",
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.len()
+        );
         println!("controller peak RSS: {:.1} MiB", rss as f64 / 1024.0);
     });
     let _ = child.kill();

@@ -47,10 +47,8 @@ pub struct AwsSettings {
 /// emulator region is used instead of asking instance metadata (which an emulator never needs).
 pub async fn load(settings: &AwsSettings) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    let endpoint = settings
-        .endpoint_url
-        .clone()
-        .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()));
+    let endpoint =
+        settings.endpoint_url.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok().filter(|s| !s.is_empty()));
     if let Some(url) = &endpoint {
         loader = loader.endpoint_url(url.clone());
     }
@@ -64,9 +62,7 @@ pub async fn load(settings: &AwsSettings) -> SdkConfig {
 }
 
 fn env_region() -> Option<String> {
-    ["AWS_REGION", "AWS_DEFAULT_REGION"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+    ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }
 
 /// Is an endpoint override in force (emulator or test server)?
@@ -226,11 +222,23 @@ pub fn classify_code(code: Option<&str>) -> ErrorClass {
         return ErrorClass::Transient;
     }
     match code {
-        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" | "UnrecognizedClientException"
-        | "InvalidClientTokenId" | "ExpiredToken" | "ExpiredTokenException" | "InvalidSignatureException"
-        | "SignatureDoesNotMatch" | "MissingAuthenticationToken" => ErrorClass::AccessDenied,
-        "ResourceNotFoundException" | "EntityNotFoundException" | "NoSuchBucket" | "NoSuchKey"
-        | "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" | "NotFound" => ErrorClass::NotFound,
+        "AccessDenied"
+        | "AccessDeniedException"
+        | "UnauthorizedOperation"
+        | "UnrecognizedClientException"
+        | "InvalidClientTokenId"
+        | "ExpiredToken"
+        | "ExpiredTokenException"
+        | "InvalidSignatureException"
+        | "SignatureDoesNotMatch"
+        | "MissingAuthenticationToken" => ErrorClass::AccessDenied,
+        "ResourceNotFoundException"
+        | "EntityNotFoundException"
+        | "NoSuchBucket"
+        | "NoSuchKey"
+        | "AWS.SimpleQueueService.NonExistentQueue"
+        | "QueueDoesNotExist"
+        | "NotFound" => ErrorClass::NotFound,
         _ => ErrorClass::Other,
     }
 }
@@ -252,7 +260,6 @@ where
     }
     aws_smithy_types::error::display::DisplayErrorContext(err).to_string()
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Identity
@@ -329,7 +336,11 @@ impl S3Uri {
 
 impl std::fmt::Display for S3Uri {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.key.is_empty() { write!(f, "s3://{}/", self.bucket) } else { write!(f, "s3://{}/{}", self.bucket, self.key) }
+        if self.key.is_empty() {
+            write!(f, "s3://{}/", self.bucket)
+        } else {
+            write!(f, "s3://{}/{}", self.bucket, self.key)
+        }
     }
 }
 
@@ -363,7 +374,9 @@ pub(crate) mod testing {
             eprintln!("skipping: SQLCTL_SKIP_AWS_TESTS=1");
             return None;
         }
-        panic!("SQLCTL_TEST_MOTO_URL is not set: run the AWS tests through scripts/test (it starts moto), or set SQLCTL_SKIP_AWS_TESTS=1 to skip them explicitly");
+        panic!(
+            "SQLCTL_TEST_MOTO_URL is not set: run the AWS tests through scripts/test (it starts moto), or set SQLCTL_SKIP_AWS_TESTS=1 to skip them explicitly"
+        );
     }
 
     /// An SDK config for `url` with static test credentials (no credential chain, no network
@@ -372,7 +385,13 @@ pub(crate) mod testing {
         aws_config::defaults(BehaviorVersion::latest())
             .endpoint_url(url)
             .region(aws_config::Region::new(EMULATOR_REGION))
-            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new("testing", "testing", None, None, "sqlctl-tests"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "sqlctl-tests",
+            ))
             .load()
             .await
     }
@@ -381,7 +400,6 @@ pub(crate) mod testing {
     pub fn unique(prefix: &str) -> String {
         format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
     }
-
 }
 
 #[cfg(test)]
@@ -392,10 +410,14 @@ mod tests {
     fn principal_names_come_from_the_arn_resource() {
         assert_eq!(principal_name("arn:aws:iam::123456789012:user/alice"), "alice");
         assert_eq!(principal_name("arn:aws:iam::123456789012:user/team/bob"), "bob");
-        assert_eq!(principal_name("arn:aws:sts::123456789012:assumed-role/Approvers/carol@example.com"), "carol@example.com");
+        assert_eq!(
+            principal_name("arn:aws:sts::123456789012:assumed-role/Approvers/carol@example.com"),
+            "carol@example.com"
+        );
         assert_eq!(principal_name("arn:aws:iam::123456789012:root"), "root");
         assert_eq!(principal_name("not-an-arn"), "not-an-arn");
-        let who = CallerIdentity { account: "1".into(), arn: "arn:aws:iam::1:user/alice".into(), user_id: "AID".into() };
+        let who =
+            CallerIdentity { account: "1".into(), arn: "arn:aws:iam::1:user/alice".into(), user_id: "AID".into() };
         assert!(names_identity(&who, "alice"));
         assert!(names_identity(&who, "arn:aws:iam::1:user/alice"));
         assert!(!names_identity(&who, "mallory"));

@@ -7,7 +7,11 @@ use sqlctl::cli::{Cli, Exit, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.global.log_format, cli.global.log_level.as_deref(), matches!(cli.command, sqlctl::cli::Command::Controller(_)));
+    init_logging(
+        &cli.global.log_format,
+        cli.global.log_level.as_deref(),
+        matches!(cli.command, sqlctl::cli::Command::Controller(_)),
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -10,9 +10,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::spec::{
-    Decision, DecisionKind, Phase, Policy, QueryRequest, digest::token, digest_matches,
-};
+use crate::spec::{Decision, DecisionKind, Phase, Policy, QueryRequest, digest::token, digest_matches};
 use crate::store::{DecisionOutcome, Store, StoreError};
 
 /// Default approval wait when neither the policy nor the spec says otherwise.
@@ -23,15 +21,21 @@ pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 pub enum Refusal {
     #[error("{name} is {phase}, not AwaitingApproval: there is nothing to decide{hint}")]
     WrongPhase { name: String, phase: Phase, hint: String },
-    #[error("digest {given} does not match the SQL awaiting approval ({current}): the SQL changed since you looked; run `sqlctl describe {name}` and decide on what is there now")]
+    #[error(
+        "digest {given} does not match the SQL awaiting approval ({current}): the SQL changed since you looked; run `sqlctl describe {name}` and decide on what is there now"
+    )]
     StaleDigest { name: String, given: String, current: String },
-    #[error("this decision names {what} which is no longer current for {name} (the request was changed, refined or recreated); run `sqlctl describe {name}`")]
+    #[error(
+        "this decision names {what} which is no longer current for {name} (the request was changed, refined or recreated); run `sqlctl describe {name}`"
+    )]
     Stale { name: String, what: String },
     #[error("{by} may not decide on {name}: {why}")]
     NotAllowed { name: String, by: String, why: String },
     #[error("four-eyes policy: {by} requested {name} and may not approve it; ask another approver")]
     FourEyes { name: String, by: String },
-    #[error("refine regenerates SQL from the question, but {name} has hand-written spec.sql: edit spec.sql and `sqlctl apply` it instead")]
+    #[error(
+        "refine regenerates SQL from the question, but {name} has hand-written spec.sql: edit spec.sql and `sqlctl apply` it instead"
+    )]
     RefineHandWritten { name: String },
     #[error("refine needs --feedback saying what to change")]
     EmptyFeedback,
@@ -196,7 +200,12 @@ mod tests {
         let mut r = QueryRequest {
             api_version: API_VERSION.into(),
             kind: KIND.into(),
-            metadata: ObjectMeta { name: "q".into(), uid: Some("u1".into()), generation: Some(2), ..Default::default() },
+            metadata: ObjectMeta {
+                name: "q".into(),
+                uid: Some("u1".into()),
+                generation: Some(2),
+                ..Default::default()
+            },
             spec: QueryRequestSpec {
                 question: Some("how many?".into()),
                 catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
@@ -206,7 +215,11 @@ mod tests {
                 phase,
                 observed_generation: 2,
                 approval_round: 1,
-                generated: Some(Generated { sql: "select 1".into(), sql_digest: "ab".repeat(32), ..Default::default() }),
+                generated: Some(Generated {
+                    sql: "select 1".into(),
+                    sql_digest: "ab".repeat(32),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
         };
@@ -240,7 +253,10 @@ mod tests {
         let mut i = input(DecisionKind::Approve, "alice");
         i.digest = Some("cd".repeat(6));
         assert!(matches!(bind(&r, &i), Err(Refusal::StaleDigest { .. })));
-        assert!(matches!(bind(&req(Phase::Executing), &input(DecisionKind::Approve, "a")), Err(Refusal::WrongPhase { .. })));
+        assert!(matches!(
+            bind(&req(Phase::Executing), &input(DecisionKind::Approve, "a")),
+            Err(Refusal::WrongPhase { .. })
+        ));
         let mut d = bind(&r, &input(DecisionKind::Approve, "alice")).unwrap();
         d.round = 0;
         assert!(matches!(check(&Policy::default(), &r, &d), Err(Refusal::Stale { .. })));

@@ -145,10 +145,19 @@ impl SqsNotifier {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
-            .message_attributes("type", MessageAttributeValue::builder().data_type("String").string_value(kind).build().map_err(|e| NotifyError::Failed(e.to_string()))?)
+            .message_attributes(
+                "type",
+                MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(kind)
+                    .build()
+                    .map_err(|e| NotifyError::Failed(e.to_string()))?,
+            )
             .send()
             .await
-            .map_err(|e| NotifyError::Failed(format!("SQS SendMessage to {}: {}", self.queue_url, aws::describe(&e))))?;
+            .map_err(|e| {
+                NotifyError::Failed(format!("SQS SendMessage to {}: {}", self.queue_url, aws::describe(&e)))
+            })?;
         Ok(())
     }
 }
@@ -192,10 +201,13 @@ impl SenderPolicy {
     pub fn parse(names: Option<&str>, relays: Option<&str>) -> Result<SenderPolicy, String> {
         let mut p = SenderPolicy::default();
         for entry in names.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (id, name) = entry.split_once('=').ok_or_else(|| format!("SQLCTL_SQS_SENDERS entry {entry:?} is not SENDER_ID=name"))?;
+            let (id, name) = entry
+                .split_once('=')
+                .ok_or_else(|| format!("SQLCTL_SQS_SENDERS entry {entry:?} is not SENDER_ID=name"))?;
             p.names.insert(id.trim().to_string(), name.trim().to_string());
         }
-        p.relays = relays.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect();
+        p.relays =
+            relays.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect();
         Ok(p)
     }
 
@@ -204,14 +216,18 @@ impl SenderPolicy {
         let by = by.map(str::trim).filter(|b| !b.is_empty());
         let sender = sender_id.unwrap_or("");
         if self.relays.iter().any(|r| r == "*" || r == sender) {
-            return by.map(str::to_string).ok_or_else(|| format!("message from relay {sender} does not say who decided (by)"));
+            return by
+                .map(str::to_string)
+                .ok_or_else(|| format!("message from relay {sender} does not say who decided (by)"));
         }
         let name = self.names.get(sender).cloned().or_else(|| {
             // A role session (`AROA…:session`): the session name is the person.
             sender.split_once(':').map(|(_, s)| s.to_string()).filter(|s| !s.is_empty())
         });
         match (name, by) {
-            (None, _) => Err(format!("sender {sender:?} is not mapped to an approver (SQLCTL_SQS_SENDERS) and is not a trusted relay")),
+            (None, _) => Err(format!(
+                "sender {sender:?} is not mapped to an approver (SQLCTL_SQS_SENDERS) and is not a trusted relay"
+            )),
             (Some(n), Some(b)) if n != b => Err(format!("the message says by {b:?} but was sent by {sender} ({n})")),
             (Some(n), _) => Ok(n),
         }
@@ -251,8 +267,21 @@ pub struct ResponseConsumer {
 }
 
 impl ResponseConsumer {
-    pub fn new(client: Client, queue_url: impl Into<String>, store: Arc<dyn Store>, senders: SenderPolicy) -> ResponseConsumer {
-        ResponseConsumer { client, queue_url: queue_url.into(), dlq_url: None, store, waker: None, senders, wait_seconds: 20 }
+    pub fn new(
+        client: Client,
+        queue_url: impl Into<String>,
+        store: Arc<dyn Store>,
+        senders: SenderPolicy,
+    ) -> ResponseConsumer {
+        ResponseConsumer {
+            client,
+            queue_url: queue_url.into(),
+            dlq_url: None,
+            store,
+            waker: None,
+            senders,
+            wait_seconds: 20,
+        }
     }
 
     /// Who to wake when a decision is written (the controller's work queue).
@@ -287,9 +316,15 @@ impl ResponseConsumer {
             .await
             .map_err(|e| anyhow::anyhow!("SQS GetQueueAttributes {}: {}", self.queue_url, aws::describe(&e)))?;
         let Some(policy) = attrs.attributes().and_then(|a| a.get(&QueueAttributeName::RedrivePolicy)) else {
-            anyhow::bail!("the response queue {} has no redrive policy, so refused messages have no dead-letter queue; create one (`sqlctl aws bootstrap` does)", self.queue_url);
+            anyhow::bail!(
+                "the response queue {} has no redrive policy, so refused messages have no dead-letter queue; create one (`sqlctl aws bootstrap` does)",
+                self.queue_url
+            );
         };
-        let arn = serde_json::from_str::<serde_json::Value>(policy)?["deadLetterTargetArn"].as_str().unwrap_or_default().to_string();
+        let arn = serde_json::from_str::<serde_json::Value>(policy)?["deadLetterTargetArn"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         let (account, name) = {
             let mut parts = arn.rsplitn(3, ':');
             let name = parts.next().unwrap_or_default().to_string();
@@ -349,7 +384,8 @@ impl ResponseConsumer {
         let mut stats = PollStats::default();
         for msg in out.messages() {
             stats.received += 1;
-            let sender = msg.attributes().and_then(|a| a.get(&MessageSystemAttributeName::SenderId)).map(String::as_str);
+            let sender =
+                msg.attributes().and_then(|a| a.get(&MessageSystemAttributeName::SenderId)).map(String::as_str);
             let body = msg.body().unwrap_or_default();
             let handled = self.handle(body, sender).await;
             let receipt = msg.receipt_handle().unwrap_or_default();
@@ -368,12 +404,23 @@ impl ResponseConsumer {
                         stats.retried += 1;
                         continue;
                     };
-                    let attr = MessageAttributeValue::builder().data_type("String").string_value(reason.as_str()).build()?;
-                    let mut send = self.client.send_message().queue_url(dlq).message_body(body).message_attributes(REASON_ATTRIBUTE, attr);
+                    let attr =
+                        MessageAttributeValue::builder().data_type("String").string_value(reason.as_str()).build()?;
+                    let mut send = self
+                        .client
+                        .send_message()
+                        .queue_url(dlq)
+                        .message_body(body)
+                        .message_attributes(REASON_ATTRIBUTE, attr);
                     if let Some(s) = sender {
-                        send = send.message_attributes("sqlctl-sender-id", MessageAttributeValue::builder().data_type("String").string_value(s).build()?);
+                        send = send.message_attributes(
+                            "sqlctl-sender-id",
+                            MessageAttributeValue::builder().data_type("String").string_value(s).build()?,
+                        );
                     }
-                    send.send().await.map_err(|e| anyhow::anyhow!("SQS SendMessage to the dead-letter queue {dlq}: {}", aws::describe(&e)))?;
+                    send.send().await.map_err(|e| {
+                        anyhow::anyhow!("SQS SendMessage to the dead-letter queue {dlq}: {}", aws::describe(&e))
+                    })?;
                     self.delete(receipt).await?;
                     stats.dead_lettered += 1;
                     tracing::warn!(reason = %reason, sender = sender.unwrap_or("-"), message_id = msg.message_id().unwrap_or(""), "SQS decision message refused: moved to the dead-letter queue");
@@ -406,7 +453,10 @@ impl ResponseConsumer {
             Err(e) => return refuse(format!("malformed decision message: {e}")),
         };
         let Some(kind) = DecisionKind::parse(&m.decision) else {
-            return refuse(format!("malformed decision message: decision {:?} is not approve, refine or reject", m.decision));
+            return refuse(format!(
+                "malformed decision message: decision {:?} is not approve, refine or reject",
+                m.decision
+            ));
         };
         let by = match self.senders.decider(sender, m.by.as_deref()) {
             Ok(b) => b,
@@ -420,10 +470,18 @@ impl ResponseConsumer {
             Err(e) => return Handled::Retry { reason: e.to_string() },
         };
         if req.uid() != m.uid {
-            return refuse(format!("{key} has uid {}, not {}: the request was deleted and recreated since", req.uid(), m.uid));
+            return refuse(format!(
+                "{key} has uid {}, not {}: the request was deleted and recreated since",
+                req.uid(),
+                m.uid
+            ));
         }
         if req.generation() != m.generation {
-            return refuse(format!("{key} is at generation {}, not {}: the spec changed since", req.generation(), m.generation));
+            return refuse(format!(
+                "{key} is at generation {}, not {}: the spec changed since",
+                req.generation(),
+                m.generation
+            ));
         }
         let round = req.status.as_ref().map(|s| s.approval_round).unwrap_or(0);
         if let Some(r) = m.round.filter(|r| *r != round) {
@@ -459,7 +517,11 @@ mod tests {
         assert_eq!(p.decider(Some("AROAXYZ:carol"), None), Ok("carol".into()), "role session name");
         assert!(p.decider(Some("AIDASTRANGER"), Some("alice")).is_err());
         assert!(p.decider(None, Some("alice")).is_err());
-        assert_eq!(p.decider(Some("AROABOT:chatbot"), Some("dave")), Ok("dave".into()), "a trusted relay speaks for others");
+        assert_eq!(
+            p.decider(Some("AROABOT:chatbot"), Some("dave")),
+            Ok("dave".into()),
+            "a trusted relay speaks for others"
+        );
         assert!(p.decider(Some("AROABOT:chatbot"), None).is_err());
         assert!(SenderPolicy::parse(Some("nonsense"), None).is_err());
         let all = SenderPolicy::parse(None, Some("*")).unwrap();
@@ -471,7 +533,12 @@ mod tests {
         let ok = r#"{"name":"q","uid":"u","generation":2,"sqlDigest":"ab","decision":"approve","by":"alice"}"#;
         let m: DecisionMessage = serde_json::from_str(ok).unwrap();
         assert_eq!((m.name.as_str(), m.generation, m.namespace), ("q", 2, None));
-        assert!(serde_json::from_str::<DecisionMessage>(r#"{"name":"q","uid":"u","generation":2,"sqlDigest":"ab","decision":"approve","bogus":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<DecisionMessage>(
+                r#"{"name":"q","uid":"u","generation":2,"sqlDigest":"ab","decision":"approve","bogus":1}"#
+            )
+            .is_err()
+        );
         assert!(serde_json::from_str::<DecisionMessage>(r#"{"name":"q"}"#).is_err());
     }
 
@@ -484,7 +551,15 @@ mod tests {
 
         async fn queue_pair(sqs: &Client) -> (String, String) {
             let name = unique("responses");
-            let dlq = sqs.create_queue().queue_name(format!("{name}-dlq")).send().await.unwrap().queue_url().unwrap().to_string();
+            let dlq = sqs
+                .create_queue()
+                .queue_name(format!("{name}-dlq"))
+                .send()
+                .await
+                .unwrap()
+                .queue_url()
+                .unwrap()
+                .to_string();
             let arn = sqs
                 .get_queue_attributes()
                 .queue_url(&dlq)
@@ -496,7 +571,13 @@ mod tests {
                 .unwrap()[&QueueAttributeName::QueueArn]
                 .clone();
             let redrive = serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}).to_string();
-            let q = sqs.create_queue().queue_name(&name).attributes(QueueAttributeName::RedrivePolicy, redrive).send().await.unwrap();
+            let q = sqs
+                .create_queue()
+                .queue_name(&name)
+                .attributes(QueueAttributeName::RedrivePolicy, redrive)
+                .send()
+                .await
+                .unwrap();
             (q.queue_url().unwrap().to_string(), dlq)
         }
 
@@ -521,7 +602,12 @@ mod tests {
                 observed_generation: 1,
                 approval_round: 1,
                 approval_requested: true,
-                generated: Some(Generated { sql: "select 1".into(), sql_digest: "ab".repeat(32), explanation: "one".into(), ..Default::default() }),
+                generated: Some(Generated {
+                    sql: "select 1".into(),
+                    sql_digest: "ab".repeat(32),
+                    explanation: "one".into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             });
             store.update_status(&w, None).await.unwrap()
@@ -534,11 +620,27 @@ mod tests {
         async fn drain(sqs: &Client, url: &str) -> Vec<(String, Option<String>)> {
             let mut out = Vec::new();
             for _ in 0..3 {
-                let r = sqs.receive_message().queue_url(url).max_number_of_messages(10).message_attribute_names("All").send().await.unwrap();
+                let r = sqs
+                    .receive_message()
+                    .queue_url(url)
+                    .max_number_of_messages(10)
+                    .message_attribute_names("All")
+                    .send()
+                    .await
+                    .unwrap();
                 for m in r.messages() {
-                    let reason = m.message_attributes().and_then(|a| a.get(REASON_ATTRIBUTE)).and_then(|v| v.string_value()).map(str::to_string);
+                    let reason = m
+                        .message_attributes()
+                        .and_then(|a| a.get(REASON_ATTRIBUTE))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_string);
                     out.push((m.body().unwrap_or_default().to_string(), reason));
-                    sqs.delete_message().queue_url(url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+                    sqs.delete_message()
+                        .queue_url(url)
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
                 }
             }
             out
@@ -577,9 +679,7 @@ mod tests {
             consumer.resolve_dlq().await.unwrap();
             assert_eq!(consumer.dlq_url(), Some(dlq.as_str()));
 
-            let decision = |req: &QueryRequest, kind: &str| {
-                serde_json::json!({"name": req.metadata.name, "uid": req.uid(), "generation": 1, "sqlDigest": "ab".repeat(32), "decision": kind})
-            };
+            let decision = |req: &QueryRequest, kind: &str| serde_json::json!({"name": req.metadata.name, "uid": req.uid(), "generation": 1, "sqlDigest": "ab".repeat(32), "decision": kind});
             send(&sqs, &queue, decision(&q, "approve")).await;
             send(&sqs, &queue, decision(&q, "approve")).await; // redelivered / duplicate: no second record
             send(&sqs, &queue, serde_json::json!({"name": "r", "oops": true})).await;
@@ -607,11 +707,15 @@ mod tests {
             assert_eq!(total, PollStats { received: 7, recorded: 2, dead_lettered: 5, retried: 0 }, "{total:?}");
             let decisions = store.list_decisions(q.uid()).await.unwrap();
             assert_eq!(decisions.len(), 1);
-            assert_eq!((decisions[0].by.as_str(), decisions[0].source.as_str(), decisions[0].decision), ("alice", "sqs", DecisionKind::Approve));
+            assert_eq!(
+                (decisions[0].by.as_str(), decisions[0].source.as_str(), decisions[0].decision),
+                ("alice", "sqs", DecisionKind::Approve)
+            );
             assert!(store.list_decisions(r.uid()).await.unwrap().is_empty());
             assert_eq!(woken.lock().unwrap().len(), 2);
 
-            let mut reasons: Vec<String> = drain(&sqs, &dlq).await.into_iter().map(|(_, r)| r.unwrap_or_default()).collect();
+            let mut reasons: Vec<String> =
+                drain(&sqs, &dlq).await.into_iter().map(|(_, r)| r.unwrap_or_default()).collect();
             reasons.sort();
             assert_eq!(reasons.len(), 5, "{reasons:?}");
             assert!(reasons.iter().any(|r| r.contains("malformed")), "{reasons:?}");
@@ -623,4 +727,3 @@ mod tests {
         }
     }
 }
-

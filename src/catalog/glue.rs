@@ -140,7 +140,10 @@ impl Catalog for GlueCatalog {
         }
         tables.sort_by(|a, b| a.name.cmp(&b.name));
         if !self.ttl.is_zero() {
-            self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(database.to_string(), (Instant::now(), tables.clone()));
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(database.to_string(), (Instant::now(), tables.clone()));
         }
         Ok(tables)
     }
@@ -168,8 +171,17 @@ pub fn hive_type(local: &str) -> String {
 /// Creates (or replaces) `database` and its `tables` in Glue as external Parquet tables under
 /// `location_prefix/<table>/` — what `sqlctl aws bootstrap --register-local` does for a local
 /// warehouse copied to S3. Returns the number of tables written.
-pub async fn register_tables(client: &Client, catalog_id: Option<&str>, database: &str, tables: &[Table], location_prefix: &str) -> anyhow::Result<usize> {
-    let db = DatabaseInput::builder().name(database).description("registered by sqlctl aws bootstrap --register-local").build()?;
+pub async fn register_tables(
+    client: &Client,
+    catalog_id: Option<&str>,
+    database: &str,
+    tables: &[Table],
+    location_prefix: &str,
+) -> anyhow::Result<usize> {
+    let db = DatabaseInput::builder()
+        .name(database)
+        .description("registered by sqlctl aws bootstrap --register-local")
+        .build()?;
     match client.create_database().set_catalog_id(catalog_id.map(str::to_string)).database_input(db).send().await {
         Ok(_) => {}
         Err(e) if aws_sdk_glue::error::ProvideErrorMetadata::code(&e) == Some("AlreadyExistsException") => {}
@@ -180,7 +192,11 @@ pub async fn register_tables(client: &Client, catalog_id: Option<&str>, database
             .location(format!("{}/{}/", location_prefix.trim_end_matches('/'), t.name))
             .input_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat")
             .output_format("org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat")
-            .serde_info(SerDeInfo::builder().serialization_library("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe").build());
+            .serde_info(
+                SerDeInfo::builder()
+                    .serialization_library("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe")
+                    .build(),
+            );
         for c in &t.columns {
             let mut col = GlueColumn::builder().name(&c.name).r#type(hive_type(&c.data_type));
             if let Some(comment) = &c.comment {
@@ -188,12 +204,22 @@ pub async fn register_tables(client: &Client, catalog_id: Option<&str>, database
             }
             sd = sd.columns(col.build()?);
         }
-        let mut input = TableInput::builder().name(&t.name).table_type("EXTERNAL_TABLE").storage_descriptor(sd.build()).parameters("classification", "parquet");
+        let mut input = TableInput::builder()
+            .name(&t.name)
+            .table_type("EXTERNAL_TABLE")
+            .storage_descriptor(sd.build())
+            .parameters("classification", "parquet");
         if let Some(c) = &t.comment {
             input = input.description(c);
         }
         let input = input.build()?;
-        let created = client.create_table().set_catalog_id(catalog_id.map(str::to_string)).database_name(database).table_input(input.clone()).send().await;
+        let created = client
+            .create_table()
+            .set_catalog_id(catalog_id.map(str::to_string))
+            .database_name(database)
+            .table_input(input.clone())
+            .send()
+            .await;
         match created {
             Ok(_) => {}
             Err(e) if aws_sdk_glue::error::ProvideErrorMetadata::code(&e) == Some("AlreadyExistsException") => {
@@ -237,14 +263,28 @@ mod tests {
             Table {
                 name: "orders".into(),
                 columns: vec![
-                    Column { name: "o_orderkey".into(), data_type: "BIGINT".into(), comment: Some("primary key".into()), sample_values: vec![] },
-                    Column { name: "o_totalprice".into(), data_type: "DECIMAL(15,2)".into(), comment: Some("in dollars".into()), sample_values: vec![] },
+                    Column {
+                        name: "o_orderkey".into(),
+                        data_type: "BIGINT".into(),
+                        comment: Some("primary key".into()),
+                        sample_values: vec![],
+                    },
+                    Column {
+                        name: "o_totalprice".into(),
+                        data_type: "DECIMAL(15,2)".into(),
+                        comment: Some("in dollars".into()),
+                        sample_values: vec![],
+                    },
                 ],
                 partition_keys: vec![],
                 comment: Some("one row per order".into()),
                 location: String::new(),
             },
-            Table { name: "nation".into(), columns: vec![Column { name: "n_name".into(), data_type: "VARCHAR".into(), ..Default::default() }], ..Default::default() },
+            Table {
+                name: "nation".into(),
+                columns: vec![Column { name: "n_name".into(), data_type: "VARCHAR".into(), ..Default::default() }],
+                ..Default::default()
+            },
         ];
         assert_eq!(register_tables(&client, None, &db, &tables, "s3://bucket/warehouse/tpch").await.unwrap(), 2);
         // Registering again replaces, not fails.

@@ -163,9 +163,33 @@ pub struct SampleOptions {
 /// Not `name`: `n_name`/`r_name`-style category names are the most useful samples there are,
 /// and personal names are high-cardinality, so the distinct-value cap skips them anyway.
 pub const DEFAULT_SAMPLE_DENY_LIST: &[&str] = &[
-    "email", "e_mail", "phone", "mobile", "fax", "ssn", "social_security", "address", "addr", "passw", "secret",
-    "token", "iban", "card", "birth", "dob", "salary", "surname", "first_name", "last_name", "firstname", "lastname",
-    "ip_address", "passport", "license", "licence", "tax_id",
+    "email",
+    "e_mail",
+    "phone",
+    "mobile",
+    "fax",
+    "ssn",
+    "social_security",
+    "address",
+    "addr",
+    "passw",
+    "secret",
+    "token",
+    "iban",
+    "card",
+    "birth",
+    "dob",
+    "salary",
+    "surname",
+    "first_name",
+    "last_name",
+    "firstname",
+    "lastname",
+    "ip_address",
+    "passport",
+    "license",
+    "licence",
+    "tax_id",
 ];
 
 /// Rows read per table to find sample values.
@@ -197,9 +221,15 @@ impl SampleOptions {
 /// Fills `sample_values` of the text columns of `table` (registered in `ctx`) that have few
 /// distinct values in the first [`SAMPLE_ROWS`] rows. Best effort: samples are an aid, so a
 /// read error leaves the columns without them.
-async fn fill_samples(ctx: &datafusion::prelude::SessionContext, table: &str, columns: &mut [Column], opts: &SampleOptions) {
+async fn fill_samples(
+    ctx: &datafusion::prelude::SessionContext,
+    table: &str,
+    columns: &mut [Column],
+    opts: &SampleOptions,
+) {
     use datafusion::arrow::array::{Array, AsArray};
-    let wanted: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].data_type == "VARCHAR" && opts.allows(&columns[i].name)).collect();
+    let wanted: Vec<usize> =
+        (0..columns.len()).filter(|&i| columns[i].data_type == "VARCHAR" && opts.allows(&columns[i].name)).collect();
     if wanted.is_empty() {
         return;
     }
@@ -436,7 +466,16 @@ mod tests {
         let catalog = LocalCatalog::new(dir.path());
         let tables = catalog.tables("tpch").await.unwrap();
         let col = |t: &str, c: &str| -> Vec<String> {
-            tables.iter().find(|x| x.name == t).unwrap().columns.iter().find(|x| x.name == c).unwrap().sample_values.clone()
+            tables
+                .iter()
+                .find(|x| x.name == t)
+                .unwrap()
+                .columns
+                .iter()
+                .find(|x| x.name == c)
+                .unwrap()
+                .sample_values
+                .clone()
         };
         assert_eq!(col("region", "r_name"), ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"]);
         assert_eq!(col("customer", "c_mktsegment"), ["AUTOMOBILE", "BUILDING", "FURNITURE", "HOUSEHOLD", "MACHINERY"]);
@@ -453,7 +492,14 @@ mod tests {
         assert!(tables.iter().all(|t| t.columns.iter().all(|c| c.sample_values.is_empty())));
         let denied = LocalCatalog::new(dir.path()).with_sample_deny_list(["segment"]);
         let tables = denied.tables("tpch").await.unwrap();
-        let seg = tables.iter().find(|t| t.name == "customer").unwrap().columns.iter().find(|c| c.name == "c_mktsegment").unwrap();
+        let seg = tables
+            .iter()
+            .find(|t| t.name == "customer")
+            .unwrap()
+            .columns
+            .iter()
+            .find(|c| c.name == "c_mktsegment")
+            .unwrap();
         assert!(seg.sample_values.is_empty());
         assert!(!tables.iter().find(|t| t.name == "region").unwrap().columns[1].sample_values.is_empty());
     }

@@ -1,8 +1,8 @@
 //! The `Catalog`: which databases and tables exist, and their schemas. AWS Glue in production,
 //! a directory of Parquet/CSV files locally.
 
-pub mod local;
 pub mod glue;
+pub mod local;
 pub mod retrieve;
 
 use async_trait::async_trait;

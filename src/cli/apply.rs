@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 
-use super::{Exit, output, whoami};
+use super::{Exit, output};
 use crate::config::GlobalOpts;
 use crate::spec::{LAST_APPLIED_ANNOTATION, QueryRequest, REQUESTER_ANNOTATION, load};
 use crate::store::{Store, StoreError};
@@ -66,7 +66,7 @@ impl Args {
             return Err(Exit::refused(format!("{}\nnothing was applied", problems.join("\n"))));
         }
         let store = g.store().await?;
-        let requester = whoami(self.as_.as_deref());
+        let requester = g.decider(self.as_.as_deref()).await?;
         for doc in docs {
             let mut req = doc.request;
             if req.metadata.namespace.is_none() && g.namespace != crate::spec::DEFAULT_NAMESPACE {
@@ -136,7 +136,12 @@ pub fn three_way(live: &Value, last: &Value, new: &Value) -> Value {
     }
 }
 
-pub async fn apply_one(store: &dyn Store, req: QueryRequest, requester: &str, dry_run: bool) -> anyhow::Result<(Outcome, QueryRequest)> {
+pub async fn apply_one(
+    store: &dyn Store,
+    req: QueryRequest,
+    requester: &str,
+    dry_run: bool,
+) -> anyhow::Result<(Outcome, QueryRequest)> {
     let key = req.key();
     let new_cfg = applied_config(&req);
     let new_cfg_text = serde_json::to_string(&new_cfg)?;
@@ -163,7 +168,9 @@ pub async fn apply_one(store: &dyn Store, req: QueryRequest, requester: &str, dr
             }
         };
         if live.metadata.deletion_timestamp.is_some() {
-            return Err(Exit::refused(format!("{key} is being deleted; wait for it to go (`sqlctl get`) and apply again")));
+            return Err(Exit::refused(format!(
+                "{key} is being deleted; wait for it to go (`sqlctl get`) and apply again"
+            )));
         }
         let last: Value = live
             .metadata
@@ -183,7 +190,8 @@ pub async fn apply_one(store: &dyn Store, req: QueryRequest, requester: &str, dr
             .map_err(|e| Exit::refused(format!("{key}: merging with the live object failed: {e}")))?;
         obj.metadata.annotations.insert(LAST_APPLIED_ANNOTATION.into(), new_cfg_text.clone());
         let spec_changed = obj.spec != live.spec;
-        let requester_now = if spec_changed { requester.to_string() } else { live.requester().unwrap_or(requester).to_string() };
+        let requester_now =
+            if spec_changed { requester.to_string() } else { live.requester().unwrap_or(requester).to_string() };
         obj.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), requester_now);
         // Keep server-set fields from the live object, whatever the file said.
         obj.metadata.uid = live.metadata.uid.clone();
@@ -192,7 +200,10 @@ pub async fn apply_one(store: &dyn Store, req: QueryRequest, requester: &str, dr
         obj.metadata.creation_timestamp = live.metadata.creation_timestamp;
         obj.metadata.finalizers = live.metadata.finalizers.clone();
         obj.status = live.status.clone();
-        if obj.spec == live.spec && obj.metadata.labels == live.metadata.labels && obj.metadata.annotations == live.metadata.annotations {
+        if obj.spec == live.spec
+            && obj.metadata.labels == live.metadata.labels
+            && obj.metadata.annotations == live.metadata.annotations
+        {
             return Ok((Outcome::Unchanged, live));
         }
         if dry_run {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::{Exit, decide, output, wait::wait_for, whoami};
+use super::{Exit, decide, output, wait::wait_for};
 use crate::config::GlobalOpts;
 use crate::controller::lease::leader_alive;
 use crate::spec::{
@@ -61,8 +61,9 @@ impl Args {
             (None, Some(s)) => (None, Some(s)),
             _ => return Err(Exit::usage("ask needs a QUESTION or --sql SQL")),
         };
-        let me = whoami(self.as_.as_deref());
-        let name = self.name.clone().unwrap_or_else(|| format!("ask-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+        let me = g.decider(self.as_.as_deref()).await?;
+        let name =
+            self.name.clone().unwrap_or_else(|| format!("ask-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
         let mut req = QueryRequest {
             api_version: API_VERSION.into(),
             kind: KIND.into(),
@@ -87,11 +88,14 @@ impl Args {
             return Err(Exit::refused(format!("the request is not valid:\n{}", lines.join("\n"))));
         }
         if let Some(sql) = &req.spec.sql {
-            crate::guard::check_read_only(sql, &self.database, &[]).map_err(|e| Exit::refused(format!("refused: {e}")))?;
+            crate::guard::check_read_only(sql, &self.database, &[])
+                .map_err(|e| Exit::refused(format!("refused: {e}")))?;
         }
         if g.backend == "local" && !g.data_dir().join(&self.database).exists() {
             if self.database == "tpch" {
-                eprintln!("No local warehouse yet: writing the TPC-H sample once (`sqlctl init --scale N` to choose the size).");
+                eprintln!(
+                    "No local warehouse yet: writing the TPC-H sample once (`sqlctl init --scale N` to choose the size)."
+                );
                 super::init::write_warehouse(g, "tpch", 0.1).await?;
             } else {
                 return Err(Exit::refused(format!(
@@ -111,7 +115,11 @@ impl Args {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut in_process = None;
         if !self.controller.no_controller && !leader_alive(store.as_ref(), Duration::from_millis(2500)).await {
-            let args = super::controller::Args { workers: 2, generator: self.controller.generator.clone(), ..Default::default() };
+            let args = super::controller::Args {
+                workers: 2,
+                generator: self.controller.generator.clone(),
+                ..Default::default()
+            };
             let controller = args.build(g).await?;
             in_process = Some(tokio::spawn(controller.run(stop_rx)));
         }
@@ -123,16 +131,26 @@ impl Args {
         result
     }
 
-    async fn converse(&self, g: &GlobalOpts, store: &dyn crate::store::Store, name: &str, me: &str) -> anyhow::Result<()> {
+    async fn converse(
+        &self,
+        g: &GlobalOpts,
+        store: &dyn crate::store::Store,
+        name: &str,
+        me: &str,
+    ) -> anyhow::Result<()> {
         let name = name.to_string();
         let tty = output::stdin_is_tty();
         loop {
-            let r = wait_for(store, g, &name, self.timeout, |r| matches!(r.phase(), Phase::AwaitingApproval) || r.phase().is_terminal()).await?;
+            let r = wait_for(store, g, &name, self.timeout, |r| {
+                matches!(r.phase(), Phase::AwaitingApproval) || r.phase().is_terminal()
+            })
+            .await?;
             if r.phase().is_terminal() {
                 return finish(g, &r);
             }
             decide::show_sql(&r);
-            let digest = r.status.as_ref().and_then(|s| s.generated.as_ref()).map(|g| g.sql_digest.clone()).unwrap_or_default();
+            let digest =
+                r.status.as_ref().and_then(|s| s.generated.as_ref()).map(|g| g.sql_digest.clone()).unwrap_or_default();
             let round = r.status.as_ref().map(|s| s.approval_round).unwrap_or(0);
             if !tty {
                 eprintln!(
@@ -148,7 +166,8 @@ impl Args {
                 }
                 continue;
             }
-            let answer = output::prompt("[a]pprove, [r]efine, re[j]ect, or [q]uit and decide later? ").unwrap_or_default();
+            let answer =
+                output::prompt("[a]pprove, [r]efine, re[j]ect, or [q]uit and decide later? ").unwrap_or_default();
             let (decision, feedback, comment) = match answer.to_ascii_lowercase().as_str() {
                 "a" | "approve" | "y" | "yes" => (DecisionKind::Approve, None, None),
                 "r" | "refine" => {
@@ -159,7 +178,9 @@ impl Args {
                     }
                     (DecisionKind::Refine, Some(f), None)
                 }
-                "j" | "reject" => (DecisionKind::Reject, None, output::prompt("Why (optional)? ").filter(|s| !s.is_empty())),
+                "j" | "reject" => {
+                    (DecisionKind::Reject, None, output::prompt("Why (optional)? ").filter(|s| !s.is_empty()))
+                }
                 _ => {
                     eprintln!("left {name} awaiting approval; decide later with `sqlctl approve|refine|reject {name}`");
                     return Ok(());
@@ -217,5 +238,10 @@ fn finish(_g: &GlobalOpts, r: &QueryRequest) -> anyhow::Result<()> {
         .find(|c| c.status == "False")
         .map(|c| format!("{}: {}", c.reason, c.message))
         .unwrap_or_default();
-    Err(Exit::refused(format!("{} is {}: {why} (`sqlctl describe {}` for details)", r.metadata.name, r.phase(), r.metadata.name)))
+    Err(Exit::refused(format!(
+        "{} is {}: {why} (`sqlctl describe {}` for details)",
+        r.metadata.name,
+        r.phase(),
+        r.metadata.name
+    )))
 }

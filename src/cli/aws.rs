@@ -62,7 +62,13 @@ impl Command {
             Command::Whoami => {
                 let aws = g.aws.sdk().await;
                 let who = aws::caller_identity(&aws.conf).await?;
-                println!("arn:      {}\naccount:  {}\nuser id:  {}\napprover: {}", who.arn, who.account, who.user_id, who.name());
+                println!(
+                    "arn:      {}\naccount:  {}\nuser id:  {}\napprover: {}",
+                    who.arn,
+                    who.account,
+                    who.user_id,
+                    who.name()
+                );
                 Ok(())
             }
         }
@@ -89,9 +95,14 @@ pub struct Bootstrapped {
 
 impl BootstrapArgs {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
-        let ok = !self.prefix.is_empty() && self.prefix.len() <= 40 && self.prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let ok = !self.prefix.is_empty()
+            && self.prefix.len() <= 40
+            && self.prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !ok {
-            return Err(Exit::usage(format!("--prefix {:?}: use lower-case letters, digits and - (at most 40)", self.prefix)));
+            return Err(Exit::usage(format!(
+                "--prefix {:?}: use lower-case letters, digits and - (at most 40)",
+                self.prefix
+            )));
         }
         let aws = g.aws.sdk().await;
         let conf = &aws.conf;
@@ -101,11 +112,16 @@ impl BootstrapArgs {
 
         let table = self.prefix.clone();
         let created = DynamoStore::create_table(&aws::dynamodb(conf), &table).await?;
-        eprintln!("dynamodb table {table}: {}", if created { "created (indexes active, list, changes; TTL on ttl)" } else { "exists" });
+        eprintln!(
+            "dynamodb table {table}: {}",
+            if created { "created (indexes active, list, changes; TTL on ttl)" } else { "exists" }
+        );
 
         let sqs = aws::sqs(conf);
-        let (request_queue_url, request_dlq_url) = queue_with_dlq(&sqs, &format!("{}-approval-requests", self.prefix), self.max_receive_count).await?;
-        let (response_queue_url, response_dlq_url) = queue_with_dlq(&sqs, &format!("{}-approval-responses", self.prefix), self.max_receive_count).await?;
+        let (request_queue_url, request_dlq_url) =
+            queue_with_dlq(&sqs, &format!("{}-approval-requests", self.prefix), self.max_receive_count).await?;
+        let (response_queue_url, response_dlq_url) =
+            queue_with_dlq(&sqs, &format!("{}-approval-responses", self.prefix), self.max_receive_count).await?;
         eprintln!("sqs queues: {request_queue_url}, {response_queue_url} (+ dead-letter queues)");
 
         let bucket = self.bucket.clone().unwrap_or_else(|| format!("{}-results-{}-{region}", self.prefix, who.account));
@@ -115,7 +131,10 @@ impl BootstrapArgs {
 
         let workgroup = self.prefix.clone();
         ensure_workgroup(&aws::athena(conf), &workgroup, &results, self.bytes_scanned_cutoff).await?;
-        eprintln!("athena workgroup {workgroup} (enforced settings, {} bytes per query at most)", self.bytes_scanned_cutoff);
+        eprintln!(
+            "athena workgroup {workgroup} (enforced settings, {} bytes per query at most)",
+            self.bytes_scanned_cutoff
+        );
 
         let registered = match &self.register_local {
             Some(db) => {
@@ -157,7 +176,11 @@ impl BootstrapArgs {
 }
 
 /// Creates `name` and `name-dlq` (idempotent) and sets the redrive policy. Returns both URLs.
-async fn queue_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, max_receive_count: u32) -> anyhow::Result<(String, String)> {
+async fn queue_with_dlq(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    max_receive_count: u32,
+) -> anyhow::Result<(String, String)> {
     let dlq_name = format!("{name}-dlq");
     let dlq = sqs
         .create_queue()
@@ -175,7 +198,8 @@ async fn queue_with_dlq(sqs: &aws_sdk_sqs::Client, name: &str, max_receive_count
         .await
         .map_err(|e| anyhow::anyhow!("SQS GetQueueAttributes {dlq_name}: {}", aws::describe(&e)))?;
     let dlq_arn = attrs.attributes().and_then(|a| a.get(&QueueAttributeName::QueueArn)).cloned().unwrap_or_default();
-    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count.to_string()}).to_string();
+    let redrive = serde_json::json!({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive_count.to_string()})
+        .to_string();
     let q = sqs
         .create_queue()
         .queue_name(name)
@@ -216,7 +240,12 @@ async fn ensure_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) -> a
     }
 }
 
-async fn ensure_workgroup(athena: &aws_sdk_athena::Client, name: &str, results: &S3Uri, cutoff: u64) -> anyhow::Result<()> {
+async fn ensure_workgroup(
+    athena: &aws_sdk_athena::Client,
+    name: &str,
+    results: &S3Uri,
+    cutoff: u64,
+) -> anyhow::Result<()> {
     if athena.get_work_group().work_group(name).send().await.is_ok() {
         return Ok(());
     }
@@ -241,11 +270,18 @@ async fn ensure_workgroup(athena: &aws_sdk_athena::Client, name: &str, results: 
 }
 
 /// Copies the local `database` to `s3://bucket/warehouse/<db>/<table>/` and registers it in Glue.
-async fn register_local(g: &GlobalOpts, conf: &aws_config::SdkConfig, bucket: &str, database: &str) -> anyhow::Result<usize> {
+async fn register_local(
+    g: &GlobalOpts,
+    conf: &aws_config::SdkConfig,
+    bucket: &str,
+    database: &str,
+) -> anyhow::Result<usize> {
     let data_dir = g.data_dir();
     let local = crate::catalog::local::LocalCatalog::new(&data_dir);
-    let tables = local.tables(database).await.map_err(|e| Exit::refused(format!("--register-local {database}: {e}")))?;
-    let found = crate::warehouse::discover_tables(&data_dir, database).map_err(|e| Exit::refused(format!("--register-local {database}: {e}")))?;
+    let tables =
+        local.tables(database).await.map_err(|e| Exit::refused(format!("--register-local {database}: {e}")))?;
+    let found = crate::warehouse::discover_tables(&data_dir, database)
+        .map_err(|e| Exit::refused(format!("--register-local {database}: {e}")))?;
     let s3 = aws::s3(conf);
     for t in &found {
         if t.format == crate::warehouse::TableFormat::Csv {
@@ -257,7 +293,9 @@ async fn register_local(g: &GlobalOpts, conf: &aws_config::SdkConfig, bucket: &s
         for f in t.data_files()? {
             let file = f.path.file_name().and_then(|n| n.to_str()).unwrap_or("data.parquet").to_string();
             let key = format!("warehouse/{database}/{}/{file}", t.name);
-            let body = aws_sdk_s3::primitives::ByteStream::from_path(&f.path).await.with_context(|| format!("reading {}", f.path.display()))?;
+            let body = aws_sdk_s3::primitives::ByteStream::from_path(&f.path)
+                .await
+                .with_context(|| format!("reading {}", f.path.display()))?;
             s3.put_object()
                 .bucket(bucket)
                 .key(&key)
@@ -269,5 +307,12 @@ async fn register_local(g: &GlobalOpts, conf: &aws_config::SdkConfig, bucket: &s
     }
     let glue = aws::glue(conf);
     let catalog_id = g.aws.glue_catalog_id.as_deref().filter(|s| !s.is_empty());
-    crate::catalog::glue::register_tables(&glue, catalog_id, database, &tables, &format!("s3://{bucket}/warehouse/{database}")).await
+    crate::catalog::glue::register_tables(
+        &glue,
+        catalog_id,
+        database,
+        &tables,
+        &format!("s3://{bucket}/warehouse/{database}"),
+    )
+    .await
 }

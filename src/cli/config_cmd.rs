@@ -102,7 +102,10 @@ impl ViewArgs {
         generator.insert("bedrockRegion", opt(&gen_.bedrock_region));
         let key_var = gen_.openai_api_key_env.clone().unwrap_or_else(|| "SQLCTL_OPENAI_API_KEY".into());
         let key_set = std::env::var(&key_var).is_ok_and(|v| !v.is_empty());
-        generator.insert("openaiApiKey", format!("${key_var} {}", if key_set { "(set, redacted)" } else { "(not set)" }).into());
+        generator.insert(
+            "openaiApiKey",
+            format!("${key_var} {}", if key_set { "(set, redacted)" } else { "(not set)" }).into(),
+        );
         generator.insert("maxSchemaTokens", gen_.max_schema_tokens.into());
         generator.insert("sampleValues", (!gen_.no_sample_values).into());
         out.insert("generator", generator);

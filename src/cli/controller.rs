@@ -85,8 +85,10 @@ impl Args {
         }
         let mut policy = match &self.policy {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Exit::refused(format!("reading --policy {}: {e}", p.display())))?;
-                serde_saphyr::from_str::<Policy>(&text).map_err(|e| Exit::refused(format!("--policy {}: {e}", p.display())))?
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| Exit::refused(format!("reading --policy {}: {e}", p.display())))?;
+                serde_saphyr::from_str::<Policy>(&text)
+                    .map_err(|e| Exit::refused(format!("--policy {}: {e}", p.display())))?
             }
             None => Policy::default(),
         };
@@ -135,7 +137,9 @@ impl Args {
             tracing::info!(addr = %local, "serving /healthz, /readyz and /metrics");
         }
         // --backend aws: decisions from the SQS response queue wake requests at once.
-        if let Some(consumer) = g.decision_consumer(controller.context().store.clone(), controller.context().waker.clone()).await? {
+        if let Some(consumer) =
+            g.decision_consumer(controller.context().store.clone(), controller.context().waker.clone()).await?
+        {
             tokio::spawn(consumer.run(rx.clone()));
         }
         tracing::info!(identity = %controller.context().config.identity, workers = self.workers, home = %g.home().display(), "controller starting");

@@ -2,7 +2,7 @@
 //! decider saw: `(uid, generation, round, sqlDigest)`. On a terminal, approve shows the SQL and
 //! asks; without one, `--digest` is required so nobody approves SQL they have not seen.
 
-use super::{Exit, get_request, output, whoami};
+use super::{Exit, get_request, output};
 use crate::approval::{self, DecisionInput, SubmitError};
 use crate::config::GlobalOpts;
 use crate::spec::{DecisionKind, QueryRequest};
@@ -84,15 +84,19 @@ impl ApproveArgs {
                 }
             }
         }
-        decide(g, &r, DecisionInput {
-            decision: DecisionKind::Approve,
-            by: whoami(self.as_.as_deref()),
-            digest,
-            feedback: None,
-            comment: self.comment,
-            source: "cli".into(),
-            allow_over_budget: false,
-        })
+        decide(
+            g,
+            &r,
+            DecisionInput {
+                decision: DecisionKind::Approve,
+                by: g.decider(self.as_.as_deref()).await?,
+                digest,
+                feedback: None,
+                comment: self.comment,
+                source: "cli".into(),
+                allow_over_budget: false,
+            },
+        )
         .await
     }
 }
@@ -103,19 +107,26 @@ impl RefineArgs {
             return Err(Exit::usage("--feedback must say what should change"));
         }
         if self.feedback.chars().count() > crate::spec::MAX_QUESTION_CHARS {
-            return Err(Exit::usage(format!("--feedback is longer than {} characters", crate::spec::MAX_QUESTION_CHARS)));
+            return Err(Exit::usage(format!(
+                "--feedback is longer than {} characters",
+                crate::spec::MAX_QUESTION_CHARS
+            )));
         }
         let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
-        decide(g, &r, DecisionInput {
-            decision: DecisionKind::Refine,
-            by: whoami(self.as_.as_deref()),
-            digest: self.digest,
-            feedback: Some(self.feedback),
-            comment: None,
-            source: "cli".into(),
-            allow_over_budget: false,
-        })
+        decide(
+            g,
+            &r,
+            DecisionInput {
+                decision: DecisionKind::Refine,
+                by: g.decider(self.as_.as_deref()).await?,
+                digest: self.digest,
+                feedback: Some(self.feedback),
+                comment: None,
+                source: "cli".into(),
+                allow_over_budget: false,
+            },
+        )
         .await
     }
 }
@@ -124,15 +135,19 @@ impl RejectArgs {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
         let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
-        decide(g, &r, DecisionInput {
-            decision: DecisionKind::Reject,
-            by: whoami(self.as_.as_deref()),
-            digest: self.digest,
-            feedback: None,
-            comment: self.reason,
-            source: "cli".into(),
-            allow_over_budget: false,
-        })
+        decide(
+            g,
+            &r,
+            DecisionInput {
+                decision: DecisionKind::Reject,
+                by: g.decider(self.as_.as_deref()).await?,
+                digest: self.digest,
+                feedback: None,
+                comment: self.reason,
+                source: "cli".into(),
+                allow_over_budget: false,
+            },
+        )
         .await
     }
 }

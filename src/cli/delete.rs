@@ -27,7 +27,9 @@ impl Args {
             }
             match store.delete(&ObjectKey::new(&g.namespace, name), self.force).await {
                 Ok(None) => println!("queryrequest/{name} deleted"),
-                Ok(Some(_)) => println!("queryrequest/{name} marked for deletion (the controller cancels its query, then removes it)"),
+                Ok(Some(_)) => println!(
+                    "queryrequest/{name} marked for deletion (the controller cancels its query, then removes it)"
+                ),
                 Err(e) => {
                     eprintln!("sqlctl: {name}: {e}");
                     failed = true;

@@ -78,7 +78,13 @@ pub fn describe(r: &QueryRequest) -> String {
         if gn.attempts.len() > 1 || gn.attempts.iter().any(|a| a.error.is_some()) {
             let _ = writeln!(o, "Attempts:");
             for (i, a) in gn.attempts.iter().enumerate() {
-                let _ = writeln!(o, "  {}. {} {}", i + 1, output::short(&a.sql, 70), a.error.as_deref().map(|e| format!("→ {e}")).unwrap_or_else(|| "→ ok".into()));
+                let _ = writeln!(
+                    o,
+                    "  {}. {} {}",
+                    i + 1,
+                    output::short(&a.sql, 70),
+                    a.error.as_deref().map(|e| format!("→ {e}")).unwrap_or_else(|| "→ ok".into())
+                );
             }
         }
     }
@@ -92,7 +98,17 @@ pub fn describe(r: &QueryRequest) -> String {
         kv(&mut o, "Approval deadline", &d.to_rfc3339());
     }
     if let Some(a) = &st.approval {
-        kv(&mut o, "Decision", &format!("{} by {} at {}{}", a.decision.as_str(), a.by, a.at.to_rfc3339(), a.comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()));
+        kv(
+            &mut o,
+            "Decision",
+            &format!(
+                "{} by {} at {}{}",
+                a.decision.as_str(),
+                a.by,
+                a.at.to_rfc3339(),
+                a.comment.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
+            ),
+        );
     }
     if let Some(e) = &st.execution {
         let _ = writeln!(o, "Execution:");
@@ -125,7 +141,12 @@ pub fn describe(r: &QueryRequest) -> String {
                 let _ = writeln!(o, "  {line}");
             }
             if p.rows.len() > 20 {
-                let _ = writeln!(o, "  … {} more rows in the preview; `sqlctl results {}` prints all", p.rows.len() - 20, r.metadata.name);
+                let _ = writeln!(
+                    o,
+                    "  … {} more rows in the preview; `sqlctl results {}` prints all",
+                    p.rows.len() - 20,
+                    r.metadata.name
+                );
             }
         }
     }
@@ -143,7 +164,8 @@ pub fn describe(r: &QueryRequest) -> String {
     if !st.history.is_empty() {
         let _ = writeln!(o, "History:");
         for h in &st.history {
-            let mut parts = vec![h.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(), format!("gen {}", h.generation), h.event.clone()];
+            let mut parts =
+                vec![h.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(), format!("gen {}", h.generation), h.event.clone()];
             if let Some(d) = h.decision {
                 parts.push(d.as_str().into());
             }

@@ -66,8 +66,12 @@ impl Args {
             items.retain(|r| r.phase() == p);
         }
         match self.output {
-            output::Format::Yaml => print!("{}", output::to_yaml(&output::List { api_version: "v1", kind: "List", items: &items })),
-            output::Format::Json => print!("{}", output::to_json(&output::List { api_version: "v1", kind: "List", items: &items })),
+            output::Format::Yaml => {
+                print!("{}", output::to_yaml(&output::List { api_version: "v1", kind: "List", items: &items }))
+            }
+            output::Format::Json => {
+                print!("{}", output::to_json(&output::List { api_version: "v1", kind: "List", items: &items }))
+            }
             output::Format::Name => items.iter().for_each(|r| println!("queryrequest/{}", r.metadata.name)),
             f => {
                 if items.is_empty() {

@@ -26,7 +26,10 @@ impl Args {
             && self.database.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
             && self.database.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !ok {
-            return Err(super::Exit::usage(format!("--database {:?}: use lower-case letters, digits and _ (e.g. tpch)", self.database)));
+            return Err(super::Exit::usage(format!(
+                "--database {:?}: use lower-case letters, digits and _ (e.g. tpch)",
+                self.database
+            )));
         }
         let dir = g.data_dir().join(&self.database);
         if dir.exists() && !self.force {

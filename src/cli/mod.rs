@@ -151,7 +151,11 @@ pub fn whoami(as_: Option<&str>) -> String {
 }
 
 /// Reads a request by name or fails with exit 1 and a hint.
-pub async fn get_request(store: &dyn crate::store::Store, g: &GlobalOpts, name: &str) -> anyhow::Result<crate::spec::QueryRequest> {
+pub async fn get_request(
+    store: &dyn crate::store::Store,
+    g: &GlobalOpts,
+    name: &str,
+) -> anyhow::Result<crate::spec::QueryRequest> {
     let key = crate::spec::ObjectKey::new(&g.namespace, name);
     match store.get(&key).await? {
         Some(r) => Ok(r),

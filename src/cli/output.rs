@@ -58,7 +58,11 @@ pub fn age(t: Option<DateTime<Utc>>) -> String {
 /// Truncates to `n` characters with an ellipsis, on one line.
 pub fn short(s: &str, n: usize) -> String {
     let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one.chars().count() <= n { one } else { format!("{}…", one.chars().take(n.saturating_sub(1)).collect::<String>()) }
+    if one.chars().count() <= n {
+        one
+    } else {
+        format!("{}…", one.chars().take(n.saturating_sub(1)).collect::<String>())
+    }
 }
 
 pub fn to_yaml<T: Serialize>(v: &T) -> String {
@@ -96,8 +100,15 @@ pub fn request_rows(items: &[QueryRequest], wide: bool) -> (Vec<&'static str>, V
             if wide {
                 row.push(r.generation().to_string());
                 row.push(r.spec.engine.map(|e| e.as_str().to_string()).unwrap_or_else(|| "default".into()));
-                row.push(st.generated.as_ref().map(|g| g.sql_digest[..g.sql_digest.len().min(12)].to_string()).unwrap_or_else(|| "-".into()));
-                row.push(st.execution.as_ref().and_then(|e| e.rows).map(|n| n.to_string()).unwrap_or_else(|| "-".into()));
+                row.push(
+                    st.generated
+                        .as_ref()
+                        .map(|g| g.sql_digest[..g.sql_digest.len().min(12)].to_string())
+                        .unwrap_or_else(|| "-".into()),
+                );
+                row.push(
+                    st.execution.as_ref().and_then(|e| e.rows).map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                );
                 row.push(r.requester().unwrap_or("-").to_string());
                 row.push(short(r.spec.question.as_deref().or(r.spec.sql.as_deref()).unwrap_or(""), 60));
             }
@@ -110,7 +121,8 @@ pub fn request_rows(items: &[QueryRequest], wide: bool) -> (Vec<&'static str>, V
 /// Renders a preview as a table.
 pub fn preview_table(columns: &[String], rows: &[Vec<Option<String>>]) -> String {
     let header: Vec<&str> = columns.iter().map(String::as_str).collect();
-    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| c.clone().unwrap_or_else(|| "NULL".into())).collect()).collect();
+    let rows: Vec<Vec<String>> =
+        rows.iter().map(|r| r.iter().map(|c| c.clone().unwrap_or_else(|| "NULL".into())).collect()).collect();
     table(&header, &rows)
 }
 

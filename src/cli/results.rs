@@ -25,7 +25,8 @@ impl Args {
         let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         let exec = r.status.as_ref().and_then(|s| s.execution.clone());
-        let Some(loc) = exec.as_ref().and_then(|e| e.output_location.clone()).filter(|_| r.phase() == Phase::Done) else {
+        let Some(loc) = exec.as_ref().and_then(|e| e.output_location.clone()).filter(|_| r.phase() == Phase::Done)
+        else {
             return Err(Exit::refused(format!(
                 "{} has no result: it is {}; `sqlctl wait {} --for phase=Done` waits for one",
                 self.name,
@@ -35,7 +36,9 @@ impl Args {
         };
         let engines = g.engines().await?;
         let kind = r.spec.engine.unwrap_or(g.default_engine());
-        let engine = engines.get(&kind).ok_or_else(|| Exit::refused(format!("engine {} is not available here", kind.as_str())))?;
+        let engine = engines
+            .get(&kind)
+            .ok_or_else(|| Exit::refused(format!("engine {} is not available here", kind.as_str())))?;
         let bytes = engine.read_result(&loc).await.map_err(|e| Exit::refused(format!("reading {loc}: {e}")))?;
         let mut out = std::io::stdout().lock();
         match self.output {

@@ -28,7 +28,10 @@ impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
         let store = g.store().await?;
         get_request(store.as_ref(), g, &self.name).await?;
-        let r = wait_for(store.as_ref(), g, &self.name, self.timeout, |r| r.phase() == self.for_ || r.phase().is_terminal()).await?;
+        let r = wait_for(store.as_ref(), g, &self.name, self.timeout, |r| {
+            r.phase() == self.for_ || r.phase().is_terminal()
+        })
+        .await?;
         if r.phase() == self.for_ {
             println!("queryrequest/{} condition met: phase={}", self.name, r.phase());
             return Ok(());

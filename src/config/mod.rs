@@ -101,7 +101,10 @@ pub struct AwsOpts {
 
 impl AwsOpts {
     pub fn settings(&self) -> AwsSettings {
-        AwsSettings { endpoint_url: self.endpoint_url.clone().filter(|s| !s.is_empty()), region: self.region.clone().filter(|s| !s.is_empty()) }
+        AwsSettings {
+            endpoint_url: self.endpoint_url.clone().filter(|s| !s.is_empty()),
+            region: self.region.clone().filter(|s| !s.is_empty()),
+        }
     }
 
     /// The SDK configuration, loaded on first use.
@@ -150,7 +153,8 @@ impl GlobalOpts {
             return Ok(Arc::new(self.dynamo_store().await?));
         }
         let path = self.state_db();
-        let store = SqliteStore::open(&path).with_context(|| format!("opening the state database {}", path.display()))?;
+        let store =
+            SqliteStore::open(&path).with_context(|| format!("opening the state database {}", path.display()))?;
         Ok(Arc::new(store))
     }
 
@@ -172,7 +176,10 @@ impl GlobalOpts {
     pub async fn catalog(&self) -> anyhow::Result<Arc<dyn Catalog>> {
         if self.is_aws() {
             let aws = self.aws.sdk().await;
-            return Ok(Arc::new(GlueCatalog::new(crate::aws::glue(&aws.conf), self.aws.glue_catalog_id.clone().filter(|s| !s.is_empty()))));
+            return Ok(Arc::new(GlueCatalog::new(
+                crate::aws::glue(&aws.conf),
+                self.aws.glue_catalog_id.clone().filter(|s| !s.is_empty()),
+            )));
         }
         Ok(Arc::new(LocalCatalog::new(self.data_dir())))
     }
@@ -217,11 +224,16 @@ impl GlobalOpts {
 
     /// The SQS response-queue consumer (`--backend aws` with `SQLCTL_RESPONSE_QUEUE_URL`), writing
     /// decisions into `store` and waking the controller through `waker`.
-    pub async fn decision_consumer(&self, store: Arc<dyn Store>, waker: Waker) -> anyhow::Result<Option<ResponseConsumer>> {
+    pub async fn decision_consumer(
+        &self,
+        store: Arc<dyn Store>,
+        waker: Waker,
+    ) -> anyhow::Result<Option<ResponseConsumer>> {
         let Some(url) = self.aws.response_queue_url.as_deref().filter(|u| self.is_aws() && !u.is_empty()) else {
             return Ok(None);
         };
-        let senders = SenderPolicy::parse(self.aws.sqs_senders.as_deref(), self.aws.sqs_trusted_relays.as_deref()).map_err(|e| anyhow::anyhow!(e))?;
+        let senders = SenderPolicy::parse(self.aws.sqs_senders.as_deref(), self.aws.sqs_trusted_relays.as_deref())
+            .map_err(|e| anyhow::anyhow!(e))?;
         let aws = self.aws.sdk().await;
         Ok(Some(ResponseConsumer::new(crate::aws::sqs(&aws.conf), url, store, senders).with_waker(waker)))
     }

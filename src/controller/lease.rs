@@ -32,7 +32,15 @@ pub async fn acquire(store: &dyn Store, cfg: &ControllerConfig, metrics: &Metric
                     _ => false,
                 };
                 if free || expired {
-                    match store.try_acquire_lease(LEASE_NAME, &cfg.identity, cfg.lease_duration.as_millis() as u64, current.as_ref()).await {
+                    match store
+                        .try_acquire_lease(
+                            LEASE_NAME,
+                            &cfg.identity,
+                            cfg.lease_duration.as_millis() as u64,
+                            current.as_ref(),
+                        )
+                        .await
+                    {
                         Ok(Some(l)) => return Ok(Fence { holder: l.holder, epoch: l.epoch }),
                         Ok(None) => observed = None, // somebody else moved first
                         Err(e) if e.is_transient() => {}

@@ -102,8 +102,16 @@ impl Metrics {
             }
         }
         drop(counters);
-        let _ = writeln!(out, "# HELP sqlctl_queue_depth Keys waiting in the work queue.\n# TYPE sqlctl_queue_depth gauge\nsqlctl_queue_depth {}", self.queue_depth.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP sqlctl_leader 1 while this process holds the lease.\n# TYPE sqlctl_leader gauge\nsqlctl_leader {}", self.leader.load(Ordering::Relaxed) as u8);
+        let _ = writeln!(
+            out,
+            "# HELP sqlctl_queue_depth Keys waiting in the work queue.\n# TYPE sqlctl_queue_depth gauge\nsqlctl_queue_depth {}",
+            self.queue_depth.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sqlctl_leader 1 while this process holds the lease.\n# TYPE sqlctl_leader gauge\nsqlctl_leader {}",
+            self.leader.load(Ordering::Relaxed) as u8
+        );
         let _ = writeln!(out, "# HELP sqlctl_requests Requests by phase.\n# TYPE sqlctl_requests gauge");
         for p in Phase::ALL {
             let _ = writeln!(out, "sqlctl_requests{{phase=\"{p}\"}} {}", by_phase.get(&p).copied().unwrap_or(0));
@@ -150,17 +158,10 @@ pub async fn serve(
 }
 
 async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
-    if s.metrics.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
+    if s.metrics.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
 }
 
 async fn metrics_handler(State(s): State<ServerState>) -> impl IntoResponse {
     let by_phase = s.store.count_by_phase().await.unwrap_or_default();
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(&by_phase),
-    )
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&by_phase))
 }

@@ -102,7 +102,9 @@ impl Default for ControllerConfig {
 
 /// `hostname-pid-random`: unique per process.
 pub fn default_identity() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
     format!("{host}-{}-{}", std::process::id(), &uuid::Uuid::new_v4().simple().to_string()[..6])
 }
 
@@ -210,7 +212,8 @@ impl Controller {
         }
 
         let (lost_tx, mut lost_rx) = watch::channel(false);
-        let renewer = tokio::spawn(lease::renew_loop(ctx.store.clone(), cfg.clone(), fence.clone(), lost_tx, shutdown.clone()));
+        let renewer =
+            tokio::spawn(lease::renew_loop(ctx.store.clone(), cfg.clone(), fence.clone(), lost_tx, shutdown.clone()));
 
         // Initial list, then wake-ups from store changes and periodic resyncs.
         let mut cursor = ctx.store.change_cursor().await?;
@@ -245,7 +248,8 @@ impl Controller {
         // Drain: stop handing out keys, let in-flight reconciles finish.
         self.queue.shut_down();
         ctx.metrics.set_ready(false);
-        let drained = tokio::time::timeout(cfg.drain_timeout, sem.acquire_many(cfg.workers.max(1) as u32)).await.is_ok();
+        let drained =
+            tokio::time::timeout(cfg.drain_timeout, sem.acquire_many(cfg.workers.max(1) as u32)).await.is_ok();
         if !drained {
             tracing::warn!(timeout = ?cfg.drain_timeout, "drain timed out with reconciles in flight");
         }

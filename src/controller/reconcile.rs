@@ -168,7 +168,15 @@ impl Reconciler<'_> {
     async fn generate(&mut self) -> Result<Action, Error> {
         let kind = self.engine_kind();
         let Some(engine) = self.ctx.engines.get(&kind).cloned() else {
-            self.fail("Generated", "EngineUnavailable", format!("engine {} is not configured on this controller (available: {})", kind.as_str(), self.ctx.engine_names()));
+            self.fail(
+                "Generated",
+                "EngineUnavailable",
+                format!(
+                    "engine {} is not configured on this controller (available: {})",
+                    kind.as_str(),
+                    self.ctx.engine_names()
+                ),
+            );
             self.write().await?;
             return Ok(Action::requeue(Duration::ZERO));
         };
@@ -196,16 +204,19 @@ impl Reconciler<'_> {
                     Err(EngineError::Permanent(m)) => self.fail("Generated", "PlanFailed", m),
                     Ok(()) => {
                         let digest = sql_digest(kind, &db, &sql, &limits);
-                        self.accept_sql(Generated {
-                            sql,
-                            sql_digest: digest,
-                            explanation: "hand-written SQL (spec.sql)".into(),
-                            confidence: 1.0,
-                            tables_used: used,
-                            model: "user".into(),
-                            attempts: vec![],
-                            assumptions: vec![],
-                        }, "HandWritten");
+                        self.accept_sql(
+                            Generated {
+                                sql,
+                                sql_digest: digest,
+                                explanation: "hand-written SQL (spec.sql)".into(),
+                                confidence: 1.0,
+                                tables_used: used,
+                                model: "user".into(),
+                                attempts: vec![],
+                                assumptions: vec![],
+                            },
+                            "HandWritten",
+                        );
                     }
                 },
             }
@@ -232,7 +243,10 @@ impl Reconciler<'_> {
             .history
             .iter()
             .filter(|h| h.event == "Refined" && h.generation == self.req.generation())
-            .map(|h| PriorTurn { sql: h.sql.clone().unwrap_or_default(), feedback: h.feedback.clone().unwrap_or_default() })
+            .map(|h| PriorTurn {
+                sql: h.sql.clone().unwrap_or_default(),
+                feedback: h.feedback.clone().unwrap_or_default(),
+            })
             .collect();
         // The allow-list narrows what the generator sees, not only what the guard accepts.
         let tables = if allowed.is_empty() {
@@ -240,28 +254,33 @@ impl Reconciler<'_> {
         } else {
             tables.into_iter().filter(|t| allowed.iter().any(|a| a.eq_ignore_ascii_case(&t.name))).collect()
         };
-        let mut input = GenerateInput {
-            question,
-            database: db.clone(),
-            engine: kind,
-            tables,
-            history,
-            last_error: None,
-        };
+        let mut input =
+            GenerateInput { question, database: db.clone(), engine: kind, tables, history, last_error: None };
         let mut attempts: Vec<Attempt> = Vec::new();
         for _ in 0..self.ctx.config.max_attempts.max(1) {
             let (proposal, usage) = match generator.generate(&input).await {
                 Ok(p) => p,
                 Err(GenerateError::Transient(m)) => return Err(Error::Generate(m)),
                 Err(GenerateError::CannotAnswer(m)) => {
-                    attempts.push(Attempt { sql: String::new(), error: Some(format!("cannot answer: {m}")), input_tokens: None, output_tokens: None });
-                    self.status.generated = Some(Generated { attempts, model: generator.model(), ..Default::default() });
+                    attempts.push(Attempt {
+                        sql: String::new(),
+                        error: Some(format!("cannot answer: {m}")),
+                        input_tokens: None,
+                        output_tokens: None,
+                    });
+                    self.status.generated =
+                        Some(Generated { attempts, model: generator.model(), ..Default::default() });
                     self.fail("Generated", "CannotAnswer", m);
                     self.write().await?;
                     return Ok(Action::requeue(Duration::ZERO));
                 }
                 Err(GenerateError::Malformed(m)) => {
-                    attempts.push(Attempt { sql: String::new(), error: Some(m.clone()), input_tokens: None, output_tokens: None });
+                    attempts.push(Attempt {
+                        sql: String::new(),
+                        error: Some(m.clone()),
+                        input_tokens: None,
+                        output_tokens: None,
+                    });
                     input.last_error = Some(m);
                     continue;
                 }
@@ -285,16 +304,19 @@ impl Reconciler<'_> {
                 Ok(used) => {
                     attempts.push(Attempt { sql: sql.clone(), error: None, input_tokens, output_tokens });
                     let digest = sql_digest(kind, &db, &sql, &limits);
-                    self.accept_sql(Generated {
-                        sql,
-                        sql_digest: digest,
-                        explanation: proposal.explanation,
-                        confidence: proposal.confidence.clamp(0.0, 1.0),
-                        tables_used: used,
-                        model: generator.model(),
-                        attempts,
-                        assumptions: proposal.assumptions,
-                    }, "Generated");
+                    self.accept_sql(
+                        Generated {
+                            sql,
+                            sql_digest: digest,
+                            explanation: proposal.explanation,
+                            confidence: proposal.confidence.clamp(0.0, 1.0),
+                            tables_used: used,
+                            model: generator.model(),
+                            attempts,
+                            assumptions: proposal.assumptions,
+                        },
+                        "Generated",
+                    );
                     self.write().await?;
                     return Ok(Action::requeue(Duration::ZERO));
                 }
@@ -302,7 +324,11 @@ impl Reconciler<'_> {
         }
         let last = input.last_error.clone().unwrap_or_else(|| "no usable SQL".into());
         self.status.generated = Some(Generated { attempts, model: generator.model(), ..Default::default() });
-        self.fail("Generated", "GenerationFailed", format!("no valid SQL after {} attempts; last error: {last}", self.ctx.config.max_attempts.max(1)));
+        self.fail(
+            "Generated",
+            "GenerationFailed",
+            format!("no valid SQL after {} attempts; last error: {last}", self.ctx.config.max_attempts.max(1)),
+        );
         self.write().await?;
         Ok(Action::requeue(Duration::ZERO))
     }
@@ -328,7 +354,12 @@ impl Reconciler<'_> {
         self.status.approval = None;
         self.status.execution = None;
         self.status.phase = Phase::AwaitingApproval;
-        self.status.set_condition("Approved", "Unknown", "AwaitingApproval", format!("waiting for a decision until {}", deadline.to_rfc3339()));
+        self.status.set_condition(
+            "Approved",
+            "Unknown",
+            "AwaitingApproval",
+            format!("waiting for a decision until {}", deadline.to_rfc3339()),
+        );
         self.write().await?;
         self.send_approval_request().await
     }
@@ -349,7 +380,11 @@ impl Reconciler<'_> {
     }
 
     fn until_deadline(&self) -> Duration {
-        let d = self.status.approval_deadline.map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO)).unwrap_or(Duration::ZERO);
+        let d = self
+            .status
+            .approval_deadline
+            .map(|d| (d - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::ZERO);
         d.min(self.ctx.config.resync)
     }
 
@@ -374,7 +409,12 @@ impl Reconciler<'_> {
                     e.sql_digest = Some(d.sql_digest.clone());
                     e.message = Some(refusal.to_string());
                     self.history(e);
-                    self.status.set_condition("DecisionRefused", "True", "PolicyRefused", format!("{} by {}: {refusal}", d.decision.as_str(), d.by));
+                    self.status.set_condition(
+                        "DecisionRefused",
+                        "True",
+                        "PolicyRefused",
+                        format!("{} by {}: {refusal}", d.decision.as_str(), d.by),
+                    );
                     changed = true;
                 }
                 Ok(()) => {
@@ -411,7 +451,16 @@ impl Reconciler<'_> {
                             self.status.approval = Some(approval);
                             self.status.phase = Phase::Rejected;
                             let why = d.comment.clone().unwrap_or_default();
-                            self.status.set_condition("Approved", "False", "Rejected", format!("rejected by {}{}", d.by, if why.is_empty() { String::new() } else { format!(": {why}") }));
+                            self.status.set_condition(
+                                "Approved",
+                                "False",
+                                "Rejected",
+                                format!(
+                                    "rejected by {}{}",
+                                    d.by,
+                                    if why.is_empty() { String::new() } else { format!(": {why}") }
+                                ),
+                            );
                             self.status.set_condition("Ready", "False", "Rejected", "");
                         }
                         DecisionKind::Refine => {
@@ -424,8 +473,18 @@ impl Reconciler<'_> {
                             self.history(e);
                             self.status.approval = None;
                             self.status.phase = Phase::Pending;
-                            self.status.set_condition("Approved", "False", "Refined", format!("{} asked for changes", d.by));
-                            self.status.set_condition("Generated", "Unknown", "Regenerating", "regenerating with refine feedback");
+                            self.status.set_condition(
+                                "Approved",
+                                "False",
+                                "Refined",
+                                format!("{} asked for changes", d.by),
+                            );
+                            self.status.set_condition(
+                                "Generated",
+                                "Unknown",
+                                "Regenerating",
+                                "regenerating with refine feedback",
+                            );
                         }
                     }
                     self.write().await?;
@@ -441,7 +500,12 @@ impl Reconciler<'_> {
         }
         if self.status.approval_deadline.is_some_and(|d| Utc::now() >= d) {
             self.status.phase = Phase::TimedOut;
-            self.status.set_condition("Approved", "False", "ApprovalTimeout", "no valid decision before the approval deadline");
+            self.status.set_condition(
+                "Approved",
+                "False",
+                "ApprovalTimeout",
+                "no valid decision before the approval deadline",
+            );
             self.status.set_condition("Ready", "False", "ApprovalTimeout", "");
             let mut e = Self::event("TimedOut");
             e.message = Some("approval deadline passed".into());
@@ -476,7 +540,10 @@ impl Reconciler<'_> {
         // The engine runs exactly the approved bytes: recompute and compare before every start.
         let digest = sql_digest(self.engine_kind(), db, &g.sql, &limits);
         if digest != a.sql_digest || digest != g.sql_digest || a.generation != self.req.generation() {
-            return Err(format!("integrity check failed: the SQL, engine or limits no longer match the approved digest {}", a.sql_digest));
+            return Err(format!(
+                "integrity check failed: the SQL, engine or limits no longer match the approved digest {}",
+                a.sql_digest
+            ));
         }
         Ok(QueryJob {
             key: self.req.key(),
@@ -484,7 +551,13 @@ impl Reconciler<'_> {
             database: db.clone(),
             sql: g.sql.clone(),
             limits,
-            result_key: format!("{}/{}/{}-{}", self.req.metadata.namespace(), self.name(), self.req.generation(), exec.attempt),
+            result_key: format!(
+                "{}/{}/{}-{}",
+                self.req.metadata.namespace(),
+                self.name(),
+                self.req.generation(),
+                exec.attempt
+            ),
         })
     }
 
@@ -515,6 +588,15 @@ impl Reconciler<'_> {
             };
             let id = match engine.start(&job, self.ctx.waker.clone()).await {
                 Ok(id) => id,
+                // Approved but over the engine's concurrency cap: wait in Executing, visibly, in
+                // approval order (the engine wakes the head of its queue when a slot frees).
+                Err(EngineError::Transient(m)) if m.starts_with("Queued") => {
+                    if self.status.condition("Queued").is_none_or(|c| c.status != "True") {
+                        self.status.set_condition("Queued", "True", "ConcurrencyCap", m);
+                        self.write().await?;
+                    }
+                    return Ok(Action::requeue(Duration::from_secs(5)));
+                }
                 Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
                 Err(EngineError::Permanent(m)) => {
                     self.fail("Executed", "QueryFailed", m);
@@ -523,11 +605,19 @@ impl Reconciler<'_> {
                 }
             };
             self.ctx.metrics.query_started();
+            if self.status.condition("Queued").is_some_and(|c| c.status == "True") {
+                self.status.set_condition("Queued", "False", "Started", "");
+            }
             exec.id = Some(id);
             exec.state = "Running".into();
             exec.started_at.get_or_insert_with(Utc::now);
             self.status.execution = Some(exec);
-            self.status.set_condition("Executed", "Unknown", "Running", format!("attempt {}", self.status.execution.as_ref().map(|e| e.attempt).unwrap_or(1)));
+            self.status.set_condition(
+                "Executed",
+                "Unknown",
+                "Running",
+                format!("attempt {}", self.status.execution.as_ref().map(|e| e.attempt).unwrap_or(1)),
+            );
             self.write().await?;
             return Ok(Action::requeue(Duration::from_millis(200)));
         }
@@ -543,7 +633,8 @@ impl Reconciler<'_> {
                 Ok(Action::requeue(Duration::ZERO))
             }
             ExecState::Running { bytes_scanned } => {
-                let elapsed = exec.started_at.map(|s| (Utc::now() - s).to_std().unwrap_or_default()).unwrap_or_default();
+                let elapsed =
+                    exec.started_at.map(|s| (Utc::now() - s).to_std().unwrap_or_default()).unwrap_or_default();
                 let over_time = elapsed > Duration::from_millis(limits.timeout_ms) + Duration::from_secs(5);
                 let over_budget = matches!((bytes_scanned, limits.max_bytes_scanned), (Some(b), Some(m)) if b > m);
                 if over_time || over_budget {
@@ -551,7 +642,10 @@ impl Reconciler<'_> {
                     let why = if over_time {
                         format!("query exceeded its timeout of {}ms", limits.timeout_ms)
                     } else {
-                        format!("query scanned more than limits.maxBytesScanned ({} bytes)", limits.max_bytes_scanned.unwrap_or(0))
+                        format!(
+                            "query scanned more than limits.maxBytesScanned ({} bytes)",
+                            limits.max_bytes_scanned.unwrap_or(0)
+                        )
                     };
                     exec.state = "Cancelled".into();
                     exec.error = Some(why.clone());
@@ -563,7 +657,9 @@ impl Reconciler<'_> {
                     return Ok(Action::requeue(Duration::ZERO));
                 }
                 // Capped exponential poll: 200ms, 400ms, … 5s (engines that finish in-process wake us).
-                let next = Duration::from_millis(200).saturating_mul(1 << (elapsed.as_secs().min(5) as u32)).min(Duration::from_secs(5));
+                let next = Duration::from_millis(200)
+                    .saturating_mul(1 << (elapsed.as_secs().min(5) as u32))
+                    .min(Duration::from_secs(5));
                 Ok(Action::requeue(next))
             }
             ExecState::Succeeded(out) => {
@@ -577,7 +673,12 @@ impl Reconciler<'_> {
                 exec.preview = Some(out.preview);
                 self.status.execution = Some(exec);
                 self.status.phase = Phase::Done;
-                self.status.set_condition("Executed", "True", "Succeeded", format!("{} rows in {} ms", out.rows, out.duration_ms));
+                self.status.set_condition(
+                    "Executed",
+                    "True",
+                    "Succeeded",
+                    format!("{} rows in {} ms", out.rows, out.duration_ms),
+                );
                 self.status.set_condition("Ready", "True", "Done", "");
                 let mut e = Self::event("Executed");
                 e.message = Some(format!("{} rows, {} ms, {}", out.rows, out.duration_ms, out.output_location));
@@ -594,7 +695,12 @@ impl Reconciler<'_> {
                     e.message = Some(format!("attempt {}: {reason}", exec.attempt));
                     self.history(e);
                     self.status.execution = Some(self.intent(exec.attempt + 1));
-                    self.status.set_condition("Executed", "Unknown", "Retrying", format!("attempt {} failed transiently: {reason}", exec.attempt));
+                    self.status.set_condition(
+                        "Executed",
+                        "Unknown",
+                        "Retrying",
+                        format!("attempt {} failed transiently: {reason}", exec.attempt),
+                    );
                     self.write().await?;
                     return Ok(Action::requeue(Duration::from_secs(1u64 << exec.attempt.min(5))));
                 }

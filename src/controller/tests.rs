@@ -145,7 +145,12 @@ impl World {
 }
 
 fn succeeded(rows: u64) -> ExecState {
-    ExecState::Succeeded(QueryOutcome { rows, duration_ms: 3, output_location: "/tmp/x.csv".into(), ..Default::default() })
+    ExecState::Succeeded(QueryOutcome {
+        rows,
+        duration_ms: 3,
+        output_location: "/tmp/x.csv".into(),
+        ..Default::default()
+    })
 }
 
 #[tokio::test]
@@ -163,7 +168,11 @@ async fn happy_path_walks_every_phase_and_records_once() {
     let r = w.get(&key).await;
     assert_eq!(r.phase(), Phase::Executing);
     let exec = r.status.as_ref().unwrap().execution.clone().unwrap();
-    assert_eq!((exec.attempt, exec.state.as_str(), exec.id.is_none()), (1, "Starting", true), "intent written before start");
+    assert_eq!(
+        (exec.attempt, exec.state.as_str(), exec.id.is_none()),
+        (1, "Starting", true),
+        "intent written before start"
+    );
     assert!(r.metadata.finalizers.contains(&CANCEL_FINALIZER.to_string()));
     w.step(&key).await; // start
     w.engine.polls.lock().unwrap().push_back(succeeded(4));
@@ -296,7 +305,8 @@ async fn a_running_query_past_its_timeout_is_cancelled() {
     w.step(&key).await;
     // Pretend the execution started long ago.
     let mut r = w.get(&key).await;
-    r.status.as_mut().unwrap().execution.as_mut().unwrap().started_at = Some(chrono::Utc::now() - chrono::Duration::seconds(60));
+    r.status.as_mut().unwrap().execution.as_mut().unwrap().started_at =
+        Some(chrono::Utc::now() - chrono::Duration::seconds(60));
     let fence = w.ctx.fence().unwrap();
     w.store.update_status(&r, Some(&fence)).await.unwrap();
     w.step(&key).await;
@@ -311,7 +321,11 @@ async fn a_deposed_leader_cannot_write() {
     let key = w.store.create(sql_request("j", "select n_name from nation")).await.unwrap().key();
     // Another controller takes the lease over (epoch moves on).
     let current = w.store.get_lease(crate::store::CONTROLLER_LEASE).await.unwrap();
-    w.store.try_acquire_lease(crate::store::CONTROLLER_LEASE, "other", 15_000, current.as_ref()).await.unwrap().unwrap();
+    w.store
+        .try_acquire_lease(crate::store::CONTROLLER_LEASE, "other", 15_000, current.as_ref())
+        .await
+        .unwrap()
+        .unwrap();
     let r = w.get(&key).await;
     let err = reconcile::reconcile(r, &w.ctx).await.unwrap_err();
     assert!(matches!(err, Error::Store(crate::store::StoreError::Fenced { .. })), "{err}");

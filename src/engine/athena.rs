@@ -79,7 +79,13 @@ pub struct AthenaOptions {
 
 impl Default for AthenaOptions {
     fn default() -> Self {
-        AthenaOptions { workgroup: "primary".into(), output: None, max_concurrent: 20, price_per_tb_usd: 5.0, catalog: None }
+        AthenaOptions {
+            workgroup: "primary".into(),
+            output: None,
+            max_concurrent: 20,
+            price_per_tb_usd: 5.0,
+            catalog: None,
+        }
     }
 }
 
@@ -149,7 +155,13 @@ where
 
 impl AthenaEngine {
     pub fn new(athena: Client, s3: aws_sdk_s3::Client, opts: AthenaOptions) -> AthenaEngine {
-        AthenaEngine { athena, s3, opts, slots: Mutex::new(Slots::default()), last_start: tokio::sync::Mutex::new(None) }
+        AthenaEngine {
+            athena,
+            s3,
+            opts,
+            slots: Mutex::new(Slots::default()),
+            last_start: tokio::sync::Mutex::new(None),
+        }
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -182,7 +194,12 @@ impl AthenaEngine {
                 i + 1
             }
             None => {
-                s.waiting.push_back(Waiting { token: job.token.clone(), key: job.key.clone(), waker: waker.clone(), last_ask: Instant::now() });
+                s.waiting.push_back(Waiting {
+                    token: job.token.clone(),
+                    key: job.key.clone(),
+                    waker: waker.clone(),
+                    last_ask: Instant::now(),
+                });
                 s.waiting.len()
             }
         };
@@ -262,12 +279,20 @@ impl AthenaEngine {
                 .map_err(|e| athena_error("GetQueryResults", e))?;
             let Some(rs) = out.result_set() else { break };
             if first_page {
-                columns = rs.result_set_metadata().map(|m| m.column_info().iter().map(|c| c.name().to_string()).collect()).unwrap_or_default();
+                columns = rs
+                    .result_set_metadata()
+                    .map(|m| m.column_info().iter().map(|c| c.name().to_string()).collect())
+                    .unwrap_or_default();
             }
             for (i, row) in rs.rows().iter().enumerate() {
-                let cells: Vec<Option<String>> = row.data().iter().map(|d| d.var_char_value().map(str::to_string)).collect();
+                let cells: Vec<Option<String>> =
+                    row.data().iter().map(|d| d.var_char_value().map(str::to_string)).collect();
                 // A SELECT's first row repeats the column names.
-                if first_page && i == 0 && !columns.is_empty() && cells.iter().map(|c| c.as_deref().unwrap_or("")).eq(columns.iter().map(String::as_str)) {
+                if first_page
+                    && i == 0
+                    && !columns.is_empty()
+                    && cells.iter().map(|c| c.as_deref().unwrap_or("")).eq(columns.iter().map(String::as_str))
+                {
                     continue;
                 }
                 if rows.len() as u64 >= max_rows {
@@ -334,7 +359,11 @@ impl Engine for AthenaEngine {
         let (query_id, max_rows) = parse_id(id);
         let out = match self.athena.get_query_execution().query_execution_id(query_id).send().await {
             Ok(o) => o,
-            Err(e) if e.as_service_error().and_then(|s| aws_sdk_athena::error::ProvideErrorMetadata::message(s)).is_some_and(|m| m.contains("not found")) => {
+            Err(e)
+                if e.as_service_error()
+                    .and_then(|s| aws_sdk_athena::error::ProvideErrorMetadata::message(s))
+                    .is_some_and(|m| m.contains("not found")) =>
+            {
                 return Ok(ExecState::Unknown);
             }
             Err(e) => return Err(athena_error("GetQueryExecution", e)),
@@ -356,7 +385,8 @@ impl Engine for AthenaEngine {
                     Err(e) => return Err(e),
                 };
                 self.release(query_id);
-                let output_location = qe.result_configuration().and_then(|r| r.output_location()).unwrap_or_default().to_string();
+                let output_location =
+                    qe.result_configuration().and_then(|r| r.output_location()).unwrap_or_default().to_string();
                 let rows = if preview.truncated {
                     self.count_rows(&output_location).await.unwrap_or(preview.rows.len() as u64)
                 } else {
@@ -381,20 +411,31 @@ impl Engine for AthenaEngine {
                 let err = status.and_then(|s| s.athena_error());
                 // ErrorCategory 1 = SYSTEM (Athena's side), 2 = USER, 3 = OTHER.
                 let transient = err.is_some_and(|e| e.retryable() || e.error_category() == Some(1));
-                let message = err.and_then(|e| e.error_message()).filter(|m| !m.is_empty()).map(str::to_string).unwrap_or(reason);
+                let message =
+                    err.and_then(|e| e.error_message()).filter(|m| !m.is_empty()).map(str::to_string).unwrap_or(reason);
                 Ok(ExecState::Failed { reason: format!("Athena: {message}"), transient })
             }
             QueryExecutionState::Cancelled => {
                 self.release(query_id);
-                Ok(ExecState::Cancelled { reason: if reason.is_empty() { "cancelled in Athena".into() } else { reason } })
+                Ok(ExecState::Cancelled {
+                    reason: if reason.is_empty() { "cancelled in Athena".into() } else { reason },
+                })
             }
-            other => Ok(ExecState::Failed { reason: format!("Athena reported an unknown state {}", other.as_str()), transient: true }),
+            other => Ok(ExecState::Failed {
+                reason: format!("Athena reported an unknown state {}", other.as_str()),
+                transient: true,
+            }),
         }
     }
 
     async fn cancel(&self, id: &str) -> Result<(), EngineError> {
         let (query_id, _) = parse_id(id);
-        self.athena.stop_query_execution().query_execution_id(query_id).send().await.map_err(|e| athena_error("StopQueryExecution", e))?;
+        self.athena
+            .stop_query_execution()
+            .query_execution_id(query_id)
+            .send()
+            .await
+            .map_err(|e| athena_error("StopQueryExecution", e))?;
         self.release(query_id);
         Ok(())
     }
@@ -408,7 +449,8 @@ impl Engine for AthenaEngine {
                 _ => EngineError::Permanent(format!("S3 GetObject {output_location}: {msg}")),
             }
         })?;
-        let bytes = obj.body.collect().await.map_err(|e| EngineError::Transient(format!("reading {output_location}: {e}")))?;
+        let bytes =
+            obj.body.collect().await.map_err(|e| EngineError::Transient(format!("reading {output_location}: {e}")))?;
         Ok(bytes.into_bytes().to_vec())
     }
 }
@@ -452,7 +494,11 @@ mod tests {
     async fn starts_beyond_the_cap_queue_in_order_and_the_head_is_woken_when_a_slot_frees() {
         let Some(url) = moto_url() else { return };
         let conf = config_for(&url).await;
-        let engine = AthenaEngine::new(aws::athena(&conf), aws::s3(&conf), AthenaOptions { max_concurrent: 1, ..Default::default() });
+        let engine = AthenaEngine::new(
+            aws::athena(&conf),
+            aws::s3(&conf),
+            AthenaOptions { max_concurrent: 1, ..Default::default() },
+        );
         let woken = Arc::new(AtomicUsize::new(0));
         let w = woken.clone();
         let waker: Waker = Arc::new(move |_k: &ObjectKey| {
@@ -464,14 +510,19 @@ mod tests {
         // Same token again: attaches without a second start.
         assert_eq!(engine.start(&job(&token(1), "a"), waker.clone()).await.unwrap(), id1);
         let e = engine.start(&job(&token(2), "b"), waker.clone()).await.unwrap_err();
-        assert!(matches!(&e, EngineError::Transient(m) if m.starts_with("Queued") && m.contains("position 1")), "{e:?}");
+        assert!(
+            matches!(&e, EngineError::Transient(m) if m.starts_with("Queued") && m.contains("position 1")),
+            "{e:?}"
+        );
         let e = engine.start(&job(&token(3), "c"), waker.clone()).await.unwrap_err();
         assert!(e.to_string().contains("position 2"), "{e}");
         // moto's queries succeed at once; the first poll frees the slot and wakes b.
         assert!(matches!(engine.poll(&id1).await.unwrap(), ExecState::Succeeded(_)));
         assert_eq!(woken.load(Ordering::SeqCst), 1);
         // c may not overtake b.
-        assert!(engine.start(&job(&token(3), "c"), waker.clone()).await.unwrap_err().to_string().contains("position 2"));
+        assert!(
+            engine.start(&job(&token(3), "c"), waker.clone()).await.unwrap_err().to_string().contains("position 2")
+        );
         let id2 = engine.start(&job(&token(2), "b"), waker.clone()).await.unwrap();
         assert_ne!(id1, id2);
         engine.cancel(&id2).await.unwrap();

@@ -2,8 +2,8 @@
 //! local warehouse on a laptop. The engine is the second wall behind the guard: it runs the
 //! approved SQL read-only too.
 
-pub mod datafusion;
 pub mod athena;
+pub mod datafusion;
 
 use async_trait::async_trait;
 
@@ -27,11 +27,18 @@ pub struct QueryJob {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExecState {
     /// Accepted, not finished. `bytes_scanned` so far where known (budget enforcement).
-    Running { bytes_scanned: Option<u64> },
+    Running {
+        bytes_scanned: Option<u64>,
+    },
     Succeeded(QueryOutcome),
     /// `transient`: worth a new attempt (capacity, throttling, internal error).
-    Failed { reason: String, transient: bool },
-    Cancelled { reason: String },
+    Failed {
+        reason: String,
+        transient: bool,
+    },
+    Cancelled {
+        reason: String,
+    },
     /// The engine has no memory of this id (a local engine after a restart): start again.
     Unknown,
 }

@@ -35,10 +35,7 @@ pub fn sql_digest(engine: EngineKind, database: &str, sql: &str, limits: &Effect
     field("database", database.as_bytes());
     field("sql", sql.as_bytes());
     field("maxRows", limits.max_rows.to_string().as_bytes());
-    field(
-        "maxBytesScanned",
-        limits.max_bytes_scanned.map(|b| b.to_string()).unwrap_or_default().as_bytes(),
-    );
+    field("maxBytesScanned", limits.max_bytes_scanned.map(|b| b.to_string()).unwrap_or_default().as_bytes());
     field("timeoutMs", limits.timeout_ms.to_string().as_bytes());
     hex::encode(h.finalize())
 }

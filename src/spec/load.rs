@@ -165,9 +165,9 @@ pub fn load_paths(paths: &[String]) -> Result<Vec<LoadedDoc>, LoadError> {
             Err(e) => loader.problems.push(Problem::source_wide(p, io_message(&e))),
             Ok(m) if m.is_dir() => match list_dir(path) {
                 Err(e) => loader.problems.push(Problem::source_wide(p, io_message(&e))),
-                Ok(files) if files.is_empty() => loader
-                    .problems
-                    .push(Problem::source_wide(p, "directory contains no .yaml, .yml or .json files")),
+                Ok(files) if files.is_empty() => {
+                    loader.problems.push(Problem::source_wide(p, "directory contains no .yaml, .yml or .json files"))
+                }
                 Ok(files) => {
                     for f in files {
                         let name = f.display().to_string();
@@ -364,7 +364,9 @@ fn check_text(bytes: &[u8]) -> Result<&str, String> {
     let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
     // YAML allows tab, line breaks and NEL among the control characters; anything else is a
     // sign of a binary file (and the parser would refuse it with a less helpful message).
-    if let Some((i, c)) = text.char_indices().find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}')) {
+    if let Some((i, c)) =
+        text.char_indices().find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))
+    {
         let line = text[..i].bytes().filter(|&b| b == b'\n').count() + 1;
         return Err(format!("looks binary (control character U+{:04X} on line {line}), not YAML text", c as u32));
     }
@@ -524,7 +526,11 @@ fn split_documents(text: &str) -> Scan {
                 root.get_or_insert(false);
                 aliases += 1;
                 if aliases > MAX_ALIASES {
-                    break Some(fail(index, &span.start, format!("more than {MAX_ALIASES} aliases (*name) in one input")));
+                    break Some(fail(
+                        index,
+                        &span.start,
+                        format!("more than {MAX_ALIASES} aliases (*name) in one input"),
+                    ));
                 }
             }
             _ => {}
@@ -643,13 +649,17 @@ fn describe_parse_error(err: &serde_saphyr::Error, doc: &str) -> (Option<String>
             (generic_path, format!("expected {}, found {unexpected}", humanize_type(expected)))
         }
         E::InvalidScalar { ty, .. } => {
-            let got = outer.and_then(|n| n.scalar.as_deref()).map(|s| format!(", found {}", quote_short(s))).unwrap_or_default();
+            let got = outer
+                .and_then(|n| n.scalar.as_deref())
+                .map(|s| format!(", found {}", quote_short(s)))
+                .unwrap_or_default();
             (generic_path, format!("expected {}{got}", humanize_type(ty)))
         }
         E::Unexpected { expected, .. } => (generic_path, format!("expected {}{found}", humanize_type(expected))),
-        E::NullIntoString { .. } => {
-            (generic_path, "a value is required here (found an empty value or null; quote it if you mean the text)".into())
-        }
+        E::NullIntoString { .. } => (
+            generic_path,
+            "a value is required here (found an empty value or null; quote it if you mean the text)".into(),
+        ),
         E::MergeKeyNotAllowed { .. } => (generic_path, "YAML merge keys (<<) are not supported".into()),
         E::UnsupportedTag { tag, .. } | E::TaggedStructFieldName { tag, .. } => {
             (generic_path, format!("YAML tag `{tag}` is not supported"))
@@ -1148,7 +1158,12 @@ spec:
             ("maxRows: 1000", "maxRows: [1]", "spec.limits.maxRows", ""),
             ("engine: athena", "engine: spark", "spec.engine", "athena, local"),
             ("  labels: {team: growth}", "  labels: {team: {a: b}}", "metadata.labels.team", "found a mapping"),
-            ("  name: top-customers-2024", "  name: {a: 1}", "metadata.name", "expected a single value, found a mapping"),
+            (
+                "  name: top-customers-2024",
+                "  name: {a: 1}",
+                "metadata.name",
+                "expected a single value, found a mapping",
+            ),
             ("tables: [orders, customer]", "tables: orders", "spec.catalog.tables", "expected a list, found a scalar"),
             ("tables: [orders, customer]", "tables: [orders, [x]]", "spec.catalog.tables[1]", ""),
         ];
@@ -1196,14 +1211,17 @@ spec:
 
     #[test]
     fn alias_bombs_are_refused_quickly() {
-        let mut bomb = String::from("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let mut bomb =
+            String::from("a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
         for i in 1..10 {
             let refs = vec![format!("*a{}", i - 1); 10].join(",");
             bomb.push_str(&format!("a{i}: &a{i} [{refs}]\n"));
         }
         refused_quickly(&bomb);
         // The same bomb where the request accepts a list of strings.
-        let mut inside = String::from("apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata: {name: x}\nspec:\n  question: q\n  catalog:\n    database: d\n    tables: [&a0 [t,t,t,t,t,t,t,t,t,t]");
+        let mut inside = String::from(
+            "apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata: {name: x}\nspec:\n  question: q\n  catalog:\n    database: d\n    tables: [&a0 [t,t,t,t,t,t,t,t,t,t]",
+        );
         for i in 1..10 {
             inside.push_str(&format!(", &a{i} [{}]", vec![format!("*a{}", i - 1); 10].join(",")));
         }
@@ -1214,7 +1232,9 @@ spec:
         let p = refused_quickly(&many);
         assert!(p[0].message.contains("aliases"), "{}", p[0]);
         // A long scalar aliased many times where strings are accepted.
-        let mut big = String::from("apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata: {name: x}\nspec:\n  question: &q ");
+        let mut big = String::from(
+            "apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata: {name: x}\nspec:\n  question: &q ",
+        );
         big.push_str(&"y".repeat(1_000_000));
         big.push_str(&format!("\n  catalog: {{database: d, tables: [{}]}}\n", vec!["*q"; 900].join(",")));
         let p = refused_quickly(&big);
@@ -1271,9 +1291,13 @@ spec:
         let t = Instant::now();
         let random_path = write("random.yaml", &random);
         let nul_path = write("nul.yaml", &[GOOD.as_bytes(), b"\0"].concat());
-        let utf16: Vec<u8> = [0xFF, 0xFE].into_iter().chain(GOOD.encode_utf16().flat_map(|u| u.to_le_bytes())).collect();
+        let utf16: Vec<u8> =
+            [0xFF, 0xFE].into_iter().chain(GOOD.encode_utf16().flat_map(|u| u.to_le_bytes())).collect();
         let utf16_path = write("utf16.yaml", &utf16);
-        let latin1_path = write("latin1.yaml", &GOOD.replace("Which", "Caf\u{e9}").bytes().map(|b| if b == 0xC3 { b'?' } else { b }).collect::<Vec<_>>());
+        let latin1_path = write(
+            "latin1.yaml",
+            &GOOD.replace("Which", "Caf\u{e9}").bytes().map(|b| if b == 0xC3 { b'?' } else { b }).collect::<Vec<_>>(),
+        );
         let ctrl_path = write("ctrl.yaml", format!("{GOOD}\u{1b}[31m\n").as_bytes());
         let big_path = write("big.yaml", big.as_bytes());
         let err = load_paths(&[random_path, nul_path, utf16_path, latin1_path, ctrl_path, big_path]).unwrap_err();
@@ -1358,7 +1382,11 @@ spec:
         let got: Vec<_> = err.problems.iter().map(|p| (p.index, p.path.as_deref().unwrap_or(""), p.line)).collect();
         assert_eq!(
             got,
-            [(Some(1), "metadata.name", Some(13)), (Some(1), "spec", Some(14)), (Some(1), "spec.limits.maxRows", Some(19))],
+            [
+                (Some(1), "metadata.name", Some(13)),
+                (Some(1), "spec", Some(14)),
+                (Some(1), "spec.limits.maxRows", Some(19))
+            ],
             "{err}"
         );
     }

@@ -55,7 +55,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             i += 1;
         }
         if start == i {
-            return Err(format!("invalid duration {t:?}: expected a number at position {start}; write e.g. 30s, 10m or 1h30m"));
+            return Err(format!(
+                "invalid duration {t:?}: expected a number at position {start}; write e.g. 30s, 10m or 1h30m"
+            ));
         }
         let n: u128 = t[start..i].parse().map_err(|_| format!("invalid duration {t:?}: number too large"))?;
         let ustart = i;
@@ -172,7 +174,11 @@ pub fn parse_bytes(s: &str) -> Result<u64, String> {
         "Gi" | "GiB" => 1 << 30,
         "Ti" | "TiB" => 1 << 40,
         "Pi" | "PiB" => 1 << 50,
-        u => return Err(format!("invalid size {t:?}: unknown unit {u:?} (use B, kB, MB, GB, TB, PB, KiB, MiB, GiB, TiB or PiB)")),
+        u => {
+            return Err(format!(
+                "invalid size {t:?}: unknown unit {u:?} (use B, kB, MB, GB, TB, PB, KiB, MiB, GiB, TiB or PiB)"
+            ));
+        }
     };
     // Exact integer arithmetic: split into integer and fractional parts.
     let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));

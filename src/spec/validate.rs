@@ -264,7 +264,12 @@ fn check_duration(path: &str, d: Duration, max: Duration, errs: &mut Vec<FieldEr
     if d < MIN_TIMEOUT || d > max {
         errs.push(FieldError::new(
             path,
-            format!("must be between {} and {} (got {})", format_duration(MIN_TIMEOUT), format_duration(max), format_duration(d)),
+            format!(
+                "must be between {} and {} (got {})",
+                format_duration(MIN_TIMEOUT),
+                format_duration(max),
+                format_duration(d)
+            ),
         ));
     }
 }
@@ -561,14 +566,18 @@ mod tests {
     #[test]
     fn limits_ranges() {
         let mut r = good();
-        for (rows, ok) in [(0, false), (1, true), (MAX_MAX_ROWS, true), (MAX_MAX_ROWS + 1, false), (1_000_000_000_000, false)] {
+        for (rows, ok) in
+            [(0, false), (1, true), (MAX_MAX_ROWS, true), (MAX_MAX_ROWS + 1, false), (1_000_000_000_000, false)]
+        {
             r.spec.limits.max_rows = Some(rows);
             assert_eq!(validate(&r).is_empty(), ok, "maxRows {rows}");
         }
         r.spec.limits.max_rows = Some(0);
         assert_eq!(only_error(&r).message, "must be between 1 and 100000 (got 0)");
         r.spec.limits.max_rows = None;
-        for (size, ok) in [("0", false), ("1", true), ("10GiB", true), ("1PiB", true), ("1.5PiB", false), ("2000PB", false)] {
+        for (size, ok) in
+            [("0", false), ("1", true), ("10GiB", true), ("1PiB", true), ("1.5PiB", false), ("2000PB", false)]
+        {
             r.spec.limits.max_bytes_scanned = Some(ByteSize::parse(size).unwrap());
             assert_eq!(validate(&r).is_empty(), ok, "maxBytesScanned {size}");
         }
@@ -590,7 +599,14 @@ mod tests {
         r.spec.limits.timeout = Some(DurationSpec::parse("48h").unwrap());
         assert_eq!(
             paths(&r),
-            ["apiVersion", "metadata.name", "spec.question", "spec.catalog.database", "spec.limits.maxRows", "spec.limits.timeout"]
+            [
+                "apiVersion",
+                "metadata.name",
+                "spec.question",
+                "spec.catalog.database",
+                "spec.limits.maxRows",
+                "spec.limits.timeout"
+            ]
         );
     }
 

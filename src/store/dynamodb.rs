@@ -172,13 +172,22 @@ struct WatchState {
 
 impl std::fmt::Debug for DynamoStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DynamoStore").field("table", &self.table).field("retention", &self.retention).finish_non_exhaustive()
+        f.debug_struct("DynamoStore")
+            .field("table", &self.table)
+            .field("retention", &self.retention)
+            .finish_non_exhaustive()
     }
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> DynamoStore {
-        DynamoStore { client, table: table.into(), retention: DEFAULT_RETENTION, watch: Mutex::new(WatchState::default()), cache: None }
+        DynamoStore {
+            client,
+            table: table.into(),
+            retention: DEFAULT_RETENTION,
+            watch: Mutex::new(WatchState::default()),
+            cache: None,
+        }
     }
 
     /// Serves reads of active requests, decisions and the policy from memory (the controller's
@@ -274,7 +283,9 @@ impl DynamoStore {
                 "DynamoDB table {:?} not found ({what}): create it with `sqlctl aws bootstrap`, or point SQLCTL_TABLE at an existing one",
                 self.table
             )),
-            ErrorClass::AccessDenied => StoreError::Other(format!("DynamoDB {op} on table {:?} denied: {what}", self.table)),
+            ErrorClass::AccessDenied => {
+                StoreError::Other(format!("DynamoDB {op} on table {:?} denied: {what}", self.table))
+            }
             ErrorClass::Other => StoreError::Other(format!("DynamoDB {op} on table {:?}: {what}", self.table)),
         }
     }
@@ -322,7 +333,9 @@ impl DynamoStore {
             }
             return match req.send().await {
                 Ok(_) => Ok(Ok(())),
-                Err(SdkError::ServiceError(se)) if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) => {
+                Err(SdkError::ServiceError(se))
+                    if matches!(se.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+                {
                     let PutItemError::ConditionalCheckFailedException(c) = se.into_err() else { unreachable!() };
                     Ok(Err(c.item().cloned()))
                 }
@@ -353,7 +366,10 @@ impl DynamoStore {
                 }
                 match reasons.get(put_index) {
                     Some(r) if r.code() == Some("ConditionalCheckFailed") => Ok(Err(r.item().cloned())),
-                    _ => Err(StoreError::Unavailable(format!("DynamoDB transaction cancelled: {}", reason_codes(&reasons)))),
+                    _ => Err(StoreError::Unavailable(format!(
+                        "DynamoDB transaction cancelled: {}",
+                        reason_codes(&reasons)
+                    ))),
                 }
             }
         }
@@ -361,10 +377,15 @@ impl DynamoStore {
 
     /// Runs a transaction. `Ok(Err(reasons))` when it was cancelled by a condition; transaction
     /// conflicts and throttling are `Unavailable`.
-    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<std::result::Result<(), Vec<CancellationReason>>> {
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<std::result::Result<(), Vec<CancellationReason>>> {
         match self.client.transact_write_items().set_transact_items(Some(items)).send().await {
             Ok(_) => Ok(Ok(())),
-            Err(SdkError::ServiceError(se)) if matches!(se.err(), TransactWriteItemsError::TransactionCanceledException(_)) => {
+            Err(SdkError::ServiceError(se))
+                if matches!(se.err(), TransactWriteItemsError::TransactionCanceledException(_)) =>
+            {
                 let TransactWriteItemsError::TransactionCanceledException(t) = se.into_err() else { unreachable!() };
                 let reasons = t.cancellation_reasons().to_vec();
                 let conditional = reasons.iter().any(|r| r.code() == Some("ConditionalCheckFailed"));
@@ -408,7 +429,11 @@ impl DynamoStore {
     }
 
     /// Runs a fenced transaction of `items` (the lease check is prepended).
-    async fn fenced_transact(&self, fence: Option<&Fence>, mut items: Vec<TransactWriteItem>) -> Result<std::result::Result<(), Vec<CancellationReason>>> {
+    async fn fenced_transact(
+        &self,
+        fence: Option<&Fence>,
+        mut items: Vec<TransactWriteItem>,
+    ) -> Result<std::result::Result<(), Vec<CancellationReason>>> {
         let fenced = fence.is_some();
         if let Some(f) = fence {
             items.insert(0, self.fence_check(f)?);
@@ -444,14 +469,19 @@ impl DynamoStore {
         change_attrs(&mut tomb, key, now);
         tomb.insert("ttl".to_string(), n(now / 1000 + TOMBSTONE_TTL.as_secs()));
         let put = Put::builder().table_name(&self.table).set_item(Some(tomb)).build().map_err(build_err)?;
-        let items = vec![TransactWriteItem::builder().delete(del).build(), TransactWriteItem::builder().put(put).build()];
+        let items =
+            vec![TransactWriteItem::builder().delete(del).build(), TransactWriteItem::builder().put(put).build()];
         match self.fenced_transact(fence, items).await? {
             Ok(()) => Ok(()),
             Err(_) => Err(StoreError::Conflict { key: key.clone(), expected: rv.to_string() }),
         }
     }
 
-    async fn query_all(&self, build: impl Fn() -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder, op: &str) -> Result<(Vec<HashMap<String, AttributeValue>>, ReadStats)> {
+    async fn query_all(
+        &self,
+        build: impl Fn() -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        op: &str,
+    ) -> Result<(Vec<HashMap<String, AttributeValue>>, ReadStats)> {
         let mut out_items = Vec::new();
         let mut stats = ReadStats::default();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
@@ -474,9 +504,16 @@ impl DynamoStore {
         let (items, _) = self
             .query_all(
                 || {
-                    let q = self.client.query().table_name(&self.table).index_name(INDEX_LIST).expression_attribute_values(":lp", s("REQ"));
+                    let q = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name(INDEX_LIST)
+                        .expression_attribute_values(":lp", s("REQ"));
                     match &ns_prefix {
-                        Some(p) => q.key_condition_expression("lp = :lp AND begins_with(lk, :ns)").expression_attribute_values(":ns", s(p)),
+                        Some(p) => q
+                            .key_condition_expression("lp = :lp AND begins_with(lk, :ns)")
+                            .expression_attribute_values(":ns", s(p)),
                         None => q.key_condition_expression("lp = :lp"),
                     }
                 },
@@ -507,7 +544,11 @@ impl DynamoStore {
                 .collect();
             let mut tries = 0u32;
             while !pending.is_empty() {
-                let ka = KeysAndAttributes::builder().set_keys(Some(std::mem::take(&mut pending))).consistent_read(true).build().map_err(build_err)?;
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(build_err)?;
                 let out = self
                     .client
                     .batch_get_item()
@@ -527,7 +568,9 @@ impl DynamoStore {
                 if !pending.is_empty() {
                     tries += 1;
                     if tries > 8 {
-                        return Err(StoreError::Unavailable("DynamoDB BatchGetItem kept returning unprocessed keys".into()));
+                        return Err(StoreError::Unavailable(
+                            "DynamoDB BatchGetItem kept returning unprocessed keys".into(),
+                        ));
                     }
                     tokio::time::sleep(Duration::from_millis(20 << tries.min(6))).await;
                 }
@@ -541,7 +584,13 @@ impl DynamoStore {
     }
 
     /// Writes `lease` conditioned on `condition`; false when the condition failed.
-    async fn put_lease(&self, name: &str, lease: &Lease, condition: &str, values: Vec<(&str, AttributeValue)>) -> Result<std::result::Result<(), Option<Lease>>> {
+    async fn put_lease(
+        &self,
+        name: &str,
+        lease: &Lease,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<std::result::Result<(), Option<Lease>>> {
         let mut item = HashMap::new();
         item.insert("pk".to_string(), s(&lease_pk(name)));
         item.insert("sk".to_string(), s(META));
@@ -566,7 +615,12 @@ impl DynamoStore {
     }
 
     /// Writes `lease` if it is still exactly `current` (holder, epoch, renewals).
-    async fn replace_lease(&self, name: &str, current: &Lease, lease: &Lease) -> Result<std::result::Result<(), Option<Lease>>> {
+    async fn replace_lease(
+        &self,
+        name: &str,
+        current: &Lease,
+        lease: &Lease,
+    ) -> Result<std::result::Result<(), Option<Lease>>> {
         self.put_lease(
             name,
             lease,
@@ -584,16 +638,19 @@ impl DynamoStore {
             Err(e) if aws::classify(&e) == ErrorClass::NotFound => {}
             Err(e) => anyhow::bail!("DynamoDB DescribeTable {table}: {}", aws::describe(&e)),
         }
-        let attr = |name: &str, t: ScalarAttributeType| AttributeDefinition::builder().attribute_name(name).attribute_type(t).build();
-        let key = |name: &str, t: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(t).build();
-        let gsi = |name: &str, hash: &str, range: &str, projection: Projection| -> anyhow::Result<GlobalSecondaryIndex> {
-            Ok(GlobalSecondaryIndex::builder()
-                .index_name(name)
-                .key_schema(key(hash, KeyType::Hash)?)
-                .key_schema(key(range, KeyType::Range)?)
-                .projection(projection)
-                .build()?)
+        let attr = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder().attribute_name(name).attribute_type(t).build()
         };
+        let key = |name: &str, t: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(t).build();
+        let gsi =
+            |name: &str, hash: &str, range: &str, projection: Projection| -> anyhow::Result<GlobalSecondaryIndex> {
+                Ok(GlobalSecondaryIndex::builder()
+                    .index_name(name)
+                    .key_schema(key(hash, KeyType::Hash)?)
+                    .key_schema(key(range, KeyType::Range)?)
+                    .projection(projection)
+                    .build()?)
+            };
         let keys_only = Projection::builder().projection_type(ProjectionType::KeysOnly).build();
         let include = |attrs: &[&str]| {
             let mut p = Projection::builder().projection_type(ProjectionType::Include);
@@ -627,7 +684,12 @@ impl DynamoStore {
             Err(e) => anyhow::bail!("DynamoDB CreateTable {table}: {}", aws::describe(&e)),
         }
         for _ in 0..120 {
-            let d = client.describe_table().table_name(table).send().await.map_err(|e| anyhow::anyhow!("DynamoDB DescribeTable {table}: {}", aws::describe(&e)))?;
+            let d = client
+                .describe_table()
+                .table_name(table)
+                .send()
+                .await
+                .map_err(|e| anyhow::anyhow!("DynamoDB DescribeTable {table}: {}", aws::describe(&e)))?;
             if d.table().and_then(|t| t.table_status()).map(|s| s.as_str() == "ACTIVE").unwrap_or(false) {
                 break;
             }
@@ -787,7 +849,8 @@ fn fit_status(req: &mut QueryRequest, budget: usize) -> Result<()> {
         return Ok(());
     }
     if let Some(p) = st.execution.as_mut().and_then(|e| e.preview.as_mut()) {
-        let row_bytes: Vec<usize> = p.rows.iter().map(|r| serde_json::to_string(r).map(|j| j.len() + 1).unwrap_or(64)).collect();
+        let row_bytes: Vec<usize> =
+            p.rows.iter().map(|r| serde_json::to_string(r).map(|j| j.len() + 1).unwrap_or(64)).collect();
         let mut over = size - budget;
         let mut keep = p.rows.len();
         while keep > 0 && over > 0 {
@@ -835,7 +898,10 @@ fn decode_lease(item: &HashMap<String, AttributeValue>) -> Lease {
 
 fn expected_rv(req: &QueryRequest) -> Result<String> {
     req.metadata.resource_version.clone().ok_or_else(|| {
-        StoreError::Other(format!("{}: metadata.resourceVersion is required for an update (read the record first)", req.key()))
+        StoreError::Other(format!(
+            "{}: metadata.resourceVersion is required for an update (read the record first)",
+            req.key()
+        ))
     })
 }
 
@@ -901,7 +967,9 @@ impl DynamoStore {
         let cond = "rv = :old AND sh = :sh";
         match self.conditional_put(item, cond, vec![(":old", s(&expected)), (":sh", s(&sh))], fence, vec![]).await? {
             Ok(()) => return Ok(obj),
-            Err(Some(old)) if text(&old, "rv") != Some(expected.as_str()) => return Err(StoreError::Conflict { key, expected }),
+            Err(Some(old)) if text(&old, "rv") != Some(expected.as_str()) => {
+                return Err(StoreError::Conflict { key, expected });
+            }
             Err(_) => {}
         }
         // Slow path: the caller's metadata or spec differ from the stored ones (or the item is
@@ -1016,9 +1084,12 @@ impl DynamoStore {
                         .map_err(|e| self.err("GetItem", e))?
                         .item()
                         .cloned()
-                        .ok_or_else(|| StoreError::Unavailable("decision vanished after a failed create; retry".into()))?,
+                        .ok_or_else(|| {
+                            StoreError::Unavailable("decision vanished after a failed create; retry".into())
+                        })?,
                 };
-                let body = text(&old, "body").ok_or_else(|| StoreError::Other("corrupt decision record: no body".into()))?;
+                let body =
+                    text(&old, "body").ok_or_else(|| StoreError::Other("corrupt decision record: no body".into()))?;
                 Ok(DecisionOutcome::Exists(from_json(body)?))
             }
         }
@@ -1041,7 +1112,8 @@ impl DynamoStore {
             .await?;
         let mut out: Vec<(String, Decision)> = Vec::new();
         for item in &items {
-            let body = text(item, "body").ok_or_else(|| StoreError::Other("corrupt decision record: no body".into()))?;
+            let body =
+                text(item, "body").ok_or_else(|| StoreError::Other("corrupt decision record: no body".into()))?;
             out.push((text(item, "ord").unwrap_or_default().to_string(), from_json(body)?));
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1063,12 +1135,20 @@ impl DynamoStore {
         let put = Put::builder().table_name(&self.table).set_item(Some(item.clone())).build().map_err(build_err)?;
         match fence {
             None => {
-                self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(|e| self.err("PutItem", e))?;
+                self.client
+                    .put_item()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .send()
+                    .await
+                    .map_err(|e| self.err("PutItem", e))?;
                 Ok(())
             }
             Some(_) => match self.fenced_transact(fence, vec![TransactWriteItem::builder().put(put).build()]).await? {
                 Ok(()) => Ok(()),
-                Err(reasons) => Err(StoreError::Unavailable(format!("DynamoDB transaction cancelled: {}", reason_codes(&reasons)))),
+                Err(reasons) => {
+                    Err(StoreError::Unavailable(format!("DynamoDB transaction cancelled: {}", reason_codes(&reasons))))
+                }
             },
         }
     }
@@ -1084,7 +1164,9 @@ impl Store for DynamoStore {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<QueryRequest>> {
-        let hit = self.cached(|c| c.requests.get(key).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, r)| r.clone())).flatten();
+        let hit = self
+            .cached(|c| c.requests.get(key).filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, r)| r.clone()))
+            .flatten();
         if let Some(r) = hit {
             return Ok(Some(r));
         }
@@ -1159,7 +1241,9 @@ impl Store for DynamoStore {
     }
 
     async fn list_decisions(&self, uid: &str) -> Result<Vec<Decision>> {
-        let hit = self.cached(|c| c.decisions.get(uid).filter(|(_, at, _)| at.elapsed() < CACHE_TTL).map(|(_, _, d)| d.clone())).flatten();
+        let hit = self
+            .cached(|c| c.decisions.get(uid).filter(|(_, at, _)| at.elapsed() < CACHE_TTL).map(|(_, _, d)| d.clone()))
+            .flatten();
         if let Some(d) = hit {
             return Ok(d);
         }
@@ -1174,7 +1258,9 @@ impl Store for DynamoStore {
     }
 
     async fn get_policy(&self) -> Result<Option<Policy>> {
-        let hit = self.cached(|c| c.policy.as_ref().filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, p)| p.clone())).flatten();
+        let hit = self
+            .cached(|c| c.policy.as_ref().filter(|(at, _)| at.elapsed() < CACHE_TTL).map(|(_, p)| p.clone()))
+            .flatten();
         if let Some(p) = hit {
             return Ok(p);
         }
@@ -1193,7 +1279,13 @@ impl Store for DynamoStore {
         self.read_lease(name).await
     }
 
-    async fn try_acquire_lease(&self, name: &str, holder: &str, duration_ms: u64, observed: Option<&Lease>) -> Result<Option<Lease>> {
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        duration_ms: u64,
+        observed: Option<&Lease>,
+    ) -> Result<Option<Lease>> {
         if holder.is_empty() {
             return Err(StoreError::Other("a lease holder name must not be empty".into()));
         }
@@ -1204,7 +1296,13 @@ impl Store for DynamoStore {
             (Some(c), None) if c.holder.is_empty() => c.epoch + 1,
             _ => return Ok(None),
         };
-        let lease = Lease { holder: holder.to_string(), epoch, renewals: 0, duration_ms, renewed_at_ms: Utc::now().timestamp_millis() };
+        let lease = Lease {
+            holder: holder.to_string(),
+            epoch,
+            renewals: 0,
+            duration_ms,
+            renewed_at_ms: Utc::now().timestamp_millis(),
+        };
         // The write succeeds only if nobody moved the lease since we read it.
         let written = match &current {
             None => self.put_lease(name, &lease, "attribute_not_exists(pk)", vec![]).await?,
@@ -1237,8 +1335,17 @@ impl Store for DynamoStore {
             .await;
         match out {
             Ok(o) => Ok(decode_lease(o.attributes().unwrap_or(&HashMap::new()))),
-            Err(SdkError::ServiceError(se)) if matches!(se.err(), aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_)) => {
-                let aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) = se.into_err() else { unreachable!() };
+            Err(SdkError::ServiceError(se))
+                if matches!(
+                    se.err(),
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(_)
+                ) =>
+            {
+                let aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) =
+                    se.into_err()
+                else {
+                    unreachable!()
+                };
                 Err(StoreError::Fenced { epoch: c.item().and_then(|i| num(i, "epoch")).unwrap_or(0) })
             }
             Err(e) => Err(self.err("UpdateItem", e)),
@@ -1290,7 +1397,9 @@ impl Store for DynamoStore {
                     )
                     .await?;
                 for item in items {
-                    let (Some(mt), Some(key), Some(rv)) = (num(&item, "mt"), text(&item, "ck").and_then(parse_key_str), text(&item, "rv")) else {
+                    let (Some(mt), Some(key), Some(rv)) =
+                        (num(&item, "mt"), text(&item, "ck").and_then(parse_key_str), text(&item, "rv"))
+                    else {
                         continue;
                     };
                     found.push((mt, key, rv.to_string()));
@@ -1311,7 +1420,11 @@ impl Store for DynamoStore {
             self.cached(|c| {
                 if rv.starts_with("dec#") {
                     c.decisions.retain(|_, (k, _, _)| *k != key);
-                } else if c.requests.get(&key).is_some_and(|(_, r)| r.metadata.resource_version.as_deref() != Some(rv.as_str())) {
+                } else if c
+                    .requests
+                    .get(&key)
+                    .is_some_and(|(_, r)| r.metadata.resource_version.as_deref() != Some(rv.as_str()))
+                {
                     c.requests.remove(&key);
                 }
             });
@@ -1505,7 +1618,13 @@ mod tests {
     #[tokio::test]
     async fn list_filters_by_namespace_and_labels_in_key_order() {
         let Some(s) = store().await else { return };
-        for (ns, name, team) in [("default", "b", "growth"), ("default", "a", "growth"), ("ops", "c", "growth"), ("default", "d", "ops"), ("default-2", "e", "growth")] {
+        for (ns, name, team) in [
+            ("default", "b", "growth"),
+            ("default", "a", "growth"),
+            ("ops", "c", "growth"),
+            ("default", "d", "ops"),
+            ("default-2", "e", "growth"),
+        ] {
             let mut r = request(name, &[("team", team), ("env", "prod")]);
             r.metadata.namespace = Some(ns.into());
             s.create(r).await.unwrap();
@@ -1515,7 +1634,8 @@ mod tests {
         assert_eq!(names(all), ["default/a", "default/b", "default/d", "default-2/e", "ops/c"]);
         let growth: LabelSelector = [("team".to_string(), "growth".to_string())].into();
         assert_eq!(names(s.list(Some("default"), &growth).await.unwrap()), ["default/a", "default/b"]);
-        let both: LabelSelector = [("team".to_string(), "ops".to_string()), ("env".to_string(), "prod".to_string())].into();
+        let both: LabelSelector =
+            [("team".to_string(), "ops".to_string()), ("env".to_string(), "prod".to_string())].into();
         assert_eq!(names(s.list(None, &both).await.unwrap()), ["default/d"]);
         assert!(s.list(Some("absent"), &LabelSelector::new()).await.unwrap().is_empty());
         let counts = s.count_by_phase().await.unwrap();
@@ -1600,7 +1720,10 @@ mod tests {
         let Some(s) = store().await else { return };
         let r = s.create(request("q", &[])).await.unwrap();
         let fence = Fence { holder: "a".into(), epoch: 1 };
-        assert!(matches!(s.put_policy(&Policy::default(), Some(&fence)).await, Err(StoreError::Fenced { epoch: 0 })), "no lease at all");
+        assert!(
+            matches!(s.put_policy(&Policy::default(), Some(&fence)).await, Err(StoreError::Fenced { epoch: 0 })),
+            "no lease at all"
+        );
         let mut w = r.clone();
         w.status = Some(status(Phase::Generated, 1));
         assert!(matches!(s.update_status(&w, Some(&fence)).await, Err(StoreError::Fenced { epoch: 0 })));
@@ -1617,7 +1740,9 @@ mod tests {
 
         let mut late = r.clone();
         late.status = Some(status(Phase::Executing, 1));
-        assert!(matches!(s.update_status(&late, Some(&fence_a)).await, Err(StoreError::Fenced { epoch }) if epoch == b.epoch));
+        assert!(
+            matches!(s.update_status(&late, Some(&fence_a)).await, Err(StoreError::Fenced { epoch }) if epoch == b.epoch)
+        );
         assert!(matches!(s.put_policy(&Policy::default(), Some(&fence_a)).await, Err(StoreError::Fenced { .. })));
         assert!(matches!(s.finalize(&r, Some(&fence_a)).await, Err(StoreError::Fenced { .. })));
         assert!(matches!(s.renew_lease(CONTROLLER_LEASE, &fence_a).await, Err(StoreError::Fenced { .. })));
@@ -1642,7 +1767,11 @@ mod tests {
         assert_eq!(s.try_acquire_lease("l", "b", 10_000, Some(&a)).await.unwrap(), None, "the leader is alive");
         let b = s.try_acquire_lease("l", "b", 10_000, Some(&renewed)).await.unwrap().unwrap();
         assert_eq!((b.holder.as_str(), b.epoch, b.renewals), ("b", 2, 0));
-        assert_eq!(s.try_acquire_lease("l", "c", 10_000, Some(&renewed)).await.unwrap(), None, "a second contender loses");
+        assert_eq!(
+            s.try_acquire_lease("l", "c", 10_000, Some(&renewed)).await.unwrap(),
+            None,
+            "a second contender loses"
+        );
         assert!(matches!(s.renew_lease("l", &fence_a).await, Err(StoreError::Fenced { epoch: 2 })));
         assert!(matches!(s.release_lease("l", &fence_a).await, Err(StoreError::Fenced { .. })));
         let fence_b = Fence { holder: "b".into(), epoch: 2 };
@@ -1689,7 +1818,11 @@ mod tests {
             }
             conflicts
         };
-        let (a, b, c) = tokio::join!(tokio::spawn(writer(s.clone())), tokio::spawn(writer(s.clone())), tokio::spawn(writer(s.clone())));
+        let (a, b, c) = tokio::join!(
+            tokio::spawn(writer(s.clone())),
+            tokio::spawn(writer(s.clone())),
+            tokio::spawn(writer(s.clone()))
+        );
         let conflicts = a.unwrap() + b.unwrap() + c.unwrap();
         let r = s.get(&key("counter")).await.unwrap().unwrap();
         assert_eq!(r.metadata.annotations["count"], (3 * PER_WRITER).to_string(), "{conflicts} conflicts");
@@ -1913,14 +2046,24 @@ mod tests {
         for chunk in items.chunks(25) {
             let reqs: Vec<WriteRequest> = chunk
                 .iter()
-                .map(|i| WriteRequest::builder().put_request(PutRequest::builder().set_item(Some(i.clone())).build().unwrap()).build())
+                .map(|i| {
+                    WriteRequest::builder()
+                        .put_request(PutRequest::builder().set_item(Some(i.clone())).build().unwrap())
+                        .build()
+                })
                 .collect();
             s.client.batch_write_item().request_items(&s.table, reqs).send().await.unwrap();
         }
         let seeded = started.elapsed();
         let t = Instant::now();
         let (keys, stats) = s.list_active_with_stats().await.unwrap();
-        eprintln!("MEASURE resync over 10,000 finished + 100 active: {} keys, {} items read in {} page(s), {:?} (seeding took {seeded:?})", keys.len(), stats.scanned, stats.pages, t.elapsed());
+        eprintln!(
+            "MEASURE resync over 10,000 finished + 100 active: {} keys, {} items read in {} page(s), {:?} (seeding took {seeded:?})",
+            keys.len(),
+            stats.scanned,
+            stats.pages,
+            t.elapsed()
+        );
         assert_eq!(keys.len(), 100);
         assert_eq!(stats.scanned, 100);
     }

@@ -5,8 +5,8 @@
 //! absent and never edited. Controller writes carry a [`Fence`] checked in the same transaction,
 //! so a deposed leader's writes fail. Implementations: SQLite (embedded) and DynamoDB.
 
-pub mod sqlite;
 pub mod dynamodb;
+pub mod sqlite;
 
 use std::collections::BTreeMap;
 
@@ -125,7 +125,13 @@ pub trait Store: Send + Sync + 'static {
     async fn get_lease(&self, name: &str) -> Result<Option<Lease>>;
     /// Takes the lease if it is absent or still exactly `observed` (holder, epoch, renewals):
     /// the caller has watched it unchanged for a full lease period. Bumps the epoch.
-    async fn try_acquire_lease(&self, name: &str, holder: &str, duration_ms: u64, observed: Option<&Lease>) -> Result<Option<Lease>>;
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        duration_ms: u64,
+        observed: Option<&Lease>,
+    ) -> Result<Option<Lease>>;
     /// Renews a lease still held with `fence`; Err(Fenced) when it was taken over.
     async fn renew_lease(&self, name: &str, fence: &Fence) -> Result<Lease>;
     /// Gives the lease up (on shutdown) so a standby can take over at once.

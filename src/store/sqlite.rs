@@ -54,9 +54,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use rusqlite::{
-    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -71,7 +69,6 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema version this binary writes (the number of migrations).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
-
 
 /// Read connections: enough that a few concurrent reads (CLI `get`, resync, change polling)
 /// do not queue behind one another; each is cheap.
@@ -160,9 +157,7 @@ struct Inner {
 
 impl fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish_non_exhaustive()
     }
 }
 
@@ -172,22 +167,14 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| {
-                StoreError::Other(format!("cannot create {}: {e}", parent.display()))
-            })?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", parent.display())))?;
         }
         let mut writer = open_connection(&path, false)?;
         migrate(&mut writer, &path)?;
-        let readers = (0..READERS)
-            .map(|_| open_connection(&path, true).map(Mutex::new))
-            .collect::<Result<Vec<_>>>()?;
+        let readers = (0..READERS).map(|_| open_connection(&path, true).map(Mutex::new)).collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner {
-                path,
-                writer: Mutex::new(writer),
-                readers,
-                next_reader: AtomicUsize::new(0),
-            }),
+            inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) }),
         })
     }
 
@@ -208,9 +195,7 @@ impl SqliteStore {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut conn = lock(&inner.writer);
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .sql()?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).sql()?;
             let out = f(&tx)?;
             tx.commit().sql()?;
             Ok(out)
@@ -272,9 +257,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     conn.busy_timeout(BUSY_TIMEOUT).sql()?;
     if !read_only {
         // Persistent in the file; readers inherit it.
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .sql()?;
+        let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).sql()?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::Other(format!(
                 "{}: cannot enable WAL journal mode (got {mode}); is it on a network file system?",
@@ -292,12 +275,8 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
 
 /// Applies the migrations this file has not seen yet, in one transaction.
 fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .sql()?;
-    let version: u32 = tx
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .sql()?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).sql()?;
+    let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).sql()?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::Other(format!(
             "{} has schema version {version}, but this sqlctl understands versions up to {SCHEMA_VERSION}: \
@@ -306,17 +285,11 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         )));
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-        tx.execute_batch(sql).map_err(|e| {
-            StoreError::Other(format!(
-                "{}: migration {} failed: {e}",
-                path.display(),
-                i + 1
-            ))
-        })?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Other(format!("{}: migration {} failed: {e}", path.display(), i + 1)))?;
     }
     if version < SCHEMA_VERSION {
-        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-            .sql()?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION).sql()?;
     }
     tx.commit().sql()
 }
@@ -330,9 +303,7 @@ trait SqlResult<T> {
 impl<T> SqlResult<T> for rusqlite::Result<T> {
     fn sql(self) -> Result<T> {
         self.map_err(|e| match e.sqlite_error_code() {
-            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                StoreError::Unavailable(e.to_string())
-            }
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Unavailable(e.to_string()),
             _ => StoreError::Other(e.to_string()),
         })
     }
@@ -379,10 +350,7 @@ fn next_seq(tx: &Transaction<'_>) -> Result<i64> {
 }
 
 fn current_seq(conn: &Connection) -> Result<i64> {
-    conn.prepare_cached("SELECT value FROM counters WHERE name = 'seq'")
-        .sql()?
-        .query_row([], |r| r.get(0))
-        .sql()
+    conn.prepare_cached("SELECT value FROM counters WHERE name = 'seq'").sql()?.query_row([], |r| r.get(0)).sql()
 }
 
 /// Refuses the write unless the controller lease still names `fence`'s holder and epoch.
@@ -395,14 +363,8 @@ fn check_fence(tx: &Transaction<'_>, fence: Option<&Fence>) -> Result<()> {
         .optional()
         .sql()?;
     match row {
-        Some((holder, epoch))
-            if !holder.is_empty() && holder == fence.holder && epoch as u64 == fence.epoch =>
-        {
-            Ok(())
-        }
-        Some((_, epoch)) => Err(StoreError::Fenced {
-            epoch: epoch as u64,
-        }),
+        Some((holder, epoch)) if !holder.is_empty() && holder == fence.holder && epoch as u64 == fence.epoch => Ok(()),
+        Some((_, epoch)) => Err(StoreError::Fenced { epoch: epoch as u64 }),
         None => Err(StoreError::Fenced { epoch: 0 }),
     }
 }
@@ -410,17 +372,12 @@ fn check_fence(tx: &Transaction<'_>, fence: Option<&Fence>) -> Result<()> {
 /// The stored request and its resourceVersion.
 fn load_request(conn: &Connection, key: &ObjectKey) -> Result<Option<(i64, QueryRequest)>> {
     let row: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT resource_version, body FROM requests WHERE namespace = ?1 AND name = ?2",
-        )
+        .prepare_cached("SELECT resource_version, body FROM requests WHERE namespace = ?1 AND name = ?2")
         .sql()?
-        .query_row(params![key.namespace, key.name], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+        .query_row(params![key.namespace, key.name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()
         .sql()?;
-    row.map(|(rv, body)| Ok((rv, from_json(&body)?)))
-        .transpose()
+    row.map(|(rv, body)| Ok((rv, from_json(&body)?))).transpose()
 }
 
 /// The caller's resourceVersion as the integer it must equal. A value that is not an integer
@@ -442,21 +399,14 @@ fn load_for_cas(tx: &Transaction<'_>, req: &QueryRequest) -> Result<(i64, QueryR
     let (given, expected) = expected_rv(req)?;
     let (rv, stored) = load_request(tx, &key)?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
     if expected != Some(rv) {
-        return Err(StoreError::Conflict {
-            key,
-            expected: given,
-        });
+        return Err(StoreError::Conflict { key, expected: given });
     }
     Ok((rv, stored))
 }
 
 /// Stamps `obj` with a fresh seq/resourceVersion and inserts it (`expected_rv` None) or
 /// replaces the row still at `expected_rv`. Returns the object as stored.
-fn write_request(
-    tx: &Transaction<'_>,
-    mut obj: QueryRequest,
-    expected_rv: Option<i64>,
-) -> Result<QueryRequest> {
+fn write_request(tx: &Transaction<'_>, mut obj: QueryRequest, expected_rv: Option<i64>) -> Result<QueryRequest> {
     let seq = next_seq(tx)?;
     obj.metadata.resource_version = Some(seq.to_string());
     let key = obj.key();
@@ -488,10 +438,7 @@ fn write_request(
     if changed != 1 {
         return Err(match expected_rv {
             None => StoreError::AlreadyExists(key),
-            Some(rv) => StoreError::Conflict {
-                key,
-                expected: rv.to_string(),
-            },
+            Some(rv) => StoreError::Conflict { key, expected: rv.to_string() },
         });
     }
     Ok(obj)
@@ -500,49 +447,37 @@ fn write_request(
 /// Removes the row at `rv` and leaves a tombstone so pollers see the deletion.
 fn remove_request(tx: &Transaction<'_>, key: &ObjectKey, rv: i64) -> Result<()> {
     let n = tx
-        .prepare_cached(
-            "DELETE FROM requests WHERE namespace = ?1 AND name = ?2 AND resource_version = ?3",
-        )
+        .prepare_cached("DELETE FROM requests WHERE namespace = ?1 AND name = ?2 AND resource_version = ?3")
         .sql()?
         .execute(params![key.namespace, key.name, rv])
         .sql()?;
     if n != 1 {
-        return Err(StoreError::Conflict {
-            key: key.clone(),
-            expected: rv.to_string(),
-        });
+        return Err(StoreError::Conflict { key: key.clone(), expected: rv.to_string() });
     }
     let seq = next_seq(tx)?;
     let now = now_ms();
-    tx.prepare_cached(
-        "INSERT INTO tombstones (seq, namespace, name, at_ms) VALUES (?1, ?2, ?3, ?4)",
-    )
-    .sql()?
-    .execute(params![seq, key.namespace, key.name, now])
-    .sql()?;
-    tx.prepare_cached("DELETE FROM tombstones WHERE at_ms < ?1")
+    tx.prepare_cached("INSERT INTO tombstones (seq, namespace, name, at_ms) VALUES (?1, ?2, ?3, ?4)")
         .sql()?
-        .execute([now - TOMBSTONE_TTL_MS])
+        .execute(params![seq, key.namespace, key.name, now])
         .sql()?;
+    tx.prepare_cached("DELETE FROM tombstones WHERE at_ms < ?1").sql()?.execute([now - TOMBSTONE_TTL_MS]).sql()?;
     Ok(())
 }
 
 fn read_lease(conn: &Connection, name: &str) -> Result<Option<Lease>> {
-    conn.prepare_cached(
-        "SELECT holder, epoch, renewals, duration_ms, renewed_at_ms FROM leases WHERE name = ?1",
-    )
-    .sql()?
-    .query_row([name], |r| {
-        Ok(Lease {
-            holder: r.get(0)?,
-            epoch: r.get::<_, i64>(1)? as u64,
-            renewals: r.get::<_, i64>(2)? as u64,
-            duration_ms: r.get::<_, i64>(3)? as u64,
-            renewed_at_ms: r.get(4)?,
+    conn.prepare_cached("SELECT holder, epoch, renewals, duration_ms, renewed_at_ms FROM leases WHERE name = ?1")
+        .sql()?
+        .query_row([name], |r| {
+            Ok(Lease {
+                holder: r.get(0)?,
+                epoch: r.get::<_, i64>(1)? as u64,
+                renewals: r.get::<_, i64>(2)? as u64,
+                duration_ms: r.get::<_, i64>(3)? as u64,
+                renewed_at_ms: r.get(4)?,
+            })
         })
-    })
-    .optional()
-    .sql()
+        .optional()
+        .sql()
 }
 
 fn write_lease(tx: &Transaction<'_>, name: &str, lease: &Lease) -> Result<()> {
@@ -567,9 +502,7 @@ fn write_lease(tx: &Transaction<'_>, name: &str, lease: &Lease) -> Result<()> {
 /// The lease row, if `fence` still holds it; else Fenced with the current epoch.
 fn held_lease(tx: &Transaction<'_>, name: &str, fence: &Fence) -> Result<Lease> {
     match read_lease(tx, name)? {
-        Some(l) if !l.holder.is_empty() && l.holder == fence.holder && l.epoch == fence.epoch => {
-            Ok(l)
-        }
+        Some(l) if !l.holder.is_empty() && l.holder == fence.holder && l.epoch == fence.epoch => Ok(l),
         Some(l) => Err(StoreError::Fenced { epoch: l.epoch }),
         None => Err(StoreError::Fenced { epoch: 0 }),
     }
@@ -609,15 +542,10 @@ impl Store for SqliteStore {
 
     async fn get(&self, key: &ObjectKey) -> Result<Option<QueryRequest>> {
         let key = key.clone();
-        self.read(move |conn| Ok(load_request(conn, &key)?.map(|(_, obj)| obj)))
-            .await
+        self.read(move |conn| Ok(load_request(conn, &key)?.map(|(_, obj)| obj))).await
     }
 
-    async fn list(
-        &self,
-        namespace: Option<&str>,
-        selector: &LabelSelector,
-    ) -> Result<Vec<QueryRequest>> {
+    async fn list(&self, namespace: Option<&str>, selector: &LabelSelector) -> Result<Vec<QueryRequest>> {
         let namespace = namespace.map(str::to_string);
         let selector = selector.clone();
         self.read(move |conn| {
@@ -646,9 +574,11 @@ impl Store for SqliteStore {
     async fn list_active(&self) -> Result<Vec<ObjectKey>> {
         self.read(|conn| {
             // Served by the partial index `requests_active`: finished records are never visited.
-            let mut stmt =
-                conn.prepare_cached("SELECT namespace, name FROM requests WHERE active = 1 ORDER BY namespace, name").sql()?;
-            let keys = stmt.query_map([], |r| Ok(ObjectKey::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))).sql()?;
+            let mut stmt = conn
+                .prepare_cached("SELECT namespace, name FROM requests WHERE active = 1 ORDER BY namespace, name")
+                .sql()?;
+            let keys =
+                stmt.query_map([], |r| Ok(ObjectKey::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))).sql()?;
             keys.collect::<rusqlite::Result<Vec<_>>>().sql()
         })
         .await
@@ -677,11 +607,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_status(
-        &self,
-        req: &QueryRequest,
-        fence: Option<&Fence>,
-    ) -> Result<QueryRequest> {
+    async fn update_status(&self, req: &QueryRequest, fence: Option<&Fence>) -> Result<QueryRequest> {
         let req = req.clone();
         let fence = fence.cloned();
         self.write(move |tx| {
@@ -697,8 +623,7 @@ impl Store for SqliteStore {
     async fn delete(&self, key: &ObjectKey, force: bool) -> Result<Option<QueryRequest>> {
         let key = key.clone();
         self.write(move |tx| {
-            let (rv, mut obj) =
-                load_request(tx, &key)?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
+            let (rv, mut obj) = load_request(tx, &key)?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
             if !obj.metadata.finalizers.is_empty() && !force {
                 if obj.metadata.deletion_timestamp.is_some() {
                     return Ok(Some(obj)); // already marked: nothing to write
@@ -720,9 +645,7 @@ impl Store for SqliteStore {
             let (rv, stored) = load_for_cas(tx, &req)?;
             let key = stored.key();
             if stored.metadata.deletion_timestamp.is_none() {
-                return Err(StoreError::Other(format!(
-                    "{key} is not marked for deletion; refusing to finalize it"
-                )));
+                return Err(StoreError::Other(format!("{key} is not marked for deletion; refusing to finalize it")));
             }
             if !stored.metadata.finalizers.is_empty() {
                 return Err(StoreError::Other(format!(
@@ -743,10 +666,12 @@ impl Store for SqliteStore {
                 return Ok(DecisionOutcome::Exists(existing));
             }
             let seq = next_seq(tx)?;
-            tx.prepare_cached("INSERT INTO decisions (id, uid, namespace, name, seq, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                .sql()?
-                .execute(params![decision.id, decision.uid, decision.namespace, decision.name, seq, to_json(&decision)?])
-                .sql()?;
+            tx.prepare_cached(
+                "INSERT INTO decisions (id, uid, namespace, name, seq, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .sql()?
+            .execute(params![decision.id, decision.uid, decision.namespace, decision.name, seq, to_json(&decision)?])
+            .sql()?;
             Ok(DecisionOutcome::Created(decision))
         })
         .await
@@ -755,9 +680,7 @@ impl Store for SqliteStore {
     async fn list_decisions(&self, uid: &str) -> Result<Vec<Decision>> {
         let uid = uid.to_string();
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT body FROM decisions WHERE uid = ?1 ORDER BY seq")
-                .sql()?;
+            let mut stmt = conn.prepare_cached("SELECT body FROM decisions WHERE uid = ?1 ORDER BY seq").sql()?;
             let bodies = stmt.query_map([uid], |r| r.get::<_, String>(0)).sql()?;
             bodies.map(|b| from_json(&b.sql()?)).collect()
         })
@@ -766,10 +689,8 @@ impl Store for SqliteStore {
 
     async fn get_policy(&self) -> Result<Option<Policy>> {
         self.read(|conn| {
-            let body: Option<String> = conn
-                .query_row("SELECT body FROM policy WHERE id = 1", [], |r| r.get(0))
-                .optional()
-                .sql()?;
+            let body: Option<String> =
+                conn.query_row("SELECT body FROM policy WHERE id = 1", [], |r| r.get(0)).optional().sql()?;
             body.map(|b| from_json(&b)).transpose()
         })
         .await
@@ -803,9 +724,7 @@ impl Store for SqliteStore {
         observed: Option<&Lease>,
     ) -> Result<Option<Lease>> {
         if holder.is_empty() {
-            return Err(StoreError::Other(
-                "a lease holder name must not be empty".into(),
-            ));
+            return Err(StoreError::Other("a lease holder name must not be empty".into()));
         }
         let (name, holder, observed) = (name.to_string(), holder.to_string(), observed.cloned());
         self.write(move |tx| {
@@ -813,22 +732,14 @@ impl Store for SqliteStore {
             let epoch = match (&current, &observed) {
                 (None, _) => 1,
                 // Unchanged since the caller started watching it for a full lease period.
-                (Some(c), Some(o))
-                    if c.holder == o.holder && c.epoch == o.epoch && c.renewals == o.renewals =>
-                {
+                (Some(c), Some(o)) if c.holder == o.holder && c.epoch == o.epoch && c.renewals == o.renewals => {
                     c.epoch + 1
                 }
                 // Released on shutdown: nobody holds it.
                 (Some(c), None) if c.holder.is_empty() => c.epoch + 1,
                 _ => return Ok(None),
             };
-            let lease = Lease {
-                holder,
-                epoch,
-                renewals: 0,
-                duration_ms,
-                renewed_at_ms: now_ms(),
-            };
+            let lease = Lease { holder, epoch, renewals: 0, duration_ms, renewed_at_ms: now_ms() };
             write_lease(tx, &name, &lease)?;
             Ok(Some(lease))
         })
@@ -906,18 +817,13 @@ impl Store for SqliteStore {
 
     async fn count_by_phase(&self) -> Result<BTreeMap<Phase, u64>> {
         self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached("SELECT phase, COUNT(*) FROM requests GROUP BY phase")
-                .sql()?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .sql()?;
+            let mut stmt = conn.prepare_cached("SELECT phase, COUNT(*) FROM requests GROUP BY phase").sql()?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))).sql()?;
             let mut out = BTreeMap::new();
             for row in rows {
                 let (phase, n) = row.sql()?;
-                let phase = Phase::parse(&phase).ok_or_else(|| {
-                    StoreError::Other(format!("corrupt record in store: unknown phase {phase:?}"))
-                })?;
+                let phase = Phase::parse(&phase)
+                    .ok_or_else(|| StoreError::Other(format!("corrupt record in store: unknown phase {phase:?}")))?;
                 out.insert(phase, n as u64);
             }
             Ok(out)
@@ -929,10 +835,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{
-        CANCEL_FINALIZER, CatalogRef, DecisionKind, ObjectMeta, QueryRequestSpec,
-        QueryRequestStatus,
-    };
+    use crate::spec::{CANCEL_FINALIZER, CatalogRef, DecisionKind, ObjectMeta, QueryRequestSpec, QueryRequestStatus};
 
     fn request(name: &str, labels: &[(&str, &str)]) -> QueryRequest {
         QueryRequest {
@@ -940,18 +843,12 @@ mod tests {
             kind: KIND.into(),
             metadata: ObjectMeta {
                 name: name.into(),
-                labels: labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                 ..Default::default()
             },
             spec: QueryRequestSpec {
                 question: Some("How many orders were placed in 2024?".into()),
-                catalog: CatalogRef {
-                    database: "tpch".into(),
-                    tables: vec![],
-                },
+                catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
                 ..Default::default()
             },
             status: None,
@@ -959,11 +856,7 @@ mod tests {
     }
 
     fn status(phase: Phase, observed_generation: u64) -> QueryRequestStatus {
-        QueryRequestStatus {
-            phase,
-            observed_generation,
-            ..Default::default()
-        }
+        QueryRequestStatus { phase, observed_generation, ..Default::default() }
     }
 
     fn decision(req: &QueryRequest, id: &str, by: &str) -> Decision {
@@ -1010,12 +903,7 @@ mod tests {
         let created = s.create(r.clone()).await.unwrap();
         assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
         assert_ne!(created.uid(), "forged");
-        assert_eq!(
-            uuid::Uuid::parse_str(created.uid())
-                .unwrap()
-                .get_version_num(),
-            4
-        );
+        assert_eq!(uuid::Uuid::parse_str(created.uid()).unwrap().get_version_num(), 4);
         assert_eq!(created.metadata.resource_version.as_deref(), Some("1"));
         assert_eq!(created.generation(), 1);
         assert!(created.metadata.creation_timestamp.is_some());
@@ -1023,14 +911,9 @@ mod tests {
         assert!(created.status.is_none());
         assert_eq!(created.spec, r.spec);
 
-        assert_eq!(
-            s.get(&key("top-customers")).await.unwrap(),
-            Some(created.clone())
-        );
+        assert_eq!(s.get(&key("top-customers")).await.unwrap(), Some(created.clone()));
         assert_eq!(s.get(&key("absent")).await.unwrap(), None);
-        assert!(
-            matches!(s.create(r).await, Err(StoreError::AlreadyExists(k)) if k == key("top-customers"))
-        );
+        assert!(matches!(s.create(r).await, Err(StoreError::AlreadyExists(k)) if k == key("top-customers")));
         // The failed create wrote nothing.
         assert_eq!(s.change_cursor().await.unwrap(), 1);
     }
@@ -1038,46 +921,25 @@ mod tests {
     #[tokio::test]
     async fn list_filters_by_namespace_and_labels_in_key_order() {
         let (_dir, s) = store();
-        for (ns, name, team) in [
-            ("default", "b", "growth"),
-            ("default", "a", "growth"),
-            ("ops", "c", "growth"),
-            ("default", "d", "ops"),
-        ] {
+        for (ns, name, team) in
+            [("default", "b", "growth"), ("default", "a", "growth"), ("ops", "c", "growth"), ("default", "d", "ops")]
+        {
             let mut r = request(name, &[("team", team), ("env", "prod")]);
             r.metadata.namespace = Some(ns.into());
             s.create(r).await.unwrap();
         }
-        let names = |v: Vec<QueryRequest>| {
-            v.into_iter()
-                .map(|r| r.key().to_string())
-                .collect::<Vec<_>>()
-        };
+        let names = |v: Vec<QueryRequest>| v.into_iter().map(|r| r.key().to_string()).collect::<Vec<_>>();
         let all = s.list(None, &LabelSelector::new()).await.unwrap();
         assert_eq!(names(all), ["default/a", "default/b", "default/d", "ops/c"]);
         let growth: LabelSelector = [("team".to_string(), "growth".to_string())].into();
-        assert_eq!(
-            names(s.list(None, &growth).await.unwrap()),
-            ["default/a", "default/b", "ops/c"]
-        );
-        assert_eq!(
-            names(s.list(Some("default"), &growth).await.unwrap()),
-            ["default/a", "default/b"]
-        );
-        let both: LabelSelector = [
-            ("team".to_string(), "ops".to_string()),
-            ("env".to_string(), "prod".to_string()),
-        ]
-        .into();
+        assert_eq!(names(s.list(None, &growth).await.unwrap()), ["default/a", "default/b", "ops/c"]);
+        assert_eq!(names(s.list(Some("default"), &growth).await.unwrap()), ["default/a", "default/b"]);
+        let both: LabelSelector =
+            [("team".to_string(), "ops".to_string()), ("env".to_string(), "prod".to_string())].into();
         assert_eq!(names(s.list(None, &both).await.unwrap()), ["default/d"]);
         let none: LabelSelector = [("team".to_string(), "nobody".to_string())].into();
         assert!(s.list(None, &none).await.unwrap().is_empty());
-        assert!(
-            s.list(Some("absent"), &LabelSelector::new())
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(s.list(Some("absent"), &LabelSelector::new()).await.unwrap().is_empty());
     }
 
     #[tokio::test]
@@ -1090,10 +952,7 @@ mod tests {
         second.metadata.labels.insert("by".into(), "second".into());
 
         let won = s.update_spec(&first).await.unwrap();
-        assert_ne!(
-            won.metadata.resource_version,
-            created.metadata.resource_version
-        );
+        assert_ne!(won.metadata.resource_version, created.metadata.resource_version);
         match s.update_spec(&second).await {
             Err(StoreError::Conflict { key: k, expected }) => {
                 assert_eq!(k, key("q"));
@@ -1103,27 +962,15 @@ mod tests {
         }
         let mut stale_status = created.clone();
         stale_status.status = Some(status(Phase::Generated, 1));
-        assert!(matches!(
-            s.update_status(&stale_status, None).await,
-            Err(StoreError::Conflict { .. })
-        ));
-        assert_eq!(
-            s.get(&key("q")).await.unwrap().unwrap().metadata.labels["by"],
-            "first"
-        );
+        assert!(matches!(s.update_status(&stale_status, None).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(s.get(&key("q")).await.unwrap().unwrap().metadata.labels["by"], "first");
 
         let mut no_rv = won.clone();
         no_rv.metadata.resource_version = None;
-        assert!(matches!(
-            s.update_spec(&no_rv).await,
-            Err(StoreError::Other(_))
-        ));
+        assert!(matches!(s.update_spec(&no_rv).await, Err(StoreError::Other(_))));
         let mut missing = won.clone();
         missing.metadata.name = "gone".into();
-        assert!(matches!(
-            s.update_spec(&missing).await,
-            Err(StoreError::NotFound(_))
-        ));
+        assert!(matches!(s.update_spec(&missing).await, Err(StoreError::NotFound(_))));
     }
 
     #[tokio::test]
@@ -1135,14 +982,8 @@ mod tests {
         let with_status = s.update_status(&with_status, None).await.unwrap();
 
         let mut relabel = with_status.clone();
-        relabel
-            .metadata
-            .labels
-            .insert("team".into(), "growth".into());
-        relabel
-            .metadata
-            .annotations
-            .insert("note".into(), "hi".into());
+        relabel.metadata.labels.insert("team".into(), "growth".into());
+        relabel.metadata.annotations.insert("note".into(), "hi".into());
         // Server-set fields and status from the caller are ignored by update_spec.
         relabel.metadata.uid = Some("forged".into());
         relabel.metadata.generation = Some(42);
@@ -1153,10 +994,7 @@ mod tests {
         assert_eq!(relabeled.metadata.labels["team"], "growth");
         assert_eq!(relabeled.metadata.annotations["note"], "hi");
         assert_eq!(relabeled.status, with_status.status);
-        assert_eq!(
-            relabeled.metadata.creation_timestamp,
-            created.metadata.creation_timestamp
-        );
+        assert_eq!(relabeled.metadata.creation_timestamp, created.metadata.creation_timestamp);
 
         let mut respec = relabeled.clone();
         respec.spec.question = Some("And in 2023?".into());
@@ -1194,81 +1032,41 @@ mod tests {
     async fn fenced_writes_are_refused_after_another_holder_takes_the_lease() {
         let (_dir, s) = store();
         let r = s.create(request("q", &[])).await.unwrap();
-        let a = s
-            .try_acquire_lease(CONTROLLER_LEASE, "a", 15_000, None)
-            .await
-            .unwrap()
-            .unwrap();
-        let fence_a = Fence {
-            holder: "a".into(),
-            epoch: a.epoch,
-        };
+        let a = s.try_acquire_lease(CONTROLLER_LEASE, "a", 15_000, None).await.unwrap().unwrap();
+        let fence_a = Fence { holder: "a".into(), epoch: a.epoch };
         let mut w = r.clone();
         w.status = Some(status(Phase::Generated, 1));
         let r = s.update_status(&w, Some(&fence_a)).await.unwrap();
-        s.put_policy(&Policy::default(), Some(&fence_a))
-            .await
-            .unwrap();
+        s.put_policy(&Policy::default(), Some(&fence_a)).await.unwrap();
 
         // b watched the lease unchanged for a full period and takes it over.
         let observed = s.get_lease(CONTROLLER_LEASE).await.unwrap();
-        let b = s
-            .try_acquire_lease(CONTROLLER_LEASE, "b", 15_000, observed.as_ref())
-            .await
-            .unwrap()
-            .unwrap();
+        let b = s.try_acquire_lease(CONTROLLER_LEASE, "b", 15_000, observed.as_ref()).await.unwrap().unwrap();
         assert_eq!(b.epoch, a.epoch + 1);
-        let fence_b = Fence {
-            holder: "b".into(),
-            epoch: b.epoch,
-        };
+        let fence_b = Fence { holder: "b".into(), epoch: b.epoch };
 
         let mut late = r.clone();
         late.status = Some(status(Phase::Executing, 1));
         assert!(
             matches!(s.update_status(&late, Some(&fence_a)).await, Err(StoreError::Fenced { epoch }) if epoch == b.epoch)
         );
-        assert!(matches!(
-            s.put_policy(&Policy::default(), Some(&fence_a)).await,
-            Err(StoreError::Fenced { .. })
-        ));
-        assert!(matches!(
-            s.finalize(&r, Some(&fence_a)).await,
-            Err(StoreError::Fenced { .. })
-        ));
-        assert!(matches!(
-            s.renew_lease(CONTROLLER_LEASE, &fence_a).await,
-            Err(StoreError::Fenced { .. })
-        ));
+        assert!(matches!(s.put_policy(&Policy::default(), Some(&fence_a)).await, Err(StoreError::Fenced { .. })));
+        assert!(matches!(s.finalize(&r, Some(&fence_a)).await, Err(StoreError::Fenced { .. })));
+        assert!(matches!(s.renew_lease(CONTROLLER_LEASE, &fence_a).await, Err(StoreError::Fenced { .. })));
         // The refused write changed nothing.
         assert_eq!(s.get(&key("q")).await.unwrap(), Some(r.clone()));
 
         let mut wrong_epoch = fence_b.clone();
         wrong_epoch.epoch = a.epoch;
-        assert!(matches!(
-            s.update_status(&late, Some(&wrong_epoch)).await,
-            Err(StoreError::Fenced { .. })
-        ));
-        assert_eq!(
-            s.update_status(&late, Some(&fence_b))
-                .await
-                .unwrap()
-                .phase(),
-            Phase::Executing
-        );
+        assert!(matches!(s.update_status(&late, Some(&wrong_epoch)).await, Err(StoreError::Fenced { .. })));
+        assert_eq!(s.update_status(&late, Some(&fence_b)).await.unwrap().phase(), Phase::Executing);
     }
 
     #[tokio::test]
     async fn a_fence_without_any_lease_is_refused() {
         let (_dir, s) = store();
-        let fence = Fence {
-            holder: "a".into(),
-            epoch: 1,
-        };
-        assert!(matches!(
-            s.put_policy(&Policy::default(), Some(&fence)).await,
-            Err(StoreError::Fenced { epoch: 0 })
-        ));
+        let fence = Fence { holder: "a".into(), epoch: 1 };
+        assert!(matches!(s.put_policy(&Policy::default(), Some(&fence)).await, Err(StoreError::Fenced { epoch: 0 })));
         assert_eq!(s.get_policy().await.unwrap(), None);
     }
 
@@ -1276,104 +1074,42 @@ mod tests {
     async fn leases_are_acquired_renewed_taken_over_and_released() {
         let (_dir, s) = store();
         assert_eq!(s.get_lease("l").await.unwrap(), None);
-        let a = s
-            .try_acquire_lease("l", "a", 10_000, None)
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            (a.holder.as_str(), a.epoch, a.renewals, a.duration_ms),
-            ("a", 1, 0, 10_000)
-        );
+        let a = s.try_acquire_lease("l", "a", 10_000, None).await.unwrap().unwrap();
+        assert_eq!((a.holder.as_str(), a.epoch, a.renewals, a.duration_ms), ("a", 1, 0, 10_000));
         assert_eq!(s.get_lease("l").await.unwrap(), Some(a.clone()));
 
         // Held: a contender that observed nothing, or an older state, gets nothing.
-        assert_eq!(
-            s.try_acquire_lease("l", "b", 10_000, None).await.unwrap(),
-            None
-        );
-        let fence_a = Fence {
-            holder: "a".into(),
-            epoch: 1,
-        };
+        assert_eq!(s.try_acquire_lease("l", "b", 10_000, None).await.unwrap(), None);
+        let fence_a = Fence { holder: "a".into(), epoch: 1 };
         let renewed = s.renew_lease("l", &fence_a).await.unwrap();
         assert_eq!((renewed.epoch, renewed.renewals), (1, 1));
         // b observed the lease before the renewal: the leader is alive, no takeover.
-        assert_eq!(
-            s.try_acquire_lease("l", "b", 10_000, Some(&a))
-                .await
-                .unwrap(),
-            None
-        );
+        assert_eq!(s.try_acquire_lease("l", "b", 10_000, Some(&a)).await.unwrap(), None);
         assert_eq!(s.get_lease("l").await.unwrap(), Some(renewed.clone()));
 
         // No renewal for a full period after b observed `renewed`: b takes over.
-        let b = s
-            .try_acquire_lease("l", "b", 10_000, Some(&renewed))
-            .await
-            .unwrap()
-            .unwrap();
+        let b = s.try_acquire_lease("l", "b", 10_000, Some(&renewed)).await.unwrap().unwrap();
         assert_eq!((b.holder.as_str(), b.epoch, b.renewals), ("b", 2, 0));
         // A second contender that watched the same old state loses the race.
-        assert_eq!(
-            s.try_acquire_lease("l", "c", 10_000, Some(&renewed))
-                .await
-                .unwrap(),
-            None
-        );
-        assert!(matches!(
-            s.renew_lease("l", &fence_a).await,
-            Err(StoreError::Fenced { epoch: 2 })
-        ));
-        assert!(matches!(
-            s.release_lease("l", &fence_a).await,
-            Err(StoreError::Fenced { .. })
-        ));
+        assert_eq!(s.try_acquire_lease("l", "c", 10_000, Some(&renewed)).await.unwrap(), None);
+        assert!(matches!(s.renew_lease("l", &fence_a).await, Err(StoreError::Fenced { epoch: 2 })));
+        assert!(matches!(s.release_lease("l", &fence_a).await, Err(StoreError::Fenced { .. })));
 
         // Release keeps the epoch and clears the holder; the next acquire succeeds at once.
-        let fence_b = Fence {
-            holder: "b".into(),
-            epoch: 2,
-        };
+        let fence_b = Fence { holder: "b".into(), epoch: 2 };
         s.release_lease("l", &fence_b).await.unwrap();
         let released = s.get_lease("l").await.unwrap().unwrap();
         assert_eq!((released.holder.as_str(), released.epoch), ("", 2));
-        assert!(matches!(
-            s.renew_lease("l", &fence_b).await,
-            Err(StoreError::Fenced { .. })
-        ));
-        let c = s
-            .try_acquire_lease("l", "c", 10_000, Some(&released))
-            .await
-            .unwrap()
-            .unwrap();
+        assert!(matches!(s.renew_lease("l", &fence_b).await, Err(StoreError::Fenced { .. })));
+        let c = s.try_acquire_lease("l", "c", 10_000, Some(&released)).await.unwrap().unwrap();
         assert_eq!((c.holder.as_str(), c.epoch), ("c", 3));
 
         // A released lease can also be taken by a contender that observed nothing.
-        s.release_lease(
-            "l",
-            &Fence {
-                holder: "c".into(),
-                epoch: 3,
-            },
-        )
-        .await
-        .unwrap();
-        let d = s
-            .try_acquire_lease("l", "d", 10_000, None)
-            .await
-            .unwrap()
-            .unwrap();
+        s.release_lease("l", &Fence { holder: "c".into(), epoch: 3 }).await.unwrap();
+        let d = s.try_acquire_lease("l", "d", 10_000, None).await.unwrap().unwrap();
         assert_eq!((d.holder.as_str(), d.epoch), ("d", 4));
         // Leases are independent by name.
-        assert_eq!(
-            s.try_acquire_lease("other", "a", 1, None)
-                .await
-                .unwrap()
-                .unwrap()
-                .epoch,
-            1
-        );
+        assert_eq!(s.try_acquire_lease("other", "a", 1, None).await.unwrap().unwrap().epoch, 1);
     }
 
     #[tokio::test]
@@ -1381,24 +1117,14 @@ mod tests {
         let (_dir, s) = store();
         let r = s.create(request("q", &[])).await.unwrap();
         let d1 = decision(&r, "id-1", "alice");
-        assert_eq!(
-            s.create_decision(&d1).await.unwrap(),
-            DecisionOutcome::Created(d1.clone())
-        );
+        assert_eq!(s.create_decision(&d1).await.unwrap(), DecisionOutcome::Created(d1.clone()));
         let cursor = s.change_cursor().await.unwrap();
 
         let mut again = d1.clone();
         again.decision = DecisionKind::Reject;
         again.comment = Some("changed my mind".into());
-        assert_eq!(
-            s.create_decision(&again).await.unwrap(),
-            DecisionOutcome::Exists(d1.clone())
-        );
-        assert_eq!(
-            s.change_cursor().await.unwrap(),
-            cursor,
-            "an existing decision writes nothing"
-        );
+        assert_eq!(s.create_decision(&again).await.unwrap(), DecisionOutcome::Exists(d1.clone()));
+        assert_eq!(s.change_cursor().await.unwrap(), cursor, "an existing decision writes nothing");
 
         let d2 = decision(&r, "id-2", "bob");
         s.create_decision(&d2).await.unwrap();
@@ -1422,14 +1148,8 @@ mod tests {
         assert_eq!(
             changes,
             [
-                Change {
-                    key: key("a"),
-                    resource_version: a.metadata.resource_version.clone()
-                },
-                Change {
-                    key: key("b"),
-                    resource_version: b.metadata.resource_version.clone()
-                },
+                Change { key: key("a"), resource_version: a.metadata.resource_version.clone() },
+                Change { key: key("b"), resource_version: b.metadata.resource_version.clone() },
             ]
         );
         assert_eq!(s.changes_since(c1).await.unwrap(), (c1, vec![]));
@@ -1438,30 +1158,17 @@ mod tests {
         let mut a2 = a.clone();
         a2.status = Some(status(Phase::Generated, 1));
         let a2 = s.update_status(&a2, None).await.unwrap();
-        s.create_decision(&decision(&b, "d", "alice"))
-            .await
-            .unwrap();
+        s.create_decision(&decision(&b, "d", "alice")).await.unwrap();
         s.delete(&key("a"), false).await.unwrap();
         let (c2, changes) = s.changes_since(c1).await.unwrap();
         assert!(c2 > c1);
         assert_eq!(
             changes,
-            [
-                Change {
-                    key: key("b"),
-                    resource_version: None
-                },
-                Change {
-                    key: key("a"),
-                    resource_version: None
-                },
-            ],
+            [Change { key: key("b"), resource_version: None }, Change { key: key("a"), resource_version: None },],
             "a's update was superseded by its deletion; the decision is reported under b's key"
         );
         // Lease and policy writes are not request changes.
-        s.try_acquire_lease(CONTROLLER_LEASE, "x", 1000, None)
-            .await
-            .unwrap();
+        s.try_acquire_lease(CONTROLLER_LEASE, "x", 1000, None).await.unwrap();
         s.put_policy(&Policy::default(), None).await.unwrap();
         assert_eq!(s.changes_since(c2).await.unwrap(), (c2, vec![]));
         assert!(a2.metadata.resource_version.is_some());
@@ -1478,10 +1185,7 @@ mod tests {
         s.create(request("new", &[])).await.unwrap();
         with_status(&s, "waiting", status(Phase::AwaitingApproval, 1)).await;
         with_status(&s, "done-unnotified", status(Phase::Done, 1)).await;
-        let notified = |phase| QueryRequestStatus {
-            notified: Some(notified_marker(1, phase)),
-            ..status(phase, 1)
-        };
+        let notified = |phase| QueryRequestStatus { notified: Some(notified_marker(1, phase)), ..status(phase, 1) };
         with_status(&s, "done-notified", notified(Phase::Done)).await;
         with_status(&s, "failed-notified", notified(Phase::Failed)).await;
         // Notified for another phase than the current one: still owes a notification.
@@ -1501,32 +1205,21 @@ mod tests {
 
         let active = s.list_active().await.unwrap();
         let names: Vec<_> = active.iter().map(|k| k.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "deleting",
-                "done-unnotified",
-                "new",
-                "rejected-wrong-marker",
-                "respecced",
-                "waiting"
-            ]
-        );
+        assert_eq!(names, ["deleting", "done-unnotified", "new", "rejected-wrong-marker", "respecced", "waiting"]);
         assert_eq!(notified_marker(3, Phase::TimedOut), "3/TimedOut");
 
         // The query is answered from the partial index, not by scanning the table.
         let conn = Connection::open(s.path()).unwrap();
         let plan: Vec<String> = conn
-            .prepare("EXPLAIN QUERY PLAN SELECT namespace, name FROM requests WHERE active = 1 ORDER BY namespace, name")
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT namespace, name FROM requests WHERE active = 1 ORDER BY namespace, name",
+            )
             .unwrap()
             .query_map([], |r| r.get(3))
             .unwrap()
             .collect::<rusqlite::Result<_>>()
             .unwrap();
-        assert!(
-            plan.iter().any(|p| p.contains("requests_active")),
-            "plan: {plan:?}"
-        );
+        assert!(plan.iter().any(|p| p.contains("requests_active")), "plan: {plan:?}");
 
         let counts = s.count_by_phase().await.unwrap();
         assert_eq!(counts[&Phase::Done], 4);
@@ -1544,47 +1237,26 @@ mod tests {
 
         let marked = s.delete(&key("q"), false).await.unwrap().unwrap();
         assert!(marked.metadata.deletion_timestamp.is_some());
-        assert_ne!(
-            marked.metadata.resource_version,
-            r.metadata.resource_version
-        );
+        assert_ne!(marked.metadata.resource_version, r.metadata.resource_version);
         assert_eq!(s.get(&key("q")).await.unwrap(), Some(marked.clone()));
         // Deleting again changes nothing.
-        assert_eq!(
-            s.delete(&key("q"), false).await.unwrap(),
-            Some(marked.clone())
-        );
+        assert_eq!(s.delete(&key("q"), false).await.unwrap(), Some(marked.clone()));
         // No spec changes while being deleted; a status write keeps the deletion mark.
         let mut respec = marked.clone();
         respec.spec.question = Some("other".into());
-        assert!(matches!(
-            s.update_spec(&respec).await,
-            Err(StoreError::Other(_))
-        ));
+        assert!(matches!(s.update_spec(&respec).await, Err(StoreError::Other(_))));
         // Finalize refuses while finalizers remain, and on a stale resourceVersion.
-        assert!(matches!(
-            s.finalize(&marked, None).await,
-            Err(StoreError::Other(_))
-        ));
+        assert!(matches!(s.finalize(&marked, None).await, Err(StoreError::Other(_))));
         let mut cancelled = marked.clone();
         cancelled.metadata.finalizers.clear();
         cancelled.status = Some(status(Phase::Failed, 1));
         let cancelled = s.update_status(&cancelled, None).await.unwrap();
         assert!(cancelled.metadata.deletion_timestamp.is_some());
-        assert!(matches!(
-            s.finalize(&marked, None).await,
-            Err(StoreError::Conflict { .. })
-        ));
+        assert!(matches!(s.finalize(&marked, None).await, Err(StoreError::Conflict { .. })));
         s.finalize(&cancelled, None).await.unwrap();
         assert_eq!(s.get(&key("q")).await.unwrap(), None);
-        assert!(matches!(
-            s.finalize(&cancelled, None).await,
-            Err(StoreError::NotFound(_))
-        ));
-        assert!(matches!(
-            s.delete(&key("q"), false).await,
-            Err(StoreError::NotFound(_))
-        ));
+        assert!(matches!(s.finalize(&cancelled, None).await, Err(StoreError::NotFound(_))));
+        assert!(matches!(s.delete(&key("q"), false).await, Err(StoreError::NotFound(_))));
 
         // Without finalizers, or with force, delete removes at once.
         s.create(request("plain", &[])).await.unwrap();
@@ -1593,18 +1265,10 @@ mod tests {
         held.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
         s.update_status(&held, None).await.unwrap();
         assert_eq!(s.delete(&key("held"), true).await.unwrap(), None);
-        assert!(
-            s.list(None, &LabelSelector::new())
-                .await
-                .unwrap()
-                .is_empty()
-        );
+        assert!(s.list(None, &LabelSelector::new()).await.unwrap().is_empty());
         // Finalize needs a deletion mark.
         let live = s.create(request("live", &[])).await.unwrap();
-        assert!(matches!(
-            s.finalize(&live, None).await,
-            Err(StoreError::Other(_))
-        ));
+        assert!(matches!(s.finalize(&live, None).await, Err(StoreError::Other(_))));
     }
 
     #[tokio::test]
@@ -1617,57 +1281,38 @@ mod tests {
         assert_ne!(old.metadata.resource_version, new.metadata.resource_version);
         let mut stale = old.clone();
         stale.status = Some(status(Phase::Done, 1));
-        assert!(matches!(
-            s.update_status(&stale, None).await,
-            Err(StoreError::Conflict { .. })
-        ));
+        assert!(matches!(s.update_status(&stale, None).await, Err(StoreError::Conflict { .. })));
     }
 
     #[tokio::test]
     async fn data_persists_across_reopen_and_migrations_set_user_version() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sqlctl.db");
-        let policy = Policy {
-            approvers: vec!["alice".into()],
-            four_eyes: true,
-            ..Default::default()
-        };
+        let policy = Policy { approvers: vec!["alice".into()], four_eyes: true, ..Default::default() };
         let created = {
             let s = SqliteStore::open(&path).unwrap();
             let r = s.create(request("q", &[("team", "growth")])).await.unwrap();
-            s.create_decision(&decision(&r, "d", "alice"))
-                .await
-                .unwrap();
+            s.create_decision(&decision(&r, "d", "alice")).await.unwrap();
             s.put_policy(&policy, None).await.unwrap();
-            s.try_acquire_lease(CONTROLLER_LEASE, "a", 5000, None)
-                .await
-                .unwrap();
+            s.try_acquire_lease(CONTROLLER_LEASE, "a", 5000, None).await.unwrap();
             r
         };
         let s = SqliteStore::open(&path).unwrap();
         assert_eq!(s.get(&key("q")).await.unwrap(), Some(created.clone()));
         assert_eq!(s.list_decisions(created.uid()).await.unwrap().len(), 1);
         assert_eq!(s.get_policy().await.unwrap(), Some(policy));
-        assert_eq!(
-            s.get_lease(CONTROLLER_LEASE).await.unwrap().unwrap().holder,
-            "a"
-        );
+        assert_eq!(s.get_lease(CONTROLLER_LEASE).await.unwrap().unwrap().holder, "a");
         assert_eq!(s.change_cursor().await.unwrap(), 2);
         drop(s);
 
         let conn = Connection::open(&path).unwrap();
-        let version: u32 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .unwrap();
+        let version: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(version, SCHEMA_VERSION);
-        let mode: String = conn
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .unwrap();
+        let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
 
         // A file from a newer sqlctl is refused, and left untouched.
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         drop(conn);
         let err = SqliteStore::open(&path).unwrap_err().to_string();
         assert!(err.contains("newer sqlctl"), "{err}");
@@ -1680,12 +1325,8 @@ mod tests {
         // Another process holds the write lock.
         let mut other = Connection::open(s.path()).unwrap();
         other.busy_timeout(Duration::from_millis(0)).unwrap();
-        let tx = other
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .unwrap();
-        lock(&s.inner.writer)
-            .busy_timeout(Duration::from_millis(100))
-            .unwrap();
+        let tx = other.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
+        lock(&s.inner.writer).busy_timeout(Duration::from_millis(100)).unwrap();
         let err = s.create(request("r", &[])).await.unwrap_err();
         assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
         assert!(err.is_transient());
@@ -1709,39 +1350,24 @@ mod tests {
             for _ in 0..PER_WRITER {
                 loop {
                     let mut r = s.get(&key("counter")).await.unwrap().unwrap();
-                    let n: u64 = r
-                        .metadata
-                        .annotations
-                        .get("count")
-                        .map_or(0, |v| v.parse().unwrap());
-                    r.metadata
-                        .annotations
-                        .insert("count".into(), (n + 1).to_string());
+                    let n: u64 = r.metadata.annotations.get("count").map_or(0, |v| v.parse().unwrap());
+                    r.metadata.annotations.insert("count".into(), (n + 1).to_string());
                     match s.update_spec(&r).await {
                         Ok(_) => break,
-                        Err(StoreError::Conflict { .. } | StoreError::Unavailable(_)) => {
-                            conflicts += 1
-                        }
+                        Err(StoreError::Conflict { .. } | StoreError::Unavailable(_)) => conflicts += 1,
                         Err(e) => panic!("unexpected error: {e}"),
                     }
                 }
             }
             conflicts
         };
-        let (a, b) = tokio::join!(
-            tokio::spawn(writer(first.clone())),
-            tokio::spawn(writer(second.clone()))
-        );
+        let (a, b) = tokio::join!(tokio::spawn(writer(first.clone())), tokio::spawn(writer(second.clone())));
         let conflicts = a.unwrap() + b.unwrap();
         eprintln!("{conflicts} conflicts");
 
         let fresh = SqliteStore::open(&path).unwrap();
         let r = fresh.get(&key("counter")).await.unwrap().unwrap();
-        assert_eq!(
-            r.metadata.annotations["count"],
-            (2 * PER_WRITER).to_string(),
-            "{conflicts} conflicts"
-        );
+        assert_eq!(r.metadata.annotations["count"], (2 * PER_WRITER).to_string(), "{conflicts} conflicts");
         assert_eq!(r.generation(), 1);
         // One create plus exactly one successful write per increment.
         assert_eq!(fresh.change_cursor().await.unwrap(), 1 + 2 * PER_WRITER);

@@ -50,13 +50,29 @@ fn a_controller_killed_mid_query_is_replaced_and_attaches_to_the_same_execution(
 fn failures_retry_or_fail_and_timeout_and_budget_stop_the_query() {
     let Some(w) = AwsWorld::new(false) else { return };
     w.controller(&[]);
-    apply_and_approve(&w, "flaky", &sql_spec_aws("flaky", "select count(*) as n from nation /* fake:fail-transient=1 */", ""));
-    apply_and_approve(&w, "broken", &sql_spec_aws("broken", "select count(*) as n from region /* fake:fail-user */", ""));
-    apply_and_approve(&w, "slow", &sql_spec_aws("slow", "select count(*) as n from supplier /* fake:forever */", "  limits:\n    timeout: 1s\n"));
+    apply_and_approve(
+        &w,
+        "flaky",
+        &sql_spec_aws("flaky", "select count(*) as n from nation /* fake:fail-transient=1 */", ""),
+    );
+    apply_and_approve(
+        &w,
+        "broken",
+        &sql_spec_aws("broken", "select count(*) as n from region /* fake:fail-user */", ""),
+    );
+    apply_and_approve(
+        &w,
+        "slow",
+        &sql_spec_aws("slow", "select count(*) as n from supplier /* fake:forever */", "  limits:\n    timeout: 1s\n"),
+    );
     apply_and_approve(
         &w,
         "costly",
-        &sql_spec_aws("costly", "select count(*) as n from part /* fake:forever fake:scan=50000000 */", "  limits:\n    maxBytesScanned: 10MB\n"),
+        &sql_spec_aws(
+            "costly",
+            "select count(*) as n from part /* fake:forever fake:scan=50000000 */",
+            "  limits:\n    maxBytesScanned: 10MB\n",
+        ),
     );
 
     let v = w.wait_phase("flaky", "Done", T);
@@ -95,8 +111,8 @@ fn a_restarted_engine_repeating_a_start_gets_the_same_execution() {
             .credentials_provider(aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "tests"))
             .load()
             .await;
-        use sqlctl::engine::{Engine, ExecState, QueryJob};
         use sqlctl::engine::athena::{AthenaEngine, AthenaOptions};
+        use sqlctl::engine::{Engine, ExecState, QueryJob};
         let engine = || AthenaEngine::new(sqlctl::aws::athena(&conf), sqlctl::aws::s3(&conf), AthenaOptions::default());
         let job = QueryJob {
             key: sqlctl::spec::ObjectKey::new("default", "q"),
@@ -129,7 +145,10 @@ fn a_restarted_engine_repeating_a_start_gets_the_same_execution() {
         // Athena's throttling is a back-off, never a failure.
         let throttled = QueryJob { token: "f".repeat(32), sql: "select 1 /* fake:throttle */".into(), ..job.clone() };
         let err = e.start(&throttled, Arc::new(|_| {})).await.unwrap_err();
-        assert!(matches!(&err, sqlctl::engine::EngineError::Transient(m) if m.contains("TooManyRequestsException")), "{err:?}");
+        assert!(
+            matches!(&err, sqlctl::engine::EngineError::Transient(m) if m.contains("TooManyRequestsException")),
+            "{err:?}"
+        );
         assert_eq!(e.running(), 0, "a refused start holds no slot");
     });
 }
@@ -145,7 +164,11 @@ fn glue_tables_are_read_page_by_page_and_errors_say_what_is_wrong() {
         })
         .unwrap();
     let n = tables.len();
-    let fake = FakeAws::start(Some(moto), warehouse().to_path_buf(), Some(FakeGlue { database: "tpch".into(), tables, page: 3 }));
+    let fake = FakeAws::start(
+        Some(moto),
+        warehouse().to_path_buf(),
+        Some(FakeGlue { database: "tpch".into(), tables, page: 3 }),
+    );
     rt.block_on(async {
         use sqlctl::catalog::{Catalog, CatalogError};
         let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -159,7 +182,10 @@ fn glue_tables_are_read_page_by_page_and_errors_say_what_is_wrong() {
         assert_eq!(got.len(), n, "all pages read");
         assert_eq!(fake.calls_named("glue", "GetTables"), n.div_ceil(3) as u64);
         let lineitem = got.iter().find(|t| t.name == "lineitem").unwrap();
-        assert!(lineitem.columns.iter().any(|c| c.name == "l_extendedprice" && c.data_type.starts_with("decimal")), "{lineitem:?}");
+        assert!(
+            lineitem.columns.iter().any(|c| c.name == "l_extendedprice" && c.data_type.starts_with("decimal")),
+            "{lineitem:?}"
+        );
         // Cached: no second round of calls.
         cat.tables("tpch").await.unwrap();
         assert_eq!(fake.calls_named("glue", "GetTables"), n.div_ceil(3) as u64);

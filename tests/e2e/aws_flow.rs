@@ -48,7 +48,10 @@ fn question_to_done_over_sqs_decisions_and_athena() {
     assert!(w.ok(&["describe", "nations"]).stdout.contains(loc));
 
     let calls = w.fake.calls_by_service();
-    eprintln!("AWS calls for one question through approval (controller, incl. background polling): {calls:?}\n{:#?}", w.fake.calls());
+    eprintln!(
+        "AWS calls for one question through approval (controller, incl. background polling): {calls:?}\n{:#?}",
+        w.fake.calls()
+    );
     assert_eq!(w.fake.effects(&m.sql), 1, "one Athena execution");
 }
 
@@ -62,7 +65,12 @@ fn refine_reject_and_malformed_decisions_over_sqs() {
 
     // refine → regenerated, a second round and a second approval request.
     w.decide(&first, "refine", json!({"feedback": "by nation instead"}));
-    let v = w.wait_for("cust", T, |v| v["status"]["phase"] == "AwaitingApproval" && v["status"]["approvalRound"] == 2, "round 2");
+    let v = w.wait_for(
+        "cust",
+        T,
+        |v| v["status"]["phase"] == "AwaitingApproval" && v["status"]["approvalRound"] == 2,
+        "round 2",
+    );
     let second = w.approval_request("cust", T);
     assert_eq!(second.round, 2);
     assert_eq!(second.sql_digest, v["status"]["generated"]["sqlDigest"].as_str().unwrap());
@@ -113,7 +121,13 @@ fn many_requests_through_approval_measure_throughput_and_calls() {
     let start = Instant::now();
     let mut yaml = String::new();
     for i in 0..n {
-        yaml.push_str(&spec(&format!("r{i:02}"), &format!("  sql: select count(*) as n from nation where n_regionkey = {}\n  catalog:\n    database: tpch\n", i % 5)));
+        yaml.push_str(&spec(
+            &format!("r{i:02}"),
+            &format!(
+                "  sql: select count(*) as n from nation where n_regionkey = {}\n  catalog:\n    database: tpch\n",
+                i % 5
+            ),
+        ));
         yaml.push_str("---\n");
     }
     assert_eq!(w.apply(&yaml).code, 0);
@@ -132,7 +146,12 @@ fn many_requests_through_approval_measure_throughput_and_calls() {
     let done = |w: &AwsWorld| {
         let o = w.ok(&["get", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-        v["items"].as_array().unwrap().iter().filter(|r| r["status"]["phase"] == "Done" && r["status"]["notified"].is_string()).count()
+        v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status"]["phase"] == "Done" && r["status"]["notified"].is_string())
+            .count()
     };
     while done(&w) < n {
         alive(&w);
@@ -151,7 +170,10 @@ fn many_requests_through_approval_measure_throughput_and_calls() {
         n as f64 / secs
     );
     eprintln!("MEASURE aws calls per request by service (background polling subtracted): {per_request:.1?}");
-    eprintln!("MEASURE aws idle calls per second: {:.1?}", idle.iter().map(|(k, c)| (k.clone(), *c as f64 / idle_secs)).collect::<Vec<_>>());
+    eprintln!(
+        "MEASURE aws idle calls per second: {:.1?}",
+        idle.iter().map(|(k, c)| (k.clone(), *c as f64 / idle_secs)).collect::<Vec<_>>()
+    );
     eprintln!("MEASURE aws calls during the run: {busy:#?}");
 }
 

@@ -22,7 +22,9 @@ pub fn moto_url() -> Option<String> {
     if std::env::var("SQLCTL_SKIP_AWS_TESTS").as_deref() == Ok("1") {
         return None;
     }
-    panic!("SQLCTL_TEST_MOTO_URL is not set: run the tests through scripts/test (it starts moto), or set SQLCTL_SKIP_AWS_TESTS=1 to skip the AWS tests explicitly");
+    panic!(
+        "SQLCTL_TEST_MOTO_URL is not set: run the tests through scripts/test (it starts moto), or set SQLCTL_SKIP_AWS_TESTS=1 to skip the AWS tests explicitly"
+    );
 }
 
 /// moto's fixed SQS SenderId (one IAM user for every message).
@@ -131,7 +133,14 @@ impl AwsWorld {
 
     pub fn apply(&self, yaml: &str) -> Out {
         use std::io::Write;
-        let mut child = self.cmd_at(&self.moto).args(["apply", "-f", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .cmd_at(&self.moto)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         child.stdin.take().unwrap().write_all(yaml.as_bytes()).unwrap();
         child.wait_with_output().unwrap().into()
     }
@@ -139,7 +148,10 @@ impl AwsWorld {
     /// Starts `sqlctl controller` against the fake (which forwards to moto), with short lease
     /// timings so that a takeover test is quick.
     pub fn controller(&self, args: &[&str]) -> u32 {
-        self.controller_with(&["--retry-period", "200ms", "--renew-deadline", "1s", "--lease-duration", "2s", "--resync", "2s"], args)
+        self.controller_with(
+            &["--retry-period", "200ms", "--renew-deadline", "1s", "--lease-duration", "2s", "--resync", "2s"],
+            args,
+        )
     }
 
     /// Starts a controller with the default lease timings and resync period (load tests: a busy
@@ -203,7 +215,13 @@ impl AwsWorld {
         self.wait_for(name, timeout, |v| v["status"]["phase"] == phase, phase)
     }
 
-    pub fn wait_for(&self, name: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool, what: &str) -> serde_json::Value {
+    pub fn wait_for(
+        &self,
+        name: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+        what: &str,
+    ) -> serde_json::Value {
         let start = Instant::now();
         loop {
             let v = self.get(name);
@@ -212,7 +230,10 @@ impl AwsWorld {
             }
             if start.elapsed() > timeout {
                 let d = self.run(&["describe", name]);
-                panic!("{name}: {what} not reached within {timeout:?}: {d:?}\ncontroller log:\n{}", self.controller_log(0));
+                panic!(
+                    "{name}: {what} not reached within {timeout:?}: {d:?}\ncontroller log:\n{}",
+                    self.controller_log(0)
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -229,11 +250,28 @@ impl AwsWorld {
             let deadline = Instant::now() + wait;
             let mut out = Vec::new();
             loop {
-                let r = sqs.receive_message().queue_url(queue_url).max_number_of_messages(10).wait_time_seconds(1).message_attribute_names("All").send().await.unwrap();
+                let r = sqs
+                    .receive_message()
+                    .queue_url(queue_url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .message_attribute_names("All")
+                    .send()
+                    .await
+                    .unwrap();
                 for m in r.messages() {
-                    let reason = m.message_attributes().and_then(|a| a.get(sqlctl::approval::sqs::REASON_ATTRIBUTE)).and_then(|v| v.string_value()).map(str::to_string);
+                    let reason = m
+                        .message_attributes()
+                        .and_then(|a| a.get(sqlctl::approval::sqs::REASON_ATTRIBUTE))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_string);
                     out.push((m.body().unwrap_or_default().to_string(), reason));
-                    sqs.delete_message().queue_url(queue_url).receipt_handle(m.receipt_handle().unwrap()).send().await.unwrap();
+                    sqs.delete_message()
+                        .queue_url(queue_url)
+                        .receipt_handle(m.receipt_handle().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
                 }
                 if (!out.is_empty() && r.messages().is_empty()) || Instant::now() > deadline {
                     return out;
@@ -252,13 +290,19 @@ impl AwsWorld {
                     return serde_json::from_value(v).unwrap();
                 }
             }
-            assert!(start.elapsed() < timeout, "no approval request for {name}; controller log:\n{}", self.controller_log(0));
+            assert!(
+                start.elapsed() < timeout,
+                "no approval request for {name}; controller log:\n{}",
+                self.controller_log(0)
+            );
         }
     }
 
     pub fn send(&self, queue_url: &str, body: serde_json::Value) {
         let sqs = self.sqs();
-        self.rt.block_on(async { sqs.send_message().queue_url(queue_url).message_body(body.to_string()).send().await.unwrap() });
+        self.rt.block_on(async {
+            sqs.send_message().queue_url(queue_url).message_body(body.to_string()).send().await.unwrap()
+        });
     }
 
     /// Sends a decision on `m` to the response queue.

@@ -6,7 +6,12 @@ const GOOD: &str = "apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadat
 
 fn refused(env: &Env, input: &[u8], needle: &str) {
     let o = env.run_stdin(&["apply", "-f", "-"], input);
-    assert_eq!(o.code, 1, "input {:?} should be refused: {o:?}", String::from_utf8_lossy(&input[..input.len().min(200)]));
+    assert_eq!(
+        o.code,
+        1,
+        "input {:?} should be refused: {o:?}",
+        String::from_utf8_lossy(&input[..input.len().min(200)])
+    );
     assert!(o.stderr.contains(needle), "message should mention {needle:?}: {o:?}");
     assert_eq!(env.count(), 0, "nothing may be written");
 }
@@ -19,7 +24,11 @@ fn malformed_specs_are_refused_and_nothing_is_written() {
     refused(&env, GOOD.replace("name: good", "name: Not_A_Name").as_bytes(), "metadata.name");
     refused(&env, GOOD.replace("name: good", &format!("name: {}", "a".repeat(64))).as_bytes(), "metadata.name");
     refused(&env, GOOD.replace("  catalog:", "  colour: blue\n  catalog:").as_bytes(), "colour");
-    refused(&env, GOOD.replace("  sql: select 1 from region\n", "  question: hi\n  sql: select 1\n").as_bytes(), "question");
+    refused(
+        &env,
+        GOOD.replace("  sql: select 1 from region\n", "  question: hi\n  sql: select 1\n").as_bytes(),
+        "question",
+    );
     refused(&env, GOOD.replace("  sql: select 1 from region\n", "").as_bytes(), "spec");
     let long_q = format!("  question: \"{}\"\n", "x".repeat(4001));
     refused(&env, GOOD.replace("  sql: select 1 from region\n", &long_q).as_bytes(), "question");
@@ -80,7 +89,10 @@ fn unknown_tables_fail_in_the_controller_and_can_never_run() {
     assert_eq!(env.apply(&sql_spec("nosuch", "select * from secrets")).code, 0);
     let v = env.wait_phase("nosuch", "Failed", T);
     let conds = v["status"]["conditions"].as_array().unwrap();
-    assert!(conds.iter().any(|c| c["reason"] == "GuardRejected" && c["message"].as_str().unwrap().contains("secrets")), "{v}");
+    assert!(
+        conds.iter().any(|c| c["reason"] == "GuardRejected" && c["message"].as_str().unwrap().contains("secrets")),
+        "{v}"
+    );
     let o = env.run(&["approve", "nosuch", "--digest", "000000000000"]);
     assert_eq!(o.code, 1);
     // The allow-list narrows the database's tables: checked at apply, nothing written.

@@ -6,7 +6,11 @@ use crate::harness::*;
 
 fn policy(env: &Env) -> String {
     let p = env.home.path().join("policy.yaml");
-    std::fs::write(&p, "approvers: [alice, bob, rita]\ndatabases:\n  tpch:\n    approvers: [alice, bob, rita]\nfourEyes: true\n").unwrap();
+    std::fs::write(
+        &p,
+        "approvers: [alice, bob, rita]\ndatabases:\n  tpch:\n    approvers: [alice, bob, rita]\nfourEyes: true\n",
+    )
+    .unwrap();
     p.to_string_lossy().into_owned()
 }
 
@@ -63,7 +67,11 @@ fn allow_list_and_four_eyes_are_enforced_by_the_cli_and_the_controller() {
     let start = std::time::Instant::now();
     loop {
         let v = env.get("guarded");
-        let refused = v["status"]["history"].as_array().unwrap().iter().any(|h| h["event"] == "DecisionRefused" && h["by"] == "mallory");
+        let refused = v["status"]["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["event"] == "DecisionRefused" && h["by"] == "mallory");
         if refused {
             assert_eq!(v["status"]["phase"], "AwaitingApproval");
             assert!(v["status"]["conditions"].as_array().unwrap().iter().any(|c| c["type"] == "DecisionRefused"));

@@ -153,7 +153,8 @@ fn marker(sql: &str, name: &str) -> Option<String> {
 }
 
 fn err(status: StatusCode, kind: &str, message: &str) -> Response {
-    (status, [("content-type", "application/x-amz-json-1.1")], json!({"__type": kind, "Message": message}).to_string()).into_response()
+    (status, [("content-type", "application/x-amz-json-1.1")], json!({"__type": kind, "Message": message}).to_string())
+        .into_response()
 }
 
 fn ok(v: Value) -> Response {
@@ -194,7 +195,13 @@ fn operation_of(headers: &HeaderMap, method: &Method, body: &[u8]) -> String {
     method.to_string()
 }
 
-async fn handle(State(st): State<Arc<FakeState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(st): State<Arc<FakeState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let service = service_of(&headers);
     let op = operation_of(&headers, &method, &body);
     *st.calls.lock().unwrap().entry((service.clone(), op.clone())).or_insert(0) += 1;
@@ -242,7 +249,11 @@ fn fake_glue(glue: &FakeGlue, op: &str, input: &Value) -> Response {
     }
     let db = input["DatabaseName"].as_str().unwrap_or("");
     if db == "forbidden" {
-        return err(StatusCode::BAD_REQUEST, "AccessDeniedException", "User is not authorized to perform: glue:GetTables");
+        return err(
+            StatusCode::BAD_REQUEST,
+            "AccessDeniedException",
+            "User is not authorized to perform: glue:GetTables",
+        );
     }
     if db != glue.database {
         return err(StatusCode::BAD_REQUEST, "EntityNotFoundException", &format!("Database {db} not found."));
@@ -303,11 +314,16 @@ async fn athena(st: &FakeState, op: &str, input: &Value) -> Response {
             *n += 1;
             let nth = *n;
             let id = uuid::Uuid::new_v4().to_string();
-            let out = input["ResultConfiguration"]["OutputLocation"].as_str().unwrap_or("s3://fake-athena-results/").to_string();
+            let out = input["ResultConfiguration"]["OutputLocation"]
+                .as_str()
+                .unwrap_or("s3://fake-athena-results/")
+                .to_string();
             let error = if marker(&sql, "fail-user").is_some() {
                 Some((2, false, "SYNTAX_ERROR: line 1:8: Column 'nope' cannot be resolved".to_string()))
             } else if let Some(k) = marker(&sql, "fail-transient") {
-                (nth <= k.parse().unwrap_or(1)).then(|| (1, true, "Amazon Athena experienced an internal error while executing this query".to_string()))
+                (nth <= k.parse().unwrap_or(1)).then(|| {
+                    (1, true, "Amazon Athena experienced an internal error while executing this query".to_string())
+                })
             } else {
                 None
             };
@@ -335,7 +351,11 @@ async fn athena(st: &FakeState, op: &str, input: &Value) -> Response {
             let exec = {
                 let mut a = st.athena.lock().unwrap();
                 let Some(e) = a.execs.get_mut(id) else {
-                    return err(StatusCode::BAD_REQUEST, "InvalidRequestException", &format!("QueryExecution {id} was not found"));
+                    return err(
+                        StatusCode::BAD_REQUEST,
+                        "InvalidRequestException",
+                        &format!("QueryExecution {id} was not found"),
+                    );
                 };
                 e.polls += 1;
                 e.clone()
@@ -405,10 +425,18 @@ async fn athena(st: &FakeState, op: &str, input: &Value) -> Response {
             let id = input["QueryExecutionId"].as_str().unwrap_or("");
             let a = st.athena.lock().unwrap();
             let Some(e) = a.execs.get(id) else {
-                return err(StatusCode::BAD_REQUEST, "InvalidRequestException", &format!("QueryExecution {id} was not found"));
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestException",
+                    &format!("QueryExecution {id} was not found"),
+                );
             };
             let Some((cols, rows)) = &e.rows else {
-                return err(StatusCode::BAD_REQUEST, "InvalidRequestException", &format!("Query has not yet finished. Current state: {}", e.state));
+                return err(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidRequestException",
+                    &format!("Query has not yet finished. Current state: {}", e.state),
+                );
             };
             // Page 1 starts with the header row, as Athena's does for a SELECT.
             let mut all: Vec<Vec<Option<String>>> = vec![cols.iter().cloned().map(Some).collect()];
@@ -441,6 +469,8 @@ async fn athena(st: &FakeState, op: &str, input: &Value) -> Response {
             a.stopped.push(id);
             ok(json!({}))
         }
-        other => err(StatusCode::BAD_REQUEST, "InvalidRequestException", &format!("the fake does not implement {other}")),
+        other => {
+            err(StatusCode::BAD_REQUEST, "InvalidRequestException", &format!("the fake does not implement {other}"))
+        }
     }
 }

@@ -37,7 +37,8 @@ fn apply_approve_done_with_results_equal_to_an_independent_run() {
     // The full result equals the same SQL run independently.
     let csv = env.ok(&["results", "top-nations"]).stdout;
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (cols, rows) = rt.block_on(sqlctl::engine::datafusion::run_sql_collect(warehouse(), "tpch", TOP_NATIONS)).unwrap();
+    let (cols, rows) =
+        rt.block_on(sqlctl::engine::datafusion::run_sql_collect(warehouse(), "tpch", TOP_NATIONS)).unwrap();
     let mut expected = cols.join(",") + "\n";
     for r in &rows {
         expected.push_str(&r.iter().map(|c| c.clone().unwrap_or_default()).collect::<Vec<_>>().join(","));

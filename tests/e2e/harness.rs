@@ -73,7 +73,8 @@ impl Env {
 
     /// Runs `sqlctl ARGS` with `input` on stdin.
     pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Out {
-        let mut child = self.cmd().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child =
+            self.cmd().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
         let mut stdin = child.stdin.take().unwrap();
         let data = input.to_vec();
         let writer = std::thread::spawn(move || {
@@ -102,10 +103,15 @@ impl Env {
             .cmd()
             .arg("controller")
             .args(
-                [("--retry-period", "200ms"), ("--renew-deadline", "1s"), ("--lease-duration", "2s"), ("--resync", "2s")]
-                    .into_iter()
-                    .filter(|(flag, _)| !args.contains(flag))
-                    .flat_map(|(flag, value)| [flag, value]),
+                [
+                    ("--retry-period", "200ms"),
+                    ("--renew-deadline", "1s"),
+                    ("--lease-duration", "2s"),
+                    ("--resync", "2s"),
+                ]
+                .into_iter()
+                .filter(|(flag, _)| !args.contains(flag))
+                .flat_map(|(flag, value)| [flag, value]),
             )
             .args(args)
             .stdout(Stdio::null())
@@ -153,13 +159,17 @@ impl Env {
         loop {
             // The request may not exist yet (created by a process still starting).
             let o = self.run(&["get", name, "-o", "json"]);
-            let v: serde_json::Value = if o.code == 0 { serde_json::from_str(&o.stdout).unwrap() } else { serde_json::Value::Null };
+            let v: serde_json::Value =
+                if o.code == 0 { serde_json::from_str(&o.stdout).unwrap() } else { serde_json::Value::Null };
             if v["status"]["phase"] == phase {
                 return v;
             }
             if start.elapsed() > timeout {
                 let d = self.run(&["describe", name]);
-                panic!("{name} did not reach {phase} within {timeout:?}: {d:?}\ncontroller log:\n{}", self.controller_log(0));
+                panic!(
+                    "{name} did not reach {phase} within {timeout:?}: {d:?}\ncontroller log:\n{}",
+                    self.controller_log(0)
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }

@@ -5,13 +5,13 @@
 
 mod harness;
 
+mod aws_athena;
+mod aws_flow;
+mod aws_support;
 mod bad_input;
 mod decisions;
+mod fake_aws;
 mod flows;
 mod generation_llm;
 mod generation_offline;
 mod resilience;
-mod fake_aws;
-mod aws_support;
-mod aws_flow;
-mod aws_athena;

@@ -29,7 +29,8 @@ fn kill_9_during_executing_then_restart_completes_and_records_once() {
     assert_eq!(out.lines().count(), 2, "header + one row: {out}");
     // The result directory holds exactly one finished result file for this request.
     let dir = env.home.path().join("results/default/crashy");
-    let files: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let files: Vec<_> =
+        std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(files.iter().filter(|f| f.ends_with(".csv")).count(), 1, "{files:?}");
 }
 
