@@ -80,6 +80,11 @@ pub struct AwsOpts {
     /// real ceiling); approved requests beyond it wait in Executing.
     #[arg(long, global = true, env = "SQLCTL_ATHENA_MAX_CONCURRENT", default_value_t = 20)]
     pub athena_max_concurrent: usize,
+    /// Dry-run each SQL with Athena `EXPLAIN` before asking for approval, so a missing column
+    /// or table fails early (or is corrected by the generator): `true` (default) or `false`.
+    #[arg(long, global = true, env = "SQLCTL_ATHENA_EXPLAIN", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub athena_explain: bool,
     /// Athena price per TB scanned, in US$ (10 MB minimum per query).
     #[arg(long, global = true, env = "SQLCTL_ATHENA_PRICE_PER_TB", default_value_t = 5.0)]
     pub athena_price_per_tb: f64,
@@ -205,6 +210,7 @@ impl GlobalOpts {
             max_concurrent: self.aws.athena_max_concurrent.max(1),
             price_per_tb_usd: self.aws.athena_price_per_tb,
             catalog: None,
+            explain: self.aws.athena_explain,
         };
         Ok(crate::engine::athena::AthenaEngine::new(crate::aws::athena(&aws.conf), crate::aws::s3(&aws.conf), opts))
     }
@@ -282,6 +288,10 @@ mod tests {
         assert!(!g.is_aws() || std::env::var("SQLCTL_BACKEND").as_deref() == Ok("aws"));
         assert_eq!(g.aws.results().unwrap().unwrap().to_string(), "s3://b/p");
         assert_eq!(g.aws.athena_max_concurrent, 3);
+        if std::env::var_os("SQLCTL_ATHENA_EXPLAIN").is_none() {
+            assert!(g.aws.athena_explain, "EXPLAIN before approval is on by default");
+        }
+        assert!(!parse(&["--athena-explain", "false"]).aws.athena_explain);
         assert_eq!(g.aws.retention, std::time::Duration::from_secs(7 * 86_400));
         assert!(parse(&["--results-s3", "http://x"]).aws.results().is_err());
     }

@@ -34,6 +34,18 @@
 //! workgroup enforces its own location), and [`Engine::read_result`] reads that CSV from S3.
 //! Cost is US$ `price_per_tb` per TB (2^40 bytes) scanned, rounded up to the MB, 10 MB minimum.
 //!
+//! # Planning (dry run)
+//!
+//! With `explain` on (`--athena-explain`, env `SQLCTL_ATHENA_EXPLAIN`, default on),
+//! [`Engine::plan`] runs `EXPLAIN <sql>` in the request's database and workgroup before the SQL
+//! is shown for approval: Athena plans it without reading table data, so a missing column or
+//! table, or a syntax error, comes back as `FAILED` with Athena's reason and the generator can
+//! correct itself (hand-written SQL ends Failed with reason `PlanFailed`). Each plan uses a fresh
+//! `ClientRequestToken` (never the job's token, which would attach the real query to the
+//! EXPLAIN), is paced like a start but holds no concurrency slot, and is polled with a short
+//! capped backoff for at most [`PLAN_DEADLINE`]; throttling, 5xx, a SYSTEM/retryable failure
+//! or the deadline are transient (the controller requeues). Off, `plan` accepts everything.
+//!
 //! The preview's row limit travels in the execution id (`<QueryExecutionId>?maxRows=N`, only
 //! when N is not the default), because [`Engine::poll`] receives only the id and must honour the
 //! limit after a controller restart as well.
@@ -63,6 +75,11 @@ const TB: f64 = 1_099_511_627_776.0;
 const MIN_BILLED_BYTES: u64 = 10 * 1024 * 1024;
 /// Rows are counted from the S3 result only up to this size when the preview is truncated.
 const COUNT_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
+/// How long [`Engine::plan`] waits for an `EXPLAIN` before calling it transient.
+pub const PLAN_DEADLINE: Duration = Duration::from_secs(30);
+/// First and largest pause between `GetQueryExecution` polls of an `EXPLAIN`.
+const PLAN_POLL_FIRST: Duration = Duration::from_millis(100);
+const PLAN_POLL_MAX: Duration = Duration::from_secs(1);
 
 /// Where and how queries run.
 #[derive(Clone, Debug)]
@@ -75,6 +92,8 @@ pub struct AthenaOptions {
     pub price_per_tb_usd: f64,
     /// Athena data catalog (default `AwsDataCatalog`, i.e. Glue).
     pub catalog: Option<String>,
+    /// Dry-run SQL with `EXPLAIN` in [`Engine::plan`] before approval.
+    pub explain: bool,
 }
 
 impl Default for AthenaOptions {
@@ -85,6 +104,7 @@ impl Default for AthenaOptions {
             max_concurrent: 20,
             price_per_tb_usd: 5.0,
             catalog: None,
+            explain: true,
         }
     }
 }
@@ -259,6 +279,75 @@ impl AthenaEngine {
             .ok_or_else(|| EngineError::Transient("Athena StartQueryExecution returned no QueryExecutionId".into()))
     }
 
+    /// `EXPLAIN <sql>` in `database`: Ok when Athena plans it, Permanent with Athena's reason
+    /// when it cannot (see the module docs).
+    async fn explain(&self, database: &str, sql: &str) -> Result<(), EngineError> {
+        let body = sql.trim().trim_end_matches(';').trim_end();
+        self.pace_starts().await;
+        let mut ctx = QueryExecutionContext::builder().database(database);
+        if let Some(c) = &self.opts.catalog {
+            ctx = ctx.catalog(c);
+        }
+        let mut req = self
+            .athena
+            .start_query_execution()
+            .query_string(format!("EXPLAIN {body}"))
+            .client_request_token(uuid::Uuid::new_v4().to_string())
+            .query_execution_context(ctx.build())
+            .work_group(&self.opts.workgroup);
+        if let Some(out) = &self.opts.output {
+            let loc = out.join("_explain");
+            req = req.result_configuration(ResultConfiguration::builder().output_location(format!("{loc}/")).build());
+        }
+        let out = req.send().await.map_err(|e| athena_error("StartQueryExecution (EXPLAIN)", e))?;
+        let Some(query_id) = out.query_execution_id().map(str::to_string) else {
+            return Err(EngineError::Transient(
+                "Athena StartQueryExecution (EXPLAIN) returned no QueryExecutionId".into(),
+            ));
+        };
+        let deadline = Instant::now() + PLAN_DEADLINE;
+        let mut pause = PLAN_POLL_FIRST;
+        loop {
+            let out = self
+                .athena
+                .get_query_execution()
+                .query_execution_id(&query_id)
+                .send()
+                .await
+                .map_err(|e| athena_error("GetQueryExecution (EXPLAIN)", e))?;
+            let status = out.query_execution().and_then(|q| q.status());
+            let state = status.and_then(|s| s.state()).cloned().unwrap_or(QueryExecutionState::Queued);
+            let reason = status.and_then(|s| s.state_change_reason()).unwrap_or_default().to_string();
+            match state {
+                QueryExecutionState::Succeeded => return Ok(()),
+                QueryExecutionState::Failed => {
+                    let err = status.and_then(|s| s.athena_error());
+                    let message = Some(reason)
+                        .filter(|m| !m.is_empty())
+                        .or_else(|| err.and_then(|e| e.error_message()).map(str::to_string))
+                        .unwrap_or_else(|| "EXPLAIN failed".into());
+                    if err.is_some_and(|e| e.retryable() || e.error_category() == Some(1)) {
+                        return Err(EngineError::Transient(format!("Athena EXPLAIN: {message}")));
+                    }
+                    return Err(EngineError::Permanent(format!("Athena: {message}")));
+                }
+                QueryExecutionState::Cancelled => {
+                    return Err(EngineError::Transient(format!("Athena EXPLAIN cancelled: {reason}")));
+                }
+                _ => {}
+            }
+            if Instant::now() + pause > deadline {
+                let _ = self.athena.stop_query_execution().query_execution_id(&query_id).send().await;
+                return Err(EngineError::Transient(format!(
+                    "Athena EXPLAIN {query_id} did not finish within {}s",
+                    PLAN_DEADLINE.as_secs()
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(PLAN_POLL_MAX);
+        }
+    }
+
     /// Preview rows (≤ `max_rows`), columns, and whether the result had more.
     async fn preview(&self, query_id: &str, max_rows: u64) -> Result<Preview, EngineError> {
         let mut columns: Vec<String> = Vec::new();
@@ -426,6 +515,13 @@ impl Engine for AthenaEngine {
                 transient: true,
             }),
         }
+    }
+
+    async fn plan(&self, database: &str, sql: &str) -> Result<(), EngineError> {
+        if !self.opts.explain {
+            return Ok(());
+        }
+        self.explain(database, sql).await
     }
 
     async fn cancel(&self, id: &str) -> Result<(), EngineError> {

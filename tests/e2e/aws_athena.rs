@@ -1,7 +1,8 @@
 //! Athena and Glue behaviours moto cannot show, against the fake JSON-protocol server: replay
 //! after a controller kill attaches to the same execution; a restarted engine repeating a start
 //! gets the same execution (one start effect); FAILED transient → new attempt, FAILED otherwise →
-//! Failed; timeout and budget → StopQueryExecution; Glue pages read to the end.
+//! Failed; timeout and budget → StopQueryExecution; Glue pages read to the end; the EXPLAIN dry
+//! run fails SQL Athena cannot plan before approval and lets valid SQL through.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,6 +98,33 @@ fn failures_retry_or_fail_and_timeout_and_budget_stop_the_query() {
     for id in stopped {
         assert_eq!(execs[&id].state, "CANCELLED");
     }
+}
+
+#[test]
+fn explain_fails_unplannable_sql_before_approval_and_lets_valid_sql_through() {
+    let Some(w) = AwsWorld::new(false) else { return };
+    w.controller(&[]);
+    assert_eq!(w.apply(&sql_spec_aws("badcol", "select no_such_column from nation", "")).code, 0);
+    assert_eq!(w.apply(&sql_spec_aws("goodcol", "select n_name from nation order by n_name", "")).code, 0);
+
+    let v = w.wait_phase("badcol", "Failed", T);
+    let conds = v["status"]["conditions"].as_array().unwrap();
+    let failed = conds.iter().find(|c| c["reason"] == "PlanFailed").unwrap_or_else(|| panic!("{v}"));
+    let msg = failed["message"].as_str().unwrap();
+    assert!(msg.starts_with("Athena: ") && msg.contains("no_such_column"), "Athena's planning error: {msg}");
+    assert!(v["status"]["approvalRound"].as_u64().unwrap_or(0) == 0, "never asked for approval: {v}");
+    assert!(!conds.iter().any(|c| c["type"] == "Approved"), "{v}");
+
+    let v = w.wait_phase("goodcol", "AwaitingApproval", T);
+    assert_eq!(v["status"]["generated"]["sql"], "select n_name from nation order by n_name");
+    w.approval_request("goodcol", T);
+
+    // Both were planned with EXPLAIN (fresh tokens); neither ran.
+    assert!(w.fake.calls_named("athena", "StartQueryExecution(EXPLAIN)") >= 2, "{:?}", w.fake.calls());
+    assert_eq!(w.fake.calls_named("athena", "StartQueryExecution"), 0);
+    assert_eq!(w.fake.effects("from nation"), 0, "no real execution before approval");
+    let execs = w.fake.state.athena.lock().unwrap().execs.clone();
+    assert!(execs.values().all(|e| e.sql.starts_with("EXPLAIN ") && !e.token.is_empty()), "{execs:?}");
 }
 
 #[test]

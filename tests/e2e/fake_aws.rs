@@ -8,6 +8,10 @@
 //! STS, Glue when not faked) is forwarded unchanged to moto. It counts every call by service and
 //! operation, which is how the tests measure AWS calls per request.
 //!
+//! `EXPLAIN …` executions (the engine's dry-run plan before approval) ignore the markers, are
+//! not start effects, are counted as `StartQueryExecution(EXPLAIN)`, and run DataFusion's
+//! `EXPLAIN` on the first poll: SUCCEEDED, or FAILED (USER) with DataFusion's planning error.
+//!
 //! Markers: `fake:running=N` (RUNNING for N polls, default 1), `fake:forever`,
 //! `fake:scan=BYTES` (DataScannedInBytes while running), `fake:fail-transient=K` (the first K
 //! executions of this SQL fail with a retryable SYSTEM error), `fake:fail-user`, `fake:throttle`
@@ -152,6 +156,10 @@ fn marker(sql: &str, name: &str) -> Option<String> {
     Some(rest.strip_prefix('=').map(|v| v.chars().take_while(|c| c.is_ascii_digit()).collect()).unwrap_or_default())
 }
 
+fn is_explain(sql: &str) -> bool {
+    sql.trim_start().get(..8).is_some_and(|p| p.eq_ignore_ascii_case("explain "))
+}
+
 fn err(status: StatusCode, kind: &str, message: &str) -> Response {
     (status, [("content-type", "application/x-amz-json-1.1")], json!({"__type": kind, "Message": message}).to_string())
         .into_response()
@@ -175,6 +183,12 @@ fn service_of(headers: &HeaderMap) -> String {
 fn operation_of(headers: &HeaderMap, method: &Method, body: &[u8]) -> String {
     if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
         let op = t.rsplit('.').next().unwrap_or(t).to_string();
+        if op == "StartQueryExecution"
+            && serde_json::from_slice::<Value>(body).ok().and_then(|v| v["QueryString"].as_str().map(is_explain))
+                == Some(true)
+        {
+            return format!("{op}(EXPLAIN)");
+        }
         // DynamoDB: say which kind of item or index, so per-request costs can be told from polling.
         let text = String::from_utf8_lossy(body);
         let idx = serde_json::from_slice::<Value>(body).ok().and_then(|v| v["IndexName"].as_str().map(str::to_string));
@@ -303,22 +317,29 @@ async fn athena(st: &FakeState, op: &str, input: &Value) -> Response {
         "StartQueryExecution" => {
             let token = input["ClientRequestToken"].as_str().unwrap_or("").to_string();
             let sql = input["QueryString"].as_str().unwrap_or("").to_string();
-            if marker(&sql, "throttle").is_some() {
+            let explain = is_explain(&sql);
+            if !explain && marker(&sql, "throttle").is_some() {
                 return err(StatusCode::BAD_REQUEST, "TooManyRequestsException", "Rate exceeded");
             }
             let mut a = st.athena.lock().unwrap();
             if let Some(id) = a.by_token.get(&token).filter(|_| !token.is_empty()) {
                 return ok(json!({"QueryExecutionId": id}));
             }
-            let n = a.effects.entry(sql.clone()).or_insert(0);
-            *n += 1;
-            let nth = *n;
+            let nth = if explain {
+                0
+            } else {
+                let n = a.effects.entry(sql.clone()).or_insert(0);
+                *n += 1;
+                *n
+            };
             let id = uuid::Uuid::new_v4().to_string();
             let out = input["ResultConfiguration"]["OutputLocation"]
                 .as_str()
                 .unwrap_or("s3://fake-athena-results/")
                 .to_string();
-            let error = if marker(&sql, "fail-user").is_some() {
+            let error = if explain {
+                None
+            } else if marker(&sql, "fail-user").is_some() {
                 Some((2, false, "SYNTAX_ERROR: line 1:8: Column 'nope' cannot be resolved".to_string()))
             } else if let Some(k) = marker(&sql, "fail-transient") {
                 (nth <= k.parse().unwrap_or(1)).then(|| {
@@ -361,9 +382,12 @@ async fn athena(st: &FakeState, op: &str, input: &Value) -> Response {
                 e.clone()
             };
             let mut exec = exec;
-            let running_polls: u32 = marker(&exec.sql, "running").and_then(|v| v.parse().ok()).unwrap_or(1);
-            let forever = marker(&exec.sql, "forever").is_some();
-            let scanned: u64 = marker(&exec.sql, "scan").and_then(|v| v.parse().ok()).unwrap_or(4096);
+            let explain = is_explain(&exec.sql);
+            let running_polls: u32 =
+                if explain { 0 } else { marker(&exec.sql, "running").and_then(|v| v.parse().ok()).unwrap_or(1) };
+            let forever = !explain && marker(&exec.sql, "forever").is_some();
+            let scanned: u64 =
+                if explain { 0 } else { marker(&exec.sql, "scan").and_then(|v| v.parse().ok()).unwrap_or(4096) };
             if exec.state == "QUEUED" || exec.state == "RUNNING" {
                 exec.state = if forever || exec.polls <= running_polls {
                     "RUNNING".into()
