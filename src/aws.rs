@@ -105,6 +105,12 @@ pub fn sts(conf: &SdkConfig) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(c)
 }
 
+/// Secrets Manager: where the Google Chat webhook URL may live (`SQLCTL_GCHAT_WEBHOOK_SECRET_ARN`).
+pub fn secretsmanager(conf: &SdkConfig) -> aws_sdk_secretsmanager::Client {
+    let c = aws_sdk_secretsmanager::config::Builder::from(conf).interceptor(Counter("secretsmanager")).build();
+    aws_sdk_secretsmanager::Client::from_conf(c)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Call counting
 

@@ -7,8 +7,10 @@
 pub mod approval;
 pub mod aws;
 pub mod catalog;
+pub mod chart;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod controller;
 pub mod engine;
 pub mod generate;

@@ -3,6 +3,16 @@
 //! One code path for every channel (CLI, SQS, console, chat): [`check`] is the policy (used by the
 //! writer to refuse at once, and by the controller to re-check every record), [`submit`] builds
 //! and writes a record bound to `(uid, generation, round, sqlDigest)`.
+//!
+//! # Budget
+//!
+//! A request whose estimate (`status.estimate`, made before approval) exceeds its
+//! `limits.maxBytesScanned` is [`over_budget`]: a plain approve is refused, and only an approve
+//! that says so (`allow_over_budget`, `sqlctl approve --allow-over-budget`) from someone the
+//! policy allows (`overBudgetApprovers`; empty = anyone allowed to decide) counts. Such an
+//! approval lets the run scan up to [`OVER_BUDGET_HEADROOM`] times the accepted estimate (never
+//! less than the limit): the approver accepted that estimate, not any amount. On Athena the
+//! workgroup's per-query cutoff stays the global ceiling above all of this.
 
 pub mod sqs;
 
@@ -10,11 +20,49 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use crate::spec::{Decision, DecisionKind, Phase, Policy, QueryRequest, digest::token, digest_matches};
+use crate::spec::quantity::human_bytes;
+use crate::spec::{Decision, DecisionKind, Estimate, Phase, Policy, QueryRequest, digest::token, digest_matches};
 use crate::store::{DecisionOutcome, Store, StoreError};
 
 /// Default approval wait when neither the policy nor the spec says otherwise.
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// An over-budget approval lets the run scan up to this many times the estimate it accepted.
+/// The estimate is a forecast, not a meter (its measured error on the TPC-H eval set is in the
+/// README); twice leaves room for that error while still stopping a query that reads far more
+/// than anyone agreed to.
+pub const OVER_BUDGET_HEADROOM: u64 = 2;
+
+/// An estimate over the budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverBudget {
+    pub estimate: u64,
+    pub budget: u64,
+}
+
+/// Whether `req`'s estimate exceeds its `limits.maxBytesScanned` (both must be known).
+pub fn over_budget(req: &QueryRequest) -> Option<OverBudget> {
+    estimate_over_budget(req.status.as_ref()?.estimate.as_ref(), req.spec.effective_limits().max_bytes_scanned)
+}
+
+/// The rule behind [`over_budget`], for a status being built.
+pub fn estimate_over_budget(estimate: Option<&Estimate>, budget: Option<u64>) -> Option<OverBudget> {
+    let (estimate, budget) = (estimate?.bytes, budget?);
+    (estimate > budget).then_some(OverBudget { estimate, budget })
+}
+
+/// The most a run of `req` may scan: `limits.maxBytesScanned`, raised to
+/// [`OVER_BUDGET_HEADROOM`] × the estimate when the approval accepted an estimate over it.
+/// `None`: no limit (the Athena workgroup cutoff still applies there).
+pub fn scan_ceiling(req: &QueryRequest) -> Option<u64> {
+    let budget = req.spec.effective_limits().max_bytes_scanned?;
+    let st = req.status.as_ref();
+    let accepted = st.and_then(|s| s.approval.as_ref()).is_some_and(|a| a.allow_over_budget);
+    match (accepted, st.and_then(|s| s.estimate.as_ref())) {
+        (true, Some(e)) => Some(budget.max(e.bytes.saturating_mul(OVER_BUDGET_HEADROOM))),
+        _ => Some(budget),
+    }
+}
 
 /// Why a decision is refused. Every message says what to do instead.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -41,6 +89,15 @@ pub enum Refusal {
     EmptyFeedback,
     #[error("{by} already decided on this SQL of {name} ({existing}); nothing was written")]
     AlreadyDecided { name: String, by: String, existing: String },
+    #[error(
+        "{name} is estimated to scan {}, over its limits.maxBytesScanned of {}: if that is acceptable, approve with `sqlctl approve {name} --allow-over-budget`; otherwise refine it to read less, or reject it",
+        human_bytes(*estimate), human_bytes(*budget)
+    )]
+    OverBudget { name: String, estimate: u64, budget: u64 },
+    #[error(
+        "{by} may not approve {name} over its scan budget: the policy's overBudgetApprovers are {allowed}; ask one of them"
+    )]
+    OverBudgetNotAllowed { name: String, by: String, allowed: String },
 }
 
 /// Who may decide on a request in `database`, after the policy and the spec's narrowing.
@@ -103,6 +160,17 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
     }
     if d.decision == DecisionKind::Approve && policy.four_eyes && req.requester() == Some(d.by.as_str()) {
         return Err(Refusal::FourEyes { name, by: d.by.clone() });
+    }
+    if d.decision == DecisionKind::Approve
+        && let Some(over) = over_budget(req)
+    {
+        if !d.allow_over_budget {
+            return Err(Refusal::OverBudget { name, estimate: over.estimate, budget: over.budget });
+        }
+        let allowed = &policy.over_budget_approvers;
+        if !allowed.is_empty() && !allowed.iter().any(|a| a == &d.by) {
+            return Err(Refusal::OverBudgetNotAllowed { name, by: d.by.clone(), allowed: allowed.join(", ") });
+        }
     }
     if d.decision == DecisionKind::Refine {
         if req.spec.sql.is_some() {

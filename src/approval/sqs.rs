@@ -34,7 +34,7 @@ use tokio::sync::watch;
 use super::{DecisionInput, SubmitError};
 use crate::aws;
 use crate::engine::Waker;
-use crate::notify::{Notifier, NotifyError};
+use crate::notify::{Delivery, Notifier, NotifyError};
 use crate::spec::{DEFAULT_NAMESPACE, DecisionKind, Estimate, ObjectKey, QueryRequest};
 use crate::store::Store;
 
@@ -164,13 +164,13 @@ impl SqsNotifier {
 
 #[async_trait]
 impl Notifier for SqsNotifier {
-    async fn approval_requested(&self, req: &QueryRequest) -> Result<(), NotifyError> {
+    async fn approval_requested(&self, req: &QueryRequest) -> Result<Delivery, NotifyError> {
         let body = serde_json::to_string(&approval_request(req)).map_err(|e| NotifyError::Failed(e.to_string()))?;
         self.send(body, "ApprovalRequest").await?;
         self.inner.approval_requested(req).await
     }
 
-    async fn finished(&self, req: &QueryRequest) -> Result<(), NotifyError> {
+    async fn finished(&self, req: &QueryRequest) -> Result<Delivery, NotifyError> {
         let st = req.status.clone().unwrap_or_default();
         let body = serde_json::json!({
             "type": "Finished",

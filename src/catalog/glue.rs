@@ -7,6 +7,10 @@
 //! * Results are cached per database for a TTL (default 5 minutes): the generator asks for a
 //!   schema on every generation attempt, Glue bills and throttles per call, and schemas change
 //!   rarely. Errors are never cached.
+//! * For scan estimates, [`Catalog::layout`] reads one table's storage (`GetTable`: location,
+//!   format from the input format / SerDe / `classification`, partition keys) and
+//!   [`Catalog::partitions`] its partitions (`GetPartitions` with Glue's filter expression,
+//!   paginated to the end). Neither is cached here: the estimator caches what it uses.
 //! * Errors are classified: `EntityNotFoundException` → [`CatalogError::DatabaseNotFound`],
 //!   `AccessDeniedException` → [`CatalogError::AccessDenied`] (both permanent, so the request
 //!   fails with a condition that says which), throttling / 5xx / network → transient.
@@ -19,7 +23,7 @@ use async_trait::async_trait;
 use aws_sdk_glue::Client;
 use aws_sdk_glue::types::{Column as GlueColumn, DatabaseInput, SerDeInfo, StorageDescriptor, TableInput};
 
-use super::{Catalog, CatalogError, Column, Table};
+use super::{Catalog, CatalogError, Column, DataFormat, Partition, Table, TableLayout};
 use crate::aws::{self, ErrorClass, SdkError};
 
 /// How long a database's tables are served from memory.
@@ -87,6 +91,55 @@ pub fn table_from_glue(t: &aws_sdk_glue::types::Table) -> Table {
     }
 }
 
+/// The file format of a Glue table, from its input format, SerDe and `classification`
+/// parameter (crawlers set the last; hand-made DDL often only the first two).
+pub fn data_format(t: &aws_sdk_glue::types::Table) -> DataFormat {
+    let sd = t.storage_descriptor();
+    let mut hints: Vec<String> = Vec::new();
+    if let Some(c) = t.parameters().and_then(|p| p.get("classification")) {
+        hints.push(c.clone());
+    }
+    if let Some(sd) = sd {
+        hints.extend(sd.input_format().map(str::to_string));
+        hints.extend(sd.serde_info().and_then(|s| s.serialization_library()).map(str::to_string));
+        if let Some(c) = sd.parameters().and_then(|p| p.get("classification")) {
+            hints.push(c.clone());
+        }
+    }
+    let hints = hints.join(" ").to_ascii_lowercase();
+    if hints.contains("parquet") {
+        DataFormat::Parquet
+    } else if hints.contains("orc") {
+        DataFormat::Orc
+    } else if hints.contains("avro") {
+        DataFormat::Avro
+    } else if ["csv", "json", "textinputformat", "lazysimpleserde", "tsv", "regexserde", "grok"]
+        .iter()
+        .any(|h| hints.contains(h))
+    {
+        DataFormat::Text
+    } else {
+        DataFormat::Unknown
+    }
+}
+
+/// Maps a Glue error of a table-level call (`GetTable`, `GetPartitions`) onto the catalog error,
+/// naming the permission the controller's role needs.
+fn table_error<E>(what: &str, permission: &str, e: SdkError<E, aws_sdk_glue::config::http::HttpResponse>) -> CatalogError
+where
+    E: aws_sdk_glue::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let msg = aws::describe(&e);
+    match aws::classify(&e) {
+        ErrorClass::Transient => CatalogError::Transient(format!("Glue {what}: {msg}")),
+        ErrorClass::AccessDenied => CatalogError::AccessDenied(format!(
+            "Glue {what}: {msg}; the controller's role needs {permission} on this catalog"
+        )),
+        ErrorClass::NotFound => CatalogError::DatabaseNotFound(format!("{what}: not in the Glue Data Catalog ({msg})")),
+        ErrorClass::Other => CatalogError::Other(format!("Glue {what}: {msg}")),
+    }
+}
+
 #[async_trait]
 impl Catalog for GlueCatalog {
     async fn list_databases(&self) -> Result<Vec<String>, CatalogError> {
@@ -146,6 +199,64 @@ impl Catalog for GlueCatalog {
                 .insert(database.to_string(), (Instant::now(), tables.clone()));
         }
         Ok(tables)
+    }
+
+    async fn layout(&self, database: &str, table: &str) -> Result<Option<TableLayout>, CatalogError> {
+        let out = self
+            .client
+            .get_table()
+            .set_catalog_id(self.catalog_id.clone())
+            .database_name(database)
+            .name(table)
+            .send()
+            .await;
+        let out = match out {
+            Ok(o) => o,
+            Err(e) if aws::classify(&e) == ErrorClass::NotFound => return Ok(None),
+            Err(e) => return Err(table_error(&format!("GetTable {database}.{table}"), "glue:GetTable", e)),
+        };
+        let Some(t) = out.table() else { return Ok(None) };
+        let base = table_from_glue(t);
+        Ok(Some(TableLayout {
+            name: base.name,
+            location: base.location,
+            format: data_format(t),
+            columns: base.columns,
+            partition_keys: base.partition_keys,
+        }))
+    }
+
+    async fn partitions(
+        &self,
+        database: &str,
+        table: &str,
+        expression: Option<&str>,
+    ) -> Result<Vec<Partition>, CatalogError> {
+        let mut partitions = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .get_partitions()
+                .set_catalog_id(self.catalog_id.clone())
+                .database_name(database)
+                .table_name(table)
+                .set_expression(expression.map(str::to_string))
+                .exclude_column_schema(true)
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| table_error(&format!("GetPartitions {database}.{table}"), "glue:GetPartitions", e))?;
+            partitions.extend(out.partitions().iter().map(|p| Partition {
+                values: p.values().to_vec(),
+                location: p.storage_descriptor().and_then(|sd| sd.location()).unwrap_or_default().to_string(),
+            }));
+            match out.next_token() {
+                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+                _ => break,
+            }
+        }
+        Ok(partitions)
     }
 }
 

@@ -3,6 +3,9 @@
 //! Every document of every source is parsed and validated before anything is written: one bad
 //! document means nothing is stored. Updates are a three-way merge (last-applied annotation,
 //! the file, the live object), so re-applying an unchanged file is `unchanged` and writes nothing.
+//!
+//! [`load_requests`] (read, validate, guard) and [`plan`] (the merge, without writing) are shared
+//! with `sqlctl diff`, so diff shows exactly what apply would do.
 
 use serde_json::Value;
 
@@ -35,7 +38,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    /// kubectl's word for it: `created`, `configured`, `unchanged`.
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Created => "created",
             Outcome::Configured => "configured",
@@ -46,32 +50,10 @@ impl Outcome {
 
 impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
-        let docs = load::load_paths(&self.files).map_err(|e| Exit::refused(format!("{e}\nnothing was applied")))?;
-        if docs.is_empty() {
-            return Err(Exit::refused("no QueryRequest documents found in the given input; nothing was applied"));
-        }
-        // SQL that can never run is refused before anything is written (table existence is the
-        // controller's to check: it knows the catalog).
-        let problems: Vec<String> = docs
-            .iter()
-            .filter_map(|d| {
-                let sql = d.request.spec.sql.as_deref()?;
-                let c = &d.request.spec.catalog;
-                crate::guard::check_read_only(sql, &c.database, &c.tables)
-                    .err()
-                    .map(|e| format!("{}: document {}: spec.sql: {e}", d.source, d.index + 1))
-            })
-            .collect();
-        if !problems.is_empty() {
-            return Err(Exit::refused(format!("{}\nnothing was applied", problems.join("\n"))));
-        }
+        let requests = load_requests(&self.files, g).map_err(|m| Exit::refused(format!("{m}\nnothing was applied")))?;
         let store = g.store().await?;
         let requester = g.decider(self.as_.as_deref()).await?;
-        for doc in docs {
-            let mut req = doc.request;
-            if req.metadata.namespace.is_none() && g.namespace != crate::spec::DEFAULT_NAMESPACE {
-                req.metadata.namespace = Some(g.namespace.clone());
-            }
+        for req in requests {
             let (outcome, obj) = apply_one(store.as_ref(), req, &requester, self.dry_run).await?;
             let suffix = if self.dry_run { " (dry run)" } else { "" };
             match self.output {
@@ -83,6 +65,43 @@ impl Args {
         }
         Ok(())
     }
+}
+
+/// Reads, validates and guards every document of `files`, all or nothing, and fills in the
+/// namespace from `-n` where a document names none. Shared by `apply` and `diff`, so both refuse
+/// exactly the same inputs with exactly the same messages.
+///
+/// `Err` holds every problem found, one per line (the caller says what was not done).
+pub fn load_requests(files: &[String], g: &GlobalOpts) -> Result<Vec<QueryRequest>, String> {
+    let docs = load::load_paths(files).map_err(|e| e.to_string())?;
+    if docs.is_empty() {
+        return Err("no QueryRequest documents found in the given input".into());
+    }
+    // SQL that can never run is refused before anything is written (table existence is the
+    // controller's to check: it knows the catalog).
+    let problems: Vec<String> = docs
+        .iter()
+        .filter_map(|d| {
+            let sql = d.request.spec.sql.as_deref()?;
+            let c = &d.request.spec.catalog;
+            crate::guard::check_read_only(sql, &c.database, &c.tables)
+                .err()
+                .map(|e| format!("{}: document {}: spec.sql: {e}", d.source, d.index + 1))
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
+    Ok(docs
+        .into_iter()
+        .map(|d| {
+            let mut req = d.request;
+            if req.metadata.namespace.is_none() && g.namespace != crate::spec::DEFAULT_NAMESPACE {
+                req.metadata.namespace = Some(g.namespace.clone());
+            }
+            req
+        })
+        .collect())
 }
 
 /// The user-owned part of an object, as JSON: what the last-applied annotation stores.
@@ -136,86 +155,102 @@ pub fn three_way(live: &Value, last: &Value, new: &Value) -> Value {
     }
 }
 
+/// What `apply` would do to one object, computed from the store without writing anything.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub outcome: Outcome,
+    /// The stored object (status included), if there is one.
+    pub live: Option<QueryRequest>,
+    /// What apply would write: the new object (`Created`), the merged one (`Configured`), or the
+    /// live object itself (`Unchanged`).
+    pub desired: QueryRequest,
+}
+
+/// Computes what applying `req` as `requester` would do: the single source of truth for `apply`
+/// (which then writes `desired` with a compare-and-set) and `diff` (which only shows it).
+///
+/// Refuses (exit 1) an object that is being deleted.
+pub async fn plan(store: &dyn Store, req: &QueryRequest, requester: &str) -> anyhow::Result<Plan> {
+    let key = req.key();
+    let new_cfg = applied_config(req);
+    let new_cfg_text = serde_json::to_string(&new_cfg)?;
+    let Some(live) = store.get(&key).await? else {
+        let mut obj = req.clone();
+        obj.status = None;
+        obj.metadata.uid = None;
+        obj.metadata.resource_version = None;
+        obj.metadata.generation = None;
+        obj.metadata.creation_timestamp = None;
+        obj.metadata.deletion_timestamp = None;
+        obj.metadata.finalizers.clear();
+        obj.metadata.annotations.insert(LAST_APPLIED_ANNOTATION.into(), new_cfg_text);
+        obj.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), requester.into());
+        return Ok(Plan { outcome: Outcome::Created, live: None, desired: obj });
+    };
+    if live.metadata.deletion_timestamp.is_some() {
+        return Err(Exit::refused(format!("{key} is being deleted; wait for it to go (`sqlctl get`) and apply again")));
+    }
+    let last: Value = live
+        .metadata
+        .annotations
+        .get(LAST_APPLIED_ANNOTATION)
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or(Value::Null);
+    let live_cfg = {
+        let mut v = serde_json::to_value(&live)?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("status");
+        }
+        v
+    };
+    let merged = three_way(&live_cfg, &last, &new_cfg);
+    let mut obj: QueryRequest = serde_json::from_value(merged)
+        .map_err(|e| Exit::refused(format!("{key}: merging with the live object failed: {e}")))?;
+    obj.metadata.annotations.insert(LAST_APPLIED_ANNOTATION.into(), new_cfg_text);
+    let spec_changed = obj.spec != live.spec;
+    let requester_now =
+        if spec_changed { requester.to_string() } else { live.requester().unwrap_or(requester).to_string() };
+    obj.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), requester_now);
+    // Keep server-set fields from the live object, whatever the file said.
+    obj.metadata.uid = live.metadata.uid.clone();
+    obj.metadata.resource_version = live.metadata.resource_version.clone();
+    obj.metadata.generation = live.metadata.generation;
+    obj.metadata.creation_timestamp = live.metadata.creation_timestamp;
+    obj.metadata.finalizers = live.metadata.finalizers.clone();
+    obj.status = live.status.clone();
+    if obj.spec == live.spec
+        && obj.metadata.labels == live.metadata.labels
+        && obj.metadata.annotations == live.metadata.annotations
+    {
+        return Ok(Plan { outcome: Outcome::Unchanged, desired: live.clone(), live: Some(live) });
+    }
+    Ok(Plan { outcome: Outcome::Configured, live: Some(live), desired: obj })
+}
+
+/// Applies one request: [`plan`], then a compare-and-set write, re-planned when another writer
+/// got there first. With `dry_run`, returns the plan's outcome and object without writing.
 pub async fn apply_one(
     store: &dyn Store,
     req: QueryRequest,
     requester: &str,
     dry_run: bool,
 ) -> anyhow::Result<(Outcome, QueryRequest)> {
-    let key = req.key();
-    let new_cfg = applied_config(&req);
-    let new_cfg_text = serde_json::to_string(&new_cfg)?;
     for _ in 0..5 {
-        let live = store.get(&key).await?;
-        let Some(live) = live else {
-            let mut obj = req.clone();
-            obj.status = None;
-            obj.metadata.uid = None;
-            obj.metadata.resource_version = None;
-            obj.metadata.generation = None;
-            obj.metadata.creation_timestamp = None;
-            obj.metadata.deletion_timestamp = None;
-            obj.metadata.finalizers.clear();
-            obj.metadata.annotations.insert(LAST_APPLIED_ANNOTATION.into(), new_cfg_text.clone());
-            obj.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), requester.into());
-            if dry_run {
-                return Ok((Outcome::Created, obj));
-            }
-            match store.create(obj).await {
-                Ok(o) => return Ok((Outcome::Created, o)),
-                Err(StoreError::AlreadyExists(_)) => continue, // raced with another apply
-                Err(e) => return Err(e.into()),
-            }
+        let plan = plan(store, &req, requester).await?;
+        let written = match plan.outcome {
+            _ if dry_run => return Ok((plan.outcome, plan.desired)),
+            Outcome::Unchanged => return Ok((Outcome::Unchanged, plan.desired)),
+            Outcome::Created => store.create(plan.desired).await,
+            Outcome::Configured => store.update_spec(&plan.desired).await,
         };
-        if live.metadata.deletion_timestamp.is_some() {
-            return Err(Exit::refused(format!(
-                "{key} is being deleted; wait for it to go (`sqlctl get`) and apply again"
-            )));
-        }
-        let last: Value = live
-            .metadata
-            .annotations
-            .get(LAST_APPLIED_ANNOTATION)
-            .and_then(|s| serde_json::from_str(s).ok())
-            .unwrap_or(Value::Null);
-        let live_cfg = {
-            let mut v = serde_json::to_value(&live)?;
-            if let Some(o) = v.as_object_mut() {
-                o.remove("status");
-            }
-            v
-        };
-        let merged = three_way(&live_cfg, &last, &new_cfg);
-        let mut obj: QueryRequest = serde_json::from_value(merged)
-            .map_err(|e| Exit::refused(format!("{key}: merging with the live object failed: {e}")))?;
-        obj.metadata.annotations.insert(LAST_APPLIED_ANNOTATION.into(), new_cfg_text.clone());
-        let spec_changed = obj.spec != live.spec;
-        let requester_now =
-            if spec_changed { requester.to_string() } else { live.requester().unwrap_or(requester).to_string() };
-        obj.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), requester_now);
-        // Keep server-set fields from the live object, whatever the file said.
-        obj.metadata.uid = live.metadata.uid.clone();
-        obj.metadata.resource_version = live.metadata.resource_version.clone();
-        obj.metadata.generation = live.metadata.generation;
-        obj.metadata.creation_timestamp = live.metadata.creation_timestamp;
-        obj.metadata.finalizers = live.metadata.finalizers.clone();
-        obj.status = live.status.clone();
-        if obj.spec == live.spec
-            && obj.metadata.labels == live.metadata.labels
-            && obj.metadata.annotations == live.metadata.annotations
-        {
-            return Ok((Outcome::Unchanged, live));
-        }
-        if dry_run {
-            return Ok((Outcome::Configured, obj));
-        }
-        match store.update_spec(&obj).await {
-            Ok(o) => return Ok((Outcome::Configured, o)),
-            Err(StoreError::Conflict { .. }) => continue,
+        match written {
+            Ok(o) => return Ok((plan.outcome, o)),
+            // Raced with another writer (a concurrent create, or any update): look again.
+            Err(StoreError::AlreadyExists(_) | StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Err(Exit::refused(format!("{key} kept changing while applying; try again")))
+    Err(Exit::refused(format!("{} kept changing while applying; try again", req.key())))
 }
 
 #[cfg(test)]

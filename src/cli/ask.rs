@@ -154,8 +154,9 @@ impl Args {
             let round = r.status.as_ref().map(|s| s.approval_round).unwrap_or(0);
             if !tty {
                 eprintln!(
-                    "waiting for a decision: `sqlctl approve {name} --digest {}` (or refine / reject)",
-                    &digest[..digest.len().min(16)]
+                    "waiting for a decision: `sqlctl approve {name} --digest {}{}` (or refine / reject)",
+                    &digest[..digest.len().min(16)],
+                    if crate::approval::over_budget(&r).is_some() { " --allow-over-budget" } else { "" }
                 );
                 let r = wait_for(store, g, &name, self.timeout, |r| {
                     r.phase() != Phase::AwaitingApproval || r.status.as_ref().is_some_and(|s| s.approval_round != round)
@@ -166,8 +167,15 @@ impl Args {
                 }
                 continue;
             }
-            let answer =
-                output::prompt("[a]pprove, [r]efine, re[j]ect, or [q]uit and decide later? ").unwrap_or_default();
+            // Over budget, the approve option says so: choosing it is the explicit over-budget
+            // approval (`approve --allow-over-budget`), still subject to the policy.
+            let over_budget = crate::approval::over_budget(&r).is_some();
+            let answer = output::prompt(if over_budget {
+                "[a]pprove over budget, [r]efine, re[j]ect, or [q]uit and decide later? "
+            } else {
+                "[a]pprove, [r]efine, re[j]ect, or [q]uit and decide later? "
+            })
+            .unwrap_or_default();
             let (decision, feedback, comment) = match answer.to_ascii_lowercase().as_str() {
                 "a" | "approve" | "y" | "yes" => (DecisionKind::Approve, None, None),
                 "r" | "refine" => {
@@ -193,7 +201,7 @@ impl Args {
                 feedback,
                 comment,
                 source: "cli".into(),
-                allow_over_budget: false,
+                allow_over_budget: over_budget && decision == DecisionKind::Approve,
             };
             if let Err(e) = decide::decide(g, &r, input).await {
                 eprintln!("sqlctl: {e}");

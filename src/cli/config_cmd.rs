@@ -109,6 +109,8 @@ impl ViewArgs {
         generator.insert("maxSchemaTokens", gen_.max_schema_tokens.into());
         generator.insert("sampleValues", (!gen_.no_sample_values).into());
         out.insert("generator", generator);
+        // Google Chat and message contents; the webhook only in its redacted form.
+        out.insert("notify", g.notify.describe());
 
         if self.output == "json" {
             println!("{}", serde_json::to_string_pretty(&out)?);

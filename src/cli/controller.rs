@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use super::Exit;
 use crate::config::GlobalOpts;
 use crate::config::generator::GeneratorOpts;
-use crate::controller::{Controller, ControllerConfig, Parts, metrics};
+use crate::controller::{Controller, ControllerConfig, Parts, emf, metrics};
 use crate::spec::{DurationSpec, EngineKind, Policy, quantity::parse_duration};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -20,6 +20,13 @@ pub struct Args {
     /// Serve /healthz, /readyz and /metrics here (e.g. 127.0.0.1:9090; port 0 picks one).
     #[arg(long, env = "SQLCTL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Write CloudWatch Embedded Metric Format lines to stdout (namespace `sqlctl`; see
+    /// `controller::emf` for the metric names).
+    #[arg(long, env = "SQLCTL_METRICS_EMF", value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics_emf: bool,
+    /// How often an EMF line is written (with --metrics-emf).
+    #[arg(long, env = "SQLCTL_METRICS_EMF_INTERVAL", default_value = "60s", value_parser = parse_duration)]
+    pub metrics_emf_interval: Duration,
     /// Approval policy file (YAML): approvers, per-database admin approvers, fourEyes, approvalTimeout.
     #[arg(long, env = "SQLCTL_POLICY")]
     pub policy: Option<PathBuf>,
@@ -52,6 +59,9 @@ pub struct Args {
     pub identity: Option<String>,
     #[command(flatten)]
     pub generator: GeneratorOpts,
+    /// The approval console beside the controller (`--console-addr` and friends).
+    #[command(flatten)]
+    pub console: super::console::ControllerConsoleArgs,
 }
 
 impl Default for Args {
@@ -59,6 +69,8 @@ impl Default for Args {
         Args {
             workers: 8,
             metrics_addr: None,
+            metrics_emf: false,
+            metrics_emf_interval: crate::controller::emf::DEFAULT_INTERVAL,
             policy: None,
             four_eyes: false,
             approval_timeout: None,
@@ -70,6 +82,7 @@ impl Default for Args {
             max_attempts: 3,
             identity: None,
             generator: GeneratorOpts::default(),
+            console: Default::default(),
         }
     }
 }
@@ -82,6 +95,9 @@ impl Args {
         }
         if self.retry_period >= self.renew_deadline {
             return Err(Exit::usage("--retry-period must be shorter than --renew-deadline"));
+        }
+        if self.metrics_emf && self.metrics_emf_interval.is_zero() {
+            return Err(Exit::usage("--metrics-emf-interval must be longer than 0s (CloudWatch resolves 1s at best)"));
         }
         let mut policy = match &self.policy {
             Some(p) => {
@@ -136,14 +152,29 @@ impl Args {
             let (local, _h) = metrics::serve(addr, controller.metrics.clone(), store, rx.clone()).await?;
             tracing::info!(addr = %local, "serving /healthz, /readyz and /metrics");
         }
+        self.console.start(g, rx.clone()).await?;
         // --backend aws: decisions from the SQS response queue wake requests at once.
         if let Some(consumer) =
             g.decision_consumer(controller.context().store.clone(), controller.context().waker.clone()).await?
         {
             tokio::spawn(consumer.run(rx.clone()));
         }
+        let emf = self.metrics_emf.then(|| {
+            let ctx = controller.context();
+            tracing::info!(interval = ?self.metrics_emf_interval, "writing CloudWatch EMF metrics to stdout");
+            emf::spawn(
+                emf::Emitter::new(controller.metrics.clone(), ctx.config.identity.clone()),
+                ctx.store.clone(),
+                self.metrics_emf_interval,
+                emf::Stdout,
+            )
+        });
         tracing::info!(identity = %controller.context().config.identity, workers = self.workers, home = %g.home().display(), "controller starting");
-        controller.run(rx).await?;
+        let result = controller.run(rx).await;
+        if let Some(emf) = emf {
+            emf.stop().await; // the last interval's counts, also when leadership was lost
+        }
+        result?;
         tracing::info!("controller stopped");
         Ok(())
     }

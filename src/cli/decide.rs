@@ -1,10 +1,15 @@
 //! `sqlctl approve|refine|reject NAME`: write a decision record bound to exactly the SQL the
 //! decider saw: `(uid, generation, round, sqlDigest)`. On a terminal, approve shows the SQL and
 //! asks; without one, `--digest` is required so nobody approves SQL they have not seen.
+//!
+//! A request whose scan estimate exceeds its `limits.maxBytesScanned` (condition
+//! `BudgetExceeded=True`) is approved only with `--allow-over-budget`, from an approver the
+//! policy allows (`overBudgetApprovers`); a plain approve is refused with what to do.
 
 use super::{Exit, get_request, output};
 use crate::approval::{self, DecisionInput, SubmitError};
 use crate::config::GlobalOpts;
+use crate::spec::quantity::human_bytes;
 use crate::spec::{DecisionKind, QueryRequest};
 
 #[derive(clap::Args, Debug)]
@@ -21,6 +26,10 @@ pub struct ApproveArgs {
     /// Do not ask for confirmation (still requires --digest).
     #[arg(short = 'y', long)]
     pub yes: bool,
+    /// Accept a scan estimate over the request's limits.maxBytesScanned (condition
+    /// BudgetExceeded=True). The run may then scan up to twice the estimate.
+    #[arg(long)]
+    pub allow_over_budget: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -59,6 +68,15 @@ pub fn show_sql(r: &QueryRequest) {
             eprintln!("Explanation: {}", g.explanation);
         }
     }
+    if let Some(e) = &st.estimate {
+        eprintln!("Estimate: {} to scan, US${:.4} ({})", human_bytes(e.bytes), e.cost_usd, e.method);
+    }
+    if let Some(over) = approval::over_budget(r) {
+        eprintln!(
+            "Over budget: the estimate exceeds limits.maxBytesScanned ({}); approving needs --allow-over-budget",
+            human_bytes(over.budget)
+        );
+    }
 }
 
 impl ApproveArgs {
@@ -94,7 +112,7 @@ impl ApproveArgs {
                 feedback: None,
                 comment: self.comment,
                 source: "cli".into(),
-                allow_over_budget: false,
+                allow_over_budget: self.allow_over_budget,
             },
         )
         .await

@@ -1,5 +1,5 @@
 //! `sqlctl describe NAME`: everything a decider needs: the SQL, its digest, conditions,
-//! history and the preview.
+//! history and the preview; once done, where the result and its chart are.
 
 use std::fmt::Write as _;
 
@@ -56,6 +56,16 @@ pub fn describe(r: &QueryRequest) -> String {
             l.max_bytes_scanned.map(|b| format!(" maxBytesScanned={b}")).unwrap_or_default()
         ),
     );
+    if let Some(c) = &r.spec.chart {
+        let mut chart = c.type_.as_str().to_string();
+        if let Some(x) = &c.x {
+            chart.push_str(&format!(" x={x}"));
+        }
+        if !c.y.is_empty() {
+            chart.push_str(&format!(" y={}", c.y.join(",")));
+        }
+        kv(&mut o, "Chart spec", &chart);
+    }
     if let Some(q) = &r.spec.question {
         kv(&mut o, "Question", q);
     }
@@ -131,6 +141,9 @@ pub fn describe(r: &QueryRequest) -> String {
         if let Some(loc) = &e.output_location {
             let _ = writeln!(o, "  Output:       {loc}");
         }
+        if let Some(loc) = &e.chart_location {
+            let _ = writeln!(o, "  Chart:        {loc}  (`sqlctl results {} --chart` prints it)", r.metadata.name);
+        }
         if let Some(err) = &e.error {
             let _ = writeln!(o, "  Error:        {err}");
         }
@@ -185,4 +198,40 @@ pub fn describe(r: &QueryRequest) -> String {
         }
     }
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::{ChartSpec, ChartType, Execution, Phase, QueryRequestSpec, QueryRequestStatus};
+
+    #[test]
+    fn describe_shows_where_the_result_and_its_chart_are() {
+        let mut r = QueryRequest {
+            api_version: crate::spec::API_VERSION.into(),
+            kind: crate::spec::KIND.into(),
+            metadata: crate::spec::ObjectMeta { name: "sales".into(), ..Default::default() },
+            spec: QueryRequestSpec {
+                sql: Some("select 1".into()),
+                chart: Some(ChartSpec { type_: ChartType::Bar, x: Some("region".into()), y: vec!["total".into()] }),
+                ..Default::default()
+            },
+            status: None,
+        };
+        r.status = Some(QueryRequestStatus {
+            phase: Phase::Done,
+            execution: Some(Execution {
+                state: "Succeeded".into(),
+                output_location: Some("s3://bucket/results/default/sales/1-1.csv".into()),
+                chart_location: Some("s3://bucket/results/default/sales/1-1.svg".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let text = describe(&r);
+        assert!(text.contains("Chart spec:         bar x=region y=total"), "{text}");
+        assert!(text.contains("  Output:       s3://bucket/results/default/sales/1-1.csv\n"), "{text}");
+        assert!(text.contains("  Chart:        s3://bucket/results/default/sales/1-1.svg"), "{text}");
+        assert!(text.contains("sqlctl results sales --chart"), "{text}");
+    }
 }

@@ -7,13 +7,16 @@ pub mod apply;
 pub mod ask;
 pub mod aws;
 pub mod config_cmd;
+pub mod console;
 pub mod controller;
 pub mod decide;
 pub mod delete;
 pub mod describe;
+pub mod diff;
 pub mod eval;
 pub mod generate;
 pub mod get;
+pub mod healthcheck;
 pub mod init;
 pub mod output;
 pub mod results;
@@ -50,6 +53,8 @@ pub enum Command {
     Get(get::Args),
     /// Show a request in detail: SQL, digest, conditions, history, preview.
     Describe(describe::Args),
+    /// Show what `apply` would change, without writing (exit 0 no changes, 1 changes).
+    Diff(diff::Args),
     /// Delete a request (a running query is cancelled first).
     Delete(delete::Args),
     /// Print a finished request's full result.
@@ -66,6 +71,10 @@ pub enum Command {
     Ask(ask::Args),
     /// Run the controller (reconcile loop, leader election, metrics).
     Controller(controller::Args),
+    /// Serve the approval web console.
+    Console(console::Args),
+    /// Probe a controller's /healthz (container HEALTHCHECK; no shell or curl needed).
+    Healthcheck(healthcheck::Args),
     /// Write the TPC-H sample warehouse for the local engine.
     Init(init::Args),
     /// Print the JSON Schema of QueryRequest.
@@ -111,6 +120,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Apply(a) => a.run(&g).await,
         Command::Get(a) => a.run(&g).await,
         Command::Describe(a) => a.run(&g).await,
+        Command::Diff(a) => a.run(&g).await,
         Command::Delete(a) => a.run(&g).await,
         Command::Results(a) => a.run(&g).await,
         Command::Wait(a) => a.run(&g).await,
@@ -119,6 +129,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Reject(a) => a.run(&g).await,
         Command::Ask(a) => a.run(&g).await,
         Command::Controller(a) => a.run(&g).await,
+        Command::Console(a) => a.run(&g).await,
+        Command::Healthcheck(a) => a.run(&g).await,
         Command::Init(a) => a.run(&g).await,
         Command::Schema(a) => a.run(&g).await,
         Command::Generate(a) => a.run(&g).await,

@@ -1,4 +1,5 @@
-//! `sqlctl results NAME`: the full result of a finished request (CSV with a header row).
+//! `sqlctl results NAME`: the full result of a finished request (CSV with a header row), read
+//! from wherever the engine put it (the results directory, or S3); `--chart` prints its SVG chart.
 
 use std::io::Write;
 
@@ -18,6 +19,9 @@ pub struct Args {
     pub name: String,
     #[arg(short, long, value_enum, default_value = "csv")]
     pub output: ResultFormat,
+    /// Print the result's SVG chart instead (`sqlctl results NAME --chart > chart.svg`).
+    #[arg(long, conflicts_with = "output")]
+    pub chart: bool,
 }
 
 impl Args {
@@ -34,6 +38,26 @@ impl Args {
                 self.name
             )));
         };
+        let loc = if self.chart {
+            match exec.as_ref().and_then(|e| e.chart_location.clone()) {
+                Some(chart) => chart,
+                None => {
+                    let why = r
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.condition(crate::chart::CONDITION))
+                        .filter(|c| c.status != "True")
+                        .map(|c| format!(": {}", c.message))
+                        .unwrap_or_else(|| {
+                            " (spec.chart.type is none, or the result has no date/time or category column with numbers)"
+                                .into()
+                        });
+                    return Err(Exit::refused(format!("{} has no chart{why}", self.name)));
+                }
+            }
+        } else {
+            loc
+        };
         let engines = g.engines().await?;
         let kind = r.spec.engine.unwrap_or(g.default_engine());
         let engine = engines
@@ -41,6 +65,10 @@ impl Args {
             .ok_or_else(|| Exit::refused(format!("engine {} is not available here", kind.as_str())))?;
         let bytes = engine.read_result(&loc).await.map_err(|e| Exit::refused(format!("reading {loc}: {e}")))?;
         let mut out = std::io::stdout().lock();
+        if self.chart {
+            out.write_all(&bytes)?;
+            return Ok(());
+        }
         match self.output {
             ResultFormat::Csv => out.write_all(&bytes)?,
             ResultFormat::Json | ResultFormat::Table => {

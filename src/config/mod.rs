@@ -18,7 +18,8 @@ use crate::approval::sqs::{ResponseConsumer, SenderPolicy, SqsNotifier};
 use crate::aws::{Aws, AwsSettings, S3Uri};
 use crate::catalog::{Catalog, glue::GlueCatalog, local::LocalCatalog};
 use crate::engine::{Engine, Waker, datafusion::LocalEngine};
-use crate::notify::{LogNotifier, Notifier};
+use crate::notify::gchat::{GoogleChat, SecretWebhook, Webhook, WebhookSource};
+use crate::notify::{Fanout, LogNotifier, Notifier, NotifyOpts};
 use crate::spec::EngineKind;
 use crate::spec::quantity::parse_duration;
 use crate::store::{Store, dynamodb::DynamoStore, sqlite::SqliteStore};
@@ -46,6 +47,8 @@ pub struct GlobalOpts {
     pub log_level: Option<String>,
     #[command(flatten)]
     pub aws: AwsOpts,
+    #[command(flatten)]
+    pub notify: NotifyOpts,
 }
 
 /// Where the AWS backends live (`--backend aws`). Defaults are the names `sqlctl aws bootstrap`
@@ -70,8 +73,16 @@ pub struct AwsOpts {
     /// Athena workgroup queries run in (its enforced settings are the second wall).
     #[arg(long, global = true, env = "SQLCTL_ATHENA_WORKGROUP", default_value = "sqlctl")]
     pub athena_workgroup: String,
-    /// Where Athena writes results: s3://bucket/prefix.
-    #[arg(long, global = true, env = "SQLCTL_RESULTS_S3", value_name = "S3URI")]
+    /// Where results go in S3: s3://bucket/prefix. Athena writes each result there; the local
+    /// engine uploads each finished CSV (and chart) to `<prefix>/<namespace>/<name>/<generation>-<attempt>.csv`.
+    /// Unset: local results stay under $SQLCTL_HOME/results and no AWS call is made.
+    #[arg(
+        long = "results",
+        visible_alias = "results-s3",
+        global = true,
+        env = "SQLCTL_RESULTS_S3",
+        value_name = "S3URI"
+    )]
     pub results_s3: Option<String>,
     /// Glue Data Catalog id (an account id) when it is not the caller's account.
     #[arg(long, global = true, env = "SQLCTL_GLUE_CATALOG_ID")]
@@ -118,12 +129,16 @@ impl AwsOpts {
         self.loaded.get_or_init(|| async move { Aws::load(&settings).await }).await
     }
 
-    /// `--results-s3`, parsed.
+    /// `--results` (`SQLCTL_RESULTS_S3`), parsed.
     pub fn results(&self) -> anyhow::Result<Option<S3Uri>> {
         self.results_s3
             .as_deref()
             .filter(|s| !s.is_empty())
-            .map(|s| S3Uri::parse(s).map_err(|e| anyhow::anyhow!("SQLCTL_RESULTS_S3 / --results-s3: {e}")))
+            .map(|s| {
+                S3Uri::parse(s).map_err(|e| {
+                    anyhow::anyhow!("--results / SQLCTL_RESULTS_S3: {e}; give s3://bucket/prefix, or leave it unset")
+                })
+            })
             .transpose()
     }
 }
@@ -190,15 +205,28 @@ impl GlobalOpts {
     }
 
     /// Engines this process can run: DataFusion locally; Athena on `--backend aws` (which needs
-    /// `--results-s3` unless the workgroup enforces its own output location).
+    /// `--results` unless the workgroup enforces its own output location).
     pub async fn engines(&self) -> anyhow::Result<HashMap<EngineKind, Arc<dyn Engine>>> {
         let mut m: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::new();
         if self.is_aws() {
             m.insert(EngineKind::Athena, Arc::new(self.athena().await?));
             return Ok(m);
         }
-        m.insert(EngineKind::Local, Arc::new(LocalEngine::new(self.data_dir(), self.results_dir())));
+        m.insert(EngineKind::Local, Arc::new(self.local_engine().await?));
         Ok(m)
+    }
+
+    /// The local engine; with `--results s3://…` it also uploads every finished result there.
+    /// The AWS configuration is loaded only then, so the default local setup never touches AWS.
+    pub async fn local_engine(&self) -> anyhow::Result<LocalEngine> {
+        let engine = LocalEngine::new(self.data_dir(), self.results_dir());
+        match self.aws.results()? {
+            Some(root) => {
+                let aws = self.aws.sdk().await;
+                Ok(engine.with_s3_results(crate::aws::s3(&aws.conf), root))
+            }
+            None => Ok(engine),
+        }
     }
 
     /// The Athena engine (`--backend aws`).
@@ -212,20 +240,54 @@ impl GlobalOpts {
             catalog: None,
             explain: self.aws.athena_explain,
         };
-        Ok(crate::engine::athena::AthenaEngine::new(crate::aws::athena(&aws.conf), crate::aws::s3(&aws.conf), opts))
+        // The catalog (Glue) lets the engine estimate scans before approval.
+        Ok(crate::engine::athena::AthenaEngine::new(crate::aws::athena(&aws.conf), crate::aws::s3(&aws.conf), opts)
+            .with_catalog(self.catalog().await?))
     }
 
-    /// Where approval requests and finished notices go: the SQS request queue (and the log) on
-    /// `--backend aws` when `SQLCTL_REQUEST_QUEUE_URL` is set; the log otherwise.
+    /// Where approval requests and finished notices go: the SQS request queue on `--backend aws`
+    /// when `SQLCTL_REQUEST_QUEUE_URL` is set (required: its errors are retried), then the log,
+    /// then Google Chat when a webhook is configured (best effort: see `notify::gchat`).
     pub async fn notifier(&self) -> anyhow::Result<Arc<dyn Notifier>> {
         let log: Arc<dyn Notifier> = Arc::new(LogNotifier);
+        let people: Arc<dyn Notifier> = match self.google_chat().await? {
+            Some(chat) => Arc::new(Fanout(vec![log, Arc::new(chat)])),
+            None => log,
+        };
         match self.aws.request_queue_url.as_deref().filter(|u| self.is_aws() && !u.is_empty()) {
             Some(url) => {
                 let aws = self.aws.sdk().await;
-                Ok(Arc::new(SqsNotifier::new(crate::aws::sqs(&aws.conf), url, log)))
+                Ok(Arc::new(SqsNotifier::new(crate::aws::sqs(&aws.conf), url, people)))
             }
-            None => Ok(log),
+            None => Ok(people),
         }
+    }
+
+    /// The Google Chat notifier, when `SQLCTL_GCHAT_WEBHOOK` or `SQLCTL_GCHAT_WEBHOOK_SECRET_ARN`
+    /// is set (on either backend). A malformed URL or setting is refused here; a secret that
+    /// cannot be read now is only warned about (chat is best effort; each message retries it).
+    pub async fn google_chat(&self) -> anyhow::Result<Option<GoogleChat>> {
+        let n = &self.notify;
+        let source = match (n.webhook(), n.secret_arn()) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => anyhow::bail!(
+                "both SQLCTL_GCHAT_WEBHOOK (--gchat-webhook) and SQLCTL_GCHAT_WEBHOOK_SECRET_ARN (--gchat-webhook-secret-arn) are set: keep one"
+            ),
+            (Some(url), None) => WebhookSource::Fixed(
+                Webhook::parse(url).map_err(|e| anyhow::anyhow!("SQLCTL_GCHAT_WEBHOOK / --gchat-webhook: {e}"))?,
+            ),
+            (None, Some(arn)) => {
+                let aws = self.aws.sdk().await;
+                WebhookSource::SecretsManager(SecretWebhook::new(crate::aws::secretsmanager(&aws.conf), arn))
+            }
+        };
+        let chat = GoogleChat::new(source, n.chat_options().map_err(|e| anyhow::anyhow!(e))?)
+            .map_err(|e| anyhow::anyhow!(e))?;
+        match chat.check().await {
+            Ok(webhook) => tracing::info!(webhook = %webhook, "google chat notifications enabled"),
+            Err(e) => tracing::warn!(error = %e, "google chat webhook unavailable; chat notifications fail until it can be read"),
+        }
+        Ok(Some(chat))
     }
 
     /// The SQS response-queue consumer (`--backend aws` with `SQLCTL_RESPONSE_QUEUE_URL`), writing
@@ -284,7 +346,7 @@ mod tests {
 
     #[test]
     fn aws_flags_resolve_and_local_stays_the_default() {
-        let g = parse(&["--results-s3", "s3://b/p", "--athena-max-concurrent", "3", "--retention", "7d"]);
+        let g = parse(&["--results", "s3://b/p", "--athena-max-concurrent", "3", "--retention", "7d"]);
         assert!(!g.is_aws() || std::env::var("SQLCTL_BACKEND").as_deref() == Ok("aws"));
         assert_eq!(g.aws.results().unwrap().unwrap().to_string(), "s3://b/p");
         assert_eq!(g.aws.athena_max_concurrent, 3);
@@ -294,6 +356,8 @@ mod tests {
         assert!(!parse(&["--athena-explain", "false"]).aws.athena_explain);
         assert_eq!(g.aws.retention, std::time::Duration::from_secs(7 * 86_400));
         assert!(parse(&["--results-s3", "http://x"]).aws.results().is_err());
+        // The old flag name still works.
+        assert_eq!(parse(&["--results-s3", "s3://b"]).aws.results().unwrap().unwrap().to_string(), "s3://b/");
     }
 
     #[tokio::test]

@@ -65,6 +65,24 @@ impl Metrics {
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
     }
+    /// True while this process holds the lease.
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
+    }
+    /// Keys waiting in the work queue, as last observed.
+    pub fn queue_depth(&self) -> u64 {
+        self.queue_depth.load(Ordering::Relaxed)
+    }
+    /// A counter summed over all its labels, e.g. `total("sqlctl_reconciles_total")`.
+    pub fn total(&self, name: &str) -> u64 {
+        self.counters
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|((n, _), _)| n.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')))
+            .map(|(_, v)| *v)
+            .sum()
+    }
     pub fn observe_reconcile(&self, d: Duration) {
         self.reconcile_seconds_sum_us.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
         self.reconcile_count.fetch_add(1, Ordering::Relaxed);

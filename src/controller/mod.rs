@@ -4,9 +4,11 @@
 //! * [`reconcile`]: one idempotent step per call, decided from spec + status alone.
 //! * [`lease`]: leader election with a fencing epoch checked by the store on every write.
 //! * [`metrics`]: Prometheus counters and the `/healthz`, `/readyz`, `/metrics` server.
+//! * [`emf`]: the same metrics as CloudWatch Embedded Metric Format lines on stdout.
 //!
 //! The controller talks to backends only through their traits; `cli`/`config` build them.
 
+pub mod emf;
 pub mod lease;
 pub mod metrics;
 pub mod queue;

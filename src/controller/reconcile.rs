@@ -16,9 +16,10 @@ use crate::catalog::CatalogError;
 use crate::engine::{EngineError, ExecState, QueryJob};
 use crate::generate::{GenerateError, GenerateInput, PriorTurn};
 use crate::guard;
+use crate::spec::quantity::human_bytes;
 use crate::spec::{
-    ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, EngineKind, Execution, Generated, HistoryEntry, Phase,
-    QueryRequest, QueryRequestStatus, digest::token, sql_digest,
+    ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, EffectiveLimits, EngineKind, Execution, Generated,
+    HistoryEntry, Phase, QueryRequest, QueryRequestStatus, digest::token, sql_digest,
 };
 use crate::store::notified_marker;
 
@@ -26,6 +27,8 @@ use crate::store::notified_marker;
 pub const HISTORY_CAP: usize = 100;
 /// A transiently failed query is retried as a new attempt at most this many times in all.
 pub const MAX_EXEC_ATTEMPTS: u32 = 3;
+/// Longest wait for an engine's scan estimate before the request goes on without one.
+pub const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Runs one step for `req` (freshly read from the store).
 pub async fn reconcile(req: QueryRequest, ctx: &Context) -> Result<Action, Error> {
@@ -344,8 +347,11 @@ impl Reconciler<'_> {
         self.status.set_condition("Generated", "True", reason, "");
     }
 
-    /// Generated: open an approval round with a deadline, then ask for a decision.
+    /// Generated: estimate the scan, open an approval round with a deadline, then ask for a
+    /// decision (the request carries the estimate, so the queue message, the chat card and the
+    /// console show it).
     async fn enter_awaiting_approval(&mut self) -> Result<Action, Error> {
+        self.estimate().await;
         let timeout = approval::approval_timeout(&self.ctx.policy, &self.req);
         let deadline = Utc::now() + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(1));
         self.status.approval_round += 1;
@@ -364,10 +370,74 @@ impl Reconciler<'_> {
         self.send_approval_request().await
     }
 
+    /// Fills `status.estimate` from the engine and sets `Estimated` and, when the request has a
+    /// `limits.maxBytesScanned`, `BudgetExceeded`. Never blocks the request: an engine that
+    /// cannot estimate (or takes longer than [`ESTIMATE_TIMEOUT`]) leaves no estimate, says why
+    /// in `Estimated=False`, and the runtime budget check still applies.
+    async fn estimate(&mut self) {
+        let kind = self.engine_kind();
+        let sql = self.status.generated.as_ref().map(|g| g.sql.clone()).unwrap_or_default();
+        let db = self.req.spec.catalog.database.clone();
+        let outcome = match self.ctx.engines.get(&kind).cloned() {
+            None => Err(format!("engine {} is not configured on this controller", kind.as_str())),
+            Some(engine) => match tokio::time::timeout(ESTIMATE_TIMEOUT, engine.estimate(&db, &sql)).await {
+                Ok(Ok(e)) => Ok(e),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no estimate within {}s", ESTIMATE_TIMEOUT.as_secs())),
+            },
+        };
+        match outcome {
+            Ok(e) => {
+                self.status.set_condition("Estimated", "True", "Estimated", e.method.clone());
+                self.status.estimate = Some(e);
+            }
+            Err(why) => {
+                tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), error = %why, "no scan estimate");
+                self.status.estimate = None;
+                self.status.set_condition("Estimated", "False", "EstimateFailed", why);
+            }
+        }
+        let Some(budget) = self.req.spec.effective_limits().max_bytes_scanned else { return };
+        let name = self.name().to_string();
+        match approval::estimate_over_budget(self.status.estimate.as_ref(), Some(budget)) {
+            Some(over) => {
+                let cost = self.status.estimate.as_ref().map(|e| e.cost_usd).unwrap_or(0.0);
+                self.status.set_condition(
+                    "BudgetExceeded",
+                    "True",
+                    "EstimateOverBudget",
+                    format!(
+                        "estimated scan {} (US${cost:.4}) exceeds limits.maxBytesScanned {}: it runs only with `sqlctl approve {name} --allow-over-budget` (from an approver the policy allows), or refine it to read less",
+                        human_bytes(over.estimate),
+                        human_bytes(over.budget)
+                    ),
+                );
+            }
+            None if self.status.estimate.is_some() => {
+                let estimate = self.status.estimate.as_ref().map(|e| e.bytes).unwrap_or(0);
+                self.status.set_condition(
+                    "BudgetExceeded",
+                    "False",
+                    "WithinBudget",
+                    format!("estimated scan {} of {}", human_bytes(estimate), human_bytes(budget)),
+                );
+            }
+            None => self.status.set_condition(
+                "BudgetExceeded",
+                "Unknown",
+                "EstimateUnavailable",
+                format!("no estimate; limits.maxBytesScanned ({}) is enforced while the query runs", human_bytes(budget)),
+            ),
+        }
+    }
+
     async fn send_approval_request(&mut self) -> Result<Action, Error> {
         match self.ctx.notifier.approval_requested(&self.req).await {
-            Ok(()) => {
+            // Best-effort channels that gave up (chat) are recorded as Notified=False; the
+            // round is still marked requested, so neither it nor the query waits on them.
+            Ok(delivery) => {
                 self.status.approval_requested = true;
+                delivery.record(&mut self.status);
                 self.write().await?;
                 Ok(Action::requeue(self.until_deadline()))
             }
@@ -435,6 +505,8 @@ impl Reconciler<'_> {
                         sql_digest: d.sql_digest.clone(),
                         comment: d.comment.clone(),
                         decision_id: d.id.clone(),
+                        // Counts only where it was needed (the estimate was over budget).
+                        allow_over_budget: d.allow_over_budget && approval::over_budget(&self.req).is_some(),
                     };
                     match d.decision {
                         DecisionKind::Approve => {
@@ -545,6 +617,9 @@ impl Reconciler<'_> {
                 a.sql_digest
             ));
         }
+        // The engine enforces the ceiling this run was granted, not only the spec's limit: an
+        // over-budget approval raises it (see `approval::scan_ceiling`).
+        let limits = EffectiveLimits { max_bytes_scanned: approval::scan_ceiling(&self.req), ..limits };
         Ok(QueryJob {
             key: self.req.key(),
             token: exec.token.clone(),
@@ -636,11 +711,17 @@ impl Reconciler<'_> {
                 let elapsed =
                     exec.started_at.map(|s| (Utc::now() - s).to_std().unwrap_or_default()).unwrap_or_default();
                 let over_time = elapsed > Duration::from_millis(limits.timeout_ms) + Duration::from_secs(5);
-                let over_budget = matches!((bytes_scanned, limits.max_bytes_scanned), (Some(b), Some(m)) if b > m);
+                let ceiling = approval::scan_ceiling(&self.req);
+                let over_budget = matches!((bytes_scanned, ceiling), (Some(b), Some(m)) if b > m);
                 if over_time || over_budget {
                     let _ = engine.cancel(&id).await;
                     let why = if over_time {
                         format!("query exceeded its timeout of {}ms", limits.timeout_ms)
+                    } else if ceiling != limits.max_bytes_scanned {
+                        format!(
+                            "query scanned more than {}, twice the estimate the over-budget approval accepted",
+                            human_bytes(ceiling.unwrap_or(0))
+                        )
                     } else {
                         format!(
                             "query scanned more than limits.maxBytesScanned ({} bytes)",
@@ -663,6 +744,10 @@ impl Reconciler<'_> {
                 Ok(Action::requeue(next))
             }
             ExecState::Succeeded(out) => {
+                // The chart is drawn from the stored result and stored next to it before Done is
+                // written; a replay redraws it to the same place. It never fails the request.
+                let chart = crate::chart::produce(engine.as_ref(), &self.req, &out.output_location).await;
+                exec.chart_location = chart.location().map(str::to_string);
                 exec.state = "Succeeded".into();
                 exec.finished_at = Some(Utc::now());
                 exec.rows = Some(out.rows);
@@ -680,6 +765,7 @@ impl Reconciler<'_> {
                     format!("{} rows in {} ms", out.rows, out.duration_ms),
                 );
                 self.status.set_condition("Ready", "True", "Done", "");
+                chart.record(&mut self.status);
                 let mut e = Self::event("Executed");
                 e.message = Some(format!("{} rows, {} ms, {}", out.rows, out.duration_ms, out.output_location));
                 self.history(e);
@@ -736,11 +822,9 @@ impl Reconciler<'_> {
         }
         self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
         match self.ctx.notifier.finished(&self.req).await {
-            Ok(()) => {
+            Ok(delivery) => {
                 self.status.notified = Some(marker);
-                if self.status.condition("Notified").is_some() {
-                    self.status.set_condition("Notified", "True", "Sent", "");
-                }
+                delivery.record(&mut self.status);
                 self.write().await?;
                 Ok(Action::await_change())
             }

@@ -46,6 +46,14 @@
 //! capped backoff for at most [`PLAN_DEADLINE`]; throttling, 5xx, a SYSTEM/retryable failure
 //! or the deadline are transient (the controller requeues). Off, `plan` accepts everything.
 //!
+//! # Estimates
+//!
+//! With a catalog attached ([`AthenaEngine::with_catalog`], the Glue catalog on `--backend
+//! aws`), [`Engine::estimate`] sizes a query before approval from the Glue table layout,
+//! the partitions its predicates keep and the S3 object sizes under them, scaled by the share
+//! of column bytes it reads for Parquet/ORC (see [`super::estimate`]), priced like a run
+//! (`price_per_tb`, 10 MB minimum). Without one it cannot estimate.
+//!
 //! The preview's row limit travels in the execution id (`<QueryExecutionId>?maxRows=N`, only
 //! when N is not the default), because [`Engine::poll`] receives only the id and must honour the
 //! limit after a controller restart as well.
@@ -58,9 +66,11 @@ use async_trait::async_trait;
 use aws_sdk_athena::Client;
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
 
-use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker};
+use super::estimate::LakeEstimator;
+use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker, sibling_location};
+use crate::catalog::Catalog;
 use crate::aws::{self, ErrorClass, S3Uri, SdkError};
-use crate::spec::{DEFAULT_MAX_ROWS, ObjectKey, Preview};
+use crate::spec::{DEFAULT_MAX_ROWS, Estimate, ObjectKey, Preview};
 
 /// Starts are spaced at least this far apart (Athena's default quota is ~20/s per account).
 pub const MIN_START_INTERVAL: Duration = Duration::from_millis(50);
@@ -114,6 +124,8 @@ pub struct AthenaEngine {
     athena: Client,
     s3: aws_sdk_s3::Client,
     opts: AthenaOptions,
+    /// Sizes queries before approval; `None` until a catalog is attached.
+    estimator: Option<LakeEstimator>,
     slots: Mutex<Slots>,
     last_start: tokio::sync::Mutex<Option<Instant>>,
 }
@@ -179,9 +191,18 @@ impl AthenaEngine {
             athena,
             s3,
             opts,
+            estimator: None,
             slots: Mutex::new(Slots::default()),
             last_start: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Estimates scans from `catalog` (Glue: table layouts and partitions) and this engine's
+    /// S3 client (object sizes, Parquet footers); see [`super::estimate`].
+    #[must_use]
+    pub fn with_catalog(mut self, catalog: std::sync::Arc<dyn Catalog>) -> Self {
+        self.estimator = Some(LakeEstimator::new(catalog, self.s3.clone(), self.opts.price_per_tb_usd));
+        self
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
@@ -524,6 +545,15 @@ impl Engine for AthenaEngine {
         self.explain(database, sql).await
     }
 
+    async fn estimate(&self, database: &str, sql: &str) -> Result<Estimate, EngineError> {
+        match &self.estimator {
+            Some(e) => e.estimate(database, sql).await,
+            None => Err(EngineError::Permanent(
+                "the Athena engine has no catalog to estimate from (built without AthenaEngine::with_catalog)".into(),
+            )),
+        }
+    }
+
     async fn cancel(&self, id: &str) -> Result<(), EngineError> {
         let (query_id, _) = parse_id(id);
         self.athena
@@ -537,17 +567,64 @@ impl Engine for AthenaEngine {
     }
 
     async fn read_result(&self, output_location: &str) -> Result<Vec<u8>, EngineError> {
-        let uri = S3Uri::parse(output_location).map_err(EngineError::Permanent)?;
+        Ok(self.read_object(output_location, None).await?.unwrap_or_default())
+    }
+
+    async fn read_result_bounded(&self, location: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, EngineError> {
+        self.read_object(location, Some(max_bytes)).await
+    }
+
+    /// Stores the artifact next to Athena's CSV (`…/<QueryExecutionId>.<extension>`), wherever
+    /// that is: under `--results`, or the workgroup's enforced output location.
+    async fn put_artifact(
+        &self,
+        output_location: &str,
+        extension: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, EngineError> {
+        let target = sibling_location(output_location, extension).ok_or_else(|| {
+            EngineError::Permanent(format!("{output_location:?} is not a CSV result to store a .{extension} next to"))
+        })?;
+        let uri = S3Uri::parse(&target).map_err(EngineError::Permanent)?;
+        self.s3
+            .put_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .content_type(content_type)
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| {
+                let msg = aws::describe(&e);
+                match aws::classify(&e) {
+                    ErrorClass::Transient => EngineError::Transient(format!("S3 PutObject {target}: {msg}")),
+                    ErrorClass::AccessDenied => EngineError::Permanent(format!(
+                        "S3 PutObject {target}: {msg}; check that the credentials sqlctl runs with allow s3:PutObject where Athena writes results"
+                    )),
+                    _ => EngineError::Permanent(format!("S3 PutObject {target}: {msg}")),
+                }
+            })?;
+        Ok(target)
+    }
+}
+
+impl AthenaEngine {
+    /// Reads an S3 object; `Ok(None)` when `max` is given and the object is larger.
+    async fn read_object(&self, location: &str, max: Option<u64>) -> Result<Option<Vec<u8>>, EngineError> {
+        let uri = S3Uri::parse(location).map_err(EngineError::Permanent)?;
         let obj = self.s3.get_object().bucket(&uri.bucket).key(&uri.key).send().await.map_err(|e| {
             let msg = aws::describe(&e);
             match aws::classify(&e) {
-                ErrorClass::Transient => EngineError::Transient(format!("S3 GetObject {output_location}: {msg}")),
-                _ => EngineError::Permanent(format!("S3 GetObject {output_location}: {msg}")),
+                ErrorClass::Transient => EngineError::Transient(format!("S3 GetObject {location}: {msg}")),
+                _ => EngineError::Permanent(format!("S3 GetObject {location}: {msg}")),
             }
         })?;
-        let bytes =
-            obj.body.collect().await.map_err(|e| EngineError::Transient(format!("reading {output_location}: {e}")))?;
-        Ok(bytes.into_bytes().to_vec())
+        if max.is_some_and(|m| obj.content_length().is_some_and(|n| u64::try_from(n).unwrap_or(0) > m)) {
+            return Ok(None);
+        }
+        let bytes = obj.body.collect().await.map_err(|e| EngineError::Transient(format!("reading {location}: {e}")))?;
+        Ok(Some(bytes.into_bytes().to_vec()))
     }
 }
 
@@ -584,6 +661,33 @@ mod tests {
         assert_eq!(make_id("q-1", DEFAULT_MAX_ROWS), "q-1");
         assert_eq!(parse_id("q-1"), ("q-1", DEFAULT_MAX_ROWS));
         assert_eq!(parse_id(&make_id("q-1", 10)), ("q-1", 10));
+    }
+
+    #[tokio::test]
+    async fn artifacts_are_stored_next_to_athena_s_csv() {
+        let Some(url) = moto_url() else { return };
+        let conf = config_for(&url).await;
+        let s3 = aws::s3(&conf);
+        let bucket = unique("athena-out");
+        s3.create_bucket().bucket(&bucket).send().await.unwrap();
+        let engine = AthenaEngine::new(aws::athena(&conf), s3.clone(), AthenaOptions::default());
+        let csv = format!("s3://{bucket}/wg/default/q/1-1/abc-123.csv");
+        s3.put_object()
+            .bucket(&bucket)
+            .key("wg/default/q/1-1/abc-123.csv")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"a,b\n1,2\n"))
+            .send()
+            .await
+            .unwrap();
+        let svg = engine.put_artifact(&csv, "svg", "image/svg+xml", b"<svg/>".to_vec()).await.unwrap();
+        assert_eq!(svg, format!("s3://{bucket}/wg/default/q/1-1/abc-123.svg"));
+        assert_eq!(engine.read_result(&svg).await.unwrap(), b"<svg/>");
+        assert_eq!(engine.read_result_bounded(&csv, 100).await.unwrap().unwrap(), b"a,b\n1,2\n");
+        assert_eq!(engine.read_result_bounded(&csv, 3).await.unwrap(), None);
+        // Only next to a CSV result.
+        assert!(engine.put_artifact(&format!("s3://{bucket}/x/"), "svg", "x", vec![]).await.is_err());
+        let err = engine.put_artifact(&format!("s3://{}/x.csv", unique("nope")), "svg", "x", vec![]).await;
+        assert!(matches!(err, Err(EngineError::Permanent(_))), "{err:?}");
     }
 
     #[tokio::test]

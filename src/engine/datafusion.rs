@@ -13,6 +13,14 @@
 //! `<results_dir>/<result_key>.csv` through a temp file that is renamed into place when
 //! complete, keeps a bounded preview, and wakes the controller when it finishes.
 //!
+//! With `--results s3://bucket/prefix` ([`LocalEngine::with_s3_results`]) the finished CSV is
+//! then uploaded to `s3://bucket/prefix/<result_key>.csv` (one streamed `PutObject`, or a
+//! multipart upload for large files, read from disk part by part) before the execution reports
+//! success, and that URI is the output location. An upload failure fails the attempt
+//! transiently (the controller starts a new one), except when S3 refuses access or the bucket
+//! does not exist, which no retry fixes. Uploading the same key again overwrites it with the same
+//! bytes, so a re-run after a restart is harmless.
+//!
 //! Queries run on a runtime of their own so CPU-bound DataFusion work never starves the
 //! controller. Timeouts and cancels stop a query at its next yield point: DataFusion's sources
 //! yield regularly, but an operator that generates many batches from memory (a large cross
@@ -25,6 +33,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_smithy_types::byte_stream::Length;
 use datafusion::arrow::array::{Array, RecordBatch};
 use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -32,15 +43,21 @@ use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionContext};
+use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccessPlanFilter};
+use datafusion::datasource::physical_plan::ParquetFileMetrics;
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_optimizer::pruning::{PruningPredicate, build_pruning_predicate};
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker};
+use crate::aws::{self, ErrorClass, S3Uri, SdkError};
 use crate::spec::quantity::{format_duration, human_bytes};
-use crate::spec::{ObjectKey, Preview};
+use crate::spec::{Estimate, ObjectKey, Preview};
 use crate::warehouse::{self, WarehouseError};
 
 /// Most cell text kept in a preview (the preview must fit a 400 KB DynamoDB item).
@@ -76,6 +93,8 @@ pub struct LocalEngine {
     runtime: OnceLock<QueryRuntime>,
     /// Worker threads of that runtime.
     threads: usize,
+    /// Where finished results are also uploaded (`--results s3://…`).
+    s3: Option<S3Results>,
 }
 
 /// A Tokio runtime that can be dropped anywhere (also inside another runtime).
@@ -198,7 +217,16 @@ impl LocalEngine {
             slots: Arc::new(Semaphore::new(cores.clamp(2, 8))),
             runtime: OnceLock::new(),
             threads: cores.max(2),
+            s3: None,
         }
+    }
+
+    /// Also uploads every finished result (and artifact) under `root` in S3 and reports the
+    /// `s3://` URI as its location; [`Engine::read_result`] then reads results from there.
+    #[must_use]
+    pub fn with_s3_results(mut self, client: aws_sdk_s3::Client, root: S3Uri) -> Self {
+        self.s3 = Some(S3Results { client, root, part_size: MULTIPART_PART_SIZE });
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Executions> {
@@ -219,13 +247,11 @@ impl LocalEngine {
         Ok(self.results_dir.join(format!("{result_key}.csv")))
     }
 
-    /// Bytes the query would read from table files: for Parquet, the compressed size of the
-    /// column chunks of the columns each scan projects (before any pruning); for CSV, whole
-    /// files. An upper bound of what the query scans, used for `limits.maxBytesScanned` and
-    /// for the estimate a request shows before approval.
-    pub async fn estimate_bytes(&self, database: &str, sql: &str) -> Result<u64, EngineError> {
+    /// What `sql` would read from table files, from Parquet footers and file sizes (see
+    /// [`ScanEstimate`]); the basis of [`Engine::estimate`] and of the pre-run budget check.
+    pub async fn estimate_scan(&self, database: &str, sql: &str) -> Result<ScanEstimate, EngineError> {
         let (_ctx, plan) = self.physical_plan(database, sql).await?;
-        tokio::task::spawn_blocking(move || estimate_scan_bytes(&plan))
+        tokio::task::spawn_blocking(move || estimate_scans(&plan))
             .await
             .map_err(|e| EngineError::Transient(format!("estimating scan size: {e}")))
     }
@@ -251,6 +277,7 @@ struct Run {
     data_dir: PathBuf,
     output: PathBuf,
     executions: Arc<Mutex<Executions>>,
+    s3: Option<S3Results>,
 }
 
 impl Run {
@@ -264,16 +291,20 @@ impl Run {
             e.plan = Some(Arc::clone(&plan));
         }
 
+        // `limits.max_bytes_scanned` of a job is the ceiling the controller grants this run: the
+        // request's `limits.maxBytesScanned`, or more when an approver accepted an estimate over
+        // it (`approve --allow-over-budget`). A second wall behind the controller's check at
+        // approval: the data may have grown since the request was estimated.
         let budget = self.job.limits.max_bytes_scanned;
         if let Some(budget) = budget {
             let p = Arc::clone(&plan);
-            let estimate = tokio::task::spawn_blocking(move || estimate_scan_bytes(&p))
+            let estimate = tokio::task::spawn_blocking(move || estimate_scans(&p))
                 .await
                 .map_err(|e| RunError(format!("estimating scan size: {e}")))?;
-            if estimate > budget {
+            if estimate.bytes > budget {
                 return Err(RunError(format!(
-                    "query would scan about {} of table data, over its budget of {} (limits.maxBytesScanned)",
-                    human_bytes(estimate),
+                    "query would scan about {} of table data, over the {} this run may scan (limits.maxBytesScanned, or what an over-budget approval accepted)",
+                    human_bytes(estimate.bytes),
                     human_bytes(budget)
                 )));
             }
@@ -296,7 +327,7 @@ impl Run {
                 let scanned = scanned_bytes(&plan).unwrap_or(0);
                 if scanned > budget {
                     return Err(RunError(format!(
-                        "query scanned {} of table data, over its budget of {} (limits.maxBytesScanned)",
+                        "query scanned {} of table data, over the {} this run may scan (limits.maxBytesScanned, or what an over-budget approval accepted)",
                         human_bytes(scanned),
                         human_bytes(budget)
                     )));
@@ -313,6 +344,257 @@ impl Run {
             output_location: location.display().to_string(),
             preview: preview.finish(),
         })
+    }
+}
+
+/// Files up to this size go to S3 in one `PutObject`; larger ones in parts of this size (more
+/// when S3's 10,000-part limit needs it), each streamed from the file.
+const MULTIPART_PART_SIZE: u64 = 64 * 1024 * 1024;
+/// S3's limit on parts per multipart upload.
+const MAX_PARTS: u64 = 10_000;
+
+impl Run {
+    /// With `--results s3://…`: uploads the committed result to `<root>/<result_key>.csv` and
+    /// reports that URI as its location. Errors are `(reason, transient)`.
+    async fn publish(&self, mut outcome: QueryOutcome) -> Result<QueryOutcome, (String, bool)> {
+        let Some(s3) = &self.s3 else { return Ok(outcome) };
+        let uri = s3.root.join(&format!("{}.csv", self.job.result_key));
+        let started = Instant::now();
+        s3.upload_file(&self.output, &uri, "text/csv").await.map_err(|e| (e.message, e.transient))?;
+        tracing::info!(id = %self.id, request = %self.job.key, location = %uri, ms = started.elapsed().as_millis() as u64, "result uploaded");
+        outcome.output_location = uri.to_string();
+        Ok(outcome)
+    }
+}
+
+/// The S3 side of `--results s3://…` for the local engine.
+#[derive(Clone, Debug)]
+struct S3Results {
+    client: aws_sdk_s3::Client,
+    root: S3Uri,
+    /// Files larger than this go up in parts of (at least) this size.
+    part_size: u64,
+}
+
+/// Why an S3 call failed, and whether a new attempt may succeed.
+#[derive(Debug)]
+struct S3Failure {
+    message: String,
+    transient: bool,
+}
+
+impl From<S3Failure> for EngineError {
+    fn from(f: S3Failure) -> Self {
+        if f.transient { EngineError::Transient(f.message) } else { EngineError::Permanent(f.message) }
+    }
+}
+
+/// Classifies a failed S3 call on `uri`: access and missing buckets are permanent and say what
+/// to check; a missing object is permanent; everything else is worth another attempt.
+fn s3_failure<E>(op: &str, uri: &S3Uri, e: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> S3Failure
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let msg = aws::describe(&e);
+    let code = e.as_service_error().and_then(|s| s.code()).unwrap_or_default().to_string();
+    let action = if op.starts_with("Get") { "s3:GetObject" } else { "s3:PutObject" };
+    let (message, transient) = match aws::classify(&e) {
+        ErrorClass::AccessDenied => (
+            format!(
+                "S3 {op} {uri}: {msg}; check that the credentials sqlctl runs with allow {action} on arn:aws:s3:::{}/{}* (and kms:GenerateDataKey/kms:Decrypt if the bucket uses SSE-KMS)",
+                uri.bucket,
+                uri.key.rsplit_once('/').map(|(dir, _)| format!("{dir}/")).unwrap_or_default()
+            ),
+            false,
+        ),
+        ErrorClass::NotFound if code == "NoSuchBucket" => (
+            format!(
+                "S3 {op} {uri}: bucket {} does not exist; create it or fix --results (SQLCTL_RESULTS_S3)",
+                uri.bucket
+            ),
+            false,
+        ),
+        ErrorClass::NotFound => (format!("S3 {op} {uri}: {msg} (the object no longer exists)"), false),
+        _ => (format!("S3 {op} {uri}: {msg}"), true),
+    };
+    S3Failure { message, transient }
+}
+
+impl S3Results {
+    /// Is `uri` under this engine's results root?
+    fn owns(&self, uri: &S3Uri) -> bool {
+        uri.bucket == self.root.bucket
+            && (self.root.key.is_empty() || uri.key.strip_prefix(&self.root.key).is_some_and(|k| k.starts_with('/')))
+    }
+
+    /// The result key (`namespace/name/generation-attempt`) of a CSV result under the root.
+    fn result_key_of(&self, uri: &S3Uri) -> Option<String> {
+        if !self.owns(uri) {
+            return None;
+        }
+        let rel = if self.root.key.is_empty() { uri.key.as_str() } else { &uri.key[self.root.key.len() + 1..] };
+        rel.strip_suffix(".csv").map(str::to_string)
+    }
+
+    /// Uploads the file at `path` to `uri`: one streamed `PutObject`, or a multipart upload.
+    async fn upload_file(&self, path: &Path, uri: &S3Uri, content_type: &str) -> Result<(), S3Failure> {
+        let local = |what: &str, e: &dyn std::fmt::Display| S3Failure {
+            message: format!("uploading {} to {uri}: {what}: {e}", path.display()),
+            transient: true,
+        };
+        let size = tokio::fs::metadata(path).await.map_err(|e| local("reading its size", &e))?.len();
+        if size <= self.part_size {
+            let body = ByteStream::from_path(path).await.map_err(|e| local("opening it", &e))?;
+            self.client
+                .put_object()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .content_type(content_type)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| s3_failure("PutObject", uri, e))?;
+            return Ok(());
+        }
+        let created = self
+            .client
+            .create_multipart_upload()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| s3_failure("CreateMultipartUpload", uri, e))?;
+        let Some(upload_id) = created.upload_id().map(str::to_string) else {
+            return Err(S3Failure {
+                message: format!("S3 CreateMultipartUpload {uri} returned no UploadId"),
+                transient: true,
+            });
+        };
+        let mut pending =
+            PendingUpload { client: self.client.clone(), uri: uri.clone(), upload_id: Some(upload_id.clone()) };
+        let part_size = self.part_size.max(size.div_ceil(MAX_PARTS));
+        let mut parts = Vec::new();
+        let mut offset = 0u64;
+        let sent: Result<(), S3Failure> = async {
+            while offset < size {
+                let len = part_size.min(size - offset);
+                let number = i32::try_from(parts.len() + 1).unwrap_or(i32::MAX);
+                let body = ByteStream::read_from()
+                    .path(path)
+                    .offset(offset)
+                    .length(Length::Exact(len))
+                    .build()
+                    .await
+                    .map_err(|e| local("opening it", &e))?;
+                let out = self
+                    .client
+                    .upload_part()
+                    .bucket(&uri.bucket)
+                    .key(&uri.key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| s3_failure("UploadPart", uri, e))?;
+                parts.push(
+                    CompletedPart::builder().part_number(number).set_e_tag(out.e_tag().map(str::to_string)).build(),
+                );
+                offset += len;
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&uri.bucket)
+                .key(&uri.key)
+                .upload_id(&upload_id)
+                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+                .send()
+                .await
+                .map_err(|e| s3_failure("CompleteMultipartUpload", uri, e))?;
+            Ok(())
+        }
+        .await;
+        match sent {
+            Ok(()) => {
+                pending.upload_id = None;
+                Ok(())
+            }
+            Err(e) => {
+                pending.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores `bytes` (a small artifact) at `uri`.
+    async fn put_bytes(&self, uri: &S3Uri, content_type: &str, bytes: Vec<u8>) -> Result<(), S3Failure> {
+        self.client
+            .put_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .content_type(content_type)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(|e| s3_failure("PutObject", uri, e))?;
+        Ok(())
+    }
+
+    /// Reads the object at `uri`; `Ok(None)` when `max` is given and the object is larger.
+    async fn read(&self, uri: &S3Uri, max: Option<u64>) -> Result<Option<Vec<u8>>, EngineError> {
+        let obj = self
+            .client
+            .get_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .send()
+            .await
+            .map_err(|e| EngineError::from(s3_failure("GetObject", uri, e)))?;
+        if max.is_some_and(|m| obj.content_length().is_some_and(|n| u64::try_from(n).unwrap_or(0) > m)) {
+            return Ok(None);
+        }
+        let bytes = obj.body.collect().await.map_err(|e| EngineError::Transient(format!("reading {uri}: {e}")))?;
+        Ok(Some(bytes.into_bytes().to_vec()))
+    }
+}
+
+/// A multipart upload in progress: aborted when it fails, or (best effort, in the background)
+/// when the run is dropped half-way (cancel, timeout), so no invisible parts keep costing
+/// storage. A bucket lifecycle rule `AbortIncompleteMultipartUpload` is the backstop.
+struct PendingUpload {
+    client: aws_sdk_s3::Client,
+    uri: S3Uri,
+    /// `None` once completed or aborted.
+    upload_id: Option<String>,
+}
+
+impl PendingUpload {
+    fn abort_request(
+        &self,
+        id: &str,
+    ) -> aws_sdk_s3::operation::abort_multipart_upload::builders::AbortMultipartUploadFluentBuilder {
+        self.client.abort_multipart_upload().bucket(&self.uri.bucket).key(&self.uri.key).upload_id(id)
+    }
+
+    async fn abort(&mut self) {
+        if let Some(id) = self.upload_id.take()
+            && let Err(e) = self.abort_request(&id).send().await
+        {
+            tracing::warn!(location = %self.uri, error = %aws::describe(&e), "could not abort a failed multipart upload; a lifecycle rule AbortIncompleteMultipartUpload cleans it up");
+        }
+    }
+}
+
+impl Drop for PendingUpload {
+    fn drop(&mut self) {
+        let Some(id) = self.upload_id.take() else { return };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let request = self.abort_request(&id);
+            rt.spawn(async move {
+                let _ = request.send().await;
+            });
+        }
     }
 }
 
@@ -496,14 +778,83 @@ fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
     total
 }
 
-/// See [`LocalEngine::estimate_bytes`]. Blocking: reads Parquet footers.
-fn estimate_scan_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
-    let mut total = 0u64;
+/// What the file scans of a plan would read, from file metadata alone: the local engine's
+/// scan estimate (see [`LocalEngine::estimate_scan`]).
+///
+/// It measures what DataFusion's `bytes_scanned` metric counts for a Parquet scan: the
+/// compressed bytes of the column chunks it fetches. Those are the chunks of the columns the
+/// scan projects or filters on, in the row groups that survive min/max pruning with the filter
+/// the plan pushed into the scan; a CSV file is read whole.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanEstimate {
+    pub bytes: u64,
+    /// Parquet files whose footers were read.
+    pub parquet_files: usize,
+    /// Row groups in those files, and how many of them survive min/max pruning.
+    pub row_groups: usize,
+    pub row_groups_kept: usize,
+    /// Parquet scans that carried a filter usable against row-group statistics.
+    pub pruning_scans: usize,
+    /// CSV files (counted whole).
+    pub csv_files: usize,
+    /// Parquet files whose footer could not be read (counted whole).
+    pub unreadable: usize,
+}
+
+impl ScanEstimate {
+    /// How the estimate was made, for `status.estimate.method`.
+    pub fn method(&self) -> String {
+        let plural = |n: usize, one: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {one}s") };
+        let mut parts = Vec::new();
+        if self.parquet_files > 0 {
+            let groups = if self.pruning_scans > 0 {
+                format!(
+                    "{} of {} kept by min/max statistics of the filter",
+                    self.row_groups_kept,
+                    plural(self.row_groups, "row group")
+                )
+            } else {
+                format!("{}, no filter to prune with", plural(self.row_groups, "row group"))
+            };
+            parts.push(format!(
+                "Parquet footers: compressed column chunks read of {} ({groups})",
+                plural(self.parquet_files, "file")
+            ));
+        }
+        if self.csv_files > 0 {
+            parts.push(format!("{} counted whole", plural(self.csv_files, "CSV file")));
+        }
+        if self.unreadable > 0 {
+            parts.push(format!("{} with an unreadable footer counted whole", plural(self.unreadable, "Parquet file")));
+        }
+        if parts.is_empty() {
+            return "local: the plan reads no table files (answered from metadata or constants)".into();
+        }
+        format!("local: {}", parts.join("; "))
+    }
+}
+
+/// See [`ScanEstimate`]. Blocking: reads Parquet footers.
+fn estimate_scans(plan: &Arc<dyn ExecutionPlan>) -> ScanEstimate {
+    let mut est = ScanEstimate::default();
     for scan in file_scans(plan) {
         let Some(exec) = scan.downcast_ref::<DataSourceExec>() else { continue };
         let Some(config) = exec.data_source().downcast_ref::<FileScanConfig>() else { continue };
-        let columns: Vec<String> = scan.schema().fields().iter().map(|f| f.name().clone()).collect();
-        let parquet = config.file_source.file_type() == "parquet";
+        let source = &config.file_source;
+        let parquet = source.file_type() == "parquet";
+        let columns = scan_columns(config, &scan);
+        let file_schema = Arc::clone(source.table_schema().file_schema());
+        // The filter DataFusion pushed into the scan (`WHERE` conjuncts, and dynamic join/TopK
+        // filters, which are still `true` before execution): the same pruning predicate the
+        // Parquet opener builds from it, evaluated here against each footer's statistics.
+        let pruning = if parquet {
+            source.filter().and_then(|f| build_pruning_predicate(f, &file_schema, &Count::new()))
+        } else {
+            None
+        };
+        if pruning.is_some() {
+            est.pruning_scans += 1;
+        }
         // A file split into byte ranges across partitions appears once per range: count it once.
         let mut seen = std::collections::HashSet::new();
         for file in config.file_groups.iter().flat_map(|g| g.iter()) {
@@ -511,30 +862,81 @@ fn estimate_scan_bytes(plan: &Arc<dyn ExecutionPlan>) -> u64 {
                 continue;
             }
             let whole = file.object_meta.size;
-            total += if parquet {
-                let path = PathBuf::from(format!("/{}", file.object_meta.location));
-                projected_parquet_bytes(&path, &columns).unwrap_or(whole)
-            } else {
-                whole
-            };
-        }
-    }
-    total
-}
-
-/// Compressed bytes of the column chunks of `columns` (top-level names) in a Parquet file.
-fn projected_parquet_bytes(path: &Path, columns: &[String]) -> Option<u64> {
-    let reader = SerializedFileReader::new(std::fs::File::open(path).ok()?).ok()?;
-    let mut total = 0i64;
-    for rg in reader.metadata().row_groups() {
-        for chunk in rg.columns() {
-            let top = chunk.column_path().parts().first()?;
-            if columns.iter().any(|c| c == top) {
-                total += chunk.compressed_size();
+            if !parquet {
+                est.csv_files += 1;
+                est.bytes += whole;
+                continue;
+            }
+            let path = PathBuf::from(format!("/{}", file.object_meta.location));
+            match parquet_file_estimate(&path, &columns, &file_schema, pruning.as_deref()) {
+                Some(f) => {
+                    est.parquet_files += 1;
+                    est.row_groups += f.row_groups;
+                    est.row_groups_kept += f.kept;
+                    est.bytes += f.bytes;
+                }
+                None => {
+                    est.unreadable += 1;
+                    est.bytes += whole;
+                }
             }
         }
     }
-    u64::try_from(total).ok()
+    est
+}
+
+/// Top-level columns a file scan reads: those it projects plus those its pushed-down filter
+/// needs (with `pushdown_filters` those are read without being projected).
+fn scan_columns(config: &FileScanConfig, scan: &Arc<dyn ExecutionPlan>) -> std::collections::HashSet<String> {
+    let table = config.file_source.table_schema().table_schema();
+    let mut columns: std::collections::HashSet<String> = match config.file_source.projection() {
+        Some(p) => {
+            p.column_indices().into_iter().filter_map(|i| table.fields().get(i)).map(|f| f.name().clone()).collect()
+        }
+        None => scan.schema().fields().iter().map(|f| f.name().clone()).collect(),
+    };
+    if let Some(filter) = config.file_source.filter() {
+        columns.extend(collect_columns(&filter).into_iter().map(|c| c.name().to_string()));
+    }
+    columns
+}
+
+/// One Parquet file's share of a scan estimate.
+struct FileEstimate {
+    bytes: u64,
+    row_groups: usize,
+    kept: usize,
+}
+
+/// Compressed bytes of the column chunks of `columns` (top-level names) in the row groups of
+/// `path` that `pruning` keeps (all of them without a predicate). None when the footer cannot
+/// be read.
+fn parquet_file_estimate(
+    path: &Path,
+    columns: &std::collections::HashSet<String>,
+    file_schema: &Schema,
+    pruning: Option<&PruningPredicate>,
+) -> Option<FileEstimate> {
+    let reader = SerializedFileReader::new(std::fs::File::open(path).ok()?).ok()?;
+    let meta = reader.metadata();
+    let groups = meta.row_groups();
+    let mut plan = RowGroupAccessPlanFilter::new(ParquetAccessPlan::new_all(groups.len()));
+    if let Some(predicate) = pruning {
+        let metrics = ParquetFileMetrics::new(0, &path.to_string_lossy(), &ExecutionPlanMetricsSet::new());
+        plan.prune_by_statistics(file_schema, meta.file_metadata().schema_descr(), groups, predicate, &metrics);
+    }
+    let mut bytes = 0i64;
+    let mut kept = 0;
+    for i in plan.row_group_indexes() {
+        kept += 1;
+        for chunk in groups[i].columns() {
+            let top = chunk.column_path().parts().first()?;
+            if columns.contains(top) {
+                bytes += chunk.compressed_size();
+            }
+        }
+    }
+    Some(FileEstimate { bytes: u64::try_from(bytes).ok()?, row_groups: groups.len(), kept })
 }
 
 #[async_trait]
@@ -570,6 +972,7 @@ impl Engine for LocalEngine {
             data_dir: self.data_dir.clone(),
             output,
             executions: Arc::clone(&self.executions),
+            s3: self.s3.clone(),
         };
         let slots = Arc::clone(&self.slots);
         // Spawned under the lock, so a racing start sees the entry and the handle is set before
@@ -580,9 +983,15 @@ impl Engine for LocalEngine {
             let started = Instant::now();
             let timeout = Duration::from_millis(run.job.limits.timeout_ms);
             tracing::info!(id = %run.id, request = %key, database = %run.job.database, "local query started");
-            let state = match tokio::time::timeout(timeout, run.execute(started)).await {
+            // The upload to S3 (if any) is part of the run: it counts against the timeout, and
+            // the execution succeeds only once the result is where its location says.
+            let work = async {
+                let outcome = run.execute(started).await.map_err(|RunError(reason)| (reason, false))?;
+                run.publish(outcome).await
+            };
+            let state = match tokio::time::timeout(timeout, work).await {
                 Ok(Ok(outcome)) => ExecState::Succeeded(outcome),
-                Ok(Err(RunError(reason))) => ExecState::Failed { reason, transient: false },
+                Ok(Err((reason, transient))) => ExecState::Failed { reason, transient },
                 Err(_) => ExecState::Failed {
                     reason: format!("query exceeded its timeout of {}", format_duration(timeout)),
                     transient: false,
@@ -644,24 +1053,113 @@ impl Engine for LocalEngine {
         self.physical_plan(database, sql).await.map(|_| ())
     }
 
+    /// From Parquet footers (see [`ScanEstimate`]). Local queries cost nothing per byte, so
+    /// `cost_usd` is 0: the bytes are what `limits.maxBytesScanned` is checked against.
+    async fn estimate(&self, database: &str, sql: &str) -> Result<Estimate, EngineError> {
+        let scan = self.estimate_scan(database, sql).await?;
+        Ok(Estimate { bytes: scan.bytes, cost_usd: 0.0, method: scan.method() })
+    }
+
     async fn read_result(&self, output_location: &str) -> Result<Vec<u8>, EngineError> {
-        let refuse = || {
-            EngineError::Permanent(format!(
-                "{output_location:?} is not a result of this engine (results live under {})",
-                self.results_dir.display()
-            ))
-        };
-        let root = tokio::fs::canonicalize(&self.results_dir).await.map_err(|_| refuse())?;
-        let path = tokio::fs::canonicalize(output_location).await.map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => {
-                EngineError::Permanent(format!("result {output_location} no longer exists"))
-            }
-            _ => EngineError::Transient(format!("reading {output_location}: {e}")),
-        })?;
-        if !path.starts_with(&root) || path.extension().is_none_or(|e| e != "csv") {
-            return Err(refuse());
+        Ok(self.read_location(output_location, None).await?.unwrap_or_default())
+    }
+
+    async fn read_result_bounded(&self, location: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, EngineError> {
+        self.read_location(location, Some(max_bytes)).await
+    }
+
+    async fn put_artifact(
+        &self,
+        output_location: &str,
+        extension: &str,
+        _content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<String, EngineError> {
+        if !STORED_EXTENSIONS.contains(&extension) || extension == "csv" {
+            return Err(EngineError::Permanent(format!("the local engine stores no .{extension} files")));
         }
-        tokio::fs::read(&path).await.map_err(|e| EngineError::Transient(format!("reading {output_location}: {e}")))
+        let content_type = if extension == "svg" { "image/svg+xml" } else { "application/octet-stream" };
+        if output_location.starts_with("s3://") {
+            let (s3, uri) = self.s3_location(output_location)?;
+            let key = s3.result_key_of(&uri).ok_or_else(|| self.not_ours(output_location))?;
+            let local = self.result_path(&key)?.with_extension(extension);
+            write_atomically(&local, &bytes).await?;
+            let target = s3.root.join(&format!("{key}.{extension}"));
+            s3.put_bytes(&target, content_type, bytes).await?;
+            return Ok(target.to_string());
+        }
+        let key = Path::new(output_location)
+            .strip_prefix(&self.results_dir)
+            .ok()
+            .and_then(|rel| rel.to_str())
+            .and_then(|rel| rel.strip_suffix(".csv"))
+            .ok_or_else(|| self.not_ours(output_location))?;
+        let path = self.result_path(key)?.with_extension(extension);
+        write_atomically(&path, &bytes).await?;
+        Ok(path.display().to_string())
+    }
+}
+
+/// What the local engine stores and reads back: results and charts.
+const STORED_EXTENSIONS: &[&str] = &["csv", "svg"];
+
+/// Writes `bytes` to `path` through a temp file renamed into place.
+async fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), EngineError> {
+    let transient = |RunError(m): RunError| EngineError::Transient(m);
+    let mut file = ResultFile::create(path).await.map_err(transient)?;
+    file.write(bytes).await.map_err(transient)?;
+    file.commit().await.map_err(transient)?;
+    Ok(())
+}
+
+impl LocalEngine {
+    fn not_ours(&self, location: &str) -> EngineError {
+        let s3 = self.s3.as_ref().map(|s| format!(" and {}", s.root)).unwrap_or_default();
+        EngineError::Permanent(format!(
+            "{location:?} is not a result of this engine (results live under {}{s3})",
+            self.results_dir.display()
+        ))
+    }
+
+    /// The S3 side and the parsed URI of an `s3://` location under this engine's results root.
+    fn s3_location(&self, location: &str) -> Result<(&S3Results, S3Uri), EngineError> {
+        let Some(s3) = &self.s3 else {
+            return Err(EngineError::Permanent(format!(
+                "{location} is in S3, but this sqlctl has no --results s3://bucket/prefix (SQLCTL_RESULTS_S3): set it, with AWS credentials, to read it"
+            )));
+        };
+        let uri = S3Uri::parse(location).map_err(EngineError::Permanent)?;
+        let ext_ok = uri.key.rsplit_once('.').is_some_and(|(_, e)| STORED_EXTENSIONS.contains(&e));
+        if !s3.owns(&uri) || !ext_ok {
+            return Err(self.not_ours(location));
+        }
+        Ok((s3, uri))
+    }
+
+    /// Reads a result or artifact: from S3 for `s3://` locations under `--results`, else from a
+    /// file that must resolve (symlinks followed) to a `.csv` or `.svg` under the results dir.
+    /// `Ok(None)` when `max` is given and the result is larger.
+    async fn read_location(&self, location: &str, max: Option<u64>) -> Result<Option<Vec<u8>>, EngineError> {
+        if location.starts_with("s3://") {
+            let (s3, uri) = self.s3_location(location)?;
+            return s3.read(&uri, max).await;
+        }
+        let root = tokio::fs::canonicalize(&self.results_dir).await.map_err(|_| self.not_ours(location))?;
+        let path = tokio::fs::canonicalize(location).await.map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => EngineError::Permanent(format!("result {location} no longer exists")),
+            _ => EngineError::Transient(format!("reading {location}: {e}")),
+        })?;
+        let ext_ok = path.extension().and_then(|e| e.to_str()).is_some_and(|e| STORED_EXTENSIONS.contains(&e));
+        if !path.starts_with(&root) || !ext_ok {
+            return Err(self.not_ours(location));
+        }
+        let io = |e: std::io::Error| EngineError::Transient(format!("reading {location}: {e}"));
+        if let Some(max) = max
+            && tokio::fs::metadata(&path).await.map_err(io)?.len() > max
+        {
+            return Ok(None);
+        }
+        tokio::fs::read(&path).await.map(Some).map_err(io)
     }
 }
 
@@ -986,8 +1484,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_scan_budget_is_enforced_from_file_sizes() {
         let (engine, _results) = engine();
-        let narrow = engine.estimate_bytes("tpch", "select l_orderkey from lineitem").await.unwrap();
-        let wide = engine.estimate_bytes("tpch", "select * from lineitem").await.unwrap();
+        let narrow = engine.estimate_scan("tpch", "select l_orderkey from lineitem").await.unwrap().bytes;
+        let wide = engine.estimate_scan("tpch", "select * from lineitem").await.unwrap().bytes;
         let file = std::fs::metadata(data_dir().join("tpch/lineitem.parquet")).unwrap().len();
         assert!(0 < narrow && narrow < wide && wide <= file, "{narrow} {wide} {file}");
 
@@ -1011,6 +1509,103 @@ mod tests {
         }
         let parquet = data_dir().join("tpch/region.parquet");
         assert!(engine.read_result(&parquet.display().to_string()).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn artifacts_go_next_to_the_result_and_only_there() {
+        let (engine, results) = engine();
+        let outcome = succeeded(run(&engine, &job("art", "select 1 as one")).await);
+        let svg =
+            engine.put_artifact(&outcome.output_location, "svg", "image/svg+xml", b"<svg/>".to_vec()).await.unwrap();
+        assert_eq!(svg, results.path().join("default/art/1-0.svg").display().to_string());
+        assert_eq!(engine.read_result(&svg).await.unwrap(), b"<svg/>");
+        // Again (a replayed reconcile): same place, overwritten.
+        let again =
+            engine.put_artifact(&outcome.output_location, "svg", "image/svg+xml", b"<svg></svg>".to_vec()).await;
+        assert_eq!(again.unwrap(), svg);
+        assert_eq!(engine.read_result(&svg).await.unwrap(), b"<svg></svg>");
+        assert_eq!(engine.read_result_bounded(&svg, 3).await.unwrap(), None);
+        assert_eq!(engine.read_result_bounded(&svg, 100).await.unwrap().unwrap(), b"<svg></svg>");
+        // Only svg, only next to a result of this engine.
+        for (location, ext) in [
+            (outcome.output_location.as_str(), "sh"),
+            (outcome.output_location.as_str(), "csv"),
+            ("/etc/passwd.csv", "svg"),
+            ("relative.csv", "svg"),
+        ] {
+            let put = engine.put_artifact(location, ext, "x", b"x".to_vec()).await;
+            assert!(matches!(put, Err(EngineError::Permanent(_))), "{location} .{ext}");
+        }
+        let escape = format!("{}/../../x.csv", results.path().display());
+        assert!(engine.put_artifact(&escape, "svg", "x", b"x".to_vec()).await.is_err());
+        // An s3:// location without --results says what to set.
+        let err = engine.read_result("s3://bucket/p/default/art/1-0.csv").await.unwrap_err().to_string();
+        assert!(err.contains("--results"), "{err}");
+    }
+
+    /// `--results s3://…` against moto: a small result in one PutObject, a large one in parts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn results_are_uploaded_to_s3_whole_or_in_parts() {
+        let Some(url) = crate::aws::testing::moto_url() else { return };
+        let conf = crate::aws::testing::config_for(&url).await;
+        let client = crate::aws::s3(&conf);
+        let bucket = crate::aws::testing::unique("results");
+        client.create_bucket().bucket(&bucket).send().await.unwrap();
+        let root = S3Uri::parse(&format!("s3://{bucket}/team/out")).unwrap();
+        let results = tempfile::tempdir().unwrap();
+        let mut engine = LocalEngine::new(data_dir(), results.path()).with_s3_results(client.clone(), root);
+        engine.s3.as_mut().unwrap().part_size = 5 * 1024 * 1024;
+
+        let small = succeeded(run(&engine, &job("small", "select r_name from region order by r_name")).await);
+        assert_eq!(small.output_location, format!("s3://{bucket}/team/out/default/small/1-0.csv"));
+        let body = engine.read_result(&small.output_location).await.unwrap();
+        assert_eq!(body, std::fs::read(results.path().join("default/small/1-0.csv")).unwrap());
+        assert!(String::from_utf8(body).unwrap().starts_with("r_name\nAFRICA\n"));
+
+        let big = succeeded(run(&engine, &job("big", "select * from lineitem")).await);
+        let local = std::fs::read(results.path().join("default/big/1-0.csv")).unwrap();
+        assert!(local.len() > 5 * 1024 * 1024, "{} bytes: not multipart", local.len());
+        let head = client.head_object().bucket(&bucket).key("team/out/default/big/1-0.csv").send().await.unwrap();
+        assert!(head.e_tag().unwrap_or_default().contains('-'), "a multipart ETag: {:?}", head.e_tag());
+        assert_eq!(engine.read_result(&big.output_location).await.unwrap(), local);
+        assert_eq!(engine.read_result_bounded(&big.output_location, 1024).await.unwrap(), None);
+        let uploads = client.list_multipart_uploads().bucket(&bucket).send().await.unwrap();
+        assert!(uploads.uploads().is_empty(), "no upload left open");
+
+        // The chart goes to S3 next to the CSV, and a local copy next to the local CSV.
+        let svg = engine.put_artifact(&small.output_location, "svg", "image/svg+xml", b"<svg/>".to_vec()).await;
+        assert_eq!(svg.unwrap(), format!("s3://{bucket}/team/out/default/small/1-0.svg"));
+        let got = client.get_object().bucket(&bucket).key("team/out/default/small/1-0.svg").send().await.unwrap();
+        assert_eq!(got.content_type(), Some("image/svg+xml"));
+        assert!(results.path().join("default/small/1-0.svg").exists());
+        // Only locations under the configured root are read.
+        for other in [format!("s3://{bucket}/elsewhere/x.csv"), "s3://other/team/out/default/small/1-0.csv".into()] {
+            let err = engine.read_result(&other).await.unwrap_err().to_string();
+            assert!(err.contains("not a result of this engine"), "{err}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upload_failures_are_transient_unless_a_retry_cannot_help() {
+        let Some(url) = crate::aws::testing::moto_url() else { return };
+        let results = tempfile::tempdir().unwrap();
+        let conf = crate::aws::testing::config_for(&url).await;
+        let missing = S3Uri::parse(&format!("s3://{}/p", crate::aws::testing::unique("missing"))).unwrap();
+        let engine =
+            LocalEngine::new(data_dir(), results.path()).with_s3_results(crate::aws::s3(&conf), missing.clone());
+        match run(&engine, &job("nobucket", "select 1")).await {
+            ExecState::Failed { reason, transient: false } => {
+                assert!(reason.contains(&format!("bucket {} does not exist", missing.bucket)), "{reason}");
+            }
+            other => panic!("expected a permanent failure, got {other:?}"),
+        }
+        // Nothing listens on port 9: a connection failure is worth another attempt.
+        let closed = crate::aws::testing::config_for("http://127.0.0.1:9").await;
+        let engine = LocalEngine::new(data_dir(), results.path()).with_s3_results(crate::aws::s3(&closed), missing);
+        match run(&engine, &job("unreachable", "select 1")).await {
+            ExecState::Failed { reason, transient: true } => assert!(reason.contains("S3 PutObject"), "{reason}"),
+            other => panic!("expected a transient failure, got {other:?}"),
+        }
     }
 
     #[tokio::test]

@@ -4,10 +4,11 @@
 
 pub mod athena;
 pub mod datafusion;
+pub mod estimate;
 
 use async_trait::async_trait;
 
-use crate::spec::{EffectiveLimits, ObjectKey, Preview};
+use crate::spec::{EffectiveLimits, Estimate, ObjectKey, Preview};
 
 /// Everything an engine needs to run one approved query. `sql` is exactly the digested bytes.
 #[derive(Clone, Debug)]
@@ -83,6 +84,58 @@ pub trait Engine: Send + Sync + 'static {
     async fn plan(&self, _database: &str, _sql: &str) -> Result<(), EngineError> {
         Ok(())
     }
-    /// Reads a finished result as CSV bytes (for `sqlctl results`).
+    /// Estimates what `sql` would scan in `database` and what that costs, from metadata only
+    /// (file footers, catalog partitions, object sizes), before anyone approves it. The
+    /// controller shows it with the approval request and holds a request whose estimate exceeds
+    /// `limits.maxBytesScanned` for an explicit over-budget approval. `Estimate::method` says
+    /// how the figure was made. Default: the engine cannot estimate (the request proceeds
+    /// without an estimate, and only the runtime budget check applies).
+    async fn estimate(&self, _database: &str, _sql: &str) -> Result<Estimate, EngineError> {
+        Err(EngineError::Permanent(format!("the {} engine does not estimate scans", self.name())))
+    }
+    /// Reads a finished result as CSV bytes (for `sqlctl results`), or an artifact stored next
+    /// to it by [`Engine::put_artifact`].
     async fn read_result(&self, output_location: &str) -> Result<Vec<u8>, EngineError>;
+    /// Like [`Engine::read_result`], but `Ok(None)` without reading it all when the result is
+    /// larger than `max_bytes` (charts are drawn from bounded input).
+    async fn read_result_bounded(&self, location: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, EngineError> {
+        let bytes = self.read_result(location).await?;
+        Ok((bytes.len() as u64 <= max_bytes).then_some(bytes))
+    }
+    /// Stores `bytes` next to the finished result at `output_location`: same name, `extension`
+    /// instead of `csv` (see [`sibling_location`]), and returns where it went. Overwrites, so
+    /// storing the same artifact again (a replayed reconcile) is idempotent. Default: the engine
+    /// stores nothing next to its results.
+    async fn put_artifact(
+        &self,
+        _output_location: &str,
+        _extension: &str,
+        _content_type: &str,
+        _bytes: Vec<u8>,
+    ) -> Result<String, EngineError> {
+        Err(EngineError::Permanent(format!("the {} engine stores nothing next to its results", self.name())))
+    }
+}
+
+/// Where an artifact with `extension` goes next to the result at `output_location`
+/// (`…/1-1.csv` → `…/1-1.svg`); `None` when the location is not a `.csv` result.
+pub fn sibling_location(output_location: &str, extension: &str) -> Option<String> {
+    let stem = output_location.strip_suffix(".csv")?;
+    let ok = !extension.is_empty() && extension.bytes().all(|b| b.is_ascii_alphanumeric()) && extension != "csv";
+    (ok && !stem.is_empty() && !stem.ends_with('/')).then(|| format!("{stem}.{extension}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sibling_location;
+
+    #[test]
+    fn artifacts_sit_next_to_csv_results() {
+        assert_eq!(sibling_location("/r/default/q/1-1.csv", "svg").as_deref(), Some("/r/default/q/1-1.svg"));
+        assert_eq!(sibling_location("s3://b/p/id.csv", "svg").as_deref(), Some("s3://b/p/id.svg"));
+        let bad = [("s3://b/p/", "svg"), ("/r/x.parquet", "svg"), ("/r/.csv", "svg"), ("/r/x.csv", "../x"), ("/r/x.csv", "csv")];
+        for (loc, ext) in bad {
+            assert_eq!(sibling_location(loc, ext), None, "{loc} {ext}");
+        }
+    }
 }

@@ -1,9 +1,34 @@
 //! The `Notifier`: tells humans what needs them (approval requests) and what happened (results,
 //! failures). Google Chat and SQS in production; the log on a laptop.
+//!
+//! # Two kinds of channel
+//!
+//! * **Required** channels (the SQS request queue) carry approval requests to machines that act
+//!   on them. Their failure is an `Err`: the controller does not record the notification as sent
+//!   and tries again, so delivery is at least once.
+//! * **Best-effort** channels (Google Chat) tell people. They retry within a short bound and then
+//!   give up, reporting what went wrong in the returned [`Delivery`]; the controller records that
+//!   as a `Notified=False` condition and goes on. A dead or slow webhook never blocks, fails or
+//!   repeats a query.
+//!
+//! # Once, and at most one repeat
+//!
+//! The controller records each notification in status right after it was sent (the approval
+//! round's `approvalRequested`, the terminal `notified` marker), so a restart does not send it
+//! again. A crash between sending and recording repeats that one message, never more; Google
+//! Chat additionally deduplicates the repeat by its deterministic `requestId`.
+
+pub mod gchat;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::spec::QueryRequest;
+use crate::spec::quantity::{format_duration, parse_duration};
+use crate::spec::{QueryRequest, QueryRequestStatus};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NotifyError {
@@ -11,12 +36,70 @@ pub enum NotifyError {
     Failed(String),
 }
 
+/// What a notification achieved on its best-effort channels (required channels report through
+/// `Err` instead). Empty when everything was delivered.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Best-effort channels that gave up, in the order they were tried.
+    pub undelivered: Vec<Undelivered>,
+}
+
+/// One best-effort channel that could not deliver a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undelivered {
+    /// `gchat`.
+    pub channel: &'static str,
+    /// The `Notified` condition's reason, e.g. `ChatDeliveryFailed` (see [`gchat`]).
+    pub reason: &'static str,
+    /// Why, for people; never contains a secret (webhook URLs are redacted).
+    pub message: String,
+}
+
+impl Delivery {
+    /// Everything was delivered.
+    pub fn delivered() -> Delivery {
+        Delivery::default()
+    }
+
+    /// One channel gave up.
+    pub fn undelivered(channel: &'static str, reason: &'static str, message: impl Into<String>) -> Delivery {
+        Delivery { undelivered: vec![Undelivered { channel, reason, message: message.into() }] }
+    }
+
+    /// Both outcomes, `self`'s first.
+    pub fn and(mut self, other: Delivery) -> Delivery {
+        self.undelivered.extend(other.undelivered);
+        self
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.undelivered.is_empty()
+    }
+
+    /// Records the outcome in the `Notified` condition: `False` with the first undelivered
+    /// channel's reason (and every channel's message), or `True`/`Sent` when everything was
+    /// delivered and an earlier failure is on record (so a recovered channel clears it). A clean
+    /// history stays free of the condition.
+    pub fn record(&self, status: &mut QueryRequestStatus) {
+        match self.undelivered.first() {
+            Some(first) => {
+                let message =
+                    self.undelivered.iter().map(|u| format!("{}: {}", u.channel, u.message)).collect::<Vec<_>>();
+                status.set_condition("Notified", "False", first.reason, message.join("; "));
+            }
+            None if status.condition("Notified").is_some() => status.set_condition("Notified", "True", "Sent", ""),
+            None => {}
+        }
+    }
+}
+
 #[async_trait]
 pub trait Notifier: Send + Sync + 'static {
-    /// The request entered AwaitingApproval for its current round.
-    async fn approval_requested(&self, req: &QueryRequest) -> Result<(), NotifyError>;
-    /// The request reached a terminal phase.
-    async fn finished(&self, req: &QueryRequest) -> Result<(), NotifyError>;
+    /// The request entered AwaitingApproval for its current round. `Err` when a required
+    /// channel failed (the caller retries); otherwise what the best-effort channels achieved.
+    async fn approval_requested(&self, req: &QueryRequest) -> Result<Delivery, NotifyError>;
+    /// The request reached a terminal phase; errors as for [`Notifier::approval_requested`].
+    async fn finished(&self, req: &QueryRequest) -> Result<Delivery, NotifyError>;
 }
 
 /// Writes notifications to the log (the embedded default).
@@ -24,7 +107,7 @@ pub struct LogNotifier;
 
 #[async_trait]
 impl Notifier for LogNotifier {
-    async fn approval_requested(&self, req: &QueryRequest) -> Result<(), NotifyError> {
+    async fn approval_requested(&self, req: &QueryRequest) -> Result<Delivery, NotifyError> {
         let st = req.status.as_ref();
         let g = st.and_then(|s| s.generated.as_ref());
         tracing::info!(
@@ -36,10 +119,10 @@ impl Notifier for LogNotifier {
             "approval requested: run `sqlctl approve {}` (or refine / reject)",
             req.metadata.name
         );
-        Ok(())
+        Ok(Delivery::delivered())
     }
 
-    async fn finished(&self, req: &QueryRequest) -> Result<(), NotifyError> {
+    async fn finished(&self, req: &QueryRequest) -> Result<Delivery, NotifyError> {
         tracing::info!(
             name = %req.metadata.name,
             namespace = req.metadata.namespace(),
@@ -48,6 +131,252 @@ impl Notifier for LogNotifier {
             phase = %req.phase(),
             "request finished"
         );
-        Ok(())
+        Ok(Delivery::delivered())
+    }
+}
+
+/// Several notifiers in order. The first `Err` stops the rest (the caller retries the whole
+/// notification, so a later channel is not sent twice for one failure of an earlier one); the
+/// deliveries of the others are merged.
+pub struct Fanout(pub Vec<Arc<dyn Notifier>>);
+
+#[async_trait]
+impl Notifier for Fanout {
+    async fn approval_requested(&self, req: &QueryRequest) -> Result<Delivery, NotifyError> {
+        let mut out = Delivery::delivered();
+        for n in &self.0 {
+            out = out.and(n.approval_requested(req).await?);
+        }
+        Ok(out)
+    }
+
+    async fn finished(&self, req: &QueryRequest) -> Result<Delivery, NotifyError> {
+        let mut out = Delivery::delivered();
+        for n in &self.0 {
+            out = out.and(n.finished(req).await?);
+        }
+        Ok(out)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+/// Where people are told about requests: Google Chat, and what the messages may contain.
+/// Flattened into the global options; `config` turns it into notifiers.
+#[derive(clap::Args, Clone)]
+pub struct NotifyOpts {
+    /// Google Chat incoming-webhook URL (https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…).
+    /// It is a credential: prefer the environment variable or --gchat-webhook-secret-arn (a flag
+    /// shows in the process list). Never put it in a request spec.
+    #[arg(long, global = true, env = "SQLCTL_GCHAT_WEBHOOK", hide_env_values = true, value_name = "URL")]
+    pub gchat_webhook: Option<String>,
+    /// AWS Secrets Manager secret holding the Google Chat webhook URL (the secret string is the
+    /// URL, or JSON with a `url` field); read at start and every 5 minutes (rotation).
+    #[arg(long, global = true, env = "SQLCTL_GCHAT_WEBHOOK_SECRET_ARN", value_name = "ARN")]
+    pub gchat_webhook_secret_arn: Option<String>,
+    /// Time allowed for one Google Chat request (connect + answer).
+    #[arg(long, global = true, env = "SQLCTL_GCHAT_TIMEOUT", default_value = "5s", value_parser = parse_duration, value_name = "DURATION")]
+    pub gchat_timeout: Duration,
+    /// Google Chat requests per message, the first included (429, 5xx and timeouts are retried
+    /// with capped exponential backoff, honouring Retry-After), before the message is given up.
+    #[arg(long, global = true, env = "SQLCTL_GCHAT_ATTEMPTS", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=10), value_name = "N")]
+    pub gchat_attempts: u32,
+    /// Put a preview of the result rows in chat messages: `true` (default) or `false` (rows,
+    /// bytes and cost only; the rows stay where the result is stored).
+    #[arg(long, global = true, env = "SQLCTL_NOTIFY_PREVIEW", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new(), value_name = "BOOL")]
+    pub notify_preview: bool,
+    /// Base URL of the approval console; chat messages link to <URL>/requests/<namespace>/<name>.
+    #[arg(long, global = true, env = "SQLCTL_CONSOLE_URL", value_name = "URL")]
+    pub console_url: Option<String>,
+}
+
+/// Never prints the webhook (it is a credential).
+impl std::fmt::Debug for NotifyOpts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyOpts")
+            .field("gchat_webhook", &self.webhook().map(gchat::redact_url))
+            .field("gchat_webhook_secret_arn", &self.secret_arn())
+            .field("gchat_timeout", &self.gchat_timeout)
+            .field("gchat_attempts", &self.gchat_attempts)
+            .field("notify_preview", &self.notify_preview)
+            .field("console_url", &self.console_url)
+            .finish()
+    }
+}
+
+impl NotifyOpts {
+    /// The webhook URL, when set and not empty.
+    pub fn webhook(&self) -> Option<&str> {
+        self.gchat_webhook.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+
+    /// The secret ARN, when set and not empty.
+    pub fn secret_arn(&self) -> Option<&str> {
+        self.gchat_webhook_secret_arn.as_deref().map(str::trim).filter(|s| !s.is_empty())
+    }
+
+    /// Is Google Chat configured at all?
+    pub fn chat_enabled(&self) -> bool {
+        self.webhook().is_some() || self.secret_arn().is_some()
+    }
+
+    /// The chat options these flags describe (validated: the console URL must be http(s)).
+    pub fn chat_options(&self) -> Result<gchat::ChatOptions, String> {
+        let console_url = match self.console_url.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(u) => {
+                Some(gchat::parse_console_url(u).map_err(|e| format!("--console-url / SQLCTL_CONSOLE_URL: {e}"))?)
+            }
+        };
+        Ok(gchat::ChatOptions {
+            timeout: self.gchat_timeout.max(Duration::from_millis(100)),
+            attempts: self.gchat_attempts.max(1),
+            preview: self.notify_preview,
+            console_url,
+            ..gchat::ChatOptions::default()
+        })
+    }
+
+    /// What `sqlctl config view` shows: settings, the webhook redacted.
+    pub fn describe(&self) -> BTreeMap<&'static str, serde_json::Value> {
+        let mut m = BTreeMap::new();
+        let webhook = match self.webhook() {
+            Some(u) => format!("{} (set, redacted)", gchat::redact_url(u)).into(),
+            None => serde_json::Value::Null,
+        };
+        m.insert("gchatWebhook", webhook);
+        m.insert("gchatWebhookSecretArn", self.secret_arn().map(str::to_string).into());
+        m.insert("gchatTimeout", format_duration(self.gchat_timeout).into());
+        m.insert("gchatAttempts", self.gchat_attempts.into());
+        m.insert("preview", self.notify_preview.into());
+        m.insert("consoleUrl", self.console_url.clone().filter(|s| !s.trim().is_empty()).into());
+        m
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+
+type Counts = BTreeMap<(&'static str, &'static str, &'static str), u64>;
+
+fn counts() -> &'static Mutex<Counts> {
+    static COUNTS: OnceLock<Mutex<Counts>> = OnceLock::new();
+    COUNTS.get_or_init(Default::default)
+}
+
+/// Counts one notification outcome: `channel` (gchat), `kind` (approval | finished), `result`
+/// (sent | failed | skipped).
+pub(crate) fn count(channel: &'static str, kind: &'static str, result: &'static str) {
+    *counts().lock().unwrap_or_else(|p| p.into_inner()).entry((channel, kind, result)).or_insert(0) += 1;
+}
+
+/// Notification outcomes of this process so far, by (channel, kind, result).
+pub fn notification_counts() -> BTreeMap<(&'static str, &'static str, &'static str), u64> {
+    counts().lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The notification metrics in the Prometheus text format, for `/metrics`:
+/// `sqlctl_notifications_total{channel,kind,result}`, `sqlctl_gchat_requests_total{status}`
+/// (every HTTP attempt by status code, `timeout` or `error`) and `sqlctl_gchat_circuit_open`.
+pub fn render_metrics(out: &mut String) {
+    let _ = writeln!(
+        out,
+        "# HELP sqlctl_notifications_total Notifications by channel, kind and result (sent, failed, skipped).\n# TYPE sqlctl_notifications_total counter"
+    );
+    for ((channel, kind, result), v) in notification_counts() {
+        let _ = writeln!(
+            out,
+            "sqlctl_notifications_total{{channel=\"{channel}\",kind=\"{kind}\",result=\"{result}\"}} {v}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sqlctl_gchat_requests_total Google Chat webhook requests by HTTP status (or timeout, error).\n# TYPE sqlctl_gchat_requests_total counter"
+    );
+    for (status, v) in gchat::request_counts() {
+        let _ = writeln!(out, "sqlctl_gchat_requests_total{{status=\"{status}\"}} {v}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sqlctl_gchat_circuit_open 1 while Google Chat sends are skipped after repeated failures.\n# TYPE sqlctl_gchat_circuit_open gauge\nsqlctl_gchat_circuit_open {}",
+        gchat::circuit_open() as u8
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::QueryRequestStatus;
+
+    struct Failing;
+    #[async_trait]
+    impl Notifier for Failing {
+        async fn approval_requested(&self, _: &QueryRequest) -> Result<Delivery, NotifyError> {
+            Err(NotifyError::Failed("queue down".into()))
+        }
+        async fn finished(&self, _: &QueryRequest) -> Result<Delivery, NotifyError> {
+            Ok(Delivery::undelivered("gchat", "ChatDeliveryFailed", "HTTP 500"))
+        }
+    }
+
+    struct Counting(std::sync::atomic::AtomicU32);
+    #[async_trait]
+    impl Notifier for Counting {
+        async fn approval_requested(&self, _: &QueryRequest) -> Result<Delivery, NotifyError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Delivery::delivered())
+        }
+        async fn finished(&self, _: &QueryRequest) -> Result<Delivery, NotifyError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Delivery::undelivered("gchat", "ChatCircuitOpen", "skipped"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_required_failure_stops_the_fanout_and_best_effort_failures_are_merged() {
+        let later = Arc::new(Counting(Default::default()));
+        let fan = Fanout(vec![Arc::new(Failing), later.clone()]);
+        let req = QueryRequest {
+            api_version: crate::spec::API_VERSION.into(),
+            kind: crate::spec::KIND.into(),
+            metadata: crate::spec::ObjectMeta { name: "q".into(), ..Default::default() },
+            spec: Default::default(),
+            status: None,
+        };
+        assert!(fan.approval_requested(&req).await.is_err());
+        assert_eq!(later.0.load(std::sync::atomic::Ordering::SeqCst), 0, "not sent after a required failure");
+        let d = fan.finished(&req).await.unwrap();
+        assert_eq!(d.undelivered.len(), 2);
+        assert_eq!(d.undelivered[0].reason, "ChatDeliveryFailed");
+    }
+
+    #[test]
+    fn delivery_is_recorded_in_the_notified_condition() {
+        let mut st = QueryRequestStatus::default();
+        Delivery::delivered().record(&mut st);
+        assert!(st.condition("Notified").is_none(), "a clean history has no condition");
+        Delivery::undelivered("gchat", "ChatDeliveryFailed", "HTTP 500 after 3 attempts").record(&mut st);
+        let c = st.condition("Notified").unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "ChatDeliveryFailed"));
+        assert_eq!(c.message, "gchat: HTTP 500 after 3 attempts");
+        Delivery::delivered().record(&mut st);
+        let c = st.condition("Notified").unwrap();
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Sent"));
+    }
+
+    #[test]
+    fn metrics_render_as_prometheus_text() {
+        count("gchat", "approval", "sent");
+        let mut out = String::new();
+        render_metrics(&mut out);
+        assert!(out.contains("# TYPE sqlctl_notifications_total counter"), "{out}");
+        assert!(
+            out.contains("sqlctl_notifications_total{channel=\"gchat\",kind=\"approval\",result=\"sent\"}"),
+            "{out}"
+        );
+        assert!(out.contains("sqlctl_gchat_circuit_open "), "{out}");
     }
 }

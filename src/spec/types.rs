@@ -93,6 +93,9 @@ pub struct QueryRequestSpec {
     pub approval: ApprovalSpec,
     #[serde(default, skip_serializing_if = "Limits::is_empty")]
     pub limits: Limits,
+    /// The SVG chart drawn from the result; absent means `type: auto`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart: Option<ChartSpec>,
 }
 
 /// Which database (and optionally which of its tables) the request may read.
@@ -160,6 +163,53 @@ pub struct Limits {
 impl Limits {
     fn is_empty(&self) -> bool {
         self.max_rows.is_none() && self.max_bytes_scanned.is_none() && self.timeout.is_none()
+    }
+}
+
+/// How the result is charted: an SVG stored next to the result. A chart that cannot be drawn never
+/// fails the request.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChartSpec {
+    /// `auto` (default) picks from the result's shape: a line for a date/time column with numbers,
+    /// bars for a category column with numbers, a scatter for two numeric columns, nothing
+    /// otherwise. `bar`, `line` or `scatter` force one; `none` draws no chart.
+    #[serde(default, rename = "type")]
+    pub type_: ChartType,
+    /// Column on the x axis (category, date/time or number); chosen from the result when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x: Option<String>,
+    /// Numeric columns on the y axis, one series each (at most 8); chosen when absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub y: Vec<String>,
+}
+
+/// Kind of chart `spec.chart.type` asks for.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChartType {
+    /// Chosen from the result's column types and shape.
+    #[default]
+    Auto,
+    /// Bars per category (the largest categories, the rest summed as "other").
+    Bar,
+    /// Lines over a date/time (or ordered numeric) x axis.
+    Line,
+    /// Points of two numeric columns.
+    Scatter,
+    /// No chart.
+    None,
+}
+
+impl ChartType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChartType::Auto => "auto",
+            ChartType::Bar => "bar",
+            ChartType::Line => "line",
+            ChartType::Scatter => "scatter",
+            ChartType::None => "none",
+        }
     }
 }
 
@@ -347,6 +397,10 @@ pub struct ApprovalStatus {
     pub comment: Option<String>,
     /// Id of the decision record this was projected from.
     pub decision_id: String,
+    /// The approver accepted an estimate over `limits.maxBytesScanned` (`--allow-over-budget`):
+    /// the run may then scan up to twice that estimate (never less than the limit).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_over_budget: bool,
 }
 
 /// Execution state of the approved SQL. `token` and `attempt` are written *before* the engine is
@@ -376,6 +430,9 @@ pub struct Execution {
     pub duration_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_location: Option<String>,
+    /// Where the SVG chart of the result is (next to the result), when one was drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chart_location: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<Preview>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -479,6 +536,11 @@ pub struct Policy {
     /// Default and maximum approval wait (e.g. `24h`); specs may only shorten it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval_timeout: Option<DurationSpec>,
+    /// Who may approve a request whose estimate exceeds its `limits.maxBytesScanned`
+    /// (`approve --allow-over-budget`), among those allowed to decide on it at all; empty =
+    /// any of them (the explicit flag is then the safeguard).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub over_budget_approvers: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]

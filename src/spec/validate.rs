@@ -14,7 +14,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::quantity::format_duration;
-use super::types::{API_VERSION, KIND, LAST_APPLIED_ANNOTATION, QueryRequest, REQUESTER_ANNOTATION};
+use super::types::{
+    API_VERSION, ChartSpec, ChartType, KIND, LAST_APPLIED_ANNOTATION, QueryRequest, REQUESTER_ANNOTATION,
+};
 use super::{MAX_APPROVAL_TIMEOUT, MAX_MAX_ROWS, MAX_QUERY_TIMEOUT, MAX_QUESTION_CHARS, MAX_SQL_BYTES};
 
 /// Most labels (and, separately, annotations) one request may carry.
@@ -33,6 +35,10 @@ pub const MAX_APPROVER_CHARS: usize = 128;
 pub const MAX_BYTES_SCANNED: u64 = 1 << 50;
 /// Shortest query or approval timeout accepted.
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most y columns in `spec.chart.y` (series beyond a handful are unreadable).
+pub const MAX_CHART_SERIES: usize = 8;
+/// Longest column name in `spec.chart`, in characters.
+pub const MAX_CHART_COLUMN_CHARS: usize = 128;
 
 /// One problem with one field of a request.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,7 +231,57 @@ pub fn validate(req: &QueryRequest) -> Vec<FieldError> {
         check_duration("spec.limits.timeout", t.as_duration(), MAX_QUERY_TIMEOUT, &mut errs);
     }
 
+    if let Some(chart) = &spec.chart {
+        check_chart(chart, &mut errs);
+    }
+
     errs
+}
+
+/// `spec.chart`: column names that can name a result column, at most [`MAX_CHART_SERIES`] y
+/// columns, none repeated, and no columns with `type: none`.
+fn check_chart(chart: &ChartSpec, errs: &mut Vec<FieldError>) {
+    if chart.type_ == ChartType::None && (chart.x.is_some() || !chart.y.is_empty()) {
+        errs.push(FieldError::new("spec.chart", "type none draws no chart: remove x and y, or pick another type"));
+    }
+    if let Some(x) = &chart.x
+        && let Err(m) = validate_column_name(x)
+    {
+        errs.push(FieldError::new("spec.chart.x", m));
+    }
+    if chart.y.len() > MAX_CHART_SERIES {
+        errs.push(FieldError::new(
+            "spec.chart.y",
+            format!("at most {MAX_CHART_SERIES} columns may be charted (got {})", chart.y.len()),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for (i, y) in chart.y.iter().enumerate() {
+        let path = index_path("spec.chart.y", i);
+        if let Err(m) = validate_column_name(y) {
+            errs.push(FieldError::new(path, m));
+        } else if chart.x.as_deref() == Some(y.as_str()) {
+            errs.push(FieldError::new(path, format!("column {y:?} is already the x axis")));
+        } else if !seen.insert(y.as_str()) {
+            errs.push(FieldError::new(path, format!("column {y:?} is listed more than once")));
+        }
+    }
+}
+
+/// A result column name as written in `spec.chart`: not blank, at most
+/// [`MAX_CHART_COLUMN_CHARS`] characters, no control characters.
+fn validate_column_name(s: &str) -> Result<(), String> {
+    if s.trim().is_empty() {
+        return Err("must name a result column (it is blank)".into());
+    }
+    let chars = s.chars().count();
+    if chars > MAX_CHART_COLUMN_CHARS {
+        return Err(format!("must be at most {MAX_CHART_COLUMN_CHARS} characters (got {chars})"));
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(format!("must not contain control characters (found U+{:04X})", c as u32));
+    }
+    Ok(())
 }
 
 fn check_question(q: &str, errs: &mut Vec<FieldError>) {
@@ -586,6 +642,29 @@ mod tests {
             r.spec.limits.timeout = Some(DurationSpec::parse(t).unwrap());
             assert_eq!(paths(&r).is_empty(), ok, "timeout {t}");
         }
+    }
+
+    #[test]
+    fn chart_columns_are_checked() {
+        use crate::spec::{ChartSpec, ChartType};
+        let mut r = good();
+        r.spec.chart = Some(ChartSpec { type_: ChartType::Line, x: Some("day".into()), y: vec!["total".into()] });
+        assert_eq!(validate(&r), vec![]);
+        r.spec.chart = Some(ChartSpec { type_: ChartType::None, x: Some("day".into()), y: vec![] });
+        assert_eq!(only_error(&r).path, "spec.chart");
+        r.spec.chart = Some(ChartSpec { type_: ChartType::None, x: None, y: vec![] });
+        assert_eq!(validate(&r), vec![]);
+        r.spec.chart = Some(ChartSpec {
+            type_: ChartType::Auto,
+            x: Some(" ".into()),
+            y: vec!["a".into(), "a".into(), "b\u{7}".into(), "x".into()],
+        });
+        assert_eq!(paths(&r), ["spec.chart.x", "spec.chart.y[1]", "spec.chart.y[2]"]);
+        r.spec.chart = Some(ChartSpec { type_: ChartType::Bar, x: Some("x".into()), y: vec!["x".into()] });
+        assert!(only_error(&r).message.contains("already the x axis"));
+        r.spec.chart =
+            Some(ChartSpec { y: (0..=MAX_CHART_SERIES).map(|i| format!("c{i}")).collect(), ..Default::default() });
+        assert_eq!(only_error(&r).path, "spec.chart.y");
     }
 
     #[test]

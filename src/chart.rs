@@ -1,0 +1,1582 @@
+//! SVG charts of query results, drawn in Rust with no browser, Python or plotting crate.
+//!
+//! # Where a chart comes from
+//!
+//! After a query succeeds, the controller reads the full CSV result back through the engine
+//! ([`Engine::read_result_bounded`], at most [`MAX_INPUT_BYTES`]), draws one chart from it on a
+//! blocking thread, and stores the SVG next to the result through [`Engine::put_artifact`]
+//! (`<result_key>.svg` in the results directory or in S3; next to Athena's CSV for Athena). Its
+//! location is recorded in `status.execution.chartLocation`. Working from the CSV works the same
+//! for every engine; redrawing on a replayed reconcile writes the same bytes to the same place.
+//! A chart that cannot be drawn or stored never fails the request: see [`produce`].
+//!
+//! # Which chart
+//!
+//! Column types are inferred from the CSV text: a column whose non-empty cells all parse as
+//! numbers is numeric, one whose cells are all dates or timestamps (`2024-01-31`,
+//! `2024-01-31 12:00:00[.fff]`, RFC 3339) is temporal, anything else is text. With
+//! `spec.chart.type: auto` (the default):
+//!
+//! * a temporal column and numeric columns → **line** over time (one series per numeric column,
+//!   or, with a single numeric column and a low-cardinality text column, one series per value of
+//!   that column: the "long" shape `day, region, total`);
+//! * a text column with at most [`AUTO_BAR_MAX_CATEGORIES`] distinct values and numeric columns →
+//!   **bar** (grouped per numeric column; values of a repeated category are summed);
+//! * two numeric columns → **line** when the first is strictly increasing (`year, total`), else
+//!   **scatter**;
+//! * otherwise no chart.
+//!
+//! Numeric columns that look like keys (`id`, `*_id`, `*key`) are not plotted as values when
+//! other numeric columns exist. `spec.chart` can force `bar`, `line` or `scatter`, name the `x`
+//! and `y` columns, or turn charts off with `none`.
+//!
+//! # Large results
+//!
+//! Bars keep the [`MAX_BARS`]` - 1` largest categories and sum the rest as "other"; lines keep
+//! the first, last, smallest and largest point per pixel column (M4 downsampling, which draws the
+//! same picture as every point); scatters keep one point per pixel. A 10,000-row result draws in
+//! milliseconds (`cargo bench --bench chart`).
+//!
+//! Every text in the SVG (title, labels, legend) is XML-escaped and stripped of characters XML
+//! forbids, so a hostile category such as `</svg><script>` stays text.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+use crate::engine::Engine;
+use crate::spec::{ChartSpec, ChartType, QueryRequest, QueryRequestStatus};
+
+/// Width and height of every chart (SVG user units, pixels at 100%).
+pub const WIDTH: f64 = 800.0;
+pub const HEIGHT: f64 = 450.0;
+/// Results larger than this are not charted (the CSV is read into memory to draw it).
+pub const MAX_INPUT_BYTES: u64 = 64 * 1024 * 1024;
+/// Most series (lines, bar groups, point colours) in one chart.
+pub const MAX_SERIES: usize = 8;
+/// Most bars per series; beyond it the smallest categories are summed as "other".
+pub const MAX_BARS: usize = 20;
+/// `auto` draws bars only for text columns with at most this many distinct values.
+pub const AUTO_BAR_MAX_CATEGORIES: usize = 100;
+/// Labels longer than this are cut with an ellipsis.
+const MAX_LABEL_CHARS: usize = 28;
+/// Titles longer than this are cut with an ellipsis.
+const MAX_TITLE_CHARS: usize = 90;
+/// Approximate width of one character of 12px text, for layout decisions.
+const CHAR_W: f64 = 6.6;
+/// Series colours (Tableau 10), in order.
+const PALETTE: [&str; MAX_SERIES] =
+    ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7"];
+/// Content type of the stored chart.
+pub const CONTENT_TYPE: &str = "image/svg+xml";
+/// Condition recording what happened to the chart.
+pub const CONDITION: &str = "Charted";
+
+/// The kind of chart drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChartKind {
+    Bar,
+    Line,
+    Scatter,
+}
+
+impl ChartKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChartKind::Bar => "bar",
+            ChartKind::Line => "line",
+            ChartKind::Scatter => "scatter",
+        }
+    }
+}
+
+/// A drawn chart.
+#[derive(Clone, Debug)]
+pub struct Chart {
+    pub kind: ChartKind,
+    pub svg: String,
+    /// Marks drawn (bars, line vertices, points) after downsampling.
+    pub marks: usize,
+}
+
+/// Why no chart was drawn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NoChart {
+    /// Nothing asked for one, or the result has no shape `auto` charts (not a problem).
+    NotApplicable(String),
+    /// `spec.chart` asked for something the result cannot show, or the result is unreadable.
+    Unfit(String),
+}
+
+impl std::fmt::Display for NoChart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NoChart::NotApplicable(m) | NoChart::Unfit(m) => f.write_str(m),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The controller's entry point
+
+/// What happened to the chart of a finished request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Produced {
+    /// Drawn and stored at `location`.
+    Stored { location: String, kind: ChartKind, marks: usize },
+    /// Not drawn, and nobody should be told (type none, or `auto` found nothing to chart).
+    NotApplicable(String),
+    /// Not drawn or not stored, though one was asked for or could have been: worth a condition.
+    Failed(String),
+}
+
+impl Produced {
+    /// The stored chart's location.
+    pub fn location(&self) -> Option<&str> {
+        match self {
+            Produced::Stored { location, .. } => Some(location),
+            _ => None,
+        }
+    }
+
+    /// Records the outcome as the `Charted` condition; when no chart applies, removes one left
+    /// by an earlier generation.
+    pub fn record(&self, status: &mut QueryRequestStatus) {
+        match self {
+            Produced::Stored { kind, marks, .. } => {
+                status.set_condition(CONDITION, "True", "Drawn", format!("{} chart, {marks} marks", kind.as_str()))
+            }
+            Produced::Failed(reason) => status.set_condition(CONDITION, "False", "NotDrawn", reason.clone()),
+            Produced::NotApplicable(_) => status.conditions.retain(|c| c.type_ != CONDITION),
+        }
+    }
+}
+
+/// Draws the chart of `req`'s finished result at `output_location` and stores it next to the
+/// result. Never fails: every problem becomes [`Produced::Failed`] (and a log line), because a
+/// chart is a convenience and the result itself is already safe.
+pub async fn produce(engine: &dyn Engine, req: &QueryRequest, output_location: &str) -> Produced {
+    let spec = req.spec.chart.clone().unwrap_or_default();
+    let key = req.key();
+    if spec.type_ == ChartType::None {
+        return Produced::NotApplicable("spec.chart.type is none".into());
+    }
+    let csv = match engine.read_result_bounded(output_location, MAX_INPUT_BYTES).await {
+        Ok(Some(csv)) => csv,
+        Ok(None) => {
+            let why = format!(
+                "the result is larger than {} MiB, the most a chart is drawn from",
+                MAX_INPUT_BYTES / (1024 * 1024)
+            );
+            tracing::info!(request = %key, location = output_location, "no chart: {why}");
+            return Produced::Failed(why);
+        }
+        Err(e) => {
+            tracing::warn!(request = %key, location = output_location, error = %e, "no chart: reading the result failed");
+            return Produced::Failed(format!("reading the result: {e}"));
+        }
+    };
+    let title = req.spec.question.clone().unwrap_or_else(|| key.to_string());
+    let started = std::time::Instant::now();
+    let drawn = tokio::task::spawn_blocking(move || draw(&csv, &spec, &title)).await;
+    let chart = match drawn {
+        Ok(Ok(chart)) => chart,
+        Ok(Err(NoChart::NotApplicable(why))) => {
+            tracing::debug!(request = %key, "no chart: {why}");
+            return Produced::NotApplicable(why);
+        }
+        Ok(Err(NoChart::Unfit(why))) => {
+            tracing::info!(request = %key, "no chart: {why}");
+            return Produced::Failed(why);
+        }
+        Err(e) => {
+            tracing::warn!(request = %key, error = %e, "no chart: drawing it panicked");
+            return Produced::Failed(format!("drawing the chart failed: {e}"));
+        }
+    };
+    let draw_ms = started.elapsed().as_millis() as u64;
+    let (kind, marks) = (chart.kind, chart.marks);
+    match engine.put_artifact(output_location, "svg", CONTENT_TYPE, chart.svg.into_bytes()).await {
+        Ok(location) => {
+            tracing::info!(request = %key, kind = kind.as_str(), marks, draw_ms, location = %location, "chart stored");
+            Produced::Stored { location, kind, marks }
+        }
+        Err(e) => {
+            tracing::warn!(request = %key, error = %e, "chart drawn but not stored");
+            Produced::Failed(format!("storing the chart: {e}"))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the CSV: column profiles
+
+/// What a column holds, inferred from its text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnKind {
+    Number,
+    Time,
+    Text,
+    /// No non-empty cell at all.
+    Empty,
+}
+
+/// One column's inferred type and shape (one pass over the CSV).
+#[derive(Clone, Debug)]
+struct Profile {
+    name: String,
+    kind: ColumnKind,
+    /// Distinct non-empty values, counted up to `AUTO_BAR_MAX_CATEGORIES + 1`.
+    distinct: usize,
+    /// Numeric and strictly increasing in row order (an ordered x axis).
+    increasing: bool,
+}
+
+struct Table<'a> {
+    csv: &'a [u8],
+    columns: Vec<Profile>,
+    rows: usize,
+}
+
+fn reader(csv: &[u8]) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new().has_headers(true).from_reader(csv)
+}
+
+impl<'a> Table<'a> {
+    fn profile(csv: &'a [u8]) -> Result<Table<'a>, NoChart> {
+        let unreadable = |e: csv::Error| NoChart::Unfit(format!("the result is not readable CSV: {e}"));
+        let mut rdr = reader(csv);
+        let names: Vec<String> = rdr.headers().map_err(unreadable)?.iter().map(str::to_string).collect();
+        let n = names.len();
+        let mut numeric = vec![true; n];
+        let mut time = vec![true; n];
+        let mut non_empty = vec![0usize; n];
+        let mut increasing = vec![true; n];
+        let mut last = vec![f64::NEG_INFINITY; n];
+        let mut distinct: Vec<HashSet<String>> = vec![HashSet::new(); n];
+        let mut rows = 0usize;
+        for rec in rdr.records() {
+            let rec = rec.map_err(unreadable)?;
+            rows += 1;
+            for (i, cell) in rec.iter().enumerate().take(n) {
+                let cell = cell.trim();
+                if cell.is_empty() {
+                    continue;
+                }
+                non_empty[i] += 1;
+                if numeric[i] {
+                    match parse_number(cell) {
+                        Some(v) => {
+                            increasing[i] &= v > last[i];
+                            last[i] = v;
+                        }
+                        None => numeric[i] = false,
+                    }
+                }
+                if time[i] && parse_time(cell).is_none() {
+                    time[i] = false;
+                }
+                if distinct[i].len() <= AUTO_BAR_MAX_CATEGORIES && !distinct[i].contains(cell) {
+                    distinct[i].insert(cell.to_string());
+                }
+            }
+        }
+        let columns = names
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| Profile {
+                kind: if non_empty[i] == 0 {
+                    ColumnKind::Empty
+                } else if numeric[i] {
+                    ColumnKind::Number
+                } else if time[i] {
+                    ColumnKind::Time
+                } else {
+                    ColumnKind::Text
+                },
+                distinct: distinct[i].len(),
+                increasing: numeric[i] && increasing[i] && non_empty[i] > 1,
+                name,
+            })
+            .collect();
+        Ok(Table { csv, columns, rows })
+    }
+
+    fn find(&self, name: &str, field: &str) -> Result<usize, NoChart> {
+        self.columns
+            .iter()
+            .position(|c| c.name == name)
+            .or_else(|| self.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name)))
+            .ok_or_else(|| {
+                let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+                NoChart::Unfit(format!("{field} names no result column {name:?} (columns: {})", names.join(", ")))
+            })
+    }
+
+    fn kind(&self, i: usize) -> ColumnKind {
+        self.columns[i].kind
+    }
+
+    fn first(&self, kind: ColumnKind, except: &[usize]) -> Option<usize> {
+        (0..self.columns.len()).find(|i| self.kind(*i) == kind && !except.contains(i))
+    }
+}
+
+/// A column name that is probably a key (`id`, `customer_id`, `c_custkey`), not a measure.
+fn looks_like_identifier(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    n == "id" || n.ends_with("_id") || n.ends_with("key")
+}
+
+/// A finite number written plainly (`-12`, `3.5`, `1e6`); not `NaN`, `inf` or `0x10`.
+pub fn parse_number(s: &str) -> Option<f64> {
+    let s = s.trim();
+    if s.is_empty()
+        || !s.bytes().any(|b| b.is_ascii_digit())
+        || !s.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+    {
+        return None;
+    }
+    s.parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// Seconds since the epoch (UTC) of a date or timestamp as engines print them: `2024-01-31`,
+/// `2024-01-31 12:00:00`, `2024-01-31T12:00:00.123`, RFC 3339 with an offset, or Athena's
+/// `2024-01-31 12:00:00.000 UTC`.
+pub fn parse_time(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let b = s.as_bytes();
+    if b.len() < 10 || !b[..4].iter().all(u8::is_ascii_digit) || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    if b.len() == 10 {
+        let d = NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?;
+        return Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp() as f64);
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.timestamp_millis() as f64 / 1000.0);
+    }
+    if let Some(t) =
+        ["%Y-%m-%d %H:%M:%S%.f%:z", "%Y-%m-%d %H:%M:%S%.f%z"].iter().find_map(|f| DateTime::parse_from_str(s, f).ok())
+    {
+        return Some(t.timestamp_millis() as f64 / 1000.0);
+    }
+    let naive = s.strip_suffix(" UTC").or_else(|| s.strip_suffix('Z')).unwrap_or(s);
+    ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(naive, f).ok())
+        .map(|t| t.and_utc().timestamp_millis() as f64 / 1000.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Choosing the chart
+
+/// The chart chosen for a result: which columns go where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Plan {
+    Bar { x: usize, ys: Vec<usize> },
+    Line { x: usize, time: bool, ys: Vec<usize>, split: Option<usize> },
+    Scatter { x: usize, ys: Vec<usize> },
+}
+
+impl Plan {
+    fn kind(&self) -> ChartKind {
+        match self {
+            Plan::Bar { .. } => ChartKind::Bar,
+            Plan::Line { .. } => ChartKind::Line,
+            Plan::Scatter { .. } => ChartKind::Scatter,
+        }
+    }
+}
+
+/// Picks the chart for `t` as `spec` asks (see the module docs).
+fn choose(t: &Table, spec: &ChartSpec) -> Result<Plan, NoChart> {
+    let x = spec.x.as_deref().map(|x| t.find(x, "spec.chart.x")).transpose()?;
+    let explicit_ys = !spec.y.is_empty();
+    let ys = if explicit_ys {
+        let mut ys = Vec::new();
+        for y in &spec.y {
+            let i = t.find(y, "spec.chart.y")?;
+            if t.kind(i) != ColumnKind::Number {
+                return Err(NoChart::Unfit(format!("spec.chart.y column {y:?} is not numeric")));
+            }
+            ys.push(i);
+        }
+        ys
+    } else {
+        Vec::new()
+    };
+    // Numeric columns other than `except`, keys left out when measures exist.
+    let measures = |except: &[usize]| -> Vec<usize> {
+        if explicit_ys {
+            return ys.clone();
+        }
+        let all: Vec<usize> =
+            (0..t.columns.len()).filter(|i| t.kind(*i) == ColumnKind::Number && !except.contains(i)).collect();
+        let values: Vec<usize> = all.iter().copied().filter(|i| !looks_like_identifier(&t.columns[*i].name)).collect();
+        let mut chosen = if values.is_empty() { all } else { values };
+        chosen.truncate(MAX_SERIES);
+        chosen
+    };
+    let line = |x: usize, time: bool| -> Result<Plan, NoChart> {
+        let mut ys = measures(&[x]);
+        if ys.is_empty() {
+            return Err(NoChart::Unfit(format!("no numeric column to draw over {:?}", t.columns[x].name)));
+        }
+        // The long shape `x, category, value`: one line per category.
+        let split = (ys.len() == 1 || !explicit_ys)
+            .then(|| {
+                (0..t.columns.len()).find(|i| {
+                    *i != x
+                        && t.kind(*i) == ColumnKind::Text
+                        && (2..=AUTO_BAR_MAX_CATEGORIES).contains(&t.columns[*i].distinct)
+                })
+            })
+            .flatten();
+        if split.is_some() {
+            ys.truncate(1);
+        }
+        Ok(Plan::Line { x, time, ys, split })
+    };
+    let numeric_x = |x: usize| -> Result<Plan, NoChart> {
+        let ys = measures(&[x]);
+        if ys.is_empty() {
+            return Err(NoChart::Unfit(format!("no numeric column to draw against {:?}", t.columns[x].name)));
+        }
+        if t.columns[x].increasing { line(x, false) } else { Ok(Plan::Scatter { x, ys }) }
+    };
+    let unfit = |what: &str| NoChart::Unfit(format!("spec.chart.type {what}: {}", describe_columns(t)));
+
+    match spec.type_ {
+        ChartType::None => Err(NoChart::NotApplicable("spec.chart.type is none".into())),
+        ChartType::Auto => {
+            if t.rows == 0 {
+                return Err(NoChart::NotApplicable("the result has no rows".into()));
+            }
+            if let Some(x) = x {
+                return match t.kind(x) {
+                    ColumnKind::Time => line(x, true),
+                    ColumnKind::Number => numeric_x(x),
+                    ColumnKind::Text => bar(x, measures(&[x])),
+                    ColumnKind::Empty => {
+                        Err(NoChart::Unfit(format!("spec.chart.x column {:?} is empty", t.columns[x].name)))
+                    }
+                };
+            }
+            if let Some(x) = t.first(ColumnKind::Time, &[])
+                && !measures(&[x]).is_empty()
+            {
+                return line(x, true);
+            }
+            if let Some(x) = (0..t.columns.len())
+                .find(|i| t.kind(*i) == ColumnKind::Text && t.columns[*i].distinct <= AUTO_BAR_MAX_CATEGORIES)
+                && !measures(&[x]).is_empty()
+            {
+                return bar(x, measures(&[x]));
+            }
+            let numbers: Vec<usize> = (0..t.columns.len()).filter(|i| t.kind(*i) == ColumnKind::Number).collect();
+            if numbers.len() >= 2 {
+                return numeric_x(numbers[0]);
+            }
+            Err(NoChart::NotApplicable(format!(
+                "no date/time or category column with numbers, and fewer than two numeric columns ({})",
+                describe_columns(t)
+            )))
+        }
+        ChartType::Bar => {
+            let x = x
+                .or_else(|| t.first(ColumnKind::Text, &ys))
+                .or_else(|| t.first(ColumnKind::Time, &ys))
+                .or_else(|| (0..t.columns.len()).find(|i| !ys.contains(i) && t.kind(*i) != ColumnKind::Empty))
+                .ok_or_else(|| unfit("bar needs a category column"))?;
+            bar(x, measures(&[x]))
+        }
+        ChartType::Line => match x {
+            Some(x) if t.kind(x) == ColumnKind::Time => line(x, true),
+            Some(x) if t.kind(x) == ColumnKind::Number => line(x, false),
+            Some(x) => Err(NoChart::Unfit(format!(
+                "spec.chart.type line needs a date/time or numeric x; {:?} holds text",
+                t.columns[x].name
+            ))),
+            None => match t.first(ColumnKind::Time, &ys) {
+                Some(x) => line(x, true),
+                None => {
+                    let x = (0..t.columns.len())
+                        .filter(|i| t.kind(*i) == ColumnKind::Number && !ys.contains(i))
+                        .find(|i| t.columns[*i].increasing)
+                        .or_else(|| t.first(ColumnKind::Number, &ys))
+                        .ok_or_else(|| unfit("line needs a date/time or numeric column for x"))?;
+                    line(x, false)
+                }
+            },
+        },
+        ChartType::Scatter => {
+            let x = match x {
+                Some(x) if t.kind(x) == ColumnKind::Number => x,
+                Some(x) => {
+                    return Err(NoChart::Unfit(format!(
+                        "spec.chart.type scatter needs a numeric x; {:?} is not numeric",
+                        t.columns[x].name
+                    )));
+                }
+                None => t.first(ColumnKind::Number, &ys).ok_or_else(|| unfit("scatter needs two numeric columns"))?,
+            };
+            let ys = measures(&[x]);
+            if ys.is_empty() {
+                return Err(unfit("scatter needs two numeric columns"));
+            }
+            Ok(Plan::Scatter { x, ys })
+        }
+    }
+}
+
+fn bar(x: usize, ys: Vec<usize>) -> Result<Plan, NoChart> {
+    if ys.is_empty() {
+        return Err(NoChart::Unfit("no numeric column to draw bars of".into()));
+    }
+    Ok(Plan::Bar { x, ys })
+}
+
+fn describe_columns(t: &Table) -> String {
+    let cols: Vec<String> = t
+        .columns
+        .iter()
+        .map(|c| {
+            let kind = match c.kind {
+                ColumnKind::Number => "number",
+                ColumnKind::Time => "date/time",
+                ColumnKind::Text => "text",
+                ColumnKind::Empty => "empty",
+            };
+            format!("{} {kind}", c.name)
+        })
+        .collect();
+    format!("columns: {}", cols.join(", "))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drawing
+
+/// Draws the chart `spec` asks for from a CSV result with a header row.
+pub fn draw(csv: &[u8], spec: &ChartSpec, title: &str) -> Result<Chart, NoChart> {
+    if spec.type_ == ChartType::None {
+        return Err(NoChart::NotApplicable("spec.chart.type is none".into()));
+    }
+    let table = Table::profile(csv)?;
+    if table.rows == 0 {
+        let why = "the result has no rows".to_string();
+        return Err(if spec.type_ == ChartType::Auto { NoChart::NotApplicable(why) } else { NoChart::Unfit(why) });
+    }
+    let plan = choose(&table, spec)?;
+    let kind = plan.kind();
+    let (svg, marks) = match plan {
+        Plan::Bar { x, ys } => draw_bars(&table, x, &ys, title)?,
+        Plan::Line { x, time, ys, split } => draw_lines(&table, x, time, &ys, split, title)?,
+        Plan::Scatter { x, ys } => draw_scatter(&table, x, &ys, title)?,
+    };
+    Ok(Chart { kind, svg, marks })
+}
+
+/// The plot area inside the chart.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    left: f64,
+    top: f64,
+    width: f64,
+    height: f64,
+}
+
+impl Frame {
+    fn new(legend_rows: usize, bottom: f64) -> Frame {
+        let top = 52.0 + 18.0 * legend_rows as f64;
+        let left = 72.0;
+        Frame { left, top, width: WIDTH - left - 24.0, height: HEIGHT - top - bottom }
+    }
+    fn right(&self) -> f64 {
+        self.left + self.width
+    }
+    fn bottom(&self) -> f64 {
+        self.top + self.height
+    }
+}
+
+/// A linear map from a data range to a pixel range.
+#[derive(Clone, Copy, Debug)]
+struct Scale {
+    d0: f64,
+    d1: f64,
+    p0: f64,
+    p1: f64,
+}
+
+impl Scale {
+    fn map(&self, v: f64) -> f64 {
+        let span = self.d1 - self.d0;
+        if span == 0.0 { (self.p0 + self.p1) / 2.0 } else { self.p0 + (v - self.d0) / span * (self.p1 - self.p0) }
+    }
+}
+
+/// Axis ticks: positions in data units and their labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ticks {
+    pub values: Vec<f64>,
+    pub labels: Vec<String>,
+    /// The axis range (rounded out to whole steps for numbers).
+    pub lo: f64,
+    pub hi: f64,
+}
+
+/// "Nice" ticks for `[lo, hi]`: steps of 1, 2 or 5 × 10ⁿ, about `target` of them, with the range
+/// rounded out to whole steps. A degenerate range is widened around its value.
+pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Ticks {
+    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() { (lo.min(hi), lo.max(hi)) } else { (0.0, 1.0) };
+    if hi - lo < f64::EPSILON * hi.abs().max(1.0) {
+        let pad = if lo == 0.0 { 1.0 } else { lo.abs() * 0.1 };
+        lo -= pad;
+        hi += pad;
+    }
+    let raw = (hi - lo) / target.max(1) as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let step =
+        [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * mag).find(|s| *s >= raw * (1.0 - 1e-9)).unwrap_or(10.0 * mag);
+    let start = (lo / step + 1e-9).floor() * step;
+    let end = (hi / step - 1e-9).ceil() * step;
+    let n = ((end - start) / step).round() as usize;
+    let values: Vec<f64> = (0..=n).map(|i| clean_zero(start + i as f64 * step)).collect();
+    let labels = number_labels(&values, step);
+    Ticks { lo: start, hi: end, values, labels }
+}
+
+fn clean_zero(v: f64) -> f64 {
+    if v.abs() < 1e-12 { 0.0 } else { v }
+}
+
+/// Labels for evenly spaced `values`: `k`/`M`/`B`/`T` suffixes for large magnitudes and just
+/// enough decimals to tell neighbours apart.
+fn number_labels(values: &[f64], step: f64) -> Vec<String> {
+    let biggest = values.iter().fold(0f64, |m, v| m.max(v.abs()));
+    let (unit, suffix) = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")]
+        .into_iter()
+        .find(|(u, _)| biggest >= 1e4 && biggest >= *u)
+        .unwrap_or((1.0, ""));
+    let decimals = (-(step / unit).log10().floor()).clamp(0.0, 6.0) as usize;
+    values
+        .iter()
+        .map(|v| if *v == 0.0 { "0".to_string() } else { format!("{:.*}{suffix}", decimals, v / unit) })
+        .collect()
+}
+
+/// A number for a tooltip: grouped thousands, at most 4 decimals.
+fn value_text(v: f64) -> String {
+    let s = if v.fract() == 0.0 && v.abs() < 1e15 { format!("{v:.0}") } else { format!("{v:.4}") };
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    let (sign, rest) = s.strip_prefix('-').map(|r| ("-", r)).unwrap_or(("", &s));
+    let (int, frac) = rest.split_once('.').map(|(i, f)| (i, Some(f))).unwrap_or((rest, None));
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    match frac {
+        Some(f) => format!("{sign}{grouped}.{f}"),
+        None => format!("{sign}{grouped}"),
+    }
+}
+
+const DAY: f64 = 86_400.0;
+
+/// Ticks on a time axis (seconds since the epoch, UTC): whole seconds, minutes, hours, days,
+/// weeks (Mondays), months or years, about `target` of them, labelled to the step's precision.
+pub fn time_ticks(lo: f64, hi: f64, target: usize) -> Ticks {
+    let (lo, hi) = if hi - lo < 1.0 { (lo - DAY, hi + DAY) } else { (lo, hi) };
+    let span = hi - lo;
+    let target = target.max(2) as f64;
+    const SECS: [f64; 20] = [
+        1.0,
+        2.0,
+        5.0,
+        10.0,
+        15.0,
+        30.0,
+        60.0,
+        120.0,
+        300.0,
+        600.0,
+        900.0,
+        1800.0,
+        3600.0,
+        7200.0,
+        10800.0,
+        21600.0,
+        43200.0,
+        DAY,
+        2.0 * DAY,
+        7.0 * DAY,
+    ];
+    if let Some(step) = SECS.into_iter().find(|s| span / s <= target) {
+        // Weeks start on Monday (1970-01-05 was one).
+        let offset = if step == 7.0 * DAY { 4.0 * DAY } else { 0.0 };
+        let first = ((lo - offset) / step).ceil() * step + offset;
+        let values: Vec<f64> = (0..).map(|i| first + i as f64 * step).take_while(|v| *v <= hi).collect();
+        let format = if step >= DAY {
+            "%Y-%m-%d"
+        } else if step >= 60.0 {
+            if span > DAY { "%m-%d %H:%M" } else { "%H:%M" }
+        } else {
+            "%H:%M:%S"
+        };
+        let labels = values.iter().map(|v| format_time(*v, format)).collect();
+        return Ticks { values, labels, lo, hi };
+    }
+    const MONTH: f64 = 30.44 * DAY;
+    let months = [1u32, 2, 3, 6, 12, 24, 60, 120, 240, 600, 1200, 6000]
+        .into_iter()
+        .find(|m| span / (*m as f64 * MONTH) <= target)
+        .unwrap_or(12_000);
+    let Some(start) = Utc.timestamp_opt(lo.floor() as i64, 0).single() else {
+        return Ticks { values: vec![], labels: vec![], lo, hi };
+    };
+    let mut index = start.year() as i64 * 12 + start.month0() as i64;
+    index = index.div_euclid(months as i64) * months as i64;
+    let mut values = Vec::new();
+    loop {
+        let (y, m) = (index.div_euclid(12), index.rem_euclid(12) as u32 + 1);
+        let Some(t) = NaiveDate::from_ymd_opt(y as i32, m, 1).and_then(|d| d.and_hms_opt(0, 0, 0)) else { break };
+        let v = t.and_utc().timestamp() as f64;
+        if v > hi || values.len() > 1000 {
+            break;
+        }
+        if v >= lo {
+            values.push(v);
+        }
+        index += months as i64;
+    }
+    let format = if months >= 12 { "%Y" } else { "%Y-%m" };
+    let labels = values.iter().map(|v| format_time(*v, format)).collect();
+    Ticks { values, labels, lo, hi }
+}
+
+fn format_time(secs: f64, format: &str) -> String {
+    Utc.timestamp_opt(secs.floor() as i64, 0).single().map(|t| t.format(format).to_string()).unwrap_or_default()
+}
+
+/// Text safe inside an SVG element or attribute: XML-escaped, without characters XML 1.0
+/// forbids, cut to `max` characters with an ellipsis.
+pub fn escape(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max * 2));
+    let count = s.chars().filter(|c| allowed_in_xml(*c)).count();
+    for (i, c) in s.chars().filter(|c| allowed_in_xml(*c)).enumerate() {
+        if count > max && i + 1 == max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' | '\r' | '\t' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn allowed_in_xml(c: char) -> bool {
+    !(c.is_control() && !matches!(c, '\n' | '\r' | '\t')) && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
+}
+
+/// A pixel coordinate, one decimal.
+fn px(v: f64) -> String {
+    let r = (v * 10.0).round() / 10.0;
+    if r.fract() == 0.0 { format!("{r:.0}") } else { format!("{r:.1}") }
+}
+
+/// The SVG being written.
+struct Svg {
+    out: String,
+}
+
+impl Svg {
+    fn new(title: &str) -> Svg {
+        let mut out = String::with_capacity(16 * 1024);
+        let title = escape(title, MAX_TITLE_CHARS);
+        let _ = write!(
+            out,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{title}" font-family="system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif" font-size="12"><title>{title}</title><rect width="{w}" height="{h}" fill="#ffffff"/><text x="16" y="24" font-size="15" font-weight="600" fill="#222">{title}</text>"##,
+            w = WIDTH,
+            h = HEIGHT,
+        );
+        Svg { out }
+    }
+
+    fn subtitle(&mut self, text: &str) {
+        let _ = write!(self.out, r##"<text x="16" y="42" fill="#666">{}</text>"##, escape(text, 120));
+    }
+
+    /// Legend entries laid out in rows across the chart; returns the number of rows.
+    fn legend_rows(names: &[String]) -> usize {
+        if names.len() < 2 {
+            return 0;
+        }
+        let mut rows = 1;
+        let mut x = 16.0;
+        for n in names {
+            let w = 24.0 + CHAR_W * n.chars().count().min(MAX_LABEL_CHARS) as f64;
+            if x + w > WIDTH - 16.0 && x > 16.0 {
+                rows += 1;
+                x = 16.0;
+            }
+            x += w;
+        }
+        rows
+    }
+
+    fn legend(&mut self, names: &[String]) {
+        if names.len() < 2 {
+            return;
+        }
+        self.out.push_str(r#"<g class="legend">"#);
+        let (mut x, mut y) = (16.0, 56.0);
+        for (i, n) in names.iter().enumerate() {
+            let w = 24.0 + CHAR_W * n.chars().count().min(MAX_LABEL_CHARS) as f64;
+            if x + w > WIDTH - 16.0 && x > 16.0 {
+                x = 16.0;
+                y += 18.0;
+            }
+            let _ = write!(
+                self.out,
+                r##"<rect x="{}" y="{}" width="10" height="10" fill="{}"/><text x="{}" y="{}" fill="#333">{}</text>"##,
+                px(x),
+                px(y - 9.0),
+                PALETTE[i % PALETTE.len()],
+                px(x + 14.0),
+                px(y),
+                escape(n, MAX_LABEL_CHARS)
+            );
+            x += w;
+        }
+        self.out.push_str("</g>");
+    }
+
+    /// Horizontal grid lines with y labels, and the y axis title.
+    fn y_axis(&mut self, f: &Frame, ticks: &Ticks, scale: &Scale, title: Option<&str>) {
+        self.out.push_str(r#"<g class="y-axis">"#);
+        for (v, label) in ticks.values.iter().zip(&ticks.labels) {
+            let y = px(scale.map(*v));
+            let _ = write!(
+                self.out,
+                r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#e5e5e5"/><text x="{}" y="{y}" dy="4" text-anchor="end" fill="#555">{}</text>"##,
+                px(f.left),
+                px(f.right()),
+                px(f.left - 6.0),
+                escape(label, MAX_LABEL_CHARS)
+            );
+        }
+        if let Some(t) = title {
+            let (x, y) = (14.0, f.top + f.height / 2.0);
+            let _ = write!(
+                self.out,
+                r##"<text x="{}" y="{}" transform="rotate(-90 {} {})" text-anchor="middle" fill="#444">{}</text>"##,
+                px(x),
+                px(y),
+                px(x),
+                px(y),
+                escape(t, MAX_LABEL_CHARS * 2)
+            );
+        }
+        self.out.push_str("</g>");
+    }
+
+    /// The x axis line, its tick labels (rotated when crowded) and its title.
+    fn x_axis(&mut self, f: &Frame, ticks: &[(f64, String)], rotate: bool, title: &str) {
+        let _ = write!(
+            self.out,
+            r##"<g class="x-axis"><line x1="{}" y1="{b}" x2="{}" y2="{b}" stroke="#999"/>"##,
+            px(f.left),
+            px(f.right()),
+            b = px(f.bottom())
+        );
+        for (x, label) in ticks {
+            let (x, y) = (px(*x), px(f.bottom() + 16.0));
+            if rotate {
+                let _ = write!(
+                    self.out,
+                    r##"<text x="{x}" y="{y}" transform="rotate(-40 {x} {y})" text-anchor="end" fill="#555">{}</text>"##,
+                    escape(label, MAX_LABEL_CHARS)
+                );
+            } else {
+                let _ = write!(
+                    self.out,
+                    r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#999"/><text x="{x}" y="{y}" text-anchor="middle" fill="#555">{}</text>"##,
+                    px(f.bottom()),
+                    px(f.bottom() + 4.0),
+                    escape(label, MAX_LABEL_CHARS)
+                );
+            }
+        }
+        let _ = write!(
+            self.out,
+            r##"<text x="{}" y="{}" text-anchor="middle" fill="#444">{}</text></g>"##,
+            px(f.left + f.width / 2.0),
+            px(HEIGHT - 10.0),
+            escape(title, MAX_LABEL_CHARS * 2)
+        );
+    }
+
+    fn finish(mut self) -> String {
+        self.out.push_str("</svg>\n");
+        self.out
+    }
+}
+
+/// Calls `f` with every record of the result (the second pass, after profiling).
+fn for_each_row(t: &Table, mut f: impl FnMut(&csv::StringRecord)) -> Result<(), NoChart> {
+    let mut rdr = reader(t.csv);
+    for rec in rdr.records() {
+        let rec = rec.map_err(|e| NoChart::Unfit(format!("the result is not readable CSV: {e}")))?;
+        f(&rec);
+    }
+    Ok(())
+}
+
+fn cell<'r>(rec: &'r csv::StringRecord, i: usize) -> &'r str {
+    rec.get(i).map(str::trim).unwrap_or("")
+}
+
+fn names(t: &Table, cols: &[usize]) -> Vec<String> {
+    cols.iter().map(|i| t.columns[*i].name.clone()).collect()
+}
+
+fn draw_bars(t: &Table, x: usize, ys: &[usize], title: &str) -> Result<(String, usize), NoChart> {
+    // Sums per category, in the order categories first appear (the query's ORDER BY).
+    let mut order: Vec<String> = Vec::new();
+    let mut sums: HashMap<String, Vec<f64>> = HashMap::new();
+    for_each_row(t, |rec| {
+        let cat = match cell(rec, x) {
+            "" => "(null)".to_string(),
+            c => c.to_string(),
+        };
+        let entry = sums.entry(cat.clone()).or_insert_with(|| {
+            order.push(cat);
+            vec![0.0; ys.len()]
+        });
+        for (s, y) in ys.iter().enumerate() {
+            if let Some(v) = parse_number(cell(rec, *y)) {
+                entry[s] += v;
+            }
+        }
+    })?;
+    let categories = order.len();
+    let mut bars: Vec<(String, Vec<f64>)> = order
+        .into_iter()
+        .map(|c| {
+            let v = sums.remove(&c).unwrap_or_default();
+            (c, v)
+        })
+        .collect();
+    let mut note = format!("{} rows", value_text(t.rows as f64));
+    if bars.len() > MAX_BARS {
+        bars.sort_by(|a, b| b.1[0].abs().total_cmp(&a.1[0].abs()));
+        let rest = bars.split_off(MAX_BARS - 1);
+        let mut other = vec![0.0; ys.len()];
+        for (_, v) in &rest {
+            for (o, x) in other.iter_mut().zip(v) {
+                *o += x;
+            }
+        }
+        bars.push((format!("other ({} more)", rest.len()), other));
+        note = format!("{note}; the {} largest of {categories} categories, the rest summed as other", MAX_BARS - 1);
+    }
+
+    let series = names(t, ys);
+    let legend_rows = Svg::legend_rows(&series);
+    let longest = bars.iter().map(|(c, _)| c.chars().count().min(MAX_LABEL_CHARS)).max().unwrap_or(0) as f64;
+    let band_guess = (WIDTH - 96.0) / bars.len() as f64;
+    let rotate = longest * CHAR_W > band_guess * 0.95;
+    let bottom = if rotate { 40.0 + (longest * CHAR_W * 0.66).min(150.0) } else { 56.0 };
+    let f = Frame::new(legend_rows, bottom);
+
+    let (lo, hi) = bars.iter().flat_map(|(_, v)| v.iter()).fold((0f64, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let ticks = nice_ticks(lo, hi, 6);
+    let ys_scale = Scale { d0: ticks.lo, d1: ticks.hi, p0: f.bottom(), p1: f.top };
+
+    let mut svg = Svg::new(title);
+    svg.subtitle(&note);
+    svg.legend(&series);
+    svg.y_axis(&f, &ticks, &ys_scale, (series.len() == 1).then(|| series[0].as_str()));
+    let band = f.width / bars.len() as f64;
+    let group = band * 0.8;
+    let w = group / ys.len() as f64;
+    let zero = ys_scale.map(0.0);
+    let mut marks = 0;
+    svg.out.push_str(r#"<g class="bars">"#);
+    let mut labels = Vec::with_capacity(bars.len());
+    for (i, (cat, values)) in bars.iter().enumerate() {
+        let x0 = f.left + band * i as f64 + (band - group) / 2.0;
+        for (s, v) in values.iter().enumerate() {
+            let y = ys_scale.map(*v);
+            let (top, h) = if y < zero { (y, zero - y) } else { (zero, y - zero) };
+            let _ = write!(
+                svg.out,
+                r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {}</title></rect>"#,
+                px(x0 + w * s as f64),
+                px(top),
+                px((w - 1.0).max(1.0)),
+                px(h.max(0.5)),
+                PALETTE[s % PALETTE.len()],
+                escape(cat, MAX_LABEL_CHARS * 2),
+                escape(&value_text(*v), 40)
+            );
+            marks += 1;
+        }
+        labels.push((f.left + band * (i as f64 + 0.5), cat.clone()));
+    }
+    svg.out.push_str("</g>");
+    svg.x_axis(&f, &labels, rotate, &t.columns[x].name);
+    Ok((svg.finish(), marks))
+}
+
+/// M4 downsampling: per pixel column, the first, last, lowest and highest point (in x order), so
+/// the drawn line is the same as with every point. `points` must be sorted by x.
+pub fn downsample(points: &[(f64, f64)], x0: f64, x1: f64, buckets: usize) -> Vec<(f64, f64)> {
+    if points.len() <= 4 * buckets.max(1) || x1 <= x0 {
+        return points.to_vec();
+    }
+    let mut out = Vec::with_capacity(4 * buckets);
+    let bucket_of = |x: f64| (((x - x0) / (x1 - x0) * buckets as f64) as usize).min(buckets - 1);
+    let mut i = 0;
+    while i < points.len() {
+        let b = bucket_of(points[i].0);
+        let mut j = i;
+        let (mut lo, mut hi) = (i, i);
+        while j < points.len() && bucket_of(points[j].0) == b {
+            if points[j].1 < points[lo].1 {
+                lo = j;
+            }
+            if points[j].1 > points[hi].1 {
+                hi = j;
+            }
+            j += 1;
+        }
+        let mut keep = [i, lo, hi, j - 1];
+        keep.sort_unstable();
+        let mut last = usize::MAX;
+        for k in keep {
+            if k != last {
+                out.push(points[k]);
+                last = k;
+            }
+        }
+        i = j;
+    }
+    out
+}
+
+fn draw_lines(
+    t: &Table,
+    x: usize,
+    time: bool,
+    ys: &[usize],
+    split: Option<usize>,
+    title: &str,
+) -> Result<(String, usize), NoChart> {
+    let parse_x = |s: &str| if time { parse_time(s) } else { parse_number(s) };
+    // Series: one per y column, or one per value of the split column.
+    let mut series_names: Vec<String> = match split {
+        Some(_) => Vec::new(),
+        None => names(t, ys),
+    };
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut points: Vec<Vec<(f64, f64)>> = vec![Vec::new(); series_names.len()];
+    for_each_row(t, |rec| {
+        let Some(xv) = parse_x(cell(rec, x)) else { return };
+        match split {
+            Some(s) => {
+                let Some(v) = parse_number(cell(rec, ys[0])) else { return };
+                let key = match cell(rec, s) {
+                    "" => "(null)",
+                    k => k,
+                };
+                let i = *index.entry(key.to_string()).or_insert_with(|| {
+                    series_names.push(key.to_string());
+                    points.push(Vec::new());
+                    points.len() - 1
+                });
+                points[i].push((xv, v));
+            }
+            None => {
+                for (i, y) in ys.iter().enumerate() {
+                    if let Some(v) = parse_number(cell(rec, *y)) {
+                        points[i].push((xv, v));
+                    }
+                }
+            }
+        }
+    })?;
+    let mut note = format!("{} rows", value_text(t.rows as f64));
+    if series_names.len() > MAX_SERIES {
+        // Keep the series with the largest totals.
+        let mut order: Vec<usize> = (0..series_names.len()).collect();
+        let total = |i: usize| points[i].iter().map(|p| p.1.abs()).sum::<f64>();
+        order.sort_by(|a, b| total(*b).total_cmp(&total(*a)));
+        order.truncate(MAX_SERIES);
+        order.sort_unstable();
+        note = format!("{note}; the {MAX_SERIES} largest of {} series", series_names.len());
+        series_names = order.iter().map(|i| series_names[*i].clone()).collect();
+        points = order.iter().map(|i| std::mem::take(&mut points[*i])).collect();
+    }
+    if let Some(s) = split {
+        note = format!("{note}; {} by {}", t.columns[ys[0]].name, t.columns[s].name);
+    }
+    if points.iter().all(Vec::is_empty) {
+        return Err(NoChart::Unfit(format!("no row has both an x ({}) and a y value", t.columns[x].name)));
+    }
+    for p in &mut points {
+        p.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let (xlo, xhi) = bounds(points.iter().flatten().map(|p| p.0));
+    let (ylo, yhi) = bounds(points.iter().flatten().map(|p| p.1));
+
+    let legend_rows = Svg::legend_rows(&series_names);
+    let f = Frame::new(legend_rows, 56.0);
+    let xt = if time { time_ticks(xlo, xhi, 7) } else { nice_ticks(xlo, xhi, 7) };
+    // Time spans exactly the data; numbers span whole ticks.
+    let (xd0, xd1) = if time && xhi > xlo { (xlo, xhi) } else { (xt.lo, xt.hi) };
+    let xs = Scale { d0: xd0, d1: xd1, p0: f.left, p1: f.right() };
+    let yt = nice_ticks(ylo, yhi, 6);
+    let ys_scale = Scale { d0: yt.lo, d1: yt.hi, p0: f.bottom(), p1: f.top };
+
+    let mut svg = Svg::new(title);
+    svg.subtitle(&note);
+    svg.legend(&series_names);
+    let single = (series_names.len() == 1).then(|| series_names[0].as_str());
+    svg.y_axis(&f, &yt, &ys_scale, if split.is_some() { Some(t.columns[ys[0]].name.as_str()) } else { single });
+    let mut marks = 0;
+    svg.out.push_str(r#"<g class="lines">"#);
+    for (i, p) in points.iter().enumerate() {
+        if p.is_empty() {
+            continue;
+        }
+        let kept = downsample(p, xd0, xd1, f.width as usize);
+        marks += kept.len();
+        let color = PALETTE[i % PALETTE.len()];
+        if kept.len() == 1 {
+            let _ = write!(
+                svg.out,
+                r#"<circle cx="{}" cy="{}" r="3" fill="{color}"/>"#,
+                px(xs.map(kept[0].0)),
+                px(ys_scale.map(kept[0].1))
+            );
+            continue;
+        }
+        let _ = write!(
+            svg.out,
+            r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" stroke-linejoin="round" points=""#
+        );
+        for (k, (xv, yv)) in kept.iter().enumerate() {
+            if k > 0 {
+                svg.out.push(' ');
+            }
+            let _ = write!(svg.out, "{},{}", px(xs.map(*xv)), px(ys_scale.map(*yv)));
+        }
+        svg.out.push_str(r#""/>"#);
+    }
+    svg.out.push_str("</g>");
+    let labels: Vec<(f64, String)> = xt
+        .values
+        .iter()
+        .zip(&xt.labels)
+        .filter(|(v, _)| **v >= xd0 - 1e-9 && **v <= xd1 + 1e-9)
+        .map(|(v, l)| (xs.map(*v), l.clone()))
+        .collect();
+    svg.x_axis(&f, &labels, false, &t.columns[x].name);
+    Ok((svg.finish(), marks))
+}
+
+fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+}
+
+fn draw_scatter(t: &Table, x: usize, ys: &[usize], title: &str) -> Result<(String, usize), NoChart> {
+    let mut points: Vec<Vec<(f64, f64)>> = vec![Vec::new(); ys.len()];
+    for_each_row(t, |rec| {
+        let Some(xv) = parse_number(cell(rec, x)) else { return };
+        for (i, y) in ys.iter().enumerate() {
+            if let Some(v) = parse_number(cell(rec, *y)) {
+                points[i].push((xv, v));
+            }
+        }
+    })?;
+    if points.iter().all(Vec::is_empty) {
+        return Err(NoChart::Unfit(format!("no row has both an x ({}) and a y value", t.columns[x].name)));
+    }
+    let series = names(t, ys);
+    let (xlo, xhi) = bounds(points.iter().flatten().map(|p| p.0));
+    let (ylo, yhi) = bounds(points.iter().flatten().map(|p| p.1));
+    let f = Frame::new(Svg::legend_rows(&series), 56.0);
+    let xt = nice_ticks(xlo, xhi, 7);
+    let yt = nice_ticks(ylo, yhi, 6);
+    let xs = Scale { d0: xt.lo, d1: xt.hi, p0: f.left, p1: f.right() };
+    let ys_scale = Scale { d0: yt.lo, d1: yt.hi, p0: f.bottom(), p1: f.top };
+    let mut svg = Svg::new(title);
+    svg.subtitle(&format!("{} rows", value_text(t.rows as f64)));
+    svg.legend(&series);
+    svg.y_axis(&f, &yt, &ys_scale, (series.len() == 1).then(|| series[0].as_str()));
+    let mut marks = 0;
+    svg.out.push_str(r#"<g class="points">"#);
+    for (i, p) in points.iter().enumerate() {
+        // One point per pixel and series: more would draw the same picture.
+        let mut seen = HashSet::new();
+        let color = PALETTE[i % PALETTE.len()];
+        let _ = write!(svg.out, r#"<g fill="{color}" fill-opacity="0.7">"#);
+        for (xv, yv) in p {
+            let (cx, cy) = (xs.map(*xv), ys_scale.map(*yv));
+            if !seen.insert((cx.round() as i64, cy.round() as i64)) {
+                continue;
+            }
+            let _ = write!(svg.out, r#"<circle cx="{}" cy="{}" r="2.5"/>"#, px(cx), px(cy));
+            marks += 1;
+        }
+        svg.out.push_str("</g>");
+    }
+    svg.out.push_str("</g>");
+    let labels: Vec<(f64, String)> = xt.values.iter().zip(&xt.labels).map(|(v, l)| (xs.map(*v), l.clone())).collect();
+    svg.x_axis(&f, &labels, false, &t.columns[x].name);
+    Ok((svg.finish(), marks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A structural check that an SVG is well-formed XML (balanced tags, quoted attributes, only
+    /// known entities, no stray `<`), with `svg` as the single root. Returns the element names in
+    /// document order.
+    pub(crate) fn check_well_formed(svg: &str) -> Result<Vec<String>, String> {
+        fn check_text(t: &str) -> Result<(), String> {
+            if t.contains('<') || t.contains('>') {
+                return Err(format!("unescaped markup in text {t:?}"));
+            }
+            let mut rest = t;
+            while let Some(i) = rest.find('&') {
+                let after = &rest[i + 1..];
+                let end = after.find(';').ok_or_else(|| format!("unterminated entity in {t:?}"))?;
+                let name = &after[..end];
+                let ok = matches!(name, "amp" | "lt" | "gt" | "quot" | "apos")
+                    || name.strip_prefix('#').is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()));
+                if !ok {
+                    return Err(format!("unknown entity &{name};"));
+                }
+                rest = &after[end + 1..];
+            }
+            Ok(())
+        }
+        let mut stack: Vec<String> = Vec::new();
+        let mut elements = Vec::new();
+        let mut roots = 0;
+        let mut rest = svg.trim();
+        while !rest.is_empty() {
+            let Some(lt) = rest.find('<') else {
+                check_text(rest)?;
+                break;
+            };
+            check_text(&rest[..lt])?;
+            if lt > 0 && stack.is_empty() && !rest[..lt].trim().is_empty() {
+                return Err("text outside the root element".into());
+            }
+            rest = &rest[lt..];
+            let gt = rest.find('>').ok_or("unterminated tag")?;
+            let tag = &rest[1..gt];
+            rest = &rest[gt + 1..];
+            if let Some(name) = tag.strip_prefix('/') {
+                let open = stack.pop().ok_or_else(|| format!("closing </{name}> with nothing open"))?;
+                if open != name.trim() {
+                    return Err(format!("</{name}> closes <{open}>"));
+                }
+                continue;
+            }
+            let self_closing = tag.ends_with('/');
+            let body = tag.trim_end_matches('/');
+            let name_end = body.find(char::is_whitespace).unwrap_or(body.len());
+            let name = &body[..name_end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':') {
+                return Err(format!("bad element name {name:?}"));
+            }
+            // Attributes: name="value" pairs.
+            let mut attrs = body[name_end..].trim();
+            while !attrs.is_empty() {
+                let eq = attrs.find('=').ok_or_else(|| format!("attribute without value in <{name}>"))?;
+                let aname = attrs[..eq].trim();
+                if aname.is_empty() || !aname.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == ':') {
+                    return Err(format!("bad attribute name {aname:?} in <{name}>"));
+                }
+                let v = attrs[eq + 1..].trim_start();
+                let q = v.chars().next().filter(|c| *c == '"' || *c == '\'').ok_or("unquoted attribute")?;
+                let close = v[1..].find(q).ok_or("unterminated attribute")?;
+                let value = &v[1..1 + close];
+                if value.contains('<') {
+                    return Err(format!("'<' in attribute {aname}"));
+                }
+                check_text(&value.replace('>', ""))?;
+                attrs = v[close + 2..].trim_start();
+            }
+            if stack.is_empty() {
+                roots += 1;
+            }
+            elements.push(name.to_string());
+            if !self_closing {
+                stack.push(name.to_string());
+            }
+        }
+        if let Some(open) = stack.pop() {
+            return Err(format!("<{open}> is never closed"));
+        }
+        if roots != 1 || elements.first().map(String::as_str) != Some("svg") {
+            return Err(format!("expected one <svg> root, found {roots} roots starting with {:?}", elements.first()));
+        }
+        Ok(elements)
+    }
+
+    fn auto() -> ChartSpec {
+        ChartSpec::default()
+    }
+
+    fn spec(type_: ChartType, x: Option<&str>, y: &[&str]) -> ChartSpec {
+        ChartSpec { type_, x: x.map(str::to_string), y: y.iter().map(|s| s.to_string()).collect() }
+    }
+
+    fn kind_of(csv: &str, spec: &ChartSpec) -> Result<ChartKind, NoChart> {
+        let chart = draw(csv.as_bytes(), spec, "t")?;
+        check_well_formed(&chart.svg).unwrap_or_else(|e| panic!("{e}\n{}", chart.svg));
+        Ok(chart.kind)
+    }
+
+    #[test]
+    fn the_chart_type_follows_the_result_shape() {
+        // date + number → line
+        assert_eq!(kind_of("day,total\n2024-01-01,3\n2024-01-02,5\n", &auto()), Ok(ChartKind::Line));
+        // timestamp (DataFusion and Athena forms) + number → line
+        let ts = "at,n\n2024-01-01T10:00:00,1\n2024-01-01T11:00:00,2\n";
+        assert_eq!(kind_of(ts, &auto()), Ok(ChartKind::Line));
+        let athena = "at,n\n\"2024-01-01 10:00:00.000 UTC\",\"1\"\n\"2024-01-01 11:00:00.000 UTC\",\"2\"\n";
+        assert_eq!(kind_of(athena, &auto()), Ok(ChartKind::Line));
+        // category + number → bar
+        assert_eq!(kind_of("n_name,balance\nFRANCE,10.5\nBRAZIL,-3\n", &auto()), Ok(ChartKind::Bar));
+        // two unordered numbers → scatter; an increasing first column → line
+        assert_eq!(kind_of("a,b\n3,1\n1,2\n2,5\n", &auto()), Ok(ChartKind::Scatter));
+        assert_eq!(kind_of("year,total\n1995,1\n1996,3\n1997,2\n", &auto()), Ok(ChartKind::Line));
+        // a single number, only text, no rows → nothing (and that is not a problem)
+        for csv in ["count\n42\n", "a,b\nx,y\n", "day,total\n"] {
+            assert!(matches!(draw(csv.as_bytes(), &auto(), "t"), Err(NoChart::NotApplicable(_))), "{csv}");
+        }
+        // High-cardinality text is not a bar chart under auto, but can be forced.
+        let mut many = String::from("name,total\n");
+        for i in 0..=AUTO_BAR_MAX_CATEGORIES {
+            many.push_str(&format!("customer-{i},{i}\n"));
+        }
+        assert!(matches!(draw(many.as_bytes(), &auto(), "t"), Err(NoChart::NotApplicable(_))));
+        assert_eq!(kind_of(&many, &spec(ChartType::Bar, None, &[])), Ok(ChartKind::Bar));
+    }
+
+    #[test]
+    fn keys_are_not_plotted_as_measures() {
+        let t = Table::profile(b"n_nationkey,n_name,customers\n1,A,5\n2,B,7\n").unwrap();
+        assert_eq!(choose(&t, &auto()), Ok(Plan::Bar { x: 1, ys: vec![2] }));
+        // Only keys: they are used rather than nothing.
+        let t = Table::profile(b"n_name,n_regionkey\nA,5\nB,7\n").unwrap();
+        assert_eq!(choose(&t, &auto()), Ok(Plan::Bar { x: 0, ys: vec![1] }));
+    }
+
+    #[test]
+    fn the_long_shape_splits_lines_by_category() {
+        let csv = "day,region,total\n2024-01-01,EU,1\n2024-01-01,US,2\n2024-01-02,EU,3\n2024-01-02,US,4\n";
+        let t = Table::profile(csv.as_bytes()).unwrap();
+        assert_eq!(choose(&t, &auto()), Ok(Plan::Line { x: 0, time: true, ys: vec![2], split: Some(1) }));
+        let chart = draw(csv.as_bytes(), &auto(), "t").unwrap();
+        assert_eq!(chart.svg.matches("<polyline").count(), 2);
+        assert!(chart.svg.contains(">EU</text>") && chart.svg.contains(">US</text>"), "legend");
+    }
+
+    #[test]
+    fn spec_chart_picks_type_and_columns_or_says_why_not() {
+        let csv = "d,cat,a,b\n2024-01-01,x,1,2\n2024-01-02,y,3,1\n";
+        assert_eq!(kind_of(csv, &spec(ChartType::Bar, Some("cat"), &["b"])), Ok(ChartKind::Bar));
+        assert_eq!(kind_of(csv, &spec(ChartType::Scatter, Some("a"), &["b"])), Ok(ChartKind::Scatter));
+        assert_eq!(kind_of(csv, &spec(ChartType::Line, None, &["a", "b"])), Ok(ChartKind::Line));
+        // Column names match case-insensitively when not exactly.
+        assert_eq!(kind_of(csv, &spec(ChartType::Bar, Some("CAT"), &[])), Ok(ChartKind::Bar));
+        let err = |s: ChartSpec| match draw(csv.as_bytes(), &s, "t") {
+            Err(NoChart::Unfit(m)) => m,
+            other => panic!("expected Unfit, got {other:?}"),
+        };
+        assert!(err(spec(ChartType::Auto, Some("nope"), &[])).contains("columns: d, cat, a, b"));
+        assert!(err(spec(ChartType::Bar, None, &["cat"])).contains("not numeric"));
+        assert!(err(spec(ChartType::Line, Some("cat"), &[])).contains("holds text"));
+        assert!(err(spec(ChartType::Scatter, Some("d"), &[])).contains("not numeric"));
+        assert!(matches!(draw(csv.as_bytes(), &spec(ChartType::None, None, &[]), "t"), Err(NoChart::NotApplicable(_))));
+    }
+
+    #[test]
+    fn hostile_labels_stay_text() {
+        let csv = "name,v\n\"</svg><script>alert(1)</script>\",1\n\"a & b \"\"q\"\" 'x'\",2\n\"bell\u{7}\",3\n";
+        let chart = draw(csv.as_bytes(), &auto(), "<title>&\"").unwrap();
+        let elements = check_well_formed(&chart.svg).unwrap_or_else(|e| panic!("{e}\n{}", chart.svg));
+        assert!(!elements.iter().any(|e| e == "script"), "{elements:?}");
+        assert!(chart.svg.contains("&lt;/svg&gt;&lt;script&gt;"));
+        assert!(chart.svg.contains("a &amp; b &quot;q&quot; &apos;x&apos;"));
+        assert!(!chart.svg.contains('\u{7}'));
+        assert_eq!(escape("abcdefgh", 5), "abcd…");
+        assert_eq!(escape("abcde", 5), "abcde");
+        assert_eq!(escape("a\u{0}b\nc", 10), "ab c");
+    }
+
+    #[test]
+    fn the_checker_rejects_broken_svg() {
+        for bad in [
+            "<svg><g></svg>",
+            "<svg>a < b</svg>",
+            "<svg x=1></svg>",
+            "<svg>&bogus;</svg>",
+            "<svg/><svg/>",
+            "<g></g>",
+            "<svg><text>x</g></svg>",
+        ] {
+            assert!(check_well_formed(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            check_well_formed(r#"<svg a="1"><g><text>&amp;&#38;</text></g><rect/></svg>"#).unwrap(),
+            ["svg", "g", "text", "rect"]
+        );
+    }
+
+    #[test]
+    fn numeric_ticks_are_round_and_cover_the_range() {
+        let t = nice_ticks(0.0, 97.0, 5);
+        assert_eq!(t.values, [0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
+        assert_eq!(t.labels, ["0", "20", "40", "60", "80", "100"]);
+        let t = nice_ticks(-3.2, 4.1, 6);
+        assert_eq!((t.lo, t.hi), (-4.0, 6.0));
+        assert!(t.values.contains(&0.0));
+        let t = nice_ticks(0.0, 0.35, 5);
+        assert_eq!(t.labels, ["0", "0.1", "0.2", "0.3", "0.4"]);
+        let t = nice_ticks(0.0, 2_400_000.0, 5);
+        assert_eq!(t.labels, ["0", "0.5M", "1.0M", "1.5M", "2.0M", "2.5M"]);
+        assert_eq!(nice_ticks(0.0, 1000.0, 5).labels.last().unwrap(), "1000");
+        let t = nice_ticks(0.0, 45_000.0, 5);
+        assert_eq!(t.labels.last().unwrap(), "50k");
+        // Degenerate and non-finite ranges still give an axis.
+        let t = nice_ticks(5.0, 5.0, 5);
+        assert!(t.lo < 5.0 && t.hi > 5.0);
+        assert!(nice_ticks(0.0, 0.0, 5).values.len() >= 2);
+        assert!(nice_ticks(f64::NAN, 1.0, 5).values.len() >= 2);
+        assert_eq!(value_text(1234567.5), "1,234,567.5");
+        assert_eq!(value_text(-1000.0), "-1,000");
+    }
+
+    #[test]
+    fn time_ticks_fall_on_calendar_boundaries() {
+        let day = |s: &str| parse_time(s).unwrap();
+        let t = time_ticks(day("2024-01-01"), day("2024-01-07"), 7);
+        assert_eq!(t.labels.first().unwrap(), "2024-01-01");
+        assert_eq!(t.labels.len(), 7);
+        let t = time_ticks(day("1992-01-01"), day("1998-08-02"), 7);
+        assert_eq!(t.labels, ["1992", "1993", "1994", "1995", "1996", "1997", "1998"]);
+        let t = time_ticks(day("2024-01-15"), day("2024-07-15"), 7);
+        assert_eq!(t.labels, ["2024-02", "2024-03", "2024-04", "2024-05", "2024-06", "2024-07"]);
+        let t = time_ticks(day("2024-03-01 10:00:00"), day("2024-03-01 16:00:00"), 7);
+        assert_eq!(t.labels.first().unwrap(), "10:00");
+        // Weeks start on Mondays (2024-01-01 was one).
+        let t = time_ticks(day("2023-12-28"), day("2024-02-20"), 9);
+        assert_eq!(t.labels.first().unwrap(), "2024-01-01");
+        assert_eq!(parse_time("2024-02-30"), None);
+        assert_eq!(parse_time("2024-01-01T00:00:00Z"), Some(day("2024-01-01")));
+        assert_eq!(parse_time("2024-01-01 01:00:00+01:00"), Some(day("2024-01-01")));
+        assert_eq!(parse_number("1e3"), Some(1000.0));
+        for s in ["NaN", "inf", "0x10", "1,000", "", "-"] {
+            assert_eq!(parse_number(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn downsampling_keeps_extremes_and_bounds_the_points() {
+        let points: Vec<(f64, f64)> = (0..100_000).map(|i| (i as f64, ((i * 7919) % 1000) as f64)).collect();
+        let kept = downsample(&points, 0.0, 99_999.0, 700);
+        assert!(kept.len() <= 4 * 700, "{}", kept.len());
+        assert_eq!(kept.first(), points.first());
+        assert_eq!(kept.last(), points.last());
+        assert!(kept.windows(2).all(|w| w[0].0 <= w[1].0), "stays in x order");
+        let (lo, hi) = bounds(kept.iter().map(|p| p.1));
+        assert_eq!((lo, hi), (0.0, 999.0), "every extreme survives");
+        // Small inputs are untouched.
+        assert_eq!(downsample(&points[..10], 0.0, 9.0, 700), points[..10].to_vec());
+    }
+
+    #[test]
+    fn many_categories_become_the_largest_and_other() {
+        let mut csv = String::from("cat,v\n");
+        for i in 0..50 {
+            csv.push_str(&format!("c{i},{i}\n"));
+        }
+        let chart = draw(csv.as_bytes(), &spec(ChartType::Bar, None, &[]), "t").unwrap();
+        assert_eq!(chart.marks, MAX_BARS);
+        assert!(chart.svg.contains("other (31 more)"), "{}", chart.svg);
+        assert!(chart.svg.contains(">c49: 49</title>"));
+        assert!(!chart.svg.contains(">c0: 0</title>"));
+        // Repeated categories are summed; NULL categories get a name.
+        let chart = draw(b"cat,v\na,1\na,2\n,4\n", &auto(), "t").unwrap();
+        assert!(chart.svg.contains(">a: 3</title>") && chart.svg.contains(">(null): 4</title>"), "{}", chart.svg);
+    }
+
+    #[test]
+    fn ten_thousand_rows_draw_a_bounded_svg() {
+        let mut csv = String::from("at,price,volume\n");
+        let start = parse_time("2024-01-01").unwrap();
+        for i in 0..10_000 {
+            let t = Utc.timestamp_opt((start + i as f64 * 60.0) as i64, 0).unwrap();
+            csv.push_str(&format!(
+                "{},{},{}\n",
+                t.format("%Y-%m-%dT%H:%M:%S"),
+                (i as f64 / 50.0).sin() * 100.0,
+                i % 97
+            ));
+        }
+        let chart = draw(csv.as_bytes(), &auto(), "prices").unwrap();
+        assert_eq!(chart.kind, ChartKind::Line);
+        assert!(chart.marks <= 2 * 4 * WIDTH as usize, "{}", chart.marks);
+        assert!(chart.svg.len() < 200_000, "{} bytes", chart.svg.len());
+        check_well_formed(&chart.svg).unwrap();
+        let scatter = draw(csv.as_bytes(), &spec(ChartType::Scatter, Some("volume"), &["price"]), "t").unwrap();
+        assert!(scatter.marks <= 10_000);
+        check_well_formed(&scatter.svg).unwrap();
+        // Points on the same pixel are drawn once.
+        let same = "a,b
+"
+        .to_string()
+            + &"1,2
+"
+            .repeat(10_000)
+            + "3,4
+";
+        assert_eq!(draw(same.as_bytes(), &auto(), "t").unwrap().marks, 2);
+    }
+
+    #[test]
+    fn the_outcome_is_recorded_as_a_condition() {
+        let mut st = QueryRequestStatus::default();
+        Produced::NotApplicable("x".into()).record(&mut st);
+        assert!(st.condition(CONDITION).is_none());
+        Produced::Failed("too big".into()).record(&mut st);
+        assert_eq!(st.condition(CONDITION).unwrap().status, "False");
+        Produced::Stored { location: "l".into(), kind: ChartKind::Bar, marks: 3 }.record(&mut st);
+        let c = st.condition(CONDITION).unwrap();
+        assert_eq!((c.status.as_str(), c.message.as_str()), ("True", "bar chart, 3 marks"));
+        // A later generation without a chart drops the stale condition.
+        Produced::NotApplicable("type none".into()).record(&mut st);
+        assert!(st.condition(CONDITION).is_none());
+    }
+}
