@@ -33,7 +33,8 @@ fn history(at: chrono::DateTime<chrono::Utc>, event: &str, sql: Option<&str>) ->
         event: event.into(),
         generation: 1,
         sql: sql.map(str::to_string),
-        sql_digest: sql.map(|s| sql_digest(EngineKind::Local, "tpch", s, &QueryRequestSpec::default().effective_limits())),
+        sql_digest: sql
+            .map(|s| sql_digest(EngineKind::Local, "tpch", s, &QueryRequestSpec::default().effective_limits())),
         by: None,
         decision: None,
         decision_id: None,
@@ -63,7 +64,11 @@ async fn fill(store: &dyn Store, n: u64) {
                 ..Default::default()
             },
             spec: QueryRequestSpec {
-                question: Some(format!("Which {} customers have the highest account balance in segment {}?", i % 20 + 1, i % 5)),
+                question: Some(format!(
+                    "Which {} customers have the highest account balance in segment {}?",
+                    i % 20 + 1,
+                    i % 5
+                )),
                 catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
                 ..Default::default()
             },

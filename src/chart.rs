@@ -231,6 +231,8 @@ struct Profile {
     distinct: usize,
     /// Numeric and strictly increasing in row order (an ordered x axis).
     increasing: bool,
+    /// Temporal with dates only (no time of day): ticks are at least a day apart.
+    dates_only: bool,
 }
 
 struct Table<'a> {
@@ -253,6 +255,7 @@ impl<'a> Table<'a> {
         let mut time = vec![true; n];
         let mut non_empty = vec![0usize; n];
         let mut increasing = vec![true; n];
+        let mut dates_only = vec![true; n];
         let mut last = vec![f64::NEG_INFINITY; n];
         let mut distinct: Vec<HashSet<String>> = vec![HashSet::new(); n];
         let mut rows = 0usize;
@@ -277,6 +280,7 @@ impl<'a> Table<'a> {
                 if time[i] && parse_time(cell).is_none() {
                     time[i] = false;
                 }
+                dates_only[i] &= cell.len() == 10;
                 if distinct[i].len() <= AUTO_BAR_MAX_CATEGORIES && !distinct[i].contains(cell) {
                     distinct[i].insert(cell.to_string());
                 }
@@ -297,6 +301,7 @@ impl<'a> Table<'a> {
                 },
                 distinct: distinct[i].len(),
                 increasing: numeric[i] && increasing[i] && non_empty[i] > 1,
+                dates_only: time[i] && dates_only[i],
                 name,
             })
             .collect();
@@ -571,8 +576,8 @@ pub fn draw(csv: &[u8], spec: &ChartSpec, title: &str) -> Result<Chart, NoChart>
     let plan = choose(&table, spec)?;
     let kind = plan.kind();
     let (svg, marks) = match plan {
-        Plan::Bar { x, ys } => draw_bars(&table, x, &ys, title)?,
-        Plan::Line { x, time, ys, split } => draw_lines(&table, x, time, &ys, split, title)?,
+        Plan::Bar { x, ys } => draw_bars(&table, x, &ys, !spec.y.is_empty(), title)?,
+        Plan::Line { x, time, ys, split } => draw_lines(&table, x, time, &ys, split, !spec.y.is_empty(), title)?,
         Plan::Scatter { x, ys } => draw_scatter(&table, x, &ys, title)?,
     };
     Ok(Chart { kind, svg, marks })
@@ -689,8 +694,9 @@ fn value_text(v: f64) -> String {
 const DAY: f64 = 86_400.0;
 
 /// Ticks on a time axis (seconds since the epoch, UTC): whole seconds, minutes, hours, days,
-/// weeks (Mondays), months or years, about `target` of them, labelled to the step's precision.
-pub fn time_ticks(lo: f64, hi: f64, target: usize) -> Ticks {
+/// weeks (Mondays), months or years, about `target` of them, labelled to the step's precision;
+/// at least a day apart for `dates_only` data.
+pub fn time_ticks(lo: f64, hi: f64, target: usize, dates_only: bool) -> Ticks {
     let (lo, hi) = if hi - lo < 1.0 { (lo - DAY, hi + DAY) } else { (lo, hi) };
     let span = hi - lo;
     let target = target.max(2) as f64;
@@ -716,7 +722,8 @@ pub fn time_ticks(lo: f64, hi: f64, target: usize) -> Ticks {
         2.0 * DAY,
         7.0 * DAY,
     ];
-    if let Some(step) = SECS.into_iter().find(|s| span / s <= target) {
+    let min_step = if dates_only { DAY } else { 1.0 };
+    if let Some(step) = SECS.into_iter().find(|s| *s >= min_step && span / s <= target) {
         // Weeks start on Monday (1970-01-05 was one).
         let offset = if step == 7.0 * DAY { 4.0 * DAY } else { 0.0 };
         let first = ((lo - offset) / step).ceil() * step + offset;
@@ -910,9 +917,19 @@ impl Svg {
                     escape(label, MAX_LABEL_CHARS)
                 );
             } else {
+                // Labels at the edges are anchored inside the chart rather than cut off.
+                let half = CHAR_W * label.chars().count().min(MAX_LABEL_CHARS) as f64 / 2.0;
+                let at: f64 = x.parse().unwrap_or(0.0);
+                let anchor = if at - half < 2.0 {
+                    "start"
+                } else if at + half > WIDTH - 2.0 {
+                    "end"
+                } else {
+                    "middle"
+                };
                 let _ = write!(
                     self.out,
-                    r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#999"/><text x="{x}" y="{y}" text-anchor="middle" fill="#555">{}</text>"##,
+                    r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#999"/><text x="{x}" y="{y}" text-anchor="{anchor}" fill="#555">{}</text>"##,
                     px(f.bottom()),
                     px(f.bottom() + 4.0),
                     escape(label, MAX_LABEL_CHARS)
@@ -952,7 +969,33 @@ fn names(t: &Table, cols: &[usize]) -> Vec<String> {
     cols.iter().map(|i| t.columns[*i].name.clone()).collect()
 }
 
-fn draw_bars(t: &Table, x: usize, ys: &[usize], title: &str) -> Result<(String, usize), NoChart> {
+/// Series whose largest magnitude is at least 1/20 of the largest one; smaller ones would be
+/// flat lines on the shared axis.
+fn visible(maxima: &[f64]) -> Vec<usize> {
+    let top = maxima.iter().fold(0f64, |m, v| m.max(*v));
+    (0..maxima.len()).filter(|i| top == 0.0 || maxima[*i] >= top / 20.0).collect()
+}
+
+/// Leaves out auto-chosen series too small to see next to the others; returns the kept indices
+/// and a note naming the ones left out.
+fn drop_invisible(t: &Table, ys: &[usize], maxima: &[f64]) -> (Vec<usize>, Option<String>) {
+    let keep = visible(maxima);
+    if keep.len() == ys.len() {
+        return (keep, None);
+    }
+    let dropped: Vec<&str> =
+        (0..ys.len()).filter(|s| !keep.contains(s)).map(|s| t.columns[ys[s]].name.as_str()).collect();
+    let note = format!("{} left out (too small on this scale; spec.chart.y picks columns)", dropped.join(", "));
+    (keep, Some(note))
+}
+
+/// Values that only rise or only fall: the result is ordered by them.
+fn monotonic(values: impl Iterator<Item = f64> + Clone) -> bool {
+    let pairs = || values.clone().zip(values.clone().skip(1));
+    pairs().all(|(a, b)| a <= b) || pairs().all(|(a, b)| a >= b)
+}
+
+fn draw_bars(t: &Table, x: usize, ys: &[usize], explicit: bool, title: &str) -> Result<(String, usize), NoChart> {
     // Sums per category, in the order categories first appear (the query's ORDER BY).
     let mut order: Vec<String> = Vec::new();
     let mut sums: HashMap<String, Vec<f64>> = HashMap::new();
@@ -980,8 +1023,25 @@ fn draw_bars(t: &Table, x: usize, ys: &[usize], title: &str) -> Result<(String, 
         })
         .collect();
     let mut note = format!("{} rows", value_text(t.rows as f64));
+    let mut ys = ys.to_vec();
+    if !explicit && ys.len() > 1 {
+        let maxima: Vec<f64> = (0..ys.len()).map(|s| bars.iter().fold(0f64, |m, b| m.max(b.1[s].abs()))).collect();
+        let (keep, dropped) = drop_invisible(t, &ys, &maxima);
+        if let Some(d) = dropped {
+            note = format!("{note}; {d}");
+            for b in &mut bars {
+                b.1 = keep.iter().map(|s| b.1[*s]).collect();
+            }
+            ys = keep.iter().map(|s| ys[*s]).collect();
+        }
+    }
     if bars.len() > MAX_BARS {
-        bars.sort_by(|a, b| b.1[0].abs().total_cmp(&a.1[0].abs()));
+        // A result ordered by a measure (ORDER BY … DESC) keeps its order: its first rows are
+        // the ones asked for. Otherwise the largest of the first series are kept.
+        let ordered = (0..ys.len()).any(|s| monotonic(bars.iter().map(|b| b.1[s])));
+        if !ordered {
+            bars.sort_by(|a, b| b.1[0].abs().total_cmp(&a.1[0].abs()));
+        }
         let rest = bars.split_off(MAX_BARS - 1);
         let mut other = vec![0.0; ys.len()];
         for (_, v) in &rest {
@@ -990,8 +1050,10 @@ fn draw_bars(t: &Table, x: usize, ys: &[usize], title: &str) -> Result<(String, 
             }
         }
         bars.push((format!("other ({} more)", rest.len()), other));
-        note = format!("{note}; the {} largest of {categories} categories, the rest summed as other", MAX_BARS - 1);
+        let which = if ordered { "first" } else { "largest" };
+        note = format!("{note}; the {} {which} of {categories} categories, the rest summed as other", MAX_BARS - 1);
     }
+    let ys = ys.as_slice();
 
     let series = names(t, ys);
     let legend_rows = Svg::legend_rows(&series);
@@ -1083,6 +1145,7 @@ fn draw_lines(
     time: bool,
     ys: &[usize],
     split: Option<usize>,
+    explicit: bool,
     title: &str,
 ) -> Result<(String, usize), NoChart> {
     let parse_x = |s: &str| if time { parse_time(s) } else { parse_number(s) };
@@ -1132,6 +1195,14 @@ fn draw_lines(
     }
     if let Some(s) = split {
         note = format!("{note}; {} by {}", t.columns[ys[0]].name, t.columns[s].name);
+    } else if !explicit && points.len() > 1 {
+        let maxima: Vec<f64> = points.iter().map(|p| p.iter().fold(0f64, |m, v| m.max(v.1.abs()))).collect();
+        let (keep, dropped) = drop_invisible(t, ys, &maxima);
+        if let Some(d) = dropped {
+            note = format!("{note}; {d}");
+            series_names = keep.iter().map(|i| series_names[*i].clone()).collect();
+            points = keep.iter().map(|i| std::mem::take(&mut points[*i])).collect();
+        }
     }
     if points.iter().all(Vec::is_empty) {
         return Err(NoChart::Unfit(format!("no row has both an x ({}) and a y value", t.columns[x].name)));
@@ -1144,7 +1215,7 @@ fn draw_lines(
 
     let legend_rows = Svg::legend_rows(&series_names);
     let f = Frame::new(legend_rows, 56.0);
-    let xt = if time { time_ticks(xlo, xhi, 7) } else { nice_ticks(xlo, xhi, 7) };
+    let xt = if time { time_ticks(xlo, xhi, 7, t.columns[x].dates_only) } else { nice_ticks(xlo, xhi, 7) };
     // Time spans exactly the data; numbers span whole ticks.
     let (xd0, xd1) = if time && xhi > xlo { (xlo, xhi) } else { (xt.lo, xt.hi) };
     let xs = Scale { d0: xd0, d1: xd1, p0: f.left, p1: f.right() };
@@ -1185,6 +1256,14 @@ fn draw_lines(
             let _ = write!(svg.out, "{},{}", px(xs.map(*xv)), px(ys_scale.map(*yv)));
         }
         svg.out.push_str(r#""/>"#);
+        // Few points: mark each one, so a reader sees where the data is.
+        if kept.len() <= 60 {
+            let _ = write!(svg.out, r#"<g fill="{color}">"#);
+            for (xv, yv) in &kept {
+                let _ = write!(svg.out, r#"<circle cx="{}" cy="{}" r="2.5"/>"#, px(xs.map(*xv)), px(ys_scale.map(*yv)));
+            }
+            svg.out.push_str("</g>");
+        }
     }
     svg.out.push_str("</g>");
     let labels: Vec<(f64, String)> = xt
@@ -1481,17 +1560,21 @@ mod tests {
     #[test]
     fn time_ticks_fall_on_calendar_boundaries() {
         let day = |s: &str| parse_time(s).unwrap();
-        let t = time_ticks(day("2024-01-01"), day("2024-01-07"), 7);
+        let t = time_ticks(day("2024-01-01"), day("2024-01-07"), 7, true);
         assert_eq!(t.labels.first().unwrap(), "2024-01-01");
         assert_eq!(t.labels.len(), 7);
-        let t = time_ticks(day("1992-01-01"), day("1998-08-02"), 7);
+        let t = time_ticks(day("1992-01-01"), day("1998-08-02"), 7, true);
         assert_eq!(t.labels, ["1992", "1993", "1994", "1995", "1996", "1997", "1998"]);
-        let t = time_ticks(day("2024-01-15"), day("2024-07-15"), 7);
+        let t = time_ticks(day("2024-01-15"), day("2024-07-15"), 7, true);
         assert_eq!(t.labels, ["2024-02", "2024-03", "2024-04", "2024-05", "2024-06", "2024-07"]);
-        let t = time_ticks(day("2024-03-01 10:00:00"), day("2024-03-01 16:00:00"), 7);
+        let t = time_ticks(day("2024-03-01 10:00:00"), day("2024-03-01 16:00:00"), 7, false);
         assert_eq!(t.labels.first().unwrap(), "10:00");
+        // Dates alone never get ticks within a day.
+        let t = time_ticks(day("2024-01-01"), day("2024-01-03"), 7, true);
+        assert_eq!(t.labels, ["2024-01-01", "2024-01-02", "2024-01-03"]);
+        assert_eq!(time_ticks(day("2024-01-01"), day("2024-01-03"), 7, false).labels[1], "01-01 12:00");
         // Weeks start on Mondays (2024-01-01 was one).
-        let t = time_ticks(day("2023-12-28"), day("2024-02-20"), 9);
+        let t = time_ticks(day("2023-12-28"), day("2024-02-20"), 9, true);
         assert_eq!(t.labels.first().unwrap(), "2024-01-01");
         assert_eq!(parse_time("2024-02-30"), None);
         assert_eq!(parse_time("2024-01-01T00:00:00Z"), Some(day("2024-01-01")));
@@ -1578,5 +1661,32 @@ mod tests {
         // A later generation without a chart drops the stale condition.
         Produced::NotApplicable("type none".into()).record(&mut st);
         assert!(st.condition(CONDITION).is_none());
+    }
+}
+
+#[cfg(test)]
+mod dump_tmp {
+    #[test]
+    #[ignore]
+    fn dump() {
+        use super::*;
+        let mut csv = String::from("at,price,volume\n");
+        let start = parse_time("2024-01-01").unwrap();
+        for i in 0..10_000 {
+            let t = Utc.timestamp_opt((start + i as f64 * 3600.0) as i64, 0).unwrap();
+            csv.push_str(&format!("{},{},{}\n", t.format("%Y-%m-%dT%H:%M:%S"), (i as f64 / 50.0).sin() * 100.0 + 20.0, (i * 7919) % 97));
+        }
+        std::fs::write("/tmp/line.svg", draw(csv.as_bytes(), &ChartSpec::default(), "Price and volume, hourly").unwrap().svg).unwrap();
+        let s = ChartSpec { type_: ChartType::Scatter, x: Some("volume".into()), y: vec!["price".into()] };
+        std::fs::write("/tmp/scatter.svg", draw(csv.as_bytes(), &s, "scatter").unwrap().svg).unwrap();
+        let mut bar = String::from("n_name,customers,balance\n");
+        for (i, n) in ["ALGERIA","ARGENTINA","BRAZIL","CANADA","EGYPT","ETHIOPIA","FRANCE","GERMANY","INDIA","INDONESIA","IRAN","IRAQ","JAPAN","JORDAN","KENYA","MOROCCO","MOZAMBIQUE","PERU","CHINA","ROMANIA","SAUDI ARABIA","VIETNAM","RUSSIA","UNITED KINGDOM","UNITED STATES"].iter().enumerate() {
+            bar.push_str(&format!("{n},{},{}\n", 50 + i * 3, 250000.0 - (i as f64) * 7000.0 - 60000.0));
+        }
+        std::fs::write("/tmp/bar.svg", draw(bar.as_bytes(), &ChartSpec::default(), "Which nations have the most customer balance?").unwrap().svg).unwrap();
+        let small = "region,total\nAFRICA,5\nAMERICA,-3\nASIA,7.5\nEUROPE,2\nMIDDLE EAST,4\n";
+        std::fs::write("/tmp/bar2.svg", draw(small.as_bytes(), &ChartSpec::default(), "default/regions").unwrap().svg).unwrap();
+        let long = "day,region,total\n2024-01-01,EU,1\n2024-01-01,US,2\n2024-01-02,EU,3\n2024-01-02,US,4\n2024-01-03,EU,2\n2024-01-03,US,5\n";
+        std::fs::write("/tmp/long.svg", draw(long.as_bytes(), &ChartSpec::default(), "long").unwrap().svg).unwrap();
     }
 }

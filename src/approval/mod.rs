@@ -138,6 +138,11 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
     if d.uid != req.uid() {
         return Err(Refusal::Stale { name, what: format!("uid {}", d.uid) });
     }
+    // A decision is bound to the object, not just its uid: uids are minted by whoever creates the
+    // record, so a record that copied another's uid must not ride on that one's decisions.
+    if d.namespace != req.metadata.namespace() || d.name != req.metadata.name {
+        return Err(Refusal::Stale { name, what: format!("object {}/{}", d.namespace, d.name) });
+    }
     if d.generation != req.generation() || status.observed_generation != req.generation() {
         return Err(Refusal::Stale { name, what: format!("generation {}", d.generation) });
     }
@@ -334,6 +339,21 @@ mod tests {
     }
 
     #[test]
+    fn a_decision_for_another_object_with_the_same_uid_is_refused() {
+        // Uids are minted by whoever writes the record: a request that copied another's uid,
+        // generation and SQL must not ride on that request's approval.
+        let r = req(Phase::AwaitingApproval);
+        let d = bind(&r, &input(DecisionKind::Approve, "alice")).unwrap();
+        let mut other = r.clone();
+        other.metadata.name = "copycat".into();
+        assert!(matches!(check(&Policy::default(), &other, &d), Err(Refusal::Stale { .. })));
+        let mut other = r.clone();
+        other.metadata.namespace = Some("elsewhere".into());
+        assert!(matches!(check(&Policy::default(), &other, &d), Err(Refusal::Stale { .. })));
+        check(&Policy::default(), &r, &d).unwrap();
+    }
+
+    #[test]
     fn spec_narrows_policy_never_widens() {
         let mut r = req(Phase::AwaitingApproval);
         let mut p = Policy::default();
@@ -366,6 +386,76 @@ mod tests {
         let d = bind(&r, &input(DecisionKind::Refine, "alice")).unwrap();
         let e = check(&Policy::default(), &r, &d).unwrap_err();
         assert!(e.to_string().contains("edit spec.sql"), "{e}");
+    }
+
+    fn over_budget_request() -> QueryRequest {
+        let mut r = req(Phase::AwaitingApproval);
+        r.spec.limits.max_bytes_scanned = Some(crate::spec::quantity::ByteSize::parse("1GiB").unwrap());
+        r.status.as_mut().unwrap().estimate =
+            Some(Estimate { bytes: 3 << 30, cost_usd: 0.0146, method: "test".into() });
+        r
+    }
+
+    #[test]
+    fn an_estimate_over_budget_needs_an_approval_that_says_so() {
+        let r = over_budget_request();
+        assert_eq!(over_budget(&r), Some(OverBudget { estimate: 3 << 30, budget: 1 << 30 }));
+        let plain = bind(&r, &input(DecisionKind::Approve, "alice")).unwrap();
+        let e = check(&Policy::default(), &r, &plain).unwrap_err();
+        assert!(matches!(e, Refusal::OverBudget { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains("sqlctl approve q --allow-over-budget"), "{text}");
+        assert!(text.contains("3.0 GiB") && text.contains("1.0 GiB"), "{text}");
+        // Reject and refine need no budget approval.
+        check(&Policy::default(), &r, &bind(&r, &input(DecisionKind::Reject, "alice")).unwrap()).unwrap();
+
+        let mut i = input(DecisionKind::Approve, "alice");
+        i.allow_over_budget = true;
+        let explicit = bind(&r, &i).unwrap();
+        assert!(explicit.allow_over_budget);
+        check(&Policy::default(), &r, &explicit).unwrap();
+
+        // The policy may name who accepts budgets; they must still be allowed to decide.
+        let p = Policy { over_budget_approvers: vec!["bob".into()], ..Default::default() };
+        let e = check(&p, &r, &explicit).unwrap_err();
+        assert!(matches!(e, Refusal::OverBudgetNotAllowed { .. }) && e.to_string().contains("bob"), "{e}");
+        let mut i = input(DecisionKind::Approve, "bob");
+        i.allow_over_budget = true;
+        check(&p, &r, &bind(&r, &i).unwrap()).unwrap();
+        let narrowed = Policy { approvers: vec!["alice".into()], ..p };
+        assert!(matches!(check(&narrowed, &r, &bind(&r, &i).unwrap()), Err(Refusal::NotAllowed { .. })));
+    }
+
+    #[test]
+    fn within_budget_or_without_an_estimate_a_plain_approve_is_enough() {
+        let mut r = over_budget_request();
+        r.status.as_mut().unwrap().estimate.as_mut().unwrap().bytes = 1 << 30;
+        assert_eq!(over_budget(&r), None, "equal to the budget is within it");
+        let p = Policy { over_budget_approvers: vec!["bob".into()], ..Default::default() };
+        check(&p, &r, &bind(&r, &input(DecisionKind::Approve, "alice")).unwrap()).unwrap();
+        r.status.as_mut().unwrap().estimate = None;
+        check(&p, &r, &bind(&r, &input(DecisionKind::Approve, "alice")).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn an_over_budget_approval_raises_the_scan_ceiling_to_twice_the_estimate() {
+        let mut r = over_budget_request();
+        assert_eq!(scan_ceiling(&r), Some(1 << 30), "not yet approved: the limit");
+        r.status.as_mut().unwrap().approval = Some(ApprovalStatus {
+            decision: DecisionKind::Approve,
+            by: "alice".into(),
+            at: chrono::Utc::now(),
+            generation: 2,
+            sql_digest: "ab".repeat(32),
+            comment: None,
+            decision_id: "d".into(),
+            allow_over_budget: true,
+        });
+        assert_eq!(scan_ceiling(&r), Some(6 << 30));
+        r.status.as_mut().unwrap().approval.as_mut().unwrap().allow_over_budget = false;
+        assert_eq!(scan_ceiling(&r), Some(1 << 30));
+        r.spec.limits.max_bytes_scanned = None;
+        assert_eq!(scan_ceiling(&r), None);
     }
 
     #[test]

@@ -125,7 +125,11 @@ pub fn data_format(t: &aws_sdk_glue::types::Table) -> DataFormat {
 
 /// Maps a Glue error of a table-level call (`GetTable`, `GetPartitions`) onto the catalog error,
 /// naming the permission the controller's role needs.
-fn table_error<E>(what: &str, permission: &str, e: SdkError<E, aws_sdk_glue::config::http::HttpResponse>) -> CatalogError
+fn table_error<E>(
+    what: &str,
+    permission: &str,
+    e: SdkError<E, aws_sdk_glue::config::http::HttpResponse>,
+) -> CatalogError
 where
     E: aws_sdk_glue::error::ProvideErrorMetadata + std::error::Error + 'static,
 {

@@ -106,7 +106,9 @@ authenticating proxy that sets that header (e.g. x-amzn-oidc-identity on an ALB 
         }
         (Some(h), None) => {
             if user.is_some() {
-                return Err(Exit::usage(format!("the user comes from the header with {prefix}auth-header; drop the user flag")));
+                return Err(Exit::usage(format!(
+                    "the user comes from the header with {prefix}auth-header; drop the user flag"
+                )));
             }
             let name = HeaderName::try_from(h)
                 .map_err(|_| Exit::usage(format!("{prefix}auth-header {h:?} is not a valid HTTP header name")))?;

@@ -177,14 +177,14 @@ pub fn header_user(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 pub fn origin_refusal(headers: &HeaderMap) -> Option<String> {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     let check = |what: &str, value: &str| -> Option<String> {
-        let authority = value
-            .split_once("://")
-            .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(""))
-            .unwrap_or("");
+        let authority =
+            value.split_once("://").map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or("")).unwrap_or("");
         if !host.is_empty() && authority.eq_ignore_ascii_case(host) {
             None
         } else {
-            Some(format!("the form was posted from another site ({what} {value:?} is not this console's host {host:?})"))
+            Some(format!(
+                "the form was posted from another site ({what} {value:?} is not this console's host {host:?})"
+            ))
         }
     };
     if let Some(origin) = headers.get(header::ORIGIN) {

@@ -39,8 +39,11 @@ fn lcs_middle<'a>(a: &[&'a str], b: &[&'a str], out: &mut Vec<Line<'a>>) {
     let mut table = vec![0u32; (n + 1) * w];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            table[i * w + j] =
-                if a[i] == b[j] { table[(i + 1) * w + j + 1] + 1 } else { table[(i + 1) * w + j].max(table[i * w + j + 1]) };
+            table[i * w + j] = if a[i] == b[j] {
+                table[(i + 1) * w + j + 1] + 1
+            } else {
+                table[(i + 1) * w + j].max(table[i * w + j + 1])
+            };
         }
     }
     let (mut i, mut j) = (0, 0);
@@ -88,8 +91,20 @@ mod tests {
         let old = "a\nb\nc\nd\ne\nb";
         let new = "b\nx\nc\ne\nb\nb\ny";
         let d = line_diff(old, new);
-        let left: Vec<&str> = d.iter().filter_map(|l| match l { Same(s) | Removed(s) => Some(*s), _ => None }).collect();
-        let right: Vec<&str> = d.iter().filter_map(|l| match l { Same(s) | Added(s) => Some(*s), _ => None }).collect();
+        let left: Vec<&str> = d
+            .iter()
+            .filter_map(|l| match l {
+                Same(s) | Removed(s) => Some(*s),
+                _ => None,
+            })
+            .collect();
+        let right: Vec<&str> = d
+            .iter()
+            .filter_map(|l| match l {
+                Same(s) | Added(s) => Some(*s),
+                _ => None,
+            })
+            .collect();
         assert_eq!(left.join("\n"), old);
         assert_eq!(right.join("\n"), new);
         // LCS of the two is b, c, e, b: four lines kept.

@@ -68,7 +68,7 @@ use crate::store::{Store, StoreError};
 /// How often the console reads the store's change feed.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
 /// Largest chart the detail page embeds.
-const MAX_CHART_BYTES: usize = 2 << 20;
+const MAX_CHART_BYTES: u64 = 2 << 20;
 /// Pause after a wrong token, so the login form is a slow oracle.
 const LOGIN_FAILURE_DELAY: Duration = Duration::from_millis(500);
 
@@ -130,8 +130,7 @@ pub async fn serve(
         index,
         shutdown: shutdown.clone(),
     });
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|source| ConsoleError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ConsoleError::Bind { addr, source })?;
     let local = listener.local_addr().map_err(|source| ConsoleError::Bind { addr, source })?;
     let mut stop = shutdown;
     let handle = tokio::spawn(async move {
@@ -153,10 +152,7 @@ fn router(app: App) -> Router {
         .route("/fragment/list", get(list_fragment))
         .route("/requests/{namespace}/{name}", get(detail_page))
         .route("/requests/{namespace}/{name}/fragment", get(detail_fragment))
-        .route(
-            "/requests/{namespace}/{name}/approve",
-            post(|s, p, h, f| decide(s, p, h, f, DecisionKind::Approve)),
-        )
+        .route("/requests/{namespace}/{name}/approve", post(|s, p, h, f| decide(s, p, h, f, DecisionKind::Approve)))
         .route("/requests/{namespace}/{name}/refine", post(|s, p, h, f| decide(s, p, h, f, DecisionKind::Refine)))
         .route("/requests/{namespace}/{name}/reject", post(|s, p, h, f| decide(s, p, h, f, DecisionKind::Reject)))
         .route("/events", get(events))
@@ -214,7 +210,15 @@ impl Who {
     }
 
     /// An HTML page for this user.
-    fn page(&self, app: &Inner, status: StatusCode, title: &str, kind: PageKind, key: Option<&str>, body: &str) -> Response {
+    fn page(
+        &self,
+        app: &Inner,
+        status: StatusCode,
+        title: &str,
+        kind: PageKind,
+        key: Option<&str>,
+        body: &str,
+    ) -> Response {
         let logout = self.logout_csrf(app);
         let layout = Layout { title, kind, key, user: Some(&self.user), logout_csrf: logout.as_deref() };
         with_cookie(respond(status, html::page(&layout, body)), self.new_cookie.as_deref())
@@ -292,7 +296,9 @@ impl Inner {
     fn unauthenticated_page(&self, why: &str, next: &str) -> Response {
         match self.config.auth {
             AuthMode::Token { .. } => see_other(&format!("/login?next={}", url_encode(next))),
-            AuthMode::Header(_) => anonymous_page(StatusCode::UNAUTHORIZED, "Not signed in", &message_body("error", why, None)),
+            AuthMode::Header(_) => {
+                anonymous_page(StatusCode::UNAUTHORIZED, "Not signed in", &message_body("error", why, None))
+            }
         }
     }
 
@@ -318,9 +324,9 @@ impl Inner {
         let Some(engine) = self.engines.get(&kind) else {
             return unreadable(format!("the {} engine is not configured here", kind.as_str()));
         };
-        match engine.read_result(&location).await {
-            Ok(b) if b.len() > MAX_CHART_BYTES => unreadable(format!("it is larger than {MAX_CHART_BYTES} bytes")),
-            Ok(b) => {
+        match engine.read_result_bounded(&location, MAX_CHART_BYTES).await {
+            Ok(None) => unreadable(format!("it is larger than {} KiB", MAX_CHART_BYTES >> 10)),
+            Ok(Some(b)) => {
                 let head = String::from_utf8_lossy(&b[..b.len().min(256)]).trim_start().to_ascii_lowercase();
                 if head.starts_with("<svg") || head.starts_with("<?xml") {
                     Some(Chart::Svg(b))
@@ -541,7 +547,11 @@ async fn decide(
         }
     };
     let forbidden = |why: String| {
-        let body = message_body("error", &format!("Refused: {why}. Nothing was written."), Some((&detail_path, "Back to the request")));
+        let body = message_body(
+            "error",
+            &format!("Refused: {why}. Nothing was written."),
+            Some((&detail_path, "Back to the request")),
+        );
         who.page(&app, StatusCode::FORBIDDEN, "Refused", PageKind::Other, None, &body)
     };
     if let Some(why) = origin_refusal(&headers) {
@@ -574,7 +584,9 @@ logged in again since the page was loaded); reload the page and decide again"
     let feedback = form.feedback.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(str::to_string);
     if kind == DecisionKind::Refine {
         match &feedback {
-            None => return refuse(StatusCode::BAD_REQUEST, "refine needs feedback saying what should change.".into()).await,
+            None => {
+                return refuse(StatusCode::BAD_REQUEST, "refine needs feedback saying what should change.".into()).await;
+            }
             Some(f) if f.chars().count() > MAX_QUESTION_CHARS => {
                 return refuse(
                     StatusCode::BAD_REQUEST,
@@ -595,7 +607,8 @@ logged in again since the page was loaded); reload the page and decide again"
             .await;
         }
     }
-    let bounded = |s: Option<String>| s.map(|s| s.trim().chars().take(1000).collect::<String>()).filter(|s| !s.is_empty());
+    let bounded =
+        |s: Option<String>| s.map(|s| s.trim().chars().take(1000).collect::<String>()).filter(|s| !s.is_empty());
     let input = DecisionInput {
         decision: kind,
         by: who.user.clone(),
@@ -755,7 +768,8 @@ async fn logout(State(app): State<App>, headers: HeaderMap, Form(form): Form<Log
     };
     let csrf_ok = form.csrf.as_deref().is_some_and(|t| who.session.csrf_ok(&app.config.key, &who.user, t));
     if origin_refusal(&headers).is_some() || !csrf_ok {
-        let body = message_body("error", "Refused: the logout form came from elsewhere or expired.", Some(("/", "Back")));
+        let body =
+            message_body("error", "Refused: the logout form came from elsewhere or expired.", Some(("/", "Back")));
         return who.page(&app, StatusCode::FORBIDDEN, "Refused", PageKind::Other, None, &body);
     }
     with_cookie(see_other("/login"), Some(&clear_cookie()))

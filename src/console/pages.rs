@@ -140,18 +140,13 @@ pub fn list(out: &mut String, rows: &[Arc<Row>], f: &ListFilter, now: &DateTime<
         push_escaped(out, &r.requester);
         out.push_str("</td><td>");
         if let Some(c) = &r.created {
-            let _ = write!(out, "<time datetime=\"{}\" title=\"{}\">{}</time>", c.to_rfc3339(), timestamp(c), age(c, now));
+            let _ =
+                write!(out, "<time datetime=\"{}\" title=\"{}\">{}</time>", c.to_rfc3339(), timestamp(c), age(c, now));
         }
         let _ = write!(out, "</td><td>{}·{}</td></tr>", r.generation, r.round);
     }
     out.push_str("</tbody></table>");
-    let _ = write!(
-        out,
-        "<nav class=\"pager\"><span>{}–{} of {}</span>",
-        start + 1,
-        start + slice.len(),
-        shown.len()
-    );
+    let _ = write!(out, "<nav class=\"pager\"><span>{}–{} of {}</span>", start + 1, start + slice.len(), shown.len());
     if page > 1 {
         let _ = write!(out, " <a href=\"{}\" rel=\"prev\">← newer</a>", f.query(f.phase, page - 1));
     }
@@ -292,7 +287,9 @@ impl Detail<'_> {
                 push_escaped(out, q);
                 out.push_str("</blockquote>");
             }
-            _ => out.push_str("<p class=\"note\">Hand-written SQL (<code>spec.sql</code>): no question, no refine.</p>"),
+            _ => {
+                out.push_str("<p class=\"note\">Hand-written SQL (<code>spec.sql</code>): no question, no refine.</p>")
+            }
         }
         // Conditions that explain a problem, in words.
         for c in &st.conditions {
@@ -343,7 +340,9 @@ impl Detail<'_> {
             }
             match &self.chart {
                 Some(Chart::Svg(svg)) => {
-                    out.push_str("<figure class=\"chart\"><img alt=\"chart of the result\" src=\"data:image/svg+xml;base64,");
+                    out.push_str(
+                        "<figure class=\"chart\"><img alt=\"chart of the result\" src=\"data:image/svg+xml;base64,",
+                    );
                     out.push_str(&base64(svg));
                     out.push_str("\"></figure>");
                 }
@@ -493,7 +492,7 @@ impl Detail<'_> {
             };
             let _ = write!(out, "<span class=\"{class}\">{mark} ");
             push_escaped(out, text);
-            out.push_str("</span>\n");
+            out.push_str("</span>");
         }
         out.push_str("</pre></details>");
     }
@@ -518,7 +517,11 @@ impl Detail<'_> {
                 let _ = write!(
                     out,
                     "<p class=\"note\">May decide: {}.</p>",
-                    if list.is_empty() { "nobody (policy and spec leave no approver)".to_string() } else { list.join(", ") }
+                    if list.is_empty() {
+                        "nobody (policy and spec leave no approver)".to_string()
+                    } else {
+                        list.join(", ")
+                    }
                 );
                 if !list.iter().any(|a| a == self.user) {
                     banner(out, "warn", &format!("You ({}) are not among the allowed deciders.", self.user));
@@ -610,7 +613,7 @@ Allow over budget ({})</label>",
             out.push_str("</tbody></table></details>");
         }
         if !st.history.is_empty() {
-            out.push_str("<h2>History</h2><ol class=\"history\" reversed>");
+            out.push_str("<h2>History <small>newest first</small></h2><ul class=\"history\">");
             for h in st.history.iter().rev() {
                 let _ = write!(
                     out,
@@ -632,13 +635,17 @@ Allow over budget ({})</label>",
                     let _ = write!(out, " — {}", Esc(m));
                 }
                 if let Some(sql) = &h.sql {
-                    let _ = write!(out, "<details><summary>SQL {}</summary><pre class=\"sql\"><code>", Esc(&one_line(sql, 60)));
+                    let _ = write!(
+                        out,
+                        "<details><summary>SQL {}</summary><pre class=\"sql\"><code>",
+                        Esc(&one_line(sql, 60))
+                    );
                     highlight_sql(out, sql);
                     out.push_str("</code></pre></details>");
                 }
                 out.push_str("</li>");
             }
-            out.push_str("</ol>");
+            out.push_str("</ul>");
         }
         out.push_str("</section>");
     }
@@ -673,7 +680,7 @@ pub fn over_budget(r: &QueryRequest) -> Option<String> {
 }
 
 /// Standard base64 (RFC 4648), for embedding the chart as a data URI.
-fn base64(data: &[u8]) -> String {
+pub(crate) fn base64(data: &[u8]) -> String {
     const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
@@ -696,7 +703,8 @@ mod tests {
 
     #[test]
     fn base64_matches_rfc_4648_vectors() {
-        for (i, o) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")]
+        for (i, o) in
+            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")]
         {
             assert_eq!(base64(i.as_bytes()), o);
         }

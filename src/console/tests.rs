@@ -19,7 +19,7 @@ const TOKEN: &str = "correct-horse-battery-staple";
 const USER_HEADER: &str = "x-remote-user";
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     store: Arc<dyn Store>,
     base: String,
     http: reqwest::Client,
@@ -44,10 +44,13 @@ async fn fixture(auth: AuthMode) -> Fixture {
         poll: Duration::from_millis(20),
         default_engine: EngineKind::Local,
     };
-    let parts = Parts { store: store.clone(), engines: HashMap::new(), config };
+    // A real local engine over an empty warehouse: the console only reads charts through it.
+    let engine = crate::engine::datafusion::LocalEngine::new(dir.path().join("data"), dir.path().join("results"));
+    let engines: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::from([(EngineKind::Local, Arc::new(engine) as _)]);
+    let parts = Parts { store: store.clone(), engines, config };
     let (addr, _handle) = serve("127.0.0.1:0".parse().unwrap(), parts, rx).await.unwrap();
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Fixture { _dir: dir, store, base: format!("http://{addr}"), http, _stop: tx }
+    Fixture { dir, store, base: format!("http://{addr}"), http, _stop: tx }
 }
 
 fn spec(question: &str) -> QueryRequestSpec {
@@ -155,7 +158,8 @@ impl Fixture {
         assert_eq!(res.status(), StatusCode::OK);
         let anon = cookie(&res).expect("the login page starts a session");
         let csrf = field(&res.text().await.unwrap(), "csrf");
-        let res = self.post("/login", &[("cookie", &anon)], form(&[("token", TOKEN), ("csrf", &csrf), ("next", "/")])).await;
+        let res =
+            self.post("/login", &[("cookie", &anon)], form(&[("token", TOKEN), ("csrf", &csrf), ("next", "/")])).await;
         assert_eq!(res.status(), StatusCode::SEE_OTHER);
         let session = cookie(&res).expect("a login sets the session cookie");
         assert_ne!(session, anon, "a login starts a new session");
@@ -224,13 +228,16 @@ async fn unauthenticated_requests_are_refused_and_write_nothing() {
     let anon = cookie(&res).unwrap();
     let csrf = field(&res.text().await.unwrap(), "csrf");
     let started = Instant::now();
-    let res = f.post("/login", &[("cookie", &anon)], form(&[("token", "wrong-token-of-length"), ("csrf", &csrf)])).await;
+    let res =
+        f.post("/login", &[("cookie", &anon)], form(&[("token", "wrong-token-of-length"), ("csrf", &csrf)])).await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert!(started.elapsed() >= LOGIN_FAILURE_DELAY);
     assert!(res.text().await.unwrap().contains("Wrong token"));
     let res = f.post("/login", &[("cookie", &anon)], form(&[("token", TOKEN), ("csrf", "forged")])).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN, "the login form has its own CSRF token");
-    let res = f.post("/login", &[("cookie", &anon)], form(&[("token", TOKEN), ("csrf", &csrf), ("next", "//evil.example/")])).await;
+    let res = f
+        .post("/login", &[("cookie", &anon)], form(&[("token", TOKEN), ("csrf", &csrf), ("next", "//evil.example/")]))
+        .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(res.headers()[LOCATION], "/", "never an open redirect");
     let set = res.headers()[SET_COOKIE].to_str().unwrap().to_string();
@@ -559,4 +566,53 @@ async fn the_list_pages_through_many_requests() {
     assert!(html.contains("101–105 of 105") && html.contains("rel=\"prev\""));
     let html = f.get("/?namespace=other", &c).await.text().await.unwrap();
     assert!(html.contains("No requests"));
+}
+
+#[tokio::test]
+async fn a_finished_request_shows_its_preview_and_chart_as_an_image() {
+    let f = fixture(token_mode("alice")).await;
+    let results = f.dir.path().join("results/default/charted");
+    std::fs::create_dir_all(&results).unwrap();
+    let svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"10\" height=\"10\"><script>alert(1)</script><rect width=\"5\" height=\"5\"/></svg>";
+    std::fs::write(results.join("1-1.svg"), svg).unwrap();
+    std::fs::write(results.join("1-1.csv"), "n\n25\n").unwrap();
+    for (name, chart) in
+        [("charted", results.join("1-1.svg").display().to_string()), ("elsewhere", "/etc/passwd".to_string())]
+    {
+        let mut r = awaiting(f.store.as_ref(), name, "rita", spec("How many nations?")).await;
+        let st = r.status.as_mut().unwrap();
+        st.phase = Phase::Done;
+        st.execution = Some(Execution {
+            token: "t".into(),
+            attempt: 1,
+            state: "Succeeded".into(),
+            rows: Some(1),
+            output_location: Some(results.join("1-1.csv").display().to_string()),
+            chart_location: Some(chart),
+            preview: Some(Preview {
+                columns: vec!["n".into()],
+                rows: vec![vec![Some("25".into())], vec![None]],
+                truncated: false,
+            }),
+            ..Default::default()
+        });
+        f.store.update_status(&r, None).await.unwrap();
+    }
+    let session = f.login().await;
+    let c = [("cookie", session.as_str())];
+    let html = f.get("/requests/default/charted", &c).await.text().await.unwrap();
+    assert!(
+        html.contains("<th>n</th></tr></thead><tbody><tr><td>25</td></tr><tr><td class=\"null\">NULL</td>"),
+        "{html}"
+    );
+    let img = format!(
+        "<img alt=\"chart of the result\" src=\"data:image/svg+xml;base64,{}\">",
+        pages::base64(svg.as_bytes())
+    );
+    assert!(html.contains(&img), "the chart is an image (its script never runs): {html}");
+    assert!(!html.contains("<svg") && !html.contains("alert(1)"));
+    assert!(!html.contains("name=\"digest\""), "no decision forms on a finished request");
+    let html = f.get("/requests/default/elsewhere", &c).await.text().await.unwrap();
+    assert!(html.contains("A chart was drawn at <code>/etc/passwd</code>, but this console cannot read it"), "{html}");
+    assert!(!html.contains("root:"), "nothing outside the results is read");
 }

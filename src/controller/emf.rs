@@ -68,8 +68,11 @@ const RECONCILES: &str = "sqlctl_reconciles_total";
 const FINISHED: &str = "sqlctl_queries_finished_total";
 const DECISIONS: &str = "sqlctl_decisions_total";
 
+/// Reads a counter's running total from [`Metrics`].
+type Read = fn(&Metrics) -> u64;
+
 /// Counters reported as per-interval deltas: EMF name and how to read the running total.
-const COUNTERS: &[(&str, fn(&Metrics) -> u64)] = &[
+const COUNTERS: &[(&str, Read)] = &[
     ("Reconciles", |m| m.total(RECONCILES)),
     ("ReconcileErrors", |m| m.get(RECONCILES, "error") + m.get(RECONCILES, "fenced")),
     ("ReconcileConflicts", |m| m.get(RECONCILES, "conflict")),

@@ -140,6 +140,7 @@ impl Metrics {
             self.reconcile_seconds_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
             self.reconcile_count.load(Ordering::Relaxed)
         );
+        crate::notify::render_metrics(&mut out);
         out
     }
 }

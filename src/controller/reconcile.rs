@@ -426,7 +426,10 @@ impl Reconciler<'_> {
                 "BudgetExceeded",
                 "Unknown",
                 "EstimateUnavailable",
-                format!("no estimate; limits.maxBytesScanned ({}) is enforced while the query runs", human_bytes(budget)),
+                format!(
+                    "no estimate; limits.maxBytesScanned ({}) is enforced while the query runs",
+                    human_bytes(budget)
+                ),
             ),
         }
     }
@@ -564,12 +567,6 @@ impl Reconciler<'_> {
                 }
             }
         }
-        if !self.status.approval_requested {
-            if changed {
-                self.write().await?;
-            }
-            return self.send_approval_request().await;
-        }
         if self.status.approval_deadline.is_some_and(|d| Utc::now() >= d) {
             self.status.phase = Phase::TimedOut;
             self.status.set_condition(
@@ -583,6 +580,14 @@ impl Reconciler<'_> {
             e.message = Some("approval deadline passed".into());
             self.history(e);
             changed = true;
+        }
+        // Past the deadline the request times out even if its approval request never went out
+        // (a queue that keeps failing must not keep the round open, or retry in a tight loop).
+        if self.status.phase == Phase::AwaitingApproval && !self.status.approval_requested {
+            if changed {
+                self.write().await?;
+            }
+            return self.send_approval_request().await;
         }
         if changed {
             self.write().await?;

@@ -41,6 +41,10 @@ struct ScriptedEngine {
     polls: Mutex<VecDeque<ExecState>>,
     starts: Mutex<Vec<String>>,
     cancels: Mutex<Vec<String>>,
+    /// What `estimate` answers; `None`: it cannot estimate.
+    estimate: Mutex<Option<Estimate>>,
+    /// The scan ceiling (`limits.max_bytes_scanned`) of every started job.
+    ceilings: Mutex<Vec<Option<u64>>>,
 }
 
 #[async_trait]
@@ -50,6 +54,7 @@ impl Engine for ScriptedEngine {
     }
     async fn start(&self, job: &QueryJob, _waker: Waker) -> Result<String, EngineError> {
         self.starts.lock().unwrap().push(job.token.clone());
+        self.ceilings.lock().unwrap().push(job.limits.max_bytes_scanned);
         Ok(format!("exec-{}", job.token))
     }
     async fn poll(&self, _id: &str) -> Result<ExecState, EngineError> {
@@ -62,6 +67,9 @@ impl Engine for ScriptedEngine {
     async fn read_result(&self, _: &str) -> Result<Vec<u8>, EngineError> {
         Ok(vec![])
     }
+    async fn estimate(&self, _database: &str, _sql: &str) -> Result<Estimate, EngineError> {
+        self.estimate.lock().unwrap().clone().ok_or_else(|| EngineError::Transient("estimator unreachable".into()))
+    }
 }
 
 struct World {
@@ -73,6 +81,10 @@ struct World {
 }
 
 async fn world(policy: Policy) -> World {
+    world_with(policy, Arc::new(LogNotifier)).await
+}
+
+async fn world_with(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
     let lease = store.try_acquire_lease(crate::store::CONTROLLER_LEASE, "me", 15_000, None).await.unwrap().unwrap();
@@ -85,7 +97,7 @@ async fn world(policy: Policy) -> World {
         catalog: Arc::new(FixedCatalog),
         engines,
         generator: None,
-        notifier: Arc::new(LogNotifier),
+        notifier,
         policy,
         config: ControllerConfig::default(),
         metrics: Arc::new(Metrics::default()),
@@ -293,6 +305,36 @@ async fn past_the_deadline_the_request_times_out() {
     assert_eq!(w.get(&key).await.phase(), Phase::TimedOut);
 }
 
+/// A notifier whose required channel (the SQS request queue) is down.
+struct DownQueue;
+
+#[async_trait::async_trait]
+impl crate::notify::Notifier for DownQueue {
+    async fn approval_requested(
+        &self,
+        _: &QueryRequest,
+    ) -> Result<crate::notify::Delivery, crate::notify::NotifyError> {
+        Err(crate::notify::NotifyError::Failed("queue unavailable".into()))
+    }
+    async fn finished(&self, _: &QueryRequest) -> Result<crate::notify::Delivery, crate::notify::NotifyError> {
+        Ok(crate::notify::Delivery::delivered())
+    }
+}
+
+#[tokio::test]
+async fn an_approval_request_that_cannot_be_sent_still_times_out_at_the_deadline() {
+    let policy = Policy { approval_timeout: Some(DurationSpec::parse("50ms").unwrap()), ..Default::default() };
+    let w = world_with(policy, Arc::new(DownQueue)).await;
+    let key = w.store.create(sql_request("down", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    let r = w.get(&key).await;
+    assert_eq!(condition(&r, "Notified").reason, "ApprovalRequestFailed");
+    assert!(!r.status.as_ref().unwrap().approval_requested);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::TimedOut, "the deadline holds even though nothing was sent");
+}
+
 #[tokio::test]
 async fn a_running_query_past_its_timeout_is_cancelled() {
     let w = world(Policy::default()).await;
@@ -329,4 +371,103 @@ async fn a_deposed_leader_cannot_write() {
     let r = w.get(&key).await;
     let err = reconcile::reconcile(r, &w.ctx).await.unwrap_err();
     assert!(matches!(err, Error::Store(crate::store::StoreError::Fenced { .. })), "{err}");
+}
+
+fn condition(r: &QueryRequest, type_: &str) -> Condition {
+    r.status.as_ref().unwrap().condition(type_).cloned().unwrap_or_else(|| panic!("no {type_} condition"))
+}
+
+#[tokio::test]
+async fn an_estimate_over_budget_waits_for_an_approval_that_accepts_it() {
+    let w = world(Policy::default()).await;
+    *w.engine.estimate.lock().unwrap() = Some(Estimate { bytes: 3 << 30, cost_usd: 0.0146, method: "scripted".into() });
+    let mut req = sql_request("over", "select n_name from nation");
+    req.spec.limits.max_bytes_scanned = Some(ByteSize::parse("1GiB").unwrap());
+    let key = w.store.create(req).await.unwrap().key();
+    let r = w.step_to(&key, Phase::AwaitingApproval).await;
+    assert_eq!(r.status.as_ref().unwrap().estimate.as_ref().unwrap().bytes, 3 << 30);
+    assert!(r.status.as_ref().unwrap().approval_requested, "the request is sent with its estimate");
+    let c = condition(&r, "BudgetExceeded");
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "EstimateOverBudget"));
+    assert!(c.message.contains("3.0 GiB") && c.message.contains("sqlctl approve over --allow-over-budget"), "{c:?}");
+    assert_eq!(condition(&r, "Estimated").message, "scripted");
+
+    // A plain approve is refused by the writer, and by the controller when written behind its back.
+    let plain = DecisionInput {
+        decision: DecisionKind::Approve,
+        by: "alice".into(),
+        digest: None,
+        feedback: None,
+        comment: None,
+        source: "test".into(),
+        allow_over_budget: false,
+    };
+    let e = submit(w.store.as_ref(), &r, &plain).await.unwrap_err();
+    assert!(e.to_string().contains("--allow-over-budget"), "{e}");
+    w.store.create_decision(&crate::approval::bind(&r, &plain).unwrap()).await.unwrap();
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::AwaitingApproval);
+    assert!(condition(&r, "DecisionRefused").message.contains("--allow-over-budget"));
+
+    // An approval that accepts the estimate runs, with a ceiling of twice the estimate.
+    let explicit = DecisionInput { by: "bob".into(), allow_over_budget: true, ..plain };
+    submit(w.store.as_ref(), &r, &explicit).await.unwrap();
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::Executing);
+    assert!(r.status.as_ref().unwrap().approval.as_ref().unwrap().allow_over_budget);
+    w.step(&key).await; // start
+    assert_eq!(*w.engine.ceilings.lock().unwrap(), [Some(6 << 30)]);
+    // Past the spec's limit but within the ceiling: it keeps running.
+    w.engine.polls.lock().unwrap().push_back(ExecState::Running { bytes_scanned: Some(2 << 30) });
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::Executing);
+    // Past twice the estimate: cancelled.
+    w.engine.polls.lock().unwrap().push_back(ExecState::Running { bytes_scanned: Some(7 << 30) });
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::Failed);
+    let c = condition(&r, "Executed");
+    assert_eq!(c.reason, "BudgetExceeded");
+    assert!(c.message.contains("twice the estimate"), "{c:?}");
+    assert_eq!(w.engine.cancels.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn without_an_estimate_the_request_still_asks_and_the_limit_holds_at_run_time() {
+    let w = world(Policy::default()).await;
+    let mut req = sql_request("blind", "select n_name from nation");
+    req.spec.limits.max_bytes_scanned = Some(ByteSize::parse("1GiB").unwrap());
+    let key = w.store.create(req).await.unwrap().key();
+    let r = w.step_to(&key, Phase::AwaitingApproval).await;
+    assert!(r.status.as_ref().unwrap().estimate.is_none());
+    let c = condition(&r, "Estimated");
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "EstimateFailed"));
+    assert!(c.message.contains("estimator unreachable"), "{c:?}");
+    assert_eq!(condition(&r, "BudgetExceeded").status, "Unknown");
+    w.approve(&key, "alice").await;
+    w.step(&key).await;
+    w.step(&key).await;
+    assert_eq!(*w.engine.ceilings.lock().unwrap(), [Some(1 << 30)]);
+    w.engine.polls.lock().unwrap().push_back(ExecState::Running { bytes_scanned: Some(2 << 30) });
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!((r.phase(), condition(&r, "Executed").reason.as_str()), (Phase::Failed, "BudgetExceeded"));
+}
+
+#[tokio::test]
+async fn within_budget_a_plain_approve_runs() {
+    let w = world(Policy::default()).await;
+    *w.engine.estimate.lock().unwrap() = Some(Estimate { bytes: 1 << 20, cost_usd: 0.0, method: "scripted".into() });
+    let mut req = sql_request("fits", "select n_name from nation");
+    req.spec.limits.max_bytes_scanned = Some(ByteSize::parse("1GiB").unwrap());
+    let key = w.store.create(req).await.unwrap().key();
+    let r = w.step_to(&key, Phase::AwaitingApproval).await;
+    assert_eq!(condition(&r, "BudgetExceeded").status, "False");
+    w.approve(&key, "alice").await;
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::Executing);
+    assert!(!r.status.unwrap().approval.unwrap().allow_over_budget);
 }

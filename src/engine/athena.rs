@@ -68,8 +68,8 @@ use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultCo
 
 use super::estimate::LakeEstimator;
 use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker, sibling_location};
-use crate::catalog::Catalog;
 use crate::aws::{self, ErrorClass, S3Uri, SdkError};
+use crate::catalog::Catalog;
 use crate::spec::{DEFAULT_MAX_ROWS, Estimate, ObjectKey, Preview};
 
 /// Starts are spaced at least this far apart (Athena's default quota is ~20/s per account).

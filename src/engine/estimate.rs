@@ -401,7 +401,8 @@ pub struct TableScan {
 pub fn resolve(refs: &QueryRefs, layouts: &HashMap<String, TableLayout>) -> Vec<TableScan> {
     let lower = |cols: &[Column]| -> Vec<String> { cols.iter().map(|c| c.name.to_ascii_lowercase()).collect() };
     let stored: HashMap<&str, Vec<String>> = layouts.iter().map(|(k, l)| (k.as_str(), lower(&l.columns))).collect();
-    let keys: HashMap<&str, Vec<String>> = layouts.iter().map(|(k, l)| (k.as_str(), lower(&l.partition_keys))).collect();
+    let keys: HashMap<&str, Vec<String>> =
+        layouts.iter().map(|(k, l)| (k.as_str(), lower(&l.partition_keys))).collect();
     let mut aliases: HashMap<&str, HashSet<&str>> = HashMap::new();
     for t in refs.scopes.iter().flat_map(|s| &s.tables) {
         aliases.entry(t.alias.as_str()).or_default().insert(t.table.as_str());
@@ -792,8 +793,9 @@ impl LakeEstimator {
         if let Some(l) = self.caches().listings.get(&location.to_string(), self.ttl) {
             return Ok(l);
         }
-        let uri = S3Uri::parse(location)
-            .map_err(|e| EngineError::Permanent(format!("table location {location}: {e}; expected s3://bucket/prefix")))?;
+        let uri = S3Uri::parse(location).map_err(|e| {
+            EngineError::Permanent(format!("table location {location}: {e}; expected s3://bucket/prefix"))
+        })?;
         let prefix = if uri.key.is_empty() { String::new() } else { format!("{}/", uri.key) };
         let mut listing = Listing::default();
         let mut token: Option<String> = None;
@@ -886,7 +888,8 @@ impl LakeEstimator {
             let s3 = self.s3.clone();
             let (bucket, key) = (u.bucket.clone(), u.key.clone());
             async move {
-                let out = s3.get_object().bucket(bucket).key(key).range(range).send().await.map_err(|e| aws::describe(&e))?;
+                let out =
+                    s3.get_object().bucket(bucket).key(key).range(range).send().await.map_err(|e| aws::describe(&e))?;
                 out.body.collect().await.map(|b| b.into_bytes()).map_err(|e| e.to_string())
             }
         };
@@ -1006,7 +1009,10 @@ mod tests {
         let scans = resolve(&refs("select u.* from users u join events e on u.id = e.id"), &layouts());
         assert!(!scans[0].all_columns, "events is not reached by u.*");
         assert!(scans[1].all_columns);
-        let scans = resolve(&refs("with x as (select * from events where dt = '2024-05-01') select count(*) from x"), &layouts());
+        let scans = resolve(
+            &refs("with x as (select * from events where dt = '2024-05-01') select count(*) from x"),
+            &layouts(),
+        );
         assert_eq!(scans.len(), 1, "the CTE is not a table");
         assert!(scans[0].all_columns);
         assert_eq!(scans[0].filters, [Some("dt = '2024-05-01'".to_string())]);
@@ -1015,11 +1021,14 @@ mod tests {
     #[test]
     fn each_reference_keeps_its_own_partitions_and_an_unfiltered_one_reads_all() {
         let scans = resolve(
-            &refs("select a.id from events a join events b on a.id = b.id where a.dt = '2024-01-01' and b.region = 'eu'"),
+            &refs(
+                "select a.id from events a join events b on a.id = b.id where a.dt = '2024-01-01' and b.region = 'eu'",
+            ),
             &layouts(),
         );
         assert_eq!(scans[0].filters, [Some("dt = '2024-01-01'".to_string()), Some("region = 'eu'".to_string())]);
-        let scans = resolve(&refs("select id from events where dt = '2024-01-01' union all select id from events"), &layouts());
+        let scans =
+            resolve(&refs("select id from events where dt = '2024-01-01' union all select id from events"), &layouts());
         assert_eq!(scans[0].filters, [Some("dt = '2024-01-01'".to_string()), None]);
         // Ambiguous unqualified key (region is also a users column), OR, functions: no filter.
         let scans = resolve(
@@ -1035,11 +1044,13 @@ mod tests {
     #[test]
     fn literals_that_do_not_fit_the_key_type_are_left_out() {
         let keys = [col("dt", "date"), col("hour", "int"), col("name", "string")];
-        let c = |column: &str, op, values: Vec<Literal>| Conjunct { qualifier: None, column: column.into(), op, values };
+        let c =
+            |column: &str, op, values: Vec<Literal>| Conjunct { qualifier: None, column: column.into(), op, values };
         let hour_text = c("hour", CmpOp::Eq, vec![Literal::Str("7".into())]);
         let hour_word = c("hour", CmpOp::Eq, vec![Literal::Str("seven".into())]);
         let quote = c("name", CmpOp::Eq, vec![Literal::Str("o'brien".into())]);
-        let between = c("dt", CmpOp::Between, vec![Literal::Str("2024-01-01".into()), Literal::Str("2024-02-01".into())]);
+        let between =
+            c("dt", CmpOp::Between, vec![Literal::Str("2024-01-01".into()), Literal::Str("2024-02-01".into())]);
         assert_eq!(partition_filter(&[&hour_text], &keys).as_deref(), Some("hour = 7"));
         assert_eq!(partition_filter(&[&hour_word, &quote], &keys), None);
         assert_eq!(

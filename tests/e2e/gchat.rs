@@ -347,6 +347,9 @@ fn a_webhook_hanging_past_the_timeout_costs_a_bounded_wait() {
     assert_eq!(cond["reason"], "ChatDeliveryFailed");
     assert!(cond["message"].as_str().unwrap().contains("timed out after 500ms"), "{cond}");
     assert!(took < Duration::from_secs(20), "2 × 500 ms + backoff, not the webhook's 30 s: {took:?}");
+    eprintln!(
+        "MEASURE gchat: apply → approval round recorded in {took:?} with a webhook that never answers (2 × 500 ms)"
+    );
     approve(&env, "stalled");
     let v = wait_until(&env, "stalled", "finished", |v| v["status"]["notified"].as_str().is_some());
     assert_eq!(v["status"]["phase"], "Done");

@@ -10,6 +10,7 @@ mod aws_flow;
 mod aws_support;
 mod bad_input;
 mod charts;
+mod console;
 mod decisions;
 mod fake_aws;
 mod flows;

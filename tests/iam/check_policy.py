@@ -32,6 +32,9 @@ The AWS calls are derived from the code, not from a hand-kept list that could dr
    `.index_name(...)`) is granted on index ARNs. Every other policy document in terraform/ gets
    the same wildcard lint, and the requester/approver documents must constrain every DynamoDB
    statement with `dynamodb:LeadingKeys`.
+5. The attributes the people's roles may write (`dynamodb:Attributes`, locals in
+   terraform/iam_people.tf) must equal what the code writes into those items, minus what only the
+   controller may write (the request status `st`): [`ATTRIBUTE_LISTS`].
 
 Exit status 0 when everything holds; 1 with a list of what is missing or too broad.
 `--self-test` proves the check fails when the code gains an AWS call that Terraform does not
