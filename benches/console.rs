@@ -143,6 +143,7 @@ fn main() {
             auth: AuthMode::Token { token: TOKEN.into(), user: "alice".into() },
             key: ServerKey::derive(TOKEN),
             poll: Duration::from_millis(250),
+            relist: Duration::from_secs(60),
             default_engine: EngineKind::Local,
         };
         let t = Instant::now();

@@ -132,7 +132,12 @@ authenticating proxy that sets that header (e.g. x-amzn-oidc-identity on an ALB 
         (None, AuthMode::Token { token, .. }) => ServerKey::derive(token),
         (None, AuthMode::Header(_)) => ServerKey::random(),
     };
-    Ok(ConsoleConfig { auth, key, poll: console::DEFAULT_POLL, default_engine: g.default_engine() })
+    let (poll, relist) = if g.is_aws() {
+        (console::AWS_POLL, console::AWS_RELIST)
+    } else {
+        (console::DEFAULT_POLL, console::DEFAULT_RELIST)
+    };
+    Ok(ConsoleConfig { auth, key, poll, relist, default_engine: g.default_engine() })
 }
 
 async fn start(

@@ -12,6 +12,12 @@
 //!   `SELECT total AS t, name` agree. Extra columns in the generated result are tolerated (a
 //!   label next to the asked-for number is not a wrong answer) unless `--strict-columns`.
 //!
+//! With `--estimates` it measures the scan estimate instead (no generator involved): for every
+//! case's gold SQL, the local engine's pre-approval estimate (Parquet footers, projected column
+//! chunks, row groups pruned by min/max statistics) against the bytes DataFusion then reads
+//! running the same plan (its `bytes_scanned` metric: compressed bytes fetched), reporting
+//! each case's error, the median, p90 and the worst case with its cause.
+//!
 //! Verdicts: `correct`, `wrong` (ran, different result), `declined` (the generator said it
 //! cannot answer), `error` (no valid SQL, or it failed to run). Accuracy is correct / total:
 //! a decline counts as not correct, but it is reported apart because declining beats a
@@ -28,6 +34,7 @@ use crate::config::generator::GeneratorOpts;
 use crate::engine::datafusion::{LocalEngine, run_sql_collect};
 use crate::generate::GenerateInput;
 use crate::spec::EngineKind;
+use crate::spec::quantity::human_bytes;
 
 /// Largest question file read.
 const MAX_FILE_BYTES: u64 = 4 * 1024 * 1024;
@@ -57,6 +64,14 @@ pub struct Args {
     /// Require exactly the gold result's columns (by default extra generated columns are fine).
     #[arg(long)]
     pub strict_columns: bool,
+    /// Measure the scan estimate of every case's gold SQL against the bytes the local engine
+    /// reads running it, instead of generation accuracy (no generator is used).
+    #[arg(long)]
+    pub estimates: bool,
+    /// With --estimates: fail (exit 1) when the median estimate error exceeds this, a fraction
+    /// (0.25) or a percentage (25).
+    #[arg(long, value_name = "X", requires = "estimates")]
+    pub max_estimate_error: Option<f64>,
     #[command(flatten)]
     pub generator: GeneratorOpts,
 }
@@ -285,6 +300,9 @@ impl Args {
             other => other,
         };
         let cases = load_cases(&self.file)?;
+        if self.estimates {
+            return self.run_estimates(g, &cases).await;
+        }
         let Some(generator) = self.generator.build(&g.backend).await? else {
             return Err(Exit::refused(
                 "no SQL generator is configured (--generator none); pick offline, bedrock or openai",
@@ -415,6 +433,171 @@ impl Args {
                 "accuracy {:.1}% is below --min-accuracy {:.1}%",
                 summary.accuracy * 100.0,
                 min * 100.0
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One case of `--estimates`.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimateResult {
+    pub question: String,
+    pub database: String,
+    pub estimate_bytes: u64,
+    pub scanned_bytes: u64,
+    /// (estimate − scanned) / scanned; 0 when both are 0; absent when only the run read nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<f64>,
+    pub method: String,
+    /// Why the two differ, as far as the run's metrics tell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+    /// The gold SQL failed to plan or run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EstimateSummary {
+    pub cases: usize,
+    pub measured: usize,
+    /// Of |error|, over the measured cases.
+    pub median_error: f64,
+    pub p90_error: f64,
+    pub worst_error: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worst_case: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct EstimateReport<'a> {
+    results: &'a [EstimateResult],
+    summary: &'a EstimateSummary,
+}
+
+/// Why an estimate and a measurement differ, from the run's pruning metrics and the direction.
+fn estimate_cause(estimate: u64, scanned: u64, runtime_pruning: &[String]) -> Option<String> {
+    if estimate == scanned {
+        return None;
+    }
+    if !runtime_pruning.is_empty() {
+        return Some(format!("skipped at run time: {}", runtime_pruning.join(", ")));
+    }
+    Some(if estimate > scanned {
+        "the run read fewer bytes than the kept column chunks (a scan stopped early)".into()
+    } else {
+        "the run read more than the column chunks (page index or bloom filter reads)".into()
+    })
+}
+
+impl Args {
+    /// `--estimates`: the local engine's estimate against what running the same plan reads.
+    async fn run_estimates(&self, g: &GlobalOpts, cases: &[Case]) -> anyhow::Result<()> {
+        let max_error = match self.max_estimate_error {
+            Some(x) if !(0.0..=100.0).contains(&x) => {
+                return Err(Exit::usage("--max-estimate-error must be a fraction (0.25) or a percentage (25)"));
+            }
+            Some(x) if x > 1.0 => Some(x / 100.0),
+            other => other,
+        };
+        let data_dir = g.data_dir();
+        let mut results = Vec::with_capacity(cases.len());
+        for case in cases {
+            let db = case.database.clone().unwrap_or_else(|| self.database.clone());
+            let mut r = EstimateResult {
+                question: case.question.clone(),
+                database: db.clone(),
+                estimate_bytes: 0,
+                scanned_bytes: 0,
+                error: None,
+                method: String::new(),
+                cause: None,
+                failure: None,
+            };
+            match crate::engine::datafusion::measure_scan(&data_dir, &db, &case.gold).await {
+                Err(e) => r.failure = Some(e.to_string()),
+                Ok(m) => {
+                    r.estimate_bytes = m.estimate.bytes;
+                    r.scanned_bytes = m.scanned;
+                    r.method = m.estimate.method();
+                    r.error = match (m.estimate.bytes, m.scanned) {
+                        (0, 0) => Some(0.0),
+                        (_, 0) => None,
+                        (e, s) => Some((e as f64 - s as f64) / s as f64),
+                    };
+                    r.cause = estimate_cause(m.estimate.bytes, m.scanned, &m.runtime_pruning);
+                }
+            }
+            results.push(r);
+        }
+        let mut errors: Vec<(f64, usize)> =
+            results.iter().enumerate().filter_map(|(i, r)| r.error.map(|e| (e.abs(), i))).collect();
+        errors.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal));
+        let sorted: Vec<f64> = errors.iter().map(|(e, _)| *e).collect();
+        let summary = EstimateSummary {
+            cases: results.len(),
+            measured: sorted.len(),
+            median_error: percentile(&sorted, 0.5),
+            p90_error: percentile(&sorted, 0.9),
+            worst_error: sorted.last().copied().unwrap_or(0.0),
+            worst_case: errors.last().map(|(_, i)| i + 1),
+        };
+        match self.output {
+            Output::Json => {
+                println!("{}", serde_json::to_string_pretty(&EstimateReport { results: &results, summary: &summary })?)
+            }
+            Output::Table => {
+                let rows: Vec<Vec<String>> = results
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        vec![
+                            (i + 1).to_string(),
+                            human_bytes(r.estimate_bytes),
+                            human_bytes(r.scanned_bytes),
+                            match (&r.failure, r.error) {
+                                (Some(_), _) => "failed".into(),
+                                (None, Some(e)) => format!("{:+.1}%", e * 100.0),
+                                (None, None) => "n/a".into(),
+                            },
+                            super::output::short(&r.question, 60),
+                            super::output::short(r.failure.as_deref().or(r.cause.as_deref()).unwrap_or(""), 70),
+                        ]
+                    })
+                    .collect();
+                print!("{}", super::output::table(&["#", "ESTIMATE", "SCANNED", "ERROR", "QUESTION", "CAUSE"], &rows));
+                println!();
+                let worst = summary
+                    .worst_case
+                    .map(|n| {
+                        let r = &results[n - 1];
+                        format!(
+                            " (#{n} {:?}: {})",
+                            super::output::short(&r.question, 50),
+                            r.cause.as_deref().unwrap_or("exact")
+                        )
+                    })
+                    .unwrap_or_default();
+                println!(
+                    "estimate error over {}/{} cases: median {:.1}%, p90 {:.1}%, worst {:.1}%{worst}",
+                    summary.measured,
+                    summary.cases,
+                    summary.median_error * 100.0,
+                    summary.p90_error * 100.0,
+                    summary.worst_error * 100.0,
+                );
+            }
+        }
+        if let Some(max) = max_error
+            && summary.median_error > max + 1e-9
+        {
+            return Err(Exit::refused(format!(
+                "median estimate error {:.1}% is above --max-estimate-error {:.1}%",
+                summary.median_error * 100.0,
+                max * 100.0
             )));
         }
         Ok(())

@@ -117,8 +117,8 @@ pub fn highlight_sql(out: &mut String, sql: &str) {
         let b = bytes[i];
         let (class, len) = if rest.starts_with("--") {
             ("com", rest.find('\n').unwrap_or(rest.len()))
-        } else if rest.starts_with("/*") {
-            ("com", rest[2..].find("*/").map(|p| p + 4).unwrap_or(rest.len()))
+        } else if let Some(body) = rest.strip_prefix("/*") {
+            ("com", body.find("*/").map(|p| p + 4).unwrap_or(rest.len()))
         } else if b == b'\'' {
             ("str", quoted_len(rest, '\''))
         } else if b == b'"' || b == b'`' {

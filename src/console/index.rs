@@ -57,8 +57,6 @@ pub struct Index {
 
 /// Everything may have changed (a re-list, or a subscriber that fell behind).
 pub const ALL: &str = "*";
-/// A full re-list this often, as a safety net under the change feed.
-const RELIST: Duration = Duration::from_secs(60);
 
 impl Index {
     /// Lists every request once. Returns the index and the change cursor taken *before* the
@@ -94,12 +92,14 @@ impl Index {
     }
 
     /// Follows the store's changes every `poll` until `shutdown`: re-reads each changed request
-    /// into the index and announces its key. A read that fails is retried on the next tick.
+    /// into the index and announces its key. A read that fails is retried on the next tick. Every
+    /// `relist` the whole index is read again, the safety net under the change feed.
     pub async fn follow(
         self: Arc<Self>,
         store: Arc<dyn Store>,
         mut cursor: u64,
         poll: Duration,
+        relist: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut pending: BTreeSet<ObjectKey> = BTreeSet::new();
@@ -109,7 +109,7 @@ impl Index {
                 _ = tokio::time::sleep(poll) => {}
                 _ = shutdown.wait_for(|v| *v) => return,
             }
-            if last_list.elapsed() >= RELIST {
+            if last_list.elapsed() >= relist {
                 match store.list(None, &LabelSelector::new()).await {
                     Ok(all) => {
                         self.replace_all(all);

@@ -65,8 +65,14 @@ use crate::engine::Engine;
 use crate::spec::{DecisionKind, EngineKind, MAX_QUESTION_CHARS, ObjectKey, Phase, QueryRequest};
 use crate::store::{Store, StoreError};
 
-/// How often the console reads the store's change feed.
+/// How often the console reads the store's change feed (SQLite: one cheap query).
 pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
+/// How often the whole list is read again on SQLite.
+pub const DEFAULT_RELIST: Duration = Duration::from_secs(60);
+/// On DynamoDB, where every read costs capacity: the change feed every second and a full re-list
+/// every 15 minutes.
+pub const AWS_POLL: Duration = Duration::from_secs(1);
+pub const AWS_RELIST: Duration = Duration::from_secs(15 * 60);
 /// Largest chart the detail page embeds.
 const MAX_CHART_BYTES: u64 = 2 << 20;
 /// Pause after a wrong token, so the login form is a slow oracle.
@@ -83,6 +89,9 @@ pub struct ConsoleConfig {
     pub key: ServerKey,
     /// How often the store's change feed is read.
     pub poll: Duration,
+    /// How often the whole list is read again (a safety net under the change feed; on DynamoDB
+    /// every read costs capacity).
+    pub relist: Duration,
     /// Engine of requests that name none (to read their charts).
     pub default_engine: EngineKind,
 }
@@ -122,7 +131,13 @@ pub async fn serve(
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), ConsoleError> {
     let (index, cursor) = Index::load(parts.store.as_ref()).await?;
     let index = Arc::new(index);
-    tokio::spawn(index.clone().follow(parts.store.clone(), cursor, parts.config.poll, shutdown.clone()));
+    tokio::spawn(index.clone().follow(
+        parts.store.clone(),
+        cursor,
+        parts.config.poll,
+        parts.config.relist,
+        shutdown.clone(),
+    ));
     let app: App = Arc::new(Inner {
         store: parts.store,
         engines: parts.engines,
@@ -585,7 +600,8 @@ logged in again since the page was loaded); reload the page and decide again"
     if kind == DecisionKind::Refine {
         match &feedback {
             None => {
-                return refuse(StatusCode::BAD_REQUEST, "refine needs feedback saying what should change.".into()).await;
+                return refuse(StatusCode::BAD_REQUEST, "refine needs feedback saying what should change.".into())
+                    .await;
             }
             Some(f) if f.chars().count() > MAX_QUESTION_CHARS => {
                 return refuse(
@@ -598,14 +614,15 @@ logged in again since the page was loaded); reload the page and decide again"
         }
     }
     let allow_over_budget = form.allow_over_budget.as_deref().is_some_and(|v| !v.is_empty() && v != "0");
-    if kind == DecisionKind::Approve && !allow_over_budget {
-        if let Some(why) = pages::over_budget(&r) {
-            return refuse(
-                StatusCode::CONFLICT,
-                format!("{why}; tick \u{201c}Allow over budget\u{201d} to approve it anyway."),
-            )
-            .await;
-        }
+    if kind == DecisionKind::Approve
+        && !allow_over_budget
+        && let Some(why) = pages::over_budget(&r)
+    {
+        return refuse(
+            StatusCode::CONFLICT,
+            format!("{why}; tick \u{201c}Allow over budget\u{201d} to approve it anyway."),
+        )
+        .await;
     }
     let bounded =
         |s: Option<String>| s.map(|s| s.trim().chars().take(1000).collect::<String>()).filter(|s| !s.is_empty());

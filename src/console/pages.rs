@@ -272,10 +272,10 @@ impl Detail<'_> {
             Esc(&r.spec.catalog.database),
             r.spec.engine.map(|e| e.as_str()).unwrap_or("default")
         );
-        if st.phase == Phase::AwaitingApproval {
-            if let Some(d) = &st.approval_deadline {
-                let _ = write!(out, " <span>decide by {}</span>", timestamp(d));
-            }
+        if st.phase == Phase::AwaitingApproval
+            && let Some(d) = &st.approval_deadline
+        {
+            let _ = write!(out, " <span>decide by {}</span>", timestamp(d));
         }
         if r.metadata.deletion_timestamp.is_some() {
             out.push_str(" <span class=\"warn\">being deleted</span>");

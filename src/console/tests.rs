@@ -42,6 +42,7 @@ async fn fixture(auth: AuthMode) -> Fixture {
         auth,
         key: ServerKey::derive("console-tests-session-key"),
         poll: Duration::from_millis(20),
+        relist: Duration::from_secs(60),
         default_engine: EngineKind::Local,
     };
     // A real local engine over an empty warehouse: the console only reads charts through it.

@@ -32,6 +32,8 @@
 //! | `ExecutionsCancelled` | Count | delta | Query executions cancelled (timeout, budget, delete). |
 //! | `DecisionsAccepted` | Count | delta | Decisions projected into a request's status. |
 //! | `DecisionsRefused` | Count | delta | Decisions refused by policy when re-checked. |
+//! | `BytesScanned` | Bytes | delta | Bytes scanned by queries that succeeded (what Athena bills). |
+//! | `NotificationFailures` | Count | delta | Notifications (approval requests, results) that failed to send (`sqlctl_notifications_total{result="failed"}`; Google Chat counts today). |
 //! | `Requests<Phase>` | Count | gauge, leader only | Requests in each phase: `RequestsPending`, `RequestsGenerated`, `RequestsAwaitingApproval` (approval waits), `RequestsExecuting`, `RequestsDone`, `RequestsRejected`, `RequestsFailed`, `RequestsTimedOut`. |
 //!
 //! Deltas count what happened since the previous line of this process (the first line counts
@@ -71,18 +73,27 @@ const DECISIONS: &str = "sqlctl_decisions_total";
 /// Reads a counter's running total from [`Metrics`].
 type Read = fn(&Metrics) -> u64;
 
-/// Counters reported as per-interval deltas: EMF name and how to read the running total.
-const COUNTERS: &[(&str, Read)] = &[
-    ("Reconciles", |m| m.total(RECONCILES)),
-    ("ReconcileErrors", |m| m.get(RECONCILES, "error") + m.get(RECONCILES, "fenced")),
-    ("ReconcileConflicts", |m| m.get(RECONCILES, "conflict")),
-    ("PhaseTransitions", |m| m.total("sqlctl_phase_transitions_total")),
-    ("ExecutionsStarted", |m| m.total("sqlctl_queries_started_total")),
-    ("ExecutionsSucceeded", |m| m.get(FINISHED, "succeeded")),
-    ("ExecutionsFailed", |m| m.get(FINISHED, "failed")),
-    ("ExecutionsCancelled", |m| m.get(FINISHED, "cancelled")),
-    ("DecisionsAccepted", |m| m.get(DECISIONS, "accepted")),
-    ("DecisionsRefused", |m| m.get(DECISIONS, "refused")),
+/// Counters reported as per-interval deltas: EMF name, unit and how to read the running total.
+const COUNTERS: &[(&str, &str, Read)] = &[
+    ("Reconciles", "Count", |m| m.total(RECONCILES)),
+    ("ReconcileErrors", "Count", |m| m.get(RECONCILES, "error") + m.get(RECONCILES, "fenced")),
+    ("ReconcileConflicts", "Count", |m| m.get(RECONCILES, "conflict")),
+    ("PhaseTransitions", "Count", |m| m.total("sqlctl_phase_transitions_total")),
+    ("ExecutionsStarted", "Count", |m| m.total("sqlctl_queries_started_total")),
+    ("ExecutionsSucceeded", "Count", |m| m.get(FINISHED, "succeeded")),
+    ("ExecutionsFailed", "Count", |m| m.get(FINISHED, "failed")),
+    ("ExecutionsCancelled", "Count", |m| m.get(FINISHED, "cancelled")),
+    ("DecisionsAccepted", "Count", |m| m.get(DECISIONS, "accepted")),
+    ("DecisionsRefused", "Count", |m| m.get(DECISIONS, "refused")),
+    ("BytesScanned", "Bytes", |m| m.total("sqlctl_bytes_scanned_total")),
+    // Notification outcomes are counted per process by the notifiers, not in `Metrics`.
+    ("NotificationFailures", "Count", |_| {
+        crate::notify::notification_counts()
+            .iter()
+            .filter(|((_, _, result), _)| *result == "failed")
+            .map(|(_, v)| v)
+            .sum()
+    }),
 ];
 
 /// Turns the controller's [`Metrics`] into EMF lines, remembering the counters it last reported.
@@ -110,10 +121,10 @@ impl Emitter {
         put("Heartbeat".into(), "Count", 1);
         put("IsLeader".into(), "None", self.metrics.is_leader() as u64);
         put("QueueDepth".into(), "Count", self.metrics.queue_depth());
-        for (i, (name, read)) in COUNTERS.iter().enumerate() {
+        for (i, (name, unit, read)) in COUNTERS.iter().enumerate() {
             let now = read(&self.metrics);
             // A counter never goes down in one process; saturate anyway rather than wrap.
-            put((*name).into(), "Count", now.saturating_sub(self.last[i]));
+            put((*name).into(), unit, now.saturating_sub(self.last[i]));
             self.last[i] = now;
         }
         if let Some(by_phase) = by_phase {
@@ -240,7 +251,7 @@ mod tests {
             .map(|m| {
                 let name = m["Name"].as_str().unwrap().to_string();
                 assert!(v[&name].is_u64(), "{name} has no value in {v}");
-                assert!(["Count", "None"].contains(&m["Unit"].as_str().unwrap()));
+                assert!(["Count", "None", "Bytes"].contains(&m["Unit"].as_str().unwrap()));
                 name
             })
             .collect()
@@ -271,6 +282,7 @@ mod tests {
         assert_eq!(v["ExecutionsSucceeded"], 1);
         assert_eq!(v["ExecutionsFailed"], 0);
         assert_eq!(v["Identity"], "host-1-abc");
+        assert!(v["NotificationFailures"].is_u64(), "{v}"); // a process-wide counter: shape only
         assert!(!names.iter().any(|n| n.starts_with("Requests")), "{names:?}");
 
         m.reconcile("success");

@@ -50,6 +50,15 @@ impl Metrics {
     pub fn query_finished(&self, result: &str) {
         self.inc("sqlctl_queries_finished_total{result=", result);
     }
+    /// Bytes scanned by a query that succeeded (what Athena bills for).
+    pub fn bytes_scanned(&self, engine: &str, bytes: u64) {
+        *self
+            .counters
+            .lock()
+            .unwrap()
+            .entry(("sqlctl_bytes_scanned_total{engine=", engine.to_string()))
+            .or_insert(0) += bytes;
+    }
     pub fn decision(&self, result: &str) {
         self.inc("sqlctl_decisions_total{result=", result);
     }
@@ -109,6 +118,7 @@ impl Metrics {
             ("sqlctl_queries_started_total", "Query executions started."),
             ("sqlctl_queries_finished_total", "Query executions finished, by result."),
             ("sqlctl_decisions_total", "Decisions projected (accepted) or refused."),
+            ("sqlctl_bytes_scanned_total", "Bytes scanned by succeeded queries, by engine."),
         ];
         let counters = self.counters.lock().unwrap();
         for (metric, text) in help {

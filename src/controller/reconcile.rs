@@ -777,6 +777,7 @@ impl Reconciler<'_> {
                 self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
                 self.write().await?;
                 self.ctx.metrics.query_finished("succeeded");
+                self.ctx.metrics.bytes_scanned(engine.name(), out.bytes_scanned.unwrap_or(0));
                 Ok(Action::requeue(Duration::ZERO))
             }
             ExecState::Failed { reason, transient } => {

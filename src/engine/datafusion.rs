@@ -1163,6 +1163,71 @@ impl LocalEngine {
     }
 }
 
+/// A scan estimate next to what executing the very same plan read: how `sqlctl eval
+/// --estimates` measures the estimate's error.
+#[derive(Clone, Debug)]
+pub struct ScanMeasurement {
+    pub estimate: ScanEstimate,
+    /// DataFusion's `bytes_scanned` after the run (the same quantity the estimate forecasts).
+    pub scanned: u64,
+    /// What DataFusion skipped at run time that footers cannot foresee (row groups pruned by
+    /// dynamic join/TopK filters or a limit, pages pruned by the page index), from its metrics.
+    pub runtime_pruning: Vec<String>,
+}
+
+/// Plans `sql`, estimates the plan (as [`Engine::estimate`] does), runs it to the end and reads
+/// its scan metrics. The result rows are discarded.
+pub async fn measure_scan(data_dir: &Path, database: &str, sql: &str) -> Result<ScanMeasurement, EngineError> {
+    let permanent = |e: DataFusionError| EngineError::Permanent(datafusion_message(&e));
+    let (ctx, _) = warehouse::open_session(data_dir, database).await.map_err(warehouse_error)?;
+    let df = ctx.sql_with_options(sql, read_only()).await.map_err(permanent)?;
+    let plan = df.create_physical_plan().await.map_err(permanent)?;
+    let p = Arc::clone(&plan);
+    let estimate = tokio::task::spawn_blocking(move || estimate_scans(&p))
+        .await
+        .map_err(|e| EngineError::Transient(format!("estimating scan size: {e}")))?;
+    let mut stream = execute_stream(Arc::clone(&plan), ctx.task_ctx()).map_err(permanent)?;
+    while let Some(batch) = stream.next().await {
+        batch.map_err(permanent)?;
+    }
+    drop(stream);
+    let scanned = scanned_bytes(&plan).unwrap_or(0);
+    let (mut dynamic, mut limit, mut pages, mut page_rows, mut ranges) = (0usize, 0usize, 0usize, 0usize, 0usize);
+    for scan in file_scans(&plan) {
+        let Some(metrics) = scan.metrics() else { continue };
+        for m in metrics.iter() {
+            use datafusion::physical_plan::metrics::MetricValue;
+            match m.value() {
+                MetricValue::Count { name, count } if name == "row_groups_pruned_dynamic_filter" => {
+                    dynamic += count.value()
+                }
+                MetricValue::PruningMetrics { name, pruning_metrics } => match name.as_ref() {
+                    "limit_pruned_row_groups" => limit += pruning_metrics.pruned(),
+                    "page_index_pages_pruned" => pages += pruning_metrics.pruned(),
+                    "page_index_rows_pruned" => page_rows += pruning_metrics.pruned(),
+                    "files_ranges_pruned_statistics" => ranges += pruning_metrics.pruned(),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    let mut runtime_pruning = Vec::new();
+    if dynamic > 0 {
+        runtime_pruning.push(format!("{dynamic} row groups skipped by dynamic (join/TopK) filters"));
+    }
+    if limit > 0 {
+        runtime_pruning.push(format!("{limit} row groups skipped by the limit"));
+    }
+    if pages > 0 {
+        runtime_pruning.push(format!("{pages} pages ({page_rows} rows) skipped by the page index"));
+    }
+    if ranges > 0 {
+        runtime_pruning.push(format!("{ranges} file ranges skipped at run time"));
+    }
+    Ok(ScanMeasurement { estimate, scanned, runtime_pruning })
+}
+
 /// Runs `sql` read-only against `database` of `data_dir` with the engine's session setup and
 /// returns the column names and every row rendered as the preview renders cells (NULL →
 /// `None`). For tests that compare the engine with an independent run.

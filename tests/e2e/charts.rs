@@ -33,8 +33,9 @@ fn a_category_result_gets_a_bar_chart_next_to_it_and_none_turns_it_off() {
     assert_eq!(csv.strip_suffix(".csv"), chart.strip_suffix(".svg"), "the chart sits next to the result");
     let c = condition(&v, "Charted").expect("a Charted condition");
     assert_eq!(c["status"], "True");
-    // 25 nations: the 19 largest balances and "other", for 2 series.
-    assert_eq!(c["message"], "bar chart, 40 marks", "{c}");
+    // 25 nations ordered by balance: the first 19 and "other". Customer counts (tens) next to
+    // balances (hundreds of thousands) would be invisible, so only balance is drawn.
+    assert_eq!(c["message"], "bar chart, 20 marks", "{c}");
 
     // The stored SVG is what `results --chart` prints.
     let file = std::fs::read_to_string(&expected).unwrap();
@@ -42,9 +43,10 @@ fn a_category_result_gets_a_bar_chart_next_to_it_and_none_turns_it_off() {
     assert_eq!(printed, file);
     assert!(printed.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""), "{printed}");
     assert!(printed.trim_end().ends_with("</svg>"));
-    assert_eq!(printed.matches("<rect ").count(), 1 + 2 + 40, "background, 2 legend swatches, 40 bars");
+    assert_eq!(printed.matches("<rect ").count(), 1 + 20, "background and 20 bars");
     assert!(printed.contains(">other (6 more): "), "{printed}");
-    assert!(printed.contains(">customers</text>") && printed.contains(">balance</text>"), "legend");
+    assert!(printed.contains("customers left out"), "{printed}");
+    assert!(printed.contains("the first 19 of 25 categories"), "{printed}");
     // describe shows both locations.
     let d = env.ok(&["describe", "by-nation"]).stdout;
     assert!(d.contains(&format!("Output:       {csv}")) && d.contains(&format!("Chart:        {chart}")), "{d}");

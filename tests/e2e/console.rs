@@ -13,11 +13,11 @@ fn console_url(env: &Env) -> String {
     let start = Instant::now();
     loop {
         let log = env.controller_log(0);
-        if let Some(i) = log.find("url=http://") {
-            let rest = &log[i + 4..];
-            return rest[..rest.find(|c: char| c.is_whitespace()).unwrap_or(rest.len())]
-                .trim_end_matches('/')
-                .to_string();
+        let line = log.lines().find(|l| l.contains("serving the approval console"));
+        if let Some(rest) = line.and_then(|l| l.split_once("http://")).map(|(_, rest)| rest) {
+            // The log may be coloured: the URL ends at whitespace or an escape sequence.
+            let end = rest.find(|c: char| c.is_whitespace() || c == '\u{1b}').unwrap_or(rest.len());
+            return format!("http://{}", rest[..end].trim_end_matches('/'));
         }
         assert!(start.elapsed() < T, "the controller did not start the console:\n{log}");
         std::thread::sleep(Duration::from_millis(50));
