@@ -32,10 +32,12 @@
 //!
 //! # Large results
 //!
-//! Bars keep the [`MAX_BARS`]` - 1` largest categories and sum the rest as "other"; lines keep
-//! the first, last, smallest and largest point per pixel column (M4 downsampling, which draws the
-//! same picture as every point); scatters keep one point per pixel. A 10,000-row result draws in
-//! milliseconds (`cargo bench --bench chart`).
+//! Bars keep `MAX_BARS - 1` categories and sum the rest as "other": the first ones when the
+//! result is ordered by a measure (`ORDER BY total DESC`), else the largest. Auto-chosen series
+//! too small to see next to the others (under 1/20 of the largest) are left out, and the
+//! subtitle says so. Lines keep the first, last, smallest and largest point per pixel column (M4
+//! downsampling, which draws the same picture as every point); scatters keep one point per 2×2
+//! pixels. A 10,000-row result draws in milliseconds (`cargo bench --bench chart`).
 //!
 //! Every text in the SVG (title, labels, legend) is XML-escaped and stripped of characters XML
 //! forbids, so a hostile category such as `</svg><script>` stays text.
@@ -415,7 +417,7 @@ fn digits(b: &[u8]) -> Option<u32> {
 
 fn days_in_month(year: u32, month: u32) -> u32 {
     match month {
-        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,
@@ -853,7 +855,7 @@ pub fn escape(s: &str, max: usize) -> String {
 }
 
 fn allowed_in_xml(c: char) -> bool {
-    !(c.is_control() && !matches!(c, '\n' | '\r' | '\t')) && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
+    (!c.is_control() || matches!(c, '\n' | '\r' | '\t')) && !matches!(c, '\u{FFFE}' | '\u{FFFF}')
 }
 
 /// A pixel coordinate, one decimal.
@@ -1020,7 +1022,7 @@ fn for_each_row(t: &Table, mut f: impl FnMut(&csv::StringRecord)) -> Result<(), 
     Ok(())
 }
 
-fn cell<'r>(rec: &'r csv::StringRecord, i: usize) -> &'r str {
+fn cell(rec: &csv::StringRecord, i: usize) -> &str {
     rec.get(i).map(str::trim).unwrap_or("")
 }
 
@@ -1368,13 +1370,13 @@ fn draw_scatter(t: &Table, x: usize, ys: &[usize], title: &str) -> Result<(Strin
     let mut marks = 0;
     svg.out.push_str(r#"<g class="points">"#);
     for (i, p) in points.iter().enumerate() {
-        // One point per pixel and series: more would draw the same picture.
+        // One point per 2×2 pixels and series: more would draw the same picture.
         let mut seen = HashSet::new();
         let color = PALETTE[i % PALETTE.len()];
         let _ = write!(svg.out, r#"<g fill="{color}" fill-opacity="0.7">"#);
         for (xv, yv) in p {
             let (cx, cy) = (xs.map(*xv), ys_scale.map(*yv));
-            if !seen.insert((cx.round() as i64, cy.round() as i64)) {
+            if !seen.insert(((cx / 2.0).round() as i64, (cy / 2.0).round() as i64)) {
                 continue;
             }
             let _ = write!(svg.out, r#"<circle cx="{}" cy="{}" r="2.5"/>"#, px(cx), px(cy));

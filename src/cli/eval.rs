@@ -543,7 +543,7 @@ impl Args {
             median_error: percentile(&sorted, 0.5),
             p90_error: percentile(&sorted, 0.9),
             worst_error: sorted.last().copied().unwrap_or(0.0),
-            worst_case: errors.last().map(|(_, i)| i + 1),
+            worst_case: errors.last().filter(|(e, _)| *e > 0.0).map(|(_, i)| i + 1),
         };
         match self.output {
             Output::Json => {
@@ -580,7 +580,7 @@ impl Args {
                             r.cause.as_deref().unwrap_or("exact")
                         )
                     })
-                    .unwrap_or_default();
+                    .unwrap_or_else(|| " (every estimate exact)".into());
                 println!(
                     "estimate error over {}/{} cases: median {:.1}%, p90 {:.1}%, worst {:.1}%{worst}",
                     summary.measured,

@@ -642,7 +642,9 @@ logged in again since the page was loaded); reload the page and decide again"
         }
         Err(SubmitError::Refused(why)) => {
             let status = match why {
-                Refusal::NotAllowed { .. } | Refusal::FourEyes { .. } => StatusCode::FORBIDDEN,
+                Refusal::NotAllowed { .. } | Refusal::FourEyes { .. } | Refusal::OverBudgetNotAllowed { .. } => {
+                    StatusCode::FORBIDDEN
+                }
                 Refusal::EmptyFeedback | Refusal::RefineHandWritten { .. } => StatusCode::BAD_REQUEST,
                 _ => StatusCode::CONFLICT,
             };
@@ -757,8 +759,8 @@ async fn login(State(app): State<App>, headers: HeaderMap, Form(form): Form<Logi
         return login_form(&app, &headers, StatusCode::FORBIDDEN, &next, Some(&format!("Refused: {why}.")));
     }
     let key = &app.config.key;
-    let anon_ok = session_from(&headers, key)
-        .is_some_and(|s| form.csrf.as_deref().is_some_and(|t| s.csrf_ok(key, "", t) || s.csrf_ok(key, user, t)));
+    let anon_ok =
+        session_from(&headers, key).is_some_and(|s| form.csrf.as_deref().is_some_and(|t| s.csrf_ok(key, "", t)));
     if !anon_ok {
         return login_form(
             &app,

@@ -291,11 +291,18 @@ impl Detail<'_> {
                 out.push_str("<p class=\"note\">Hand-written SQL (<code>spec.sql</code>): no question, no refine.</p>")
             }
         }
-        // Conditions that explain a problem, in words.
+        // Conditions that explain a problem, in words (the budget is shown with the SQL).
+        let mut shown: Vec<&str> = Vec::new();
         for c in &st.conditions {
-            let bad = c.status == "False" && !matches!(c.reason.as_str(), "Refined" | "Pending" | "AwaitingApproval");
-            if (bad || c.type_ == "DecisionRefused" || c.reason == "BudgetExceeded") && !c.message.is_empty() {
-                let kind = if st.phase == Phase::Failed || c.type_ == "DecisionRefused" { "error" } else { "warn" };
+            let kind = match (c.type_.as_str(), c.status.as_str()) {
+                ("DecisionRefused", "True") => "error",
+                ("Generated" | "Executed" | "Ready", "False") if st.phase == Phase::Failed => "error",
+                ("Ready", "False") if st.phase == Phase::TimedOut => "warn",
+                ("Notified" | "Estimated", "False") => "warn",
+                _ => continue,
+            };
+            if !c.message.is_empty() && !shown.contains(&c.message.as_str()) {
+                shown.push(&c.message);
                 banner(out, kind, &format!("{} ({}): {}", c.type_, c.reason, c.message));
             }
         }
@@ -550,6 +557,14 @@ impl Detail<'_> {
 <label>Comment <input type=\"text\" name=\"comment\" maxlength=\"1000\" autocomplete=\"off\"></label>"
         );
         if let Some(why) = over_budget {
+            let approvers = &self.policy.over_budget_approvers;
+            if !approvers.is_empty() && !approvers.iter().any(|a| a == self.user) {
+                banner(
+                    out,
+                    "warn",
+                    &format!("Only {} may approve over the budget; you may refine or reject.", approvers.join(", ")),
+                );
+            }
             let _ = write!(
                 out,
                 "<label class=\"check\"><input type=\"checkbox\" name=\"allow_over_budget\" value=\"1\" required> \
@@ -663,20 +678,15 @@ pub fn previous_sql<'a>(r: &'a QueryRequest, current_digest: &str) -> Option<(&'
         .next()
 }
 
-/// Why the SQL awaiting approval is over its budget, if it is: the controller's
-/// `BudgetExceeded` condition, or an estimate above `limits.maxBytesScanned`.
+/// Why the SQL awaiting approval is over its budget, if it is: its estimate is above
+/// `limits.maxBytesScanned` ([`crate::approval::over_budget`]).
 pub fn over_budget(r: &QueryRequest) -> Option<String> {
-    let st = r.status.as_ref()?;
-    if st.phase != Phase::AwaitingApproval {
+    if r.phase() != Phase::AwaitingApproval {
         return None;
     }
-    if let Some(c) = st.conditions.iter().find(|c| c.type_ == "BudgetExceeded" && c.status == "True") {
-        return Some(if c.message.is_empty() { "the estimate exceeds the budget".into() } else { c.message.clone() });
-    }
-    let limit = r.spec.effective_limits().max_bytes_scanned?;
-    let est = st.estimate.as_ref()?;
-    (est.bytes > limit)
-        .then(|| format!("estimated {} scanned exceeds limits.maxBytesScanned {}", bytes(est.bytes), bytes(limit)))
+    // The approval path's own rule, so the page and the refusal never disagree.
+    let o = crate::approval::over_budget(r)?;
+    Some(format!("estimated {} scanned exceeds limits.maxBytesScanned {}", bytes(o.estimate), bytes(o.budget)))
 }
 
 /// Standard base64 (RFC 4648), for embedding the chart as a data URI.

@@ -448,6 +448,16 @@ async fn an_over_budget_approval_needs_the_explicit_checkbox() {
     assert_eq!(res.status(), StatusCode::CONFLICT);
     assert!(res.text().await.unwrap().contains("Allow over budget"));
     assert!(f.decisions(&r).await.is_empty());
+    // Only the policy's over-budget approvers may tick it.
+    let policy = Policy { over_budget_approvers: vec!["carol".into()], ..Default::default() };
+    f.store.put_policy(&policy, None).await.unwrap();
+    let html = f.get("/requests/default/big", &c).await.text().await.unwrap();
+    assert!(html.contains("Only carol may approve over the budget"), "{html}");
+    let res = f.post("/requests/default/big/approve", &c, with(&fields, &[("allow_over_budget", "1")], &[])).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.text().await.unwrap().contains("overBudgetApprovers are carol"));
+    assert!(f.decisions(&r).await.is_empty());
+    f.store.put_policy(&Policy::default(), None).await.unwrap();
     let res = f.post("/requests/default/big/approve", &c, with(&fields, &[("allow_over_budget", "1")], &[])).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let d = f.decisions(&r).await;

@@ -926,6 +926,9 @@ fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, 
         if let Some(loc) = &ex.output_location {
             text.push_str(&format!("Full result: {}\n", plain(loc, 500)));
         }
+        if let Some(loc) = &ex.chart_location {
+            text.push_str(&format!("Chart: {}\n", plain(loc, 500)));
+        }
         text.push_str(&format!("`sqlctl results {name}{}`\n", ns_flag(ns)));
     } else {
         let (label, reason, message) = outcome(&st);

@@ -12,6 +12,7 @@ mod bad_input;
 mod charts;
 mod console;
 mod decisions;
+mod estimate;
 mod fake_aws;
 mod flows;
 mod gchat;
