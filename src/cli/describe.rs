@@ -99,7 +99,17 @@ pub fn describe(r: &QueryRequest) -> String {
         }
     }
     if let Some(e) = &st.estimate {
-        kv(&mut o, "Estimate", &format!("{} bytes, ${:.4} ({})", e.bytes, e.cost_usd, e.method));
+        kv(
+            &mut o,
+            "Estimate",
+            &format!(
+                "{} ({} bytes), ${:.4} ({})",
+                crate::spec::quantity::human_bytes(e.bytes),
+                e.bytes,
+                e.cost_usd,
+                e.method
+            ),
+        );
     }
     if st.approval_round > 0 {
         kv(&mut o, "Approval round", &st.approval_round.to_string());

@@ -60,3 +60,27 @@ fn within_budget_a_plain_approve_is_enough() {
     env.ok(&["approve", "narrow", "--digest", &digest]);
     env.wait_phase("narrow", "Done", T);
 }
+
+#[test]
+fn eval_measures_each_estimate_against_the_bytes_the_engine_reads() {
+    let env = Env::new();
+    let cases = env.home.path().join("cases.yaml");
+    std::fs::write(
+        &cases,
+        "- question: revenue by ship mode\n  gold: select l_shipmode, sum(l_extendedprice) from lineitem group by l_shipmode\n\
+         - question: how many nations\n  gold: select count(*) from nation\n\
+         - question: broken\n  gold: select nope from nation\n",
+    )
+    .unwrap();
+    let o = env.ok(&["eval", &cases.to_string_lossy(), "--estimates", "-o", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let results = v["results"].as_array().unwrap();
+    assert!(results[0]["estimateBytes"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(results[0]["estimateBytes"], results[0]["scannedBytes"], "{v}");
+    assert!(results[2]["failure"].as_str().unwrap().contains("nope"), "{v}");
+    assert_eq!((v["summary"]["cases"].as_u64(), v["summary"]["measured"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(v["summary"]["medianError"], 0.0);
+    // A threshold turns it into a check.
+    let o = env.run(&["eval", &cases.to_string_lossy(), "--estimates", "--max-estimate-error", "300"]);
+    assert_eq!(o.code, 2, "a threshold above 100% is a usage error: {o:?}");
+}
