@@ -285,7 +285,9 @@ impl GlobalOpts {
             .map_err(|e| anyhow::anyhow!(e))?;
         match chat.check().await {
             Ok(webhook) => tracing::info!(webhook = %webhook, "google chat notifications enabled"),
-            Err(e) => tracing::warn!(error = %e, "google chat webhook unavailable; chat notifications fail until it can be read"),
+            Err(e) => {
+                tracing::warn!(error = %e, "google chat webhook unavailable; chat notifications fail until it can be read")
+            }
         }
         Ok(Some(chat))
     }

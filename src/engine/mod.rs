@@ -133,7 +133,13 @@ mod tests {
     fn artifacts_sit_next_to_csv_results() {
         assert_eq!(sibling_location("/r/default/q/1-1.csv", "svg").as_deref(), Some("/r/default/q/1-1.svg"));
         assert_eq!(sibling_location("s3://b/p/id.csv", "svg").as_deref(), Some("s3://b/p/id.svg"));
-        let bad = [("s3://b/p/", "svg"), ("/r/x.parquet", "svg"), ("/r/.csv", "svg"), ("/r/x.csv", "../x"), ("/r/x.csv", "csv")];
+        let bad = [
+            ("s3://b/p/", "svg"),
+            ("/r/x.parquet", "svg"),
+            ("/r/.csv", "svg"),
+            ("/r/x.csv", "../x"),
+            ("/r/x.csv", "csv"),
+        ];
         for (loc, ext) in bad {
             assert_eq!(sibling_location(loc, ext), None, "{loc} {ext}");
         }
