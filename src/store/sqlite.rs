@@ -170,11 +170,34 @@ impl SqliteStore {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", parent.display())))?;
         }
-        let mut writer = open_connection(&path, false)?;
-        migrate(&mut writer, &path)?;
-        let readers = (0..READERS).map(|_| open_connection(&path, true).map(Mutex::new)).collect::<Result<Vec<_>>>()?;
+        // Processes that open a new file at the same moment (a controller and a console started
+        // together) race to switch it to WAL. That switch upgrades a shared lock, where SQLite
+        // returns BUSY at once instead of waiting (deadlock avoidance), so opening retries
+        // contention for a while rather than failing the command.
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(10);
+        loop {
+            match Self::open_once(&path) {
+                Err(StoreError::Unavailable(_)) if started.elapsed() < BUSY_TIMEOUT * 2 => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(250));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    fn open_once(path: &Path) -> Result<Self> {
+        let mut writer = open_connection(path, false)?;
+        migrate(&mut writer, path)?;
+        let readers = (0..READERS).map(|_| open_connection(path, true).map(Mutex::new)).collect::<Result<Vec<_>>>()?;
         Ok(SqliteStore {
-            inner: Arc::new(Inner { path, writer: Mutex::new(writer), readers, next_reader: AtomicUsize::new(0) }),
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
         })
     }
 
@@ -836,6 +859,29 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::spec::{CANCEL_FINALIZER, CatalogRef, DecisionKind, ObjectMeta, QueryRequestSpec, QueryRequestStatus};
+
+    #[test]
+    fn processes_opening_a_new_file_at_once_all_succeed() {
+        // A controller and a console started together race to create the file and switch it to
+        // WAL; none of them may fail with "database is locked".
+        for round in 0..5 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("state.db");
+            let barrier = Arc::new(std::sync::Barrier::new(8));
+            let openers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (path, barrier) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        SqliteStore::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for o in openers {
+                o.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            }
+        }
+    }
 
     fn request(name: &str, labels: &[(&str, &str)]) -> QueryRequest {
         QueryRequest {
