@@ -59,15 +59,7 @@ fn glue_error<E>(what: &str, e: SdkError<E, aws_sdk_glue::config::http::HttpResp
 where
     E: aws_sdk_glue::error::ProvideErrorMetadata + std::error::Error + 'static,
 {
-    let msg = aws::describe(&e);
-    match aws::classify(&e) {
-        ErrorClass::Transient => CatalogError::Transient(format!("Glue {what}: {msg}")),
-        ErrorClass::AccessDenied => CatalogError::AccessDenied(format!(
-            "Glue {what}: {msg}; the controller's role needs glue:GetTables and glue:GetDatabases on this catalog"
-        )),
-        ErrorClass::NotFound => CatalogError::DatabaseNotFound(format!("{what}: not in the Glue Data Catalog ({msg})")),
-        ErrorClass::Other => CatalogError::Other(format!("Glue {what}: {msg}")),
-    }
+    table_error(what, "glue:GetTables and glue:GetDatabases", e)
 }
 
 fn column(c: &GlueColumn) -> Column {
