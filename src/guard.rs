@@ -36,6 +36,19 @@ use datafusion::sql::sqlparser::parser::ParserError;
 
 use crate::spec::MAX_SQL_BYTES;
 
+mod canonical;
+
+/// A query the guard accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checked {
+    /// The canonical text: the parsed statement re-rendered (no comments, single-quoted strings,
+    /// one space between tokens), checked to re-parse to the same AST. This is the one text that
+    /// is digested, shown to the approver and executed (DESIGN §5).
+    pub sql: String,
+    /// The tables the query reads (lower-case, unqualified, sorted, deduped).
+    pub tables: Vec<String>,
+}
+
 /// Why a query was refused. `reason` is one sentence meant for the requester and the generator.
 #[derive(Debug, thiserror::Error)]
 #[error("{reason}")]
@@ -75,14 +88,8 @@ static PARSER_SETTINGS: LazyLock<(String, usize)> = LazyLock::new(|| {
 /// `known_tables` are the tables the catalog knows in `database` (lower-case); `allowed`, when
 /// non-empty, is the request's allow-list (`spec.catalog.tables`) and narrows them further.
 ///
-/// Returns the tables the query reads (lower-case, unqualified, sorted, deduped), or why it
-/// was refused.
-pub fn check(
-    sql: &str,
-    database: &str,
-    known_tables: &[String],
-    allowed: &[String],
-) -> Result<Vec<String>, GuardError> {
+/// Returns the canonical text of the query and the tables it reads, or why it was refused.
+pub fn check(sql: &str, database: &str, known_tables: &[String], allowed: &[String]) -> Result<Checked, GuardError> {
     check_with(sql, database, Some(known_tables), allowed)
 }
 
@@ -90,7 +97,7 @@ pub fn check(
 /// functions, names in `database` and in `allowed` when given. Table existence is left to the
 /// controller, which knows the catalog. `apply` and `ask` use this to refuse SQL that can never
 /// run before anything is written.
-pub fn check_read_only(sql: &str, database: &str, allowed: &[String]) -> Result<Vec<String>, GuardError> {
+pub fn check_read_only(sql: &str, database: &str, allowed: &[String]) -> Result<Checked, GuardError> {
     check_with(sql, database, None, allowed)
 }
 
@@ -99,7 +106,7 @@ fn check_with(
     database: &str,
     known_tables: Option<&[String]>,
     allowed: &[String],
-) -> Result<Vec<String>, GuardError> {
+) -> Result<Checked, GuardError> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(GuardError::new(format!("query is {} bytes; the limit is {MAX_SQL_BYTES} bytes", sql.len())));
     }
@@ -124,7 +131,7 @@ fn check_here(
     database: &str,
     known_tables: Option<&[String]>,
     allowed: &[String],
-) -> Result<Vec<String>, GuardError> {
+) -> Result<Checked, GuardError> {
     let mut statements = parse(sql)?;
     match statements.len() {
         0 => return Err(GuardError::new("empty query (only comments or semicolons); submit exactly one SELECT query")),
@@ -132,7 +139,7 @@ fn check_here(
         n => return Err(GuardError::new(format!("{n} statements; submit exactly one query"))),
     }
     let statement = statements.pop().expect("one statement");
-    let query = match statement {
+    let mut query = match statement {
         DFStatement::Statement(s) => match *s {
             Statement::Query(q) => q,
             other => return Err(GuardError::new(statement_refusal(&other))),
@@ -158,13 +165,20 @@ fn check_here(
     if let ControlFlow::Break(reason) = query.visit(&mut walker) {
         return Err(GuardError::new(reason));
     }
-    Ok(walker.tables.into_iter().collect())
+    let sql = canonical::render(sql, &mut query)?;
+    Ok(Checked { sql, tables: walker.tables.into_iter().collect() })
+}
+
+/// The dialect DataFusion parses with (and so the guard): the console's highlighter tokenizes
+/// with it too, so what it colours as a comment or a string is what the engine reads as one.
+pub fn dialect() -> Box<dyn datafusion::sql::sqlparser::dialect::Dialect> {
+    dialect_from_str(&PARSER_SETTINGS.0).unwrap_or_else(|| Box::new(GenericDialect {}))
 }
 
 /// Parses with DataFusion's parser, dialect and recursion limit.
-fn parse(sql: &str) -> Result<Vec<DFStatement>, GuardError> {
-    let (dialect_name, recursion_limit) = &*PARSER_SETTINGS;
-    let dialect = dialect_from_str(dialect_name).unwrap_or_else(|| Box::new(GenericDialect {}));
+pub(crate) fn parse(sql: &str) -> Result<Vec<DFStatement>, GuardError> {
+    let recursion_limit = &PARSER_SETTINGS.1;
+    let dialect = dialect();
     let parsed = DFParserBuilder::new(sql)
         .with_dialect(dialect.as_ref())
         .with_recursion_limit(*recursion_limit)
@@ -610,7 +624,7 @@ mod tests {
     }
 
     fn run(sql: &str) -> Result<Vec<String>, GuardError> {
-        check(sql, DB, &known(), &[])
+        check(sql, DB, &known(), &[]).map(|c| c.tables)
     }
 
     /// (sql, Ok(tables read) | Err(a fragment the reason must contain)).
@@ -759,10 +773,71 @@ mod tests {
         assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), CASES.len(), failures.join("\n"));
     }
 
+    fn canonical(sql: &str) -> Result<Checked, GuardError> {
+        check(sql, DB, &known(), &[])
+    }
+
+    #[test]
+    fn accepted_queries_have_one_canonical_text_that_is_a_fixed_point() {
+        for (sql, expected) in CASES {
+            let Ok(_) = expected else { continue };
+            let c = canonical(sql).unwrap_or_else(|e| panic!("{sql:?}: {e}"));
+            assert!(!c.sql.contains("--") && !c.sql.contains("/*"), "{sql:?} -> {:?}", c.sql);
+            let again = canonical(&c.sql).unwrap_or_else(|e| panic!("{:?}: {e}", c.sql));
+            assert_eq!(again, c, "canonical text of {sql:?} is not a fixed point");
+        }
+        let c = canonical("select n_name -- the name\n from /* nation */ nation where n_name = 'it''s'").unwrap();
+        assert_eq!(c.sql, "SELECT n_name FROM nation WHERE n_name = 'it''s'");
+    }
+
+    #[test]
+    fn lexer_tricks_never_reach_an_engine() {
+        // A `--` comment ended by a carriage return (Trino ends it there; sqlparser does not).
+        let err = canonical("select n_name from nation --\r union all select c_phone from customer").unwrap_err();
+        assert!(err.reason.contains("U+000D (carriage return) outside a string literal"), "{err}");
+        // Nested comments: whatever a nest hides is gone from the text that runs.
+        let c = canonical("select n_name from nation /* /* */ union all select c_phone from customer */").unwrap();
+        assert_eq!((c.sql.as_str(), c.tables.as_slice()), ("SELECT n_name FROM nation", &["nation".to_string()][..]));
+        // `$$ … $$` is a string: it becomes a single-quoted one, so no lexer reads a comment.
+        let c = canonical("select c_name, $$ -- $$, c_phone from customer").unwrap();
+        assert_eq!(c.sql, "SELECT c_name, ' -- ', c_phone FROM customer");
+        let c = canonical("select E'a\\'' -- b', n_name from nation").unwrap();
+        assert!(!c.sql.contains("E'"), "{}", c.sql);
+        assert_eq!(canonical(&c.sql).unwrap(), c);
+        // Placeholders and string forms without a common reading are refused.
+        assert!(canonical("select * from nation where n_name = $1").unwrap_err().reason.contains("placeholder"));
+        assert!(canonical("select * from nation where n_name = ?").unwrap_err().reason.contains("placeholder"));
+    }
+
+    #[test]
+    fn hidden_characters_are_refused_outside_string_literals() {
+        for (sql, what) in [
+            ("select n_name\u{1b}[2K from nation", "U+001B"),
+            ("select n_name from nation\u{202e} -- x", "U+202E"),
+            ("select n_name from nation\r\nwhere n_nationkey = 1", "U+000D"),
+            ("select \"n_\u{200b}name\" from nation", "U+200B"),
+            ("select n_name from nation -- \u{2066} hidden", "U+2066"),
+            ("select n_name from nation \u{85} where 1=1", "U+0085"),
+        ] {
+            let err = canonical(sql).unwrap_err();
+            assert!(err.reason.contains(what) && err.reason.contains("outside a string literal"), "{sql:?}: {err}");
+        }
+        // Inside a string literal they are data (a Persian word needs its zero-width non-joiner).
+        let c = canonical("select n_name from nation where n_name <> 'می\u{200c}خواهم' and n_comment <> 'a\u{1b}b'")
+            .unwrap();
+        assert!(c.sql.contains('\u{200c}') && c.sql.contains('\u{1b}'));
+        // A hidden character both inside and outside a literal is still refused.
+        assert!(canonical("select 'a\u{1b}' as x\u{1b} from nation").is_err());
+        // Tab and newline are whitespace.
+        assert!(canonical("select\tn_name\nfrom nation").is_ok());
+    }
+
     #[test]
     fn the_allow_list_narrows_known_tables() {
         let allowed = vec!["orders".to_string(), "Customer".to_string()];
-        let ok = check("select * from orders join customer on o_custkey = c_custkey", DB, &known(), &allowed).unwrap();
+        let ok = check("select * from orders join customer on o_custkey = c_custkey", DB, &known(), &allowed)
+            .unwrap()
+            .tables;
         assert_eq!(ok, vec!["customer", "orders"]);
         let err = check("select * from orders join nation on true", DB, &known(), &allowed).unwrap_err();
         assert!(err.reason.contains("\"nation\" is not in this request's allowed tables (customer, orders)"), "{err}");
@@ -773,7 +848,7 @@ mod tests {
 
     #[test]
     fn the_database_name_is_the_only_schema() {
-        let ok = check("select * from sales.orders", "sales", &["orders".to_string()], &[]).unwrap();
+        let ok = check("select * from sales.orders", "sales", &["orders".to_string()], &[]).unwrap().tables;
         assert_eq!(ok, vec!["orders"]);
         let err = check("select * from tpch.orders", "sales", &["orders".to_string()], &[]).unwrap_err();
         assert!(err.reason.contains("schema \"tpch\""), "{err}");
@@ -839,7 +914,7 @@ mod tests {
     #[test]
     fn read_only_check_needs_no_catalog_but_refuses_everything_else() {
         assert_eq!(
-            check_read_only("select * from anything a join tpch.other b on true", "tpch", &[]).unwrap(),
+            check_read_only("select * from anything a join tpch.other b on true", "tpch", &[]).unwrap().tables,
             vec!["anything", "other"]
         );
         for bad in [

@@ -19,3 +19,6 @@ pub mod notify;
 pub mod spec;
 pub mod store;
 pub mod warehouse;
+
+#[cfg(test)]
+mod proptests;

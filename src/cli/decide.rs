@@ -10,12 +10,14 @@ use super::{Exit, get_request, output};
 use crate::approval::{self, DecisionInput, SubmitError};
 use crate::config::GlobalOpts;
 use crate::spec::quantity::human_bytes;
+use crate::spec::text::escape_hidden;
 use crate::spec::{DecisionKind, QueryRequest};
 
 #[derive(clap::Args, Debug)]
 pub struct ApproveArgs {
     pub name: String,
-    /// The digest you reviewed (full, or a prefix of ≥ 12 hex characters; see `get -o wide`).
+    /// The full sqlDigest you reviewed: all 64 hex characters, as `describe` shows it. A prefix
+    /// (as `get -o wide` shows for reading) is refused.
     #[arg(long)]
     pub digest: Option<String>,
     #[arg(long)]
@@ -60,12 +62,14 @@ pub struct RejectArgs {
 pub fn show_sql(r: &QueryRequest) {
     let st = r.status.clone().unwrap_or_default();
     if let Some(g) = &st.generated {
+        // Hidden characters (controls, bidi overrides, zero-width) are shown escaped, so the
+        // terminal shows exactly what runs; the digest recorded is the full digest of this SQL.
         eprintln!("SQL for {} (generation {}, digest {}):", r.metadata.name, r.generation(), g.sql_digest);
-        for line in g.sql.lines() {
+        for line in escape_hidden(&g.sql).lines() {
             eprintln!("    {line}");
         }
         if !g.explanation.is_empty() {
-            eprintln!("Explanation: {}", g.explanation);
+            eprintln!("Explanation: {}", escape_hidden(&g.explanation));
         }
     }
     if let Some(e) = &st.estimate {
@@ -87,7 +91,7 @@ impl ApproveArgs {
         if digest.is_none() {
             if self.yes || !output::stdin_is_tty() {
                 return Err(Exit::usage(format!(
-                    "approve without a terminal needs --digest: review the SQL with `sqlctl describe {}` and pass its digest (≥ 12 hex characters)",
+                    "approve without a terminal needs --digest: review the SQL with `sqlctl describe {}` and pass its full digest (all 64 hex characters)",
                     self.name
                 )));
             }
@@ -186,7 +190,7 @@ pub async fn decide(g: &GlobalOpts, r: &QueryRequest, input: DecisionInput) -> a
                 d.by,
                 d.generation,
                 d.round,
-                &d.sql_digest[..d.sql_digest.len().min(12)]
+                d.sql_digest
             );
             Ok(())
         }

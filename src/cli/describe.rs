@@ -16,7 +16,8 @@ impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
         let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
-        print!("{}", describe(&r));
+        // Every field a person reads shows hidden characters escaped (DESIGN §5).
+        print!("{}", crate::spec::text::escape_hidden(&describe(&r)));
         Ok(())
     }
 }

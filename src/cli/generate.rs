@@ -118,19 +118,25 @@ pub async fn generate_checked(
         let sql = proposal.sql.trim().trim_end_matches(';').trim().to_string();
         let checked = match guard::check(&sql, &input.database, known, allowed) {
             Err(e) => Err(format!("guard: {}", e.reason)),
-            Ok(used) => match engine {
-                Some(engine) => match engine.plan(&input.database, &sql).await {
-                    Ok(()) => Ok(used),
+            // The canonical text is what is planned, reported and scored (DESIGN §5).
+            Ok(c) => match engine {
+                Some(engine) => match engine.plan(&input.database, &c.sql).await {
+                    Ok(()) => Ok(c),
                     Err(EngineError::Transient(m)) => return (Err(Failure::Transient(m)), generation_ms),
+                    // The engine's setup, not the SQL: not for the model to correct.
+                    Err(e @ EngineError::Unavailable { .. }) => {
+                        return (Err(Failure::Transient(e.to_string())), generation_ms);
+                    }
                     Err(EngineError::Permanent(m)) => Err(format!("planning: {m}")),
                 },
-                None => Ok(used),
+                None => Ok(c),
             },
         };
         match checked {
-            Ok(used) => {
-                attempts.push(AttemptReport { sql: sql.clone(), error: None });
-                let proposal = SqlProposal { sql, ..proposal };
+            Ok(c) => {
+                attempts.push(AttemptReport { sql: c.sql.clone(), error: None });
+                let used = c.tables;
+                let proposal = SqlProposal { sql: c.sql, ..proposal };
                 return (Ok(Checked { proposal, tables_used: used, attempts, generation_ms }), generation_ms);
             }
             Err(msg) => {

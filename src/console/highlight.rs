@@ -1,8 +1,11 @@
-//! Server-side SQL highlighting: a small tokenizer (keywords, strings, quoted identifiers,
-//! numbers, comments) that writes HTML-escaped spans. No JavaScript library and no parser: the
-//! output only colours what the reviewer reads, so an unusual token is simply left plain. Every
-//! byte of the input appears in the output exactly once (escaped), so the highlighted text is
-//! the SQL that will run.
+//! Server-side SQL highlighting with the guard's own tokenizer and dialect (keywords, strings,
+//! quoted identifiers, numbers, comments), written as HTML-escaped spans. No JavaScript library
+//! and no lexer of our own that could drift from the engine's: what is coloured as a string or a
+//! comment is what the engine reads as one. Every byte of the input appears in the output exactly
+//! once (escaped; hidden characters as visible escapes), so the highlighted text is the SQL that
+//! will run.
+
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 
 use super::html::push_escaped;
 
@@ -109,83 +112,93 @@ fn is_keyword(word: &str) -> bool {
 
 /// Appends `sql` to `out` as HTML with `<span class="…">` around keywords (`kw`), string literals
 /// (`str`), quoted identifiers (`id`), numbers (`num`) and comments (`com`).
+///
+/// Token boundaries come from sqlparser's tokenizer in the guard's own dialect
+/// ([`crate::guard::dialect`]), so a `$$ -- $$` string, a nested comment or a quoted identifier is
+/// coloured as what the engine reads, never as what a hand-written lexer guesses. Every byte of
+/// the input appears in the output once, HTML-escaped, with hidden characters (controls, bidi
+/// overrides, zero-width) shown as `\u{…}` escapes. Text the tokenizer refuses is shown plain.
 pub fn highlight_sql(out: &mut String, sql: &str) {
-    let bytes = sql.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let rest = &sql[i..];
-        let b = bytes[i];
-        let (class, len) = if rest.starts_with("--") {
-            ("com", rest.find('\n').unwrap_or(rest.len()))
-        } else if let Some(body) = rest.strip_prefix("/*") {
-            ("com", body.find("*/").map(|p| p + 4).unwrap_or(rest.len()))
-        } else if b == b'\'' {
-            ("str", quoted_len(rest, '\''))
-        } else if b == b'"' || b == b'`' {
-            ("id", quoted_len(rest, b as char))
-        } else if b.is_ascii_digit() || (b == b'.' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
-            ("num", number_len(rest))
-        } else if b.is_ascii_alphabetic() || b == b'_' {
-            let len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$')).unwrap_or(rest.len());
-            (if is_keyword(&rest[..len]) { "kw" } else { "" }, len)
-        } else {
-            // Anything else (operators, whitespace, non-ASCII): one character, plain.
-            ("", rest.chars().next().map(char::len_utf8).unwrap_or(1))
+    let dialect = crate::guard::dialect();
+    let tokens = match Tokenizer::new(dialect.as_ref(), sql).tokenize_with_location() {
+        Ok(t) => t,
+        Err(_) => {
+            push_text(out, sql);
+            return;
+        }
+    };
+    // Token starts as byte offsets: the tokenizer reports 1-based (line, column in characters),
+    // counting lines at '\n' only.
+    let mut starts = Vec::with_capacity(tokens.len());
+    let (mut line, mut col, mut chars) = (1u64, 1u64, sql.char_indices().peekable());
+    for t in &tokens {
+        let want = (t.span.start.line, t.span.start.column);
+        while (line, col) < want {
+            match chars.next() {
+                Some((_, '\n')) => {
+                    line += 1;
+                    col = 1;
+                }
+                Some(_) => col += 1,
+                None => break,
+            }
+        }
+        starts.push(chars.peek().map(|&(i, _)| i).unwrap_or(sql.len()));
+    }
+    if starts.first().is_some_and(|&s| s != 0) || starts.windows(2).any(|w| w[0] > w[1]) {
+        push_text(out, sql);
+        return;
+    }
+    for (i, t) in tokens.iter().enumerate() {
+        let end = starts.get(i + 1).copied().unwrap_or(sql.len());
+        let text = &sql[starts[i]..end];
+        let class = match &t.token {
+            Token::Word(w) if w.quote_style.is_some() => "id",
+            Token::Word(w) if is_keyword(&w.value) => "kw",
+            Token::Number(..) => "num",
+            Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)) => "com",
+            Token::SingleQuotedString(_)
+            | Token::DoubleQuotedString(_)
+            | Token::TripleSingleQuotedString(_)
+            | Token::TripleDoubleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::TripleSingleQuotedByteStringLiteral(_)
+            | Token::TripleDoubleQuotedByteStringLiteral(_)
+            | Token::SingleQuotedRawStringLiteral(_)
+            | Token::DoubleQuotedRawStringLiteral(_)
+            | Token::TripleSingleQuotedRawStringLiteral(_)
+            | Token::TripleDoubleQuotedRawStringLiteral(_)
+            | Token::NationalStringLiteral(_)
+            | Token::QuoteDelimitedStringLiteral(_)
+            | Token::NationalQuoteDelimitedStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_) => "str",
+            _ => "",
         };
-        let token = &rest[..len];
+        // A `--` comment token ends with its line break; keep the break outside the span.
+        let (text, tail) = match text.strip_suffix('\n') {
+            Some(t) if class == "com" => (t, "\n"),
+            _ => (text, ""),
+        };
         if class.is_empty() {
-            push_escaped(out, token);
+            push_text(out, text);
         } else {
             out.push_str("<span class=\"");
             out.push_str(class);
             out.push_str("\">");
-            push_escaped(out, token);
+            push_text(out, text);
             out.push_str("</span>");
         }
-        i += len;
+        out.push_str(tail);
     }
 }
 
-/// Length of a literal opened by `quote` at the start of `s`, a doubled quote being an escaped
-/// one; an unterminated literal runs to the end.
-fn quoted_len(s: &str, quote: char) -> usize {
-    let mut chars = s.char_indices().skip(1).peekable();
-    while let Some((i, c)) = chars.next() {
-        if c == quote {
-            if chars.peek().is_some_and(|&(_, n)| n == quote) {
-                chars.next();
-                continue;
-            }
-            return i + c.len_utf8();
-        }
-    }
-    s.len()
-}
-
-/// Length of a numeric literal: digits, one fraction, an optional exponent.
-fn number_len(s: &str) -> usize {
-    let b = s.as_bytes();
-    let mut i = 0;
-    let digits = |mut i: usize| {
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        i
-    };
-    i = digits(i);
-    if i < b.len() && b[i] == b'.' {
-        i = digits(i + 1);
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        let mut j = i + 1;
-        if j < b.len() && (b[j] == b'+' || b[j] == b'-') {
-            j += 1;
-        }
-        if j < b.len() && b[j].is_ascii_digit() {
-            i = digits(j);
-        }
-    }
-    i.max(1)
+/// HTML-escaped, hidden characters written as visible escapes.
+fn push_text(out: &mut String, s: &str) {
+    push_escaped(out, &crate::spec::text::escape_hidden(s));
 }
 
 #[cfg(test)]
@@ -215,6 +228,20 @@ mod tests {
             .replace("&quot;", "\"")
             .replace("&#39;", "'")
             .replace("&amp;", "&")
+    }
+
+    #[test]
+    fn strings_and_comments_are_what_the_engine_reads() {
+        // `$$ -- $$` is a string to sqlparser and DataFusion: c_phone is a column, not a comment.
+        let h = hl("select c_name, $$ -- $$, c_phone from customer");
+        assert!(h.contains("<span class=\"str\">$$ -- $$</span>, c_phone"), "{h}");
+        assert!(!h.contains("class=\"com\""), "{h}");
+        // Nested comments: the whole nest is one comment, and what follows is code.
+        let h = hl("select 1 /* a /* b */ c */ , secret from t");
+        assert!(h.contains("<span class=\"com\">/* a /* b */ c */</span> , secret"), "{h}");
+        // Hidden characters are visible.
+        let h = hl("select 'a\u{202e}b' from t");
+        assert!(h.contains("\\u{202E}") && !h.contains('\u{202e}'), "{h}");
     }
 
     #[test]

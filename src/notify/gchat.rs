@@ -991,7 +991,8 @@ fn outcome(st: &crate::spec::QueryRequestStatus) -> (&'static str, String, Strin
 fn decide_commands(req: &QueryRequest, digest: &str) -> [(&'static str, String); 3] {
     let name = &req.metadata.name;
     let n = ns_flag(req.metadata.namespace());
-    let d = short_digest(digest);
+    // The full digest: a prefix is for reading only and is refused as an approval.
+    let d = digest;
     [
         ("Approve", format!("sqlctl approve {name}{n} --digest {d}")),
         ("Refine", format!("sqlctl refine {name}{n} --digest {d} --feedback '…'")),
@@ -1097,6 +1098,10 @@ fn html_text(s: &str, max: usize) -> String {
 /// SQL in monospace: escaped, line breaks and indentation kept, truncated to `max` characters
 /// with a note saying where the whole SQL is.
 fn sql_block(sql: &str, max: usize, name: &str, ns: &str) -> (String, Option<String>) {
+    // Hidden characters (controls, bidi overrides, zero-width) are shown escaped: the approver
+    // reads what runs.
+    let sql = crate::spec::text::escape_hidden(sql);
+    let sql = sql.as_ref();
     let (t, cut) = truncate(sql.trim_end(), max);
     let lines: Vec<String> = t
         .replace("\r\n", "\n")
@@ -1176,6 +1181,7 @@ fn plain(s: &str, max: usize) -> String {
 
 /// Code for a text-format fence: truncated, fences and `<` defused.
 fn plain_code(s: &str, max: usize) -> String {
+    let s = crate::spec::text::escape_hidden(s);
     let (t, cut) = truncate(s.trim(), max);
     let mut out = t.replace("```", "`\u{200b}``").replace('<', "<\u{200b}");
     if cut {
@@ -1298,12 +1304,12 @@ mod tests {
         assert!(all.contains("tpch · orders, customer"), "{all}");
         assert!(all.contains("3.0 MiB scanned, about &lt;$0.0001 (footer)"), "{all}");
         assert!(all.contains("alice"), "{all}");
-        assert!(all.contains("sqlctl approve top-customers -n growth --digest 0123456789ab"), "{all}");
+        assert!(all.contains("sqlctl approve top-customers -n growth --digest 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), "{all}");
         assert!(
-            all.contains("sqlctl refine top-customers -n growth --digest 0123456789ab --feedback &#39;…&#39;"),
+            all.contains("sqlctl refine top-customers -n growth --digest 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef --feedback &#39;…&#39;"),
             "{all}"
         );
-        assert!(all.contains("sqlctl reject top-customers -n growth --digest 0123456789ab"), "{all}");
+        assert!(all.contains("sqlctl reject top-customers -n growth --digest 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), "{all}");
         let buttons: Vec<&Value> = card["card"]["sections"]
             .as_array()
             .unwrap()
@@ -1319,7 +1325,7 @@ mod tests {
         // The text forms: the fallback and the plain-text message say the same, mentions defused.
         let text = m.text["text"].as_str().unwrap();
         assert_eq!(m.card["fallbackText"], text);
-        assert!(text.contains("`sqlctl approve top-customers -n growth --digest 0123456789ab`"), "{text}");
+        assert!(text.contains("`sqlctl approve top-customers -n growth --digest 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef`"), "{text}");
         assert!(text.contains("```\nselect c_name"), "{text}");
         assert!(!text.contains("<users/all>"), "{text}");
         // No console URL: no button.

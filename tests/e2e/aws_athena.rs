@@ -31,7 +31,7 @@ fn apply_and_approve(w: &AwsWorld, name: &str, yaml: &str) {
 fn a_controller_killed_mid_query_is_replaced_and_attaches_to_the_same_execution() {
     let Some(w) = AwsWorld::new(false) else { return };
     let pid = w.controller(&[]);
-    let sql = "select count(*) as n from orders /* fake:running=6 */";
+    let sql = "select count(*) as n from orders where 'fake:running=6' <> ''";
     apply_and_approve(&w, "replay", &sql_spec_aws("replay", sql, ""));
     let v = w.wait_for("replay", T, |v| v["status"]["execution"]["state"] == "Running", "execution id recorded");
     let id = v["status"]["execution"]["id"].as_str().unwrap().to_string();
@@ -54,24 +54,24 @@ fn failures_retry_or_fail_and_timeout_and_budget_stop_the_query() {
     apply_and_approve(
         &w,
         "flaky",
-        &sql_spec_aws("flaky", "select count(*) as n from nation /* fake:fail-transient=1 */", ""),
+        &sql_spec_aws("flaky", "select count(*) as n from nation where 'fake:fail-transient=1' <> ''", ""),
     );
     apply_and_approve(
         &w,
         "broken",
-        &sql_spec_aws("broken", "select count(*) as n from region /* fake:fail-user */", ""),
+        &sql_spec_aws("broken", "select count(*) as n from region where 'fake:fail-user' <> ''", ""),
     );
     apply_and_approve(
         &w,
         "slow",
-        &sql_spec_aws("slow", "select count(*) as n from supplier /* fake:forever */", "  limits:\n    timeout: 1s\n"),
+        &sql_spec_aws("slow", "select count(*) as n from supplier where 'fake:forever' <> ''", "  limits:\n    timeout: 1s\n"),
     );
     apply_and_approve(
         &w,
         "costly",
         &sql_spec_aws(
             "costly",
-            "select count(*) as n from part /* fake:forever fake:scan=50000000 */",
+            "select count(*) as n from part where 'fake:forever fake:scan=50000000' <> ''",
             "  limits:\n    maxBytesScanned: 10MB\n",
         ),
     );
@@ -147,7 +147,12 @@ fn a_restarted_engine_repeating_a_start_gets_the_same_execution() {
             token: "0123456789abcdef0123456789abcdef".into(),
             database: "tpch".into(),
             sql: "select n_name from nation order by n_name /* fake:running=1 */".into(),
-            limits: sqlctl::spec::EffectiveLimits { max_rows: 10, max_bytes_scanned: None, timeout_ms: 60_000 },
+            limits: sqlctl::spec::EffectiveLimits {
+                max_rows: 10,
+                max_bytes_scanned: None,
+                timeout_ms: 60_000,
+                max_result_bytes: 1 << 30,
+            },
             result_key: "default/q/1-1".into(),
         };
         // Where the fake writes results when no output location is given.

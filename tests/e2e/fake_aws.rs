@@ -3,7 +3,8 @@
 //! moto's Athena ignores `ClientRequestToken`, never fails and runs no SQL, and its Glue ignores
 //! pagination. This server answers `AmazonAthena.*` itself — idempotent per token, with
 //! executions that run the SQL on the local warehouse through DataFusion, stay RUNNING, report
-//! bytes scanned or FAIL as markers in the SQL ask (`/* fake:… */`) — and optionally
+//! bytes scanned or FAIL as markers in the SQL ask (`'fake:…'` in a string literal, since comments are
+//! not part of the canonical SQL that runs) — and optionally
 //! `AWSGlue.GetTables`/`GetDatabases` with small pages. Every other request (DynamoDB, SQS, S3,
 //! STS, Glue when not faked) is forwarded unchanged to moto. It counts every call by service and
 //! operation, which is how the tests measure AWS calls per request.

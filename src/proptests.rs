@@ -1,0 +1,336 @@
+//! Property tests of the three places hostile input enters (issue "What you approve is what
+//! runs"): the spec loader, the SQL guard and the SQS decision parser. They run in CI in seconds
+//! (`cargo test --lib proptests`); `scripts/fuzz` runs the same properties for longer
+//! (`PROPTEST_CASES`), outside CI.
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast::{ObjectName, Statement, Visit, Visitor};
+use proptest::prelude::*;
+
+use crate::guard;
+use crate::spec::{EffectiveLimits, EngineKind, sql_digest};
+
+const DB: &str = "tpch";
+const TABLES: &[&str] = &["customer", "orders", "lineitem", "nation", "region", "supplier", "part", "partsupp"];
+
+fn known() -> Vec<String> {
+    TABLES.iter().map(|t| t.to_string()).collect()
+}
+
+fn config() -> ProptestConfig {
+    // CI default; `scripts/fuzz` raises it through PROPTEST_CASES.
+    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256);
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+/// Fragments a hostile or careless author combines: keywords, names of known and unknown tables,
+/// comments of every lexer-dependent kind, string forms, hidden characters, punctuation.
+fn fragment() -> impl Strategy<Value = String> {
+    let words = prop::sample::select(vec![
+        "select",
+        "from",
+        "where",
+        "union",
+        "all",
+        "with",
+        "as",
+        "join",
+        "on",
+        "group",
+        "by",
+        "order",
+        "limit",
+        "insert",
+        "into",
+        "drop",
+        "table",
+        "delete",
+        "copy",
+        "to",
+        "explain",
+        "analyze",
+        "set",
+        "values",
+        "and",
+        "or",
+        "not",
+        "in",
+        "exists",
+        "case",
+        "when",
+        "then",
+        "else",
+        "end",
+        "recursive",
+        "lateral",
+        "count(*)",
+        "*",
+        ",",
+        "(",
+        ")",
+        ";",
+        "=",
+        "<",
+        ">",
+        "+",
+        "-",
+        "/",
+        "||",
+        "::int",
+        ".",
+        "1",
+        "42",
+        "1e3",
+        "null",
+        "nation",
+        "region",
+        "customer",
+        "orders",
+        "secrets",
+        "tpch.nation",
+        "other.nation",
+        "n_name",
+        "c_phone",
+        "\"nation\"",
+        "\"NATION\"",
+        "`nation`",
+        "t",
+        "x",
+        "read_parquet('/etc/passwd')",
+        "--",
+        "-- c\n",
+        "--\r",
+        "/*",
+        "*/",
+        "/* /* */",
+        "*/ */",
+        "$$",
+        "$$ -- $$",
+        "$tag$ x $tag$",
+        "'",
+        "'it''s'",
+        "' -- '",
+        "E'\\''",
+        "N'x'",
+        "U&'x'",
+        "X'1f'",
+        "$1",
+        "?",
+        "\r",
+        "\n",
+        "\t",
+        "\u{1b}",
+        "\u{202e}",
+        "\u{200b}",
+        "\u{85}",
+        "\u{2028}",
+        "\u{feff}",
+        "é",
+        "aé",
+        " ",
+    ]);
+    prop_oneof![
+        8 => words.prop_map(str::to_string),
+        1 => "[a-z_]{1,8}",
+        1 => any::<char>().prop_map(|c| c.to_string()),
+    ]
+}
+
+fn soup() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::collection::vec(fragment(), 1..40).prop_map(|v| v.join(" ")),
+        prop::collection::vec(fragment(), 1..40).prop_map(|v| v.concat()),
+        // Well-formed queries with hostile pieces spliced in.
+        (
+            prop::sample::select(vec![
+                "select n_name from nation",
+                "select c_name, c_phone from customer where c_custkey < 10",
+                "with t as (select * from nation) select * from t",
+                "select count(*) from orders join customer on o_custkey = c_custkey",
+            ]),
+            fragment(),
+            fragment()
+        )
+            .prop_map(|(q, a, b)| format!("{q} {a} {b}")),
+    ]
+}
+
+/// Every relation name in `sql`'s AST that is one of the catalog's tables (one-part, or
+/// qualified with the database), lower-cased as DataFusion resolves unquoted names.
+fn relations_read(sql: &str) -> BTreeSet<String> {
+    struct Relations(BTreeSet<String>);
+    impl Visitor for Relations {
+        type Break = ();
+        fn pre_visit_relation(&mut self, name: &ObjectName) -> ControlFlow<()> {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .filter_map(|p| p.as_ident())
+                .map(|i| if i.quote_style.is_some() { i.value.clone() } else { i.value.to_ascii_lowercase() })
+                .collect();
+            let table = match parts.as_slice() {
+                [t] => Some(t.clone()),
+                [db, t] if db == DB => Some(t.clone()),
+                _ => None,
+            };
+            if let Some(t) = table.filter(|t| TABLES.contains(&t.as_str())) {
+                self.0.insert(t);
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let statements = guard::parse(sql).expect("canonical text parses");
+    let mut v = Relations(BTreeSet::new());
+    for s in &statements {
+        if let DFStatement::Statement(s) = s {
+            let _ = s.visit(&mut v);
+        }
+    }
+    v.0
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Accepted ⇒ the canonical text is comment-free, free of hidden characters outside string
+    /// literals, re-parses to one query, is its own canonical form (same tables), the digest is
+    /// over exactly that text, and `tablesUsed` names every catalog table its AST reads.
+    #[test]
+    fn guard_accepts_only_canonical_single_queries(sql in soup()) {
+        let started = Instant::now();
+        let result = guard::check(&sql, DB, &known(), &[]);
+        prop_assert!(started.elapsed() < Duration::from_secs(5), "the guard took {:?}", started.elapsed());
+        if let Ok(c) = result {
+            let statements = guard::parse(&c.sql).expect("canonical text parses");
+            prop_assert_eq!(statements.len(), 1);
+            prop_assert!(matches!(&statements[0], DFStatement::Statement(s) if matches!(s.as_ref(), Statement::Query(_))));
+            let again = guard::check(&c.sql, DB, &known(), &[]).expect("canonical text is accepted");
+            prop_assert_eq!(&again, &c);
+            let limits: EffectiveLimits = crate::spec::QueryRequestSpec::default().effective_limits();
+            prop_assert_eq!(
+                sql_digest(EngineKind::Local, DB, &c.sql, &limits),
+                sql_digest(EngineKind::Local, DB, &again.sql, &limits)
+            );
+            let read = relations_read(&c.sql);
+            for t in &read {
+                prop_assert!(c.tables.contains(t), "{t} read but not in tablesUsed {:?} for {:?}", c.tables, c.sql);
+            }
+            for t in &c.tables {
+                prop_assert!(TABLES.contains(&t.as_str()), "unknown table {t} accepted");
+            }
+        }
+    }
+
+    /// Arbitrary bytes, and YAML-shaped text, into the spec loader: never a panic, always an
+    /// answer within a bound.
+    #[test]
+    fn the_spec_loader_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+        let started = Instant::now();
+        let text = String::from_utf8_lossy(&bytes);
+        let _ = crate::spec::load::parse_str(&text, "fuzz");
+        prop_assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn yaml_shaped_specs_never_panic_the_loader(
+        name in "[a-z0-9.-]{0,70}",
+        key in prop::sample::select(vec!["sql", "question", "limits", "catalog", "approval", "chart", "engine", "x"]),
+        value in prop_oneof![
+            Just("*a".to_string()), Just("&a [*a, *a]".to_string()), Just("{".to_string()), Just("!!binary AAAA".to_string()),
+            Just("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]".to_string()),
+            "[ -~]{0,80}",
+            any::<String>(),
+        ],
+        extra in "[ -~\n]{0,200}",
+    ) {
+        let doc = format!(
+            "apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata:\n  name: {name}\nspec:\n  {key}: {value}\n  catalog:\n    database: tpch\n{extra}\n---\n{extra}"
+        );
+        let started = Instant::now();
+        let _ = crate::spec::load::parse_str(&doc, "fuzz");
+        prop_assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
+
+/// Arbitrary JSON into the SQS decision parser: never a panic, and everything that is not a
+/// valid decision for the stored request goes to the dead-letter path with a reason.
+mod sqs {
+    use super::*;
+    use crate::approval::sqs::{Handled, ResponseConsumer, SenderPolicy};
+    use crate::store::Store;
+    use crate::store::sqlite::SqliteStore;
+
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            prop::sample::select(vec![
+                "q", "default", "approve", "refine", "reject", "alice", "", "\u{202e}", "APPROVE"
+            ])
+            .prop_map(serde_json::Value::from),
+            ".{0,40}".prop_map(serde_json::Value::from),
+        ];
+        let field = prop::sample::select(vec![
+            "name",
+            "namespace",
+            "uid",
+            "generation",
+            "round",
+            "sqlDigest",
+            "decision",
+            "by",
+            "comment",
+            "feedback",
+            "allowOverBudget",
+            "extra",
+        ]);
+        leaf.prop_recursive(3, 32, 8, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(field.clone(), inner, 0..12)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+            ]
+        })
+    }
+
+    fn consumer() -> (tokio::runtime::Runtime, ResponseConsumer, tempfile::TempDir) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
+        // The client is never called by `handle` (only by polling); it points at nothing.
+        let conf = aws_sdk_sqs::Config::builder()
+            .behavior_version(aws_sdk_sqs::config::BehaviorVersion::latest())
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let client = aws_sdk_sqs::Client::from_conf(conf);
+        let senders = SenderPolicy::parse(Some("AIDAALICE=alice"), None).unwrap();
+        (rt, ResponseConsumer::new(client, "http://127.0.0.1:9/q", store, senders), dir)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn decision_messages_never_panic_and_refusals_are_dead_lettered(
+            body in prop_oneof![json().prop_map(|v| v.to_string()), ".{0,200}"],
+            sender in prop::option::of(prop::sample::select(vec!["AIDAALICE", "AIDASTRANGER", "AROAX:alice", ""])),
+        ) {
+            let (rt, consumer, _dir) = consumer();
+            let handled = rt.block_on(consumer.handle(&body, sender));
+            // No request exists, so nothing can be recorded or retried: every message is refused
+            // with a reason that names the problem.
+            match handled {
+                Handled::DeadLettered { reason } => prop_assert!(!reason.is_empty()),
+                other => prop_assert!(false, "{body:?} was not dead-lettered: {other:?}"),
+            }
+        }
+    }
+}
