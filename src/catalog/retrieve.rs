@@ -627,7 +627,7 @@ pub fn table_prefix(table: &Table) -> Option<String> {
             continue;
         }
         tried.push(p);
-        let n = cols.iter().filter(|c| c.name.len() > p.len() && c.name[..p.len()].eq_ignore_ascii_case(p)).count();
+        let n = cols.iter().filter(|c| has_prefix(&c.name, p)).count();
         if n >= 2 && n * 10 >= cols.len() * 6 {
             return Some(p.to_ascii_lowercase());
         }
@@ -638,9 +638,15 @@ pub fn table_prefix(table: &Table) -> Option<String> {
 /// A column's name without the table's shared prefix (`c_acctbal` → `acctbal`).
 pub fn strip_prefix<'a>(name: &'a str, prefix: Option<&str>) -> &'a str {
     match prefix {
-        Some(p) if name.len() > p.len() && name[..p.len()].eq_ignore_ascii_case(p) => &name[p.len()..],
+        Some(p) if has_prefix(name, p) => &name[p.len()..],
         _ => name,
     }
+}
+
+/// `name` is longer than `prefix` and starts with it, ignoring ASCII case. Byte offsets are
+/// only used where they fall on a character boundary, so any Unicode identifier is safe.
+fn has_prefix(name: &str, prefix: &str) -> bool {
+    name.len() > prefix.len() && name.get(..prefix.len()).is_some_and(|h| h.eq_ignore_ascii_case(prefix))
 }
 
 /// The meaning-bearing words of a column name: prefix stripped, split, compounds segmented,
@@ -856,11 +862,10 @@ pub struct JoinGraph {
 /// The key concept a column carries, if it is a key (`custkey`, `customer_id`, `id`).
 pub fn key_concept(table: &Table, column: &str, prefix: Option<&str>) -> Option<String> {
     let lower_end = |suffix: &str| {
-        column.len() >= suffix.len() && column[column.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+        column.len() >= suffix.len()
+            && column.get(column.len() - suffix.len()..).is_some_and(|t| t.eq_ignore_ascii_case(suffix))
     };
-    if !(lower_end("id") || lower_end("key") || lower_end("sk") || lower_end("fk"))
-        || !column.is_char_boundary(column.len().saturating_sub(3))
-    {
+    if !(lower_end("id") || lower_end("key") || lower_end("sk") || lower_end("fk")) {
         return None;
     }
     let stripped = strip_prefix(column, prefix);
@@ -1771,6 +1776,74 @@ mod tests {
         tables.extend(gold);
         tables.sort_by(|a, b| a.name.cmp(&b.name));
         tables
+    }
+
+    /// Issue 10, class 5: byte offsets taken from one name and used inside another (or inside a
+    /// multi-byte character) panicked. Every name below is a legal identifier somewhere.
+    #[test]
+    fn any_unicode_identifier_is_retrieved_without_panicking() {
+        let names = [
+            "aé",
+            "éa",
+            "éid",
+            "aéid",
+            "éé_key",
+            "é_x",
+            "é_y",
+            "é_z",
+            "x_é",
+            "ab_é",
+            "a_éé",
+            "日本語",
+            "日本_id",
+            "ñandú_key",
+            "straße",
+            "ΣΑΣ",
+            "ǅemal_id",
+            "emoji_😀",
+            "😀",
+            "😀id",
+            "i̇d",
+            "c_ｉｄ",
+            "ﬁle_key",
+            "aé_fk",
+            "Ωsk",
+            "x\u{301}key",
+        ];
+        let mut tables: Vec<Table> = Vec::new();
+        for (i, n) in names.iter().enumerate() {
+            let cols: Vec<(&str, &str)> = names.iter().map(|c| (*c, "VARCHAR")).collect();
+            tables.push(table(&format!("t{i}{n}"), &cols));
+            tables.push(table(n, &[("c_é", "INT"), ("c_ab", "INT"), (n, "INT")]));
+        }
+        for n in names {
+            let _ = column_words(n, Some("c_"));
+            let _ = column_words(n, Some("é_"));
+            let _ = strip_prefix(n, Some("aé"));
+            let _ = strip_prefix(n, Some("a"));
+            let _ = segment(n);
+            let _ = stem(n);
+            let _ = table_concept(n);
+            for t in &tables {
+                let _ = key_concept(t, n, table_prefix(t).as_deref());
+                let _ = key_concept(t, n, Some("é"));
+            }
+            for m in names {
+                let _ = term_score(n, m);
+                let _ = is_abbreviation(n, m);
+            }
+        }
+        for q in ["aé by éa", "count of 日本語 per straße", "what is the total ñandú", "😀 per aéid", ""] {
+            let r = retrieve(q, &tables, &[], DEFAULT_MAX_SCHEMA_TOKENS);
+            assert!(!r.tables.is_empty(), "{q}");
+            let r = retrieve(q, &tables, &["aé".into(), "日本語".into()], 200);
+            assert!(r.tables.len() <= 2, "{q}");
+        }
+        // A Unicode key still links to its table.
+        let owner = table("café", &[("café_id", "BIGINT"), ("name", "VARCHAR")]);
+        let child = table("orders", &[("o_id", "BIGINT"), ("o_café_id", "BIGINT"), ("o_total", "INT")]);
+        assert_eq!(key_concept(&child, "o_café_id", Some("o_")).as_deref(), Some("café"));
+        let _ = JoinGraph::build(&[owner, child]);
     }
 
     #[test]

@@ -29,11 +29,23 @@ pub struct Metrics {
     ready: AtomicBool,
     reconcile_seconds_sum_us: AtomicU64,
     reconcile_count: AtomicU64,
+    reconcile_panics: AtomicU64,
 }
 
 impl Metrics {
+    fn counters(&self) -> std::sync::MutexGuard<'_, BTreeMap<(&'static str, String), u64>> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
     fn inc(&self, name: &'static str, label: &str) {
-        *self.counters.lock().unwrap().entry((name, label.to_string())).or_insert(0) += 1;
+        *self.counters().entry((name, label.to_string())).or_insert(0) += 1;
+    }
+    /// A reconcile panicked (a bug, contained: the step failed and is retried with backoff).
+    pub fn reconcile_panic(&self) {
+        self.reconcile_panics.fetch_add(1, Ordering::Relaxed);
+    }
+    /// Reconciles that panicked since start.
+    pub fn reconcile_panics(&self) -> u64 {
+        self.reconcile_panics.load(Ordering::Relaxed)
     }
     pub fn reconcile(&self, result: &str) {
         self.inc("sqlctl_reconciles_total{result=", result);
@@ -84,9 +96,7 @@ impl Metrics {
     }
     /// A counter summed over all its labels, e.g. `total("sqlctl_reconciles_total")`.
     pub fn total(&self, name: &str) -> u64 {
-        self.counters
-            .lock()
-            .unwrap()
+        self.counters()
             .iter()
             .filter(|((n, _), _)| n.strip_prefix(name).is_some_and(|rest| rest.starts_with('{')))
             .map(|(_, v)| *v)
@@ -99,13 +109,7 @@ impl Metrics {
 
     /// A counter's value (tests and the bench read it).
     pub fn get(&self, name: &str, label: &str) -> u64 {
-        self.counters
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|((n, l), _)| n.starts_with(name) && l == label)
-            .map(|(_, v)| *v)
-            .unwrap_or(0)
+        self.counters().iter().find(|((n, l), _)| n.starts_with(name) && l == label).map(|(_, v)| *v).unwrap_or(0)
     }
 
     /// Prometheus text exposition format.
@@ -120,7 +124,7 @@ impl Metrics {
             ("sqlctl_decisions_total", "Decisions projected (accepted) or refused."),
             ("sqlctl_bytes_scanned_total", "Bytes scanned by succeeded queries, by engine."),
         ];
-        let counters = self.counters.lock().unwrap();
+        let counters = self.counters();
         for (metric, text) in help {
             let _ = writeln!(out, "# HELP {metric} {text}\n# TYPE {metric} counter");
             for ((name, label), v) in counters.iter() {
@@ -130,6 +134,11 @@ impl Metrics {
             }
         }
         drop(counters);
+        let _ = writeln!(
+            out,
+            "# HELP sqlctl_reconcile_panics_total Reconciles that panicked (contained: the step failed and was retried with backoff).\n# TYPE sqlctl_reconcile_panics_total counter\nsqlctl_reconcile_panics_total {}",
+            self.reconcile_panics.load(Ordering::Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP sqlctl_queue_depth Keys waiting in the work queue.\n# TYPE sqlctl_queue_depth gauge\nsqlctl_queue_depth {}",

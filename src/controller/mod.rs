@@ -63,6 +63,10 @@ pub enum Error {
     Generate(String),
     #[error("not the leader")]
     NotLeader,
+    /// The reconcile panicked (a bug): the step failed, its key is released and retried with
+    /// backoff like any other error, and the panic is logged and counted.
+    #[error("reconcile panicked: {0}")]
+    Panicked(String),
 }
 
 /// Tunables of the loop.
@@ -126,6 +130,18 @@ pub struct Context {
     pub waker: Waker,
     /// resourceVersions this controller wrote, so its own writes do not wake it again.
     written: Mutex<HashMap<ObjectKey, String>>,
+    /// Queries this controller recorded as running, by request key: if the record vanishes (a
+    /// forced delete) or comes back with another uid (deleted and recreated), the query is
+    /// cancelled rather than left running for nobody.
+    running: Mutex<HashMap<ObjectKey, RunningQuery>>,
+}
+
+/// A query recorded as running in a request's status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct RunningQuery {
+    uid: String,
+    engine: EngineKind,
+    id: String,
 }
 
 impl Context {
@@ -135,12 +151,54 @@ impl Context {
 
     fn note_written(&self, req: &QueryRequest) {
         if let Some(rv) = &req.metadata.resource_version {
-            self.written.lock().unwrap().insert(req.key(), rv.clone());
+            self.written.lock().unwrap_or_else(|p| p.into_inner()).insert(req.key(), rv.clone());
+        }
+        let running = req.status.as_ref().and_then(|s| s.execution.as_ref()).and_then(|e| {
+            let live = e.state == "Running" || e.state == "Starting";
+            e.id.clone().filter(|_| live && req.metadata.deletion_timestamp.is_none())
+        });
+        let mut map = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        match running {
+            Some(id) => {
+                let engine = req.spec.engine.unwrap_or(self.config.default_engine);
+                map.insert(req.key(), RunningQuery { uid: req.uid().to_string(), engine, id });
+            }
+            None => {
+                map.remove(&req.key());
+            }
+        }
+    }
+
+    /// The query of `key` was dealt with (its finalizer cancelled it).
+    fn forget_running(&self, key: &ObjectKey) {
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// Cancels the query this controller last recorded as running under `key` when the record
+    /// is gone or is another object now (a different uid): nobody would ever read its result.
+    async fn cancel_orphan(&self, key: &ObjectKey, current: Option<&QueryRequest>) {
+        let orphan = {
+            let mut map = self.running.lock().unwrap_or_else(|p| p.into_inner());
+            match map.get(key) {
+                Some(q) if current.is_none_or(|r| r.uid() != q.uid) => map.remove(key),
+                _ => None,
+            }
+        };
+        let Some(q) = orphan else { return };
+        let Some(engine) = self.engines.get(&q.engine) else { return };
+        match engine.cancel(&q.id).await {
+            Ok(()) => {
+                self.metrics.query_finished("cancelled");
+                tracing::info!(key = %key, uid = %q.uid, execution = %q.id, "cancelled the query of a deleted request");
+            }
+            Err(e) => {
+                tracing::warn!(key = %key, uid = %q.uid, execution = %q.id, error = %e, "could not cancel the query of a deleted request")
+            }
         }
     }
 
     fn is_own_write(&self, key: &ObjectKey, rv: &str) -> bool {
-        self.written.lock().unwrap().get(key).is_some_and(|w| w == rv)
+        self.written.lock().unwrap_or_else(|p| p.into_inner()).get(key).is_some_and(|w| w == rv)
     }
 
     pub fn engine_names(&self) -> String {
@@ -188,6 +246,7 @@ impl Controller {
             fence: fence_rx,
             waker,
             written: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
         });
         Controller { ctx, queue, fence_tx, metrics }
     }
@@ -279,14 +338,56 @@ async fn wait_true(rx: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Reconciles one key and schedules its next look (error policy included).
+/// Reads `key` and runs one reconcile step for it.
+async fn reconcile_key(ctx: &Arc<Context>, key: &ObjectKey) -> Result<Action, Error> {
+    match ctx.store.get(key).await {
+        Ok(Some(req)) => {
+            ctx.cancel_orphan(key, Some(&req)).await;
+            reconcile::reconcile(req, ctx).await
+        }
+        Ok(None) => {
+            ctx.cancel_orphan(key, None).await;
+            Ok(Action::AwaitChange)
+        }
+        Err(e) => Err(Error::Store(e)),
+    }
+}
+
+/// The text of a caught panic's payload.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Runs `step` and turns a panic inside it into [`Error::Panicked`] (logged with the key and
+/// counted), so a bug in one reconcile fails that step instead of leaving its key "processing"
+/// in the queue forever (issue 10, class 5).
+async fn contain_panics<F>(ctx: &Context, key: &ObjectKey, step: F) -> Result<Action, Error>
+where
+    F: std::future::Future<Output = Result<Action, Error>>,
+{
+    use futures::FutureExt as _;
+    match std::panic::AssertUnwindSafe(step).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = panic_message(payload.as_ref());
+            ctx.metrics.reconcile_panic();
+            tracing::error!(key = %key, panic = %message, "reconcile panicked; the step failed and will be retried with backoff");
+            Err(Error::Panicked(message))
+        }
+    }
+}
+
+/// Reconciles one key and schedules its next look (error policy included). Whatever happens in
+/// the step, panics included, the key is released (`done`) before anything else is scheduled.
 async fn process(ctx: &Arc<Context>, queue: &Arc<WorkQueue>, key: ObjectKey) {
     let started = std::time::Instant::now();
-    let result = match ctx.store.get(&key).await {
-        Ok(Some(req)) => reconcile::reconcile(req, ctx).await,
-        Ok(None) => Ok(Action::AwaitChange),
-        Err(e) => Err(Error::Store(e)),
-    };
+    let result = contain_panics(ctx, &key, reconcile_key(ctx, &key)).await;
     ctx.metrics.observe_reconcile(started.elapsed());
     queue.done(&key);
     match result {
@@ -323,6 +424,7 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Engine(_) => "engine",
         Error::Catalog(_) => "catalog",
         Error::Generate(_) => "generator",
+        Error::Panicked(_) => "panic",
     }
 }
 
@@ -382,7 +484,7 @@ async fn resync_loop(ctx: Arc<Context>, queue: Arc<WorkQueue>, mut shutdown: wat
             }
             Err(e) => tracing::warn!(error = %e, "resync failed; will retry"),
         }
-        ctx.written.lock().unwrap().clear();
+        ctx.written.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 }
 

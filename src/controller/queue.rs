@@ -77,6 +77,12 @@ impl WorkQueue {
         WorkQueue { inner: Mutex::new(Inner::default()), notify: Notify::new(), backoff }
     }
 
+    /// The queue's state. No code panics while holding it, but a poisoned lock must not turn
+    /// one failure into every later call failing: the state is consistent between statements.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Queue `key` now.
     pub fn add(&self, key: ObjectKey) {
         self.add_after(key, Duration::ZERO)
@@ -85,7 +91,7 @@ impl WorkQueue {
     /// Queue `key` to run after `delay` (earliest request wins).
     pub fn add_after(&self, key: ObjectKey, delay: Duration) {
         let due = Instant::now() + delay;
-        let mut g = self.inner.lock().unwrap();
+        let mut g = self.lock();
         if g.shut_down {
             return;
         }
@@ -110,7 +116,7 @@ impl WorkQueue {
     /// Requeue after a failure with per-key exponential backoff; returns the delay used.
     pub fn add_rate_limited(&self, key: ObjectKey) -> Duration {
         let n = {
-            let mut g = self.inner.lock().unwrap();
+            let mut g = self.lock();
             let n = g.failures.entry(key.clone()).or_insert(0);
             *n += 1;
             *n
@@ -122,19 +128,19 @@ impl WorkQueue {
 
     /// Clears the failure count of `key` (after a successful reconcile).
     pub fn forget(&self, key: &ObjectKey) {
-        self.inner.lock().unwrap().failures.remove(key);
+        self.lock().failures.remove(key);
     }
 
     /// Consecutive failures recorded for `key`.
     pub fn failures(&self, key: &ObjectKey) -> u32 {
-        self.inner.lock().unwrap().failures.get(key).copied().unwrap_or(0)
+        self.lock().failures.get(key).copied().unwrap_or(0)
     }
 
     /// Waits for the next due key and marks it as processing. None once shut down.
     pub async fn next(&self) -> Option<ObjectKey> {
         loop {
             let wait_until = {
-                let mut g = self.inner.lock().unwrap();
+                let mut g = self.lock();
                 if g.shut_down {
                     return None;
                 }
@@ -171,7 +177,7 @@ impl WorkQueue {
     /// Marks `key` as no longer processing; re-queues it if it was added meanwhile.
     pub fn done(&self, key: &ObjectKey) {
         let again = {
-            let mut g = self.inner.lock().unwrap();
+            let mut g = self.lock();
             g.processing.remove(key);
             g.dirty.remove(key)
         };
@@ -183,7 +189,7 @@ impl WorkQueue {
 
     /// Keys waiting (due or not), for the queue-depth metric.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap().queued.len()
+        self.lock().queued.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -192,7 +198,7 @@ impl WorkQueue {
 
     /// Stops handing out keys; `next` returns None from now on.
     pub fn shut_down(&self) {
-        self.inner.lock().unwrap().shut_down = true;
+        self.lock().shut_down = true;
         self.notify.notify_waiters();
         self.notify.notify_one();
     }

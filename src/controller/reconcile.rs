@@ -142,6 +142,7 @@ impl Reconciler<'_> {
         self.req.metadata.finalizers.clear();
         let fence = self.ctx.fence()?;
         self.ctx.store.finalize(&self.req, Some(&fence)).await?;
+        self.ctx.forget_running(&self.req.key());
         tracing::info!(name = %self.req.metadata.name, namespace = self.req.metadata.namespace(), uid = self.req.uid(), "deleted after finalizers");
         Ok(Action::await_change())
     }
@@ -631,10 +632,13 @@ impl Reconciler<'_> {
             database: db.clone(),
             sql: g.sql.clone(),
             limits,
+            // The uid keeps a deleted and recreated request of the same name from sharing (and
+            // overwriting) its predecessor's result files (issue 10, class 6).
             result_key: format!(
-                "{}/{}/{}-{}",
+                "{}/{}/{}/{}-{}",
                 self.req.metadata.namespace(),
                 self.name(),
+                self.req.uid(),
                 self.req.generation(),
                 exec.attempt
             ),

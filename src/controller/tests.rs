@@ -45,6 +45,8 @@ struct ScriptedEngine {
     estimate: Mutex<Option<Estimate>>,
     /// The scan ceiling (`limits.max_bytes_scanned`) of every started job.
     ceilings: Mutex<Vec<Option<u64>>>,
+    /// The result key of every started job.
+    result_keys: Mutex<Vec<String>>,
 }
 
 #[async_trait]
@@ -55,6 +57,7 @@ impl Engine for ScriptedEngine {
     async fn start(&self, job: &QueryJob, _waker: Waker) -> Result<String, EngineError> {
         self.starts.lock().unwrap().push(job.token.clone());
         self.ceilings.lock().unwrap().push(job.limits.max_bytes_scanned);
+        self.result_keys.lock().unwrap().push(job.result_key.clone());
         Ok(format!("exec-{}", job.token))
     }
     async fn poll(&self, _id: &str) -> Result<ExecState, EngineError> {
@@ -85,6 +88,10 @@ async fn world(policy: Policy) -> World {
 }
 
 async fn world_with(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>) -> World {
+    world_full(policy, notifier, Arc::new(FixedCatalog)).await
+}
+
+async fn world_full(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>, catalog: Arc<dyn Catalog>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
     let lease = store.try_acquire_lease(crate::store::CONTROLLER_LEASE, "me", 15_000, None).await.unwrap().unwrap();
@@ -94,7 +101,7 @@ async fn world_with(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>) 
     engines.insert(EngineKind::Local, engine.clone());
     let ctx = Arc::new(Context {
         store: store.clone(),
-        catalog: Arc::new(FixedCatalog),
+        catalog,
         engines,
         generator: None,
         notifier,
@@ -104,6 +111,7 @@ async fn world_with(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>) 
         fence: fence_rx,
         waker: Arc::new(|_: &ObjectKey| {}),
         written: Mutex::new(HashMap::new()),
+        running: Mutex::new(HashMap::new()),
     });
     World { _dir: dir, store, engine, ctx, _fence_tx: fence_tx }
 }
@@ -146,7 +154,7 @@ impl World {
         let input = DecisionInput {
             decision: DecisionKind::Approve,
             by: by.into(),
-            digest: None,
+            digest: Some(full_digest(&r)),
             feedback: None,
             comment: None,
             source: "test".into(),
@@ -154,6 +162,11 @@ impl World {
         };
         submit(self.store.as_ref(), &r, &input).await.unwrap();
     }
+}
+
+/// The full digest of the SQL awaiting approval (approvals name all 64 hex characters).
+fn full_digest(r: &QueryRequest) -> String {
+    r.status.as_ref().and_then(|s| s.generated.as_ref()).map(|g| g.sql_digest.clone()).unwrap_or_default()
 }
 
 fn succeeded(rows: u64) -> ExecState {
@@ -396,7 +409,7 @@ async fn an_estimate_over_budget_waits_for_an_approval_that_accepts_it() {
     let plain = DecisionInput {
         decision: DecisionKind::Approve,
         by: "alice".into(),
-        digest: None,
+        digest: Some(full_digest(&r)),
         feedback: None,
         comment: None,
         source: "test".into(),
@@ -470,4 +483,107 @@ async fn within_budget_a_plain_approve_runs() {
     let r = w.get(&key).await;
     assert_eq!(r.phase(), Phase::Executing);
     assert!(!r.status.unwrap().approval.unwrap().allow_over_budget);
+}
+
+/// A catalog whose first `panics` calls panic (a bug in a backend or the retriever).
+struct PanickyCatalog {
+    panics: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl Catalog for PanickyCatalog {
+    async fn list_databases(&self) -> Result<Vec<String>, CatalogError> {
+        FixedCatalog.list_databases().await
+    }
+    async fn tables(&self, database: &str) -> Result<Vec<Table>, CatalogError> {
+        use std::sync::atomic::Ordering;
+        if self.panics.load(Ordering::SeqCst) > 0 {
+            self.panics.fetch_sub(1, Ordering::SeqCst);
+            let name = "aé";
+            let _ = &name[..2]; // byte index 2 is inside 'é'
+        }
+        FixedCatalog.tables(database).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reconcile_that_panics_releases_its_key_and_is_retried_with_backoff() {
+    let catalog = Arc::new(PanickyCatalog { panics: 1.into() });
+    let w = world_full(Policy::default(), Arc::new(LogNotifier), catalog).await;
+    let key = w.store.create(sql_request("boom", "select n_name from nation")).await.unwrap().key();
+    let other = w.store.create(sql_request("calm", "select n_name from nation")).await.unwrap().key();
+    let queue = Arc::new(WorkQueue::default());
+    queue.add(key.clone());
+    // Observe the generation (no catalog call), then generate: the catalog panics.
+    for _ in 0..2 {
+        let k = queue.next().await.unwrap();
+        assert_eq!(k, key);
+        process(&w.ctx, &queue, k).await;
+    }
+    assert_eq!(w.ctx.metrics.reconcile_panics(), 1);
+    assert_eq!(w.ctx.metrics.get("sqlctl_errors_total", "panic"), 1);
+    assert_eq!(w.ctx.metrics.get("sqlctl_reconciles_total", "error"), 1);
+    assert!(w.ctx.metrics.render(&Default::default()).contains("sqlctl_reconcile_panics_total 1"));
+    assert_eq!(queue.failures(&key), 1, "a panic backs off like an error");
+    assert_eq!(w.get(&key).await.phase(), Phase::Pending);
+
+    // The key was released: other keys go on, and this one comes back after its backoff.
+    queue.add(other.clone());
+    let t0 = tokio::time::Instant::now();
+    assert_eq!(queue.next().await.as_ref(), Some(&other), "the panicking key must not block others");
+    process(&w.ctx, &queue, other.clone()).await;
+    let mut next = queue.next().await.unwrap();
+    while next != key {
+        process(&w.ctx, &queue, next).await;
+        next = queue.next().await.unwrap();
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(80), "retried after its backoff, not at once: {:?}", t0.elapsed());
+    process(&w.ctx, &queue, next).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::Generated, "the retry succeeds once the bug is gone");
+    assert_eq!(queue.failures(&key), 0, "success resets the backoff");
+
+    // A new generation is picked up like any change: nothing is left "processing".
+    let mut r = w.get(&key).await;
+    r.spec.sql = Some("select n_name from nation order by n_name".into());
+    w.store.update_spec(&r).await.unwrap();
+    queue.add(key.clone());
+    for _ in 0..20 {
+        let r = w.get(&key).await;
+        if r.generation() == 2 && r.status.as_ref().is_some_and(|s| s.observed_generation == 2) {
+            break;
+        }
+        let k = tokio::time::timeout(Duration::from_secs(120), queue.next()).await.expect("key handed out").unwrap();
+        process(&w.ctx, &queue, k).await;
+    }
+    assert_eq!(w.get(&key).await.status.unwrap().observed_generation, 2);
+}
+
+#[tokio::test]
+async fn a_query_whose_record_was_force_deleted_or_recreated_is_cancelled() {
+    let w = world(Policy::default()).await;
+    let queue = Arc::new(WorkQueue::default());
+    let key = w.store.create(sql_request("gone", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await;
+    process(&w.ctx, &queue, key.clone()).await; // → Executing with intent
+    process(&w.ctx, &queue, key.clone()).await; // start: the id is recorded
+    let first = w.get(&key).await;
+    let id = first.status.as_ref().unwrap().execution.as_ref().unwrap().id.clone().unwrap();
+    assert!(w.engine.cancels.lock().unwrap().is_empty());
+    // Forced delete behind the controller's back, then the same name again.
+    assert!(w.store.delete(&key, true).await.unwrap().is_none());
+    let again = w.store.create(sql_request("gone", "select n_name from nation")).await.unwrap();
+    assert_ne!(again.uid(), first.uid());
+    process(&w.ctx, &queue, key.clone()).await;
+    assert_eq!(*w.engine.cancels.lock().unwrap(), [id.clone()], "the old uid's query is cancelled");
+    process(&w.ctx, &queue, key.clone()).await;
+    assert_eq!(w.engine.cancels.lock().unwrap().len(), 1, "cancelled once");
+
+    // The recreated request's result key names its own uid.
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await;
+    w.step(&key).await; // intent
+    w.step(&key).await; // start
+    let keys = w.engine.result_keys.lock().unwrap().clone();
+    assert_eq!(keys, [format!("default/gone/{}/1-1", first.uid()), format!("default/gone/{}/1-1", again.uid())]);
 }
