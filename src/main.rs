@@ -7,6 +7,11 @@ use sqlctl::cli::{Cli, Exit, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let server = matches!(cli.command, sqlctl::cli::Command::Controller(_) | sqlctl::cli::Command::Console(_));
+    if !server {
+        // `sqlctl … | head`: a reader that goes away ends the command quietly (exit 0).
+        sqlctl::cli::output::quiet_on_closed_stdout();
+    }
     init_logging(
         &cli.global.log_format,
         cli.global.log_level.as_deref(),
@@ -21,6 +26,8 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`| head`): nothing more to say, and nobody to say it to.
+        Err(e) if !server && sqlctl::cli::output::is_closed_stdout(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<Exit>() {
                 if !exit.message.is_empty() {

@@ -13,7 +13,17 @@
 //! approval lets the run scan up to [`OVER_BUDGET_HEADROOM`] times the accepted estimate (never
 //! less than the limit): the approver accepted that estimate, not any amount. On Athena the
 //! workgroup's per-query cutoff stays the global ceiling above all of this.
+//!
+//! # Identities
+//!
+//! Every comparison of who someone is — a decider against the allow-lists (policy `approvers`,
+//! per-database `approvers`, `overBudgetApprovers`, the spec's `approval.approvers`), against
+//! the requester for four-eyes, and the body's `by` against an SQS sender — goes through
+//! [`identity`]: trimmed, default-ignorable code points removed, NFKC, full case folding. So
+//! `Rita`, ` rita `, `rita\u{200b}` and fullwidth `ｒｉｔａ` are one user. The `by` that is stored
+//! and shown stays as the channel reported it.
 
+pub mod identity;
 pub mod sqs;
 
 use std::time::Duration;
@@ -115,7 +125,9 @@ pub fn allowed_deciders(policy: &Policy, req: &QueryRequest) -> Option<Vec<Strin
         (None, true) => None,
         (None, false) => Some(spec.clone()),
         (Some(b), true) => Some(b),
-        (Some(b), false) => Some(b.into_iter().filter(|a| spec.contains(a)).collect()),
+        // Intersected under the identity rule: the policy's `Alice` and the spec's `alice` are
+        // one person (kept as the policy spells it).
+        (Some(b), false) => Some(b.into_iter().filter(|a| identity::listed(spec, a)).collect()),
     }
 }
 
@@ -154,8 +166,12 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
     if d.sql_digest != current {
         return Err(Refusal::StaleDigest { name, given: d.sql_digest.clone(), current });
     }
+    if identity::normalize(&d.by).is_empty() {
+        let why = "the decider's identity is empty (or only invisible characters), which names nobody".to_string();
+        return Err(Refusal::NotAllowed { name, by: d.by.clone(), why });
+    }
     if let Some(allowed) = allowed_deciders(policy, req) {
-        if !allowed.iter().any(|a| a == &d.by) {
+        if !identity::listed(&allowed, &d.by) {
             let why = if allowed.is_empty() {
                 "the policy and spec.approval.approvers leave nobody allowed to decide".to_string()
             } else {
@@ -164,7 +180,10 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
             return Err(Refusal::NotAllowed { name, by: d.by.clone(), why });
         }
     }
-    if d.decision == DecisionKind::Approve && policy.four_eyes && req.requester() == Some(d.by.as_str()) {
+    if d.decision == DecisionKind::Approve
+        && policy.four_eyes
+        && req.requester().is_some_and(|r| identity::same(r, &d.by))
+    {
         return Err(Refusal::FourEyes { name, by: d.by.clone() });
     }
     if d.decision == DecisionKind::Approve
@@ -174,7 +193,7 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
             return Err(Refusal::OverBudget { name, estimate: over.estimate, budget: over.budget });
         }
         let allowed = &policy.over_budget_approvers;
-        if !allowed.is_empty() && !allowed.iter().any(|a| a == &d.by) {
+        if !allowed.is_empty() && !identity::listed(allowed, &d.by) {
             return Err(Refusal::OverBudgetNotAllowed { name, by: d.by.clone(), allowed: allowed.join(", ") });
         }
     }
@@ -221,7 +240,8 @@ pub fn bind(req: &QueryRequest, input: &DecisionInput) -> Result<Decision, Refus
     }
     let generation = req.generation();
     Ok(Decision {
-        id: token(&[req.uid(), &generation.to_string(), &status.approval_round.to_string(), &input.by]),
+        // One person, one decision per round, however the channel spelled them.
+        id: token(&[req.uid(), &generation.to_string(), &status.approval_round.to_string(), &identity::key(&input.by)]),
         namespace: req.metadata.namespace().to_string(),
         name: req.metadata.name.clone(),
         uid: req.uid().to_string(),
@@ -377,6 +397,81 @@ mod tests {
         assert!(matches!(check(&p, &r, &d), Err(Refusal::FourEyes { .. })));
         let d = bind(&r, &input(DecisionKind::Reject, "rita")).unwrap();
         check(&p, &r, &d).unwrap();
+    }
+
+    const RITA_SPELLINGS: [&str; 8] =
+        ["Rita", "RITA", " rita ", "rita\u{200b}", "ri\u{00ad}ta", "\u{202e}rita\u{202c}", "ｒｉｔａ", "rita\u{fe0f}"];
+
+    #[test]
+    fn identities_compare_normalised_for_four_eyes() {
+        // The requester is `rita`; every spelling of her is her.
+        let r = req(Phase::AwaitingApproval);
+        let p = Policy { four_eyes: true, ..Default::default() };
+        for by in RITA_SPELLINGS {
+            let d = bind(&r, &input(DecisionKind::Approve, by)).unwrap();
+            assert!(matches!(check(&p, &r, &d), Err(Refusal::FourEyes { .. })), "{by:?}");
+            assert_eq!(d.by, by, "the stored decider is as the channel reported it");
+        }
+        // And the other way round: a requester spelled oddly against a plain decider.
+        let mut odd = r.clone();
+        odd.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), "ＲＩＴＡ\u{200d}".into());
+        let d = bind(&odd, &input(DecisionKind::Approve, "rita")).unwrap();
+        assert!(matches!(check(&p, &odd, &d), Err(Refusal::FourEyes { .. })));
+        let d = bind(&odd, &input(DecisionKind::Approve, "alice")).unwrap();
+        check(&p, &odd, &d).unwrap();
+    }
+
+    #[test]
+    fn identities_compare_normalised_in_allow_lists() {
+        let mut r = req(Phase::AwaitingApproval);
+        let mut p = Policy { approvers: vec!["Alice".into(), "bob\u{200b}".into()], ..Default::default() };
+        for by in ["alice", "ALICE", "ａｌｉｃｅ", " Alice\u{2060}", "Bob", "bob"] {
+            check(&p, &r, &bind(&r, &input(DecisionKind::Reject, by)).unwrap())
+                .unwrap_or_else(|e| panic!("{by:?}: {e}"));
+        }
+        for by in ["mallory", "alicе" /* Cyrillic е */, "al ice"] {
+            let e = check(&p, &r, &bind(&r, &input(DecisionKind::Reject, by)).unwrap()).unwrap_err();
+            assert!(matches!(e, Refusal::NotAllowed { .. }), "{by:?}: {e:?}");
+        }
+        // Per-database lists and the spec's narrowing intersect under the same rule.
+        p.databases.insert("tpch".into(), DatabasePolicy { approvers: vec!["Carol".into(), "dave".into()] });
+        r.spec.approval.approvers = vec!["ｃａｒｏｌ".into()];
+        assert_eq!(allowed_deciders(&p, &r), Some(vec!["Carol".to_string()]));
+        check(&p, &r, &bind(&r, &input(DecisionKind::Reject, "carol")).unwrap()).unwrap();
+        let e = check(&p, &r, &bind(&r, &input(DecisionKind::Reject, "dave")).unwrap()).unwrap_err();
+        assert!(matches!(e, Refusal::NotAllowed { .. }), "{e:?}");
+    }
+
+    #[test]
+    fn identities_compare_normalised_for_over_budget_approvers() {
+        let r = over_budget_request();
+        let p = Policy { over_budget_approvers: vec!["Bob".into()], ..Default::default() };
+        for by in ["bob", "ＢＯＢ", "bob\u{200c}"] {
+            let mut i = input(DecisionKind::Approve, by);
+            i.allow_over_budget = true;
+            check(&p, &r, &bind(&r, &i).unwrap()).unwrap_or_else(|e| panic!("{by:?}: {e}"));
+        }
+        let mut i = input(DecisionKind::Approve, "bobby");
+        i.allow_over_budget = true;
+        assert!(matches!(check(&p, &r, &bind(&r, &i).unwrap()), Err(Refusal::OverBudgetNotAllowed { .. })));
+    }
+
+    #[test]
+    fn an_invisible_decider_names_nobody() {
+        let r = req(Phase::AwaitingApproval);
+        for by in ["", "  ", "\u{200b}", "\u{feff}\u{2060}"] {
+            let d = bind(&r, &input(DecisionKind::Reject, by)).unwrap();
+            assert!(matches!(check(&Policy::default(), &r, &d), Err(Refusal::NotAllowed { .. })), "{by:?}");
+        }
+    }
+
+    #[test]
+    fn one_person_spelled_two_ways_gets_one_decision_id() {
+        let r = req(Phase::AwaitingApproval);
+        let a = bind(&r, &input(DecisionKind::Approve, "alice")).unwrap();
+        let b = bind(&r, &input(DecisionKind::Reject, "Ａｌｉｃｅ\u{200b}")).unwrap();
+        assert_eq!(a.id, b.id);
+        assert_ne!(a.id, bind(&r, &input(DecisionKind::Approve, "bob")).unwrap().id);
     }
 
     #[test]

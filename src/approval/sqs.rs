@@ -228,7 +228,11 @@ impl SenderPolicy {
             (None, _) => Err(format!(
                 "sender {sender:?} is not mapped to an approver (SQLCTL_SQS_SENDERS) and is not a trusted relay"
             )),
-            (Some(n), Some(b)) if n != b => Err(format!("the message says by {b:?} but was sent by {sender} ({n})")),
+            // Compared under the identity rule (`Alice` and `alice` are one person); the name
+            // recorded is the sender's, as AWS reported it.
+            (Some(n), Some(b)) if !super::identity::same(&n, b) => {
+                Err(format!("the message says by {b:?} but was sent by {sender} ({n})"))
+            }
             (Some(n), _) => Ok(n),
         }
     }
@@ -514,6 +518,11 @@ mod tests {
         assert_eq!(p.decider(Some("AIDAALICE"), None), Ok("alice".into()));
         assert_eq!(p.decider(Some("AIDAALICE"), Some("alice")), Ok("alice".into()));
         assert!(p.decider(Some("AIDAALICE"), Some("bob")).unwrap_err().contains("sent by"));
+        // The body's `by` is compared under the identity rule; the sender's name is what counts.
+        for spelling in ["Alice", " alice ", "alice\u{200b}", "ａｌｉｃｅ"] {
+            assert_eq!(p.decider(Some("AIDAALICE"), Some(spelling)), Ok("alice".into()), "{spelling:?}");
+        }
+        assert!(p.decider(Some("AIDAALICE"), Some("alicia")).is_err());
         assert_eq!(p.decider(Some("AROAXYZ:carol"), None), Ok("carol".into()), "role session name");
         assert!(p.decider(Some("AIDASTRANGER"), Some("alice")).is_err());
         assert!(p.decider(None, Some("alice")).is_err());

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use anyhow::Context as _;
-use aws_sdk_athena::types::{ResultConfiguration, WorkGroupConfiguration};
+use aws_sdk_athena::types::{ResultConfiguration, WorkGroup, WorkGroupConfiguration, WorkGroupState};
 use aws_sdk_sqs::types::QueueAttributeName;
 
 use super::Exit;
@@ -130,11 +130,8 @@ impl BootstrapArgs {
         eprintln!("s3 bucket {bucket}");
 
         let workgroup = self.prefix.clone();
-        ensure_workgroup(&aws::athena(conf), &workgroup, &results, self.bytes_scanned_cutoff).await?;
-        eprintln!(
-            "athena workgroup {workgroup} (enforced settings, {} bytes per query at most)",
-            self.bytes_scanned_cutoff
-        );
+        let found = ensure_workgroup(&aws::athena(conf), &workgroup, &results, self.bytes_scanned_cutoff).await?;
+        eprintln!("athena workgroup {workgroup}: {found}");
 
         let registered = match &self.register_local {
             Some(db) => {
@@ -240,14 +237,18 @@ async fn ensure_bucket(s3: &aws_sdk_s3::Client, bucket: &str, region: &str) -> a
     }
 }
 
+/// Makes sure workgroup `name` exists and is enabled (creating it with enforced settings and
+/// `cutoff` when it does not), and says what it found. A `GetWorkGroup` success alone proves
+/// nothing — moto answers success with no `WorkGroup` for a workgroup that does not exist — so
+/// the answer must name the workgroup, before and after a create.
 async fn ensure_workgroup(
     athena: &aws_sdk_athena::Client,
     name: &str,
     results: &S3Uri,
     cutoff: u64,
-) -> anyhow::Result<()> {
-    if athena.get_work_group().work_group(name).send().await.is_ok() {
-        return Ok(());
+) -> anyhow::Result<String> {
+    if let Ok(Some(wg)) = get_workgroup(athena, name).await {
+        return usable_workgroup(&wg, "exists");
     }
     let config = WorkGroupConfiguration::builder()
         .result_configuration(ResultConfiguration::builder().output_location(format!("{results}/")).build())
@@ -255,7 +256,7 @@ async fn ensure_workgroup(
         .bytes_scanned_cutoff_per_query(cutoff.min(i64::MAX as u64) as i64)
         .publish_cloud_watch_metrics_enabled(true)
         .build();
-    match athena
+    let created = match athena
         .create_work_group()
         .name(name)
         .description("sqlctl: approved queries only")
@@ -263,10 +264,65 @@ async fn ensure_workgroup(
         .send()
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if aws::describe(&e).contains("already") => Ok(()),
+        Ok(_) => None,
+        Err(e) if aws::describe(&e).contains("already") => Some(aws::describe(&e)),
         Err(e) => anyhow::bail!("Athena CreateWorkGroup {name}: {}", aws::describe(&e)),
+    };
+    let what = if created.is_none() { "created" } else { "exists" };
+    match get_workgroup(athena, name).await {
+        Ok(Some(wg)) => usable_workgroup(&wg, what),
+        Ok(None) => Err(missing_workgroup(name, created.as_deref().unwrap_or("CreateWorkGroup succeeded"))),
+        Err(e) => Err(missing_workgroup(name, &e)),
     }
+}
+
+/// `GetWorkGroup name`: the workgroup, `None` when the answer names none (or says not found).
+async fn get_workgroup(athena: &aws_sdk_athena::Client, name: &str) -> Result<Option<WorkGroup>, String> {
+    match athena.get_work_group().work_group(name).send().await {
+        Ok(out) => Ok(out.work_group().filter(|w| w.name() == name).cloned()),
+        Err(e) => {
+            let text = aws::describe(&e);
+            let lower = text.to_ascii_lowercase();
+            if lower.contains("not found") || lower.contains("does not exist") { Ok(None) } else { Err(text) }
+        }
+    }
+}
+
+fn missing_workgroup(name: &str, why: &str) -> anyhow::Error {
+    Exit::refused(format!(
+        "Athena workgroup {name} does not exist: GetWorkGroup returned no workgroup named {name} ({why}). \
+         Create it (`aws athena create-work-group --name {name}` with an enforced result location), \
+         check that these credentials may call athena:GetWorkGroup and athena:CreateWorkGroup, \
+         or point sqlctl at an existing workgroup with --athena-workgroup / SQLCTL_ATHENA_WORKGROUP"
+    ))
+}
+
+/// A found workgroup is usable when enabled; one that does not enforce its settings works, but
+/// without the engine's second wall, which is said.
+fn usable_workgroup(wg: &WorkGroup, what: &str) -> anyhow::Result<String> {
+    let name = wg.name();
+    if wg.state() == Some(&WorkGroupState::Disabled) {
+        return Err(Exit::refused(format!(
+            "Athena workgroup {name} exists but is DISABLED, so no query can run in it: enable it \
+             (`aws athena update-work-group --work-group {name} --state ENABLED`) or bootstrap with another --prefix"
+        )));
+    }
+    let config = wg.configuration();
+    let enforced = config.and_then(|c| c.enforce_work_group_configuration()).unwrap_or(false);
+    let cutoff = config.and_then(|c| c.bytes_scanned_cutoff_per_query());
+    if !enforced {
+        eprintln!(
+            "warning: Athena workgroup {name} does not enforce its settings: clients may override its result location and scan cutoff (the engine's second wall); enable EnforceWorkGroupConfiguration"
+        );
+    }
+    Ok(format!(
+        "{what} ({}, {})",
+        if enforced { "enforced settings" } else { "settings NOT enforced" },
+        match cutoff {
+            Some(c) => format!("{c} bytes per query at most"),
+            None => "no bytes-scanned cutoff".to_string(),
+        }
+    ))
 }
 
 /// Copies the local `database` to `s3://bucket/warehouse/<db>/<table>/` and registers it in Glue.

@@ -126,6 +126,69 @@ pub fn preview_table(columns: &[String], rows: &[Vec<Option<String>>]) -> String
     table(&header, &rows)
 }
 
+// ---------------------------------------------------------------------------------------------
+// A closed stdout (`sqlctl … | head`)
+//
+// When whoever reads our output goes away, every command stops quietly with exit 0, as ripgrep
+// does: no "Broken pipe" on stderr, no panic message. Rust ignores SIGPIPE, so a write to the
+// closed pipe fails with EPIPE instead of killing the process: `println!` then panics ("failed
+// printing to stdout"), which [`quiet_on_closed_stdout`]'s hook turns into the quiet exit, and
+// an explicit write's error comes back to `main`, which asks [`is_closed_stdout`]. Only a broken
+// pipe on stdout itself is quiet: EPIPE from a socket, with stdout still open, is reported.
+
+/// Whether stdout is a pipe (or socket) whose reader has gone: `poll` reports an error or hang-up
+/// on it.
+pub fn stdout_closed() -> bool {
+    let mut fd = libc::pollfd { fd: libc::STDOUT_FILENO, events: libc::POLLOUT, revents: 0 };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut fd, 1, 0) };
+    n == 1 && fd.revents & (libc::POLLERR | libc::POLLHUP) != 0
+}
+
+/// Whether `err` is a broken pipe on stdout: some cause in its chain is a broken-pipe I/O error
+/// (directly, or inside a JSON or CSV writer's error), and stdout's reader has gone.
+pub fn is_closed_stdout(err: &anyhow::Error) -> bool {
+    let broken = err.chain().any(|cause| {
+        let kind = if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            Some(io.kind())
+        } else if let Some(j) = cause.downcast_ref::<serde_json::Error>() {
+            j.io_error_kind()
+        } else if let Some(c) = cause.downcast_ref::<csv::Error>() {
+            match c.kind() {
+                csv::ErrorKind::Io(io) => Some(io.kind()),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        kind == Some(std::io::ErrorKind::BrokenPipe)
+    });
+    broken && stdout_closed()
+}
+
+/// Whether a panic is `print!`/`println!` failing on a closed stdout.
+pub fn is_closed_stdout_panic(payload: &(dyn std::any::Any + Send)) -> bool {
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("");
+    text.starts_with("failed printing to stdout") && (text.contains("Broken pipe") || stdout_closed())
+}
+
+/// Installs a panic hook that exits 0 at once when `println!` hits a closed stdout, and defers
+/// to the previous hook for every other panic. For commands, not for the controller or console
+/// (servers drain gracefully; their output is logs on stderr).
+pub fn quiet_on_closed_stdout() {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if is_closed_stdout_panic(info.payload()) {
+            std::process::exit(0);
+        }
+        previous(info)
+    }));
+}
+
 /// Is standard input a terminal (so we may prompt)?
 pub fn stdin_is_tty() -> bool {
     use std::io::IsTerminal;

@@ -205,6 +205,18 @@ impl Reconciler<'_> {
                 }
                 Ok(used) => match engine.plan(&db, &sql).await {
                     Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
+                    // The engine cannot plan anything as configured (a missing workgroup, no
+                    // permission): not the SQL's fault, so no PlanFailed and nothing for the
+                    // model. Say which setting to fix, and back off until it works.
+                    Err(e @ EngineError::Unavailable { .. }) => {
+                        let msg = e.to_string();
+                        let shown = self.status.condition("Generated");
+                        if shown.is_none_or(|c| c.reason != "EngineUnavailable" || c.message != msg) {
+                            self.status.set_condition("Generated", "Unknown", "EngineUnavailable", msg);
+                            self.write().await?;
+                        }
+                        return Err(Error::Engine(e));
+                    }
                     Err(EngineError::Permanent(m)) => self.fail("Generated", "PlanFailed", m),
                     Ok(()) => {
                         let digest = sql_digest(kind, &db, &sql, &limits);
@@ -295,6 +307,18 @@ impl Reconciler<'_> {
                 Err(e) => Err(format!("guard: {}", e.reason)),
                 Ok(used) => match engine.plan(&db, &sql).await {
                     Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
+                    // The engine cannot plan anything as configured (a missing workgroup, no
+                    // permission): not the SQL's fault, so no PlanFailed and nothing for the
+                    // model. Say which setting to fix, and back off until it works.
+                    Err(e @ EngineError::Unavailable { .. }) => {
+                        let msg = e.to_string();
+                        let shown = self.status.condition("Generated");
+                        if shown.is_none_or(|c| c.reason != "EngineUnavailable" || c.message != msg) {
+                            self.status.set_condition("Generated", "Unknown", "EngineUnavailable", msg);
+                            self.write().await?;
+                        }
+                        return Err(Error::Engine(e));
+                    }
                     Err(EngineError::Permanent(m)) => Err(format!("planning: {m}")),
                     Ok(()) => Ok(used),
                 },
@@ -682,6 +706,8 @@ impl Reconciler<'_> {
                     return Ok(Action::requeue(Duration::from_secs(5)));
                 }
                 Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
+                // A setup problem is not the query's: back off until it is fixed.
+                Err(e @ EngineError::Unavailable { .. }) => return Err(Error::Engine(e)),
                 Err(EngineError::Permanent(m)) => {
                     self.fail("Executed", "QueryFailed", m);
                     self.write().await?;

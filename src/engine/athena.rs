@@ -46,6 +46,13 @@
 //! capped backoff for at most [`PLAN_DEADLINE`]; throttling, 5xx, a SYSTEM/retryable failure
 //! or the deadline are transient (the controller requeues). Off, `plan` accepts everything.
 //!
+//! Only SQL errors are the SQL's: an `InvalidRequestException` with a syntax or semantic message,
+//! or a FAILED plan that Athena does not blame on the setup. A missing or disabled workgroup,
+//! AccessDenied, an unusable result location or any other refusal is
+//! [`EngineError::Unavailable`] naming the setting to fix ([`classify_plan_call`],
+//! [`classify_plan_failure`]): the controller shows it as a condition and backs off; it is never
+//! `PlanFailed` and never reaches the generator.
+//!
 //! # Estimates
 //!
 //! With a catalog attached ([`AthenaEngine::with_catalog`], the Glue catalog on `--backend
@@ -185,6 +192,162 @@ where
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Dry-run errors: the SQL's fault, or the setup's
+
+/// The flag and variable naming the workgroup queries run in.
+pub const WORKGROUP_SETTING: &str = "--athena-workgroup / SQLCTL_ATHENA_WORKGROUP";
+/// The flag and variable naming where results go.
+pub const RESULTS_SETTING: &str = "--results / SQLCTL_RESULTS_S3";
+
+/// Trino error names that say the statement itself is wrong (syntax, names, types).
+const SQL_ERROR_NAMES: &[&str] = &[
+    "SYNTAX_ERROR",
+    "COLUMN_NOT_FOUND",
+    "TABLE_NOT_FOUND",
+    "SCHEMA_NOT_FOUND",
+    "FUNCTION_NOT_FOUND",
+    "TYPE_MISMATCH",
+    "NOT_SUPPORTED",
+    "AMBIGUOUS_NAME",
+    "DUPLICATE_COLUMN_NAME",
+    "MISSING_COLUMN_NAME",
+    "MISSING_GROUP_BY",
+    "MISSING_ORDER_BY",
+    "EXPRESSION_NOT_AGGREGATE",
+    "EXPRESSION_NOT_SCALAR",
+    "EXPRESSION_NOT_CONSTANT",
+    "NESTED_AGGREGATION",
+    "NESTED_WINDOW",
+    "MISMATCHED_COLUMN_ALIASES",
+    "COLUMN_TYPE_UNKNOWN",
+    "NUMERIC_VALUE_OUT_OF_RANGE",
+    "DIVISION_BY_ZERO",
+    "FUNCTION_IMPLEMENTATION_MISSING",
+    "AMBIGUOUS_FUNCTION_CALL",
+    "MISSING_SCHEMA_NAME",
+    "MISSING_CATALOG_NAME",
+];
+
+/// Whether an Athena message is a SQL syntax or semantic error: Trino's position marker
+/// (`line 1:8: …`), one of its SQL error names (`COLUMN_NOT_FOUND: …`, `INVALID_…`), or its
+/// parser's wording.
+pub fn is_sql_error(message: &str) -> bool {
+    let m = message.trim_start();
+    let name: String = m.chars().take_while(|c| c.is_ascii_uppercase() || *c == '_').collect();
+    if !name.is_empty() && m[name.len()..].starts_with(':') {
+        return SQL_ERROR_NAMES.contains(&name.as_str()) || name.starts_with("INVALID_");
+    }
+    let lower = m.to_ascii_lowercase();
+    if lower.contains("access denied") {
+        return false;
+    }
+    let position = lower.match_indices("line ").any(|(i, _)| {
+        if lower[..i].chars().next_back().is_some_and(char::is_alphanumeric) {
+            return false;
+        }
+        let rest = &lower[i + 5..];
+        let (a, b) = rest.split_once(':').unwrap_or(("", ""));
+        !a.is_empty() && a.bytes().all(|c| c.is_ascii_digit()) && b.bytes().next().is_some_and(|c| c.is_ascii_digit())
+    });
+    position
+        || ["mismatched input", "extraneous input", "no viable alternative", "queries of this type are not supported"]
+            .iter()
+            .any(|p| lower.contains(p))
+}
+
+/// The setting an Athena message blames, if it blames one: the workgroup, the result location,
+/// or the controller's permissions.
+pub fn setting_blamed(message: &str, workgroup: &str) -> Option<String> {
+    let m = message.to_ascii_lowercase();
+    let any = |ps: &[&str]| ps.iter().any(|p| m.contains(p));
+    if any(&["workgroup", "work group", "work_group"]) {
+        return Some(format!(
+            "{WORKGROUP_SETTING} (now {workgroup:?}): name an existing, enabled workgroup (`sqlctl aws bootstrap` creates one)"
+        ));
+    }
+    if any(&[
+        "output location",
+        "outputlocation",
+        "output bucket",
+        "query results location",
+        "writing output",
+        "result configuration",
+    ]) {
+        return Some(format!(
+            "{RESULTS_SETTING} (or the workgroup's enforced result location) and the controller's S3 write permission there"
+        ));
+    }
+    if any(&[
+        "access denied",
+        "accessdenied",
+        "not authorized",
+        "insufficient permission",
+        "insufficient lake formation",
+        "permission_denied",
+        "permission denied",
+    ]) {
+        return Some(iam_setting(workgroup));
+    }
+    None
+}
+
+fn iam_setting(workgroup: &str) -> String {
+    format!(
+        "the controller's IAM permissions (athena:StartQueryExecution and athena:GetQueryExecution on workgroup {workgroup:?}, Glue reads of the catalog, S3 reads of the data and writes to the results location)"
+    )
+}
+
+/// What a failed Athena API call of the dry run means. Only an `InvalidRequestException` whose
+/// message is a SQL syntax or semantic error ([`is_sql_error`]) is the SQL's fault
+/// ([`EngineError::Permanent`], which the generator sees). Throttling, 5xx and network trouble
+/// are [`EngineError::Transient`]. Everything else — a missing or disabled workgroup,
+/// AccessDenied, an unusable result location, any other refusal — is
+/// [`EngineError::Unavailable`], naming the setting to fix.
+pub fn classify_plan_call(
+    what: &str,
+    class: ErrorClass,
+    code: Option<&str>,
+    message: &str,
+    described: &str,
+    workgroup: &str,
+) -> EngineError {
+    let text = format!("Athena {what}: {described}");
+    match class {
+        ErrorClass::Transient => return EngineError::Transient(text),
+        ErrorClass::AccessDenied => return EngineError::Unavailable { setting: iam_setting(workgroup), message: text },
+        _ => {}
+    }
+    if code == Some("InvalidRequestException") && is_sql_error(message) {
+        return EngineError::Permanent(format!("Athena: {message}"));
+    }
+    let setting = setting_blamed(message, workgroup).unwrap_or_else(|| {
+        format!("the Athena setup ({WORKGROUP_SETTING} = {workgroup:?}, {RESULTS_SETTING}, the controller's IAM permissions)")
+    });
+    EngineError::Unavailable { setting, message: text }
+}
+
+/// What a `FAILED` dry run (not retryable, not a SYSTEM error) means: a SQL error unless Athena
+/// blames the setup — permissions (Lake Formation, `AccessDenied`, error type 234), the result
+/// location (error types 401/402) or the workgroup — in which case it is
+/// [`EngineError::Unavailable`]. A statement Athena accepted and could not plan is the SQL's.
+pub fn classify_plan_failure(error_type: Option<i32>, message: &str, workgroup: &str) -> EngineError {
+    if is_sql_error(message) {
+        return EngineError::Permanent(format!("Athena: {message}"));
+    }
+    let blamed = match error_type {
+        Some(401 | 402) => Some(format!(
+            "{RESULTS_SETTING} (or the workgroup's enforced result location) and the controller's S3 write permission there"
+        )),
+        Some(234) => Some(iam_setting(workgroup)),
+        _ => setting_blamed(message, workgroup),
+    };
+    match blamed {
+        Some(setting) => EngineError::Unavailable { setting, message: format!("Athena EXPLAIN: {message}") },
+        None => EngineError::Permanent(format!("Athena: {message}")),
+    }
+}
+
 impl AthenaEngine {
     pub fn new(athena: Client, s3: aws_sdk_s3::Client, opts: AthenaOptions) -> AthenaEngine {
         AthenaEngine {
@@ -300,8 +463,23 @@ impl AthenaEngine {
             .ok_or_else(|| EngineError::Transient("Athena StartQueryExecution returned no QueryExecutionId".into()))
     }
 
+    /// A failed API call of the dry run, classified by [`classify_plan_call`].
+    fn plan_call_error<E>(&self, what: &str, e: SdkError<E, aws_sdk_athena::config::http::HttpResponse>) -> EngineError
+    where
+        E: aws_sdk_athena::error::ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let (code, message) = match &e {
+            SdkError::ServiceError(se) => {
+                (se.err().code().map(str::to_string), se.err().message().unwrap_or_default().to_string())
+            }
+            _ => (None, String::new()),
+        };
+        classify_plan_call(what, aws::classify(&e), code.as_deref(), &message, &aws::describe(&e), &self.opts.workgroup)
+    }
+
     /// `EXPLAIN <sql>` in `database`: Ok when Athena plans it, Permanent with Athena's reason
-    /// when it cannot (see the module docs).
+    /// when the SQL cannot be planned, Unavailable when the setup is at fault (see the module
+    /// docs).
     async fn explain(&self, database: &str, sql: &str) -> Result<(), EngineError> {
         let body = sql.trim().trim_end_matches(';').trim_end();
         self.pace_starts().await;
@@ -320,7 +498,7 @@ impl AthenaEngine {
             let loc = out.join("_explain");
             req = req.result_configuration(ResultConfiguration::builder().output_location(format!("{loc}/")).build());
         }
-        let out = req.send().await.map_err(|e| athena_error("StartQueryExecution (EXPLAIN)", e))?;
+        let out = req.send().await.map_err(|e| self.plan_call_error("StartQueryExecution (EXPLAIN)", e))?;
         let Some(query_id) = out.query_execution_id().map(str::to_string) else {
             return Err(EngineError::Transient(
                 "Athena StartQueryExecution (EXPLAIN) returned no QueryExecutionId".into(),
@@ -335,7 +513,7 @@ impl AthenaEngine {
                 .query_execution_id(&query_id)
                 .send()
                 .await
-                .map_err(|e| athena_error("GetQueryExecution (EXPLAIN)", e))?;
+                .map_err(|e| self.plan_call_error("GetQueryExecution (EXPLAIN)", e))?;
             let status = out.query_execution().and_then(|q| q.status());
             let state = status.and_then(|s| s.state()).cloned().unwrap_or(QueryExecutionState::Queued);
             let reason = status.and_then(|s| s.state_change_reason()).unwrap_or_default().to_string();
@@ -350,7 +528,13 @@ impl AthenaEngine {
                     if err.is_some_and(|e| e.retryable() || e.error_category() == Some(1)) {
                         return Err(EngineError::Transient(format!("Athena EXPLAIN: {message}")));
                     }
-                    return Err(EngineError::Permanent(format!("Athena: {message}")));
+                    // Not every failure is the SQL's: a denied catalog or an unwritable
+                    // result location is the setup's, and never reaches the generator.
+                    return Err(classify_plan_failure(
+                        err.and_then(|e| e.error_type()),
+                        &message,
+                        &self.opts.workgroup,
+                    ));
                 }
                 QueryExecutionState::Cancelled => {
                     return Err(EngineError::Transient(format!("Athena EXPLAIN cancelled: {reason}")));
@@ -636,6 +820,109 @@ mod tests {
     use super::*;
     use crate::aws::testing::{config_for, moto_url, unique};
     use crate::spec::EffectiveLimits;
+
+    fn unavailable_setting(e: EngineError) -> String {
+        match e {
+            EngineError::Unavailable { setting, .. } => setting,
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn configuration_errors_are_not_sql_errors_in_the_dry_run_calls() {
+        let call = |class, code: &str, message: &str| {
+            classify_plan_call(
+                "StartQueryExecution (EXPLAIN)",
+                class,
+                Some(code),
+                message,
+                &format!("{code}: {message}"),
+                "wg",
+            )
+        };
+        // A missing or disabled workgroup (AWS's wording and moto's): the workgroup setting.
+        for m in ["WorkGroup wg is not found.", "WorkGroup does not exist", "WorkGroup wg is disabled."] {
+            let s = unavailable_setting(call(ErrorClass::Other, "InvalidRequestException", m));
+            assert!(s.contains("--athena-workgroup") && s.contains("SQLCTL_ATHENA_WORKGROUP"), "{m}: {s}");
+        }
+        // No result location.
+        let m = "No output location provided. An output location is required either through the Workgroup result configuration setting or as an API input.";
+        let s = unavailable_setting(call(ErrorClass::Other, "InvalidRequestException", m));
+        assert!(s.contains("--athena-workgroup") || s.contains("--results"), "{s}");
+        let m = "Unable to verify/create output bucket results-bucket";
+        assert!(unavailable_setting(call(ErrorClass::Other, "InvalidRequestException", m)).contains("--results"));
+        // Permissions.
+        let s = unavailable_setting(call(
+            ErrorClass::AccessDenied,
+            "AccessDeniedException",
+            "User: arn:aws:sts::1:assumed-role/c/x is not authorized to perform: athena:StartQueryExecution",
+        ));
+        assert!(s.contains("IAM") && s.contains("\"wg\""), "{s}");
+        // Throttling and server trouble: transient.
+        assert!(matches!(
+            call(ErrorClass::Transient, "TooManyRequestsException", "Rate exceeded"),
+            EngineError::Transient(_)
+        ));
+        assert!(matches!(call(ErrorClass::Transient, "InternalServerException", "oops"), EngineError::Transient(_)));
+        // Anything else that is not a SQL message is not the SQL's fault either.
+        assert!(matches!(
+            call(ErrorClass::Other, "ValidationException", "1 validation error"),
+            EngineError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            call(ErrorClass::NotFound, "ResourceNotFoundException", "catalog x"),
+            EngineError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            call(ErrorClass::Other, "InvalidRequestException", "something new"),
+            EngineError::Unavailable { .. }
+        ));
+        // Only SQL syntax or semantic messages are SQL errors, fed to the generator.
+        for m in [
+            "line 1:8: mismatched input 'FORM'. Expecting: ',', 'FROM'",
+            "SYNTAX_ERROR: line 1:8: Column 'x' cannot be resolved",
+            "COLUMN_NOT_FOUND: line 1:8: Column 'workgroup' cannot be resolved or requester is not authorized to access requested resources",
+            "TABLE_NOT_FOUND: line 1:15: Table 'awsdatacatalog.tpch.nope' does not exist",
+            "INVALID_FUNCTION_ARGUMENT: bad",
+            "Queries of this type are not supported",
+        ] {
+            let e = call(ErrorClass::Other, "InvalidRequestException", m);
+            assert!(matches!(&e, EngineError::Permanent(t) if t == &format!("Athena: {m}")), "{m}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn configuration_errors_are_not_sql_errors_when_the_dry_run_fails() {
+        // Athena accepted the EXPLAIN and it FAILED: the SQL's fault unless Athena blames the setup.
+        let sql = classify_plan_failure(Some(1301), "SYNTAX_ERROR: line 1:8: Column 'nope' cannot be resolved", "wg");
+        assert!(matches!(sql, EngineError::Permanent(m) if m.starts_with("Athena: SYNTAX_ERROR")));
+        let df = classify_plan_failure(Some(1301), "Schema error: No field named no_such_column.", "wg");
+        assert!(matches!(df, EngineError::Permanent(_)));
+        for (t, m) in [
+            (Some(1301), "PERMISSION_DENIED: Access Denied: Cannot select from table tpch.nation"),
+            (Some(234), "Insufficient Lake Formation permission(s) on nation"),
+            (
+                None,
+                "HIVE_METASTORE_ERROR: com.amazonaws.services.glue.model.AccessDeniedException: User is not authorized to perform: glue:GetTable",
+            ),
+            (Some(401), "Failed to write query results"),
+            (None, "Access denied when writing output to url: s3://results/x"),
+        ] {
+            let e = classify_plan_failure(t, m, "wg");
+            assert!(matches!(e, EngineError::Unavailable { .. }), "{m}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn sql_errors_are_recognised_by_their_shape() {
+        assert!(is_sql_error("line 12:3: no viable alternative at input 'select'"));
+        assert!(is_sql_error("  NOT_SUPPORTED: unsupported"));
+        assert!(!is_sql_error("WorkGroup does not exist"));
+        assert!(!is_sql_error("PERMISSION_DENIED: line 1:1: nope"));
+        assert!(!is_sql_error("line 1:15: Access Denied: Cannot select from table t"));
+        assert!(!is_sql_error("Rate exceeded"));
+        assert!(!is_sql_error("online 1:2"), "a word ending in 'line' is no position");
+    }
 
     fn job(token: &str, name: &str) -> QueryJob {
         QueryJob {

@@ -63,6 +63,12 @@ pub enum EngineError {
     /// The query cannot run (invalid SQL, denied): the request fails with this reason.
     #[error("{0}")]
     Permanent(String),
+    /// The engine cannot work as configured — a missing or disabled workgroup, missing
+    /// permissions, no result location — whatever the SQL. Nothing is wrong with the request and
+    /// nothing is for the model to correct: the controller shows `message` in a condition that
+    /// names `setting` (the flag, variable or permission to fix) and backs off until it works.
+    #[error("{message}; fix {setting}")]
+    Unavailable { setting: String, message: String },
 }
 
 /// Called by an engine when an execution it runs in-process finishes, so the controller can
@@ -81,6 +87,9 @@ pub trait Engine: Send + Sync + 'static {
     /// Best-effort cancel (timeout, delete, budget).
     async fn cancel(&self, id: &str) -> Result<(), EngineError>;
     /// Plans `sql` without running it (self-correction / dry run). Default: no check.
+    /// `Permanent` means the SQL itself cannot be planned (the generator sees it and corrects
+    /// itself; hand-written SQL fails `PlanFailed`); `Unavailable` means the engine cannot plan
+    /// anything as configured, and `Transient` that it cannot now — neither is a SQL error.
     async fn plan(&self, _database: &str, _sql: &str) -> Result<(), EngineError> {
         Ok(())
     }
