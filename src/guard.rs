@@ -132,7 +132,8 @@ fn check_here(
     known_tables: Option<&[String]>,
     allowed: &[String],
 ) -> Result<Checked, GuardError> {
-    let mut statements = parse(sql)?;
+    // A hidden character that breaks parsing is the better explanation of the failure.
+    let mut statements = parse(sql).map_err(|e| canonical::hidden_character(sql).unwrap_or(e))?;
     match statements.len() {
         0 => return Err(GuardError::new("empty query (only comments or semicolons); submit exactly one SELECT query")),
         1 => {}

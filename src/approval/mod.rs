@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use crate::spec::digest::DigestMismatch;
 use crate::spec::quantity::human_bytes;
 use crate::spec::{Decision, DecisionKind, Estimate, Phase, Policy, QueryRequest, digest::token, digest_matches};
 use crate::store::{DecisionOutcome, Store, StoreError};
@@ -84,6 +85,14 @@ pub enum Refusal {
         "digest {given} does not match the SQL awaiting approval ({current}): the SQL changed since you looked; run `sqlctl describe {name}` and decide on what is there now"
     )]
     StaleDigest { name: String, given: String, current: String },
+    #[error(
+        "{why}; run `sqlctl describe {name}` and copy the full digest shown there (or approve on a terminal, which shows the SQL and records its full digest)"
+    )]
+    DigestNotFull { name: String, why: String },
+    #[error(
+        "approving {name} needs the full sqlDigest of the SQL you reviewed (--digest, 64 hex characters): run `sqlctl describe {name}`"
+    )]
+    DigestRequired { name: String },
     #[error(
         "this decision names {what} which is no longer current for {name} (the request was changed, refined or recreated); run `sqlctl describe {name}`"
     )]
@@ -213,7 +222,7 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
 pub struct DecisionInput {
     pub decision: DecisionKind,
     pub by: String,
-    /// The digest the decider saw (full or ≥ 12-hex prefix). Required for approve.
+    /// The full 64-hex digest the decider saw. Required for approve; a prefix is refused.
     pub digest: Option<String>,
     pub feedback: Option<String>,
     pub comment: Option<String>,
@@ -233,10 +242,18 @@ pub fn bind(req: &QueryRequest, input: &DecisionInput) -> Result<Decision, Refus
         return Err(Refusal::WrongPhase { name, phase: status.phase, hint });
     }
     let current = status.generated.as_ref().map(|g| g.sql_digest.clone()).unwrap_or_default();
-    if let Some(given) = &input.digest {
-        if !digest_matches(&current, given) {
-            return Err(Refusal::StaleDigest { name, given: given.clone(), current });
-        }
+    match &input.digest {
+        Some(given) => match digest_matches(&current, given) {
+            Ok(()) => {}
+            Err(DigestMismatch::NotFull { .. }) => {
+                let why = digest_matches(&current, given).unwrap_err().to_string();
+                return Err(Refusal::DigestNotFull { name, why });
+            }
+            Err(DigestMismatch::Different { given }) => return Err(Refusal::StaleDigest { name, given, current }),
+        },
+        // Approving runs SQL: it must name what the approver saw. Refine and reject run nothing.
+        None if input.decision == DecisionKind::Approve => return Err(Refusal::DigestRequired { name }),
+        None => {}
     }
     let generation = req.generation();
     Ok(Decision {
@@ -325,12 +342,34 @@ mod tests {
         DecisionInput {
             decision: kind,
             by: by.into(),
-            digest: Some("ab".repeat(6)),
+            digest: Some("ab".repeat(32)),
             feedback: Some("use 2023".into()),
             comment: None,
             source: "cli".into(),
             allow_over_budget: false,
         }
+    }
+
+    #[test]
+    fn approvals_name_the_full_digest_and_prefixes_are_refused() {
+        let r = req(Phase::AwaitingApproval);
+        for short in ["ab".repeat(6), "ab".repeat(31), "AB".repeat(16)] {
+            let mut i = input(DecisionKind::Approve, "alice");
+            i.digest = Some(short.clone());
+            let err = bind(&r, &i).unwrap_err();
+            assert!(matches!(err, Refusal::DigestNotFull { .. }), "{short}: {err}");
+            assert!(err.to_string().contains("64 hex characters"), "{err}");
+        }
+        let mut i = input(DecisionKind::Approve, "alice");
+        i.digest = None;
+        assert!(matches!(bind(&r, &i).unwrap_err(), Refusal::DigestRequired { .. }));
+        // Reject and refine run nothing: they may bind to what is current without a digest.
+        let mut i = input(DecisionKind::Reject, "alice");
+        i.digest = None;
+        assert!(bind(&r, &i).is_ok());
+        let mut i = input(DecisionKind::Approve, "alice");
+        i.digest = Some("AB".repeat(32));
+        assert!(bind(&r, &i).is_ok(), "case does not matter");
     }
 
     #[test]
@@ -345,7 +384,7 @@ mod tests {
     fn stale_digest_wrong_phase_and_stale_round_are_refused() {
         let r = req(Phase::AwaitingApproval);
         let mut i = input(DecisionKind::Approve, "alice");
-        i.digest = Some("cd".repeat(6));
+        i.digest = Some("cd".repeat(32));
         assert!(matches!(bind(&r, &i), Err(Refusal::StaleDigest { .. })));
         assert!(matches!(
             bind(&req(Phase::Executing), &input(DecisionKind::Approve, "a")),

@@ -103,12 +103,13 @@ pub fn approval_request(req: &QueryRequest) -> ApprovalRequestMessage {
     let name = req.metadata.name.clone();
     let ns = req.metadata.namespace().to_string();
     let n = if ns == DEFAULT_NAMESPACE { String::new() } else { format!(" -n {ns}") };
-    let short = &g.sql_digest[..g.sql_digest.len().min(12)];
+    // Machines pass the full digest: a prefix is for reading only and is refused as an approval.
+    let full = &g.sql_digest;
     let links = BTreeMap::from([
         ("describe".to_string(), format!("sqlctl describe {name}{n}")),
-        ("approve".to_string(), format!("sqlctl approve {name}{n} --digest {short}")),
-        ("refine".to_string(), format!("sqlctl refine {name}{n} --digest {short} --feedback '…'")),
-        ("reject".to_string(), format!("sqlctl reject {name}{n} --digest {short}")),
+        ("approve".to_string(), format!("sqlctl approve {name}{n} --digest {full}")),
+        ("refine".to_string(), format!("sqlctl refine {name}{n} --digest {full} --feedback '…'")),
+        ("reject".to_string(), format!("sqlctl reject {name}{n} --digest {full}")),
     ]);
     ApprovalRequestMessage {
         type_: "ApprovalRequest".into(),
@@ -675,7 +676,7 @@ mod tests {
             let m: ApprovalRequestMessage = serde_json::from_str(&got[0].0).unwrap();
             assert_eq!((m.name.as_str(), m.uid.as_str(), m.generation, m.round), ("q", q.uid(), 1, 1));
             assert_eq!(m.sql, "select 1");
-            assert!(m.links["approve"].contains("--digest abababababab"));
+            assert!(m.links["approve"].ends_with(&format!("--digest {}", "ab".repeat(32))), "{}", m.links["approve"]);
 
             let r = awaiting(&store, "r").await;
             let woken = Arc::new(std::sync::Mutex::new(Vec::new()));

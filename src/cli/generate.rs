@@ -280,7 +280,8 @@ mod tests {
         let known = vec!["orders".to_string()];
         let (r, _) = generate_checked(&g, input(), &known, &[], None, 3).await;
         let c = r.unwrap();
-        assert_eq!(c.proposal.sql, "select count(*) from orders");
+        // What is reported (and would be digested and run) is the guard's canonical text.
+        assert_eq!(c.proposal.sql, "SELECT count(*) FROM orders");
         assert_eq!(c.attempts.len(), 2);
         assert!(c.attempts[0].error.as_deref().unwrap().starts_with("guard: "));
         let seen = g.seen_errors.lock().unwrap();

@@ -17,6 +17,12 @@ pub enum Format {
 
 /// Renders rows as a left-aligned table with a header, two spaces between columns.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    // Cells are for people: hidden characters (controls, bidi overrides, zero-width) show escaped.
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| crate::spec::text::escape_hidden(c).replace('\n', " ")).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -57,6 +63,7 @@ pub fn age(t: Option<DateTime<Utc>>) -> String {
 
 /// Truncates to `n` characters with an ellipsis, on one line.
 pub fn short(s: &str, n: usize) -> String {
+    let s = crate::spec::text::escape_hidden(s);
     let one: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if one.chars().count() <= n {
         one

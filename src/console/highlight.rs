@@ -196,9 +196,9 @@ pub fn highlight_sql(out: &mut String, sql: &str) {
     }
 }
 
-/// HTML-escaped, hidden characters written as visible escapes.
+/// HTML-escaped, hidden characters written as visible escapes (by [`push_escaped`]).
 fn push_text(out: &mut String, s: &str) {
-    push_escaped(out, &crate::spec::text::escape_hidden(s));
+    push_escaped(out, s);
 }
 
 #[cfg(test)]

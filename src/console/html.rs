@@ -9,7 +9,11 @@ use chrono::{DateTime, Utc};
 use crate::spec::Phase;
 
 /// Appends `s` with `& < > " '` escaped: safe in element content and in quoted attributes.
+/// Hidden characters (controls, bidi overrides, zero-width; see [`crate::spec::text`]) are
+/// written as visible `\u{…}` escapes, so no page can draw text other than what is stored.
 pub fn push_escaped(out: &mut String, s: &str) {
+    let s = crate::spec::text::escape_hidden(s);
+    let s = s.as_ref();
     let mut last = 0;
     for (i, b) in s.bytes().enumerate() {
         let rep = match b {

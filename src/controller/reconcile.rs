@@ -203,7 +203,9 @@ impl Reconciler<'_> {
                 Err(e) => {
                     self.fail("Generated", "GuardRejected", e.reason);
                 }
-                Ok(used) => match engine.plan(&db, &sql).await {
+                // From here on only the canonical text exists: it is planned, digested, shown
+                // and run (DESIGN §5).
+                Ok(checked) => match engine.plan(&db, &checked.sql).await {
                     Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
                     // The engine cannot plan anything as configured (a missing workgroup, no
                     // permission): not the SQL's fault, so no PlanFailed and nothing for the
@@ -219,14 +221,14 @@ impl Reconciler<'_> {
                     }
                     Err(EngineError::Permanent(m)) => self.fail("Generated", "PlanFailed", m),
                     Ok(()) => {
-                        let digest = sql_digest(kind, &db, &sql, &limits);
+                        let digest = sql_digest(kind, &db, &checked.sql, &limits);
                         self.accept_sql(
                             Generated {
-                                sql,
+                                sql: checked.sql,
                                 sql_digest: digest,
                                 explanation: "hand-written SQL (spec.sql)".into(),
                                 confidence: 1.0,
-                                tables_used: used,
+                                tables_used: checked.tables,
                                 model: "user".into(),
                                 attempts: vec![],
                                 assumptions: vec![],
@@ -305,7 +307,7 @@ impl Reconciler<'_> {
             let sql = proposal.sql.trim().trim_end_matches(';').trim().to_string();
             let checked = match guard::check(&sql, &db, &known, &allowed) {
                 Err(e) => Err(format!("guard: {}", e.reason)),
-                Ok(used) => match engine.plan(&db, &sql).await {
+                Ok(checked) => match engine.plan(&db, &checked.sql).await {
                     Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
                     // The engine cannot plan anything as configured (a missing workgroup, no
                     // permission): not the SQL's fault, so no PlanFailed and nothing for the
@@ -320,7 +322,7 @@ impl Reconciler<'_> {
                         return Err(Error::Engine(e));
                     }
                     Err(EngineError::Permanent(m)) => Err(format!("planning: {m}")),
-                    Ok(()) => Ok(used),
+                    Ok(()) => Ok(checked),
                 },
             };
             match checked {
@@ -329,12 +331,13 @@ impl Reconciler<'_> {
                     // The provider sees what failed and why (self-correction).
                     input.last_error = Some(format!("{msg}\nThe rejected SQL was:\n{sql}"));
                 }
-                Ok(used) => {
-                    attempts.push(Attempt { sql: sql.clone(), error: None, input_tokens, output_tokens });
-                    let digest = sql_digest(kind, &db, &sql, &limits);
+                Ok(checked) => {
+                    attempts.push(Attempt { sql: checked.sql.clone(), error: None, input_tokens, output_tokens });
+                    let digest = sql_digest(kind, &db, &checked.sql, &limits);
+                    let used = checked.tables;
                     self.accept_sql(
                         Generated {
-                            sql,
+                            sql: checked.sql,
                             sql_digest: digest,
                             explanation: proposal.explanation,
                             confidence: proposal.confidence.clamp(0.0, 1.0),
@@ -639,6 +642,17 @@ impl Reconciler<'_> {
         let a = self.status.approval.as_ref().ok_or("no approval")?;
         let limits = self.req.spec.effective_limits();
         let db = &self.req.spec.catalog.database;
+        // Only canonical SQL runs: text that is not its own canonical form (a record written by
+        // an older version, or edited in the store) is refused rather than run (DESIGN §5).
+        match guard::check_read_only(&g.sql, db, &self.req.spec.catalog.tables) {
+            Ok(c) if c.sql == g.sql => {}
+            Ok(_) => {
+                return Err(
+                    "integrity check failed: the approved SQL is not in canonical form; apply the request again".into(),
+                );
+            }
+            Err(e) => return Err(format!("integrity check failed: the approved SQL no longer passes the guard: {e}")),
+        }
         // The engine runs exactly the approved bytes: recompute and compare before every start.
         let digest = sql_digest(self.engine_kind(), db, &g.sql, &limits);
         if digest != a.sql_digest || digest != g.sql_digest || a.generation != self.req.generation() {
@@ -797,7 +811,12 @@ impl Reconciler<'_> {
                     "Executed",
                     "True",
                     "Succeeded",
-                    format!("{} rows in {} ms", out.rows, out.duration_ms),
+                    format!(
+                        "{} rows in {} ms{}",
+                        out.rows,
+                        out.duration_ms,
+                        out.truncated.as_deref().map(|t| format!("; {t}")).unwrap_or_default()
+                    ),
                 );
                 self.status.set_condition("Ready", "True", "Done", "");
                 chart.record(&mut self.status);

@@ -107,6 +107,11 @@ impl VisitorMut for Literals {
     }
 }
 
+/// Why `sql` (which did not parse) holds a hidden character, if it does.
+pub(super) fn hidden_character(sql: &str) -> Option<GuardError> {
+    sql.chars().any(is_hidden).then(|| refuse_hidden_outside_literals(sql, &HashMap::new()).unwrap_err())
+}
+
 /// Refuses `original` when it holds a hidden character that no string literal accounts for.
 ///
 /// Every hidden character inside a raw string literal appears verbatim in that literal's value,

@@ -5,6 +5,7 @@
 pub mod digest;
 pub mod load;
 pub mod quantity;
+pub mod text;
 pub mod types;
 pub mod validate;
 
@@ -19,6 +20,8 @@ pub use types::*;
 pub const DEFAULT_MAX_ROWS: u64 = 1000;
 /// Upper bound for `limits.maxRows` (the preview must fit a 400 KB DynamoDB item).
 pub const MAX_MAX_ROWS: u64 = 100_000;
+/// Result file size limit when `limits.maxResultBytes` is absent: 1 GiB.
+pub const DEFAULT_MAX_RESULT_BYTES: u64 = 1 << 30;
 /// Query timeout when `limits.timeout` is absent.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest query timeout accepted.
@@ -86,6 +89,7 @@ impl QueryRequestSpec {
                 .map(DurationSpec::as_duration)
                 .unwrap_or(DEFAULT_QUERY_TIMEOUT)
                 .as_millis() as u64,
+            max_result_bytes: self.limits.max_result_bytes.as_ref().map_or(DEFAULT_MAX_RESULT_BYTES, ByteSize::bytes),
         }
     }
 }
