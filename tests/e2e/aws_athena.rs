@@ -116,7 +116,7 @@ fn explain_fails_unplannable_sql_before_approval_and_lets_valid_sql_through() {
     assert!(!conds.iter().any(|c| c["type"] == "Approved"), "{v}");
 
     let v = w.wait_phase("goodcol", "AwaitingApproval", T);
-    assert_eq!(v["status"]["generated"]["sql"], "select n_name from nation order by n_name");
+    assert_eq!(v["status"]["generated"]["sql"], "SELECT n_name FROM nation ORDER BY n_name");
     w.approval_request("goodcol", T);
 
     // Both were planned with EXPLAIN (fresh tokens); neither ran.

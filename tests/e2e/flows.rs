@@ -14,20 +14,23 @@ fn apply_approve_done_with_results_equal_to_an_independent_run() {
     env.controller(&[]);
     env.wait_phase("top-nations", "AwaitingApproval", T);
 
-    // get -o wide shows the digest prefix an approver passes.
+    // get -o wide shows a digest prefix for reading (approvals name the full digest).
     let digest = env.digest("top-nations");
     let wide = env.ok(&["get", "-o", "wide"]);
     assert!(wide.stdout.contains(&digest[..12]), "{wide:?}");
     // describe shows the SQL and the full digest.
     let d = env.ok(&["describe", "top-nations"]);
-    assert!(d.stdout.contains(&digest) && d.stdout.contains("group by n_name"), "{d:?}");
+    assert!(d.stdout.contains(&digest) && d.stdout.contains("GROUP BY n_name"), "{d:?}");
 
     // Without a terminal, approve requires --digest.
     let o = env.run(&["approve", "top-nations"]);
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains("--digest"), "{o:?}");
 
-    env.ok(&["approve", "top-nations", "--digest", &digest[..12], "--as", "alice"]);
+    // A prefix is refused as an approval; the full digest is the approval.
+    let o = env.run(&["approve", "top-nations", "--digest", &digest[..12], "--as", "alice"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    env.ok(&["approve", "top-nations", "--digest", &digest, "--as", "alice"]);
     let v = env.wait_phase("top-nations", "Done", T);
     let exec = &v["status"]["execution"];
     assert_eq!(exec["rows"], 7);

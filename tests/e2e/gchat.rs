@@ -262,8 +262,8 @@ fn approval_then_result_card_in_one_thread_with_a_429_retried() {
     assert_eq!(seen[0].query["requestId"], seen[1].query["requestId"], "the retry is the same message");
     let card = seen[1].body.to_string();
     let digest = env.digest("chatty");
-    assert!(card.contains(&format!("sqlctl approve chatty --digest {}", &digest[..12])), "{card}");
-    assert!(card.contains("<code>select n_name, n_regionkey from nation"), "SQL in monospace: {card}");
+    assert!(card.contains(&format!("sqlctl approve chatty --digest {digest}")), "the full digest: {card}");
+    assert!(card.contains("<code>SELECT n_name, n_regionkey FROM nation"), "SQL in monospace: {card}");
     assert!(card.contains("https://console.example.com/requests/default/chatty"), "{card}");
 
     approve(&env, "chatty");

@@ -21,3 +21,5 @@ mod generation_offline;
 mod gitops;
 mod resilience;
 mod results_s3;
+mod safety_canonical;
+mod safety_identity;
