@@ -4,7 +4,10 @@
 //! (with its indexes and TTL), the approval request and response queues with their dead-letter
 //! queues (`…-dlq`, redrive after 5 receives), the results bucket and the Athena workgroup (with
 //! enforced settings and a bytes-scanned cutoff, the engine's second wall). It prints the
-//! `export SQLCTL_…=…` lines that point sqlctl at them. These default names are the ones the
+//! `export SQLCTL_…=…` lines that point sqlctl at them. The workgroup counts as existing only
+//! when `GetWorkGroup` returns it by name (moto answers success with no `WorkGroup` for one
+//! that does not exist); a workgroup still missing after the create, or disabled, fails the
+//! bootstrap with what to do. These default names are the ones the
 //! Terraform of the "Operate" issue uses. `--register-local DATABASE` also copies a local
 //! warehouse database to the bucket and registers its tables in Glue, so Athena can query it.
 //!

@@ -521,6 +521,12 @@ pub struct Decision {
 }
 
 /// The controller's approval policy, stored so the CLI can refuse at once what it can check.
+///
+/// Every identity in it (`approvers`, per-database `approvers`, `overBudgetApprovers`) is
+/// compared with deciders and requesters under one rule (`approval::identity`): trimmed,
+/// default-ignorable code points removed, NFKC, Unicode full case folding. So `Alice` here
+/// admits `alice`, ` ALICE ` and fullwidth `ａｌｉｃｅ`; four-eyes treats `Rita` and `rita\u{200b}` as
+/// the requester `rita`; an entry that normalises to nothing admits nobody.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Policy {
