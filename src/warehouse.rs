@@ -24,6 +24,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SessionConfig, SessionContext};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::errors::ParquetError;
@@ -75,6 +76,8 @@ pub enum WarehouseError {
         #[source]
         source: ArrowError,
     },
+    #[error("setting up the query runtime: {0}")]
+    Runtime(#[source] DataFusionError),
     #[error("reading table {table}: {source}")]
     Read {
         table: String,
@@ -286,13 +289,37 @@ pub async fn open_session(
     Ok((ctx, tables))
 }
 
-/// An empty session whose default schema is `database`.
-pub fn session_context(database: &str) -> SessionContext {
-    let config = SessionConfig::new()
+/// Like [`open_session`], but the session executes under a memory pool of `memory_limit`
+/// bytes (the local engine's `--max-query-memory`): the operators that buffer (sorts, hash
+/// aggregates and joins, repartitions) reserve from it, spill to disk where they can, and fail
+/// with DataFusion's `ResourcesExhausted` instead of growing the process past it. Buffers an
+/// operator does not account for (one huge scalar value) are outside any pool.
+pub async fn open_session_limited(
+    data_dir: &Path,
+    database: &str,
+    memory_limit: u64,
+) -> Result<(SessionContext, Vec<LocalTable>), WarehouseError> {
+    let tables = discover_tables(data_dir, database)?;
+    let limit = usize::try_from(memory_limit).unwrap_or(usize::MAX);
+    let runtime =
+        RuntimeEnvBuilder::new().with_memory_limit(limit, 1.0).build_arc().map_err(WarehouseError::Runtime)?;
+    let ctx = SessionContext::new_with_config_rt(session_config(database), runtime);
+    for table in &tables {
+        register_table(&ctx, table).await?;
+    }
+    Ok((ctx, tables))
+}
+
+fn session_config(database: &str) -> SessionConfig {
+    SessionConfig::new()
         .with_default_catalog_and_schema(CATALOG_NAME, database)
         .with_create_default_catalog_and_schema(true)
-        .with_information_schema(false);
-    SessionContext::new_with_config(config)
+        .with_information_schema(false)
+}
+
+/// An empty session whose default schema is `database`.
+pub fn session_context(database: &str) -> SessionContext {
+    SessionContext::new_with_config(session_config(database))
 }
 
 /// Registers one table in the session's default schema (schema inference happens here).

@@ -17,11 +17,12 @@ pub mod generator;
 use crate::approval::sqs::{ResponseConsumer, SenderPolicy, SqsNotifier};
 use crate::aws::{Aws, AwsSettings, S3Uri};
 use crate::catalog::{Catalog, glue::GlueCatalog, local::LocalCatalog};
+use crate::engine::preflight::{Budget, ChildCommand, Preflight};
 use crate::engine::{Engine, Waker, datafusion::LocalEngine};
 use crate::notify::gchat::{GoogleChat, SecretWebhook, Webhook, WebhookSource};
 use crate::notify::{Fanout, LogNotifier, Notifier, NotifyOpts};
 use crate::spec::EngineKind;
-use crate::spec::quantity::parse_duration;
+use crate::spec::quantity::{parse_bytes, parse_duration};
 use crate::store::{Store, dynamodb::DynamoStore, sqlite::SqliteStore};
 
 /// Global options shared by every subcommand.
@@ -49,6 +50,43 @@ pub struct GlobalOpts {
     pub aws: AwsOpts,
     #[command(flatten)]
     pub notify: NotifyOpts,
+    #[command(flatten)]
+    pub local: LocalEngineOpts,
+}
+
+/// Bounds of the local (DataFusion) engine: what one query may use after approval, and what
+/// planning a query before approval may use (in a child process; see `engine::preflight`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LocalEngineOpts {
+    /// Memory pool of each query the local engine runs, e.g. 2GiB (default: a quarter of the
+    /// machine's or container's memory, between 256MiB and 2GiB). A query that needs more
+    /// (after spilling what can spill) fails with a message naming this setting.
+    #[arg(long, global = true, env = "SQLCTL_MAX_QUERY_MEMORY", value_name = "SIZE", value_parser = parse_bytes)]
+    pub max_query_memory: Option<u64>,
+    /// Memory one pre-approval plan may use (the planner child's data segment).
+    #[arg(long, global = true, env = "SQLCTL_PREFLIGHT_MEMORY", value_name = "SIZE", default_value = "1GiB", value_parser = parse_bytes)]
+    pub preflight_memory: u64,
+    /// CPU time one pre-approval plan may use (whole seconds).
+    #[arg(long, global = true, env = "SQLCTL_PREFLIGHT_CPU", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub preflight_cpu: std::time::Duration,
+    /// Wall-clock time one pre-approval plan may take.
+    #[arg(long, global = true, env = "SQLCTL_PREFLIGHT_TIMEOUT", value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub preflight_timeout: std::time::Duration,
+}
+
+impl LocalEngineOpts {
+    /// Where and under which budget the local engine plans before approval: a child of this
+    /// very binary (the real binary always isolates).
+    pub fn preflight(&self) -> Preflight {
+        Preflight::Isolated {
+            command: ChildCommand::this_binary(),
+            budget: Budget {
+                memory_bytes: self.preflight_memory.max(64 << 20),
+                cpu: self.preflight_cpu.max(std::time::Duration::from_secs(1)),
+                wall: self.preflight_timeout.max(std::time::Duration::from_millis(100)),
+            },
+        }
+    }
 }
 
 /// Where the AWS backends live (`--backend aws`). Defaults are the names `sqlctl aws bootstrap`
@@ -219,7 +257,10 @@ impl GlobalOpts {
     /// The local engine; with `--results s3://…` it also uploads every finished result there.
     /// The AWS configuration is loaded only then, so the default local setup never touches AWS.
     pub async fn local_engine(&self) -> anyhow::Result<LocalEngine> {
-        let engine = LocalEngine::new(self.data_dir(), self.results_dir());
+        let mut engine = LocalEngine::new(self.data_dir(), self.results_dir()).with_preflight(self.local.preflight());
+        if let Some(bytes) = self.local.max_query_memory {
+            engine = engine.with_max_query_memory(bytes);
+        }
         match self.aws.results()? {
             Some(root) => {
                 let aws = self.aws.sdk().await;
@@ -360,6 +401,21 @@ mod tests {
         assert!(parse(&["--results-s3", "http://x"]).aws.results().is_err());
         // The old flag name still works.
         assert_eq!(parse(&["--results-s3", "s3://b"]).aws.results().unwrap().unwrap().to_string(), "s3://b/");
+    }
+
+    #[test]
+    fn local_engine_bounds_resolve_and_the_binary_always_isolates() {
+        let g = parse(&["--max-query-memory", "512MiB", "--preflight-memory", "768MiB", "--preflight-cpu", "3s"]);
+        assert_eq!(g.local.max_query_memory, Some(512 << 20));
+        match g.local.preflight() {
+            Preflight::Isolated { command, budget } => {
+                assert_eq!(command.args, [crate::engine::preflight::SUBCOMMAND]);
+                assert_eq!(budget.memory_bytes, 768 << 20);
+                assert_eq!(budget.cpu, std::time::Duration::from_secs(3));
+            }
+            other => panic!("the configured engine plans in a child: {other:?}"),
+        }
+        assert!(crate::cli::Cli::try_parse_from(["sqlctl", "--max-query-memory", "lots", "config", "view"]).is_err());
     }
 
     #[tokio::test]

@@ -28,11 +28,20 @@
 //!
 //! # Results
 //!
-//! The preview comes from `GetQueryResults` (paginated, at most `maxRows` rows; the first row of
-//! a SELECT's result is its header), the full result stays where Athena wrote it (the
-//! `outputLocation`, `<results>/<namespace>/<name>/<generation>-<attempt>/<id>.csv` unless the
-//! workgroup enforces its own location), and [`Engine::read_result`] reads that CSV from S3.
-//! Cost is US$ `price_per_tb` per TB (2^40 bytes) scanned, rounded up to the MB, 10 MB minimum.
+//! The preview comes from `GetQueryResults` (paginated, at most `maxRows` rows and
+//! [`PREVIEW_MAX_BYTES`] of cell text; the first row of a SELECT's result is its header), the
+//! full result stays where Athena wrote it (the `outputLocation`,
+//! `<results>/<namespace>/<name>/<generation>-<attempt>/<id>.csv` unless the workgroup enforces
+//! its own location), and [`Engine::read_result`] reads that CSV from S3. Cost is US$
+//! `price_per_tb` per TB (2^40 bytes) scanned, rounded up to the MB, 10 MB minimum.
+//!
+//! Result limits: Athena writes the whole result itself and cannot be told to stop, so what
+//! sqlctl enforces is on reading back. `limits.maxResultBytes` is checked against the size of
+//! the object (`HeadObject`) before anything reads it: a larger result fails the run (the query
+//! ran and was billed; its output is not used). `limits.maxRows` bounds the preview; the file in
+//! S3 holds every row Athena wrote, and `rows` counts them. Rows are counted without reading the
+//! result into memory: from `GetQueryRuntimeStatistics` (the output rows), else by streaming the
+//! object through a quote-aware record counter, chunk by chunk.
 //!
 //! # Planning (dry run)
 //!
@@ -77,7 +86,8 @@ use super::estimate::LakeEstimator;
 use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker, sibling_location};
 use crate::aws::{self, ErrorClass, S3Uri, SdkError};
 use crate::catalog::Catalog;
-use crate::spec::{DEFAULT_MAX_ROWS, Estimate, ObjectKey, Preview};
+use crate::spec::quantity::human_bytes;
+use crate::spec::{DEFAULT_MAX_RESULT_BYTES, DEFAULT_MAX_ROWS, Estimate, ObjectKey, Preview};
 
 /// Starts are spaced at least this far apart (Athena's default quota is ~20/s per account).
 pub const MIN_START_INTERVAL: Duration = Duration::from_millis(50);
@@ -90,8 +100,7 @@ const PAGE: i32 = 1000;
 const TB: f64 = 1_099_511_627_776.0;
 /// Athena bills at least this many bytes per query.
 const MIN_BILLED_BYTES: u64 = 10 * 1024 * 1024;
-/// Rows are counted from the S3 result only up to this size when the preview is truncated.
-const COUNT_LIMIT_BYTES: i64 = 256 * 1024 * 1024;
+pub use super::datafusion::PREVIEW_MAX_BYTES;
 /// How long [`Engine::plan`] waits for an `EXPLAIN` before calling it transient.
 pub const PLAN_DEADLINE: Duration = Duration::from_secs(30);
 /// First and largest pause between `GetQueryExecution` polls of an `EXPLAIN`.
@@ -164,14 +173,68 @@ impl std::fmt::Debug for AthenaEngine {
 
 /// Splits an execution id into the Athena query id and the preview row limit.
 pub fn parse_id(id: &str) -> (&str, u64) {
-    match id.split_once("?maxRows=") {
-        Some((q, n)) => (q, n.parse().unwrap_or(DEFAULT_MAX_ROWS)),
-        None => (id, DEFAULT_MAX_ROWS),
-    }
+    let (q, rows, _) = parse_id_limits(id);
+    (q, rows)
 }
 
-fn make_id(query_id: &str, max_rows: u64) -> String {
-    if max_rows == DEFAULT_MAX_ROWS { query_id.to_string() } else { format!("{query_id}?maxRows={max_rows}") }
+/// Splits an execution id into the Athena query id, `maxRows` and `maxResultBytes`.
+pub fn parse_id_limits(id: &str) -> (&str, u64, u64) {
+    let (q, query) = id.split_once('?').unwrap_or((id, ""));
+    let (mut rows, mut bytes) = (DEFAULT_MAX_ROWS, DEFAULT_MAX_RESULT_BYTES);
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("maxRows", n)) => rows = n.parse().unwrap_or(DEFAULT_MAX_ROWS),
+            Some(("maxResultBytes", n)) => bytes = n.parse().unwrap_or(DEFAULT_MAX_RESULT_BYTES),
+            _ => {}
+        }
+    }
+    (q, rows, bytes)
+}
+
+fn make_id(query_id: &str, max_rows: u64, max_result_bytes: u64) -> String {
+    let mut params = Vec::new();
+    if max_rows != DEFAULT_MAX_ROWS {
+        params.push(format!("maxRows={max_rows}"));
+    }
+    if max_result_bytes != DEFAULT_MAX_RESULT_BYTES {
+        params.push(format!("maxResultBytes={max_result_bytes}"));
+    }
+    if params.is_empty() { query_id.to_string() } else { format!("{query_id}?{}", params.join("&")) }
+}
+
+/// Counts CSV records fed in chunks (RFC 4180 quoting: a line break inside quotes is data),
+/// skipping empty lines as the csv crate does; constant memory whatever the size.
+#[derive(Default, Debug)]
+pub struct RecordCounter {
+    records: u64,
+    in_quotes: bool,
+    pending: bool,
+}
+
+impl RecordCounter {
+    pub fn feed(&mut self, chunk: &[u8]) {
+        for &b in chunk {
+            match b {
+                b'"' => {
+                    self.in_quotes = !self.in_quotes;
+                    self.pending = true;
+                }
+                b'\n' if !self.in_quotes => {
+                    if self.pending {
+                        self.records += 1;
+                    }
+                    self.pending = false;
+                }
+                b'\r' if !self.in_quotes => {}
+                _ => self.pending = true,
+            }
+        }
+    }
+
+    /// Records seen, a last one without a line break included.
+    pub fn records(&self) -> u64 {
+        self.records + u64::from(self.pending)
+    }
 }
 
 /// US$ for `bytes` scanned at `price_per_tb`: rounded up to the MB, 10 MB minimum.
@@ -553,10 +616,12 @@ impl AthenaEngine {
         }
     }
 
-    /// Preview rows (≤ `max_rows`), columns, and whether the result had more.
+    /// Preview rows (≤ `max_rows`, ≤ [`PREVIEW_MAX_BYTES`] of cell text), columns, and whether
+    /// the result had more.
     async fn preview(&self, query_id: &str, max_rows: u64) -> Result<Preview, EngineError> {
         let mut columns: Vec<String> = Vec::new();
         let mut rows: Vec<Vec<Option<String>>> = Vec::new();
+        let mut bytes = 0usize;
         let mut token: Option<String> = None;
         let mut first_page = true;
         let mut truncated = false;
@@ -589,10 +654,12 @@ impl AthenaEngine {
                 {
                     continue;
                 }
-                if rows.len() as u64 >= max_rows {
+                let size: usize = cells.iter().map(|c| c.as_ref().map_or(0, String::len)).sum();
+                if rows.len() as u64 >= max_rows || bytes + size > PREVIEW_MAX_BYTES {
                     truncated = true;
                     break;
                 }
+                bytes += size;
                 rows.push(cells);
             }
             first_page = false;
@@ -610,16 +677,50 @@ impl AthenaEngine {
         Ok(Preview { columns, rows, truncated })
     }
 
-    /// Counts the records of a CSV result in S3 (header excluded), when it is small enough.
-    async fn count_rows(&self, location: &str) -> Option<u64> {
+    /// Rows of a finished result without reading it into memory: Athena's runtime statistics
+    /// (output rows), else the CSV in S3 streamed through a [`RecordCounter`] (header excluded).
+    async fn count_rows(&self, query_id: &str, location: &str) -> Option<u64> {
+        let stats = self.athena.get_query_runtime_statistics().query_execution_id(query_id).send().await;
+        if let Some(n) = stats.ok().and_then(|o| o.query_runtime_statistics()?.rows()?.output_rows()) {
+            return u64::try_from(n).ok();
+        }
         let uri = S3Uri::parse(location).ok()?;
         let obj = self.s3.get_object().bucket(&uri.bucket).key(&uri.key).send().await.ok()?;
-        if obj.content_length().unwrap_or(0) > COUNT_LIMIT_BYTES {
-            return None;
+        let mut body = obj.body;
+        let mut counter = RecordCounter::default();
+        while let Some(chunk) = body.next().await {
+            counter.feed(&chunk.ok()?);
         }
-        let bytes = obj.body.collect().await.ok()?.into_bytes();
-        let mut rdr = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes.as_ref());
-        Some(rdr.records().filter(Result::is_ok).count() as u64)
+        Some(counter.records().saturating_sub(1))
+    }
+
+    /// Checks the size of the result Athena wrote against `limits.maxResultBytes`: `Err(reason)`
+    /// when it is larger (or cannot be checked for a reason no retry fixes), `Ok` when it fits or
+    /// there is no object to read (nothing can then be read back either).
+    async fn check_result_size(&self, location: &str, max_bytes: u64) -> Result<Result<(), String>, EngineError> {
+        let Ok(uri) = S3Uri::parse(location) else { return Ok(Ok(())) };
+        let head = match self.s3.head_object().bucket(&uri.bucket).key(&uri.key).send().await {
+            Ok(h) => h,
+            Err(e) => {
+                let msg = aws::describe(&e);
+                return match aws::classify(&e) {
+                    ErrorClass::NotFound => Ok(Ok(())),
+                    ErrorClass::Transient => Err(EngineError::Transient(format!("S3 HeadObject {location}: {msg}"))),
+                    _ => Ok(Err(format!(
+                        "cannot check the size of the result against limits.maxResultBytes: S3 HeadObject {location}: {msg}"
+                    ))),
+                };
+            }
+        };
+        let size = head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+        if size > max_bytes {
+            return Ok(Err(format!(
+                "Athena wrote a result of {}, over limits.maxResultBytes ({}): the query ran, its result is not used; raise limits.maxResultBytes or select fewer columns or rows",
+                human_bytes(size),
+                human_bytes(max_bytes)
+            )));
+        }
+        Ok(Ok(()))
     }
 }
 
@@ -630,9 +731,9 @@ impl Engine for AthenaEngine {
     }
 
     async fn start(&self, job: &QueryJob, waker: Waker) -> Result<String, EngineError> {
-        let max_rows = job.limits.max_rows;
+        let (max_rows, max_bytes) = (job.limits.max_rows, job.limits.max_result_bytes);
         if let Some(id) = self.reserve(job, &waker)? {
-            return Ok(make_id(&id, max_rows));
+            return Ok(make_id(&id, max_rows, max_bytes));
         }
         let reservation = format!("token:{}", job.token);
         let started = self.start_query(job).await;
@@ -643,14 +744,14 @@ impl Engine for AthenaEngine {
                 s.running.insert(id.clone());
                 s.started.insert(job.token.clone(), id.clone());
                 tracing::info!(name = %job.key.name, namespace = %job.key.namespace, query_execution_id = %id, token = %job.token, "athena query started");
-                Ok(make_id(&id, max_rows))
+                Ok(make_id(&id, max_rows, max_bytes))
             }
             Err(e) => Err(e),
         }
     }
 
     async fn poll(&self, id: &str) -> Result<ExecState, EngineError> {
-        let (query_id, max_rows) = parse_id(id);
+        let (query_id, max_rows, max_bytes) = parse_id_limits(id);
         let out = match self.athena.get_query_execution().query_execution_id(query_id).send().await {
             Ok(o) => o,
             Err(e)
@@ -674,15 +775,19 @@ impl Engine for AthenaEngine {
                 Ok(ExecState::Running { bytes_scanned: bytes })
             }
             QueryExecutionState::Succeeded => {
+                let output_location =
+                    qe.result_configuration().and_then(|r| r.output_location()).unwrap_or_default().to_string();
+                if let Err(reason) = self.check_result_size(&output_location, max_bytes).await? {
+                    self.release(query_id);
+                    return Ok(ExecState::Failed { reason, transient: false });
+                }
                 let preview = match self.preview(query_id, max_rows).await {
                     Ok(p) => p,
                     Err(e) => return Err(e),
                 };
                 self.release(query_id);
-                let output_location =
-                    qe.result_configuration().and_then(|r| r.output_location()).unwrap_or_default().to_string();
                 let rows = if preview.truncated {
-                    self.count_rows(&output_location).await.unwrap_or(preview.rows.len() as u64)
+                    self.count_rows(query_id, &output_location).await.unwrap_or(preview.rows.len() as u64)
                 } else {
                     preview.rows.len() as u64
                 };
@@ -698,6 +803,8 @@ impl Engine for AthenaEngine {
                     duration_ms,
                     output_location,
                     preview,
+                    // The file holds what Athena wrote (see the module doc).
+                    truncated: None,
                 }))
             }
             QueryExecutionState::Failed => {
@@ -930,7 +1037,12 @@ mod tests {
             token: token.into(),
             database: "tpch".into(),
             sql: "select 1".into(),
-            limits: EffectiveLimits { max_rows: DEFAULT_MAX_ROWS, max_bytes_scanned: None, timeout_ms: 60_000 },
+            limits: EffectiveLimits {
+                max_rows: DEFAULT_MAX_ROWS,
+                max_bytes_scanned: None,
+                timeout_ms: 60_000,
+                max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            },
             result_key: format!("default/{name}/1-1"),
         }
     }
@@ -944,10 +1056,38 @@ mod tests {
     }
 
     #[test]
-    fn ids_carry_a_non_default_row_limit() {
-        assert_eq!(make_id("q-1", DEFAULT_MAX_ROWS), "q-1");
+    fn ids_carry_non_default_result_limits() {
+        let d = DEFAULT_MAX_RESULT_BYTES;
+        assert_eq!(make_id("q-1", DEFAULT_MAX_ROWS, d), "q-1");
         assert_eq!(parse_id("q-1"), ("q-1", DEFAULT_MAX_ROWS));
-        assert_eq!(parse_id(&make_id("q-1", 10)), ("q-1", 10));
+        assert_eq!(parse_id(&make_id("q-1", 10, d)), ("q-1", 10));
+        assert_eq!(make_id("q-1", 10, d), "q-1?maxRows=10", "ids made before maxResultBytes parse the same");
+        assert_eq!(parse_id_limits(&make_id("q-1", 10, 4096)), ("q-1", 10, 4096));
+        assert_eq!(parse_id_limits(&make_id("q-1", DEFAULT_MAX_ROWS, 4096)), ("q-1", DEFAULT_MAX_ROWS, 4096));
+        assert_eq!(parse_id_limits("q-1?maxRows=x&maxResultBytes=y"), ("q-1", DEFAULT_MAX_ROWS, d));
+    }
+
+    #[test]
+    fn records_are_counted_in_chunks_like_the_csv_crate_counts_them() {
+        let cases: [&[u8]; 7] = [
+            b"\"a\",\"b\"\n\"1\",\"2\"\n",
+            b"a,b\n1,2",
+            b"a\n\"line\nbreak\"\n\"say \"\"hi\"\"\"\n",
+            b"a\r\n1\r\n\r\n2\r\n",
+            b"a\n\n\n",
+            b"",
+            b"\"a\"\n\"\"\n\"x,\ny\"\n3\n",
+        ];
+        for case in cases {
+            let want = csv::ReaderBuilder::new().has_headers(false).from_reader(case).records().count() as u64;
+            for chunk in [1, 2, 3, 64] {
+                let mut c = RecordCounter::default();
+                for part in case.chunks(chunk) {
+                    c.feed(part);
+                }
+                assert_eq!(c.records(), want, "{:?} in chunks of {chunk}", String::from_utf8_lossy(case));
+            }
+        }
     }
 
     #[tokio::test]

@@ -21,6 +21,16 @@
 //! does not exist, which no retry fixes. Uploading the same key again overwrites it with the same
 //! bytes, so a re-run after a restart is harmless.
 //!
+//! Before approval, [`Engine::plan`] and [`Engine::estimate`] never evaluate anything in this
+//! process: DataFusion's optimizer constant-folds user expressions, so planning runs in a child
+//! process under memory, CPU and wall-clock limits (see [`super::preflight`]); the child's
+//! estimate is kept for the `estimate` call that follows the plan, so one SQL costs one child.
+//! The estimate's min/max pruning only evaluates [`safe_for_pruning`] conjuncts.
+//!
+//! After approval every query runs under a DataFusion memory pool (`--max-query-memory`), its
+//! timeout and its result limits: the CSV stops after `limits.maxRows` rows (the outcome says
+//! it was truncated) and a result that grows past `limits.maxResultBytes` fails the run.
+//!
 //! Queries run on a runtime of their own so CPU-bound DataFusion work never starves the
 //! controller. Timeouts and cancels stop a query at its next yield point: DataFusion's sources
 //! yield regularly, but an operator that generates many batches from memory (a large cross
@@ -46,7 +56,8 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::{SQLOptions, SessionContext};
 use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
-use datafusion::physical_expr::utils::collect_columns;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::utils::{collect_columns, conjunction_opt, split_conjunction};
 use datafusion::physical_optimizer::pruning::{PruningPredicate, build_pruning_predicate};
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
@@ -54,6 +65,7 @@ use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
+use super::preflight::{self, Preflight};
 use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker};
 use crate::aws::{self, ErrorClass, S3Uri, SdkError};
 use crate::spec::quantity::{format_duration, human_bytes};
@@ -95,6 +107,59 @@ pub struct LocalEngine {
     threads: usize,
     /// Where finished results are also uploaded (`--results s3://…`).
     s3: Option<S3Results>,
+    /// Where SQL is planned and estimated before approval.
+    preflight: Preflight,
+    /// Estimates made by a preflight child for the `estimate` call that follows its `plan`.
+    preflight_estimates: Mutex<EstimateCache>,
+    /// Memory pool of each executing query, bytes.
+    max_query_memory: u64,
+}
+
+/// Most estimates kept between a `plan` and its `estimate`.
+const ESTIMATE_CACHE_CAP: usize = 256;
+/// How long a kept estimate is good for (plan and estimate are one reconcile apart).
+const ESTIMATE_CACHE_TTL: Duration = Duration::from_secs(120);
+
+/// Estimates keyed by a hash of (database, SQL), oldest first, bounded in count and age.
+#[derive(Default)]
+struct EstimateCache {
+    entries: std::collections::VecDeque<(String, Instant, Result<Estimate, preflight::Failure>)>,
+}
+
+impl EstimateCache {
+    fn key(database: &str, sql: &str) -> String {
+        crate::spec::digest::token(&[database, sql])
+    }
+
+    fn put(&mut self, key: String, estimate: Result<Estimate, preflight::Failure>, now: Instant) {
+        self.entries.retain(|(k, at, _)| *k != key && now.duration_since(*at) < ESTIMATE_CACHE_TTL);
+        while self.entries.len() >= ESTIMATE_CACHE_CAP {
+            self.entries.pop_front();
+        }
+        self.entries.push_back((key, now, estimate));
+    }
+
+    /// Takes the estimate for `key` out of the cache, if it is there and fresh.
+    fn take(&mut self, key: &str, now: Instant) -> Option<Result<Estimate, preflight::Failure>> {
+        let i = self.entries.iter().position(|(k, _, _)| k == key)?;
+        let (_, at, estimate) = self.entries.remove(i)?;
+        (now.duration_since(at) < ESTIMATE_CACHE_TTL).then_some(estimate)
+    }
+}
+
+/// Default memory pool of one local query: a quarter of the memory this process may use (the
+/// cgroup's limit in a container, else physical memory), between 256 MiB and 2 GiB.
+pub fn default_max_query_memory() -> u64 {
+    let physical = {
+        // SAFETY: sysconf has no preconditions.
+        let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        if pages > 0 && size > 0 { (pages as u64).saturating_mul(size as u64) } else { 8 << 30 }
+    };
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(u64::MAX);
+    (physical.min(cgroup) / 4).clamp(256 << 20, 2 << 30)
 }
 
 /// A Tokio runtime that can be dropped anywhere (also inside another runtime).
@@ -218,7 +283,51 @@ impl LocalEngine {
             runtime: OnceLock::new(),
             threads: cores.max(2),
             s3: None,
+            preflight: Preflight::default_for_build(),
+            preflight_estimates: Mutex::new(EstimateCache::default()),
+            max_query_memory: default_max_query_memory(),
         }
+    }
+
+    /// Where SQL is planned before approval: [`Preflight::default_for_build`] unless set. A
+    /// program embedding this library (a bench) passes the sqlctl binary
+    /// (`Preflight::Isolated { command: ChildCommand::sqlctl(env!("CARGO_BIN_EXE_sqlctl")), .. }`).
+    #[must_use]
+    pub fn with_preflight(mut self, preflight: Preflight) -> Self {
+        self.preflight = preflight;
+        self
+    }
+
+    /// The memory pool of each executing query, bytes (`--max-query-memory`).
+    #[must_use]
+    pub fn with_max_query_memory(mut self, bytes: u64) -> Self {
+        self.max_query_memory = bytes.max(1 << 20);
+        self
+    }
+
+    /// Plans and estimates `sql` in a preflight child; keeps the estimate for [`Engine::estimate`].
+    async fn preflight_child(
+        &self,
+        command: &preflight::ChildCommand,
+        budget: &preflight::Budget,
+        database: &str,
+        sql: &str,
+    ) -> Result<Option<Result<Estimate, preflight::Failure>>, EngineError> {
+        let request = preflight::Request {
+            protocol: preflight::PROTOCOL.into(),
+            data_dir: self.data_dir.clone(),
+            database: database.to_string(),
+            sql: sql.to_string(),
+        };
+        let answer = preflight::run(command, budget, &request).await?;
+        if let Some(failure) = answer.plan {
+            return Err(failure.into());
+        }
+        Ok(answer.estimate)
+    }
+
+    fn estimates(&self) -> std::sync::MutexGuard<'_, EstimateCache> {
+        self.preflight_estimates.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Also uploads every finished result (and artifact) under `root` in S3 and reports the
@@ -278,15 +387,35 @@ struct Run {
     output: PathBuf,
     executions: Arc<Mutex<Executions>>,
     s3: Option<S3Results>,
+    max_query_memory: u64,
 }
 
 impl Run {
+    /// A DataFusion error of this run; running out of the memory pool says which setting it was.
+    fn error(&self, e: DataFusionError) -> RunError {
+        if matches!(e.find_root(), DataFusionError::ResourcesExhausted(_)) {
+            return RunError(format!(
+                "query needed more memory than one query may use ({}, --max-query-memory / SQLCTL_MAX_QUERY_MEMORY): {}",
+                human_bytes(self.max_query_memory),
+                datafusion_message(&e)
+            ));
+        }
+        RunError::from(e)
+    }
+
     /// Plans, checks the budget, streams the result to CSV and builds the outcome.
     async fn execute(&self, started: Instant) -> Result<QueryOutcome, RunError> {
-        let (ctx, _) =
-            warehouse::open_session(&self.data_dir, &self.job.database).await.map_err(|e| RunError(e.to_string()))?;
-        let df = ctx.sql_with_options(&self.job.sql, read_only()).await?;
-        let plan = df.create_physical_plan().await?;
+        let (ctx, _) = warehouse::open_session_limited(&self.data_dir, &self.job.database, self.max_query_memory)
+            .await
+            .map_err(|e| RunError(e.to_string()))?;
+        let max_rows = self.job.limits.max_rows;
+        let max_bytes = self.job.limits.max_result_bytes;
+        let df = ctx.sql_with_options(&self.job.sql, read_only()).await.map_err(|e| self.error(e))?;
+        // The approved limits.maxRows, applied on top of the approved statement (the SQL text is
+        // untouched): one row more than kept, so the writer knows whether the result was cut.
+        let fetch = usize::try_from(max_rows.saturating_add(1)).unwrap_or(usize::MAX);
+        let df = df.limit(0, Some(fetch)).map_err(|e| self.error(e))?;
+        let plan = df.create_physical_plan().await.map_err(|e| self.error(e))?;
         if let Some(e) = self.executions.lock().unwrap_or_else(|e| e.into_inner()).by_id.get_mut(&self.id) {
             e.plan = Some(Arc::clone(&plan));
         }
@@ -311,17 +440,47 @@ impl Run {
         }
 
         let schema = plan.schema();
-        let mut stream = execute_stream(Arc::clone(&plan), ctx.task_ctx())?;
+        let mut stream = execute_stream(Arc::clone(&plan), ctx.task_ctx()).map_err(|e| self.error(e))?;
         let mut out = ResultFile::create(&self.output).await?;
-        let mut preview = PreviewBuilder::new(&schema, self.job.limits.max_rows);
-        out.write(csv_header(&schema).as_bytes()).await?;
+        let mut preview = PreviewBuilder::new(&schema, max_rows);
+        let too_large = |rows: u64| {
+            RunError(format!(
+                "the result grew past limits.maxResultBytes ({}) after {rows} rows, so it was not kept: raise limits.maxResultBytes, select fewer columns or rows, or lower limits.maxRows",
+                human_bytes(max_bytes)
+            ))
+        };
+        let header = csv_header(&schema);
+        let mut written = header.len() as u64;
+        if written > max_bytes {
+            return Err(too_large(0));
+        }
+        out.write(header.as_bytes()).await?;
         let mut rows = 0u64;
+        let mut truncated = false;
         let mut buf = String::new();
         while let Some(batch) = stream.next().await {
-            let batch = batch?;
+            let batch = batch.map_err(|e| self.error(e))?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if rows >= max_rows {
+                truncated = true;
+                break;
+            }
+            let take = usize::try_from(max_rows - rows).unwrap_or(usize::MAX).min(batch.num_rows());
+            let batch = if take < batch.num_rows() {
+                truncated = true;
+                batch.slice(0, take)
+            } else {
+                batch
+            };
             buf.clear();
-            render_batch(&batch, &mut buf, &mut preview)?;
+            let room = usize::try_from(max_bytes - written).unwrap_or(usize::MAX);
+            if let Some(fitted) = render_batch(&batch, &mut buf, &mut preview, room)? {
+                return Err(too_large(rows + fitted as u64));
+            }
             out.write(buf.as_bytes()).await?;
+            written += buf.len() as u64;
             rows += batch.num_rows() as u64;
             if let Some(budget) = budget {
                 let scanned = scanned_bytes(&plan).unwrap_or(0);
@@ -333,16 +492,22 @@ impl Run {
                     )));
                 }
             }
+            if truncated {
+                break;
+            }
         }
         drop(stream);
         let location = out.commit().await?;
+        let mut preview = preview.finish();
+        preview.truncated |= truncated;
         Ok(QueryOutcome {
             rows,
             bytes_scanned: scanned_bytes(&plan),
             cost_usd: None,
             duration_ms: started.elapsed().as_millis() as u64,
             output_location: location.display().to_string(),
-            preview: preview.finish(),
+            preview,
+            truncated: truncated.then(|| format!("stopped at limits.maxRows ({max_rows} rows)")),
         })
     }
 }
@@ -688,8 +853,15 @@ impl PreviewBuilder {
     }
 }
 
-/// Appends `batch` as CSV rows to `out` and offers its rows to the preview.
-fn render_batch(batch: &RecordBatch, out: &mut String, preview: &mut PreviewBuilder) -> Result<(), RunError> {
+/// Appends `batch` as CSV rows to `out` and offers its rows to the preview. Stops as soon as
+/// `out` holds more than `max_len` bytes and returns `Some(rows that fitted)`; `None` when the
+/// whole batch was rendered.
+fn render_batch(
+    batch: &RecordBatch,
+    out: &mut String,
+    preview: &mut PreviewBuilder,
+    max_len: usize,
+) -> Result<Option<usize>, RunError> {
     let options = FormatOptions::default();
     let formatters = batch
         .columns()
@@ -715,17 +887,23 @@ fn render_batch(batch: &RecordBatch, out: &mut String, preview: &mut PreviewBuil
             }
             cell.clear();
             write!(cell, "{}", formatter.value(row)).map_err(|e| RunError(format!("formatting results: {e}")))?;
+            if out.len() + cell.len() > max_len {
+                return Ok(Some(row));
+            }
             push_csv_field(out, &cell);
             if want_preview {
                 preview_row.push(Some(cell.clone()));
             }
         }
         out.push('\n');
+        if out.len() > max_len {
+            return Ok(Some(row));
+        }
         if want_preview {
             preview.offer(preview_row);
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The header row of the CSV result.
@@ -847,8 +1025,13 @@ fn estimate_scans(plan: &Arc<dyn ExecutionPlan>) -> ScanEstimate {
         // The filter DataFusion pushed into the scan (`WHERE` conjuncts, and dynamic join/TopK
         // filters, which are still `true` before execution): the same pruning predicate the
         // Parquet opener builds from it, evaluated here against each footer's statistics.
+        // Only conjuncts that are cheap to evaluate on statistics are used (the rest are
+        // dropped, which can only make the estimate larger).
         let pruning = if parquet {
-            source.filter().and_then(|f| build_pruning_predicate(f, &file_schema, &Count::new()))
+            source
+                .filter()
+                .and_then(|f| safe_for_pruning(&f))
+                .and_then(|f| build_pruning_predicate(f, &file_schema, &Count::new()))
         } else {
             None
         };
@@ -883,6 +1066,71 @@ fn estimate_scans(plan: &Arc<dyn ExecutionPlan>) -> ScanEstimate {
         }
     }
     est
+}
+
+/// Deepest expression [`safe_for_pruning`] looks into; anything deeper is dropped.
+const MAX_SAFE_DEPTH: usize = 64;
+
+/// The conjuncts of a scan filter that are safe to evaluate on min/max statistics: column
+/// references, literals, comparisons, `AND`/`OR`/`NOT`, `IS [NOT] NULL`, `IN` lists of literals,
+/// casts, and `LIKE` with a literal pattern, each made of safe parts. Function calls, arithmetic,
+/// `CASE` and anything else are dropped, so a user's expression is never evaluated by the
+/// estimate (the pruning only gets weaker: the estimate can only grow). `None` when nothing is
+/// left.
+pub fn safe_for_pruning(filter: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
+    conjunction_opt(split_conjunction(filter).into_iter().filter(|c| is_safe(c, 0)).cloned())
+}
+
+fn is_safe(e: &Arc<dyn PhysicalExpr>, depth: usize) -> bool {
+    use datafusion::logical_expr::Operator;
+    use datafusion::physical_expr::expressions::{
+        BinaryExpr, CastExpr, Column, InListExpr, IsNotNullExpr, IsNullExpr, LikeExpr, Literal, NotExpr, TryCastExpr,
+    };
+    if depth > MAX_SAFE_DEPTH {
+        return false;
+    }
+    let safe = |c: &Arc<dyn PhysicalExpr>| is_safe(c, depth + 1);
+    if e.is::<Column>() || e.is::<Literal>() {
+        return true;
+    }
+    if let Some(b) = e.downcast_ref::<BinaryExpr>() {
+        let op_ok = matches!(
+            b.op(),
+            Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+                | Operator::And
+                | Operator::Or
+                | Operator::IsDistinctFrom
+                | Operator::IsNotDistinctFrom
+        );
+        return op_ok && safe(b.left()) && safe(b.right());
+    }
+    if let Some(n) = e.downcast_ref::<NotExpr>() {
+        return safe(n.arg());
+    }
+    if let Some(n) = e.downcast_ref::<IsNullExpr>() {
+        return safe(n.arg());
+    }
+    if let Some(n) = e.downcast_ref::<IsNotNullExpr>() {
+        return safe(n.arg());
+    }
+    if let Some(i) = e.downcast_ref::<InListExpr>() {
+        return safe(i.expr()) && i.list().iter().all(|v| v.is::<Literal>());
+    }
+    if let Some(c) = e.downcast_ref::<CastExpr>() {
+        return safe(c.expr());
+    }
+    if let Some(c) = e.downcast_ref::<TryCastExpr>() {
+        return safe(c.expr());
+    }
+    if let Some(l) = e.downcast_ref::<LikeExpr>() {
+        return safe(l.expr()) && l.pattern().is::<Literal>();
+    }
+    false
 }
 
 /// Top-level columns a file scan reads: those it projects plus those its pushed-down filter
@@ -973,6 +1221,7 @@ impl Engine for LocalEngine {
             output,
             executions: Arc::clone(&self.executions),
             s3: self.s3.clone(),
+            max_query_memory: self.max_query_memory,
         };
         let slots = Arc::clone(&self.slots);
         // Spawned under the lock, so a racing start sees the entry and the handle is set before
@@ -1049,15 +1298,42 @@ impl Engine for LocalEngine {
         Ok(())
     }
 
+    /// In a preflight child (see [`super::preflight`]), which also estimates the plan; the
+    /// estimate is kept for the [`Engine::estimate`] call that follows.
     async fn plan(&self, database: &str, sql: &str) -> Result<(), EngineError> {
-        self.physical_plan(database, sql).await.map(|_| ())
+        match &self.preflight {
+            Preflight::InProcess => self.physical_plan(database, sql).await.map(|_| ()),
+            Preflight::Isolated { command, budget } => {
+                let estimate = self.preflight_child(command, budget, database, sql).await?;
+                if let Some(estimate) = estimate {
+                    self.estimates().put(EstimateCache::key(database, sql), estimate, Instant::now());
+                }
+                Ok(())
+            }
+        }
     }
 
     /// From Parquet footers (see [`ScanEstimate`]). Local queries cost nothing per byte, so
-    /// `cost_usd` is 0: the bytes are what `limits.maxBytesScanned` is checked against.
+    /// `cost_usd` is 0: the bytes are what `limits.maxBytesScanned` is checked against. Made by
+    /// the preflight child of the preceding [`Engine::plan`] when there was one.
     async fn estimate(&self, database: &str, sql: &str) -> Result<Estimate, EngineError> {
-        let scan = self.estimate_scan(database, sql).await?;
-        Ok(Estimate { bytes: scan.bytes, cost_usd: 0.0, method: scan.method() })
+        match &self.preflight {
+            Preflight::InProcess => {
+                let scan = self.estimate_scan(database, sql).await?;
+                Ok(Estimate { bytes: scan.bytes, cost_usd: 0.0, method: scan.method() })
+            }
+            Preflight::Isolated { command, budget } => {
+                let key = EstimateCache::key(database, sql);
+                let kept = self.estimates().take(&key, Instant::now());
+                let estimate = match kept {
+                    Some(e) => e,
+                    None => self.preflight_child(command, budget, database, sql).await?.ok_or_else(|| {
+                        EngineError::Permanent("the planner process planned but did not estimate".into())
+                    })?,
+                };
+                estimate.map_err(EngineError::from)
+            }
+        }
     }
 
     async fn read_result(&self, output_location: &str) -> Result<Vec<u8>, EngineError> {
@@ -1160,6 +1436,27 @@ impl LocalEngine {
             return Ok(None);
         }
         tokio::fs::read(&path).await.map(Some).map_err(io)
+    }
+}
+
+/// The preflight child's work (see [`super::preflight`]): plans `sql` read-only against
+/// `database` and estimates that plan, in this process.
+pub async fn preflight_here(data_dir: &Path, database: &str, sql: &str) -> preflight::Answer {
+    let protocol = preflight::PROTOCOL.to_string();
+    let planned = async {
+        let (ctx, _) = warehouse::open_session(data_dir, database).await.map_err(warehouse_error)?;
+        let df =
+            ctx.sql_with_options(sql, read_only()).await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))?;
+        df.create_physical_plan().await.map_err(|e| EngineError::Permanent(datafusion_message(&e)))
+    }
+    .await;
+    match planned {
+        Err(e) => preflight::Answer { protocol, plan: Some(e.into()), estimate: None },
+        Ok(plan) => {
+            let scan = estimate_scans(&plan);
+            let estimate = Estimate { bytes: scan.bytes, cost_usd: 0.0, method: scan.method() };
+            preflight::Answer { protocol, plan: None, estimate: Some(Ok(estimate)) }
+        }
     }
 }
 
@@ -1294,7 +1591,12 @@ mod tests {
             token: token.to_string(),
             database: "tpch".into(),
             sql: sql.into(),
-            limits: EffectiveLimits { max_rows: 1000, max_bytes_scanned: None, timeout_ms: 120_000 },
+            limits: EffectiveLimits {
+                max_rows: 1000,
+                max_bytes_scanned: None,
+                timeout_ms: 120_000,
+                max_result_bytes: 1 << 30,
+            },
             result_key: format!("default/{token}/1-0"),
         }
     }
@@ -1401,19 +1703,35 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_preview_is_capped_by_rows_and_bytes_but_the_csv_is_complete() {
+    async fn unbounded_output_the_csv_and_the_preview_stop_at_max_rows_and_the_preview_is_capped_by_bytes() {
         let (engine, results) = engine();
         let mut j =
             job("cap", "select n_nationkey, n_name, null as nothing, '' as empty from nation order by n_nationkey");
         j.limits.max_rows = 10;
         let outcome = succeeded(run(&engine, &j).await);
-        assert_eq!(outcome.rows, 25);
+        assert_eq!(outcome.rows, 10);
         assert_eq!(outcome.preview.rows.len(), 10);
         assert!(outcome.preview.truncated);
+        assert_eq!(outcome.truncated.as_deref(), Some("stopped at limits.maxRows (10 rows)"));
         assert_eq!(outcome.preview.rows[0], [Some("0".into()), Some("ALGERIA".into()), None, Some(String::new())]);
         let csv = std::fs::read_to_string(results.path().join("default/cap/1-0.csv")).unwrap();
-        assert_eq!(csv.lines().count(), 26);
+        assert_eq!(csv.lines().count(), 11, "header and the first 10 rows of the ORDER BY");
         assert_eq!(csv.lines().nth(1).unwrap(), "0,ALGERIA,,\"\"");
+        assert!(csv.lines().nth(10).unwrap().starts_with("9,"), "{csv}");
+
+        // A big scan stops at maxRows too, in the file and in what is counted.
+        let mut j = job("few", "select * from lineitem");
+        j.limits.max_rows = 5;
+        let outcome = succeeded(run(&engine, &j).await);
+        assert_eq!(outcome.rows, 5);
+        let csv = std::fs::read_to_string(results.path().join("default/few/1-0.csv")).unwrap();
+        assert_eq!(csv.lines().count(), 6);
+
+        // Exactly maxRows rows is not a truncation.
+        let mut j = job("five", "select * from region");
+        j.limits.max_rows = 5;
+        let outcome = succeeded(run(&engine, &j).await);
+        assert_eq!((outcome.rows, outcome.preview.truncated, outcome.truncated), (5, false, None));
 
         let j = job("bytes", "select repeat('x', 10000) as big from lineitem limit 100");
         let outcome = succeeded(run(&engine, &j).await);
@@ -1424,6 +1742,137 @@ mod tests {
         let outcome = succeeded(run(&engine, &job("exact", "select * from region")).await);
         assert_eq!(outcome.preview.rows.len(), 5);
         assert!(!outcome.preview.truncated);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unbounded_output_a_result_over_max_result_bytes_fails_and_keeps_no_file() {
+        let (engine, results) = engine();
+        let mut j = job("huge", "select l_comment from lineitem");
+        j.limits.max_rows = crate::spec::MAX_MAX_ROWS;
+        j.limits.max_result_bytes = 64 * 1024;
+        let reason = failure(run(&engine, &j).await);
+        assert!(reason.contains("limits.maxResultBytes (64.0 KiB)") && reason.contains("rows"), "{reason}");
+        let dir = results.path().join("default/huge");
+        let left: Vec<_> = std::fs::read_dir(&dir).map(|d| d.flatten().collect()).unwrap_or_default();
+        assert!(left.is_empty(), "no partial or temp file: {left:?}");
+        // One cell larger than the whole allowance stops the writer before it is copied.
+        let mut j = job("cell", "select repeat('x', 100000) as big");
+        j.limits.max_result_bytes = 1000;
+        assert!(failure(run(&engine, &j).await).contains("after 0 rows"));
+        // Within the limit: written whole.
+        let mut j = job("fits", "select n_name from nation");
+        j.limits.max_result_bytes = 64 * 1024;
+        assert_eq!(succeeded(run(&engine, &j).await).rows, 25);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_over_the_memory_pool_fails_and_names_the_setting() {
+        let results = tempfile::tempdir().unwrap();
+        let engine = LocalEngine::new(data_dir(), results.path()).with_max_query_memory(1 << 20);
+        // A hash join's build side cannot spill: it needs more than 1 MiB here.
+        let sql = "select count(*) from lineitem a join lineitem b on a.l_comment = b.l_comment and a.l_orderkey = b.l_orderkey";
+        let reason = failure(run(&engine, &job("pool", sql)).await);
+        assert!(reason.contains("--max-query-memory") && reason.contains("1.0 MiB"), "{reason}");
+        // The default pool runs it.
+        let (engine, _r) = self::engine();
+        assert!(engine.max_query_memory >= 256 << 20);
+        succeeded(run(&engine, &job("pool", sql)).await);
+    }
+
+    #[test]
+    fn only_safe_conjuncts_are_evaluated_on_statistics() {
+        use datafusion::arrow::datatypes::{DataType, Field};
+        use datafusion::logical_expr::Operator;
+        use datafusion::physical_expr::expressions::{
+            BinaryExpr, CaseExpr, CastExpr, InListExpr, IsNullExpr, LikeExpr, NotExpr, col, lit,
+        };
+        let schema =
+            Schema::new(vec![Field::new("id", DataType::Int64, true), Field::new("kind", DataType::Utf8, true)]);
+        let id = col("id", &schema).unwrap();
+        let kind = col("kind", &schema).unwrap();
+        let bin = |l: Arc<dyn PhysicalExpr>, op, r: Arc<dyn PhysicalExpr>| -> Arc<dyn PhysicalExpr> {
+            Arc::new(BinaryExpr::new(l, op, r))
+        };
+        let safe: Vec<Arc<dyn PhysicalExpr>> = vec![
+            bin(Arc::clone(&id), Operator::Lt, lit(1500i64)),
+            bin(
+                bin(Arc::clone(&id), Operator::GtEq, lit(1i64)),
+                Operator::Or,
+                Arc::new(NotExpr::new(Arc::new(IsNullExpr::new(Arc::clone(&kind))))),
+            ),
+            Arc::new(InListExpr::try_new(Arc::clone(&id), vec![lit(1i64), lit(2i64)], false, &schema).unwrap()),
+            Arc::new(LikeExpr::new(false, false, Arc::clone(&kind), lit("k%"))),
+            bin(Arc::new(CastExpr::new(Arc::clone(&id), DataType::Utf8, None)), Operator::Eq, lit("7")),
+        ];
+        let unsafe_: Vec<Arc<dyn PhysicalExpr>> = vec![
+            // Arithmetic, a non-literal pattern or list item, CASE: never evaluated.
+            bin(bin(Arc::clone(&id), Operator::Plus, lit(1i64)), Operator::Lt, lit(5i64)),
+            Arc::new(LikeExpr::new(false, false, Arc::clone(&kind), Arc::clone(&kind))),
+            Arc::new(InListExpr::try_new(Arc::clone(&id), vec![lit(1i64), Arc::clone(&id)], false, &schema).unwrap()),
+            Arc::new(
+                CaseExpr::try_new(
+                    None,
+                    vec![(bin(Arc::clone(&id), Operator::Eq, lit(1i64)), lit(true))],
+                    Some(lit(false)),
+                )
+                .unwrap(),
+            ),
+        ];
+        for e in &safe {
+            assert_eq!(safe_for_pruning(e).as_ref(), Some(e), "{e}");
+        }
+        for e in &unsafe_ {
+            assert_eq!(safe_for_pruning(e), None, "{e}");
+        }
+        // A conjunction keeps its safe conjuncts only.
+        let all = conjunction_opt(safe.iter().chain(&unsafe_).cloned()).unwrap();
+        let kept = safe_for_pruning(&all).unwrap();
+        assert_eq!(split_conjunction(&kept).len(), safe.len(), "{kept}");
+        // Too deep to look at: dropped.
+        let mut deep = bin(Arc::clone(&id), Operator::Eq, lit(0i64));
+        for i in 1..200i64 {
+            deep = bin(deep, Operator::Or, bin(Arc::clone(&id), Operator::Eq, lit(i)));
+        }
+        assert_eq!(safe_for_pruning(&deep), None);
+    }
+
+    #[test]
+    fn kept_estimates_are_taken_once_and_bounded_in_count_and_age() {
+        let now = Instant::now();
+        let mut cache = EstimateCache::default();
+        let e = |bytes| Ok(Estimate { bytes, cost_usd: 0.0, method: String::new() });
+        let k = EstimateCache::key("tpch", "select 1");
+        assert_ne!(k, EstimateCache::key("tpch2", "select 1"));
+        cache.put(k.clone(), e(1), now);
+        assert_eq!(cache.take(&k, now), Some(e(1)));
+        assert_eq!(cache.take(&k, now), None, "taken once");
+        cache.put(k.clone(), e(2), now);
+        assert_eq!(cache.take(&k, now + ESTIMATE_CACHE_TTL), None, "stale");
+        for i in 0..ESTIMATE_CACHE_CAP as u64 + 10 {
+            cache.put(format!("k{i}"), e(i), now);
+        }
+        assert_eq!(cache.entries.len(), ESTIMATE_CACHE_CAP);
+        assert_eq!(cache.take("k0", now), None, "the oldest went first");
+        assert_eq!(cache.take(&format!("k{}", ESTIMATE_CACHE_CAP + 9), now), Some(e(ESTIMATE_CACHE_CAP as u64 + 9)));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_preflight_answer_carries_the_plan_error_or_the_estimate() {
+        let a = preflight_here(data_dir(), "tpch", "select n_name from nation where n_nationkey < 3").await;
+        assert_eq!(a.plan, None);
+        let est = a.estimate.unwrap().unwrap();
+        assert!(est.bytes > 0 && est.method.starts_with("local:"), "{est:?}");
+        let a = preflight_here(data_dir(), "tpch", "select nope from nation").await;
+        assert!(a.plan.is_some_and(|f| !f.transient && f.message.contains("nope")));
+        assert_eq!(a.estimate, None);
+        // The estimate of a filter with an unsafe conjunct still prunes with the safe one.
+        let results = tempfile::tempdir().unwrap();
+        let engine = LocalEngine::new(lake(), results.path());
+        let both = engine
+            .estimate_scan("lake", "select payload from events where id < 1500 and length(payload) > 3")
+            .await
+            .unwrap();
+        assert_eq!((both.row_groups, both.row_groups_kept), (10, 2), "{both:?}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1632,7 +2081,9 @@ mod tests {
             "select kind, payload from events where id between 2000 and 4999",
         ] {
             let est = engine.estimate("lake", sql).await.unwrap();
-            let j = QueryJob { database: "lake".into(), ..job(&format!("m{}", sql.len()), sql) };
+            let mut j = QueryJob { database: "lake".into(), ..job(&format!("m{}", sql.len()), sql) };
+            // The whole result: a run stops reading at limits.maxRows.
+            j.limits.max_rows = crate::spec::MAX_MAX_ROWS;
             let actual = succeeded(run(&engine, &j).await).bytes_scanned.unwrap();
             let error = (est.bytes as f64 - actual as f64).abs() / actual as f64;
             assert!(error < 0.25, "{sql}: estimate {} vs {actual} scanned", est.bytes);
@@ -1717,7 +2168,9 @@ mod tests {
         assert_eq!(body, std::fs::read(results.path().join("default/small/1-0.csv")).unwrap());
         assert!(String::from_utf8(body).unwrap().starts_with("r_name\nAFRICA\n"));
 
-        let big = succeeded(run(&engine, &job("big", "select * from lineitem")).await);
+        let mut whole = job("big", "select * from lineitem");
+        whole.limits.max_rows = crate::spec::MAX_MAX_ROWS;
+        let big = succeeded(run(&engine, &whole).await);
         let local = std::fs::read(results.path().join("default/big/1-0.csv")).unwrap();
         assert!(local.len() > 5 * 1024 * 1024, "{} bytes: not multipart", local.len());
         let head = client.head_object().bucket(&bucket).key("team/out/default/big/1-0.csv").send().await.unwrap();

@@ -5,6 +5,7 @@
 pub mod athena;
 pub mod datafusion;
 pub mod estimate;
+pub mod preflight;
 
 use async_trait::async_trait;
 
@@ -53,6 +54,9 @@ pub struct QueryOutcome {
     pub duration_ms: u64,
     pub output_location: String,
     pub preview: Preview,
+    /// Why the result file stops before the query's last row (`limits.maxRows`), if it does:
+    /// shown in the `Executed` condition. `rows` counts what the file holds.
+    pub truncated: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -149,7 +149,10 @@ impl ApprovalSpec {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
-    /// Rows kept in the preview (1..=100000; default 1000). The full result is always written.
+    /// Most rows the query returns (1..=100000; default 1000): the result file stops after this
+    /// many rows (the run is then marked truncated, "stopped at limits.maxRows") and the preview
+    /// keeps at most as many. On Athena, which writes its own result file, it bounds the preview
+    /// and the rows sqlctl reports; the file in S3 holds what Athena wrote.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<u64>,
     /// Bytes the query may scan, e.g. `10GiB`.
@@ -158,11 +161,21 @@ pub struct Limits {
     /// How long the query may run, e.g. `10m` (default 10m, at most 24h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationSpec>,
+    /// Largest result file the query may write, e.g. `100MiB` (default 1GiB, at most 1PiB). A
+    /// result that grows past it fails the run ("result exceeded limits.maxResultBytes") and no
+    /// partial file is kept: unlike `maxRows`, which asks for the first rows, a byte cut would
+    /// give a row count nobody chose. On Athena the size of the file Athena wrote is checked
+    /// before anything reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_result_bytes: Option<ByteSize>,
 }
 
 impl Limits {
     fn is_empty(&self) -> bool {
-        self.max_rows.is_none() && self.max_bytes_scanned.is_none() && self.timeout.is_none()
+        self.max_rows.is_none()
+            && self.max_bytes_scanned.is_none()
+            && self.timeout.is_none()
+            && self.max_result_bytes.is_none()
     }
 }
 

@@ -33,6 +33,8 @@ pub const MAX_APPROVERS: usize = 64;
 pub const MAX_APPROVER_CHARS: usize = 128;
 /// Upper bound for `limits.maxBytesScanned`: 1 PiB. Anything beyond is a typo, not a budget.
 pub const MAX_BYTES_SCANNED: u64 = 1 << 50;
+/// Upper bound for `limits.maxResultBytes`: 1 PiB.
+pub const MAX_RESULT_BYTES: u64 = 1 << 50;
 /// Shortest query or approval timeout accepted.
 pub const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most y columns in `spec.chart.y` (series beyond a handful are unreadable).
@@ -229,6 +231,14 @@ pub fn validate(req: &QueryRequest) -> Vec<FieldError> {
     }
     if let Some(t) = &limits.timeout {
         check_duration("spec.limits.timeout", t.as_duration(), MAX_QUERY_TIMEOUT, &mut errs);
+    }
+    if let Some(b) = &limits.max_result_bytes
+        && !(1..=MAX_RESULT_BYTES).contains(&b.bytes())
+    {
+        errs.push(FieldError::new(
+            "spec.limits.maxResultBytes",
+            format!("must be between 1 byte and 1PiB (got {b}, {} bytes)", b.bytes()),
+        ));
     }
 
     if let Some(chart) = &spec.chart {
@@ -642,6 +652,18 @@ mod tests {
             r.spec.limits.timeout = Some(DurationSpec::parse(t).unwrap());
             assert_eq!(paths(&r).is_empty(), ok, "timeout {t}");
         }
+        r.spec.limits.timeout = None;
+        for (size, ok) in [("0", false), ("1", true), ("100MiB", true), ("1PiB", true), ("1.5PiB", false)] {
+            r.spec.limits.max_result_bytes = Some(ByteSize::parse(size).unwrap());
+            assert_eq!(paths(&r).is_empty(), ok, "maxResultBytes {size}");
+        }
+        r.spec.limits.max_result_bytes = Some(ByteSize::parse("0").unwrap());
+        assert_eq!(paths(&r), ["spec.limits.maxResultBytes"]);
+        // Absent: the default applies, and it is what the digest (and the engine) sees.
+        r.spec.limits.max_result_bytes = None;
+        assert_eq!(r.spec.effective_limits().max_result_bytes, crate::spec::DEFAULT_MAX_RESULT_BYTES);
+        r.spec.limits.max_result_bytes = Some(ByteSize::parse("5MiB").unwrap());
+        assert_eq!(r.spec.effective_limits().max_result_bytes, 5 << 20);
     }
 
     #[test]
