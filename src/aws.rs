@@ -70,45 +70,51 @@ pub fn has_endpoint_override(conf: &SdkConfig) -> bool {
     conf.endpoint_url().is_some()
 }
 
-pub fn dynamodb(conf: &SdkConfig) -> aws_sdk_dynamodb::Client {
-    let c = aws_sdk_dynamodb::config::Builder::from(conf).interceptor(Counter("dynamodb")).build();
-    aws_sdk_dynamodb::Client::from_conf(c)
+/// The service-specific endpoint override, `AWS_ENDPOINT_URL_<SERVICE>` (e.g.
+/// `AWS_ENDPOINT_URL_ATHENA`, `AWS_ENDPOINT_URL_SECRETS_MANAGER`). As the AWS SDKs document, it
+/// wins over the global `AWS_ENDPOINT_URL` (and so over `--endpoint-url`, which sets the same
+/// global override): one service can be sent to a test server while the rest go elsewhere.
+pub fn service_endpoint(env_suffix: &str) -> Option<String> {
+    std::env::var(format!("AWS_ENDPOINT_URL_{env_suffix}")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
-pub fn sqs(conf: &SdkConfig) -> aws_sdk_sqs::Client {
-    let c = aws_sdk_sqs::config::Builder::from(conf).interceptor(Counter("sqs")).build();
-    aws_sdk_sqs::Client::from_conf(c)
+macro_rules! client {
+    ($(#[$doc:meta])* $fn:ident, $krate:ident, $counter:literal, $env:literal) => {
+        $(#[$doc])*
+        pub fn $fn(conf: &SdkConfig) -> $krate::Client {
+            let mut b = $krate::config::Builder::from(conf).interceptor(Counter($counter));
+            if let Some(url) = service_endpoint($env) {
+                b = b.endpoint_url(url);
+            }
+            $krate::Client::from_conf(b.build())
+        }
+    };
 }
+
+client!(dynamodb, aws_sdk_dynamodb, "dynamodb", "DYNAMODB");
+client!(sqs, aws_sdk_sqs, "sqs", "SQS");
+client!(glue, aws_sdk_glue, "glue", "GLUE");
+client!(athena, aws_sdk_athena, "athena", "ATHENA");
+client!(sts, aws_sdk_sts, "sts", "STS");
+client!(
+    /// Secrets Manager: where the Google Chat webhook URL may live (`SQLCTL_GCHAT_WEBHOOK_SECRET_ARN`).
+    secretsmanager,
+    aws_sdk_secretsmanager,
+    "secretsmanager",
+    "SECRETS_MANAGER"
+);
 
 /// S3 with path-style addressing under an endpoint override (emulators on 127.0.0.1 have no
 /// per-bucket host names).
 pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
-    let c = aws_sdk_s3::config::Builder::from(conf)
-        .force_path_style(has_endpoint_override(conf))
-        .interceptor(Counter("s3"))
-        .build();
-    aws_sdk_s3::Client::from_conf(c)
-}
-
-pub fn glue(conf: &SdkConfig) -> aws_sdk_glue::Client {
-    let c = aws_sdk_glue::config::Builder::from(conf).interceptor(Counter("glue")).build();
-    aws_sdk_glue::Client::from_conf(c)
-}
-
-pub fn athena(conf: &SdkConfig) -> aws_sdk_athena::Client {
-    let c = aws_sdk_athena::config::Builder::from(conf).interceptor(Counter("athena")).build();
-    aws_sdk_athena::Client::from_conf(c)
-}
-
-pub fn sts(conf: &SdkConfig) -> aws_sdk_sts::Client {
-    let c = aws_sdk_sts::config::Builder::from(conf).interceptor(Counter("sts")).build();
-    aws_sdk_sts::Client::from_conf(c)
-}
-
-/// Secrets Manager: where the Google Chat webhook URL may live (`SQLCTL_GCHAT_WEBHOOK_SECRET_ARN`).
-pub fn secretsmanager(conf: &SdkConfig) -> aws_sdk_secretsmanager::Client {
-    let c = aws_sdk_secretsmanager::config::Builder::from(conf).interceptor(Counter("secretsmanager")).build();
-    aws_sdk_secretsmanager::Client::from_conf(c)
+    let own = service_endpoint("S3");
+    let mut b = aws_sdk_s3::config::Builder::from(conf)
+        .force_path_style(has_endpoint_override(conf) || own.is_some())
+        .interceptor(Counter("s3"));
+    if let Some(url) = own {
+        b = b.endpoint_url(url);
+    }
+    aws_sdk_s3::Client::from_conf(b.build())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -79,9 +79,10 @@ pub struct DecisionMessage {
     pub namespace: Option<String>,
     pub uid: String,
     pub generation: u64,
-    /// The approval round answered; optional (the digest already pins the SQL).
-    #[serde(default)]
-    pub round: Option<u32>,
+    /// The approval round answered. Required: a redelivered message from an earlier round must
+    /// never count in a later one (after a refine that produced the same SQL, the digest alone
+    /// would match again).
+    pub round: u32,
     pub sql_digest: String,
     /// approve | refine | reject
     pub decision: String,
@@ -239,6 +240,30 @@ impl SenderPolicy {
     }
 }
 
+/// Longest reason (and sender) attribute put on a dead-lettered message, in characters.
+pub const MAX_REASON_CHARS: usize = 1_000;
+
+/// `s` as an SQS attribute value: hidden characters escaped, only characters SQS accepts
+/// (XML 1.0: tab, newline, CR, U+0020–U+D7FF, U+E000–U+FFFD, U+10000 and up), at most `max`
+/// characters with "…(truncated)". The reason echoes a sender's text, so it must never be what
+/// makes dead-lettering fail.
+pub fn attribute_text(s: &str, max: usize) -> String {
+    let escaped = crate::spec::text::escape_hidden(s);
+    let clean: String = escaped
+        .chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'.. => c,
+            _ => '\u{fffd}',
+        })
+        .collect();
+    if clean.chars().count() <= max {
+        return clean;
+    }
+    let mut out: String = clean.chars().take(max).collect();
+    out.push_str("…(truncated)");
+    out
+}
+
 /// What became of one response message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Handled {
@@ -389,54 +414,69 @@ impl ResponseConsumer {
         let mut stats = PollStats::default();
         for msg in out.messages() {
             stats.received += 1;
-            let sender =
-                msg.attributes().and_then(|a| a.get(&MessageSystemAttributeName::SenderId)).map(String::as_str);
-            let body = msg.body().unwrap_or_default();
-            let handled = self.handle(body, sender).await;
-            let receipt = msg.receipt_handle().unwrap_or_default();
-            match &handled {
-                Handled::Recorded { key, decision, by } => {
-                    self.delete(receipt).await?;
-                    stats.recorded += 1;
-                    tracing::info!(name = %key.name, namespace = %key.namespace, decision = decision.as_str(), by = %by, "decision from SQS recorded");
-                    if let Some(w) = &self.waker {
-                        w(key);
-                    }
-                }
-                Handled::DeadLettered { reason } => {
-                    let Some(dlq) = &self.dlq_url else {
-                        tracing::error!(reason = %reason, message_id = msg.message_id().unwrap_or(""), "refused SQS message left in the queue: no dead-letter queue known (its redrive policy will move it)");
-                        stats.retried += 1;
-                        continue;
-                    };
-                    let attr =
-                        MessageAttributeValue::builder().data_type("String").string_value(reason.as_str()).build()?;
-                    let mut send = self
-                        .client
-                        .send_message()
-                        .queue_url(dlq)
-                        .message_body(body)
-                        .message_attributes(REASON_ATTRIBUTE, attr);
-                    if let Some(s) = sender {
-                        send = send.message_attributes(
-                            "sqlctl-sender-id",
-                            MessageAttributeValue::builder().data_type("String").string_value(s).build()?,
-                        );
-                    }
-                    send.send().await.map_err(|e| {
-                        anyhow::anyhow!("SQS SendMessage to the dead-letter queue {dlq}: {}", aws::describe(&e))
-                    })?;
-                    self.delete(receipt).await?;
-                    stats.dead_lettered += 1;
-                    tracing::warn!(reason = %reason, sender = sender.unwrap_or("-"), message_id = msg.message_id().unwrap_or(""), "SQS decision message refused: moved to the dead-letter queue");
-                }
-                Handled::Retry { reason } => {
-                    stats.retried += 1;
-                    tracing::warn!(reason = %reason, "SQS decision message not handled now; it will be redelivered");
-                }
+            // One message's failure (a DeleteMessage or dead-letter send that fails) never skips
+            // the rest of the batch: it is logged and the message is left for redelivery.
+            if let Err(e) = self.settle(msg, &mut stats).await {
+                stats.retried += 1;
+                tracing::error!(error = %e, message_id = msg.message_id().unwrap_or(""), "SQS decision message left for redelivery");
             }
         }
         Ok(stats)
+    }
+
+    /// Handles one received message: records, dead-letters or leaves it.
+    async fn settle(&self, msg: &aws_sdk_sqs::types::Message, stats: &mut PollStats) -> anyhow::Result<()> {
+        let sender = msg.attributes().and_then(|a| a.get(&MessageSystemAttributeName::SenderId)).map(String::as_str);
+        let body = msg.body().unwrap_or_default();
+        let handled = self.handle(body, sender).await;
+        let receipt = msg.receipt_handle().unwrap_or_default();
+        match &handled {
+            Handled::Recorded { key, decision, by } => {
+                self.delete(receipt).await?;
+                stats.recorded += 1;
+                tracing::info!(name = %key.name, namespace = %key.namespace, decision = decision.as_str(), by = %by, "decision from SQS recorded");
+                if let Some(w) = &self.waker {
+                    w(key);
+                }
+            }
+            Handled::DeadLettered { reason } => {
+                let Some(dlq) = &self.dlq_url else {
+                    tracing::error!(reason = %reason, message_id = msg.message_id().unwrap_or(""), "refused SQS message left in the queue: no dead-letter queue known (its redrive policy will move it)");
+                    stats.retried += 1;
+                    return Ok(());
+                };
+                let attr = MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(attribute_text(reason, MAX_REASON_CHARS))
+                    .build()?;
+                let mut send = self
+                    .client
+                    .send_message()
+                    .queue_url(dlq)
+                    .message_body(body)
+                    .message_attributes(REASON_ATTRIBUTE, attr);
+                if let Some(s) = sender {
+                    send = send.message_attributes(
+                        "sqlctl-sender-id",
+                        MessageAttributeValue::builder()
+                            .data_type("String")
+                            .string_value(attribute_text(s, MAX_REASON_CHARS))
+                            .build()?,
+                    );
+                }
+                send.send().await.map_err(|e| {
+                    anyhow::anyhow!("SQS SendMessage to the dead-letter queue {dlq}: {}", aws::describe(&e))
+                })?;
+                self.delete(receipt).await?;
+                stats.dead_lettered += 1;
+                tracing::warn!(reason = %reason, sender = sender.unwrap_or("-"), message_id = msg.message_id().unwrap_or(""), "SQS decision message refused: moved to the dead-letter queue");
+            }
+            Handled::Retry { reason } => {
+                stats.retried += 1;
+                tracing::warn!(reason = %reason, "SQS decision message not handled now; it will be redelivered");
+            }
+        }
+        Ok(())
     }
 
     async fn delete(&self, receipt: &str) -> anyhow::Result<()> {
@@ -489,7 +529,8 @@ impl ResponseConsumer {
             ));
         }
         let round = req.status.as_ref().map(|s| s.approval_round).unwrap_or(0);
-        if let Some(r) = m.round.filter(|r| *r != round) {
+        if m.round != round {
+            let r = m.round;
             return refuse(format!("{key} is in approval round {round}, not {r}: the SQL was refined since"));
         }
         let input = DecisionInput {
@@ -539,10 +580,27 @@ mod tests {
     }
 
     #[test]
+    fn dead_letter_reasons_fit_sqs_whatever_the_sender_wrote() {
+        let hostile = format!("refused: {}\u{0}\u{1b}\u{fffe}{}", "x".repeat(500_000), '\u{202e}');
+        let a = attribute_text(&hostile, MAX_REASON_CHARS);
+        assert!(a.chars().count() <= MAX_REASON_CHARS + 20 && a.ends_with("…(truncated)"), "{}", a.len());
+        let a = attribute_text("a\u{0}b\u{1b}c\u{fffe}d\u{202e}", 100);
+        assert_eq!(a, "a\\u{0000}b\\u{001B}c\u{fffd}d\\u{202E}");
+        assert!(a.chars().all(|c| c == '\t' || c == '\n' || c >= ' ' && c != '\u{fffe}' && c != '\u{ffff}'));
+    }
+
+    #[test]
     fn decision_messages_are_strict_json() {
-        let ok = r#"{"name":"q","uid":"u","generation":2,"sqlDigest":"ab","decision":"approve","by":"alice"}"#;
+        let ok =
+            r#"{"name":"q","uid":"u","generation":2,"round":1,"sqlDigest":"ab","decision":"approve","by":"alice"}"#;
         let m: DecisionMessage = serde_json::from_str(ok).unwrap();
-        assert_eq!((m.name.as_str(), m.generation, m.namespace), ("q", 2, None));
+        assert_eq!((m.name.as_str(), m.generation, m.round, m.namespace), ("q", 2, 1, None));
+        // `round` is required: a message without it could count in a later round.
+        let err = serde_json::from_str::<DecisionMessage>(
+            r#"{"name":"q","uid":"u","generation":2,"sqlDigest":"ab","decision":"approve","by":"alice"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("round"), "{err}");
         assert!(
             serde_json::from_str::<DecisionMessage>(
                 r#"{"name":"q","uid":"u","generation":2,"sqlDigest":"ab","decision":"approve","bogus":1}"#
@@ -689,7 +747,7 @@ mod tests {
             consumer.resolve_dlq().await.unwrap();
             assert_eq!(consumer.dlq_url(), Some(dlq.as_str()));
 
-            let decision = |req: &QueryRequest, kind: &str| serde_json::json!({"name": req.metadata.name, "uid": req.uid(), "generation": 1, "sqlDigest": "ab".repeat(32), "decision": kind});
+            let decision = |req: &QueryRequest, kind: &str| serde_json::json!({"name": req.metadata.name, "uid": req.uid(), "generation": 1, "round": 1, "sqlDigest": "ab".repeat(32), "decision": kind});
             send(&sqs, &queue, decision(&q, "approve")).await;
             send(&sqs, &queue, decision(&q, "approve")).await; // redelivered / duplicate: no second record
             send(&sqs, &queue, serde_json::json!({"name": "r", "oops": true})).await;
@@ -702,7 +760,7 @@ mod tests {
             let mut recreated = decision(&r, "reject");
             recreated["uid"] = "someone-else".into();
             send(&sqs, &queue, recreated).await;
-            send(&sqs, &queue, serde_json::json!({"name": "r", "uid": r.uid(), "generation": 1, "sqlDigest": "ab".repeat(32), "decision": "refine"})).await;
+            send(&sqs, &queue, serde_json::json!({"name": "r", "uid": r.uid(), "generation": 1, "round": 1, "sqlDigest": "ab".repeat(32), "decision": "refine"})).await;
 
             let mut total = PollStats::default();
             for _ in 0..5 {

@@ -107,6 +107,10 @@ impl BedrockGenerator {
         if let Some(r) = &opts.region {
             conf = conf.region(Region::new(r.clone()));
         }
+        // `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` wins over the global override, as the SDKs document.
+        if let Some(url) = crate::aws::service_endpoint("BEDROCK_RUNTIME") {
+            conf = conf.endpoint_url(url);
+        }
         let conf = conf.build();
         if conf.region().is_none() {
             anyhow::bail!("no AWS region for Bedrock: set AWS_REGION (or --bedrock-region / SQLCTL_BEDROCK_REGION)");

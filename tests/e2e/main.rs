@@ -22,4 +22,5 @@ mod gitops;
 mod resilience;
 mod results_s3;
 mod safety_canonical;
+mod wire;
 mod safety_identity;
