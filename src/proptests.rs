@@ -141,12 +141,63 @@ fn fragment() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Whitespace and comments of every lexer-dependent kind, some holding a hidden second query.
+fn trivia() -> impl Strategy<Value = String> {
+    let odd = prop::sample::select(vec![
+        "\n",
+        "\t",
+        " -- c\n",
+        " -- union all select c_phone from customer\n",
+        "/* x */",
+        "/* /* */ union all select c_phone from customer */",
+        "/* a /* b */ c */",
+        " --\r union all select 1\n",
+        "/**/",
+        " /* -- */ ",
+        "\u{202e}",
+        "\u{200b}",
+        " \r\n",
+    ]);
+    // Mostly plain spaces, so that many dressed queries are accepted and the property has teeth.
+    prop_oneof![12 => Just(" ".to_string()), 1 => odd.prop_map(str::to_string)]
+}
+
+/// Real queries with trivia between their tokens and literal forms swapped in.
+fn dressed_query() -> impl Strategy<Value = String> {
+    let queries = prop::sample::select(vec![
+        "select n_name , count ( * ) from nation join region on n_regionkey = r_regionkey group by n_name",
+        "with t as ( select * from customer ) select c_name from t where c_acctbal > 0 order by 1 limit 5",
+        "select c_name , 'LIT' from customer where c_custkey in ( select o_custkey from orders )",
+        "select * from tpch.nation where n_name like 'LIT' union all select * from nation",
+        "select ( select max ( o_totalprice ) from orders ) , r_name from region",
+    ]);
+    let literal = prop::sample::select(vec![
+        "'x'",
+        "$$ -- $$",
+        "E'a\\''",
+        "N'y'",
+        "'it''s'",
+        "'\u{1b}[2K'",
+        "'\u{202e}'",
+        "$t$ /* $t$",
+    ]);
+    (queries, prop::collection::vec(trivia(), 40), literal).prop_map(|(q, trivia, lit)| {
+        let mut out = String::new();
+        for (i, tok) in q.split(' ').enumerate() {
+            out.push_str(if tok == "'LIT'" { lit } else { tok });
+            out.push_str(&trivia[i % trivia.len()]);
+        }
+        out
+    })
+}
+
 fn soup() -> impl Strategy<Value = String> {
     prop_oneof![
-        prop::collection::vec(fragment(), 1..40).prop_map(|v| v.join(" ")),
-        prop::collection::vec(fragment(), 1..40).prop_map(|v| v.concat()),
+        3 => dressed_query(),
+        1 => prop::collection::vec(fragment(), 1..40).prop_map(|v| v.join(" ")),
+        1 => prop::collection::vec(fragment(), 1..40).prop_map(|v| v.concat()),
         // Well-formed queries with hostile pieces spliced in.
-        (
+        1 => (
             prop::sample::select(vec![
                 "select n_name from nation",
                 "select c_name, c_phone from customer where c_custkey < 10",
