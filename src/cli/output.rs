@@ -72,12 +72,33 @@ pub fn short(s: &str, n: usize) -> String {
     }
 }
 
+/// YAML output. Data stays exact, and no hidden character (bidi override, zero-width, control)
+/// reaches a terminal raw: when the YAML would carry one, the object is written as JSON (which
+/// is YAML too) with those characters as `\uXXXX` escapes.
 pub fn to_yaml<T: Serialize>(v: &T) -> String {
-    crate::spec::load::to_yaml(v)
+    let yaml = crate::spec::load::to_yaml(v);
+    if yaml.chars().any(crate::spec::text::is_hidden) { to_json(v) } else { yaml }
 }
 
+/// Pretty JSON with every hidden character written as a `\uXXXX` escape (the same string once
+/// decoded; serde_json escapes only C0 controls itself).
 pub fn to_json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string_pretty(v).expect("serializable") + "\n"
+    let json = serde_json::to_string_pretty(v).expect("serializable") + "\n";
+    if !json.chars().any(crate::spec::text::is_hidden) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if crate::spec::text::is_hidden(c) {
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{:04x}", u));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A kubectl-style `List` of requests.
@@ -216,5 +237,20 @@ pub fn prompt(question: &str) -> Option<String> {
     match std::io::stdin().read_line(&mut s) {
         Ok(0) | Err(_) => None,
         Ok(_) => Some(s.trim().to_string()),
+    }
+}
+
+#[cfg(test)]
+mod hidden_tests {
+    #[test]
+    fn machine_output_is_exact_and_shows_no_hidden_character_raw() {
+        let v = serde_json::json!({"sql": "select 'c\u{202e}d', 'e\u{1b}' , '\u{e0041}'", "n": 1});
+        for out in [super::to_json(&v), super::to_yaml(&v)] {
+            assert!(!out.chars().any(crate::spec::text::is_hidden), "{out}");
+            let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(back, v);
+        }
+        let plain = serde_json::json!({"sql": "select 1"});
+        assert!(super::to_yaml(&plain).starts_with("sql:"));
     }
 }

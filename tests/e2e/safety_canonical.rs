@@ -135,10 +135,19 @@ fn class4_what_is_shown_is_what_runs() {
     let v = env.wait_phase("shown", "AwaitingApproval", T);
     let sql = v["status"]["generated"]["sql"].as_str().unwrap().to_string();
     assert_eq!(sql, "SELECT n_name, 'a\u{1b}[2Kb' AS x, 'c\u{202e}d' AS y FROM nation WHERE n_nationkey < 2");
-    for args in [&["describe", "shown"][..], &["get", "shown"][..], &["get", "shown", "-o", "wide"][..]] {
+    for args in [
+        &["describe", "shown"][..],
+        &["get", "shown"][..],
+        &["get", "shown", "-o", "wide"][..],
+        &["get", "shown", "-o", "yaml"][..],
+        &["get", "shown", "-o", "json"][..],
+    ] {
         let o = env.ok(args);
         assert!(!o.stdout.contains('\u{1b}') && !o.stdout.contains('\u{202e}'), "{args:?}: {o:?}");
     }
+    // Machine output stays exact: the JSON decodes to the very SQL that runs.
+    let j: serde_json::Value = serde_json::from_str(&env.ok(&["get", "shown", "-o", "json"]).stdout).unwrap();
+    assert_eq!(j["status"]["generated"]["sql"], sql.as_str());
     let d = env.ok(&["describe", "shown"]).stdout;
     assert!(d.contains("'a\\u{001B}[2Kb'") && d.contains("'c\\u{202E}d'"), "{d}");
 
