@@ -24,3 +24,4 @@ mod results_s3;
 mod safety_canonical;
 mod wire;
 mod safety_identity;
+mod safety_engine;
