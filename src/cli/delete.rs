@@ -1,15 +1,53 @@
 //! `sqlctl delete NAME`: a request that may be running is cancelled first (finalizer).
+//!
+//! `--force` removes the record at once, but never leaves a query running for nobody (issue 10,
+//! class 6): a request whose query is recorded as running has that query cancelled first.
+//!
+//! * Athena: the CLI stops the query itself (`StopQueryExecution` by its execution id), then
+//!   removes the record. If the stop fails, nothing is removed and the command says why.
+//! * Local engine: the query runs inside the controller process, which only it can stop. With
+//!   a live controller (its lease renewed within the lease period) the request is marked for
+//!   deletion, so the controller's finalizer cancels the query and removes the record, and the
+//!   command waits for that. Without one, nothing is running the query (the local engine runs
+//!   queries only inside a controller), so the record is removed at once. If a live
+//!   controller has not finished within [`FORCE_WAIT`], the command refuses and the request
+//!   stays marked for deletion (the controller completes it). As a second wall, a controller
+//!   that finds a record it saw running removed or recreated cancels the old query itself.
+
+use std::time::Duration;
 
 use super::{Exit, get_request};
 use crate::config::GlobalOpts;
-use crate::spec::ObjectKey;
+use crate::spec::{EngineKind, ObjectKey, Phase, QueryRequest};
+use crate::store::{CONTROLLER_LEASE, Store};
+
+/// How long `delete --force` waits for a live controller to cancel a local query and remove
+/// the record.
+pub const FORCE_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     pub names: Vec<String>,
-    /// Remove at once, without waiting for the controller to cancel a running query.
+    /// Remove at once, without waiting for the controller's finalizer: a running query is still
+    /// cancelled first (directly on Athena; through a live controller for the local engine).
     #[arg(long)]
     pub force: bool,
+}
+
+/// The execution id of `r`'s query if its status records one as running.
+fn running_query(r: &QueryRequest) -> Option<String> {
+    let st = r.status.as_ref()?;
+    let exec = st.execution.as_ref()?;
+    let live = st.phase == Phase::Executing && (exec.state == "Running" || exec.state == "Starting");
+    exec.id.clone().filter(|_| live)
+}
+
+/// A controller holds the lease and renewed it within the lease period (wall clock: this is a
+/// hint for the CLI, never a takeover decision).
+async fn controller_alive(store: &dyn Store) -> anyhow::Result<bool> {
+    let Some(lease) = store.get_lease(CONTROLLER_LEASE).await? else { return Ok(false) };
+    let now = chrono::Utc::now().timestamp_millis();
+    Ok(!lease.holder.is_empty() && now - lease.renewed_at_ms <= lease.duration_ms as i64)
 }
 
 impl Args {
@@ -20,12 +58,28 @@ impl Args {
         let store = g.store().await?;
         let mut failed = false;
         for name in &self.names {
-            if let Err(e) = get_request(store.as_ref(), g, name).await {
-                eprintln!("sqlctl: {e}");
-                failed = true;
+            let r = match get_request(store.as_ref(), g, name).await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("sqlctl: {e}");
+                    failed = true;
+                    continue;
+                }
+            };
+            let key = ObjectKey::new(&g.namespace, name);
+            if self.force
+                && let Some(id) = running_query(&r)
+            {
+                match self.force_running(g, store.as_ref(), &r, &key, &id).await {
+                    Ok(msg) => println!("{msg}"),
+                    Err(e) => {
+                        eprintln!("sqlctl: {name}: {e}");
+                        failed = true;
+                    }
+                }
                 continue;
             }
-            match store.delete(&ObjectKey::new(&g.namespace, name), self.force).await {
+            match store.delete(&key, self.force).await {
                 Ok(None) => println!("queryrequest/{name} deleted"),
                 Ok(Some(_)) => println!(
                     "queryrequest/{name} marked for deletion (the controller cancels its query, then removes it)"
@@ -37,5 +91,68 @@ impl Args {
             }
         }
         if failed { Err(Exit::silent()) } else { Ok(()) }
+    }
+
+    /// `--force` of a request whose query is running: cancel it, then remove the record.
+    async fn force_running(
+        &self,
+        g: &GlobalOpts,
+        store: &dyn Store,
+        r: &QueryRequest,
+        key: &ObjectKey,
+        id: &str,
+    ) -> anyhow::Result<String> {
+        let name = &r.metadata.name;
+        let kind = r.spec.engine.unwrap_or(g.default_engine());
+        match kind {
+            EngineKind::Athena => {
+                let engines = g.engines().await?;
+                let engine = engines.get(&kind).ok_or_else(|| {
+                    Exit::refused(format!(
+                        "{name} is running query {id} on {}, which is not configured here, so it cannot be cancelled; not deleted",
+                        kind.as_str()
+                    ))
+                })?;
+                engine.cancel(id).await.map_err(|e| {
+                    Exit::refused(format!("cancelling its running query {id} failed ({e}); not deleted"))
+                })?;
+                store.delete(key, true).await?;
+                Ok(format!("queryrequest/{name} deleted (its running query {id} was cancelled)"))
+            }
+            EngineKind::Local => {
+                if !controller_alive(store).await? {
+                    // Local queries run only inside a controller: with none alive, none runs.
+                    store.delete(key, true).await?;
+                    return Ok(format!(
+                        "queryrequest/{name} deleted (no controller is running, so its local query {id} was not running either)"
+                    ));
+                }
+                if store.delete(key, false).await?.is_none() {
+                    return Ok(format!("queryrequest/{name} deleted"));
+                }
+                let deadline = tokio::time::Instant::now() + FORCE_WAIT;
+                loop {
+                    match store.get(key).await? {
+                        None => {
+                            return Ok(format!(
+                                "queryrequest/{name} deleted (the controller cancelled its running query {id})"
+                            ));
+                        }
+                        Some(now) if now.uid() != r.uid() => {
+                            return Ok(format!(
+                                "queryrequest/{name} deleted (the controller cancelled its running query {id}; a new {name} exists already)"
+                            ));
+                        }
+                        Some(_) if tokio::time::Instant::now() >= deadline => {
+                            return Err(Exit::refused(format!(
+                                "its local query {id} runs inside the controller, which alone can stop it, and the controller did not cancel it within {}s; the request stays marked for deletion and the controller removes it once the query is cancelled",
+                                FORCE_WAIT.as_secs()
+                            )));
+                        }
+                        Some(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    }
+                }
+            }
+        }
     }
 }
