@@ -99,6 +99,7 @@ impl Args {
         if self.metrics_emf && self.metrics_emf_interval.is_zero() {
             return Err(Exit::usage("--metrics-emf-interval must be longer than 0s (CloudWatch resolves 1s at best)"));
         }
+        let store = g.controller_store().await?;
         let mut policy = match &self.policy {
             Some(p) => {
                 let text = std::fs::read_to_string(p)
@@ -106,7 +107,9 @@ impl Args {
                 serde_saphyr::from_str::<Policy>(&text)
                     .map_err(|e| Exit::refused(format!("--policy {}: {e}", p.display())))?
             }
-            None => Policy::default(),
+            // No --policy: keep (and use) the stored policy; without --four-eyes or
+            // --approval-timeout it is never overwritten.
+            None => store.get_policy().await?.unwrap_or_default(),
         };
         if self.four_eyes {
             policy.four_eyes = true;
@@ -133,12 +136,14 @@ impl Args {
             config.identity = id.clone();
         }
         Ok(Controller::new(Parts {
-            store: g.controller_store().await?,
+            store,
             catalog: crate::config::generator::catalog_for(g, &self.generator).await?,
             engines: g.engines().await?,
             generator: self.generator.build(&g.backend).await?,
             notifier: g.notifier().await?,
             policy,
+            // Only explicit policy flags change the shared record (audited when written).
+            write_policy: self.policy.is_some() || self.four_eyes || self.approval_timeout.is_some(),
             config,
         }))
     }

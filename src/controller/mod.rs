@@ -216,6 +216,10 @@ pub struct Parts {
     pub generator: Option<Arc<dyn Generator>>,
     pub notifier: Arc<dyn Notifier>,
     pub policy: Policy,
+    /// Store `policy` as the shared policy record on taking the lease (`controller --policy`).
+    /// False: `policy` was read from the store (or is the default when none is stored) and the
+    /// stored record is never written.
+    pub write_policy: bool,
     pub config: ControllerConfig,
 }
 
@@ -225,6 +229,7 @@ pub struct Controller {
     queue: Arc<WorkQueue>,
     fence_tx: watch::Sender<Option<Fence>>,
     pub metrics: Arc<Metrics>,
+    write_policy: bool,
 }
 
 impl Controller {
@@ -248,7 +253,7 @@ impl Controller {
             written: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
         });
-        Controller { ctx, queue, fence_tx, metrics }
+        Controller { ctx, queue, fence_tx, metrics, write_policy: parts.write_policy }
     }
 
     pub fn context(&self) -> &Arc<Context> {
@@ -268,8 +273,21 @@ impl Controller {
         tracing::info!(identity = %cfg.identity, epoch = fence.epoch, "became leader");
         ctx.metrics.set_leader(true);
         self.fence_tx.send_replace(Some(fence.clone()));
-        if let Err(e) = ctx.store.put_policy(&ctx.policy, Some(&fence)).await {
-            tracing::warn!(error = %e, "could not store the approval policy record");
+        // The shared policy changes only on purpose (`controller --policy`), and is audited.
+        if self.write_policy {
+            let old = ctx.store.get_policy().await.ok().flatten();
+            let json = |p: &Policy| serde_json::to_string(p).unwrap_or_default();
+            match ctx.store.put_policy(&ctx.policy, Some(&fence)).await {
+                Ok(()) => tracing::warn!(
+                    identity = %cfg.identity,
+                    epoch = fence.epoch,
+                    old = %old.as_ref().map(json).unwrap_or_else(|| "none".into()),
+                    new = %json(&ctx.policy),
+                    changed = old.as_ref() != Some(&ctx.policy),
+                    "audit: approval policy written from --policy"
+                ),
+                Err(e) => tracing::warn!(error = %e, "could not store the approval policy record"),
+            }
         }
 
         let (lost_tx, mut lost_rx) = watch::channel(false);
