@@ -69,18 +69,22 @@ fn a_category_result_gets_a_bar_chart_next_to_it_and_none_turns_it_off() {
 fn the_chart_is_drawn_from_the_full_result_not_the_preview() {
     let env = Env::new();
     env.controller(&[]);
-    // ~2,400 order dates, a 10-row preview: the line must cover every date.
-    let sql = "select o_orderdate, count(*) as orders from orders group by o_orderdate order by o_orderdate";
-    let yaml = sql_spec("daily", sql) + "  limits:\n    maxRows: 10\n";
+    // ~2,400 order dates whose rows (with a 200-character note) overflow the preview's 256 KiB
+    // (maxRows now bounds the result file itself, so it stays above the row count): the line
+    // must cover every date, not only the preview's.
+    let sql = "select o_orderdate, count(*) as orders, repeat('x', 200) as note from orders group by o_orderdate order by o_orderdate";
+    let yaml = sql_spec("daily", sql)
+        + "  limits:\n    maxRows: 100000\n  chart:\n    type: line\n    x: o_orderdate\n    y: [orders]\n";
     let v = approve_to_done(&env, "daily", &yaml);
     let exec = &v["status"]["execution"];
-    assert_eq!(exec["preview"]["rows"].as_array().unwrap().len(), 10);
+    let preview_rows = exec["preview"]["rows"].as_array().unwrap().len() as u64;
+    assert_eq!(exec["preview"]["truncated"], true);
     let rows = exec["rows"].as_u64().unwrap();
-    assert!(rows > 2000, "{rows}");
+    assert!(rows > 2000 && preview_rows < rows, "{rows} rows, {preview_rows} in the preview");
     let c = condition(&v, "Charted").expect("a Charted condition");
     let message = c["message"].as_str().unwrap();
     let marks: u64 = message.strip_prefix("line chart, ").and_then(|m| m.split(' ').next()).unwrap().parse().unwrap();
-    assert!(marks > 10 && marks <= rows, "{message}");
+    assert!(marks > preview_rows && marks <= rows, "{message}");
     let svg = env.ok(&["results", "daily", "--chart"]).stdout;
     assert_eq!(svg.matches("<polyline").count(), 1);
     // Year ticks from the first to the last order year.
