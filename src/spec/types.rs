@@ -313,9 +313,31 @@ pub struct QueryRequestStatus {
     pub notified: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    /// The audit trail: every SQL, refine feedback and decision (capped; oldest dropped first).
+    /// The audit trail: every SQL, refine feedback and decision (capped: older entries move to
+    /// the store's history archive, the current generation's Generated entry never does).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<HistoryEntry>,
+    /// How many history entries were moved to the archive (`sqlctl describe --history all`).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub history_archived: u64,
+    /// The decision records of the current approval round already looked at: every record of
+    /// this generation and round up to this store `seq` (each decision is processed once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decisions_seen: Option<DecisionsSeen>,
+}
+
+/// A high-water mark of decision records looked at, per approval round.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DecisionsSeen {
+    pub generation: u64,
+    pub round: u32,
+    /// Highest store `seq` of a decision record looked at in this round.
+    pub seq: u64,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
 }
 
 fn is_zero(v: &u32) -> bool {

@@ -34,7 +34,8 @@ fn question_to_done_over_sqs_decisions_and_athena() {
     assert_eq!(v["status"]["approval"]["by"], "alice");
     let exec = &v["status"]["execution"];
     let loc = exec["outputLocation"].as_str().unwrap();
-    assert!(loc.starts_with(&format!("{}/default/nations/1-1/", w.export("SQLCTL_RESULTS_S3"))), "{loc}");
+    let uid = v["metadata"]["uid"].as_str().unwrap();
+    assert!(loc.starts_with(&format!("{}/default/nations/{uid}/1-1/", w.export("SQLCTL_RESULTS_S3"))), "{loc}");
     assert!(exec["costUsd"].as_f64().unwrap() > 0.0);
 
     // `sqlctl results` streams the CSV from S3; it equals the SQL run independently.

@@ -28,7 +28,8 @@ fn a_category_result_gets_a_bar_chart_next_to_it_and_none_turns_it_off() {
     let exec = &v["status"]["execution"];
     let csv = exec["outputLocation"].as_str().unwrap();
     let chart = exec["chartLocation"].as_str().expect("a chart location");
-    let expected = env.home.path().join("results/default/by-nation/1-1.svg");
+    let uid = v["metadata"]["uid"].as_str().unwrap();
+    let expected = env.home.path().join(format!("results/default/by-nation/{uid}/1-1.svg"));
     assert_eq!(chart, expected.display().to_string());
     assert_eq!(csv.strip_suffix(".csv"), chart.strip_suffix(".svg"), "the chart sits next to the result");
     let c = condition(&v, "Charted").expect("a Charted condition");
@@ -58,8 +59,9 @@ fn a_category_result_gets_a_bar_chart_next_to_it_and_none_turns_it_off() {
     let v = approve_to_done(&env, "no-chart", &yaml);
     assert!(v["status"]["execution"].get("chartLocation").is_none(), "{v}");
     assert!(condition(&v, "Charted").is_none());
-    assert!(!env.home.path().join("results/default/no-chart/1-1.svg").exists());
-    assert!(env.home.path().join("results/default/no-chart/1-1.csv").exists());
+    let uid = v["metadata"]["uid"].as_str().unwrap();
+    assert!(!env.home.path().join(format!("results/default/no-chart/{uid}/1-1.svg")).exists());
+    assert!(env.home.path().join(format!("results/default/no-chart/{uid}/1-1.csv")).exists());
     let o = env.run(&["results", "no-chart", "--chart"]);
     assert_eq!(o.code, 1, "{o:?}");
     assert!(o.stderr.contains("no-chart has no chart"), "{o:?}");

@@ -110,11 +110,12 @@ fn the_local_engine_uploads_results_and_charts_to_s3() {
     let v = h.env.wait_phase("regions", "Done", T);
     let exec = &v["status"]["execution"];
 
-    // The location is derived from the request, generation and attempt.
+    // The location is derived from the request, its uid, generation and attempt.
+    let uid = v["metadata"]["uid"].as_str().unwrap();
     let loc = exec["outputLocation"].as_str().unwrap();
-    assert_eq!(loc, format!("{}/default/regions/1-1.csv", h.results));
-    let uploaded = h.object("team/results/default/regions/1-1.csv").expect("the CSV in S3");
-    let local = std::fs::read(h.env.home.path().join("results/default/regions/1-1.csv")).unwrap();
+    assert_eq!(loc, format!("{}/default/regions/{uid}/1-1.csv", h.results));
+    let uploaded = h.object(&format!("team/results/default/regions/{uid}/1-1.csv")).expect("the CSV in S3");
+    let local = std::fs::read(h.env.home.path().join(format!("results/default/regions/{uid}/1-1.csv"))).unwrap();
     assert_eq!(uploaded, local, "the full CSV, as written locally");
     let (cols, rows) = h.rt.block_on(sqlctl::engine::datafusion::run_sql_collect(warehouse(), "tpch", SQL)).unwrap();
     let mut expected = cols.join(",") + "\n";
@@ -131,8 +132,8 @@ fn the_local_engine_uploads_results_and_charts_to_s3() {
 
     // The chart went next to it, in S3 too, and describe shows both.
     let chart = exec["chartLocation"].as_str().expect("a chart");
-    assert_eq!(chart, format!("{}/default/regions/1-1.svg", h.results));
-    let svg = h.object("team/results/default/regions/1-1.svg").expect("the chart in S3");
+    assert_eq!(chart, format!("{}/default/regions/{uid}/1-1.svg", h.results));
+    let svg = h.object(&format!("team/results/default/regions/{uid}/1-1.svg")).expect("the chart in S3");
     assert!(svg.starts_with(b"<svg "), "{}", String::from_utf8_lossy(&svg));
     let o = h.run(&["results", "regions", "--chart"]);
     assert_eq!(o.stdout.as_bytes(), svg.as_slice());
