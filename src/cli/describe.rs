@@ -5,24 +5,51 @@ use std::fmt::Write as _;
 
 use super::{get_request, output};
 use crate::config::GlobalOpts;
-use crate::spec::QueryRequest;
+use crate::spec::{HistoryEntry, QueryRequest};
+
+/// Which history `describe` shows.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HistoryView {
+    /// The entries kept in the record (the latest ones), with a count of the archived ones.
+    #[default]
+    Recent,
+    /// The whole audit trail: the archived entries, then the recent ones.
+    All,
+}
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
     pub name: String,
+    /// `all` also shows the history entries archived out of the record (the full audit trail).
+    #[arg(long, value_enum, default_value = "recent")]
+    pub history: HistoryView,
 }
 
 impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
         let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
+        let text = match self.history {
+            HistoryView::Recent => describe(&r),
+            HistoryView::All => {
+                let archived = store.archived_history(&r.key(), r.uid()).await?;
+                let entries: Vec<HistoryEntry> = archived.into_iter().map(|a| a.entry).collect();
+                describe_with_archive(&r, Some(&entries))
+            }
+        };
         // Every field a person reads shows hidden characters escaped (DESIGN §5).
-        print!("{}", crate::spec::text::escape_hidden(&describe(&r)));
+        print!("{}", crate::spec::text::escape_hidden(&text));
         Ok(())
     }
 }
 
 pub fn describe(r: &QueryRequest) -> String {
+    describe_with_archive(r, None)
+}
+
+/// [`describe`], with the archived history entries (oldest first) shown before the recent
+/// ones when `archived` is given.
+pub fn describe_with_archive(r: &QueryRequest, archived: Option<&[HistoryEntry]>) -> String {
     let mut o = String::new();
     let st = r.status.clone().unwrap_or_default();
     let kv = |o: &mut String, k: &str, v: &str| {
@@ -185,9 +212,25 @@ pub fn describe(r: &QueryRequest) -> String {
             let _ = writeln!(o, "  {line}");
         }
     }
-    if !st.history.is_empty() {
-        let _ = writeln!(o, "History:");
-        for h in &st.history {
+    if !st.history.is_empty() || st.history_archived > 0 {
+        let name = &r.metadata.name;
+        match archived {
+            None if st.history_archived > 0 => {
+                let _ = writeln!(
+                    o,
+                    "History:            (the latest {}; {} earlier archived: `sqlctl describe {name} --history all` shows them)",
+                    st.history.len(),
+                    st.history_archived
+                );
+            }
+            Some(a) if st.history_archived > 0 => {
+                let _ = writeln!(o, "History:            ({} archived, then the latest {})", a.len(), st.history.len());
+            }
+            _ => {
+                let _ = writeln!(o, "History:");
+            }
+        }
+        for h in archived.unwrap_or_default().iter().chain(&st.history) {
             let mut parts =
                 vec![h.at.format("%Y-%m-%dT%H:%M:%SZ").to_string(), format!("gen {}", h.generation), h.event.clone()];
             if let Some(d) = h.decision {
@@ -200,7 +243,8 @@ pub fn describe(r: &QueryRequest) -> String {
                 parts.push(format!("feedback: {f:?}"));
             }
             if let Some(s) = &h.sql_digest {
-                parts.push(format!("digest {}", &s[..s.len().min(12)]));
+                // Shown for reading only (and a decision record's digest may be any text).
+                parts.push(format!("digest {}", s.chars().take(12).collect::<String>()));
             }
             if let Some(m) = &h.message {
                 parts.push(m.clone());
