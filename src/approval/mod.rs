@@ -217,6 +217,38 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
     Ok(())
 }
 
+/// Bounds on every text a decision carries (in characters), applied where a decision is built
+/// ([`bind`]) and again where the controller copies one into status ([`bounded`]): a record
+/// written by other means never makes a status too large to store.
+pub const MAX_COMMENT_CHARS: usize = 1_000;
+pub const MAX_FEEDBACK_CHARS: usize = 4_000;
+pub const MAX_BY_CHARS: usize = 256;
+/// Appended to a text cut at its bound.
+pub const TRUNCATED: &str = "…(truncated)";
+
+/// `text` cut to at most `max` characters, marker included, ending in [`TRUNCATED`] when cut.
+pub fn bound_text(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let marker = TRUNCATED.chars().count();
+    if max < marker {
+        return text.chars().take(max).collect();
+    }
+    let mut out: String = text.chars().take(max - marker).collect();
+    out.push_str(TRUNCATED);
+    out
+}
+
+/// `d` with its comment, feedback, `by` and source cut to their bounds.
+pub fn bounded(mut d: Decision) -> Decision {
+    d.comment = d.comment.map(|c| bound_text(&c, MAX_COMMENT_CHARS));
+    d.feedback = d.feedback.map(|f| bound_text(&f, MAX_FEEDBACK_CHARS));
+    d.by = bound_text(&d.by, MAX_BY_CHARS);
+    d.source = bound_text(&d.source, MAX_BY_CHARS);
+    d
+}
+
 /// What a human decides, before it is bound to a request.
 #[derive(Clone, Debug)]
 pub struct DecisionInput {
@@ -256,9 +288,10 @@ pub fn bind(req: &QueryRequest, input: &DecisionInput) -> Result<Decision, Refus
         None => {}
     }
     let generation = req.generation();
-    Ok(Decision {
+    let by = bound_text(&input.by, MAX_BY_CHARS);
+    Ok(bounded(Decision {
         // One person, one decision per round, however the channel spelled them.
-        id: token(&[req.uid(), &generation.to_string(), &status.approval_round.to_string(), &identity::key(&input.by)]),
+        id: token(&[req.uid(), &generation.to_string(), &status.approval_round.to_string(), &identity::key(&by)]),
         namespace: req.metadata.namespace().to_string(),
         name: req.metadata.name.clone(),
         uid: req.uid().to_string(),
@@ -268,11 +301,11 @@ pub fn bind(req: &QueryRequest, input: &DecisionInput) -> Result<Decision, Refus
         decision: input.decision,
         feedback: input.feedback.clone(),
         comment: input.comment.clone(),
-        by: input.by.clone(),
+        by,
         at: Utc::now(),
         source: input.source.clone(),
         allow_over_budget: input.allow_over_budget,
-    })
+    }))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -601,5 +634,40 @@ mod tests {
         assert_eq!(approval_timeout(&p, &r), Duration::from_secs(3600));
         r.spec.approval.timeout = Some(DurationSpec::parse("5m").unwrap());
         assert_eq!(approval_timeout(&p, &r), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn hole3_bound_text_cuts_at_the_bound_with_a_marker() {
+        assert_eq!(bound_text("short", 10), "short");
+        assert_eq!(bound_text(&"x".repeat(10), 10), "x".repeat(10), "exactly at the bound: kept");
+        let cut = bound_text(&"é".repeat(5000), 1000);
+        assert_eq!(cut.chars().count(), 1000, "counted in characters, marker included");
+        assert!(cut.ends_with(TRUNCATED) && cut.starts_with("éé"));
+        assert_eq!(bound_text("abcdef", 3).chars().count(), 3, "a bound shorter than the marker still holds");
+    }
+
+    #[test]
+    fn hole3_bind_bounds_comment_feedback_and_by() {
+        let r = req(Phase::AwaitingApproval);
+        let mut i = input(DecisionKind::Reject, &"b".repeat(10_000));
+        i.comment = Some("c".repeat(360_000));
+        i.feedback = Some("f".repeat(120_000));
+        let d = bind(&r, &i).unwrap();
+        assert_eq!(d.comment.as_ref().unwrap().chars().count(), MAX_COMMENT_CHARS);
+        assert!(d.comment.as_ref().unwrap().ends_with(TRUNCATED));
+        assert_eq!(d.feedback.as_ref().unwrap().chars().count(), MAX_FEEDBACK_CHARS);
+        assert_eq!(d.by.chars().count(), MAX_BY_CHARS);
+        assert!(d.by.ends_with(TRUNCATED));
+        // The id is that of the bounded name: the same long name always gives the same id.
+        assert_eq!(bind(&r, &i).unwrap().id, d.id);
+        // A record that bypassed bind is bounded the same way before it reaches status.
+        let mut raw = d.clone();
+        raw.comment = Some("c".repeat(360_000));
+        raw.by = "b".repeat(10_000);
+        let b = bounded(raw);
+        assert_eq!((b.comment, b.by), (d.comment, d.by));
+        // Short texts are untouched.
+        let d = bind(&r, &input(DecisionKind::Approve, "alice")).unwrap();
+        assert_eq!((d.by.as_str(), d.feedback.as_deref()), ("alice", Some("use 2023")));
     }
 }

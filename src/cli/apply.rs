@@ -229,6 +229,54 @@ pub async fn plan(store: &dyn Store, req: &QueryRequest, requester: &str) -> any
 
 /// Applies one request: [`plan`], then a compare-and-set write, re-planned when another writer
 /// got there first. With `dry_run`, returns the plan's outcome and object without writing.
+/// Bytes of the part of a request's store item that can never be trimmed, in its worst case:
+/// the document (spec, metadata and the last-applied annotation, JSON-escaped as the store
+/// encodes them) plus a status holding the SQL as the controller will store it (its canonical
+/// re-rendering, which may be longer) in `generated.sql`, plus the store's margin for derived
+/// attributes. History (which also repeats the SQL) is what the store trims first, so it is not
+/// counted; previews are trimmed too.
+pub fn worst_case_item_bytes(req: &QueryRequest) -> usize {
+    let mut doc = req.clone();
+    doc.status = None;
+    doc.metadata.resource_version = None;
+    doc.metadata.finalizers.clear();
+    let doc_len = serde_json::to_string(&doc).map(|s| s.len()).unwrap_or(usize::MAX / 2);
+    let sql = req.spec.sql.as_deref().map(|sql| {
+        let c = &req.spec.catalog;
+        match crate::guard::check_read_only(sql, &c.database, &c.tables) {
+            Ok(checked) if checked.sql.len() > sql.len() => checked.sql,
+            _ => sql.to_string(),
+        }
+    });
+    let status = crate::spec::QueryRequestStatus {
+        generated: sql.map(|sql| crate::spec::Generated {
+            sql,
+            sql_digest: "0".repeat(64),
+            explanation: "hand-written SQL (spec.sql)".into(),
+            model: "user".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let status_len = serde_json::to_string(&status).map(|s| s.len()).unwrap_or(usize::MAX / 2);
+    doc_len + status_len + 2_000
+}
+
+/// Refuses a request whose item would not fit the store (DynamoDB's 400 KB item, less the
+/// store's margin: [`crate::store::dynamodb::ITEM_BUDGET`]), with the figure and the limit.
+/// Checked on every backend, so a spec that applies locally also applies on AWS.
+pub fn check_store_size(req: &QueryRequest) -> Result<(), String> {
+    let size = worst_case_item_bytes(req);
+    let limit = crate::store::dynamodb::ITEM_BUDGET;
+    if size > limit {
+        return Err(format!(
+            "{}: too large to store: the request would take up to {size} bytes as stored (the SQL is JSON-escaped in the spec, the last-applied annotation and the status), over the limit of {limit} bytes; shorten spec.sql",
+            req.key()
+        ));
+    }
+    Ok(())
+}
+
 pub async fn apply_one(
     store: &dyn Store,
     req: QueryRequest,
@@ -237,6 +285,9 @@ pub async fn apply_one(
 ) -> anyhow::Result<(Outcome, QueryRequest)> {
     for _ in 0..5 {
         let plan = plan(store, &req, requester).await?;
+        if plan.outcome != Outcome::Unchanged {
+            check_store_size(&plan.desired).map_err(|m| Exit::refused(format!("{m}\nnothing was applied")))?;
+        }
         let written = match plan.outcome {
             _ if dry_run => return Ok((plan.outcome, plan.desired)),
             Outcome::Unchanged => return Ok((Outcome::Unchanged, plan.desired)),

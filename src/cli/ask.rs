@@ -107,6 +107,7 @@ impl Args {
             }
         }
         req.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), me.clone());
+        super::apply::check_store_size(&req).map_err(|m| Exit::refused(format!("{m}\nnothing was written")))?;
         let store = g.store().await?;
         store.create(req).await?;
         eprintln!("queryrequest/{name} created");

@@ -71,6 +71,10 @@ impl Metrics {
             .entry(("sqlctl_bytes_scanned_total{engine=", engine.to_string()))
             .or_insert(0) += bytes;
     }
+    /// A decision record that did not decode was skipped (quarantined), counted once per record.
+    pub fn decision_quarantined(&self) {
+        self.inc("sqlctl_decisions_quarantined_total{reason=", "undecodable");
+    }
     pub fn decision(&self, result: &str) {
         self.inc("sqlctl_decisions_total{result=", result);
     }
@@ -122,6 +126,7 @@ impl Metrics {
             ("sqlctl_queries_started_total", "Query executions started."),
             ("sqlctl_queries_finished_total", "Query executions finished, by result."),
             ("sqlctl_decisions_total", "Decisions projected (accepted) or refused."),
+            ("sqlctl_decisions_quarantined_total", "Decision records skipped because they do not decode."),
             ("sqlctl_bytes_scanned_total", "Bytes scanned by succeeded queries, by engine."),
         ];
         let counters = self.counters();
