@@ -18,12 +18,13 @@ use crate::generate::{GenerateError, GenerateInput, PriorTurn};
 use crate::guard;
 use crate::spec::quantity::human_bytes;
 use crate::spec::{
-    ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, EffectiveLimits, EngineKind, Execution, Generated,
-    HistoryEntry, Phase, QueryRequest, QueryRequestStatus, digest::token, sql_digest,
+    ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, DecisionsSeen, EffectiveLimits, EngineKind, Execution,
+    Generated, HistoryEntry, Phase, QueryRequest, QueryRequestStatus, digest::token, sql_digest,
 };
 use crate::store::notified_marker;
 
-/// Oldest history entries are dropped beyond this many (the audit trail stays bounded).
+/// The status keeps at most this many history entries; older ones move to the store's history
+/// archive (the audit trail is bounded in the record, never cut).
 pub const HISTORY_CAP: usize = 100;
 /// A transiently failed query is retried as a new attempt at most this many times in all.
 pub const MAX_EXEC_ATTEMPTS: u32 = 3;
@@ -69,13 +70,38 @@ impl Reconciler<'_> {
         self.req.spec.engine.unwrap_or(self.ctx.config.default_engine)
     }
 
+    /// Appends to the audit trail. Entries past [`HISTORY_CAP`] are moved to the archive by
+    /// [`Self::archive_overflow`] before the status is written.
     fn history(&mut self, mut e: HistoryEntry) {
         e.generation = self.req.generation();
         self.status.history.push(e);
+    }
+
+    /// Moves the oldest history entries past [`HISTORY_CAP`] to the store's append-only archive
+    /// (numbered on from `status.historyArchived`), never the current generation's latest
+    /// Generated entry: the SQL awaiting a decision stays in the record. Replays are harmless:
+    /// a step that fails after archiving re-reads the old status and archives the same entries
+    /// under the same numbers again.
+    async fn archive_overflow(&mut self) -> Result<(), Error> {
         let n = self.status.history.len();
-        if n > HISTORY_CAP {
-            self.status.history.drain(..n - HISTORY_CAP);
+        if n <= HISTORY_CAP {
+            return Ok(());
         }
+        let generation = self.req.generation();
+        let keep = self.status.history.iter().rposition(|h| h.event == "Generated" && h.generation == generation);
+        let evict: Vec<usize> = (0..n).filter(|i| Some(*i) != keep).take(n - HISTORY_CAP).collect();
+        let entries: Vec<HistoryEntry> = evict.iter().map(|&i| self.status.history[i].clone()).collect();
+        let fence = self.ctx.fence()?;
+        let (key, uid) = (self.req.key(), self.req.uid().to_string());
+        self.ctx.store.archive_history(&key, &uid, self.status.history_archived, &entries, Some(&fence)).await?;
+        let mut i = 0;
+        self.status.history.retain(|_| {
+            let gone = evict.binary_search(&i).is_ok();
+            i += 1;
+            !gone
+        });
+        self.status.history_archived += entries.len() as u64;
+        Ok(())
     }
 
     fn event(event: &str) -> HistoryEntry {
@@ -95,11 +121,22 @@ impl Reconciler<'_> {
 
     /// Writes status (and finalizers) with CAS + fence, logging phase transitions.
     async fn write(&mut self) -> Result<(), Error> {
+        self.archive_overflow().await?;
         let before = self.req.phase();
         let mut next = self.req.clone();
         next.status = Some(self.status.clone());
         let fence = self.ctx.fence()?;
-        let written = self.ctx.store.update_status(&next, Some(&fence)).await?;
+        let written = match self.ctx.store.update_status(&next, Some(&fence)).await {
+            Ok(w) => w,
+            // Retrying the same write can never succeed: end in a clear terminal state instead.
+            Err(crate::store::StoreError::TooLarge(why)) => {
+                self.shrink_too_large(&why, &fence).await;
+                let mut next = self.req.clone();
+                next.status = Some(self.status.clone());
+                self.ctx.store.update_status(&next, Some(&fence)).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.ctx.note_written(&written);
         if before != self.status.phase || self.req.status.is_none() {
             self.ctx.metrics.transition(self.status.phase);
@@ -117,6 +154,41 @@ impl Reconciler<'_> {
         }
         self.req = written;
         Ok(())
+    }
+
+    /// A status the store cannot hold even trimmed: the big fields (generated SQL and
+    /// explanation, the approval comment, the preview, history — archived first when it can be)
+    /// are dropped, messages bounded, and the request ends Failed with reason `StatusTooLarge`.
+    async fn shrink_too_large(&mut self, why: &str, fence: &crate::store::Fence) {
+        tracing::error!(name = %self.req.metadata.name, uid = self.req.uid(), error = %why, "status too large to store; failing the request");
+        let history = std::mem::take(&mut self.status.history);
+        if !history.is_empty() {
+            let (key, uid) = (self.req.key(), self.req.uid().to_string());
+            let at = self.status.history_archived;
+            match self.ctx.store.archive_history(&key, &uid, at, &history, Some(fence)).await {
+                Ok(()) => self.status.history_archived += history.len() as u64,
+                Err(e) => tracing::warn!(name = %self.req.metadata.name, error = %e, "history of a too-large status could not be archived; dropped"),
+            }
+        }
+        self.status.generated = None;
+        if let Some(a) = self.status.approval.as_mut() {
+            a.comment = None;
+        }
+        if let Some(x) = self.status.execution.as_mut() {
+            x.preview = None;
+            x.error = x.error.as_deref().map(|e| approval::bound_text(e, 500));
+        }
+        for c in &mut self.status.conditions {
+            c.message = approval::bound_text(&c.message, 500);
+        }
+        self.fail(
+            "Ready",
+            "StatusTooLarge",
+            format!(
+                "the status could not be stored ({}); generated SQL, comments, preview and history were dropped",
+                approval::bound_text(why, 300)
+            ),
+        );
     }
 
     fn fail(&mut self, cond: &str, reason: &str, message: impl Into<String>) {
@@ -139,7 +211,13 @@ impl Reconciler<'_> {
                 }
             }
         }
-        self.req.metadata.finalizers.clear();
+        // The query is cancelled: clear the finalizer (a status write, as the store requires),
+        // then remove the record. A crash in between leaves a marked record without finalizers,
+        // which the next look removes.
+        if !self.req.metadata.finalizers.is_empty() {
+            self.req.metadata.finalizers.clear();
+            self.write().await?;
+        }
         let fence = self.ctx.fence()?;
         self.ctx.store.finalize(&self.req, Some(&fence)).await?;
         self.ctx.forget_running(&self.req.key());
@@ -158,7 +236,9 @@ impl Reconciler<'_> {
             }
         }
         let history = std::mem::take(&mut self.status.history);
-        self.status = QueryRequestStatus { observed_generation: generation, history, ..Default::default() };
+        let history_archived = self.status.history_archived;
+        self.status =
+            QueryRequestStatus { observed_generation: generation, history, history_archived, ..Default::default() };
         let mut e = Self::event("Observed");
         e.message = Some(format!("generation {generation} observed"));
         self.history(e);
@@ -491,13 +571,39 @@ impl Reconciler<'_> {
 
     /// AwaitingApproval: project the first valid decision of this round; refuse invalid ones; time out.
     async fn await_decision(&mut self) -> Result<Action, Error> {
-        let decisions = self.ctx.store.list_decisions(self.req.uid()).await?;
-        let mut changed = false;
         let (generation, round) = (self.req.generation(), self.status.approval_round);
-        for d in decisions.into_iter().filter(|d| d.generation == generation && d.round == round) {
-            let seen = self.status.history.iter().any(|h| h.decision_id.as_deref() == Some(d.id.as_str()));
-            if seen {
-                continue;
+        // Each decision record is looked at once, whatever the history still holds: the round's
+        // high-water mark of store seqs says which were (issue 10, class 7).
+        let mark = self
+            .status
+            .decisions_seen
+            .as_ref()
+            .filter(|m| m.generation == generation && m.round == round)
+            .map_or(0, |m| m.seq);
+        // The deadline does not wait on anything that can fail: past it, a store that cannot
+        // list decisions does not keep the round open.
+        let past_deadline = self.status.approval_deadline.is_some_and(|d| Utc::now() >= d);
+        let scanned = match self.ctx.store.scan_decision_records(self.req.uid(), mark).await {
+            Ok(s) => s,
+            Err(e) if past_deadline => {
+                tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), error = %e, "decision records unreadable past the approval deadline; timing out");
+                Default::default()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // Records that do not decode are quarantined (condition, log, metric); the rest proceed.
+        let mut changed = self.quarantine(&scanned.undecodable);
+        let records = scanned.records;
+        for rec in records.into_iter().filter(|r| r.decision.generation == generation && r.decision.round == round) {
+            // Whoever wrote the record, its texts reach status only within their bounds.
+            let d = approval::bounded(rec.decision);
+            if rec.seq == 0 {
+                // Written before the store numbered decisions: only the history can tell.
+                if self.status.history.iter().any(|h| h.decision_id.as_deref() == Some(d.id.as_str())) {
+                    continue;
+                }
+            } else {
+                self.status.decisions_seen = Some(DecisionsSeen { generation, round, seq: rec.seq });
             }
             match approval::check(&self.ctx.policy, &self.req, &d) {
                 Err(refusal) => {
@@ -553,7 +659,9 @@ impl Reconciler<'_> {
                         DecisionKind::Reject => {
                             self.status.approval = Some(approval);
                             self.status.phase = Phase::Rejected;
-                            let why = d.comment.clone().unwrap_or_default();
+                            // The comment is kept in the approval (and the history entry); the
+                            // condition carries an excerpt.
+                            let why = approval::bound_text(d.comment.as_deref().unwrap_or_default(), 200);
                             self.status.set_condition(
                                 "Approved",
                                 "False",
@@ -624,6 +732,36 @@ impl Reconciler<'_> {
             return Ok(Action::requeue(Duration::ZERO));
         }
         Ok(Action::requeue(self.until_deadline().max(Duration::from_millis(10))))
+    }
+
+    /// Sets `DecisionQuarantined=True` naming the decision records that do not decode; logs and
+    /// counts each record once (the first time the condition names it). True when status changed.
+    fn quarantine(&mut self, bad: &[crate::store::Undecodable]) -> bool {
+        if bad.is_empty() {
+            return false;
+        }
+        let shown: Vec<String> = bad
+            .iter()
+            .take(10)
+            .map(|u| format!("{} ({})", approval::bound_text(&u.id, 128), approval::bound_text(&u.why, 160)))
+            .collect();
+        let more = if bad.len() > 10 { format!(" and {} more", bad.len() - 10) } else { String::new() };
+        let message = format!(
+            "{} decision record(s) skipped because they do not decode: {}{more}",
+            bad.len(),
+            shown.join("; ")
+        );
+        let old = self.status.conditions.iter().find(|c| c.type_ == "DecisionQuarantined").map(|c| c.message.clone());
+        if old.as_deref() == Some(message.as_str()) {
+            return false;
+        }
+        let old = old.unwrap_or_default();
+        for u in bad.iter().filter(|u| !old.contains(&approval::bound_text(&u.id, 128))) {
+            self.ctx.metrics.decision_quarantined();
+            tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), record = %approval::bound_text(&u.id, 128), why = %approval::bound_text(&u.why, 160), "decision record quarantined: it does not decode");
+        }
+        self.status.set_condition("DecisionQuarantined", "True", "Undecodable", message);
+        true
     }
 
     fn intent(&self, attempt: u32) -> Execution {

@@ -587,3 +587,61 @@ async fn a_query_whose_record_was_force_deleted_or_recreated_is_cancelled() {
     let keys = w.engine.result_keys.lock().unwrap().clone();
     assert_eq!(keys, [format!("default/gone/{}/1-1", first.uid()), format!("default/gone/{}/1-1", again.uid())]);
 }
+
+#[tokio::test]
+async fn past_the_history_cap_entries_are_archived_and_refused_decisions_are_looked_at_once() {
+    let policy = Policy { approvers: vec!["bob".into()], ..Default::default() };
+    let w = world(policy).await;
+    let key = w.store.create(sql_request("many", "select n_name from nation")).await.unwrap().key();
+    let r = w.step_to(&key, Phase::AwaitingApproval).await;
+    let digest = full_digest(&r);
+    let n = reconcile::HISTORY_CAP + 50;
+    for i in 0..n {
+        w.approve(&key, &format!("mallory{i:03}")).await; // refused: not an approver
+    }
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    let st = r.status.clone().unwrap();
+    assert_eq!(r.phase(), Phase::AwaitingApproval);
+    assert_eq!(st.history.len(), reconcile::HISTORY_CAP);
+    let generated: Vec<_> = st.history.iter().filter(|h| h.event == "Generated").collect();
+    assert_eq!(generated.len(), 1, "the Generated entry of the current generation is never evicted");
+    assert_eq!(generated[0].sql_digest.as_deref(), Some(digest.as_str()));
+    let refused_kept = st.history.iter().filter(|h| h.event == "DecisionRefused").count();
+    let archive = w.store.archived_history(&key, r.uid()).await.unwrap();
+    assert_eq!(archive.len() as u64, st.history_archived);
+    assert_eq!(archive.iter().map(|a| a.index).collect::<Vec<_>>(), (0..st.history_archived).collect::<Vec<_>>());
+    let refused_archived = archive.iter().filter(|a| a.entry.event == "DecisionRefused").count();
+    assert_eq!(refused_kept + refused_archived, n, "every refusal is in the status or the archive, once");
+    assert!(archive.iter().any(|a| a.entry.event == "Observed"), "the oldest entries are archived first");
+
+    // Resyncs look again: nothing is rewritten.
+    let rv = r.metadata.resource_version.clone();
+    for _ in 0..3 {
+        w.step(&key).await;
+        assert_eq!(w.get(&key).await.metadata.resource_version, rv, "a refused decision is not re-processed");
+    }
+    assert_eq!(w.ctx.metrics.get("sqlctl_decisions_total", "refused"), n as u64);
+    // A valid decision after them still counts.
+    w.approve(&key, "bob").await;
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::Executing);
+    assert!(r.status.unwrap().history.iter().any(|h| h.event == "Generated"));
+}
+
+#[tokio::test]
+async fn deleting_an_executing_request_cancels_its_query_then_removes_it() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("bye", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await;
+    w.step(&key).await; // → Executing (finalizer added)
+    w.step(&key).await; // start
+    let id = w.get(&key).await.status.unwrap().execution.unwrap().id.unwrap();
+    let marked = w.store.delete(&key, false).await.unwrap().expect("marked, not removed: a finalizer holds it");
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    assert_eq!(w.step(&key).await, Action::AwaitChange);
+    assert_eq!(*w.engine.cancels.lock().unwrap(), [id]);
+    assert!(w.store.get(&key).await.unwrap().is_none(), "removed once the query was cancelled");
+}

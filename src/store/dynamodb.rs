@@ -94,9 +94,11 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::Utc;
 
-use super::{Change, DecisionOutcome, Fence, LabelSelector, Lease, Result, Store, StoreError};
+use super::{
+    ArchivedEntry, Change, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, Result, Store, StoreError,
+};
 use crate::aws::{self, ErrorClass, SdkError};
-use crate::spec::{API_VERSION, Decision, KIND, ObjectKey, Phase, Policy, QueryRequest, digest::token};
+use crate::spec::{API_VERSION, Decision, HistoryEntry, KIND, ObjectKey, Phase, Policy, QueryRequest, digest::token};
 
 pub use super::{CONTROLLER_LEASE, notified_marker};
 
@@ -131,6 +133,13 @@ const DECISION_MIN_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 const TOMBSTONE_TTL: Duration = Duration::from_secs(3600);
 
 const META: &str = "META";
+/// Sort key of a uid's decision counter item (in the uid's decision partition; `#` sorts
+/// before the hex decision ids).
+const DECISION_SEQ: &str = "#SEQ";
+/// Tries of a decision create whose counter another writer moved first.
+const DECISION_SEQ_ATTEMPTS: usize = 8;
+/// Archived history entries per transaction (DynamoDB allows 100 items; one is the fence).
+const ARCHIVE_BATCH: usize = 99;
 /// How long the controller's read cache serves an entry without reading DynamoDB again.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
 
@@ -158,7 +167,7 @@ pub struct DynamoStore {
 struct ReadCache {
     requests: HashMap<ObjectKey, (Instant, QueryRequest)>,
     /// uid → (request key, when read, decisions in creation order).
-    decisions: HashMap<String, (ObjectKey, Instant, Vec<Decision>)>,
+    decisions: HashMap<String, (ObjectKey, Instant, Vec<DecisionRecord>)>,
     policy: Option<(Instant, Option<Policy>)>,
 }
 
@@ -761,6 +770,12 @@ fn lease_pk(name: &str) -> String {
     format!("LEASE#{name}")
 }
 
+/// Sort key of an archived history entry: the request's uid, then the index, zero-padded so
+/// key order is index order.
+fn archive_sk(uid: &str, index: u64) -> String {
+    format!("HIST#{uid}#{index:020}")
+}
+
 fn decision_pk(uid: &str) -> String {
     format!("DEC#{uid}")
 }
@@ -869,7 +884,7 @@ fn fit_status(req: &mut QueryRequest, budget: usize) -> Result<()> {
         size = to_json(st)?.len();
     }
     if size > budget {
-        return Err(StoreError::Other(format!(
+        return Err(StoreError::TooLarge(format!(
             "{}: status is {size} bytes even without preview rows and history; DynamoDB items are limited to 400 KB",
             req.key()
         )));
@@ -1053,23 +1068,92 @@ impl DynamoStore {
         self.remove(&key, &expected, fence).await
     }
 
+    /// Creates a decision record and numbers it: the uid's counter item (`sk` [`DECISION_SEQ`])
+    /// and the record are written in one transaction, the counter conditioned on the value just
+    /// read, so seqs of a uid are 1, 2, 3, … in commit order and a record with a higher seq is
+    /// never visible before a lower one (the controller keeps a high-water mark of them).
     async fn create_decision_uncached(&self, decision: &Decision) -> Result<DecisionOutcome> {
-        let now = now_ms();
-        let key = ObjectKey::new(&decision.namespace, &decision.name);
-        let mut item = HashMap::new();
-        item.insert("pk".to_string(), s(&decision_pk(&decision.uid)));
-        item.insert("sk".to_string(), s(&decision.id));
-        item.insert("body".to_string(), s(&to_json(decision)?));
-        // Creation order: nanoseconds, then the id as a tie-break.
-        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0);
-        item.insert("ord".to_string(), s(&format!("{nanos:020}#{}", decision.id)));
-        item.insert("rv".to_string(), s(&format!("dec#{}", decision.id)));
-        change_attrs(&mut item, &key, now);
-        let keep = self.retention.max(DECISION_MIN_RETENTION);
-        item.insert("ttl".to_string(), n(now / 1000 + keep.as_secs()));
-        match self.conditional_put(item, "attribute_not_exists(pk)", vec![], None, vec![]).await? {
-            Ok(()) => Ok(DecisionOutcome::Created(decision.clone())),
-            Err(old) => {
+        let pk = decision_pk(&decision.uid);
+        for _ in 0..DECISION_SEQ_ATTEMPTS {
+            let counter = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .key("pk", s(&pk))
+                .key("sk", s(DECISION_SEQ))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| self.err("GetItem", e))?;
+            let prev = counter.item().and_then(|i| num(i, "n"));
+            let seq = prev.unwrap_or(0) + 1;
+            let now = now_ms();
+            let keep = self.retention.max(DECISION_MIN_RETENTION);
+            let key = ObjectKey::new(&decision.namespace, &decision.name);
+            let mut item = HashMap::new();
+            item.insert("pk".to_string(), s(&pk));
+            item.insert("sk".to_string(), s(&decision.id));
+            item.insert("body".to_string(), s(&to_json(decision)?));
+            // Creation order: nanoseconds, then the id as a tie-break (records written before
+            // `seq` existed are ordered by it).
+            let nanos = Utc::now().timestamp_nanos_opt().unwrap_or(0).max(0);
+            item.insert("ord".to_string(), s(&format!("{nanos:020}#{}", decision.id)));
+            item.insert("seq".to_string(), n(seq));
+            item.insert("rv".to_string(), s(&format!("dec#{}", decision.id)));
+            change_attrs(&mut item, &key, now);
+            item.insert("ttl".to_string(), n(now / 1000 + keep.as_secs()));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                .build()
+                .map_err(build_err)?;
+            let mut ctr = HashMap::new();
+            ctr.insert("pk".to_string(), s(&pk));
+            ctr.insert("sk".to_string(), s(DECISION_SEQ));
+            ctr.insert("n".to_string(), n(seq));
+            ctr.insert("ttl".to_string(), n(now / 1000 + keep.as_secs()));
+            let mut ctr_put = Put::builder().table_name(&self.table).set_item(Some(ctr));
+            ctr_put = match prev {
+                None => ctr_put.condition_expression("attribute_not_exists(pk)"),
+                Some(p) => ctr_put.condition_expression("n = :prev").expression_attribute_values(":prev", n(p)),
+            };
+            let items = vec![
+                TransactWriteItem::builder().put(put).build(),
+                TransactWriteItem::builder().put(ctr_put.build().map_err(build_err)?).build(),
+            ];
+            let reasons = match self.transact(items).await? {
+                Ok(()) => return Ok(DecisionOutcome::Created(decision.clone())),
+                Err(reasons) => reasons,
+            };
+            let failed = |i: usize| reasons.get(i).is_some_and(|r| r.code() == Some("ConditionalCheckFailed"));
+            if failed(0) {
+                let old = reasons.first().and_then(|r| r.item().cloned());
+                return self.existing_decision(decision, old).await;
+            }
+            if !failed(1) {
+                return Err(StoreError::Unavailable(format!(
+                    "DynamoDB transaction cancelled: {}",
+                    reason_codes(&reasons)
+                )));
+            }
+            // Another record of this uid took the seq first: read the counter again.
+        }
+        Err(StoreError::Unavailable(format!(
+            "decision records of {} are being written concurrently; retry",
+            decision.uid
+        )))
+    }
+
+    /// The record that made a create of `decision` fail its "absent" condition.
+    async fn existing_decision(
+        &self,
+        decision: &Decision,
+        old: Option<HashMap<String, AttributeValue>>,
+    ) -> Result<DecisionOutcome> {
+        {
+            {
                 let old = match old {
                     Some(o) => o,
                     None => self
@@ -1095,7 +1179,18 @@ impl DynamoStore {
         }
     }
 
-    async fn list_decisions_uncached(&self, uid: &str) -> Result<Vec<Decision>> {
+    /// Every decision record of `uid` with its seq (0 for records from before seqs), in
+    /// creation order: unnumbered ones first (by their write time), then by seq.
+    async fn list_decisions_uncached(&self, uid: &str) -> Result<Vec<DecisionRecord>> {
+        let (records, undecodable) = self.scan_decisions_uncached(uid).await?;
+        match undecodable.first() {
+            Some(u) => Err(StoreError::Other(format!("corrupt decision record {}: {}", u.id, u.why))),
+            None => Ok(records),
+        }
+    }
+
+    /// [`Self::list_decisions_uncached`] that skips (and reports) the items that do not decode.
+    async fn scan_decisions_uncached(&self, uid: &str) -> Result<(Vec<DecisionRecord>, Vec<super::Undecodable>)> {
         let pk = decision_pk(uid);
         let (items, _) = self
             .query_all(
@@ -1110,14 +1205,106 @@ impl DynamoStore {
                 "Query(decisions)",
             )
             .await?;
-        let mut out: Vec<(String, Decision)> = Vec::new();
-        for item in &items {
-            let body =
-                text(item, "body").ok_or_else(|| StoreError::Other("corrupt decision record: no body".into()))?;
-            out.push((text(item, "ord").unwrap_or_default().to_string(), from_json(body)?));
+        let mut out: Vec<(u64, String, Decision)> = Vec::new();
+        let mut undecodable = Vec::new();
+        for item in items.iter().filter(|i| text(i, "sk") != Some(DECISION_SEQ)) {
+            let decoded = text(item, "body")
+                .ok_or_else(|| "no body attribute".to_string())
+                .and_then(|b| serde_json::from_str::<Decision>(b).map_err(|e| e.to_string()));
+            match decoded {
+                Ok(d) => {
+                    let seq = num(item, "seq").unwrap_or(0);
+                    out.push((seq, text(item, "ord").unwrap_or_default().to_string(), d));
+                }
+                Err(why) => {
+                    let id = text(item, "sk").unwrap_or("(no sort key)").to_string();
+                    undecodable.push(super::Undecodable { id, why });
+                }
+            }
         }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(out.into_iter().map(|(_, d)| d).collect())
+        out.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        Ok((out.into_iter().map(|(seq, _, decision)| DecisionRecord { seq, decision }).collect(), undecodable))
+    }
+
+    /// Every decision record of `uid`, from the read cache when it has them.
+    async fn decision_records(&self, uid: &str) -> Result<Vec<DecisionRecord>> {
+        let hit = self
+            .cached(|c| c.decisions.get(uid).filter(|(_, at, _)| at.elapsed() < CACHE_TTL).map(|(_, _, d)| d.clone()))
+            .flatten();
+        if let Some(d) = hit {
+            return Ok(d);
+        }
+        let list = self.list_decisions_uncached(uid).await?;
+        self.cached(|c| {
+            // Only uids of requests this controller is working on are worth keeping.
+            if let Some(key) = c.requests.values().find(|(_, r)| r.uid() == uid).map(|(_, r)| r.key()) {
+                c.decisions.insert(uid.to_string(), (key, Instant::now(), list.clone()));
+            }
+        });
+        Ok(list)
+    }
+
+    /// Writes archived history entries: one item per entry in the request's partition, `sk`
+    /// `HIST#<uid>#<index>` (so a recreated request of the same name never sees them), in
+    /// fenced transactions of at most [`ARCHIVE_BATCH`] entries. A retried step writes the same
+    /// index again: the same entry, one item.
+    async fn archive_history_uncached(
+        &self,
+        key: &ObjectKey,
+        uid: &str,
+        first_index: u64,
+        entries: &[HistoryEntry],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        let now = now_ms();
+        let keep = self.retention.max(DECISION_MIN_RETENTION);
+        for (chunk_no, chunk) in entries.chunks(ARCHIVE_BATCH).enumerate() {
+            let mut items = Vec::new();
+            for (i, entry) in chunk.iter().enumerate() {
+                let index = first_index + (chunk_no * ARCHIVE_BATCH + i) as u64;
+                let mut item = HashMap::new();
+                item.insert("pk".to_string(), s(&req_pk(key)));
+                item.insert("sk".to_string(), s(&archive_sk(uid, index)));
+                item.insert("idx".to_string(), n(index));
+                item.insert("body".to_string(), s(&to_json(entry)?));
+                item.insert("ttl".to_string(), n(now / 1000 + keep.as_secs()));
+                let put = Put::builder().table_name(&self.table).set_item(Some(item)).build().map_err(build_err)?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            if let Err(reasons) = self.fenced_transact(fence, items).await? {
+                return Err(StoreError::Unavailable(format!(
+                    "DynamoDB transaction cancelled: {}",
+                    reason_codes(&reasons)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn archived_history_uncached(&self, key: &ObjectKey, uid: &str) -> Result<Vec<ArchivedEntry>> {
+        let pk = req_pk(key);
+        let prefix = format!("HIST#{uid}#");
+        let (items, _) = self
+            .query_all(
+                || {
+                    self.client
+                        .query()
+                        .table_name(&self.table)
+                        .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                        .expression_attribute_values(":pk", s(&pk))
+                        .expression_attribute_values(":p", s(&prefix))
+                        .consistent_read(true)
+                },
+                "Query(history archive)",
+            )
+            .await?;
+        let mut out = Vec::new();
+        for item in &items {
+            let body = text(item, "body").ok_or_else(|| StoreError::Other("corrupt archive entry: no body".into()))?;
+            out.push(ArchivedEntry { index: num(item, "idx").unwrap_or(0), entry: from_json(body)? });
+        }
+        out.sort_by_key(|e| e.index);
+        Ok(out)
     }
 
     async fn get_policy_uncached(&self) -> Result<Option<Policy>> {
@@ -1231,30 +1418,58 @@ impl Store for DynamoStore {
     async fn create_decision(&self, decision: &Decision) -> Result<DecisionOutcome> {
         let r = self.create_decision_uncached(decision).await;
         if let Ok(DecisionOutcome::Created(d)) = &r {
-            self.cached(|c| {
-                if let Some((_, _, list)) = c.decisions.get_mut(&d.uid) {
-                    list.push(d.clone());
-                }
-            });
+            // A cached list stays complete only if no other writer's record came in between
+            // (seqs of a uid are consecutive); otherwise the next read goes to DynamoDB.
+            self.cached(|c| c.decisions.remove(&d.uid));
         }
         r
     }
 
     async fn list_decisions(&self, uid: &str) -> Result<Vec<Decision>> {
+        Ok(self.list_decision_records(uid, 0).await?.into_iter().map(|r| r.decision).collect())
+    }
+
+    async fn scan_decision_records(&self, uid: &str, after: u64) -> Result<super::DecisionList> {
+        // Only lists where every record decoded are cached, so a hit has nothing to report.
         let hit = self
             .cached(|c| c.decisions.get(uid).filter(|(_, at, _)| at.elapsed() < CACHE_TTL).map(|(_, _, d)| d.clone()))
             .flatten();
-        if let Some(d) = hit {
-            return Ok(d);
-        }
-        let list = self.list_decisions_uncached(uid).await?;
-        self.cached(|c| {
-            // Only uids of requests this controller is working on are worth keeping.
-            if let Some(key) = c.requests.values().find(|(_, r)| r.uid() == uid).map(|(_, r)| r.key()) {
-                c.decisions.insert(uid.to_string(), (key, Instant::now(), list.clone()));
+        let (all, undecodable) = match hit {
+            Some(records) => (records, vec![]),
+            None => {
+                let (records, undecodable) = self.scan_decisions_uncached(uid).await?;
+                if undecodable.is_empty() {
+                    self.cached(|c| {
+                        if let Some(key) = c.requests.values().find(|(_, r)| r.uid() == uid).map(|(_, r)| r.key()) {
+                            c.decisions.insert(uid.to_string(), (key, Instant::now(), records.clone()));
+                        }
+                    });
+                }
+                (records, undecodable)
             }
-        });
-        Ok(list)
+        };
+        let records = all.into_iter().filter(|r| r.seq == 0 || r.seq > after).collect();
+        Ok(super::DecisionList { records, undecodable })
+    }
+
+    async fn list_decision_records(&self, uid: &str, after: u64) -> Result<Vec<DecisionRecord>> {
+        let all = self.decision_records(uid).await?;
+        Ok(all.into_iter().filter(|r| r.seq == 0 || r.seq > after).collect())
+    }
+
+    async fn archive_history(
+        &self,
+        key: &ObjectKey,
+        uid: &str,
+        first_index: u64,
+        entries: &[HistoryEntry],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.archive_history_uncached(key, uid, first_index, entries, fence).await
+    }
+
+    async fn archived_history(&self, key: &ObjectKey, uid: &str) -> Result<Vec<ArchivedEntry>> {
+        self.archived_history_uncached(key, uid).await
     }
 
     async fn get_policy(&self) -> Result<Option<Policy>> {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
+use crate::spec::{Decision, HistoryEntry, ObjectKey, Phase, Policy, QueryRequest};
 
 /// Name of the controller's leader lease record.
 pub const CONTROLLER_LEASE: &str = "sqlctl-controller";
@@ -42,6 +42,10 @@ pub enum StoreError {
     /// Anything else (corrupt data, I/O, migration failure).
     #[error("store error: {0}")]
     Other(String),
+    /// The record would exceed the store's item size limit even trimmed: retrying the same
+    /// write can never succeed.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 impl StoreError {
@@ -84,6 +88,41 @@ pub enum DecisionOutcome {
     Exists(Decision),
 }
 
+/// A decision record with the sequence number the store gave it when it was created. `seq`
+/// grows with creation order and a record with a higher `seq` is never visible before one with a
+/// lower `seq` of the same uid, so "every record up to `seq`" is a high-water mark a reader can
+/// keep. 0: a record written before the store numbered decisions (never above a mark).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRecord {
+    pub seq: u64,
+    pub decision: Decision,
+}
+
+/// A decision record that could not be decoded: skipped and reported (quarantined), so one
+/// junk record never blocks the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Undecodable {
+    /// The record's id (SQLite) or sort key (DynamoDB).
+    pub id: String,
+    pub why: String,
+}
+
+/// [`Store::scan_decision_records`]: the records that decode (as
+/// [`Store::list_decision_records`] gives them) and every record of the uid that does not.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DecisionList {
+    pub records: Vec<DecisionRecord>,
+    pub undecodable: Vec<Undecodable>,
+}
+
+/// A history entry moved out of a request's status into the archive: `index` is its place in
+/// the request's whole audit trail (0 = the first entry ever archived).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArchivedEntry {
+    pub index: u64,
+    pub entry: HistoryEntry,
+}
+
 /// A change observed by [`Store::changes_since`]: the key and the resourceVersion written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -118,6 +157,28 @@ pub trait Store: Send + Sync + 'static {
     async fn create_decision(&self, decision: &Decision) -> Result<DecisionOutcome>;
     /// Decision records for a request uid, in creation order.
     async fn list_decisions(&self, uid: &str) -> Result<Vec<Decision>>;
+    /// [`Store::list_decisions`] with each record's store-assigned `seq`: the records with
+    /// `seq > after`, in seq order, plus any written before the store numbered decisions (seq 0,
+    /// always returned, first).
+    async fn list_decision_records(&self, uid: &str, after: u64) -> Result<Vec<DecisionRecord>>;
+    /// [`Store::list_decision_records`] that skips records which do not decode and reports
+    /// them (all of the uid's, whatever their seq), so the rest are still seen: what the
+    /// controller reads.
+    async fn scan_decision_records(&self, uid: &str, after: u64) -> Result<DecisionList>;
+
+    /// Appends history entries evicted from the status of request `uid` (`key`) to its
+    /// append-only archive, numbered from `first_index`. Idempotent: writing the same index
+    /// again (a retried step) stores the same entry once. Fenced like status writes.
+    async fn archive_history(
+        &self,
+        key: &ObjectKey,
+        uid: &str,
+        first_index: u64,
+        entries: &[HistoryEntry],
+        fence: Option<&Fence>,
+    ) -> Result<()>;
+    /// The archived history of request `uid`, oldest first.
+    async fn archived_history(&self, key: &ObjectKey, uid: &str) -> Result<Vec<ArchivedEntry>>;
 
     async fn get_policy(&self) -> Result<Option<Policy>>;
     async fn put_policy(&self, policy: &Policy, fence: Option<&Fence>) -> Result<()>;

@@ -58,8 +58,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction,
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Change, DecisionOutcome, Fence, LabelSelector, Lease, Result, Store, StoreError};
-use crate::spec::{API_VERSION, Decision, KIND, ObjectKey, Phase, Policy, QueryRequest};
+use super::{
+    ArchivedEntry, Change, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, Result, Store, StoreError,
+};
+use crate::spec::{API_VERSION, Decision, HistoryEntry, KIND, ObjectKey, Phase, Policy, QueryRequest};
 
 pub use super::{CONTROLLER_LEASE, notified_marker};
 
@@ -135,6 +137,18 @@ const MIGRATIONS: &[&str] = &[
         renewals      INTEGER NOT NULL,
         duration_ms   INTEGER NOT NULL,
         renewed_at_ms INTEGER NOT NULL
+    );
+    "#,
+    // 2: the history archive: entries evicted from a request's capped status history, kept
+    // append-only per request uid (the audit trail is archived, never cut).
+    r#"
+    CREATE TABLE history_archive (
+        uid       TEXT    NOT NULL,
+        idx       INTEGER NOT NULL,
+        namespace TEXT    NOT NULL,
+        name      TEXT    NOT NULL,
+        body      TEXT    NOT NULL,
+        PRIMARY KEY (uid, idx)
     );
     "#,
 ];
@@ -710,6 +724,98 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn scan_decision_records(&self, uid: &str, after: u64) -> Result<super::DecisionList> {
+        let uid = uid.to_string();
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT seq, id, body FROM decisions WHERE uid = ?1 ORDER BY seq").sql()?;
+            let rows = stmt
+                .query_map([uid], |r| {
+                    Ok((r.get::<_, i64>(0).unwrap_or(0), r.get::<_, String>(1).unwrap_or_default(), r.get::<_, String>(2)))
+                })
+                .sql()?;
+            let mut out = super::DecisionList::default();
+            for row in rows {
+                let (seq, id, body) = row.sql()?;
+                let seq = seq.max(0) as u64;
+                let decoded = body
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| serde_json::from_str::<Decision>(&b).map_err(|e| e.to_string()));
+                match decoded {
+                    Ok(decision) if seq > after => out.records.push(DecisionRecord { seq, decision }),
+                    Ok(_) => {}
+                    Err(why) => out.undecodable.push(super::Undecodable { id, why }),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn list_decision_records(&self, uid: &str, after: u64) -> Result<Vec<DecisionRecord>> {
+        // `seq` comes from the file-wide counter, bumped under the write lock: commit order is
+        // seq order, so a reader never sees a higher seq before a lower one.
+        let uid = uid.to_string();
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT seq, body FROM decisions WHERE uid = ?1 AND seq > ?2 ORDER BY seq")
+                .sql()?;
+            let rows =
+                stmt.query_map(params![uid, after], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).sql()?;
+            rows.map(|row| {
+                let (seq, body) = row.sql()?;
+                Ok(DecisionRecord { seq: seq.max(0) as u64, decision: from_json(&body)? })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn archive_history(
+        &self,
+        key: &ObjectKey,
+        uid: &str,
+        first_index: u64,
+        entries: &[HistoryEntry],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (key, uid, fence) = (key.clone(), uid.to_string(), fence.cloned());
+        let bodies: Vec<String> = entries.iter().map(to_json).collect::<Result<_>>()?;
+        self.write(move |tx| {
+            check_fence(tx, fence.as_ref())?;
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO history_archive (uid, idx, namespace, name, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .sql()?;
+            for (i, body) in bodies.iter().enumerate() {
+                let idx = i64::try_from(first_index + i as u64).unwrap_or(i64::MAX);
+                stmt.execute(params![uid, idx, key.namespace, key.name, body]).sql()?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn archived_history(&self, _key: &ObjectKey, uid: &str) -> Result<Vec<ArchivedEntry>> {
+        let uid = uid.to_string();
+        self.read(move |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT idx, body FROM history_archive WHERE uid = ?1 ORDER BY idx").sql()?;
+            let rows = stmt.query_map([uid], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))).sql()?;
+            rows.map(|row| {
+                let (idx, body) = row.sql()?;
+                Ok(ArchivedEntry { index: idx.max(0) as u64, entry: from_json(&body)? })
+            })
+            .collect()
+        })
+        .await
+    }
+
     async fn get_policy(&self) -> Result<Option<Policy>> {
         self.read(|conn| {
             let body: Option<String> =
@@ -1179,6 +1285,54 @@ mod tests {
         s.create_decision(&other).await.unwrap();
         assert_eq!(s.list_decisions(r.uid()).await.unwrap(), [d1, d2]);
         assert!(s.list_decisions("nobody").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn decision_records_carry_increasing_seqs_and_list_after_a_mark() {
+        let (_dir, s) = store();
+        let r = s.create(request("q", &[])).await.unwrap();
+        let (d1, d2) = (decision(&r, "id-1", "alice"), decision(&r, "id-2", "bob"));
+        s.create_decision(&d1).await.unwrap();
+        s.create_decision(&d2).await.unwrap();
+        let all = s.list_decision_records(r.uid(), 0).await.unwrap();
+        assert_eq!(all.iter().map(|r| r.decision.clone()).collect::<Vec<_>>(), [d1, d2.clone()]);
+        assert!(all[0].seq > 0 && all[0].seq < all[1].seq, "{all:?}");
+        let after = s.list_decision_records(r.uid(), all[0].seq).await.unwrap();
+        assert_eq!(after.len(), 1);
+        assert_eq!(after[0].decision, d2);
+        assert!(s.list_decision_records(r.uid(), all[1].seq).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_history_archive_is_append_only_per_uid_and_idempotent() {
+        let (_dir, s) = store();
+        let r = s.create(request("q", &[])).await.unwrap();
+        let entry = |event: &str| crate::spec::HistoryEntry {
+            at: Utc::now(),
+            event: event.into(),
+            generation: 1,
+            sql: None,
+            sql_digest: None,
+            by: None,
+            decision: None,
+            decision_id: None,
+            feedback: None,
+            message: None,
+        };
+        let (a, b, c) = (entry("A"), entry("B"), entry("C"));
+        s.archive_history(&r.key(), r.uid(), 0, &[a.clone(), b.clone()], None).await.unwrap();
+        // A replayed step writes the same indexes again: nothing doubles, nothing is replaced.
+        s.archive_history(&r.key(), r.uid(), 0, &[a.clone(), b.clone()], None).await.unwrap();
+        s.archive_history(&r.key(), r.uid(), 2, &[c.clone()], None).await.unwrap();
+        let got = s.archived_history(&r.key(), r.uid()).await.unwrap();
+        assert_eq!(
+            got.iter().map(|e| (e.index, e.entry.event.as_str())).collect::<Vec<_>>(),
+            [(0, "A"), (1, "B"), (2, "C")]
+        );
+        assert!(s.archived_history(&r.key(), "another-uid").await.unwrap().is_empty());
+        // Fenced like status writes.
+        let stale = Fence { holder: "nobody".into(), epoch: 99 };
+        assert!(s.archive_history(&r.key(), r.uid(), 3, &[c], Some(&stale)).await.is_err());
     }
 
     #[tokio::test]

@@ -25,3 +25,4 @@ mod safety_canonical;
 mod wire;
 mod safety_identity;
 mod safety_engine;
+mod safety_controller;
