@@ -18,8 +18,9 @@ locals {
   # request_item_mut + change_attrs): never `st` (status, the controller's alone) and never
   # `ttl`. tests/iam/check_policy.py compares these lists with the code.
   request_create_attributes = ["ak", "act", "ck", "cp", "doc", "fin", "gen", "lbl", "lk", "lp", "mt", "phase", "pk", "rv", "sh", "sk", "uid"]
-  # The attributes of a decision record (create_decision + change_attrs).
-  decision_attributes = ["body", "ck", "cp", "mt", "ord", "pk", "rv", "sk", "ttl"]
+  # The attributes of a decision record and of its uid's seq counter item, written in the same
+  # transaction (create_decision + change_attrs).
+  decision_attributes = ["body", "ck", "cp", "mt", "n", "ord", "pk", "rv", "seq", "sk", "ttl"]
 
   people_principals = {
     requester = var.requester_principal_arns
