@@ -2063,6 +2063,56 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn decision_seqs_are_consecutive_per_uid_even_when_writers_race() {
+        let Some(s) = store().await else { return };
+        let s = std::sync::Arc::new(s);
+        let r = s.create(request("seqs", &[])).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let (s, d) = (s.clone(), decision(&r, &format!("id-{i}"), &format!("user{i}")));
+            tasks.push(tokio::spawn(async move { s.create_decision(&d).await.unwrap() }));
+        }
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), DecisionOutcome::Created(_)));
+        }
+        // A repeat writes nothing and takes no seq.
+        let again = decision(&r, "id-0", "user0");
+        assert!(matches!(s.create_decision(&again).await.unwrap(), DecisionOutcome::Exists(_)));
+        let all = s.list_decision_records(r.uid(), 0).await.unwrap();
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(s.list_decisions(r.uid()).await.unwrap().len(), 6, "the counter item is not a decision");
+        let after = s.list_decision_records(r.uid(), 4).await.unwrap();
+        assert_eq!(after.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
+    }
+
+    #[tokio::test]
+    async fn the_history_archive_keeps_entries_per_uid_in_index_order() {
+        let Some(s) = store().await else { return };
+        let r = s.create(request("archived", &[])).await.unwrap();
+        let entry = |event: &str| crate::spec::HistoryEntry {
+            at: Utc::now(),
+            event: event.into(),
+            generation: 1,
+            sql: None,
+            sql_digest: None,
+            by: None,
+            decision: None,
+            decision_id: None,
+            feedback: None,
+            message: None,
+        };
+        let many: Vec<_> = (0..150).map(|i| entry(&format!("E{i}"))).collect();
+        s.archive_history(&r.key(), r.uid(), 0, &many, None).await.unwrap();
+        s.archive_history(&r.key(), r.uid(), 0, &many[..3], None).await.unwrap(); // a replay
+        let got = s.archived_history(&r.key(), r.uid()).await.unwrap();
+        assert_eq!(got.len(), 150);
+        assert!(got.iter().enumerate().all(|(i, e)| e.index == i as u64 && e.entry.event == format!("E{i}")));
+        assert!(s.archived_history(&r.key(), "another-uid").await.unwrap().is_empty());
+        // The request itself still reads and lists as before.
+        assert_eq!(s.get(&r.key()).await.unwrap().unwrap().uid(), r.uid());
+    }
+
+    #[tokio::test]
     async fn changes_since_reports_request_writes_decisions_and_deletions_once() {
         let Some(s) = store().await else { return };
         let start = s.change_cursor().await.unwrap();
