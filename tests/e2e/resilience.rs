@@ -28,7 +28,8 @@ fn kill_9_during_executing_then_restart_completes_and_records_once() {
     let out = env.ok(&["results", "crashy"]).stdout;
     assert_eq!(out.lines().count(), 2, "header + one row: {out}");
     // The result directory holds exactly one finished result file for this request.
-    let dir = env.home.path().join("results/default/crashy");
+    let uid = v["metadata"]["uid"].as_str().unwrap();
+    let dir = env.home.path().join(format!("results/default/crashy/{uid}"));
     let files: Vec<_> =
         std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(files.iter().filter(|f| f.ends_with(".csv")).count(), 1, "{files:?}");
