@@ -28,6 +28,9 @@ use crate::store::notified_marker;
 pub const HISTORY_CAP: usize = 100;
 /// A transiently failed query is retried as a new attempt at most this many times in all.
 pub const MAX_EXEC_ATTEMPTS: u32 = 3;
+/// Failed pre-approval attempts (transient plan or catalog errors, each an engine call that may
+/// be billed) after which a Pending request ends Failed instead of retrying forever.
+pub const MAX_PRE_APPROVAL_ATTEMPTS: u32 = 5;
 /// Longest wait for an engine's scan estimate before the request goes on without one.
 pub const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -54,7 +57,12 @@ impl Reconciler<'_> {
             return self.observe_new_generation().await;
         }
         match self.status.phase {
-            Phase::Pending => self.generate().await,
+            Phase::Pending => match self.generate().await {
+                Err(e @ (Error::Engine(EngineError::Transient(_)) | Error::Catalog(CatalogError::Transient(_)))) => {
+                    self.pre_approval_failed(e).await
+                }
+                other => other,
+            },
             Phase::Generated => self.enter_awaiting_approval().await,
             Phase::AwaitingApproval => self.await_decision().await,
             Phase::Executing => self.execute().await,
@@ -167,7 +175,9 @@ impl Reconciler<'_> {
             let at = self.status.history_archived;
             match self.ctx.store.archive_history(&key, &uid, at, &history, Some(fence)).await {
                 Ok(()) => self.status.history_archived += history.len() as u64,
-                Err(e) => tracing::warn!(name = %self.req.metadata.name, error = %e, "history of a too-large status could not be archived; dropped"),
+                Err(e) => {
+                    tracing::warn!(name = %self.req.metadata.name, error = %e, "history of a too-large status could not be archived; dropped")
+                }
             }
         }
         self.status.generated = None;
@@ -203,12 +213,33 @@ impl Reconciler<'_> {
     }
 
     async fn finalize(&mut self) -> Result<Action, Error> {
-        if let Some(exec) = &self.status.execution {
-            if let (Some(id), true) = (&exec.id, exec.state == "Running" || exec.state == "Starting") {
-                if let Some(engine) = self.ctx.engines.get(&self.engine_kind()) {
-                    engine.cancel(id).await.map_err(Error::Engine)?;
-                    self.ctx.metrics.query_finished("cancelled");
-                }
+        if let Some(exec) = self.status.execution.clone()
+            && (exec.state == "Running" || exec.state == "Starting")
+            && let Some(engine) = self.ctx.engines.get(&self.engine_kind()).cloned()
+        {
+            let id = match &exec.id {
+                Some(id) => Some(id.clone()),
+                // A delete that raced a start: the start's status write (with the execution id)
+                // lost its compare-and-set to the deletion. The query is found by its token:
+                // starting again with the same token attaches to it (Athena's ClientRequestToken,
+                // the local engine's execution map), and it is then stopped. If the first start
+                // never reached the engine, this starts the approved query only to stop it.
+                None if exec.state == "Starting" => match self.job(&exec) {
+                    Ok(job) => match engine.start(&job, self.ctx.waker.clone()).await {
+                        Ok(id) => Some(id),
+                        Err(EngineError::Permanent(m)) => {
+                            tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), error = %m, "delete during a start: the engine refused the token lookup; nothing to stop");
+                            None
+                        }
+                        Err(e) => return Err(Error::Engine(e)),
+                    },
+                    Err(_) => None,
+                },
+                None => None,
+            };
+            if let Some(id) = id {
+                engine.cancel(&id).await.map_err(Error::Engine)?;
+                self.ctx.metrics.query_finished("cancelled");
             }
         }
         // The query is cancelled: clear the finalizer (a status write, as the store requires),
@@ -444,7 +475,43 @@ impl Reconciler<'_> {
         Ok(Action::requeue(Duration::ZERO))
     }
 
+    /// A pre-approval step failed transiently: counts it in `status.preApprovalAttempts`, shows
+    /// it as a `PreApproval` condition, and after [`MAX_PRE_APPROVAL_ATTEMPTS`] ends the request
+    /// Failed. Below the bound the error goes back to the error policy (backoff).
+    async fn pre_approval_failed(&mut self, e: Error) -> Result<Action, Error> {
+        // Only what was stored counts: drop whatever the failed step changed in memory.
+        self.status = self.req.status.clone().unwrap_or_default();
+        self.status.pre_approval_attempts += 1;
+        let n = self.status.pre_approval_attempts;
+        let why = approval::bound_text(&e.to_string(), 500);
+        tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), attempt = n, error = %why, "pre-approval attempt failed");
+        if n >= MAX_PRE_APPROVAL_ATTEMPTS {
+            self.status.set_condition(
+                "PreApproval",
+                "False",
+                "AttemptsExhausted",
+                format!("attempt {n} of {MAX_PRE_APPROVAL_ATTEMPTS} failed: {why}"),
+            );
+            self.fail(
+                "Generated",
+                "PreApprovalAttemptsExhausted",
+                format!("{n} pre-approval attempts failed; last error: {why}"),
+            );
+            self.write().await?;
+            return Ok(Action::requeue(Duration::ZERO));
+        }
+        self.status.set_condition(
+            "PreApproval",
+            "False",
+            "AttemptFailed",
+            format!("attempt {n} of {MAX_PRE_APPROVAL_ATTEMPTS} failed: {why}"),
+        );
+        self.write().await?;
+        Err(e)
+    }
+
     fn accept_sql(&mut self, g: Generated, reason: &str) {
+        self.status.pre_approval_attempts = 0;
         let mut e = Self::event("Generated");
         e.sql = Some(g.sql.clone());
         e.sql_digest = Some(g.sql_digest.clone());
@@ -746,11 +813,8 @@ impl Reconciler<'_> {
             .map(|u| format!("{} ({})", approval::bound_text(&u.id, 128), approval::bound_text(&u.why, 160)))
             .collect();
         let more = if bad.len() > 10 { format!(" and {} more", bad.len() - 10) } else { String::new() };
-        let message = format!(
-            "{} decision record(s) skipped because they do not decode: {}{more}",
-            bad.len(),
-            shown.join("; ")
-        );
+        let message =
+            format!("{} decision record(s) skipped because they do not decode: {}{more}", bad.len(), shown.join("; "));
         let old = self.status.conditions.iter().find(|c| c.type_ == "DecisionQuarantined").map(|c| c.message.clone());
         if old.as_deref() == Some(message.as_str()) {
             return false;
@@ -1027,5 +1091,111 @@ impl Reconciler<'_> {
                 Ok(Action::requeue(Duration::from_secs(30)))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod pre_approval_tests {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    use async_trait::async_trait;
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::catalog::{Catalog, Table};
+    use crate::controller::metrics::Metrics;
+    use crate::controller::{ControllerConfig, Waker};
+    use crate::engine::{Engine, ExecState};
+    use crate::spec::*;
+    use crate::store::sqlite::SqliteStore;
+    use crate::store::{Fence, Store};
+
+    struct DownCatalog;
+    #[async_trait]
+    impl Catalog for DownCatalog {
+        async fn list_databases(&self) -> Result<Vec<String>, CatalogError> {
+            Err(CatalogError::Transient("catalog throttled".into()))
+        }
+        async fn tables(&self, _: &str) -> Result<Vec<Table>, CatalogError> {
+            Err(CatalogError::Transient("catalog throttled".into()))
+        }
+    }
+
+    struct NoEngine;
+    #[async_trait]
+    impl Engine for NoEngine {
+        fn name(&self) -> &'static str {
+            "none"
+        }
+        async fn start(&self, _: &QueryJob, _: Waker) -> Result<String, EngineError> {
+            unreachable!("nothing runs before approval")
+        }
+        async fn poll(&self, _: &str) -> Result<ExecState, EngineError> {
+            unreachable!()
+        }
+        async fn cancel(&self, _: &str) -> Result<(), EngineError> {
+            Ok(())
+        }
+        async fn read_result(&self, _: &str) -> Result<Vec<u8>, EngineError> {
+            Ok(vec![])
+        }
+    }
+
+    #[tokio::test]
+    async fn hole4_pending_ends_failed_after_bounded_pre_approval_attempts() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
+        let lease = store.try_acquire_lease(crate::store::CONTROLLER_LEASE, "me", 15_000, None).await.unwrap().unwrap();
+        let (_fence_tx, fence_rx) = watch::channel(Some(Fence { holder: lease.holder, epoch: lease.epoch }));
+        let mut engines: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::new();
+        engines.insert(EngineKind::Local, Arc::new(NoEngine));
+        let ctx = Context {
+            store: store.clone(),
+            catalog: Arc::new(DownCatalog),
+            engines,
+            generator: None,
+            notifier: Arc::new(crate::notify::LogNotifier),
+            policy: Policy::default(),
+            config: ControllerConfig::default(),
+            metrics: Arc::new(Metrics::default()),
+            fence: fence_rx,
+            waker: Arc::new(|_: &ObjectKey| {}),
+            written: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+        };
+        let req = QueryRequest {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            metadata: ObjectMeta { name: "flaky".into(), ..Default::default() },
+            spec: QueryRequestSpec {
+                sql: Some("select 1".into()),
+                catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
+                ..Default::default()
+            },
+            status: None,
+        };
+        let key = store.create(req).await.unwrap().key();
+        let mut failures = 0;
+        for _ in 0..20 {
+            let r = store.get(&key).await.unwrap().unwrap();
+            if r.phase() == Phase::Failed {
+                break;
+            }
+            if reconcile(r, &ctx).await.is_err() {
+                failures += 1;
+                // Each failure is visible meanwhile.
+                let st = store.get(&key).await.unwrap().unwrap().status.unwrap();
+                assert_eq!(st.pre_approval_attempts, failures);
+                let c = st.condition("PreApproval").unwrap();
+                assert_eq!(c.reason, "AttemptFailed");
+                assert!(c.message.contains("catalog throttled"), "{}", c.message);
+            }
+        }
+        let st = store.get(&key).await.unwrap().unwrap().status.unwrap();
+        assert_eq!(st.phase, Phase::Failed, "{st:?}");
+        assert_eq!(failures, MAX_PRE_APPROVAL_ATTEMPTS - 1, "the last attempt ends the request");
+        assert_eq!(st.pre_approval_attempts, MAX_PRE_APPROVAL_ATTEMPTS);
+        assert_eq!(st.condition("Generated").unwrap().reason, "PreApprovalAttemptsExhausted");
     }
 }

@@ -645,3 +645,20 @@ async fn deleting_an_executing_request_cancels_its_query_then_removes_it() {
     assert_eq!(*w.engine.cancels.lock().unwrap(), [id]);
     assert!(w.store.get(&key).await.unwrap().is_none(), "removed once the query was cancelled");
 }
+
+#[tokio::test]
+async fn a_delete_that_raced_a_start_finds_the_query_by_its_token_and_stops_it() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("raced", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await;
+    w.step(&key).await; // → Executing: the intent {token, attempt 1} is written, no execution id yet
+    let exec = w.get(&key).await.status.unwrap().execution.unwrap();
+    assert_eq!((exec.state.as_str(), exec.id.as_deref()), ("Starting", None));
+    // As if the start's status write (with the id) had lost its compare-and-set to the delete.
+    w.store.delete(&key, false).await.unwrap().expect("marked: a finalizer holds it");
+    assert_eq!(w.step(&key).await, Action::AwaitChange);
+    assert_eq!(*w.engine.starts.lock().unwrap(), [exec.token.clone()], "looked up by the same token");
+    assert_eq!(*w.engine.cancels.lock().unwrap(), [format!("exec-{}", exec.token)], "and stopped");
+    assert!(w.store.get(&key).await.unwrap().is_none(), "then removed");
+}

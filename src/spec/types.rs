@@ -324,6 +324,10 @@ pub struct QueryRequestStatus {
     /// this generation and round up to this store `seq` (each decision is processed once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decisions_seen: Option<DecisionsSeen>,
+    /// Failed pre-approval attempts (transient plan or catalog errors) of the
+    /// current round: after a bounded number the request ends Failed instead of retrying forever.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub pre_approval_attempts: u32,
 }
 
 /// A high-water mark of decision records looked at, per approval round.

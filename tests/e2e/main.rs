@@ -23,6 +23,7 @@ mod resilience;
 mod results_s3;
 mod safety_canonical;
 mod wire;
+mod wire_wedges;
 mod safety_identity;
 mod safety_engine;
 mod safety_controller;
