@@ -53,6 +53,17 @@ impl Args {
         let requests = load_requests(&self.files, g).map_err(|m| Exit::refused(format!("{m}\nnothing was applied")))?;
         let store = g.store().await?;
         let requester = g.decider(self.as_.as_deref()).await?;
+        // All or nothing: a document too large for the store stops every one before any write.
+        let mut too_large = Vec::new();
+        for req in &requests {
+            let p = plan(store.as_ref(), req, &requester).await?;
+            if p.outcome != Outcome::Unchanged {
+                too_large.extend(check_store_size(&p.desired).err());
+            }
+        }
+        if !too_large.is_empty() {
+            return Err(Exit::refused(format!("{}\nnothing was applied", too_large.join("\n"))));
+        }
         for req in requests {
             let (outcome, obj) = apply_one(store.as_ref(), req, &requester, self.dry_run).await?;
             let suffix = if self.dry_run { " (dry run)" } else { "" };

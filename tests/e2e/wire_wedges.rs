@@ -159,6 +159,12 @@ fn hole4_a_spec_that_does_not_fit_the_store_is_refused_at_apply() {
     assert!(o.stderr.contains("bytes as stored") && o.stderr.contains("350000"), "{o:?}");
     assert!(o.stderr.contains("nothing was applied"), "{o:?}");
     assert_eq!(env.count(), 0);
+    // All or nothing: a valid document next to it is not written either.
+    let two = format!("{}---\n{}", sql_spec("fine", "select 1"), sql_spec("escaped", &sql));
+    let o = env.apply(&two);
+    assert_ne!(o.code, 0, "{o:?}");
+    assert!(o.stderr.contains("bytes as stored"), "{o:?}");
+    assert_eq!(env.count(), 0);
     // A plain query of the same length is fine.
     let sql = format!("select '{}' as q from nation", "x".repeat(55_000));
     let o = env.apply(&sql_spec("plain", &sql));
