@@ -101,12 +101,14 @@ data "aws_iam_policy_document" "task" {
     resources = [aws_sqs_queue.responses_dlq.arn]
   }
 
-  # src/engine/athena.rs: run (and EXPLAIN), poll, preview, cancel — in this workgroup only.
+  # src/engine/athena.rs: run (and EXPLAIN), poll, preview, count rows from the runtime
+  # statistics, cancel — in this workgroup only.
   statement {
     sid = "RunApprovedQueries"
     actions = [
       "athena:GetQueryExecution",
       "athena:GetQueryResults",
+      "athena:GetQueryRuntimeStatistics",
       "athena:StartQueryExecution",
       "athena:StopQueryExecution",
     ]
