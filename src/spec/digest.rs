@@ -65,7 +65,9 @@ pub const DISPLAY_PREFIX_LEN: usize = 12;
 pub enum DigestMismatch {
     /// Not 64 hex characters: a prefix or a typo. Prefixes are for reading only: the requester
     /// writes the SQL, so a 12-hex (48-bit) prefix can be collided with ~2^24 hashes.
-    #[error("`{given}` is not a full sqlDigest: pass all 64 hex characters (a prefix is for reading only and is never accepted as an approval)")]
+    #[error(
+        "`{given}` is not a full sqlDigest: pass all 64 hex characters (a prefix is for reading only and is never accepted as an approval)"
+    )]
     NotFull { given: String },
     /// A full digest of something else.
     #[error("digest {given} does not match")]
@@ -77,7 +79,9 @@ pub enum DigestMismatch {
 pub fn digest_matches(digest: &str, given: &str) -> Result<(), DigestMismatch> {
     let g = given.trim().to_ascii_lowercase();
     if g.len() != DIGEST_HEX_LEN || !g.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(DigestMismatch::NotFull { given: super::text::escape_hidden(given.trim()).chars().take(80).collect() });
+        return Err(DigestMismatch::NotFull {
+            given: super::text::escape_hidden(given.trim()).chars().take(80).collect(),
+        });
     }
     if g != digest {
         return Err(DigestMismatch::Different { given: g });

@@ -731,7 +731,11 @@ impl Store for SqliteStore {
                 conn.prepare_cached("SELECT seq, id, body FROM decisions WHERE uid = ?1 ORDER BY seq").sql()?;
             let rows = stmt
                 .query_map([uid], |r| {
-                    Ok((r.get::<_, i64>(0).unwrap_or(0), r.get::<_, String>(1).unwrap_or_default(), r.get::<_, String>(2)))
+                    Ok((
+                        r.get::<_, i64>(0).unwrap_or(0),
+                        r.get::<_, String>(1).unwrap_or_default(),
+                        r.get::<_, String>(2),
+                    ))
                 })
                 .sql()?;
             let mut out = super::DecisionList::default();

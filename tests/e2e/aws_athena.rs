@@ -64,7 +64,11 @@ fn failures_retry_or_fail_and_timeout_and_budget_stop_the_query() {
     apply_and_approve(
         &w,
         "slow",
-        &sql_spec_aws("slow", "select count(*) as n from supplier where 'fake:forever' <> ''", "  limits:\n    timeout: 1s\n"),
+        &sql_spec_aws(
+            "slow",
+            "select count(*) as n from supplier where 'fake:forever' <> ''",
+            "  limits:\n    timeout: 1s\n",
+        ),
     );
     apply_and_approve(
         &w,
