@@ -9,7 +9,7 @@ use crate::harness::Env;
 const T: Duration = Duration::from_secs(60);
 
 /// The console URL the controller logged on start.
-fn console_url(env: &Env) -> String {
+pub fn console_url(env: &Env) -> String {
     let start = Instant::now();
     loop {
         let log = env.controller_log(0);

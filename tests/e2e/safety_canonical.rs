@@ -2,11 +2,12 @@
 //! (class 1), lexer tricks cannot hide a table from the guard on either engine (class 3), and
 //! what is shown is exactly what runs (class 4). Each test is named after its class.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
 use crate::aws_support::{AwsWorld, spec};
+use crate::console::console_url;
 use crate::harness::*;
 
 /// A spec whose SQL is a YAML double-quoted scalar (so it can carry escapes like `\r`, `\e`).
@@ -169,19 +170,4 @@ fn class4_what_is_shown_is_what_runs() {
     assert!(!dollar.contains("class=\"com\""), "{dollar}");
     assert!(!shown.contains('\u{1b}') && !shown.contains('\u{202e}'), "{shown}");
     assert!(shown.contains("\\u{001B}") && shown.contains("\\u{202E}"), "{shown}");
-}
-
-/// The console URL the controller logged on start.
-fn console_url(env: &Env) -> String {
-    let start = Instant::now();
-    loop {
-        let log = env.controller_log(0);
-        let line = log.lines().find(|l| l.contains("serving the approval console"));
-        if let Some(rest) = line.and_then(|l| l.split_once("http://")).map(|(_, rest)| rest) {
-            let end = rest.find(|c: char| c.is_whitespace() || c == '\u{1b}').unwrap_or(rest.len());
-            return format!("http://{}", rest[..end].trim_end_matches('/'));
-        }
-        assert!(start.elapsed() < T, "the controller did not start the console:\n{log}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
