@@ -65,6 +65,23 @@ pub fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && a == normalize(b)
 }
 
+/// The user `principal` is under a policy's `identities` map (user → principals): the user
+/// whose name or one of whose principals is the same identity. With an empty map every identity
+/// is its own user. `None`: the map does not know it.
+pub fn resolve(identities: &std::collections::BTreeMap<String, Vec<String>>, principal: &str) -> Option<String> {
+    if identities.is_empty() {
+        return Some(principal.to_string());
+    }
+    let p = normalize(principal);
+    if p.is_empty() {
+        return None;
+    }
+    identities
+        .iter()
+        .find(|(user, principals)| normalize(user) == p || principals.iter().any(|x| normalize(x) == p))
+        .map(|(user, _)| user.clone())
+}
+
 /// Whether `who` is among `list` under the rule.
 pub fn listed<'a>(list: impl IntoIterator<Item = &'a String>, who: &str) -> bool {
     let who = normalize(who);

@@ -179,8 +179,19 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
         let why = "the decider's identity is empty (or only invisible characters), which names nobody".to_string();
         return Err(Refusal::NotAllowed { name, by: d.by.clone(), why });
     }
+    // Channels spell people their own way (an STS ARN, an OIDC e-mail, a local user): the
+    // policy's `identities` map turns each principal into one user before any comparison.
+    let decider = match identity::resolve(&policy.identities, &d.by) {
+        Some(user) => user,
+        None if policy.four_eyes && d.decision == DecisionKind::Approve => {
+            let why = "the policy's identities do not map this identity to a user, and under four-eyes an unmapped identity may not approve (add it to policy.identities)".to_string();
+            return Err(Refusal::NotAllowed { name, by: d.by.clone(), why });
+        }
+        None => d.by.clone(),
+    };
+    let requester = req.requester().map(|r| identity::resolve(&policy.identities, r).unwrap_or_else(|| r.to_string()));
     if let Some(allowed) = allowed_deciders(policy, req) {
-        if !identity::listed(&allowed, &d.by) {
+        if !identity::listed(&allowed, &decider) {
             let why = if allowed.is_empty() {
                 "the policy and spec.approval.approvers leave nobody allowed to decide".to_string()
             } else {
@@ -191,7 +202,7 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
     }
     if d.decision == DecisionKind::Approve
         && policy.four_eyes
-        && req.requester().is_some_and(|r| identity::same(r, &d.by))
+        && requester.as_deref().is_some_and(|r| identity::same(r, &decider))
     {
         return Err(Refusal::FourEyes { name, by: d.by.clone() });
     }
@@ -202,7 +213,7 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
             return Err(Refusal::OverBudget { name, estimate: over.estimate, budget: over.budget });
         }
         let allowed = &policy.over_budget_approvers;
-        if !allowed.is_empty() && !identity::listed(allowed, &d.by) {
+        if !allowed.is_empty() && !identity::listed(allowed, &decider) {
             return Err(Refusal::OverBudgetNotAllowed { name, by: d.by.clone(), allowed: allowed.join(", ") });
         }
     }
@@ -381,6 +392,36 @@ mod tests {
             source: "cli".into(),
             allow_over_budget: false,
         }
+    }
+
+    #[test]
+    fn the_policy_maps_each_channels_principal_to_one_user() {
+        let r = req(Phase::AwaitingApproval); // requested by `rita`
+        let mut policy =
+            Policy { four_eyes: true, approvers: vec!["alice".into(), "rita".into()], ..Default::default() };
+        policy.identities.insert(
+            "rita".into(),
+            vec!["arn:aws:sts::123456789012:assumed-role/Approver/rita-laptop".into(), "rita@example.com".into()],
+        );
+        policy.identities.insert("alice".into(), vec!["Alice.Smith@Example.com".into()]);
+        let decide = |by: &str| {
+            let d = bind(&r, &input(DecisionKind::Approve, by)).unwrap();
+            check(&policy, &r, &d)
+        };
+        // The requester over another channel is still the requester.
+        for by in
+            ["rita@example.com", "RITA@example.com", "arn:aws:sts::123456789012:assumed-role/Approver/rita-laptop"]
+        {
+            assert!(matches!(decide(by), Err(Refusal::FourEyes { .. })), "{by}");
+        }
+        // Another user's principal is that user, and in the allow-list by the user's name.
+        assert_eq!(decide("alice.smith@example.com"), Ok(()));
+        // Under four-eyes an unmapped identity may not approve.
+        let err = decide("mallory@example.com").unwrap_err();
+        assert!(err.to_string().contains("policy.identities"), "{err}");
+        // It may still reject (it runs nothing); the allow-list then decides.
+        let d = bind(&r, &input(DecisionKind::Reject, "mallory@example.com")).unwrap();
+        assert!(matches!(check(&policy, &r, &d), Err(Refusal::NotAllowed { .. })));
     }
 
     #[test]

@@ -586,6 +586,15 @@ pub struct Policy {
     /// any of them (the explicit flag is then the safeguard).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub over_budget_approvers: Vec<String>,
+    /// Who each channel's principal is: user → the principals that are that user (an STS
+    /// assumed-role ARN with its session, an IAM user ARN, an OIDC subject or e-mail from the
+    /// console, a local user name). When not empty, requesters and deciders are resolved through
+    /// it before every comparison (allow-lists, four-eyes, over-budget approvers), so one person
+    /// arriving over two channels is one user; under four-eyes an identity it does not map may
+    /// not approve. Compared under the identity rule (trim, NFKC, case folding, no
+    /// default-ignorables); a user's own name maps to itself.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identities: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
