@@ -295,13 +295,14 @@ impl CallerIdentity {
 /// `arn:aws:iam::1:user/path/alice` → `alice`; `arn:aws:sts::1:assumed-role/Role/bob` → `bob`;
 /// `arn:aws:iam::1:root` → `root`. Anything unparsable is returned whole.
 pub fn principal_name(arn: &str) -> String {
-    let resource = arn.splitn(6, ':').nth(5).unwrap_or(arn);
-    resource.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(resource).to_string()
+    crate::approval::identity::short_name(arn)
 }
 
-/// Does `claimed` (a `--as` value or a policy entry) name `who`? The full ARN, or its short name.
+/// Does `claimed` (a `--as` value or a policy entry) name `who`? The full ARN, or its short name,
+/// compared under the identity rule ([`crate::approval::identity::same`]).
 pub fn names_identity(who: &CallerIdentity, claimed: &str) -> bool {
-    claimed == who.arn || claimed == who.name()
+    use crate::approval::identity::same;
+    same(claimed, &who.arn) || same(claimed, &who.name())
 }
 
 /// Asks STS who the caller is.

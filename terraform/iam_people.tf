@@ -1,14 +1,15 @@
 # Roles for people (and CI) using the sqlctl CLI with `--backend aws`.
 #
 # requester: create requests and read them (apply, ask, get, describe, wait, results).
-# approver:  read requests and write decision records (approve, refine, reject), directly in
-#            DynamoDB or as a message to the response queue.
+# approver:  read requests and send decisions (approve, refine, reject) as messages to the
+#            response queue. Only the controller writes decision records: it takes the decider
+#            from the message's SenderId, which AWS sets and nobody can forge, and re-checks every
+#            decision against the request and the policy. No person's role can write a DEC# item,
+#            so no record can claim a decider its writer is not.
 #
 # DynamoDB fine-grained access limits both as far as the key schema allows (README.md, "What the
 # people's roles can and cannot do"): partition keys by prefix (dynamodb:LeadingKeys) and the
-# attributes a write may carry (dynamodb:Attributes). IAM cannot see a write's condition
-# expression, nor the contents of an attribute (who a decision says decided), nor a sort key:
-# the controller re-checks every decision against the request and the policy before it counts.
+# attributes a write may carry (dynamodb:Attributes).
 
 locals {
   requester_request_keys = [for ns in var.requester_namespaces : "REQ#${ns}/*"]
@@ -18,9 +19,6 @@ locals {
   # request_item_mut + change_attrs): never `st` (status, the controller's alone) and never
   # `ttl`. tests/iam/check_policy.py compares these lists with the code.
   request_create_attributes = ["ak", "act", "ck", "cp", "doc", "fin", "gen", "lbl", "lk", "lp", "mt", "phase", "pk", "rv", "sh", "sk", "uid"]
-  # The attributes of a decision record and of its uid's seq counter item, written in the same
-  # transaction (create_decision + change_attrs).
-  decision_attributes = ["body", "ck", "cp", "mt", "n", "ord", "pk", "rv", "seq", "sk", "ttl"]
 
   people_principals = {
     requester = var.requester_principal_arns
@@ -134,7 +132,7 @@ data "aws_iam_policy_document" "requester" {
 
 resource "aws_iam_role" "approver" {
   name               = "${var.name}-approver"
-  description        = "sqlctl approver: read QueryRequests and write decision records"
+  description        = "sqlctl approver: read QueryRequests and send decisions to the controller over SQS"
   assume_role_policy = data.aws_iam_policy_document.people_assume["approver"].json
 }
 
@@ -145,8 +143,9 @@ resource "aws_iam_role_policy" "approver" {
 }
 
 data "aws_iam_policy_document" "approver" {
-  # Read requests, the approval policy record (the CLI checks a decision before writing it) and
-  # existing decisions (a repeated decision reads the one already written).
+  # Read requests and the approval policy record (the CLI checks a decision before sending it,
+  # to refuse at once with the controller's reasons). Never decision records: nothing a person
+  # does needs them.
   statement {
     sid = "ReadRequests"
     actions = [
@@ -158,7 +157,7 @@ data "aws_iam_policy_document" "approver" {
     condition {
       test     = "ForAllValues:StringLike"
       variable = "dynamodb:LeadingKeys"
-      values   = concat(local.approver_request_keys, ["POLICY", "DEC#*"])
+      values   = concat(local.approver_request_keys, ["POLICY"])
     }
   }
 
@@ -174,28 +173,9 @@ data "aws_iam_policy_document" "approver" {
     }
   }
 
-  # Decision records only: DEC# partitions, decision attributes. Never a request, its status,
-  # the policy or the lease.
-  statement {
-    sid       = "WriteDecisions"
-    actions   = ["dynamodb:PutItem"]
-    resources = [aws_dynamodb_table.this.arn]
-
-    condition {
-      test     = "ForAllValues:StringLike"
-      variable = "dynamodb:LeadingKeys"
-      values   = ["DEC#*"]
-    }
-
-    condition {
-      test     = "ForAllValues:StringEquals"
-      variable = "dynamodb:Attributes"
-      values   = local.decision_attributes
-    }
-  }
-
-  # Decisions as messages: the controller takes the decider from the message's SenderId (the
-  # role session name), which the sender cannot forge.
+  # Decisions as messages, the only way a person decides on AWS: the controller takes the decider
+  # from the message's SenderId (this role's unique id and the session name), which the sender
+  # cannot forge, and writes the decision record itself.
   statement {
     sid       = "SendDecisions"
     actions   = ["sqs:SendMessage"]

@@ -92,7 +92,9 @@ locals {
     var.glue_catalog_id == null ? {} : { SQLCTL_GLUE_CATALOG_ID = var.glue_catalog_id },
     var.bedrock_region == null ? {} : { SQLCTL_BEDROCK_REGION = var.bedrock_region },
     local.webhook_enabled ? { SQLCTL_GCHAT_WEBHOOK_SECRET_ARN = local.webhook_secret_arn } : {},
-    length(var.sqs_senders) == 0 ? {} : { SQLCTL_SQS_SENDERS = join(",", [for id, who in var.sqs_senders : "${id}=${who}"]) },
+    # Decision senders: sessions of the approver role (its unique id AROA... to its ARN; any
+    # other role's sessions are refused), plus the IAM users mapped in var.sqs_senders.
+    { SQLCTL_SQS_SENDERS = join(",", concat(["${aws_iam_role.approver.unique_id}=${aws_iam_role.approver.arn}"], [for id, who in var.sqs_senders : "${id}=${who}"])) },
     length(var.sqs_trusted_relays) == 0 ? {} : { SQLCTL_SQS_TRUSTED_RELAYS = join(",", var.sqs_trusted_relays) },
     var.controller_extra_environment,
   )

@@ -348,7 +348,7 @@ variable "restrict_dlq_sources" {
 }
 
 variable "sqs_senders" {
-  description = "SQS sender ids (IAM user ids, AIDA...) mapped to approver names, for senders that are not role sessions (SQLCTL_SQS_SENDERS). Role sessions (AROA...:name) map to their session name without an entry."
+  description = "More SQS decision senders for SQLCTL_SQS_SENDERS: IAM user ids (AIDA...) mapped to a name or the user's ARN, or other roles' unique ids (AROA...) mapped to the role ARN whose sessions may decide. The approver role is always mapped; sessions of roles not listed are refused."
   type        = map(string)
   default     = {}
 }
@@ -417,7 +417,7 @@ variable "requester_namespaces" {
 }
 
 variable "approver_namespaces" {
-  description = "Namespaces whose requests the approver role may read (`*`: all). Decision records are keyed by request uid, not namespace, so decisions cannot be limited by namespace in IAM (the controller's policy allow-lists do that)."
+  description = "Namespaces whose requests the approver role may read (`*`: all). The approver role writes no decision records (decisions go over SQS and the controller writes them); the controller's policy allow-lists limit who decides in which namespace."
   type        = list(string)
   default     = ["*"]
 
@@ -434,7 +434,7 @@ variable "requester_can_read_results" {
 }
 
 variable "require_session_name_is_username" {
-  description = "Trust policies of the people's roles require the role session name to equal the caller's IAM user name (the sts:RoleSessionName condition key equals the aws:username policy variable). sqlctl takes the approver's name from the session name (CLI and SQS SenderId), so this stops one person assuming the role as another. Only IAM users have aws:username: set false for SSO/federated principals and give each person their own principal instead."
+  description = "Trust policies of the people's roles require the role session name to equal the caller's IAM user name (the sts:RoleSessionName condition key equals the aws:username policy variable). Without a policy `identities` map sqlctl counts a person by the session name (CLI: STS GetCallerIdentity; SQS: the SenderId of an approver-role session), so this stops one person assuming the role as another. Only IAM users have aws:username: set false for SSO/federated principals and give each person their own principal instead."
   type        = bool
   default     = true
 }

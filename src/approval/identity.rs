@@ -65,12 +65,27 @@ pub fn same(a: &str, b: &str) -> bool {
     !a.is_empty() && a == normalize(b)
 }
 
+/// The short name of a principal: an AWS ARN's last path segment (`arn:aws:iam::1:user/alice`
+/// → `alice`, `arn:aws:sts::1:assumed-role/sqlctl-approver/alice` → `alice`, the role session
+/// name); anything else is itself. Without an `identities` map this is who a principal is, so
+/// the requester `…:assumed-role/sqlctl-requester/alice` and the approver
+/// `…:assumed-role/sqlctl-approver/alice` are one person for four-eyes.
+pub fn short_name(principal: &str) -> String {
+    let p = principal.trim();
+    if !p.starts_with("arn:") {
+        return p.to_string();
+    }
+    let resource = p.splitn(6, ':').nth(5).unwrap_or(p);
+    resource.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or(resource).to_string()
+}
+
 /// The user `principal` is under a policy's `identities` map (user → principals): the user
 /// whose name or one of whose principals is the same identity. With an empty map every identity
-/// is its own user. `None`: the map does not know it.
+/// is its own user, by its [`short_name`]. `None`: the map does not know it — an ARN is then
+/// never taken by its session name alone, which whoever assumes a role may choose.
 pub fn resolve(identities: &std::collections::BTreeMap<String, Vec<String>>, principal: &str) -> Option<String> {
     if identities.is_empty() {
-        return Some(principal.to_string());
+        return Some(short_name(principal));
     }
     let p = normalize(principal);
     if p.is_empty() {
@@ -207,6 +222,26 @@ mod tests {
             assert_eq!(key(s), n, "{s:?}");
         }
         assert!(matches!(key("alice@example.com"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn principals_have_short_names_and_the_map_takes_them_whole() {
+        let approver = "arn:aws:sts::123456789012:assumed-role/sqlctl-approver/alice";
+        let requester = "arn:aws:sts::123456789012:assumed-role/sqlctl-requester/alice";
+        assert_eq!(short_name(approver), "alice");
+        assert_eq!(short_name("arn:aws:iam::123456789012:user/ops/bob"), "bob");
+        assert_eq!(short_name("arn:aws:iam::123456789012:root"), "root");
+        assert_eq!(short_name("carol@example.com"), "carol@example.com");
+        let none = std::collections::BTreeMap::new();
+        assert_eq!(resolve(&none, approver), resolve(&none, requester), "one person without a map");
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("alice".to_string(), vec![approver.to_string()]);
+        assert_eq!(resolve(&map, approver).as_deref(), Some("alice"));
+        assert_eq!(resolve(&map, &approver.to_uppercase()).as_deref(), Some("alice"));
+        // Another role's session named alice is not alice: the session name is the assumer's choice.
+        assert_eq!(resolve(&map, requester), None);
+        assert_eq!(resolve(&map, "arn:aws:sts::123456789012:assumed-role/other/alice"), None);
+        assert_eq!(resolve(&map, "alice").as_deref(), Some("alice"), "a plain name is its user");
     }
 
     #[test]

@@ -189,7 +189,10 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
         }
         None => d.by.clone(),
     };
-    let requester = req.requester().map(|r| identity::resolve(&policy.identities, r).unwrap_or_else(|| r.to_string()));
+    // An unmapped requester is their short name: the conservative side for four-eyes (an ARN
+    // whose session name is the decider's user counts as the decider).
+    let requester =
+        req.requester().map(|r| identity::resolve(&policy.identities, r).unwrap_or_else(|| identity::short_name(r)));
     if let Some(allowed) = allowed_deciders(policy, req) {
         if !identity::listed(&allowed, &decider) {
             let why = if allowed.is_empty() {

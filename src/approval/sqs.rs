@@ -15,10 +15,17 @@
 //! # Who decided
 //!
 //! The decider is who AWS says sent the message — its `SenderId` — not what the body claims.
-//! [`SenderPolicy`] maps sender ids to approver names: a role session (`AROA…:alice`) is its
-//! session name; other ids through `SQLCTL_SQS_SENDERS` (`ID=name,…`). A body's `by` must then
-//! be absent or equal to that name. Senders listed as trusted relays (a chat bot that posts on
-//! behalf of people it authenticated itself) may name any `by`. Everything else is refused.
+//! [`SenderPolicy`] maps sender ids to principals through `SQLCTL_SQS_SENDERS` (`ID=who,…`):
+//!
+//! * an IAM user id (`AIDA…`) to a name or the user's ARN;
+//! * a role's unique id (`AROA…`) to the role's ARN: a session of that role (`AROA…:alice`)
+//!   decides as `arn:aws:sts::ACCOUNT:assumed-role/ROLE/alice`, the same ARN STS reports to the
+//!   session itself, which the policy's `identities` map can name. A session of any other role
+//!   is refused, whatever its session name says: the role is checked, not just the name.
+//!
+//! A body's `by` must then be absent or name that principal (its ARN or short name). Senders
+//! listed as trusted relays (a chat bot that posts on behalf of people it authenticated itself)
+//! may name any `by`. Everything else is refused.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -95,6 +102,38 @@ pub struct DecisionMessage {
     pub comment: Option<String>,
     #[serde(default)]
     pub allow_over_budget: bool,
+}
+
+impl DecisionMessage {
+    /// The message for a decision bound by [`super::bind`] (texts already bounded).
+    pub fn of(d: &crate::spec::Decision) -> DecisionMessage {
+        DecisionMessage {
+            name: d.name.clone(),
+            namespace: Some(d.namespace.clone()),
+            uid: d.uid.clone(),
+            generation: d.generation,
+            round: d.round,
+            sql_digest: d.sql_digest.clone(),
+            decision: d.decision.as_str().to_string(),
+            feedback: d.feedback.clone(),
+            by: Some(d.by.clone()).filter(|b| !b.is_empty()),
+            comment: d.comment.clone(),
+            allow_over_budget: d.allow_over_budget,
+        }
+    }
+}
+
+/// Sends one decision to the response queue: how `sqlctl approve|refine|reject` decide on
+/// `--backend aws`. People's roles may send messages but not write decision records; the
+/// controller takes the decider from the message's `SenderId` ([`SenderPolicy`]) and writes
+/// the record. Returns the SQS message id.
+pub async fn send_decision(client: &Client, queue_url: &str, m: &DecisionMessage) -> anyhow::Result<String> {
+    let body = serde_json::to_string(m)?;
+    let out =
+        client.send_message().queue_url(queue_url).message_body(body).send().await.map_err(|e| {
+            anyhow::anyhow!("sending the decision to {queue_url} (SQS SendMessage): {}", aws::describe(&e))
+        })?;
+    Ok(out.message_id().unwrap_or_default().to_string())
 }
 
 /// Builds the approval request message for `req` (in AwaitingApproval).
@@ -189,24 +228,76 @@ impl Notifier for SqsNotifier {
     }
 }
 
-/// Maps SQS sender ids to approver names (see the module docs).
+/// One role whose sessions may send decisions: parsed from its ARN
+/// (`arn:PARTITION:iam::ACCOUNT:role[/path]/NAME`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SenderRole {
+    pub arn: String,
+    partition: String,
+    account: String,
+    name: String,
+}
+
+impl SenderRole {
+    pub fn parse(arn: &str) -> Result<SenderRole, String> {
+        let parts: Vec<&str> = arn.splitn(6, ':').collect();
+        match parts.as_slice() {
+            ["arn", partition, "iam", "", account, resource]
+                if !partition.is_empty() && !account.is_empty() && resource.starts_with("role/") =>
+            {
+                let name = resource.rsplit('/').next().unwrap_or_default();
+                if name.is_empty() {
+                    return Err(format!("{arn:?} names no role"));
+                }
+                Ok(SenderRole {
+                    arn: arn.to_string(),
+                    partition: partition.to_string(),
+                    account: account.to_string(),
+                    name: name.to_string(),
+                })
+            }
+            _ => Err(format!("{arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)")),
+        }
+    }
+
+    /// The ARN STS gives a session of this role (role paths are not part of it).
+    pub fn session_arn(&self, session: &str) -> String {
+        format!("arn:{}:sts::{}:assumed-role/{}/{}", self.partition, self.account, self.name, session)
+    }
+}
+
+/// Maps SQS sender ids to principals (see the module docs).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SenderPolicy {
-    /// Sender id → approver name.
+    /// IAM user id (or any non-role sender id) → who it is (a name or an ARN).
     pub names: HashMap<String, String>,
+    /// Role unique id (`AROA…`) → the role whose sessions may decide.
+    pub roles: HashMap<String, SenderRole>,
     /// Senders whose message's `by` is trusted; `*` trusts every sender (emulators only).
     pub relays: Vec<String>,
 }
 
 impl SenderPolicy {
-    /// Parses `ID=name,ID2=name2` and a comma list of relay ids.
+    /// Parses `ID=who,ID2=who2` (a role id maps to its role ARN) and a comma list of relay ids.
     pub fn parse(names: Option<&str>, relays: Option<&str>) -> Result<SenderPolicy, String> {
         let mut p = SenderPolicy::default();
         for entry in names.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let (id, name) = entry
+            let (id, who) = entry
                 .split_once('=')
+                .map(|(i, w)| (i.trim(), w.trim()))
+                .filter(|(i, w)| !i.is_empty() && !w.is_empty())
                 .ok_or_else(|| format!("SQLCTL_SQS_SENDERS entry {entry:?} is not SENDER_ID=name"))?;
-            p.names.insert(id.trim().to_string(), name.trim().to_string());
+            if id.contains(':') {
+                return Err(format!(
+                    "SQLCTL_SQS_SENDERS entry {entry:?}: map a role by its unique id alone (AROA…=arn:aws:iam::ACCOUNT:role/NAME), not one session"
+                ));
+            }
+            if id.starts_with("AROA") || who.contains(":role/") {
+                let role = SenderRole::parse(who).map_err(|e| format!("SQLCTL_SQS_SENDERS entry {entry:?}: {e}"))?;
+                p.roles.insert(id.to_string(), role);
+            } else {
+                p.names.insert(id.to_string(), who.to_string());
+            }
         }
         p.relays =
             relays.unwrap_or("").split(',').map(str::trim).filter(|e| !e.is_empty()).map(str::to_string).collect();
@@ -215,6 +306,7 @@ impl SenderPolicy {
 
     /// Who decided: from the sender id, or the body's `by` for a trusted relay.
     pub fn decider(&self, sender_id: Option<&str>, by: Option<&str>) -> Result<String, String> {
+        use super::identity::{same, short_name};
         let by = by.map(str::trim).filter(|b| !b.is_empty());
         let sender = sender_id.unwrap_or("");
         if self.relays.iter().any(|r| r == "*" || r == sender) {
@@ -222,20 +314,35 @@ impl SenderPolicy {
                 .map(str::to_string)
                 .ok_or_else(|| format!("message from relay {sender} does not say who decided (by)"));
         }
-        let name = self.names.get(sender).cloned().or_else(|| {
-            // A role session (`AROA…:session`): the session name is the person.
-            sender.split_once(':').map(|(_, s)| s.to_string()).filter(|s| !s.is_empty())
-        });
-        match (name, by) {
-            (None, _) => Err(format!(
-                "sender {sender:?} is not mapped to an approver (SQLCTL_SQS_SENDERS) and is not a trusted relay"
-            )),
-            // Compared under the identity rule (`Alice` and `alice` are one person); the name
-            // recorded is the sender's, as AWS reported it.
-            (Some(n), Some(b)) if !super::identity::same(&n, b) => {
-                Err(format!("the message says by {b:?} but was sent by {sender} ({n})"))
+        let who = match sender.split_once(':') {
+            // A role session (`AROA…:session`): only of a listed role.
+            Some((role_id, session)) => match self.roles.get(role_id) {
+                Some(_) if session.is_empty() => {
+                    return Err(format!("sender {sender:?} is a role session without a session name"));
+                }
+                Some(role) => role.session_arn(session),
+                None => {
+                    return Err(format!(
+                        "sender {sender:?} is a session of role {role_id}, which is not a decision sender: map the approver role's id to its ARN in SQLCTL_SQS_SENDERS (AROA…=arn:aws:iam::ACCOUNT:role/NAME)"
+                    ));
+                }
+            },
+            None => match self.names.get(sender) {
+                Some(n) => n.clone(),
+                None => {
+                    return Err(format!(
+                        "sender {sender:?} is not mapped to an approver (SQLCTL_SQS_SENDERS) and is not a trusted relay"
+                    ));
+                }
+            },
+        };
+        match by {
+            // Compared under the identity rule (`Alice` and `alice` are one person), by ARN or
+            // by short name; what is recorded is the sender's principal, as AWS reported it.
+            Some(b) if !same(&who, b) && !same(&short_name(&who), &short_name(b)) => {
+                Err(format!("the message says by {b:?} but was sent by {sender} ({who})"))
             }
-            (Some(n), _) => Ok(n),
+            _ => Ok(who),
         }
     }
 }
@@ -565,7 +672,9 @@ mod tests {
             assert_eq!(p.decider(Some("AIDAALICE"), Some(spelling)), Ok("alice".into()), "{spelling:?}");
         }
         assert!(p.decider(Some("AIDAALICE"), Some("alicia")).is_err());
-        assert_eq!(p.decider(Some("AROAXYZ:carol"), None), Ok("carol".into()), "role session name");
+        // A session of a role nobody listed is refused, whatever its session name says.
+        let e = p.decider(Some("AROAXYZ:carol"), None).unwrap_err();
+        assert!(e.contains("not a decision sender") && e.contains("SQLCTL_SQS_SENDERS"), "{e}");
         assert!(p.decider(Some("AIDASTRANGER"), Some("alice")).is_err());
         assert!(p.decider(None, Some("alice")).is_err());
         assert_eq!(
@@ -577,6 +686,108 @@ mod tests {
         assert!(SenderPolicy::parse(Some("nonsense"), None).is_err());
         let all = SenderPolicy::parse(None, Some("*")).unwrap();
         assert_eq!(all.decider(Some("anything"), Some("erin")), Ok("erin".into()));
+    }
+
+    #[test]
+    fn role_sessions_decide_as_their_sts_arn_and_only_for_listed_roles() {
+        let approver = "arn:aws:iam::123456789012:role/teams/sqlctl-approver";
+        let p = SenderPolicy::parse(Some(&format!("AROAAPPROVER={approver}, AIDAALICE=alice")), None).unwrap();
+        let alice = "arn:aws:sts::123456789012:assumed-role/sqlctl-approver/alice";
+        assert_eq!(p.decider(Some("AROAAPPROVER:alice"), None).as_deref(), Ok(alice), "role path dropped, as STS does");
+        // The CLI sends its own STS ARN (or short name) as `by`: either agrees with the sender.
+        assert_eq!(p.decider(Some("AROAAPPROVER:alice"), Some(alice)).as_deref(), Ok(alice));
+        assert_eq!(p.decider(Some("AROAAPPROVER:alice"), Some("Alice")).as_deref(), Ok(alice));
+        assert!(p.decider(Some("AROAAPPROVER:alice"), Some("bob")).unwrap_err().contains("sent by"));
+        // The requester role's sessions, or any other role's, cannot send decisions.
+        assert!(p.decider(Some("AROAREQUESTER:alice"), Some(alice)).unwrap_err().contains("not a decision sender"));
+        assert!(p.decider(Some("AROAAPPROVER:"), None).is_err(), "a session needs a name");
+        // Malformed mappings are refused at start, with what to write.
+        for bad in [
+            "AROAX=alice",
+            "AROAX=arn:aws:iam::1:user/alice",
+            "AROAX:alice=arn:aws:iam::1:role/r",
+            "AROAX=arn:aws:iam::1:role/",
+            "=alice",
+        ] {
+            assert!(SenderPolicy::parse(Some(bad), None).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forged_identities_fail_against_the_policy_map_with_sts_arns() {
+        use crate::spec::*;
+        let p = SenderPolicy::parse(
+            Some("AROAAPPROVER=arn:aws:iam::123456789012:role/sqlctl-approver,AROAREQ=arn:aws:iam::123456789012:role/sqlctl-requester"),
+            None,
+        )
+        .unwrap();
+        let mut policy = Policy { four_eyes: true, ..Default::default() };
+        policy
+            .identities
+            .insert("rita".into(), vec!["arn:aws:sts::123456789012:assumed-role/sqlctl-requester/rita".into()]);
+        policy.identities.insert(
+            "alice".into(),
+            vec!["arn:aws:sts::123456789012:assumed-role/sqlctl-approver/alice".into(), "alice@example.com".into()],
+        );
+        let mut req = QueryRequest {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            metadata: ObjectMeta {
+                name: "q".into(),
+                uid: Some("u1".into()),
+                generation: Some(1),
+                ..Default::default()
+            },
+            spec: QueryRequestSpec { sql: Some("select 1".into()), ..Default::default() },
+            status: Some(QueryRequestStatus {
+                phase: Phase::AwaitingApproval,
+                observed_generation: 1,
+                approval_round: 1,
+                generated: Some(Generated {
+                    sql: "select 1".into(),
+                    sql_digest: "ab".repeat(32),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        };
+        req.metadata
+            .annotations
+            .insert(REQUESTER_ANNOTATION.into(), "arn:aws:sts::123456789012:assumed-role/sqlctl-requester/rita".into());
+        let decide = |policy: &Policy, sender: &str| -> Result<(), String> {
+            let by = p.decider(Some(sender), None)?;
+            let input = crate::approval::DecisionInput {
+                decision: DecisionKind::Approve,
+                by,
+                digest: Some("ab".repeat(32)),
+                feedback: None,
+                comment: None,
+                source: SOURCE.into(),
+                allow_over_budget: false,
+            };
+            let d = crate::approval::bind(&req, &input).map_err(|e| e.to_string())?;
+            crate::approval::check(policy, &req, &d).map_err(|e| e.to_string())
+        };
+        assert_eq!(decide(&policy, "AROAAPPROVER:alice"), Ok(()));
+        // An approver-role session nobody mapped may not approve under four-eyes.
+        assert!(decide(&policy, "AROAAPPROVER:mallory").unwrap_err().contains("unmapped"));
+        // Spelling tricks in the session name do not reach alice either.
+        assert!(decide(&policy, "AROAAPPROVER:alice\u{200b}x").is_err());
+        // A session named after alice in another (listed) role is not alice: unmapped.
+        assert!(decide(&policy, "AROAREQ:alice").unwrap_err().contains("unmapped"));
+        // And in a role nobody listed it is not a decision sender at all.
+        assert!(decide(&policy, "AROAOTHER:alice").unwrap_err().contains("not a decision sender"));
+        // rita through the approver role (if she may assume it) is still rita: four-eyes.
+        let mut both = policy.clone();
+        both.identities
+            .get_mut("rita")
+            .unwrap()
+            .push("arn:aws:sts::123456789012:assumed-role/sqlctl-approver/rita".into());
+        assert!(decide(&both, "AROAAPPROVER:rita").unwrap_err().contains("four-eyes"));
+        // Without a map, people are their short names: rita's approver session is still rita.
+        let plain = Policy { four_eyes: true, ..Default::default() };
+        assert!(decide(&plain, "AROAAPPROVER:rita").unwrap_err().contains("four-eyes"));
+        assert_eq!(decide(&plain, "AROAAPPROVER:alice"), Ok(()));
     }
 
     #[test]

@@ -204,7 +204,7 @@ impl Args {
                 source: "cli".into(),
                 allow_over_budget: over_budget && decision == DecisionKind::Approve,
             };
-            if let Err(e) = decide::decide(g, &r, input).await {
+            if let Err(e) = decide::decide(g, &r, input, &Default::default()).await {
                 eprintln!("sqlctl: {e}");
                 if decision != DecisionKind::Refine {
                     continue;

@@ -6,6 +6,8 @@
 //! `BudgetExceeded=True`) is approved only with `--allow-over-budget`, from an approver the
 //! policy allows (`overBudgetApprovers`); a plain approve is refused with what to do.
 
+use std::time::{Duration, Instant};
+
 use super::{Exit, get_request, output};
 use crate::approval::{self, DecisionInput, SubmitError};
 use crate::config::GlobalOpts;
@@ -32,6 +34,8 @@ pub struct ApproveArgs {
     /// BudgetExceeded=True). The run may then scan up to twice the estimate.
     #[arg(long)]
     pub allow_over_budget: bool,
+    #[command(flatten)]
+    pub send: SendArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -44,6 +48,8 @@ pub struct RefineArgs {
     pub digest: Option<String>,
     #[arg(long = "as", value_name = "NAME")]
     pub as_: Option<String>,
+    #[command(flatten)]
+    pub send: SendArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -56,6 +62,8 @@ pub struct RejectArgs {
     pub digest: Option<String>,
     #[arg(long = "as", value_name = "NAME")]
     pub as_: Option<String>,
+    #[command(flatten)]
+    pub send: SendArgs,
 }
 
 /// Shows the SQL awaiting approval (for the confirmation prompt and `ask`).
@@ -118,6 +126,7 @@ impl ApproveArgs {
                 source: "cli".into(),
                 allow_over_budget: self.allow_over_budget,
             },
+            &self.send,
         )
         .await
     }
@@ -148,6 +157,7 @@ impl RefineArgs {
                 source: "cli".into(),
                 allow_over_budget: false,
             },
+            &self.send,
         )
         .await
     }
@@ -169,32 +179,141 @@ impl RejectArgs {
                 source: "cli".into(),
                 allow_over_budget: false,
             },
+            &self.send,
         )
         .await
     }
 }
 
-/// Writes the decision through the shared path; refusals exit 1 with the reason.
-pub async fn decide(g: &GlobalOpts, r: &QueryRequest, input: DecisionInput) -> anyhow::Result<()> {
+/// How long approve/refine/reject wait on `--backend aws` for the controller to record a
+/// decision sent over SQS.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SendArgs {
+    /// On --backend aws: how long to wait for the controller to record the decision sent over
+    /// SQS (0: send and return).
+    #[arg(long = "wait", value_name = "DURATION", default_value = "60s", value_parser = crate::spec::quantity::parse_duration)]
+    pub wait: Duration,
+}
+
+impl Default for SendArgs {
+    fn default() -> Self {
+        SendArgs { wait: Duration::from_secs(60) }
+    }
+}
+
+fn noun(kind: DecisionKind) -> &'static str {
+    match kind {
+        DecisionKind::Approve => "approval",
+        DecisionKind::Refine => "refine",
+        DecisionKind::Reject => "rejection",
+    }
+}
+
+fn print_recorded(name: &str, kind: DecisionKind, by: &str, generation: u64, round: u32, digest: &str) {
+    println!(
+        "queryrequest/{name} {} by {by} recorded (generation {generation}, round {round}, digest {digest})",
+        noun(kind)
+    );
+}
+
+/// Decides through the shared path; refusals exit 1 with the reason. Locally the decision
+/// record is written here. On `--backend aws` people never write decision records: the
+/// decision is checked here (to refuse at once, with the same reasons), sent to the controller
+/// over SQS, whose sender AWS authenticates, and the command waits for the controller to
+/// record it.
+pub async fn decide(g: &GlobalOpts, r: &QueryRequest, input: DecisionInput, send: &SendArgs) -> anyhow::Result<()> {
     let store = g.store().await?;
+    if g.is_aws() {
+        return decide_over_sqs(g, store.as_ref(), r, &input, send.wait).await;
+    }
     match approval::submit(store.as_ref(), r, &input).await {
         Ok(d) => {
-            println!(
-                "queryrequest/{} {} by {} recorded (generation {}, round {}, digest {})",
-                r.metadata.name,
-                match d.decision {
-                    DecisionKind::Approve => "approval",
-                    DecisionKind::Refine => "refine",
-                    DecisionKind::Reject => "rejection",
-                },
-                d.by,
-                d.generation,
-                d.round,
-                d.sql_digest
-            );
+            print_recorded(&r.metadata.name, d.decision, &d.by, d.generation, d.round, &d.sql_digest);
             Ok(())
         }
         Err(SubmitError::Refused(why)) => Err(Exit::refused(format!("refused: {why}"))),
         Err(SubmitError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// The history entries that record `d` having been looked at by the controller.
+fn seen(r: &QueryRequest, d: &crate::spec::Decision) -> Vec<crate::spec::HistoryEntry> {
+    r.status
+        .as_ref()
+        .map(|s| {
+            s.history
+                .iter()
+                .filter(|h| {
+                    matches!(h.event.as_str(), "Decision" | "DecisionRefused")
+                        && h.generation == d.generation
+                        && h.decision == Some(d.decision)
+                        && h.sql_digest.as_deref() == Some(d.sql_digest.as_str())
+                })
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn decide_over_sqs(
+    g: &GlobalOpts,
+    store: &dyn crate::store::Store,
+    r: &QueryRequest,
+    input: &DecisionInput,
+    wait: Duration,
+) -> anyhow::Result<()> {
+    let refused = |why: approval::Refusal| Exit::refused(format!("refused: {why}"));
+    let d = approval::bind(r, input).map_err(refused)?;
+    let policy = store.get_policy().await?.unwrap_or_default();
+    approval::check(&policy, r, &d).map_err(refused)?;
+    let Some(url) = g.aws.response_queue_url.as_deref().filter(|u| !u.is_empty()) else {
+        return Err(Exit::usage(
+            "on --backend aws decisions go to the controller over SQS: set SQLCTL_RESPONSE_QUEUE_URL (--response-queue-url; `sqlctl aws bootstrap` prints it)",
+        ));
+    };
+    let before = seen(r, &d).len();
+    let aws = g.aws.sdk().await;
+    let id =
+        approval::sqs::send_decision(&crate::aws::sqs(&aws.conf), url, &approval::sqs::DecisionMessage::of(&d)).await?;
+    let name = &r.metadata.name;
+    eprintln!("sent the {} of queryrequest/{name} to the controller over SQS (message {id})", noun(d.decision));
+    if wait.is_zero() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    loop {
+        let now = get_request(store, g, name).await?;
+        if now.uid() != r.uid() {
+            return Err(Exit::refused(format!(
+                "queryrequest/{name} was deleted and recreated while the decision was on its way; it cannot apply to the new one"
+            )));
+        }
+        if let Some(h) = seen(&now, &d).get(before) {
+            if h.event == "DecisionRefused" {
+                let why = h.message.as_deref().map(escape_hidden).unwrap_or_default();
+                return Err(Exit::refused(format!("refused by the controller: {why}")));
+            }
+            let by = h.by.as_deref().unwrap_or(&d.by);
+            print_recorded(name, d.decision, &escape_hidden(by), d.generation, d.round, &d.sql_digest);
+            return Ok(());
+        }
+        let st = now.status.clone().unwrap_or_default();
+        if st.phase != crate::spec::Phase::AwaitingApproval
+            || st.approval_round != d.round
+            || now.generation() != d.generation
+        {
+            println!(
+                "queryrequest/{name} moved on before this decision was recorded: it is {} (round {}); see `sqlctl describe {name}`",
+                st.phase, st.approval_round
+            );
+            return Ok(());
+        }
+        if started.elapsed() >= wait {
+            return Err(Exit::refused(format!(
+                "sent the decision (SQS message {id}), but the controller has not recorded it within {}: is a controller running (`sqlctl get` shows phases moving)? The message stays queued until one takes it; one it refuses goes to the response queue's dead-letter queue with the reason in its sqlctl-dlq-reason attribute",
+                crate::spec::quantity::format_duration(wait)
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

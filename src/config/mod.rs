@@ -349,9 +349,11 @@ impl GlobalOpts {
         Ok(Some(ResponseConsumer::new(crate::aws::sqs(&aws.conf), url, store, senders).with_waker(waker)))
     }
 
-    /// Who is deciding from the CLI. Locally: `--as` or the OS user. On `--backend aws`: who AWS
-    /// says the caller is (STS `GetCallerIdentity`), by its short name (IAM user or role session
-    /// name); `--as` is refused unless it names that same identity (short name or ARN).
+    /// Who is deciding (or requesting) from the CLI. Locally: `--as` or the OS user. On
+    /// `--backend aws`: who AWS says the caller is (STS `GetCallerIdentity`), as its full ARN, so
+    /// a policy's `identities` map can name the role as well as the session; without a map it
+    /// counts by its short name (IAM user or role session name). `--as` is refused unless it
+    /// names that same identity (short name or ARN).
     pub async fn decider(&self, as_: Option<&str>) -> anyhow::Result<String> {
         if !self.is_aws() {
             return Ok(crate::cli::whoami(as_));
@@ -364,7 +366,7 @@ impl GlobalOpts {
                 who.name(),
                 who.arn
             ))),
-            _ => Ok(who.name()),
+            _ => Ok(who.arn),
         }
     }
 
@@ -423,10 +425,13 @@ mod tests {
         let Some(url) = moto_url() else { return };
         let g = parse(&["--backend", "aws"]);
         g.aws.loaded.set(Aws { conf: Arc::new(config_for(&url).await) }).unwrap();
-        // moto answers GetCallerIdentity with arn:aws:sts::123456789012:user/moto.
-        assert_eq!(g.decider(None).await.unwrap(), "moto");
-        assert_eq!(g.decider(Some("moto")).await.unwrap(), "moto");
-        assert_eq!(g.decider(Some("arn:aws:sts::123456789012:user/moto")).await.unwrap(), "moto");
+        // moto answers GetCallerIdentity with arn:aws:sts::123456789012:user/moto: the full ARN
+        // is who decides (an identities map can name it); its short name is `moto`.
+        let moto = "arn:aws:sts::123456789012:user/moto";
+        assert_eq!(g.decider(None).await.unwrap(), moto);
+        assert_eq!(g.decider(Some("moto")).await.unwrap(), moto);
+        assert_eq!(g.decider(Some("MOTO")).await.unwrap(), moto, "compared under the identity rule");
+        assert_eq!(g.decider(Some(moto)).await.unwrap(), moto);
         let e = g.decider(Some("alice")).await.unwrap_err().to_string();
         assert!(e.contains("--as alice refused") && e.contains("moto"), "{e}");
         // Locally --as is taken as given.

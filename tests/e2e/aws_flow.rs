@@ -25,8 +25,9 @@ fn question_to_done_over_sqs_decisions_and_athena() {
     assert_eq!(m.sql_digest, v["status"]["generated"]["sqlDigest"].as_str().unwrap());
     assert_eq!(m.sql, v["status"]["generated"]["sql"].as_str().unwrap());
     assert_eq!((m.generation, m.round), (1, 1));
-    // On --backend aws the requester is who AWS says applied it (moto's one IAM user), not $USER.
-    assert_eq!(m.requester.as_deref(), Some("moto"));
+    // On --backend aws the requester is who AWS says applied it (moto's one IAM user, by its
+    // STS ARN), not $USER.
+    assert_eq!(m.requester.as_deref(), Some("arn:aws:sts::123456789012:user/moto"));
 
     // A decision message (sent as moto's one IAM user, mapped to alice) approves it.
     w.decide(&m, "approve", json!({"comment": "lgtm"}));

@@ -137,7 +137,7 @@ fn identities_compare_normalised_for_four_eyes_and_allow_lists() {
 #[test]
 fn identities_compare_normalised_for_sqs_relay_deciders() {
     // A trusted relay (a chat bot) names who decided; the requester on --backend aws is moto's
-    // one IAM user, `moto`. Every spelling of moto is moto: four-eyes refuses them all.
+    // one IAM user, `arn:aws:sts::123456789012:user/moto`: without an identities map, `moto`. Every spelling of moto is moto: four-eyes refuses them all.
     let Some(w) = AwsWorld::new(false) else { return };
     let kids = Kids::default();
     let mut c = w.cmd_at(&w.fake.url);
@@ -160,7 +160,7 @@ fn identities_compare_normalised_for_sqs_relay_deciders() {
     let o = w.apply(&spec("relayed", "  sql: select count(*) as n from nation\n  catalog:\n    database: tpch\n"));
     assert_eq!(o.code, 0, "{o:?}");
     let m = w.approval_request("relayed", AWS_T);
-    assert_eq!(m.requester.as_deref(), Some("moto"));
+    assert_eq!(m.requester.as_deref(), Some("arn:aws:sts::123456789012:user/moto"));
 
     let spellings = ["Moto", "moto\u{200b}", "ｍｏｔｏ", " MOTO ", "mo\u{fe0f}to"];
     for by in spellings {

@@ -65,3 +65,89 @@ fn sqs_intake_never_stalls_on_a_message_it_cannot_dead_letter() {
     };
     assert!(!log.contains("left for redelivery"), "{log}");
 }
+
+/// Hole 6: on `--backend aws` people never write decision records. `sqlctl approve` checks the
+/// decision, sends it over SQS and waits for the controller, which takes the decider from the
+/// message's SenderId and writes the record itself. With no controller up, the CLI times out
+/// with what to check, no decision record exists, and the message waits in the queue; the next
+/// controller records it, as the sender AWS named.
+#[test]
+fn cli_decisions_on_aws_go_over_sqs_and_only_the_controller_writes_records() {
+    use crate::aws_support::MOTO_SENDER;
+    let Some(w) = AwsWorld::new(false) else { return };
+    // moto's one IAM user id, mapped to its ARN: who AWS says sends (and who the CLI is).
+    let senders = format!("{MOTO_SENDER}=arn:aws:iam::123456789012:user/moto");
+    let controller = |log: &str| {
+        w.cmd_at(&w.fake.url)
+            .env("SQLCTL_SQS_SENDERS", &senders)
+            .arg("controller")
+            .args(["--generator", "offline", "--resync", "2s", "--retry-period", "200ms"])
+            .args(["--renew-deadline", "1s", "--lease-duration", "2s"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(w.env.home.path().join(log)).unwrap())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = controller("first.log");
+    assert_eq!(
+        w.apply(&spec("viasqs", "  sql: select count(*) as n from region\n  catalog:\n    database: tpch\n")).code,
+        0
+    );
+    let v = w.wait_phase("viasqs", "AwaitingApproval", T);
+    let digest = v["status"]["generated"]["sqlDigest"].as_str().unwrap().to_string();
+    let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
+    let _ = first.kill();
+    let _ = first.wait();
+
+    // No controller: the decision is sent, not written.
+    let o = w.run(&["approve", "viasqs", "--digest", &digest, "--wait", "2s"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("over SQS"), "{o:?}");
+    assert!(o.stderr.contains("has not recorded it") && o.stderr.contains("controller running"), "{o:?}");
+    let table = w.export("SQLCTL_TABLE");
+    let dynamo = aws_sdk_dynamodb::Client::new(&w.sdk);
+    let decisions = w.rt.block_on(async {
+        let out = dynamo.scan().table_name(&table).send().await.unwrap();
+        out.items()
+            .iter()
+            .filter(|i| i.get("pk").and_then(|p| p.as_s().ok()).is_some_and(|p| p.starts_with("DEC#")))
+            .filter(|i| i.contains_key("body"))
+            .count()
+    });
+    assert_eq!(decisions, 0, "the CLI wrote no decision record on --backend aws");
+    // A refused decision is refused by the CLI at once, with the controller's reasons.
+    let o = w.run(&["approve", "viasqs", "--digest", &"0".repeat(64), "--wait", "2s"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("refused") && !o.stderr.contains("over SQS"), "nothing sent: {o:?}");
+
+    // The next controller takes the queued message and records it as its sender.
+    let mut second = controller("second.log");
+    let v = w.wait_phase("viasqs", "Done", T);
+    assert_eq!(v["status"]["approval"]["by"], "arn:aws:iam::123456789012:user/moto");
+    let history = v["status"]["history"].as_array().unwrap();
+    assert!(history.iter().any(|h| h["event"] == "Decision" && h["sqlDigest"] == digest.as_str()), "{history:?}");
+    let sources = w.rt.block_on(async {
+        let out = dynamo.scan().table_name(&table).send().await.unwrap();
+        out.items()
+            .iter()
+            .filter(|i| i.get("pk").and_then(|p| p.as_s().ok()).is_some_and(|p| p == &format!("DEC#{uid}")))
+            .filter_map(|i| i.get("body").and_then(|b| b.as_s().ok()).cloned())
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(sources.len(), 1, "{sources:?}");
+    assert!(sources[0].contains("\"source\":\"sqs\""), "written by the controller's SQS intake: {sources:?}");
+
+    // With a controller up, approve waits for the record and says so (a reject of a new request).
+    assert_eq!(
+        w.apply(&spec("viasqs2", "  sql: select count(*) as n from nation\n  catalog:\n    database: tpch\n")).code,
+        0
+    );
+    let v = w.wait_phase("viasqs2", "AwaitingApproval", T);
+    let d2 = v["status"]["generated"]["sqlDigest"].as_str().unwrap().to_string();
+    let o = w.run(&["reject", "viasqs2", "--digest", &d2, "--reason", "not now"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(o.stdout.contains("rejection by") && o.stdout.contains("recorded"), "{o:?}");
+    assert_eq!(w.wait_phase("viasqs2", "Rejected", T)["status"]["phase"], "Rejected");
+    let _ = second.kill();
+    let _ = second.wait();
+}

@@ -35,6 +35,9 @@ The AWS calls are derived from the code, not from a hand-kept list that could dr
 5. The attributes the people's roles may write (`dynamodb:Attributes`, locals in
    terraform/iam_people.tf) must equal what the code writes into those items, minus what only the
    controller may write (the request status `st`): [`ATTRIBUTE_LISTS`].
+6. No person's role may write a decision record: a people document's DynamoDB write must be
+   limited by LeadingKeys to partitions that cannot be `DEC#...` (decisions reach the controller
+   over SQS, which authenticates the sender, and only the controller writes them).
 
 Exit status 0 when everything holds; 1 with a list of what is missing or too broad.
 `--self-test` proves the check fails when the code gains an AWS call that Terraform does not
@@ -141,7 +144,6 @@ RESOURCE_REFS = {
 #: people's roles.
 ATTRIBUTE_LISTS = {
     "request_create_attributes": ("src/store/dynamodb.rs", ("request_item_mut", "change_attrs"), {"st", "ttl"}),
-    "decision_attributes": ("src/store/dynamodb.rs", ("create_decision_uncached", "change_attrs"), set()),
 }
 
 #: Policy documents the task role's inline policies come from are found through this role.
@@ -795,11 +797,54 @@ def check(root: Path) -> list[str]:
                         f"{s.label()}: DynamoDB access for people must be limited with a "
                         f"ForAllValues dynamodb:LeadingKeys condition"
                     )
+            if n in PEOPLE_DOCUMENTS and s.effect == "Allow":
+                problems += people_writes_no_decisions(s, doc)
     for n in PEOPLE_DOCUMENTS:
         if n not in docs:
             problems.append(f"data.aws_iam_policy_document.{n} is missing (the {n} role's policy)")
     problems += check_attribute_lists(root, doc)
     return problems
+
+
+#: DynamoDB actions that write items (a person's grant of one must never reach a DEC# partition).
+DYNAMODB_WRITES = {
+    "dynamodb:PutItem",
+    "dynamodb:UpdateItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:PartiQLInsert",
+    "dynamodb:PartiQLUpdate",
+    "dynamodb:PartiQLDelete",
+}
+
+
+def _expand_locals(text: str, doc: dict) -> str:
+    """`text` with each `local.NAME` it names followed by that local's value (one level deep)."""
+    values = {}
+    for block in doc.get("locals", []):
+        values.update(block)
+    out = text
+    for name in re.findall(r"local\.([A-Za-z0-9_]+)", text):
+        if name in values:
+            out += " " + str(values[name])
+    return out
+
+
+def people_writes_no_decisions(s: Statement, doc: dict) -> list[str]:
+    """Only the controller writes decision records: a person's DynamoDB write must be limited to
+    partition keys that cannot be a decision's (`DEC#<uid>`)."""
+    writes = [a for a in s.actions if a in DYNAMODB_WRITES or a in ("dynamodb:*", "*")]
+    if not writes:
+        return []
+    keys = [c for c in s.conditions if c.get("variable") == "dynamodb:LeadingKeys"]
+    patterns = " ".join(_expand_locals(str(c.get("values", "")), doc) for c in keys)
+    # A pattern that can match DEC#...: one naming DEC#, or one starting with a wildcard.
+    if not keys or "DEC#" in patterns or re.search(r"""(^|[\s\[\]'",])[*?]""", patterns):
+        return [
+            f"{s.label()}: grants {', '.join(writes)} on partitions that include decision records (DEC#): "
+            f"only the controller writes decisions (people send them over SQS); limit LeadingKeys to request keys"
+        ]
+    return []
 
 
 def summary(root: Path) -> str:
@@ -884,9 +929,21 @@ def self_test(root: Path) -> list[str]:
         "not granted on any index ARN",
     )
     case(
-        "a new attribute in decision records",
-        replace("src/store/dynamodb.rs", 'item.insert("ord".to_string()', 'item.insert("zz".to_string(), s("1"));\n        item.insert("ord".to_string()'),
-        "local.decision_attributes lacks attribute 'zz'",
+        "people allowed to write decision records again",
+        replace(
+            "terraform/iam_people.tf",
+            '  statement {\n    sid       = "SendDecisions"',
+            '  statement {\n    sid       = "WriteDecisions"\n    actions   = ["dynamodb:PutItem"]\n'
+            '    resources = [aws_dynamodb_table.this.arn]\n\n    condition {\n      test     = "ForAllValues:StringLike"\n'
+            '      variable = "dynamodb:LeadingKeys"\n      values   = ["DEC#*"]\n    }\n  }\n\n'
+            '  statement {\n    sid       = "SendDecisions"',
+        ),
+        "only the controller writes decisions",
+    )
+    case(
+        "a requester write whose keys could reach decisions",
+        replace("terraform/iam_people.tf", 'requester_request_keys = [for ns in var.requester_namespaces : "REQ#${ns}/*"]', 'requester_request_keys = ["*"]'),
+        "only the controller writes decisions",
     )
     case(
         "requesters allowed to write a status",
@@ -895,7 +952,11 @@ def self_test(root: Path) -> list[str]:
     )
     case(
         "people's DynamoDB access without LeadingKeys",
-        replace("terraform/iam_people.tf", 'variable = "dynamodb:LeadingKeys"\n      values   = ["DEC#*"]', 'variable = "dynamodb:Attributes"\n      values   = ["DEC#*"]'),
+        replace(
+            "terraform/iam_people.tf",
+            'variable = "dynamodb:LeadingKeys"\n      values   = concat(local.approver_request_keys, ["POLICY"])',
+            'variable = "dynamodb:Attributes"\n      values   = concat(local.approver_request_keys, ["POLICY"])',
+        ),
         "must be limited with a ForAllValues dynamodb:LeadingKeys condition",
     )
     case(
