@@ -378,10 +378,10 @@ pub(crate) mod testing {
     /// tests fail loudly rather than pass without testing anything; `SQLCTL_SKIP_AWS_TESTS=1`
     /// skips them explicitly.
     pub fn moto_url() -> Option<String> {
-        if let Ok(url) = std::env::var("SQLCTL_TEST_MOTO_URL") {
-            if !url.is_empty() {
-                return Some(url);
-            }
+        if let Ok(url) = std::env::var("SQLCTL_TEST_MOTO_URL")
+            && !url.is_empty()
+        {
+            return Some(url);
         }
         if std::env::var("SQLCTL_SKIP_AWS_TESTS").as_deref() == Ok("1") {
             eprintln!("skipping: SQLCTL_SKIP_AWS_TESTS=1");

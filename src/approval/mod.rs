@@ -193,15 +193,15 @@ pub fn check(policy: &Policy, req: &QueryRequest, d: &Decision) -> Result<(), Re
     // whose session name is the decider's user counts as the decider).
     let requester =
         req.requester().map(|r| identity::resolve(&policy.identities, r).unwrap_or_else(|| identity::short_name(r)));
-    if let Some(allowed) = allowed_deciders(policy, req) {
-        if !identity::listed(&allowed, &decider) {
-            let why = if allowed.is_empty() {
-                "the policy and spec.approval.approvers leave nobody allowed to decide".to_string()
-            } else {
-                format!("allowed deciders are {}", allowed.join(", "))
-            };
-            return Err(Refusal::NotAllowed { name, by: d.by.clone(), why });
-        }
+    if let Some(allowed) = allowed_deciders(policy, req)
+        && !identity::listed(&allowed, &decider)
+    {
+        let why = if allowed.is_empty() {
+            "the policy and spec.approval.approvers leave nobody allowed to decide".to_string()
+        } else {
+            format!("allowed deciders are {}", allowed.join(", "))
+        };
+        return Err(Refusal::NotAllowed { name, by: d.by.clone(), why });
     }
     if d.decision == DecisionKind::Approve
         && policy.four_eyes

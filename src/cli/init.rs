@@ -57,13 +57,13 @@ pub async fn write_warehouse(g: &GlobalOpts, database: &str, scale: f64) -> anyh
             if tty {
                 eprint!("\r  {table:<9} {rows:>10} rows");
             }
-            if let Some((t, n)) = &last {
-                if t != table {
-                    if tty {
-                        eprintln!("\r  {t:<9} {n:>10} rows");
-                    } else {
-                        eprintln!("  {t:<9} {n:>10} rows");
-                    }
+            if let Some((t, n)) = &last
+                && t != table
+            {
+                if tty {
+                    eprintln!("\r  {t:<9} {n:>10} rows");
+                } else {
+                    eprintln!("  {t:<9} {n:>10} rows");
                 }
             }
             last = Some((table.to_string(), rows));

@@ -146,10 +146,10 @@ pub fn whoami(as_: Option<&str>) -> String {
         return a.to_string();
     }
     for var in ["SQLCTL_USER", "USER", "LOGNAME"] {
-        if let Ok(v) = std::env::var(var) {
-            if !v.is_empty() {
-                return v;
-            }
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return v;
         }
     }
     // SAFETY: getpwuid returns a pointer into static storage or null; read before any other call.

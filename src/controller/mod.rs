@@ -472,10 +472,10 @@ async fn watch_loop(ctx: Arc<Context>, queue: Arc<WorkQueue>, mut cursor: u64, m
             Ok((next, changes)) => {
                 cursor = next;
                 for c in changes {
-                    if let Some(rv) = &c.resource_version {
-                        if ctx.is_own_write(&c.key, rv) {
-                            continue;
-                        }
+                    if let Some(rv) = &c.resource_version
+                        && ctx.is_own_write(&c.key, rv)
+                    {
+                        continue;
                     }
                     queue.add(c.key);
                 }

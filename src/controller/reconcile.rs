@@ -260,10 +260,10 @@ impl Reconciler<'_> {
         let generation = self.req.generation();
         if self.status.phase == Phase::Executing {
             // The spec changed under a running query: it answers a question nobody asks anymore.
-            if let Some(Execution { id: Some(id), .. }) = &self.status.execution {
-                if let Some(engine) = self.ctx.engines.get(&self.engine_kind()) {
-                    let _ = engine.cancel(id).await;
-                }
+            if let Some(Execution { id: Some(id), .. }) = &self.status.execution
+                && let Some(engine) = self.ctx.engines.get(&self.engine_kind())
+            {
+                let _ = engine.cancel(id).await;
             }
         }
         let history = std::mem::take(&mut self.status.history);

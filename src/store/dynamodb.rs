@@ -1585,10 +1585,11 @@ impl Store for DynamoStore {
     async fn changes_since(&self, cursor: u64) -> Result<(u64, Vec<Change>)> {
         {
             let w = self.watch.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, c)) = w.last_poll {
-                if at.elapsed() < MIN_POLL && c == cursor {
-                    return Ok((cursor, Vec::new()));
-                }
+            if let Some((at, c)) = w.last_poll
+                && at.elapsed() < MIN_POLL
+                && c == cursor
+            {
+                return Ok((cursor, Vec::new()));
             }
         }
         let now = now_ms();

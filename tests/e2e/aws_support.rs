@@ -14,10 +14,10 @@ use crate::harness::*;
 /// moto's URL, or None when the AWS tests are skipped explicitly. Without either the tests
 /// fail: they must never pass by not running.
 pub fn moto_url() -> Option<String> {
-    if let Ok(u) = std::env::var("SQLCTL_TEST_MOTO_URL") {
-        if !u.is_empty() {
-            return Some(u);
-        }
+    if let Ok(u) = std::env::var("SQLCTL_TEST_MOTO_URL")
+        && !u.is_empty()
+    {
+        return Some(u);
     }
     if std::env::var("SQLCTL_SKIP_AWS_TESTS").as_deref() == Ok("1") {
         return None;
@@ -88,10 +88,10 @@ impl AwsWorld {
         let o = w.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(o.code, 0, "bootstrap failed: {o:?}");
         for line in o.stdout.lines() {
-            if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-                if k.starts_with("SQLCTL_") {
-                    w.exports.push((k.to_string(), v.to_string()));
-                }
+            if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('='))
+                && k.starts_with("SQLCTL_")
+            {
+                w.exports.push((k.to_string(), v.to_string()));
             }
         }
         assert!(w.exports.iter().any(|(k, _)| k == "SQLCTL_RESPONSE_QUEUE_URL"), "{o:?}");
@@ -191,10 +191,10 @@ impl AwsWorld {
         let start = Instant::now();
         while start.elapsed() < timeout {
             let mut kids = self.children.lock().unwrap();
-            if let Some(c) = kids.iter_mut().find(|c| c.id() == pid) {
-                if let Ok(Some(st)) = c.try_wait() {
-                    return Some(st.code().unwrap_or(-1));
-                }
+            if let Some(c) = kids.iter_mut().find(|c| c.id() == pid)
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                return Some(st.code().unwrap_or(-1));
             }
             drop(kids);
             std::thread::sleep(Duration::from_millis(50));

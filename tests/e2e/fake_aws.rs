@@ -225,10 +225,10 @@ async fn handle(
     if let Some(op) = target.strip_prefix("AmazonAthena.") {
         return athena(&st, op, &input).await;
     }
-    if let (Some(op), Some(glue)) = (target.strip_prefix("AWSGlue."), &st.glue) {
-        if op == "GetTables" || op == "GetDatabases" {
-            return fake_glue(glue, op, &input);
-        }
+    if let (Some(op), Some(glue)) = (target.strip_prefix("AWSGlue."), &st.glue)
+        && (op == "GetTables" || op == "GetDatabases")
+    {
+        return fake_glue(glue, op, &input);
     }
     forward(&st, method, uri, headers, body).await
 }
@@ -486,10 +486,10 @@ async fn athena(st: &FakeState, op: &str, input: &Value) -> Response {
         "StopQueryExecution" => {
             let id = input["QueryExecutionId"].as_str().unwrap_or("").to_string();
             let mut a = st.athena.lock().unwrap();
-            if let Some(e) = a.execs.get_mut(&id) {
-                if e.state == "QUEUED" || e.state == "RUNNING" {
-                    e.state = "CANCELLED".into();
-                }
+            if let Some(e) = a.execs.get_mut(&id)
+                && (e.state == "QUEUED" || e.state == "RUNNING")
+            {
+                e.state = "CANCELLED".into();
             }
             a.stopped.push(id);
             ok(json!({}))

@@ -132,10 +132,10 @@ impl Env {
         let start = Instant::now();
         while start.elapsed() < timeout {
             let mut kids = self.children.lock().unwrap();
-            if let Some(c) = kids.iter_mut().find(|c| c.id() == pid) {
-                if let Ok(Some(st)) = c.try_wait() {
-                    return Some(st.code().unwrap_or(-1));
-                }
+            if let Some(c) = kids.iter_mut().find(|c| c.id() == pid)
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                return Some(st.code().unwrap_or(-1));
             }
             drop(kids);
             std::thread::sleep(Duration::from_millis(50));
