@@ -295,13 +295,13 @@ impl CallerIdentity {
 /// `arn:aws:iam::1:user/path/alice` → `alice`; `arn:aws:sts::1:assumed-role/Role/bob` → `bob`;
 /// `arn:aws:iam::1:root` → `root`. Anything unparsable is returned whole.
 pub fn principal_name(arn: &str) -> String {
-    crate::approval::identity::short_name(arn)
+    crate::identity::short_name(arn)
 }
 
 /// Does `claimed` (a `--as` value or a policy entry) name `who`? The full ARN, or its short name,
-/// compared under the identity rule ([`crate::approval::identity::same`]).
+/// compared under the identity rule ([`crate::identity::same`]).
 pub fn names_identity(who: &CallerIdentity, claimed: &str) -> bool {
-    use crate::approval::identity::same;
+    use crate::identity::same;
     same(claimed, &who.arn) || same(claimed, &who.name())
 }
 

@@ -13,12 +13,16 @@ pub mod config;
 pub mod console;
 pub mod controller;
 pub mod engine;
+pub mod exit;
 pub mod generate;
 pub mod guard;
+pub mod identity;
 pub mod notify;
 pub mod spec;
 pub mod store;
 pub mod warehouse;
 
+#[cfg(test)]
+mod layering;
 #[cfg(test)]
 mod proptests;

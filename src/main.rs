@@ -3,12 +3,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sqlctl::cli::{Cli, Exit, run};
+use sqlctl::cli::{Cli, run};
+use sqlctl::exit::Exit;
 
 fn main() -> ExitCode {
     // The local engine's pre-approval planner child (`engine::preflight`): hidden, not a command.
     if std::env::args_os().nth(1).is_some_and(|a| a == sqlctl::engine::preflight::SUBCOMMAND) {
-        return sqlctl::engine::preflight::child_main();
+        return sqlctl::engine::preflight_child_main();
     }
     let cli = Cli::parse();
     let server = matches!(cli.command, sqlctl::cli::Command::Controller(_) | sqlctl::cli::Command::Console(_));

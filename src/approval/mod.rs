@@ -23,7 +23,7 @@
 //! `Rita`, ` rita `, `rita\u{200b}` and fullwidth `ｒｉｔａ` are one user. The `by` that is stored
 //! and shown stays as the channel reported it.
 
-pub mod identity;
+use crate::identity;
 pub mod sqs;
 
 use std::time::Duration;

@@ -306,7 +306,7 @@ impl SenderPolicy {
 
     /// Who decided: from the sender id, or the body's `by` for a trusted relay.
     pub fn decider(&self, sender_id: Option<&str>, by: Option<&str>) -> Result<String, String> {
-        use super::identity::{same, short_name};
+        use crate::identity::{same, short_name};
         let by = by.map(str::trim).filter(|b| !b.is_empty());
         let sender = sender_id.unwrap_or("");
         if self.relays.iter().any(|r| r == "*" || r == sender) {

@@ -121,7 +121,7 @@ authenticating proxy that sets that header (e.g. x-amzn-oidc-identity on an ALB 
                     "the console token must have at least {MIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 16`)"
                 )));
             }
-            AuthMode::Token { token: t.to_string(), user: super::whoami(user) }
+            AuthMode::Token { token: t.to_string(), user: crate::identity::local_user(user) }
         }
     };
     let key = match (session_key.filter(|k| !k.is_empty()), &auth) {
@@ -165,7 +165,7 @@ impl Args {
             AuthMode::Header(h) => format!("users come from the {h} header"),
         };
         let (tx, rx) = watch::channel(false);
-        tokio::spawn(super::controller::shutdown_on_signal(tx));
+        tokio::spawn(super::shutdown_on_signal(tx));
         let (local, handle) = start(g, self.addr, config, rx).await?;
         // On stdout, for people and for scripts that start the console on port 0.
         println!("sqlctl console listening on http://{local}/ ({who})");

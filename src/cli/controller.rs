@@ -151,7 +151,7 @@ impl Args {
     pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
         let controller = self.build(g).await?;
         let (tx, rx) = watch::channel(false);
-        tokio::spawn(shutdown_on_signal(tx));
+        tokio::spawn(super::shutdown_on_signal(tx));
         if let Some(addr) = self.metrics_addr {
             let store = g.store().await?;
             let (local, _h) = metrics::serve(addr, controller.metrics.clone(), store, rx.clone()).await?;
@@ -183,16 +183,4 @@ impl Args {
         tracing::info!("controller stopped");
         Ok(())
     }
-}
-
-/// Turns SIGTERM / SIGINT into a graceful drain (Fargate gives 30 s before SIGKILL).
-pub async fn shutdown_on_signal(tx: watch::Sender<bool>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
-    }
-    let _ = tx.send(true);
 }

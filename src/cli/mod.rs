@@ -26,6 +26,7 @@ pub mod wait;
 use clap::{Parser, Subcommand};
 
 use crate::config::GlobalOpts;
+pub use crate::exit::Exit;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -92,28 +93,6 @@ pub enum Command {
 }
 
 /// An error that carries its exit code. Anything else exits 1.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct Exit {
-    pub code: u8,
-    pub message: String,
-}
-
-impl Exit {
-    /// Exit 2: the command line itself is wrong.
-    pub fn usage(message: impl Into<String>) -> anyhow::Error {
-        Exit { code: 2, message: message.into() }.into()
-    }
-    /// Exit 1: refused or failed, with a message saying what to do next.
-    pub fn refused(message: impl Into<String>) -> anyhow::Error {
-        Exit { code: 1, message: message.into() }.into()
-    }
-    /// Exit 1 with nothing more to print (the command already said why).
-    pub fn silent() -> anyhow::Error {
-        Exit { code: 1, message: String::new() }.into()
-    }
-}
-
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let g = cli.global;
     match cli.command {
@@ -140,28 +119,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// The person running the command: `--as` or the OS user.
-pub fn whoami(as_: Option<&str>) -> String {
-    if let Some(a) = as_ {
-        return a.to_string();
-    }
-    for var in ["SQLCTL_USER", "USER", "LOGNAME"] {
-        if let Ok(v) = std::env::var(var)
-            && !v.is_empty()
-        {
-            return v;
-        }
-    }
-    // SAFETY: getpwuid returns a pointer into static storage or null; read before any other call.
-    unsafe {
-        let pw = libc::getpwuid(libc::getuid());
-        if !pw.is_null() && !(*pw).pw_name.is_null() {
-            return std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned();
-        }
-    }
-    format!("uid-{}", unsafe { libc::getuid() })
-}
-
 /// Reads a request by name or fails with exit 1 and a hint.
 pub async fn get_request(
     store: &dyn crate::store::Store,
@@ -176,4 +133,16 @@ pub async fn get_request(
             if g.namespace == "default" { "" } else { " (check -n/--namespace)" }
         ))),
     }
+}
+
+/// Turns SIGTERM / SIGINT into a graceful drain (Fargate gives 30 s before SIGKILL).
+pub(crate) async fn shutdown_on_signal(tx: tokio::sync::watch::Sender<bool>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+    let _ = tx.send(true);
 }

@@ -356,12 +356,12 @@ impl GlobalOpts {
     /// names that same identity (short name or ARN).
     pub async fn decider(&self, as_: Option<&str>) -> anyhow::Result<String> {
         if !self.is_aws() {
-            return Ok(crate::cli::whoami(as_));
+            return Ok(crate::identity::local_user(as_));
         }
         let aws = self.aws.sdk().await;
         let who = crate::aws::caller_identity(&aws.conf).await?;
         match as_ {
-            Some(claimed) if !crate::aws::names_identity(&who, claimed) => Err(crate::cli::Exit::refused(format!(
+            Some(claimed) if !crate::aws::names_identity(&who, claimed) => Err(crate::exit::Exit::refused(format!(
                 "--as {claimed} refused on --backend aws: AWS says you are {} ({}); decide as yourself, or run with that identity's credentials",
                 who.name(),
                 who.arn

@@ -530,12 +530,12 @@ impl Detail<'_> {
                         list.join(", ")
                     }
                 );
-                if !crate::approval::identity::listed(&list, self.user) {
+                if !crate::identity::listed(&list, self.user) {
                     banner(out, "warn", &format!("You ({}) are not among the allowed deciders.", self.user));
                 }
             }
         }
-        if self.policy.four_eyes && r.requester().is_some_and(|who| crate::approval::identity::same(who, self.user)) {
+        if self.policy.four_eyes && r.requester().is_some_and(|who| crate::identity::same(who, self.user)) {
             banner(out, "warn", "Four-eyes policy: you requested this and may not approve it; ask another approver.");
         }
         let st = r.status.clone().unwrap_or_default();

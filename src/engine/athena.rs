@@ -82,7 +82,7 @@ use async_trait::async_trait;
 use aws_sdk_athena::Client;
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
 
-use super::estimate::LakeEstimator;
+use super::estimate::{LakeEstimator, cost_usd};
 use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker, sibling_location};
 use crate::aws::{self, ErrorClass, S3Uri, SdkError};
 use crate::catalog::Catalog;
@@ -96,10 +96,6 @@ pub const MIN_START_INTERVAL: Duration = Duration::from_millis(50);
 const QUEUE_FORGET: Duration = Duration::from_secs(120);
 /// Rows per `GetQueryResults` page (the API's maximum).
 const PAGE: i32 = 1000;
-/// Bytes in the TB Athena prices by.
-const TB: f64 = 1_099_511_627_776.0;
-/// Athena bills at least this many bytes per query.
-const MIN_BILLED_BYTES: u64 = 10 * 1024 * 1024;
 pub use super::datafusion::PREVIEW_MAX_BYTES;
 /// How long [`Engine::plan`] waits for an `EXPLAIN` before calling it transient.
 pub const PLAN_DEADLINE: Duration = Duration::from_secs(30);
@@ -235,13 +231,6 @@ impl RecordCounter {
     pub fn records(&self) -> u64 {
         self.records + u64::from(self.pending)
     }
-}
-
-/// US$ for `bytes` scanned at `price_per_tb`: rounded up to the MB, 10 MB minimum.
-pub fn cost_usd(bytes: u64, price_per_tb: f64) -> f64 {
-    let mb = 1024 * 1024;
-    let billed = bytes.div_ceil(mb) * mb;
-    billed.max(MIN_BILLED_BYTES) as f64 / TB * price_per_tb
 }
 
 fn athena_error<E>(what: &str, e: SdkError<E, aws_sdk_athena::config::http::HttpResponse>) -> EngineError
@@ -926,6 +915,7 @@ mod tests {
 
     use super::*;
     use crate::aws::testing::{config_for, moto_url, unique};
+    use crate::engine::estimate::TB;
     use crate::spec::EffectiveLimits;
 
     fn unavailable_setting(e: EngineError) -> String {

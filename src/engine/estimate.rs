@@ -688,11 +688,7 @@ impl LakeEstimator {
             total = total.saturating_add(report.bytes);
             reports.push(report);
         }
-        Ok(Estimate {
-            bytes: total,
-            cost_usd: super::athena::cost_usd(total, self.price_per_tb),
-            method: self.method(&reports),
-        })
+        Ok(Estimate { bytes: total, cost_usd: cost_usd(total, self.price_per_tb), method: self.method(&reports) })
     }
 
     async fn layout(&self, database: &str, table: &str) -> Result<Option<TableLayout>, EngineError> {
@@ -956,6 +952,18 @@ impl LakeEstimator {
     }
 }
 
+/// Bytes in the TB Athena prices by.
+pub(crate) const TB: f64 = 1_099_511_627_776.0;
+/// Athena bills at least this many bytes per query.
+const MIN_BILLED_BYTES: u64 = 10 * 1024 * 1024;
+
+/// US$ Athena bills for `bytes` scanned at `price_per_tb`: rounded up to the MB, 10 MB minimum.
+pub fn cost_usd(bytes: u64, price_per_tb: f64) -> f64 {
+    let mb = 1024 * 1024;
+    let billed = bytes.div_ceil(mb) * mb;
+    billed.max(MIN_BILLED_BYTES) as f64 / TB * price_per_tb
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1111,7 +1119,7 @@ mod tests {
         use crate::aws::testing::{config_for, moto_url, unique};
         use crate::catalog::glue::GlueCatalog;
         use crate::engine::Engine;
-        use crate::engine::athena::{AthenaEngine, AthenaOptions, cost_usd};
+        use crate::engine::athena::{AthenaEngine, AthenaOptions};
 
         /// A Parquet file of `rows` rows: a small `id` column and a wide `payload` one.
         fn parquet(rows: i64) -> Vec<u8> {

@@ -138,6 +138,12 @@ pub fn sibling_location(output_location: &str, extension: &str) -> Option<String
     (ok && !stem.is_empty() && !stem.ends_with('/')).then(|| format!("{stem}.{extension}"))
 }
 
+/// The `sqlctl __preflight` child: plans and estimates one request with the embedded engine,
+/// under the limits its parent set (see [`preflight`]).
+pub fn preflight_child_main() -> std::process::ExitCode {
+    preflight::child_main(|r| async move { datafusion::preflight_here(&r.data_dir, &r.database, &r.sql).await })
+}
+
 #[cfg(test)]
 mod tests {
     use super::sibling_location;

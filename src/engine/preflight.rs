@@ -210,9 +210,14 @@ pub struct Answer {
 }
 
 /// The child's side: reads a [`Request`] from stdin, plans and estimates in process on a
-/// current-thread runtime, writes the [`Answer`] to stdout. Exit 0 with an answer; 2 when the
-/// request is not one (nothing is written then).
-pub fn child_main() -> std::process::ExitCode {
+/// current-thread runtime with `answer` (the engine's own planner, see
+/// [`crate::engine::preflight_child_main`]), writes the [`Answer`] to stdout. Exit 0 with an
+/// answer; 2 when the request is not one (nothing is written then).
+pub fn child_main<F, Fut>(answer: F) -> std::process::ExitCode
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Answer>,
+{
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().take(MAX_REQUEST_BYTES).read_to_end(&mut input) {
         eprintln!("sqlctl {SUBCOMMAND}: reading the request: {e}");
@@ -236,8 +241,7 @@ pub fn child_main() -> std::process::ExitCode {
             return std::process::ExitCode::from(3);
         }
     };
-    let answer =
-        runtime.block_on(super::datafusion::preflight_here(&request.data_dir, &request.database, &request.sql));
+    let answer = runtime.block_on(answer(request));
     let mut out = std::io::stdout().lock();
     if serde_json::to_writer(&mut out, &answer).is_err() || out.flush().is_err() {
         return std::process::ExitCode::from(3);

@@ -141,6 +141,28 @@ fn fold_char(c: char, out: &mut String) {
     }
 }
 
+/// The person running the command: `--as` or the OS user.
+pub fn local_user(as_: Option<&str>) -> String {
+    if let Some(a) = as_ {
+        return a.to_string();
+    }
+    for var in ["SQLCTL_USER", "USER", "LOGNAME"] {
+        if let Ok(v) = std::env::var(var)
+            && !v.is_empty()
+        {
+            return v;
+        }
+    }
+    // SAFETY: getpwuid returns a pointer into static storage or null; read before any other call.
+    unsafe {
+        let pw = libc::getpwuid(libc::getuid());
+        if !pw.is_null() && !(*pw).pw_name.is_null() {
+            return std::ffi::CStr::from_ptr((*pw).pw_name).to_string_lossy().into_owned();
+        }
+    }
+    format!("uid-{}", unsafe { libc::getuid() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
