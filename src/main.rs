@@ -52,7 +52,8 @@ fn init_logging(format: &str, filter: Option<&str>, controller: bool) {
     let filter = EnvFilter::try_new(filter.unwrap_or(default)).unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if format == "json" {
-        builder.json().flatten_event(true).with_current_span(false).init();
+        // `span`: the reconcile a line was logged in (namespace, name, uid, generation, reason).
+        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
     } else {
         builder.with_target(false).init();
     }

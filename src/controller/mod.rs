@@ -28,7 +28,7 @@ use crate::spec::{EngineKind, ObjectKey, Policy, QueryRequest};
 use crate::store::{Fence, Store, StoreError};
 
 pub use metrics::Metrics;
-pub use queue::WorkQueue;
+pub use queue::{Reason, WorkQueue};
 
 /// What to do after a reconcile: timing is data, not a side effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -238,7 +238,7 @@ impl Controller {
         let (fence_tx, fence_rx) = watch::channel(None);
         let metrics = Arc::new(Metrics::default());
         let q = queue.clone();
-        let waker: Waker = Arc::new(move |key: &ObjectKey| q.add(key.clone()));
+        let waker: Waker = Arc::new(move |key: &ObjectKey| q.add(key.clone(), Reason::Woken));
         let ctx = Arc::new(Context {
             store: parts.store,
             catalog: parts.catalog,
@@ -297,7 +297,7 @@ impl Controller {
         // Initial list, then wake-ups from store changes and periodic resyncs.
         let mut cursor = ctx.store.change_cursor().await?;
         for key in ctx.store.list_active().await? {
-            self.queue.add(key);
+            self.queue.add(key, Reason::Listed);
         }
         ctx.metrics.set_ready(true);
         let watcher = tokio::spawn(watch_loop(ctx.clone(), self.queue.clone(), cursor, shutdown.clone()));
@@ -308,8 +308,8 @@ impl Controller {
         let sem = Arc::new(Semaphore::new(cfg.workers.max(1)));
         let mut lost = false;
         loop {
-            let key = tokio::select! {
-                k = self.queue.next() => match k { Some(k) => k, None => break },
+            let (key, reason) = tokio::select! {
+                k = self.queue.next_entry() => match k { Some(k) => k, None => break },
                 _ = wait_true(&mut shutdown) => break,
                 _ = wait_true(&mut lost_rx) => { lost = true; break }
             };
@@ -321,7 +321,7 @@ impl Controller {
             let queue = self.queue.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                process(&ctx, &queue, key).await;
+                process(&ctx, &queue, key, reason).await;
             });
         }
         // Drain: stop handing out keys, let in-flight reconciles finish.
@@ -360,6 +360,9 @@ async fn wait_true(rx: &mut watch::Receiver<bool>) {
 async fn reconcile_key(ctx: &Arc<Context>, key: &ObjectKey) -> Result<Action, Error> {
     match ctx.store.get(key).await {
         Ok(Some(req)) => {
+            let span = tracing::Span::current();
+            span.record("uid", req.uid());
+            span.record("generation", req.generation());
             ctx.cancel_orphan(key, Some(&req)).await;
             reconcile::reconcile(req, ctx).await
         }
@@ -401,9 +404,24 @@ where
     }
 }
 
-/// Reconciles one key and schedules its next look (error policy included). Whatever happens in
-/// the step, panics included, the key is released (`done`) before anything else is scheduled.
-async fn process(ctx: &Arc<Context>, queue: &Arc<WorkQueue>, key: ObjectKey) {
+/// Reconciles one key and schedules its next look: the one place that schedules (the error
+/// policy only says what to do). Whatever happens in the step, panics included, the key is
+/// released (`done`) before anything else is scheduled.
+async fn process(ctx: &Arc<Context>, queue: &Arc<WorkQueue>, key: ObjectKey, reason: Reason) {
+    use tracing::Instrument as _;
+    // Every line logged inside the step (engine, generator, store) carries the request.
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %key.namespace,
+        name = %key.name,
+        uid = tracing::field::Empty,
+        generation = tracing::field::Empty,
+        reason = %reason,
+    );
+    process_step(ctx, queue, key).instrument(span).await
+}
+
+async fn process_step(ctx: &Arc<Context>, queue: &Arc<WorkQueue>, key: ObjectKey) {
     let started = std::time::Instant::now();
     let result = contain_panics(ctx, &key, reconcile_key(ctx, &key)).await;
     ctx.metrics.observe_reconcile(started.elapsed());
@@ -413,11 +431,18 @@ async fn process(ctx: &Arc<Context>, queue: &Arc<WorkQueue>, key: ObjectKey) {
             ctx.metrics.reconcile("success");
             queue.forget(&key);
             if let Action::Requeue(d) = action {
-                queue.add_after(key, d);
+                queue.add_after(key, d, Reason::Requeued);
             }
         }
         Err(e) => {
-            let delay = error_policy(queue, &key, &e);
+            let delay = match error_policy(&e) {
+                Retry::Now => {
+                    queue.add_after(key.clone(), CONFLICT_RETRY, Reason::Conflict);
+                    Some(CONFLICT_RETRY)
+                }
+                Retry::Backoff => Some(queue.add_rate_limited(key.clone())),
+                Retry::Never => None,
+            };
             ctx.metrics.reconcile(match &e {
                 Error::Store(StoreError::Conflict { .. }) => "conflict",
                 Error::Store(StoreError::Fenced { .. }) | Error::NotLeader => "fenced",
@@ -446,17 +471,28 @@ fn error_kind(e: &Error) -> &'static str {
     }
 }
 
-/// Turns a failure into a requeue: a lost CAS race is retried at once (re-read), transient
-/// failures back off exponentially per key, a fenced write is not retried here (the lease loop
-/// ends leadership).
-pub fn error_policy(queue: &WorkQueue, key: &ObjectKey, err: &Error) -> Option<Duration> {
+/// How soon a lost compare-and-swap race is retried (after a re-read).
+const CONFLICT_RETRY: Duration = Duration::from_millis(5);
+
+/// What the error policy asks the loop to do with a failed key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retry {
+    /// Re-read and retry at once ([`CONFLICT_RETRY`]).
+    Now,
+    /// Retry after the key's exponential backoff.
+    Backoff,
+    /// Not here: a fenced write means leadership is gone and the lease loop ends it.
+    Never,
+}
+
+/// Turns a failure into what should happen next, without scheduling anything (kube-runtime's
+/// pure `error_policy`): a lost CAS race is retried at once, transient failures back off
+/// exponentially per key, a fenced write is not retried.
+pub fn error_policy(err: &Error) -> Retry {
     match err {
-        Error::Store(StoreError::Conflict { .. }) => {
-            queue.add_after(key.clone(), Duration::from_millis(5));
-            Some(Duration::from_millis(5))
-        }
-        Error::Store(StoreError::Fenced { .. }) | Error::NotLeader => None,
-        _ => Some(queue.add_rate_limited(key.clone())),
+        Error::Store(StoreError::Conflict { .. }) => Retry::Now,
+        Error::Store(StoreError::Fenced { .. }) | Error::NotLeader => Retry::Never,
+        _ => Retry::Backoff,
     }
 }
 
@@ -477,7 +513,7 @@ async fn watch_loop(ctx: Arc<Context>, queue: Arc<WorkQueue>, mut cursor: u64, m
                     {
                         continue;
                     }
-                    queue.add(c.key);
+                    queue.add(c.key, Reason::Changed);
                 }
                 ctx.metrics.set_queue_depth(queue.len());
             }
@@ -497,7 +533,7 @@ async fn resync_loop(ctx: Arc<Context>, queue: Arc<WorkQueue>, mut shutdown: wat
         match ctx.store.list_active().await {
             Ok(keys) => {
                 for k in keys {
-                    queue.add(k);
+                    queue.add(k, Reason::Resync);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "resync failed; will retry"),

@@ -5,6 +5,8 @@
 //!   remembered ("dirty") and the key is queued again when the worker calls [`WorkQueue::done`].
 //! * Delayed: `add_after` schedules a key for later (requeue, backoff).
 //! * Per-key exponential backoff for failures, reset on success.
+//! * Every entry says why it runs ([`Reason`], kube-runtime's `ReconcileReason`): the reason of
+//!   the earliest due request is the one handed out, and the reconcile's span carries it.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -47,15 +49,54 @@ fn fastrand_f64() -> f64 {
     (h.finish() % 10_000) as f64 / 10_000.0
 }
 
+/// Why a key is queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// In the initial list on taking the lease.
+    Listed,
+    /// The store's change feed reported a write by someone else.
+    Changed,
+    /// An engine, the decision consumer or another part of the controller woke it.
+    Woken,
+    /// The periodic resync.
+    Resync,
+    /// The last reconcile asked to look again after a delay (`Action::Requeue`).
+    Requeued,
+    /// The last write lost a compare-and-swap race: re-read and retry at once.
+    Conflict,
+    /// The last reconcile failed: retried with per-key backoff.
+    Backoff,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Listed => "listed",
+            Reason::Changed => "changed",
+            Reason::Woken => "woken",
+            Reason::Resync => "resync",
+            Reason::Requeued => "requeued",
+            Reason::Conflict => "conflict",
+            Reason::Backoff => "backoff",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Default)]
 struct Inner {
-    /// Keys waiting, with the instant they become due.
-    queued: HashMap<ObjectKey, Instant>,
+    /// Keys waiting, with the instant they become due and why.
+    queued: HashMap<ObjectKey, (Instant, Reason)>,
     /// Min-heap of (due, key); entries whose due no longer matches `queued` are stale.
     heap: BinaryHeap<Reverse<(Instant, ObjectKey)>>,
     processing: HashSet<ObjectKey>,
-    /// Keys added while processing: the earliest due they asked for.
-    dirty: HashMap<ObjectKey, Instant>,
+    /// Keys added while processing: the earliest due they asked for, and why.
+    dirty: HashMap<ObjectKey, (Instant, Reason)>,
     failures: HashMap<ObjectKey, u32>,
     shut_down: bool,
 }
@@ -84,28 +125,31 @@ impl WorkQueue {
     }
 
     /// Queue `key` now.
-    pub fn add(&self, key: ObjectKey) {
-        self.add_after(key, Duration::ZERO)
+    pub fn add(&self, key: ObjectKey, reason: Reason) {
+        self.add_after(key, Duration::ZERO, reason)
     }
 
-    /// Queue `key` to run after `delay` (earliest request wins).
-    pub fn add_after(&self, key: ObjectKey, delay: Duration) {
-        let due = Instant::now() + delay;
+    /// Queue `key` to run after `delay` (earliest request wins, with its reason).
+    pub fn add_after(&self, key: ObjectKey, delay: Duration, reason: Reason) {
+        self.add_at(key, Instant::now() + delay, reason)
+    }
+
+    fn add_at(&self, key: ObjectKey, due: Instant, reason: Reason) {
         let mut g = self.lock();
         if g.shut_down {
             return;
         }
         if g.processing.contains(&key) {
-            let e = g.dirty.entry(key).or_insert(due);
-            if due < *e {
-                *e = due;
+            let e = g.dirty.entry(key).or_insert((due, reason));
+            if due < e.0 {
+                *e = (due, reason);
             }
             return;
         }
         match g.queued.get(&key) {
-            Some(existing) if *existing <= due => {}
+            Some(existing) if existing.0 <= due => {}
             _ => {
-                g.queued.insert(key.clone(), due);
+                g.queued.insert(key.clone(), (due, reason));
                 g.heap.push(Reverse((due, key)));
                 drop(g);
                 self.notify.notify_one();
@@ -122,7 +166,7 @@ impl WorkQueue {
             *n
         };
         let d = self.backoff.delay(n);
-        self.add_after(key, d);
+        self.add_after(key, d, Reason::Backoff);
         d
     }
 
@@ -138,6 +182,11 @@ impl WorkQueue {
 
     /// Waits for the next due key and marks it as processing. None once shut down.
     pub async fn next(&self) -> Option<ObjectKey> {
+        self.next_entry().await.map(|(key, _)| key)
+    }
+
+    /// [`WorkQueue::next`], with why the key runs.
+    pub async fn next_entry(&self) -> Option<(ObjectKey, Reason)> {
         loop {
             let wait_until = {
                 let mut g = self.lock();
@@ -147,15 +196,15 @@ impl WorkQueue {
                 let now = Instant::now();
                 let mut next_due = None;
                 while let Some(Reverse((due, key))) = g.heap.peek().cloned() {
-                    if g.queued.get(&key) != Some(&due) {
+                    let Some(&(queued_due, reason)) = g.queued.get(&key).filter(|e| e.0 == due) else {
                         g.heap.pop(); // stale entry
                         continue;
-                    }
-                    if due <= now {
+                    };
+                    if queued_due <= now {
                         g.heap.pop();
                         g.queued.remove(&key);
                         g.processing.insert(key.clone());
-                        return Some(key);
+                        return Some((key, reason));
                     }
                     next_due = Some(due);
                     break;
@@ -181,9 +230,8 @@ impl WorkQueue {
             g.processing.remove(key);
             g.dirty.remove(key)
         };
-        if let Some(due) = again {
-            let delay = due.saturating_duration_since(Instant::now());
-            self.add_after(key.clone(), delay);
+        if let Some((due, reason)) = again {
+            self.add_at(key.clone(), due.max(Instant::now()), reason);
         }
     }
 
@@ -215,19 +263,39 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn adding_a_key_twice_queues_it_once() {
         let q = WorkQueue::default();
-        q.add(k("a"));
-        q.add(k("a"));
+        q.add(k("a"), Reason::Changed);
+        q.add(k("a"), Reason::Changed);
         assert_eq!(q.len(), 1);
         assert_eq!(q.next().await, Some(k("a")));
         assert!(q.is_empty());
     }
 
     #[tokio::test(start_paused = true)]
+    async fn each_entry_says_why_it_runs_and_the_earliest_request_s_reason_wins() {
+        let q = WorkQueue::default();
+        q.add_after(k("a"), Duration::from_secs(30), Reason::Requeued);
+        q.add(k("a"), Reason::Changed);
+        q.add_after(k("a"), Duration::from_secs(5), Reason::Backoff);
+        assert_eq!(q.next_entry().await, Some((k("a"), Reason::Changed)));
+        // Asked for while processing: remembered with its reason and handed out after `done`.
+        q.add_after(k("a"), Duration::from_secs(2), Reason::Woken);
+        q.add_after(k("a"), Duration::from_secs(9), Reason::Resync);
+        q.done(&k("a"));
+        let t0 = Instant::now();
+        assert_eq!(q.next_entry().await, Some((k("a"), Reason::Woken)));
+        assert!(t0.elapsed() >= Duration::from_secs(2));
+        q.done(&k("a"));
+        assert!(q.add_rate_limited(k("b")) > Duration::ZERO);
+        assert_eq!(q.next_entry().await, Some((k("b"), Reason::Backoff)));
+        assert_eq!(Reason::Conflict.to_string(), "conflict");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn earliest_due_wins() {
         let q = WorkQueue::default();
-        q.add_after(k("a"), Duration::from_secs(60));
-        q.add_after(k("a"), Duration::from_secs(1));
-        q.add_after(k("a"), Duration::from_secs(30));
+        q.add_after(k("a"), Duration::from_secs(60), Reason::Requeued);
+        q.add_after(k("a"), Duration::from_secs(1), Reason::Requeued);
+        q.add_after(k("a"), Duration::from_secs(30), Reason::Requeued);
         let t0 = Instant::now();
         assert_eq!(q.next().await, Some(k("a")));
         assert_eq!(t0.elapsed(), Duration::from_secs(1));
@@ -236,9 +304,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn delayed_keys_come_out_in_due_order() {
         let q = WorkQueue::default();
-        q.add_after(k("late"), Duration::from_secs(5));
-        q.add_after(k("early"), Duration::from_secs(2));
-        q.add(k("now"));
+        q.add_after(k("late"), Duration::from_secs(5), Reason::Requeued);
+        q.add_after(k("early"), Duration::from_secs(2), Reason::Requeued);
+        q.add(k("now"), Reason::Changed);
         assert_eq!(q.next().await, Some(k("now")));
         assert_eq!(q.next().await, Some(k("early")));
         assert_eq!(q.next().await, Some(k("late")));
@@ -247,9 +315,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_key_in_flight_is_not_handed_out_twice_but_comes_back_after_done() {
         let q = WorkQueue::default();
-        q.add(k("a"));
+        q.add(k("a"), Reason::Changed);
         assert_eq!(q.next().await, Some(k("a")));
-        q.add(k("a")); // changed while processing
+        q.add(k("a"), Reason::Changed); // changed while processing
         assert!(q.is_empty(), "dirty keys wait for done()");
         let waiter = tokio::time::timeout(Duration::from_millis(10), q.next()).await;
         assert!(waiter.is_err(), "must not be handed out while in flight");

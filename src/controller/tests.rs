@@ -513,12 +513,12 @@ async fn a_reconcile_that_panics_releases_its_key_and_is_retried_with_backoff() 
     let key = w.store.create(sql_request("boom", "select n_name from nation")).await.unwrap().key();
     let other = w.store.create(sql_request("calm", "select n_name from nation")).await.unwrap().key();
     let queue = Arc::new(WorkQueue::default());
-    queue.add(key.clone());
+    queue.add(key.clone(), Reason::Changed);
     // Observe the generation (no catalog call), then generate: the catalog panics.
     for _ in 0..2 {
         let k = queue.next().await.unwrap();
         assert_eq!(k, key);
-        process(&w.ctx, &queue, k).await;
+        process(&w.ctx, &queue, k, Reason::Changed).await;
     }
     assert_eq!(w.ctx.metrics.reconcile_panics(), 1);
     assert_eq!(w.ctx.metrics.get("sqlctl_errors_total", "panic"), 1);
@@ -528,17 +528,17 @@ async fn a_reconcile_that_panics_releases_its_key_and_is_retried_with_backoff() 
     assert_eq!(w.get(&key).await.phase(), Phase::Pending);
 
     // The key was released: other keys go on, and this one comes back after its backoff.
-    queue.add(other.clone());
+    queue.add(other.clone(), Reason::Changed);
     let t0 = tokio::time::Instant::now();
     assert_eq!(queue.next().await.as_ref(), Some(&other), "the panicking key must not block others");
-    process(&w.ctx, &queue, other.clone()).await;
+    process(&w.ctx, &queue, other.clone(), Reason::Changed).await;
     let mut next = queue.next().await.unwrap();
     while next != key {
-        process(&w.ctx, &queue, next).await;
+        process(&w.ctx, &queue, next, Reason::Changed).await;
         next = queue.next().await.unwrap();
     }
     assert!(t0.elapsed() >= Duration::from_millis(80), "retried after its backoff, not at once: {:?}", t0.elapsed());
-    process(&w.ctx, &queue, next).await;
+    process(&w.ctx, &queue, next, Reason::Changed).await;
     assert_eq!(w.get(&key).await.phase(), Phase::Generated, "the retry succeeds once the bug is gone");
     assert_eq!(queue.failures(&key), 0, "success resets the backoff");
 
@@ -546,14 +546,14 @@ async fn a_reconcile_that_panics_releases_its_key_and_is_retried_with_backoff() 
     let mut r = w.get(&key).await;
     r.spec.sql = Some("select n_name from nation order by n_name".into());
     w.store.update_spec(&r).await.unwrap();
-    queue.add(key.clone());
+    queue.add(key.clone(), Reason::Changed);
     for _ in 0..20 {
         let r = w.get(&key).await;
         if r.generation() == 2 && r.status.as_ref().is_some_and(|s| s.observed_generation == 2) {
             break;
         }
         let k = tokio::time::timeout(Duration::from_secs(120), queue.next()).await.expect("key handed out").unwrap();
-        process(&w.ctx, &queue, k).await;
+        process(&w.ctx, &queue, k, Reason::Changed).await;
     }
     assert_eq!(w.get(&key).await.status.unwrap().observed_generation, 2);
 }
@@ -565,8 +565,8 @@ async fn a_query_whose_record_was_force_deleted_or_recreated_is_cancelled() {
     let key = w.store.create(sql_request("gone", "select n_name from nation")).await.unwrap().key();
     w.step_to(&key, Phase::AwaitingApproval).await;
     w.approve(&key, "alice").await;
-    process(&w.ctx, &queue, key.clone()).await; // → Executing with intent
-    process(&w.ctx, &queue, key.clone()).await; // start: the id is recorded
+    process(&w.ctx, &queue, key.clone(), Reason::Changed).await; // → Executing with intent
+    process(&w.ctx, &queue, key.clone(), Reason::Changed).await; // start: the id is recorded
     let first = w.get(&key).await;
     let id = first.status.as_ref().unwrap().execution.as_ref().unwrap().id.clone().unwrap();
     assert!(w.engine.cancels.lock().unwrap().is_empty());
@@ -574,9 +574,9 @@ async fn a_query_whose_record_was_force_deleted_or_recreated_is_cancelled() {
     assert!(w.store.delete(&key, true).await.unwrap().is_none());
     let again = w.store.create(sql_request("gone", "select n_name from nation")).await.unwrap();
     assert_ne!(again.uid(), first.uid());
-    process(&w.ctx, &queue, key.clone()).await;
+    process(&w.ctx, &queue, key.clone(), Reason::Changed).await;
     assert_eq!(*w.engine.cancels.lock().unwrap(), [id.clone()], "the old uid's query is cancelled");
-    process(&w.ctx, &queue, key.clone()).await;
+    process(&w.ctx, &queue, key.clone(), Reason::Changed).await;
     assert_eq!(w.engine.cancels.lock().unwrap().len(), 1, "cancelled once");
 
     // The recreated request's result key names its own uid.
@@ -661,4 +661,55 @@ async fn a_delete_that_raced_a_start_finds_the_query_by_its_token_and_stops_it()
     assert_eq!(*w.engine.starts.lock().unwrap(), [exec.token.clone()], "looked up by the same token");
     assert_eq!(*w.engine.cancels.lock().unwrap(), [format!("exec-{}", exec.token)], "and stopped");
     assert!(w.store.get(&key).await.unwrap().is_none(), "then removed");
+}
+
+/// A writer for a test subscriber: every log line lands in one buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_line_logged_inside_a_reconcile_carries_the_request_and_why_it_ran() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let catalog = Arc::new(PanickyCatalog { panics: 1.into() });
+    let w = world_full(Policy::default(), Arc::new(LogNotifier), catalog).await;
+    let r = w.store.create(sql_request("traced", "select n_name from nation")).await.unwrap();
+    let queue = Arc::new(WorkQueue::default());
+    queue.add_after(r.key(), Duration::ZERO, Reason::Resync);
+    // Observe the generation (it asks to look again), then generate: the catalog panics.
+    for want in [Reason::Resync, Reason::Requeued] {
+        let (k, reason) = queue.next_entry().await.unwrap();
+        assert_eq!(reason, want);
+        process(&w.ctx, &queue, k, reason).await;
+    }
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    // The catalog panics: the lines about it name no request themselves; the span does.
+    let line =
+        text.lines().find(|l| l.contains("reconcile failed")).unwrap_or_else(|| panic!("no failure line in {text}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let span = &v["span"];
+    assert_eq!(span["name"], "reconcile", "{line}");
+    assert_eq!(span["namespace"], "default", "{line}");
+    assert_eq!(span["uid"], r.uid(), "{line}");
+    assert_eq!(span["generation"], 1, "{line}");
+    assert_eq!(span["reason"], "requeued", "{line}");
+    assert!(text.lines().any(|l| l.contains("reconcile panicked") && l.contains(r.uid())), "{text}");
 }
