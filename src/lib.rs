@@ -20,6 +20,7 @@ pub mod identity;
 pub mod notify;
 pub mod spec;
 pub mod store;
+pub mod textdiff;
 pub mod warehouse;
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use super::apply::{self, Outcome, Plan};
 use super::{Exit, output};
 use crate::config::GlobalOpts;
 use crate::spec::{LAST_APPLIED_ANNOTATION, QueryRequest};
+use crate::textdiff::{Line, diff_lines};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -154,68 +155,13 @@ fn user_view(req: &QueryRequest) -> QueryRequest {
 /// Lines of context around each change, as `diff -u`.
 const CONTEXT: usize = 3;
 
-/// Above this many LCS cells (old lines × new lines after trimming the common prefix and suffix)
-/// the middle is shown as one replacement instead: still a correct diff, never a slow one.
-const MAX_LCS_CELLS: usize = 4_000_000;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op<'a> {
-    Equal(&'a str),
-    Delete(&'a str),
-    Insert(&'a str),
-}
-
-/// A shortest edit script from `a` to `b` by longest common subsequence.
-fn line_ops<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<Op<'a>> {
-    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a[prefix..].iter().rev().zip(b[prefix..].iter().rev()).take_while(|(x, y)| x == y).count();
-    let (am, bm) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
-    let mut ops: Vec<Op<'a>> = a[..prefix].iter().map(|l| Op::Equal(l)).collect();
-    let (n, m) = (am.len(), bm.len());
-    if n.saturating_mul(m) > MAX_LCS_CELLS {
-        ops.extend(am.iter().map(|l| Op::Delete(l)));
-        ops.extend(bm.iter().map(|l| Op::Insert(l)));
-    } else {
-        // lcs[i][j]: LCS length of am[i..] and bm[j..], row-major in one vector.
-        let w = m + 1;
-        let mut lcs = vec![0u32; (n + 1) * w];
-        for i in (0..n).rev() {
-            for j in (0..m).rev() {
-                lcs[i * w + j] = if am[i] == bm[j] {
-                    lcs[(i + 1) * w + j + 1] + 1
-                } else {
-                    lcs[(i + 1) * w + j].max(lcs[i * w + j + 1])
-                };
-            }
-        }
-        let (mut i, mut j) = (0, 0);
-        while i < n && j < m {
-            if am[i] == bm[j] {
-                ops.push(Op::Equal(am[i]));
-                i += 1;
-                j += 1;
-            } else if lcs[(i + 1) * w + j] >= lcs[i * w + j + 1] {
-                ops.push(Op::Delete(am[i]));
-                i += 1;
-            } else {
-                ops.push(Op::Insert(bm[j]));
-                j += 1;
-            }
-        }
-        ops.extend(am[i..].iter().map(|l| Op::Delete(l)));
-        ops.extend(bm[j..].iter().map(|l| Op::Insert(l)));
-    }
-    ops.extend(a[a.len() - suffix..].iter().map(|l| Op::Equal(l)));
-    ops
-}
-
 /// `diff -u`-style text from `old` to `new` with `context` lines around changes; empty when the
 /// texts have the same lines. Headers name the two sides `old_name` and `new_name`.
 pub fn unified(old: &str, new: &str, old_name: &str, new_name: &str, context: usize) -> String {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
-    let ops = line_ops(&a, &b);
-    let changes: Vec<usize> = (0..ops.len()).filter(|&k| !matches!(ops[k], Op::Equal(_))).collect();
+    let ops = diff_lines(&a, &b);
+    let changes: Vec<usize> = (0..ops.len()).filter(|&k| !matches!(ops[k], Line::Same(_))).collect();
     if changes.is_empty() {
         return String::new();
     }
@@ -232,16 +178,16 @@ pub fn unified(old: &str, new: &str, old_name: &str, new_name: &str, context: us
         }
         let start = first.saturating_sub(context);
         let end = (last + 1 + context).min(ops.len());
-        let old_before = ops[..start].iter().filter(|o| !matches!(o, Op::Insert(_))).count();
-        let new_before = ops[..start].iter().filter(|o| !matches!(o, Op::Delete(_))).count();
-        let old_len = ops[start..end].iter().filter(|o| !matches!(o, Op::Insert(_))).count();
-        let new_len = ops[start..end].iter().filter(|o| !matches!(o, Op::Delete(_))).count();
+        let old_before = ops[..start].iter().filter(|o| !matches!(o, Line::Added(_))).count();
+        let new_before = ops[..start].iter().filter(|o| !matches!(o, Line::Removed(_))).count();
+        let old_len = ops[start..end].iter().filter(|o| !matches!(o, Line::Added(_))).count();
+        let new_len = ops[start..end].iter().filter(|o| !matches!(o, Line::Removed(_))).count();
         out.push_str(&format!("@@ -{} +{} @@\n", range(old_before, old_len), range(new_before, new_len)));
         for op in &ops[start..end] {
             let (sign, line) = match op {
-                Op::Equal(l) => (' ', l),
-                Op::Delete(l) => ('-', l),
-                Op::Insert(l) => ('+', l),
+                Line::Same(l) => (' ', l),
+                Line::Removed(l) => ('-', l),
+                Line::Added(l) => ('+', l),
             };
             out.push(sign);
             out.push_str(line);
@@ -339,8 +285,8 @@ mod tests {
 
     #[test]
     fn insertions_and_deletions_use_the_longest_common_subsequence() {
-        let ops = line_ops(&["a", "b", "c", "d"], &["a", "c", "d", "e"]);
-        assert_eq!(ops, vec![Op::Equal("a"), Op::Delete("b"), Op::Equal("c"), Op::Equal("d"), Op::Insert("e")]);
+        let ops = diff_lines(&["a", "b", "c", "d"], &["a", "c", "d", "e"]);
+        assert_eq!(ops, vec![Line::Same("a"), Line::Removed("b"), Line::Same("c"), Line::Same("d"), Line::Added("e")]);
         let d = unified("a\nb\nc\n", "a\nc\n", "x", "y", 0);
         assert_eq!(d, "--- x\n+++ y\n@@ -2 +1,0 @@\n-b\n");
     }

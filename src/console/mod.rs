@@ -30,7 +30,6 @@
 //! banner asking them to reload instead, and the server refuses the stale form anyway.
 
 pub mod auth;
-mod diff;
 mod highlight;
 mod html;
 mod index;

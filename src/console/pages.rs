@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::diff::{Line, line_diff};
 use super::highlight::highlight_sql;
 use super::html::{Esc, age, banner, bytes, one_line, phase_badge, push_escaped, timestamp, url_encode};
 use super::index::Row;
 use crate::approval::allowed_deciders;
 use crate::spec::{Decision, DecisionKind, Phase, Policy, QueryRequest};
+use crate::textdiff::{Line, line_diff};
 
 /// Requests per list page.
 pub const PAGE_SIZE: usize = 100;

@@ -1,5 +1,6 @@
-//! A line diff (longest common subsequence) between two versions of a request's SQL, so the
-//! reviewer of a refined query sees what changed rather than re-reading all of it.
+//! The one line diff (longest common subsequence): `sqlctl diff`'s unified text and the
+//! console's view of what a refinement changed in a request's SQL, so the reviewer sees what
+//! changed rather than re-reading all of it.
 
 /// One line of a diff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +18,12 @@ const MAX_CELLS: usize = 4_000_000;
 pub fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<Line<'a>> {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
-    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    diff_lines(&a, &b)
+}
+
+/// A shortest edit script from `a` to `b`: the common ends kept, the middle by LCS.
+pub fn diff_lines<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<Line<'a>> {
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
     let suffix = a[prefix..].iter().rev().zip(b[prefix..].iter().rev()).take_while(|(x, y)| x == y).count();
     let (am, bm) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
     let mut out: Vec<Line> = a[..prefix].iter().map(|l| Line::Same(l)).collect();
