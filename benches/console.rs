@@ -9,7 +9,6 @@
 //! detail page. Reports p50/p95/p99/max per page over BENCH_ITERS requests (default 500) after a
 //! warm-up, and the time to load the index at start. Target: p95 ≤ 50 ms at 10,000 records.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -144,10 +143,10 @@ fn main() {
             key: ServerKey::derive(TOKEN),
             poll: Duration::from_millis(250),
             relist: Duration::from_secs(60),
-            default_engine: EngineKind::Local,
         };
         let t = Instant::now();
-        let parts = Parts { store: store.clone(), engines: HashMap::new(), config };
+        let results = Arc::new(sqlctl::results::local::LocalResults::new(dir.path().join("results")));
+        let parts = Parts { store: store.clone(), results, config };
         let (addr, _h) = serve("127.0.0.1:0".parse().unwrap(), parts, stop).await.unwrap();
         eprintln!("console started (index of {n} requests loaded) in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
 

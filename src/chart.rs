@@ -2,9 +2,9 @@
 //!
 //! # Where a chart comes from
 //!
-//! After a query succeeds, the controller reads the full CSV result back through the engine
-//! ([`Engine::read_result_bounded`], at most [`MAX_INPUT_BYTES`]), draws one chart from it on a
-//! blocking thread, and stores the SVG next to the result through [`Engine::put_artifact`]
+//! After a query succeeds, the controller reads the full CSV result back from the result store
+//! ([`ResultStore::read`], at most [`MAX_INPUT_BYTES`]), draws one chart from it on a
+//! blocking thread, and stores the SVG next to the result through [`ResultStore::put_next_to`]
 //! (`<result_key>.svg` in the results directory or in S3; next to Athena's CSV for Athena). Its
 //! location is recorded in `status.execution.chartLocation`. Working from the CSV works the same
 //! for every engine; redrawing on a replayed reconcile writes the same bytes to the same place.
@@ -47,7 +47,7 @@ use std::fmt::Write as _;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 
-use crate::engine::Engine;
+use crate::results::{Artifact, ResultStore};
 use crate::spec::{ChartSpec, ChartType, QueryRequest, QueryRequestStatus};
 
 /// Width and height of every chart (SVG user units, pixels at 100%).
@@ -70,8 +70,6 @@ const CHAR_W: f64 = 6.6;
 /// Series colours (Tableau 10), in order.
 const PALETTE: [&str; MAX_SERIES] =
     ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7"];
-/// Content type of the stored chart.
-pub const CONTENT_TYPE: &str = "image/svg+xml";
 /// Condition recording what happened to the chart.
 pub const CONDITION: &str = "Charted";
 
@@ -158,13 +156,13 @@ impl Produced {
 /// Draws the chart of `req`'s finished result at `output_location` and stores it next to the
 /// result. Never fails: every problem becomes [`Produced::Failed`] (and a log line), because a
 /// chart is a convenience and the result itself is already safe.
-pub async fn produce(engine: &dyn Engine, req: &QueryRequest, output_location: &str) -> Produced {
+pub async fn produce(results: &dyn ResultStore, req: &QueryRequest, output_location: &str) -> Produced {
     let spec = req.spec.chart.clone().unwrap_or_default();
     let key = req.key();
     if spec.type_ == ChartType::None {
         return Produced::NotApplicable("spec.chart.type is none".into());
     }
-    let csv = match engine.read_result_bounded(output_location, MAX_INPUT_BYTES).await {
+    let csv = match results.read(output_location, Some(MAX_INPUT_BYTES)).await {
         Ok(Some(csv)) => csv,
         Ok(None) => {
             let why = format!(
@@ -199,7 +197,7 @@ pub async fn produce(engine: &dyn Engine, req: &QueryRequest, output_location: &
     };
     let draw_ms = started.elapsed().as_millis() as u64;
     let (kind, marks) = (chart.kind, chart.marks);
-    match engine.put_artifact(output_location, "svg", CONTENT_TYPE, chart.svg.into_bytes()).await {
+    match results.put_next_to(output_location, Artifact::Chart, chart.svg.into_bytes()).await {
         Ok(location) => {
             tracing::info!(request = %key, kind = kind.as_str(), marks, draw_ms, location = %location, "chart stored");
             Produced::Stored { location, kind, marks }

@@ -1,8 +1,12 @@
 //! sqlctl: a declarative controller for human-approved text-to-SQL on a data lake.
 //!
-//! Module map (imports run one way): `spec` imports nothing else; the backend traits (`store`,
-//! `catalog`, `generate`, `engine`, `notify`) import `spec`; `guard` imports `spec`; `controller`
-//! talks to backends only through their traits; `cli` and `config` choose concrete backends.
+//! Module map (imports run one way, held by `layering::imports_between_modules_run_one_way`;
+//! README's "Design notes" has one line per module): `spec` imports nothing else; `identity`,
+//! `exit`, `textdiff`, `aws`, `warehouse` and `guard` sit just above it; the backend traits
+//! (`store`, `results`, `catalog`, `generate`, `engine`, `notify`) import those; `approval`
+//! and `chart` build on the traits; `controller` and `console` talk to backends only through
+//! their traits; `config` resolves the parsed flags into a `Context` of concrete backends, and
+//! `cli` runs each command with it.
 
 pub mod approval;
 pub mod aws;
@@ -18,6 +22,7 @@ pub mod generate;
 pub mod guard;
 pub mod identity;
 pub mod notify;
+pub mod results;
 pub mod spec;
 pub mod store;
 pub mod textdiff;

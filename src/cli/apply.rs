@@ -10,7 +10,7 @@
 use serde_json::Value;
 
 use super::{Exit, output};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::{LAST_APPLIED_ANNOTATION, QueryRequest, REQUESTER_ANNOTATION, load};
 use crate::store::{Store, StoreError};
 
@@ -49,7 +49,7 @@ impl Outcome {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let requests = load_requests(&self.files, g).map_err(|m| Exit::refused(format!("{m}\nnothing was applied")))?;
         let store = g.store().await?;
         let requester = g.decider(self.as_.as_deref()).await?;
@@ -83,7 +83,7 @@ impl Args {
 /// exactly the same inputs with exactly the same messages.
 ///
 /// `Err` holds every problem found, one per line (the caller says what was not done).
-pub fn load_requests(files: &[String], g: &GlobalOpts) -> Result<Vec<QueryRequest>, String> {
+pub fn load_requests(files: &[String], g: &Context) -> Result<Vec<QueryRequest>, String> {
     let docs = load::load_paths(files).map_err(|e| e.to_string())?;
     if docs.is_empty() {
         return Err("no QueryRequest documents found in the given input".into());

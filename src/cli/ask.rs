@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{Exit, decide, output, wait::wait_for};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::controller::lease::leader_alive;
 use crate::spec::{
     API_VERSION, CatalogRef, DecisionKind, EngineKind, KIND, Limits, ObjectMeta, Phase, QueryRequest, QueryRequestSpec,
@@ -55,7 +55,7 @@ pub struct AskControllerOpts {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let (question, sql) = match (self.question.clone(), self.sql.clone()) {
             (Some(q), None) => (Some(q), None),
             (None, Some(s)) => (None, Some(s)),
@@ -132,13 +132,7 @@ impl Args {
         result
     }
 
-    async fn converse(
-        &self,
-        g: &GlobalOpts,
-        store: &dyn crate::store::Store,
-        name: &str,
-        me: &str,
-    ) -> anyhow::Result<()> {
+    async fn converse(&self, g: &Context, store: &dyn crate::store::Store, name: &str, me: &str) -> anyhow::Result<()> {
         let name = name.to_string();
         let tty = output::stdin_is_tty();
         loop {
@@ -223,7 +217,7 @@ impl Args {
 }
 
 /// Prints the outcome: the result table for Done, the reason otherwise (exit 1).
-fn finish(_g: &GlobalOpts, r: &QueryRequest) -> anyhow::Result<()> {
+fn finish(_g: &Context, r: &QueryRequest) -> anyhow::Result<()> {
     let st = r.status.clone().unwrap_or_default();
     if r.phase() == Phase::Done {
         if let Some(e) = &st.execution {

@@ -22,7 +22,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use super::Exit;
 use crate::aws::{self, S3Uri};
 use crate::catalog::Catalog;
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::quantity::parse_bytes;
 use crate::store::dynamodb::DynamoStore;
 
@@ -59,11 +59,11 @@ pub struct BootstrapArgs {
 }
 
 impl Command {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         match self {
             Command::Bootstrap(a) => a.run(g).await,
             Command::Whoami => {
-                let aws = g.aws.sdk().await;
+                let aws = g.aws_sdk().await;
                 let who = aws::caller_identity(&aws.conf).await?;
                 println!(
                     "arn:      {}\naccount:  {}\nuser id:  {}\napprover: {}",
@@ -97,7 +97,7 @@ pub struct Bootstrapped {
 }
 
 impl BootstrapArgs {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let ok = !self.prefix.is_empty()
             && self.prefix.len() <= 40
             && self.prefix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
@@ -107,7 +107,7 @@ impl BootstrapArgs {
                 self.prefix
             )));
         }
-        let aws = g.aws.sdk().await;
+        let aws = g.aws_sdk().await;
         let conf = &aws.conf;
         let region = conf.region().map(|r| r.to_string()).unwrap_or_else(|| aws::EMULATOR_REGION.into());
         let who = aws::caller_identity(conf).await.context("checking the AWS credentials before creating anything")?;
@@ -330,7 +330,7 @@ fn usable_workgroup(wg: &WorkGroup, what: &str) -> anyhow::Result<String> {
 
 /// Copies the local `database` to `s3://bucket/warehouse/<db>/<table>/` and registers it in Glue.
 async fn register_local(
-    g: &GlobalOpts,
+    g: &Context,
     conf: &aws_config::SdkConfig,
     bucket: &str,
     database: &str,

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::config::generator::GeneratorOpts;
 use crate::spec::quantity::format_duration;
 
@@ -26,7 +26,7 @@ pub struct ViewArgs {
 }
 
 impl Command {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         match self {
             Command::View(a) => a.run(g).await,
         }
@@ -54,7 +54,7 @@ fn opt(v: &Option<String>) -> serde_json::Value {
 }
 
 impl ViewArgs {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let mut out: BTreeMap<&'static str, Section> = BTreeMap::new();
         let mut general = Section::new();
         general.insert("backend", g.backend.clone().into());
@@ -83,7 +83,7 @@ impl ViewArgs {
         aws.insert("retention", format_duration(a.retention).into());
         aws.insert("endpointUrl", opt(&a.endpoint_url));
         if g.is_aws() {
-            let sdk = a.sdk().await;
+            let sdk = g.aws_sdk().await;
             aws.insert("region", sdk.conf.region().map(|r| r.to_string()).into());
             if let Some(e) = sdk.conf.endpoint_url() {
                 aws.insert("endpointUrl", e.into());

@@ -18,7 +18,7 @@ use axum::http::HeaderName;
 use tokio::sync::watch;
 
 use super::Exit;
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::console::{self, AuthMode, ConsoleConfig, ServerKey, auth::MIN_TOKEN_CHARS};
 
 #[derive(clap::Args, Debug)]
@@ -64,7 +64,7 @@ pub struct ControllerConsoleArgs {
 
 impl ControllerConsoleArgs {
     /// Starts the console beside the controller when `--console-addr` is set.
-    pub async fn start(&self, g: &GlobalOpts, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    pub async fn start(&self, g: &Context, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let Some(addr) = self.console_addr else { return Ok(()) };
         let config = resolve(
             g,
@@ -82,7 +82,7 @@ impl ControllerConsoleArgs {
 
 /// Turns the flags into a console configuration, refusing unsafe or ambiguous combinations.
 fn resolve(
-    g: &GlobalOpts,
+    g: &Context,
     auth_header: Option<&str>,
     token: Option<&str>,
     user: Option<&str>,
@@ -137,21 +137,21 @@ authenticating proxy that sets that header (e.g. x-amzn-oidc-identity on an ALB 
     } else {
         (console::DEFAULT_POLL, console::DEFAULT_RELIST)
     };
-    Ok(ConsoleConfig { auth, key, poll, relist, default_engine: g.default_engine() })
+    Ok(ConsoleConfig { auth, key, poll, relist })
 }
 
 async fn start(
-    g: &GlobalOpts,
+    g: &Context,
     addr: SocketAddr,
     config: ConsoleConfig,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let parts = console::Parts { store: g.store().await?, engines: g.engines().await?, config };
+    let parts = console::Parts { store: g.store().await?, results: g.results().await?, config };
     console::serve(addr, parts, shutdown).await.map_err(|e| Exit::refused(e.to_string()))
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let config = resolve(
             g,
             self.auth_header.as_deref(),
@@ -181,8 +181,8 @@ mod tests {
 
     use super::*;
 
-    fn global() -> GlobalOpts {
-        crate::cli::Cli::try_parse_from(["sqlctl", "config", "view"]).unwrap().global
+    fn global() -> Context {
+        crate::cli::Cli::try_parse_from(["sqlctl", "config", "view"]).unwrap().global.resolve()
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::Exit;
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::config::generator::GeneratorOpts;
 use crate::controller::{Controller, ControllerConfig, Parts, emf, metrics};
 use crate::spec::{DurationSpec, EngineKind, Policy, quantity::parse_duration};
@@ -89,7 +89,7 @@ impl Default for Args {
 
 impl Args {
     /// Resolves flags and the policy file into a ready controller.
-    pub async fn build(&self, g: &GlobalOpts) -> anyhow::Result<Controller> {
+    pub async fn build(&self, g: &Context) -> anyhow::Result<Controller> {
         if self.renew_deadline >= self.lease_duration {
             return Err(Exit::usage("--renew-deadline must be shorter than --lease-duration"));
         }
@@ -139,6 +139,7 @@ impl Args {
             store,
             catalog: crate::config::generator::catalog_for(g, &self.generator).await?,
             engines: g.engines().await?,
+            results: g.results().await?,
             generator: self.generator.build(&g.backend).await?,
             notifier: g.notifier().await?,
             policy,
@@ -148,7 +149,7 @@ impl Args {
         }))
     }
 
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let controller = self.build(g).await?;
         let (tx, rx) = watch::channel(false);
         tokio::spawn(super::shutdown_on_signal(tx));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::{Exit, get_request, output};
 use crate::approval::{self, DecisionInput, SubmitError};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::quantity::human_bytes;
 use crate::spec::text::escape_hidden;
 use crate::spec::{DecisionKind, QueryRequest};
@@ -92,7 +92,7 @@ pub fn show_sql(r: &QueryRequest) {
 }
 
 impl ApproveArgs {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         let mut digest = self.digest.clone();
@@ -133,7 +133,7 @@ impl ApproveArgs {
 }
 
 impl RefineArgs {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         if self.feedback.trim().is_empty() {
             return Err(Exit::usage("--feedback must say what should change"));
         }
@@ -164,7 +164,7 @@ impl RefineArgs {
 }
 
 impl RejectArgs {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         decide(
@@ -221,7 +221,7 @@ fn print_recorded(name: &str, kind: DecisionKind, by: &str, generation: u64, rou
 /// decision is checked here (to refuse at once, with the same reasons), sent to the controller
 /// over SQS, whose sender AWS authenticates, and the command waits for the controller to
 /// record it.
-pub async fn decide(g: &GlobalOpts, r: &QueryRequest, input: DecisionInput, send: &SendArgs) -> anyhow::Result<()> {
+pub async fn decide(g: &Context, r: &QueryRequest, input: DecisionInput, send: &SendArgs) -> anyhow::Result<()> {
     let store = g.store().await?;
     if g.is_aws() {
         return decide_over_sqs(g, store.as_ref(), r, &input, send.wait).await;
@@ -256,7 +256,7 @@ fn seen(r: &QueryRequest, d: &crate::spec::Decision) -> Vec<crate::spec::History
 }
 
 async fn decide_over_sqs(
-    g: &GlobalOpts,
+    g: &Context,
     store: &dyn crate::store::Store,
     r: &QueryRequest,
     input: &DecisionInput,
@@ -272,7 +272,7 @@ async fn decide_over_sqs(
         ));
     };
     let before = seen(r, &d).len();
-    let aws = g.aws.sdk().await;
+    let aws = g.aws_sdk().await;
     let id =
         approval::sqs::send_decision(&crate::aws::sqs(&aws.conf), url, &approval::sqs::DecisionMessage::of(&d)).await?;
     let name = &r.metadata.name;

@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use super::{Exit, get_request};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::{EngineKind, ObjectKey, Phase, QueryRequest};
 use crate::store::{CONTROLLER_LEASE, Store};
 
@@ -51,7 +51,7 @@ async fn controller_alive(store: &dyn Store) -> anyhow::Result<bool> {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         if self.names.is_empty() {
             return Err(Exit::usage("name at least one request to delete"));
         }
@@ -96,7 +96,7 @@ impl Args {
     /// `--force` of a request whose query is running: cancel it, then remove the record.
     async fn force_running(
         &self,
-        g: &GlobalOpts,
+        g: &Context,
         store: &dyn Store,
         r: &QueryRequest,
         key: &ObjectKey,

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{get_request, output};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::{HistoryEntry, QueryRequest};
 
 /// Which history `describe` shows.
@@ -26,7 +26,7 @@ pub struct Args {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         let text = match self.history {

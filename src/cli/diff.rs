@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::apply::{self, Outcome, Plan};
 use super::{Exit, output};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::{LAST_APPLIED_ANNOTATION, QueryRequest};
 use crate::textdiff::{Line, diff_lines};
 
@@ -63,7 +63,7 @@ struct Report {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let requests = apply::load_requests(&self.files, g)
             .map_err(|m| Exit::usage(format!("{m}\nnothing was compared; fix the input and run diff again")))?;
         let store = g.store().await.map_err(exit_2)?;

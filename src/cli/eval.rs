@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Exit;
 use super::generate::{Failure, generate_checked};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::config::generator::GeneratorOpts;
 use crate::engine::datafusion::{LocalEngine, run_sql_collect};
 use crate::generate::GenerateInput;
@@ -286,7 +286,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         if g.backend != "local" {
             return Err(Exit::refused(
                 "eval runs gold and generated SQL on the local engine; use --backend local (the generator can still be bedrock or openai)",
@@ -495,7 +495,7 @@ fn estimate_cause(estimate: u64, scanned: u64, runtime_pruning: &[String]) -> Op
 
 impl Args {
     /// `--estimates`: the local engine's estimate against what running the same plan reads.
-    async fn run_estimates(&self, g: &GlobalOpts, cases: &[Case]) -> anyhow::Result<()> {
+    async fn run_estimates(&self, g: &Context, cases: &[Case]) -> anyhow::Result<()> {
         let max_error = match self.max_estimate_error {
             Some(x) if !(0.0..=100.0).contains(&x) => {
                 return Err(Exit::usage("--max-estimate-error must be a fraction (0.25) or a percentage (25)"));

@@ -11,7 +11,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::Exit;
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::config::generator::GeneratorOpts;
 use crate::engine::{Engine, EngineError};
 use crate::generate::{GenerateError, GenerateInput, Generator, SqlProposal};
@@ -168,7 +168,7 @@ struct Report<'a> {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let question = self.question.trim();
         if question.is_empty() {
             return Err(Exit::usage("generate needs a QUESTION"));

@@ -1,7 +1,7 @@
 //! `sqlctl get [NAME]`: one request, or a list (filtered by phase and labels).
 
 use super::{get_request, output};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::Phase;
 use crate::store::LabelSelector;
 
@@ -41,7 +41,7 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
         if let Some(name) = &self.name {
             let r = get_request(store.as_ref(), g, name).await?;

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Exit;
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::quantity::parse_duration;
 
 /// Where the probe goes when neither `--url` nor `SQLCTL_METRICS_ADDR` says otherwise.
@@ -110,7 +110,7 @@ impl Target {
 }
 
 impl Args {
-    pub async fn run(self, _g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, _g: &Context) -> anyhow::Result<()> {
         let target = match &self.url {
             Some(u) => Target::parse_url(u),
             None => Target::for_addr(self.metrics_addr),

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use crate::config::GlobalOpts;
+use crate::config::Context;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         if !(self.scale > 0.0 && self.scale <= 100.0) {
             return Err(super::Exit::usage(format!("--scale must be > 0 and ≤ 100 (got {})", self.scale)));
         }
@@ -43,7 +43,7 @@ impl Args {
 }
 
 /// Writes the warehouse with progress on stderr.
-pub async fn write_warehouse(g: &GlobalOpts, database: &str, scale: f64) -> anyhow::Result<()> {
+pub async fn write_warehouse(g: &Context, database: &str, scale: f64) -> anyhow::Result<()> {
     let data_dir = g.data_dir();
     let db = database.to_string();
     eprintln!("writing TPC-H (scale {scale}) to {}", data_dir.join(&db).display());

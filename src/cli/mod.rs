@@ -25,7 +25,7 @@ pub mod wait;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::GlobalOpts;
+use crate::config::{Context, GlobalOpts};
 pub use crate::exit::Exit;
 
 #[derive(Parser, Debug)]
@@ -94,7 +94,7 @@ pub enum Command {
 
 /// An error that carries its exit code. Anything else exits 1.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let g = cli.global;
+    let g = cli.global.resolve();
     match cli.command {
         Command::Apply(a) => a.run(&g).await,
         Command::Get(a) => a.run(&g).await,
@@ -122,7 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Reads a request by name or fails with exit 1 and a hint.
 pub async fn get_request(
     store: &dyn crate::store::Store,
-    g: &GlobalOpts,
+    g: &Context,
     name: &str,
 ) -> anyhow::Result<crate::spec::QueryRequest> {
     let key = crate::spec::ObjectKey::new(&g.namespace, name);

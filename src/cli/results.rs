@@ -1,10 +1,10 @@
 //! `sqlctl results NAME`: the full result of a finished request (CSV with a header row), read
-//! from wherever the engine put it (the results directory, or S3); `--chart` prints its SVG chart.
+//! from the result store (the results directory, or S3); `--chart` prints its SVG chart.
 
 use std::io::Write;
 
 use super::{Exit, get_request, output};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::Phase;
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
         let r = get_request(store.as_ref(), g, &self.name).await?;
         let exec = r.status.as_ref().and_then(|s| s.execution.clone());
@@ -58,12 +58,11 @@ impl Args {
         } else {
             loc
         };
-        let engines = g.engines().await?;
-        let kind = r.spec.engine.unwrap_or(g.default_engine());
-        let engine = engines
-            .get(&kind)
-            .ok_or_else(|| Exit::refused(format!("engine {} is not available here", kind.as_str())))?;
-        let bytes = engine.read_result(&loc).await.map_err(|e| Exit::refused(format!("reading {loc}: {e}")))?;
+        // Only the result store: reading a result builds no engine (no Athena, no Glue).
+        let results = g.results().await?;
+        let bytes = crate::results::read_all(results.as_ref(), &loc)
+            .await
+            .map_err(|e| Exit::refused(format!("reading {loc}: {e}")))?;
         let mut out = std::io::stdout().lock();
         if self.chart {
             out.write_all(&bytes)?;

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::{Exit, get_request, output};
-use crate::config::GlobalOpts;
+use crate::config::Context;
 use crate::spec::{Phase, QueryRequest, quantity::parse_duration};
 use crate::store::Store;
 
@@ -25,7 +25,7 @@ fn parse_for(s: &str) -> Result<Phase, String> {
 }
 
 impl Args {
-    pub async fn run(self, g: &GlobalOpts) -> anyhow::Result<()> {
+    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
         get_request(store.as_ref(), g, &self.name).await?;
         let r = wait_for(store.as_ref(), g, &self.name, self.timeout, |r| {
@@ -50,7 +50,7 @@ impl Args {
 /// Shows progress on stderr when it is a terminal.
 pub async fn wait_for(
     store: &dyn Store,
-    g: &GlobalOpts,
+    g: &Context,
     name: &str,
     timeout: Duration,
     done: impl Fn(&QueryRequest) -> bool,

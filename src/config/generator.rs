@@ -141,10 +141,7 @@ impl GeneratorOpts {
 /// The catalog as the generator should see it: on the local backend, sample values of
 /// low-cardinality text columns are included unless `--no-sample-values` (they reach the model
 /// and may be personal data).
-pub async fn catalog_for(
-    g: &super::GlobalOpts,
-    opts: &GeneratorOpts,
-) -> anyhow::Result<Arc<dyn crate::catalog::Catalog>> {
+pub async fn catalog_for(g: &super::Context, opts: &GeneratorOpts) -> anyhow::Result<Arc<dyn crate::catalog::Catalog>> {
     if g.backend == "local" {
         return Ok(Arc::new(
             crate::catalog::local::LocalCatalog::new(g.data_dir()).with_sample_values(!opts.no_sample_values),

@@ -6,6 +6,9 @@
 //! chain, `AWS_REGION`, `--endpoint-url` / `AWS_ENDPOINT_URL`), loaded once per process and
 //! shared by every client so that an emulator endpoint applies to all of them.
 
+use crate::results::ResultStore;
+use crate::results::local::LocalResults;
+use crate::results::s3::S3Results;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,9 +151,6 @@ pub struct AwsOpts {
     /// for every sender (emulators only).
     #[arg(long, global = true, env = "SQLCTL_SQS_TRUSTED_RELAYS", value_name = "ID,…")]
     pub sqs_trusted_relays: Option<String>,
-    /// The loaded SDK configuration, shared by every client of this process.
-    #[arg(skip)]
-    pub loaded: Arc<tokio::sync::OnceCell<Aws>>,
 }
 
 impl AwsOpts {
@@ -159,12 +159,6 @@ impl AwsOpts {
             endpoint_url: self.endpoint_url.clone().filter(|s| !s.is_empty()),
             region: self.region.clone().filter(|s| !s.is_empty()),
         }
-    }
-
-    /// The SDK configuration, loaded on first use.
-    pub async fn sdk(&self) -> &Aws {
-        let settings = self.settings();
-        self.loaded.get_or_init(|| async move { Aws::load(&settings).await }).await
     }
 
     /// `--results` (`SQLCTL_RESULTS_S3`), parsed.
@@ -181,18 +175,69 @@ impl AwsOpts {
     }
 }
 
+/// The resolved configuration every command runs with: parse, then resolve (ripgrep's
+/// low-level and high-level arguments). [`GlobalOpts`] is only what clap parsed;
+/// [`GlobalOpts::resolve`] turns it into this once (paths worked out, the backend chosen), and
+/// each command's `run(self, ctx)` builds the backends it needs from it on first use, all
+/// sharing one AWS SDK configuration.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// `local` or `aws` (clap allows no other value).
+    pub backend: String,
+    pub namespace: String,
+    pub log_format: String,
+    pub log_level: Option<String>,
+    pub aws: AwsOpts,
+    pub notify: NotifyOpts,
+    pub local: LocalEngineOpts,
+    home: PathBuf,
+    data_dir: PathBuf,
+    /// The loaded SDK configuration, shared by every client of this process.
+    sdk: Arc<tokio::sync::OnceCell<Aws>>,
+}
+
 impl GlobalOpts {
-    pub fn home(&self) -> PathBuf {
-        if let Some(h) = &self.home {
-            return h.clone();
-        }
-        match std::env::var_os("HOME") {
-            Some(h) => Path::new(&h).join(".sqlctl"),
-            None => PathBuf::from(".sqlctl"),
+    /// The one step from parsed flags to the context commands run with.
+    pub fn resolve(&self) -> Context {
+        let home = match (&self.home, std::env::var_os("HOME")) {
+            (Some(h), _) => h.clone(),
+            (None, Some(h)) => Path::new(&h).join(".sqlctl"),
+            (None, None) => PathBuf::from(".sqlctl"),
+        };
+        Context {
+            backend: self.backend.clone(),
+            namespace: self.namespace.clone(),
+            log_format: self.log_format.clone(),
+            log_level: self.log_level.clone(),
+            aws: self.aws.clone(),
+            notify: self.notify.clone(),
+            local: self.local.clone(),
+            data_dir: self.data_dir.clone().unwrap_or_else(|| home.join("data")),
+            home,
+            sdk: Arc::default(),
         }
     }
+}
+
+impl Context {
+    pub fn home(&self) -> PathBuf {
+        self.home.clone()
+    }
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| self.home().join("data"))
+        self.data_dir.clone()
+    }
+
+    /// The AWS SDK configuration, loaded on first use (so the local default never touches AWS).
+    pub async fn aws_sdk(&self) -> &Aws {
+        let settings = self.aws.settings();
+        self.sdk.get_or_init(|| async move { Aws::load(&settings).await }).await
+    }
+
+    /// Uses `aws` as this context's SDK configuration (tests point it at an emulator).
+    #[cfg(test)]
+    pub fn with_aws(self, aws: Aws) -> Self {
+        assert!(self.sdk.set(aws).is_ok(), "the SDK configuration is set before first use");
+        self
     }
     pub fn results_dir(&self) -> PathBuf {
         self.home().join("results")
@@ -217,7 +262,7 @@ impl GlobalOpts {
     }
 
     /// The store a controller uses: on `--backend aws` with the read cache (an informer-like
-    /// view of the active records; see `store::dynamodb`). The CLI uses [`GlobalOpts::store`].
+    /// view of the active records; see `store::dynamodb`). The CLI uses [`Context::store`].
     pub async fn controller_store(&self) -> anyhow::Result<Arc<dyn Store>> {
         if self.is_aws() {
             return Ok(Arc::new(self.dynamo_store().await?.with_read_cache()));
@@ -227,13 +272,13 @@ impl GlobalOpts {
 
     /// The DynamoDB store (`--backend aws`).
     pub async fn dynamo_store(&self) -> anyhow::Result<DynamoStore> {
-        let aws = self.aws.sdk().await;
+        let aws = self.aws_sdk().await;
         Ok(DynamoStore::new(crate::aws::dynamodb(&aws.conf), &self.aws.table).with_retention(self.aws.retention))
     }
 
     pub async fn catalog(&self) -> anyhow::Result<Arc<dyn Catalog>> {
         if self.is_aws() {
-            let aws = self.aws.sdk().await;
+            let aws = self.aws_sdk().await;
             return Ok(Arc::new(GlueCatalog::new(
                 crate::aws::glue(&aws.conf),
                 self.aws.glue_catalog_id.clone().filter(|s| !s.is_empty()),
@@ -254,25 +299,39 @@ impl GlobalOpts {
         Ok(m)
     }
 
-    /// The local engine; with `--results s3://…` it also uploads every finished result there.
-    /// The AWS configuration is loaded only then, so the default local setup never touches AWS.
+    /// The local engine, writing into [`Context::results`].
     pub async fn local_engine(&self) -> anyhow::Result<LocalEngine> {
-        let mut engine = LocalEngine::new(self.data_dir(), self.results_dir()).with_preflight(self.local.preflight());
+        let mut engine = LocalEngine::new(self.data_dir(), self.results_dir())
+            .with_preflight(self.local.preflight())
+            .with_results(self.results().await?);
         if let Some(bytes) = self.local.max_query_memory {
             engine = engine.with_max_query_memory(bytes);
         }
+        Ok(engine)
+    }
+
+    /// Where results live (see [`crate::results`]): where Athena wrote them on `--backend aws`;
+    /// else the results directory, uploaded to S3 with `--results s3://…`. The AWS configuration
+    /// is loaded only in those two cases, so the default local setup never touches AWS, and
+    /// reading a result never builds an engine.
+    pub async fn results(&self) -> anyhow::Result<Arc<dyn ResultStore>> {
+        if self.is_aws() {
+            let aws = self.aws_sdk().await;
+            return Ok(Arc::new(S3Results::athena(crate::aws::s3(&aws.conf))));
+        }
+        let local = LocalResults::new(self.results_dir());
         match self.aws.results()? {
             Some(root) => {
-                let aws = self.aws.sdk().await;
-                Ok(engine.with_s3_results(crate::aws::s3(&aws.conf), root))
+                let aws = self.aws_sdk().await;
+                Ok(Arc::new(S3Results::upload_from(crate::aws::s3(&aws.conf), root, local)))
             }
-            None => Ok(engine),
+            None => Ok(Arc::new(local)),
         }
     }
 
     /// The Athena engine (`--backend aws`).
     pub async fn athena(&self) -> anyhow::Result<crate::engine::athena::AthenaEngine> {
-        let aws = self.aws.sdk().await;
+        let aws = self.aws_sdk().await;
         let opts = crate::engine::athena::AthenaOptions {
             workgroup: self.aws.athena_workgroup.clone(),
             output: self.aws.results()?,
@@ -297,7 +356,7 @@ impl GlobalOpts {
         };
         match self.aws.request_queue_url.as_deref().filter(|u| self.is_aws() && !u.is_empty()) {
             Some(url) => {
-                let aws = self.aws.sdk().await;
+                let aws = self.aws_sdk().await;
                 Ok(Arc::new(SqsNotifier::new(crate::aws::sqs(&aws.conf), url, people)))
             }
             None => Ok(people),
@@ -318,7 +377,7 @@ impl GlobalOpts {
                 Webhook::parse(url).map_err(|e| anyhow::anyhow!("SQLCTL_GCHAT_WEBHOOK / --gchat-webhook: {e}"))?,
             ),
             (None, Some(arn)) => {
-                let aws = self.aws.sdk().await;
+                let aws = self.aws_sdk().await;
                 WebhookSource::SecretsManager(SecretWebhook::new(crate::aws::secretsmanager(&aws.conf), arn))
             }
         };
@@ -345,7 +404,7 @@ impl GlobalOpts {
         };
         let senders = SenderPolicy::parse(self.aws.sqs_senders.as_deref(), self.aws.sqs_trusted_relays.as_deref())
             .map_err(|e| anyhow::anyhow!(e))?;
-        let aws = self.aws.sdk().await;
+        let aws = self.aws_sdk().await;
         Ok(Some(ResponseConsumer::new(crate::aws::sqs(&aws.conf), url, store, senders).with_waker(waker)))
     }
 
@@ -358,7 +417,7 @@ impl GlobalOpts {
         if !self.is_aws() {
             return Ok(crate::identity::local_user(as_));
         }
-        let aws = self.aws.sdk().await;
+        let aws = self.aws_sdk().await;
         let who = crate::aws::caller_identity(&aws.conf).await?;
         match as_ {
             Some(claimed) if !crate::aws::names_identity(&who, claimed) => Err(crate::exit::Exit::refused(format!(
@@ -382,11 +441,11 @@ mod tests {
     use super::*;
     use crate::aws::testing::{config_for, moto_url};
 
-    fn parse(args: &[&str]) -> GlobalOpts {
+    fn parse(args: &[&str]) -> Context {
         let mut argv = vec!["sqlctl"];
         argv.extend_from_slice(args);
         argv.extend(["config", "view"]);
-        crate::cli::Cli::try_parse_from(argv).unwrap().global
+        crate::cli::Cli::try_parse_from(argv).unwrap().global.resolve()
     }
 
     #[test]
@@ -423,8 +482,7 @@ mod tests {
     #[tokio::test]
     async fn the_cli_decider_on_aws_is_who_sts_says_and_as_must_match() {
         let Some(url) = moto_url() else { return };
-        let g = parse(&["--backend", "aws"]);
-        g.aws.loaded.set(Aws { conf: Arc::new(config_for(&url).await) }).unwrap();
+        let g = parse(&["--backend", "aws"]).with_aws(Aws { conf: Arc::new(config_for(&url).await) });
         // moto answers GetCallerIdentity with arn:aws:sts::123456789012:user/moto: the full ARN
         // is who decides (an identities map can name it); its short name is `moto`.
         let moto = "arn:aws:sts::123456789012:user/moto";

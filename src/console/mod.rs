@@ -37,7 +37,6 @@ mod pages;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,8 +59,8 @@ use index::Index;
 use pages::{Chart, Detail, Flash, ListFilter};
 
 use crate::approval::{self, DecisionInput, Refusal, SubmitError};
-use crate::engine::Engine;
-use crate::spec::{DecisionKind, EngineKind, MAX_QUESTION_CHARS, ObjectKey, Phase, QueryRequest};
+use crate::results::ResultStore;
+use crate::spec::{DecisionKind, MAX_QUESTION_CHARS, ObjectKey, Phase, QueryRequest};
 use crate::store::{Store, StoreError};
 
 /// How often the console reads the store's change feed (SQLite: one cheap query).
@@ -91,15 +90,13 @@ pub struct ConsoleConfig {
     /// How often the whole list is read again (a safety net under the change feed; on DynamoDB
     /// every read costs capacity).
     pub relist: Duration,
-    /// Engine of requests that name none (to read their charts).
-    pub default_engine: EngineKind,
 }
 
 /// What the console needs from the rest of sqlctl.
 pub struct Parts {
     pub store: Arc<dyn Store>,
-    /// Engines by kind, to read result charts (the console never starts a query).
-    pub engines: HashMap<EngineKind, Arc<dyn Engine>>,
+    /// Where results live, to read their charts (the console never starts a query).
+    pub results: Arc<dyn ResultStore>,
     pub config: ConsoleConfig,
 }
 
@@ -113,7 +110,7 @@ pub enum ConsoleError {
 
 struct Inner {
     store: Arc<dyn Store>,
-    engines: HashMap<EngineKind, Arc<dyn Engine>>,
+    results: Arc<dyn ResultStore>,
     config: ConsoleConfig,
     index: Arc<Index>,
     shutdown: watch::Receiver<bool>,
@@ -139,7 +136,7 @@ pub async fn serve(
     ));
     let app: App = Arc::new(Inner {
         store: parts.store,
-        engines: parts.engines,
+        results: parts.results,
         config: parts.config,
         index,
         shutdown: shutdown.clone(),
@@ -329,16 +326,12 @@ impl Inner {
         Ok(Detail { r, decisions, policy, user: &who.user, csrf, chart: self.chart(r).await, flash })
     }
 
-    /// The result's chart, read through the request's engine.
+    /// The result's chart, read from the result store.
     async fn chart(&self, r: &QueryRequest) -> Option<Chart> {
         let x = r.status.as_ref().filter(|s| s.phase == Phase::Done)?.execution.as_ref()?;
         let location = x.chart_location.clone()?;
-        let kind = r.spec.engine.unwrap_or(self.config.default_engine);
         let unreadable = |why: String| Some(Chart::Unreadable { location: location.clone(), why });
-        let Some(engine) = self.engines.get(&kind) else {
-            return unreadable(format!("the {} engine is not configured here", kind.as_str()));
-        };
-        match engine.read_result_bounded(&location, MAX_CHART_BYTES).await {
+        match self.results.read(&location, Some(MAX_CHART_BYTES)).await {
             Ok(None) => unreadable(format!("it is larger than {} KiB", MAX_CHART_BYTES >> 10)),
             Ok(Some(b)) => {
                 let head = String::from_utf8_lossy(&b[..b.len().min(256)]).trim_start().to_ascii_lowercase();

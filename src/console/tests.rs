@@ -1,7 +1,6 @@
 //! HTTP-level tests: the real console on a loopback port over a real SQLite store, driven with
 //! reqwest (no redirects followed, cookies handled by hand so every header is visible).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,12 +42,10 @@ async fn fixture(auth: AuthMode) -> Fixture {
         key: ServerKey::derive("console-tests-session-key"),
         poll: Duration::from_millis(20),
         relist: Duration::from_secs(60),
-        default_engine: EngineKind::Local,
     };
-    // A real local engine over an empty warehouse: the console only reads charts through it.
-    let engine = crate::engine::datafusion::LocalEngine::new(dir.path().join("data"), dir.path().join("results"));
-    let engines: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::from([(EngineKind::Local, Arc::new(engine) as _)]);
-    let parts = Parts { store: store.clone(), engines, config };
+    // The real results directory: the console only reads charts from it.
+    let results = Arc::new(crate::results::local::LocalResults::new(dir.path().join("results")));
+    let parts = Parts { store: store.clone(), results, config };
     let (addr, _handle) = serve("127.0.0.1:0".parse().unwrap(), parts, rx).await.unwrap();
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     Fixture { dir, store, base: format!("http://{addr}"), http, _stop: tx }

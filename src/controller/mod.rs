@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 
+use crate::results::ResultStore;
 use crate::catalog::Catalog;
 use crate::engine::{Engine, EngineError, Waker};
 use crate::generate::Generator;
@@ -119,6 +120,8 @@ pub struct Context {
     pub store: Arc<dyn Store>,
     pub catalog: Arc<dyn Catalog>,
     pub engines: HashMap<EngineKind, Arc<dyn Engine>>,
+    /// Where results live; the chart is read from and stored into it.
+    pub results: Arc<dyn ResultStore>,
     pub generator: Option<Arc<dyn Generator>>,
     pub notifier: Arc<dyn Notifier>,
     pub policy: Policy,
@@ -213,6 +216,7 @@ pub struct Parts {
     pub store: Arc<dyn Store>,
     pub catalog: Arc<dyn Catalog>,
     pub engines: HashMap<EngineKind, Arc<dyn Engine>>,
+    pub results: Arc<dyn ResultStore>,
     pub generator: Option<Arc<dyn Generator>>,
     pub notifier: Arc<dyn Notifier>,
     pub policy: Policy,
@@ -243,6 +247,7 @@ impl Controller {
             store: parts.store,
             catalog: parts.catalog,
             engines: parts.engines,
+            results: parts.results,
             generator: parts.generator,
             notifier: parts.notifier,
             policy: parts.policy,

@@ -874,14 +874,7 @@ impl Reconciler<'_> {
             limits,
             // The uid keeps a deleted and recreated request of the same name from sharing (and
             // overwriting) its predecessor's result files (issue 10, class 6).
-            result_key: format!(
-                "{}/{}/{}/{}-{}",
-                self.req.metadata.namespace(),
-                self.name(),
-                self.req.uid(),
-                self.req.generation(),
-                exec.attempt
-            ),
+            result: crate::results::ResultKey::of(&self.req, exec.attempt),
         })
     }
 
@@ -997,7 +990,7 @@ impl Reconciler<'_> {
             ExecState::Succeeded(out) => {
                 // The chart is drawn from the stored result and stored next to it before Done is
                 // written; a replay redraws it to the same place. It never fails the request.
-                let chart = crate::chart::produce(engine.as_ref(), &self.req, &out.output_location).await;
+                let chart = crate::chart::produce(self.ctx.results.as_ref(), &self.req, &out.output_location).await;
                 exec.chart_location = chart.location().map(str::to_string);
                 exec.state = "Succeeded".into();
                 exec.finished_at = Some(Utc::now());
@@ -1137,9 +1130,6 @@ mod pre_approval_tests {
         async fn cancel(&self, _: &str) -> Result<(), EngineError> {
             Ok(())
         }
-        async fn read_result(&self, _: &str) -> Result<Vec<u8>, EngineError> {
-            Ok(vec![])
-        }
     }
 
     #[tokio::test]
@@ -1154,6 +1144,7 @@ mod pre_approval_tests {
             store: store.clone(),
             catalog: Arc::new(DownCatalog),
             engines,
+            results: Arc::new(crate::results::local::LocalResults::new(dir.path().join("results"))),
             generator: None,
             notifier: Arc::new(crate::notify::LogNotifier),
             policy: Policy::default(),

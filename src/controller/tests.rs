@@ -57,7 +57,7 @@ impl Engine for ScriptedEngine {
     async fn start(&self, job: &QueryJob, _waker: Waker) -> Result<String, EngineError> {
         self.starts.lock().unwrap().push(job.token.clone());
         self.ceilings.lock().unwrap().push(job.limits.max_bytes_scanned);
-        self.result_keys.lock().unwrap().push(job.result_key.clone());
+        self.result_keys.lock().unwrap().push(job.result.to_string());
         Ok(format!("exec-{}", job.token))
     }
     async fn poll(&self, _id: &str) -> Result<ExecState, EngineError> {
@@ -66,9 +66,6 @@ impl Engine for ScriptedEngine {
     async fn cancel(&self, id: &str) -> Result<(), EngineError> {
         self.cancels.lock().unwrap().push(id.into());
         Ok(())
-    }
-    async fn read_result(&self, _: &str) -> Result<Vec<u8>, EngineError> {
-        Ok(vec![])
     }
     async fn estimate(&self, _database: &str, _sql: &str) -> Result<Estimate, EngineError> {
         self.estimate.lock().unwrap().clone().ok_or_else(|| EngineError::Transient("estimator unreachable".into()))
@@ -103,6 +100,7 @@ async fn world_full(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>, 
         store: store.clone(),
         catalog,
         engines,
+        results: Arc::new(crate::results::local::LocalResults::new(dir.path().join("results"))),
         generator: None,
         notifier,
         policy,
@@ -575,7 +573,7 @@ async fn a_query_whose_record_was_force_deleted_or_recreated_is_cancelled() {
     let again = w.store.create(sql_request("gone", "select n_name from nation")).await.unwrap();
     assert_ne!(again.uid(), first.uid());
     process(&w.ctx, &queue, key.clone(), Reason::Changed).await;
-    assert_eq!(*w.engine.cancels.lock().unwrap(), [id.clone()], "the old uid's query is cancelled");
+    assert_eq!(*w.engine.cancels.lock().unwrap(), std::slice::from_ref(&id), "the old uid's query is cancelled");
     process(&w.ctx, &queue, key.clone(), Reason::Changed).await;
     assert_eq!(w.engine.cancels.lock().unwrap().len(), 1, "cancelled once");
 
@@ -658,7 +656,7 @@ async fn a_delete_that_raced_a_start_finds_the_query_by_its_token_and_stops_it()
     // As if the start's status write (with the id) had lost its compare-and-set to the delete.
     w.store.delete(&key, false).await.unwrap().expect("marked: a finalizer holds it");
     assert_eq!(w.step(&key).await, Action::AwaitChange);
-    assert_eq!(*w.engine.starts.lock().unwrap(), [exec.token.clone()], "looked up by the same token");
+    assert_eq!(*w.engine.starts.lock().unwrap(), std::slice::from_ref(&exec.token), "looked up by the same token");
     assert_eq!(*w.engine.cancels.lock().unwrap(), [format!("exec-{}", exec.token)], "and stopped");
     assert!(w.store.get(&key).await.unwrap().is_none(), "then removed");
 }

@@ -31,8 +31,8 @@
 //! The preview comes from `GetQueryResults` (paginated, at most `maxRows` rows and
 //! [`PREVIEW_MAX_BYTES`] of cell text; the first row of a SELECT's result is its header), the
 //! full result stays where Athena wrote it (the `outputLocation`,
-//! `<results>/<namespace>/<name>/<generation>-<attempt>/<id>.csv` unless the workgroup enforces
-//! its own location), and [`Engine::read_result`] reads that CSV from S3. Cost is US$
+//! `<results>/<namespace>/<name>/<uid>/<generation>-<attempt>/<id>.csv` unless the workgroup
+//! enforces its own location), and [`crate::results::s3::S3Results::athena`] reads it back. Cost is US$
 //! `price_per_tb` per TB (2^40 bytes) scanned, rounded up to the MB, 10 MB minimum.
 //!
 //! Result limits: Athena writes the whole result itself and cannot be told to stop, so what
@@ -83,9 +83,11 @@ use aws_sdk_athena::Client;
 use aws_sdk_athena::types::{QueryExecutionContext, QueryExecutionState, ResultConfiguration};
 
 use super::estimate::{LakeEstimator, cost_usd};
-use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker, sibling_location};
+use super::{Engine, EngineError, ExecState, QueryJob, QueryOutcome, Waker};
 use crate::aws::{self, ErrorClass, S3Uri, SdkError};
 use crate::catalog::Catalog;
+use crate::results::ResultStore;
+use crate::results::s3::S3Results;
 use crate::spec::quantity::human_bytes;
 use crate::spec::{DEFAULT_MAX_RESULT_BYTES, DEFAULT_MAX_ROWS, Estimate, ObjectKey, Preview};
 
@@ -134,7 +136,10 @@ impl Default for AthenaOptions {
 /// Amazon Athena behind the [`Engine`] trait.
 pub struct AthenaEngine {
     athena: Client,
+    /// Table files' sizes and footers, for the estimate.
     s3: aws_sdk_s3::Client,
+    /// Where Athena wrote each result: its size and row count are read from there.
+    results: std::sync::Arc<dyn ResultStore>,
     opts: AthenaOptions,
     /// Sizes queries before approval; `None` until a catalog is attached.
     estimator: Option<LakeEstimator>,
@@ -404,6 +409,7 @@ impl AthenaEngine {
     pub fn new(athena: Client, s3: aws_sdk_s3::Client, opts: AthenaOptions) -> AthenaEngine {
         AthenaEngine {
             athena,
+            results: std::sync::Arc::new(S3Results::athena(s3.clone())),
             s3,
             opts,
             estimator: None,
@@ -506,7 +512,7 @@ impl AthenaEngine {
             .query_execution_context(ctx.build())
             .work_group(&self.opts.workgroup);
         if let Some(out) = &self.opts.output {
-            let loc = out.join(&job.result_key);
+            let loc = out.join(&job.result.prefix()?);
             req = req.result_configuration(ResultConfiguration::builder().output_location(format!("{loc}/")).build());
         }
         let out = req.send().await.map_err(|e| athena_error("StartQueryExecution", e))?;
@@ -673,13 +679,8 @@ impl AthenaEngine {
         if let Some(n) = stats.ok().and_then(|o| o.query_runtime_statistics()?.rows()?.output_rows()) {
             return u64::try_from(n).ok();
         }
-        let uri = S3Uri::parse(location).ok()?;
-        let obj = self.s3.get_object().bucket(&uri.bucket).key(&uri.key).send().await.ok()?;
-        let mut body = obj.body;
         let mut counter = RecordCounter::default();
-        while let Some(chunk) = body.next().await {
-            counter.feed(&chunk.ok()?);
-        }
+        self.results.scan(location, &mut |chunk: &[u8]| counter.feed(chunk)).await.ok()?;
         Some(counter.records().saturating_sub(1))
     }
 
@@ -687,21 +688,20 @@ impl AthenaEngine {
     /// when it is larger (or cannot be checked for a reason no retry fixes), `Ok` when it fits or
     /// there is no object to read (nothing can then be read back either).
     async fn check_result_size(&self, location: &str, max_bytes: u64) -> Result<Result<(), String>, EngineError> {
-        let Ok(uri) = S3Uri::parse(location) else { return Ok(Ok(())) };
-        let head = match self.s3.head_object().bucket(&uri.bucket).key(&uri.key).send().await {
-            Ok(h) => h,
+        if S3Uri::parse(location).is_err() {
+            return Ok(Ok(()));
+        }
+        let size = match self.results.size(location).await {
+            Ok(Some(size)) => size,
+            Ok(None) => return Ok(Ok(())),
+            Err(e) if e.transient => return Err(EngineError::Transient(e.message)),
             Err(e) => {
-                let msg = aws::describe(&e);
-                return match aws::classify(&e) {
-                    ErrorClass::NotFound => Ok(Ok(())),
-                    ErrorClass::Transient => Err(EngineError::Transient(format!("S3 HeadObject {location}: {msg}"))),
-                    _ => Ok(Err(format!(
-                        "cannot check the size of the result against limits.maxResultBytes: S3 HeadObject {location}: {msg}"
-                    ))),
-                };
+                return Ok(Err(format!(
+                    "cannot check the size of the result against limits.maxResultBytes: {}",
+                    e.message
+                )));
             }
         };
-        let size = head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
         if size > max_bytes {
             return Ok(Err(format!(
                 "Athena wrote a result of {}, over limits.maxResultBytes ({}): the query ran, its result is not used; raise limits.maxResultBytes or select fewer columns or rows",
@@ -845,67 +845,6 @@ impl Engine for AthenaEngine {
         self.release(query_id);
         Ok(())
     }
-
-    async fn read_result(&self, output_location: &str) -> Result<Vec<u8>, EngineError> {
-        Ok(self.read_object(output_location, None).await?.unwrap_or_default())
-    }
-
-    async fn read_result_bounded(&self, location: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, EngineError> {
-        self.read_object(location, Some(max_bytes)).await
-    }
-
-    /// Stores the artifact next to Athena's CSV (`…/<QueryExecutionId>.<extension>`), wherever
-    /// that is: under `--results`, or the workgroup's enforced output location.
-    async fn put_artifact(
-        &self,
-        output_location: &str,
-        extension: &str,
-        content_type: &str,
-        bytes: Vec<u8>,
-    ) -> Result<String, EngineError> {
-        let target = sibling_location(output_location, extension).ok_or_else(|| {
-            EngineError::Permanent(format!("{output_location:?} is not a CSV result to store a .{extension} next to"))
-        })?;
-        let uri = S3Uri::parse(&target).map_err(EngineError::Permanent)?;
-        self.s3
-            .put_object()
-            .bucket(&uri.bucket)
-            .key(&uri.key)
-            .content_type(content_type)
-            .body(aws_sdk_s3::primitives::ByteStream::from(bytes))
-            .send()
-            .await
-            .map_err(|e| {
-                let msg = aws::describe(&e);
-                match aws::classify(&e) {
-                    ErrorClass::Transient => EngineError::Transient(format!("S3 PutObject {target}: {msg}")),
-                    ErrorClass::AccessDenied => EngineError::Permanent(format!(
-                        "S3 PutObject {target}: {msg}; check that the credentials sqlctl runs with allow s3:PutObject where Athena writes results"
-                    )),
-                    _ => EngineError::Permanent(format!("S3 PutObject {target}: {msg}")),
-                }
-            })?;
-        Ok(target)
-    }
-}
-
-impl AthenaEngine {
-    /// Reads an S3 object; `Ok(None)` when `max` is given and the object is larger.
-    async fn read_object(&self, location: &str, max: Option<u64>) -> Result<Option<Vec<u8>>, EngineError> {
-        let uri = S3Uri::parse(location).map_err(EngineError::Permanent)?;
-        let obj = self.s3.get_object().bucket(&uri.bucket).key(&uri.key).send().await.map_err(|e| {
-            let msg = aws::describe(&e);
-            match aws::classify(&e) {
-                ErrorClass::Transient => EngineError::Transient(format!("S3 GetObject {location}: {msg}")),
-                _ => EngineError::Permanent(format!("S3 GetObject {location}: {msg}")),
-            }
-        })?;
-        if max.is_some_and(|m| obj.content_length().is_some_and(|n| u64::try_from(n).unwrap_or(0) > m)) {
-            return Ok(None);
-        }
-        let bytes = obj.body.collect().await.map_err(|e| EngineError::Transient(format!("reading {location}: {e}")))?;
-        Ok(Some(bytes.into_bytes().to_vec()))
-    }
 }
 
 #[cfg(test)]
@@ -1033,7 +972,13 @@ mod tests {
                 timeout_ms: 60_000,
                 max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
             },
-            result_key: format!("default/{name}/1-1"),
+            result: crate::results::ResultKey {
+                namespace: "default".into(),
+                name: name.to_string(),
+                uid: "u".into(),
+                generation: 1,
+                attempt: 1,
+            },
         }
     }
 
@@ -1078,33 +1023,6 @@ mod tests {
                 assert_eq!(c.records(), want, "{:?} in chunks of {chunk}", String::from_utf8_lossy(case));
             }
         }
-    }
-
-    #[tokio::test]
-    async fn artifacts_are_stored_next_to_athena_s_csv() {
-        let Some(url) = moto_url() else { return };
-        let conf = config_for(&url).await;
-        let s3 = aws::s3(&conf);
-        let bucket = unique("athena-out");
-        s3.create_bucket().bucket(&bucket).send().await.unwrap();
-        let engine = AthenaEngine::new(aws::athena(&conf), s3.clone(), AthenaOptions::default());
-        let csv = format!("s3://{bucket}/wg/default/q/1-1/abc-123.csv");
-        s3.put_object()
-            .bucket(&bucket)
-            .key("wg/default/q/1-1/abc-123.csv")
-            .body(aws_sdk_s3::primitives::ByteStream::from_static(b"a,b\n1,2\n"))
-            .send()
-            .await
-            .unwrap();
-        let svg = engine.put_artifact(&csv, "svg", "image/svg+xml", b"<svg/>".to_vec()).await.unwrap();
-        assert_eq!(svg, format!("s3://{bucket}/wg/default/q/1-1/abc-123.svg"));
-        assert_eq!(engine.read_result(&svg).await.unwrap(), b"<svg/>");
-        assert_eq!(engine.read_result_bounded(&csv, 100).await.unwrap().unwrap(), b"a,b\n1,2\n");
-        assert_eq!(engine.read_result_bounded(&csv, 3).await.unwrap(), None);
-        // Only next to a CSV result.
-        assert!(engine.put_artifact(&format!("s3://{bucket}/x/"), "svg", "x", vec![]).await.is_err());
-        let err = engine.put_artifact(&format!("s3://{}/x.csv", unique("nope")), "svg", "x", vec![]).await;
-        assert!(matches!(err, Err(EngineError::Permanent(_))), "{err:?}");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ pub mod preflight;
 
 use async_trait::async_trait;
 
+use crate::results::{ResultError, ResultKey};
 use crate::spec::{EffectiveLimits, Estimate, ObjectKey, Preview};
 
 /// Everything an engine needs to run one approved query. `sql` is exactly the digested bytes.
@@ -20,9 +21,8 @@ pub struct QueryJob {
     pub database: String,
     pub sql: String,
     pub limits: EffectiveLimits,
-    /// Where the full result goes, relative to the engine's results root
-    /// (`<namespace>/<name>/<generation>-<attempt>`).
-    pub result_key: String,
+    /// Which result this run writes (see [`crate::results`]).
+    pub result: ResultKey,
 }
 
 /// What an engine reports about an execution.
@@ -75,6 +75,12 @@ pub enum EngineError {
     Unavailable { setting: String, message: String },
 }
 
+impl From<ResultError> for EngineError {
+    fn from(e: ResultError) -> Self {
+        if e.transient { EngineError::Transient(e.message) } else { EngineError::Permanent(e.message) }
+    }
+}
+
 /// Called by an engine when an execution it runs in-process finishes, so the controller can
 /// reconcile the request at once instead of waiting for its next poll.
 pub type Waker = std::sync::Arc<dyn Fn(&ObjectKey) + Send + Sync>;
@@ -106,61 +112,10 @@ pub trait Engine: Send + Sync + 'static {
     async fn estimate(&self, _database: &str, _sql: &str) -> Result<Estimate, EngineError> {
         Err(EngineError::Permanent(format!("the {} engine does not estimate scans", self.name())))
     }
-    /// Reads a finished result as CSV bytes (for `sqlctl results`), or an artifact stored next
-    /// to it by [`Engine::put_artifact`].
-    async fn read_result(&self, output_location: &str) -> Result<Vec<u8>, EngineError>;
-    /// Like [`Engine::read_result`], but `Ok(None)` without reading it all when the result is
-    /// larger than `max_bytes` (charts are drawn from bounded input).
-    async fn read_result_bounded(&self, location: &str, max_bytes: u64) -> Result<Option<Vec<u8>>, EngineError> {
-        let bytes = self.read_result(location).await?;
-        Ok((bytes.len() as u64 <= max_bytes).then_some(bytes))
-    }
-    /// Stores `bytes` next to the finished result at `output_location`: same name, `extension`
-    /// instead of `csv` (see [`sibling_location`]), and returns where it went. Overwrites, so
-    /// storing the same artifact again (a replayed reconcile) is idempotent. Default: the engine
-    /// stores nothing next to its results.
-    async fn put_artifact(
-        &self,
-        _output_location: &str,
-        _extension: &str,
-        _content_type: &str,
-        _bytes: Vec<u8>,
-    ) -> Result<String, EngineError> {
-        Err(EngineError::Permanent(format!("the {} engine stores nothing next to its results", self.name())))
-    }
-}
-
-/// Where an artifact with `extension` goes next to the result at `output_location`
-/// (`…/1-1.csv` → `…/1-1.svg`); `None` when the location is not a `.csv` result.
-pub fn sibling_location(output_location: &str, extension: &str) -> Option<String> {
-    let stem = output_location.strip_suffix(".csv")?;
-    let ok = !extension.is_empty() && extension.bytes().all(|b| b.is_ascii_alphanumeric()) && extension != "csv";
-    (ok && !stem.is_empty() && !stem.ends_with('/')).then(|| format!("{stem}.{extension}"))
 }
 
 /// The `sqlctl __preflight` child: plans and estimates one request with the embedded engine,
 /// under the limits its parent set (see [`preflight`]).
 pub fn preflight_child_main() -> std::process::ExitCode {
     preflight::child_main(|r| async move { datafusion::preflight_here(&r.data_dir, &r.database, &r.sql).await })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sibling_location;
-
-    #[test]
-    fn artifacts_sit_next_to_csv_results() {
-        assert_eq!(sibling_location("/r/default/q/1-1.csv", "svg").as_deref(), Some("/r/default/q/1-1.svg"));
-        assert_eq!(sibling_location("s3://b/p/id.csv", "svg").as_deref(), Some("s3://b/p/id.svg"));
-        let bad = [
-            ("s3://b/p/", "svg"),
-            ("/r/x.parquet", "svg"),
-            ("/r/.csv", "svg"),
-            ("/r/x.csv", "../x"),
-            ("/r/x.csv", "csv"),
-        ];
-        for (loc, ext) in bad {
-            assert_eq!(sibling_location(loc, ext), None, "{loc} {ext}");
-        }
-    }
 }

@@ -1327,7 +1327,7 @@ mod tests {
         s.archive_history(&r.key(), r.uid(), 0, &[a.clone(), b.clone()], None).await.unwrap();
         // A replayed step writes the same indexes again: nothing doubles, nothing is replaced.
         s.archive_history(&r.key(), r.uid(), 0, &[a.clone(), b.clone()], None).await.unwrap();
-        s.archive_history(&r.key(), r.uid(), 2, &[c.clone()], None).await.unwrap();
+        s.archive_history(&r.key(), r.uid(), 2, std::slice::from_ref(&c), None).await.unwrap();
         let got = s.archived_history(&r.key(), r.uid()).await.unwrap();
         assert_eq!(
             got.iter().map(|e| (e.index, e.entry.event.as_str())).collect::<Vec<_>>(),

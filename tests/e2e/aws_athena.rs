@@ -157,7 +157,13 @@ fn a_restarted_engine_repeating_a_start_gets_the_same_execution() {
                 timeout_ms: 60_000,
                 max_result_bytes: 1 << 30,
             },
-            result_key: "default/q/1-1".into(),
+            result: sqlctl::results::ResultKey {
+                namespace: "default".into(),
+                name: "q".into(),
+                uid: "u".into(),
+                generation: 1,
+                attempt: 1,
+            },
         };
         // Where the fake writes results when no output location is given.
         let _ = sqlctl::aws::s3(&conf).create_bucket().bucket("fake-athena-results").send().await;

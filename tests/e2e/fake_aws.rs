@@ -74,6 +74,9 @@ pub struct Athena {
     pub stopped: Vec<String>,
 }
 
+/// A result's column names and rows (NULL as None).
+pub type Rows = (Vec<String>, Vec<Vec<Option<String>>>);
+
 #[derive(Clone, Debug)]
 #[allow(dead_code)]
 pub struct Exec {
@@ -85,7 +88,7 @@ pub struct Exec {
     pub polls: u32,
     pub output_location: String,
     pub error: Option<(i32, bool, String)>,
-    pub rows: Option<(Vec<String>, Vec<Vec<Option<String>>>)>,
+    pub rows: Option<Rows>,
 }
 
 impl FakeAws {
