@@ -29,6 +29,8 @@ pub mod textdiff;
 pub mod warehouse;
 
 #[cfg(test)]
+mod failure;
+#[cfg(test)]
 mod layering;
 #[cfg(test)]
 mod proptests;

@@ -1,6 +1,8 @@
 //! State-machine tests: the real reconcile over a real SQLite store, with a scripted engine
-//! (a failure injector in the spirit of mountpoint-s3's `FailureClient`) and a fixed catalog,
-//! so each transition, retry and refusal can be driven step by step.
+//! and a fixed catalog, so each transition, retry and refusal can be driven step by step. The
+//! controller reaches both through countdown failure wrappers (`FailureStore`,
+//! `FailureEngine`, after mountpoint-s3's failure client), so a test can make the n-th store or
+//! engine call fail with a conflict, a fence, an outage or an engine error.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -11,9 +13,11 @@ use async_trait::async_trait;
 use super::*;
 use crate::approval::{DecisionInput, submit};
 use crate::catalog::{CatalogError, Column, Table};
+use crate::engine::failure::FailureEngine;
 use crate::engine::{ExecState, QueryJob, QueryOutcome};
 use crate::notify::LogNotifier;
 use crate::spec::*;
+use crate::store::failure::FailureStore;
 use crate::store::sqlite::SqliteStore;
 
 struct FixedCatalog;
@@ -72,10 +76,15 @@ impl Engine for ScriptedEngine {
     }
 }
 
+/// The real reconcile over a real SQLite store. The controller sees the store and the engine
+/// through failure injectors (pass-through until a test plans a failure); tests read and write
+/// `store` and `engine` directly.
 struct World {
     _dir: tempfile::TempDir,
     store: Arc<SqliteStore>,
     engine: Arc<ScriptedEngine>,
+    failing_store: Arc<FailureStore<SqliteStore>>,
+    failing_engine: Arc<FailureEngine<ScriptedEngine>>,
     ctx: Arc<Context>,
     _fence_tx: watch::Sender<Option<Fence>>,
 }
@@ -94,10 +103,12 @@ async fn world_full(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>, 
     let lease = store.try_acquire_lease(crate::store::CONTROLLER_LEASE, "me", 15_000, None).await.unwrap().unwrap();
     let (fence_tx, fence_rx) = watch::channel(Some(Fence { holder: lease.holder, epoch: lease.epoch }));
     let engine = Arc::new(ScriptedEngine::default());
+    let failing_store = Arc::new(FailureStore::new(store.clone()));
+    let failing_engine = Arc::new(FailureEngine::new(engine.clone()));
     let mut engines: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::new();
-    engines.insert(EngineKind::Local, engine.clone());
+    engines.insert(EngineKind::Local, failing_engine.clone());
     let ctx = Arc::new(Context {
-        store: store.clone(),
+        store: failing_store.clone(),
         catalog,
         engines,
         results: Arc::new(crate::results::local::LocalResults::new(dir.path().join("results"))),
@@ -111,7 +122,7 @@ async fn world_full(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>, 
         written: Mutex::new(HashMap::new()),
         running: Mutex::new(HashMap::new()),
     });
-    World { _dir: dir, store, engine, ctx, _fence_tx: fence_tx }
+    World { _dir: dir, store, engine, failing_store, failing_engine, ctx, _fence_tx: fence_tx }
 }
 
 fn sql_request(name: &str, sql: &str) -> QueryRequest {
@@ -130,8 +141,12 @@ fn sql_request(name: &str, sql: &str) -> QueryRequest {
 
 impl World {
     async fn step(&self, key: &ObjectKey) -> Action {
+        self.try_step(key).await.unwrap()
+    }
+    /// One reconcile of `key`, its error returned.
+    async fn try_step(&self, key: &ObjectKey) -> Result<Action, Error> {
         let r = self.store.get(key).await.unwrap().unwrap();
-        reconcile::reconcile(r, &self.ctx).await.unwrap()
+        reconcile::reconcile(r, &self.ctx).await
     }
     async fn get(&self, key: &ObjectKey) -> QueryRequest {
         self.store.get(key).await.unwrap().unwrap()
@@ -710,4 +725,62 @@ async fn every_line_logged_inside_a_reconcile_carries_the_request_and_why_it_ran
     assert_eq!(span["generation"], 1, "{line}");
     assert_eq!(span["reason"], "requeued", "{line}");
     assert!(text.lines().any(|l| l.contains("reconcile panicked") && l.contains(r.uid())), "{text}");
+}
+
+/// A status write that loses a CAS race changes nothing, is retried at once (not backed off),
+/// and the transition it carried is recorded once when the retry succeeds.
+#[tokio::test]
+async fn a_status_write_that_loses_a_race_is_retried_at_once_and_recorded_once() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("race", "select n_name from nation")).await.unwrap().key();
+    let before = w.get(&key).await;
+    let k = key.clone();
+    w.failing_store.fail_nth("update_status", 1, move || StoreError::Conflict { key: k.clone(), expected: "1".into() });
+    let err = w.try_step(&key).await.unwrap_err();
+    assert_eq!(error_policy(&err), Retry::Now, "{err}");
+    assert_eq!(w.get(&key).await, before, "the refused write changed nothing");
+    let r = w.step_to(&key, Phase::AwaitingApproval).await;
+    let history = &r.status.as_ref().unwrap().history;
+    assert_eq!(history.iter().filter(|h| h.event == "Generated").count(), 1, "{history:?}");
+    assert!(w.failing_store.calls("update_status") >= 2);
+}
+
+/// A store outage backs off; a fenced write (another controller leads now) is never retried
+/// here. Neither loses or changes anything, and the request goes on once the store answers.
+#[tokio::test]
+async fn an_outage_backs_off_and_a_fenced_write_is_not_retried_and_neither_changes_anything() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("outage", "select n_name from nation")).await.unwrap().key();
+    let before = w.get(&key).await;
+    w.failing_store.fail_nth("update_status", 1, || StoreError::Unavailable("injected outage".into()));
+    let err = w.try_step(&key).await.unwrap_err();
+    assert_eq!(error_policy(&err), Retry::Backoff, "{err}");
+    assert_eq!(w.get(&key).await, before);
+    w.failing_store.fail_nth("update_status", 1, || StoreError::Fenced { epoch: 9 });
+    let err = w.try_step(&key).await.unwrap_err();
+    assert_eq!(error_policy(&err), Retry::Never, "{err}");
+    assert_eq!(w.get(&key).await, before);
+    w.step_to(&key, Phase::AwaitingApproval).await;
+}
+
+/// An engine that cannot take a start now backs off; the retry starts the query exactly once,
+/// with the same idempotency token, and the request finishes.
+#[tokio::test]
+async fn an_engine_outage_at_start_backs_off_and_the_query_starts_once() {
+    let w = world(Policy::default()).await;
+    let key = w.store.create(sql_request("flaky", "select n_name from nation")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.approve(&key, "alice").await;
+    w.step(&key).await; // the intent to start is written
+    assert_eq!(w.get(&key).await.phase(), Phase::Executing);
+    w.failing_engine.fail_nth("start", 1, || EngineError::Transient("throttled".into()));
+    let err = w.try_step(&key).await.unwrap_err();
+    assert_eq!(error_policy(&err), Retry::Backoff, "{err}");
+    assert!(w.engine.starts.lock().unwrap().is_empty(), "the failed start reached no engine");
+    w.engine.polls.lock().unwrap().push_back(succeeded(3));
+    let r = w.step_to(&key, Phase::Done).await;
+    assert_eq!(w.failing_engine.calls("start"), 2);
+    let starts = w.engine.starts.lock().unwrap().clone();
+    assert_eq!(starts.len(), 1, "{starts:?}");
+    assert_eq!(r.status.unwrap().execution.unwrap().attempt, 1, "a transient start is not a new attempt");
 }

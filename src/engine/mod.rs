@@ -5,6 +5,8 @@
 pub mod athena;
 pub mod datafusion;
 pub mod estimate;
+#[cfg(test)]
+pub mod failure;
 pub mod preflight;
 
 use async_trait::async_trait;

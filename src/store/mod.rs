@@ -6,6 +6,8 @@
 //! so a deposed leader's writes fail. Implementations: SQLite (embedded) and DynamoDB.
 
 pub mod dynamodb;
+#[cfg(test)]
+pub mod failure;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,169 @@
+//! A failure-injecting store for tests, after mountpoint-s3's countdown failure client: wraps a
+//! real [`Store`] and makes the n-th call of a chosen operation fail with a chosen error, so a
+//! test can drive the controller through conflicts, fencing and outages at exactly the step it
+//! means, over real records.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{
+    ArchivedEntry, Change, DecisionList, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, Result, Store,
+    StoreError,
+};
+use crate::failure::Countdowns;
+use crate::spec::{Decision, HistoryEntry, ObjectKey, Phase, Policy, QueryRequest};
+
+/// A [`Store`] whose operations fail on cue. Operations are named as the trait's methods
+/// (`"update_status"`, `"get"`, …).
+pub struct FailureStore<S> {
+    inner: Arc<S>,
+    failures: Countdowns<StoreError>,
+}
+
+impl<S: Store> FailureStore<S> {
+    pub fn new(inner: Arc<S>) -> Self {
+        FailureStore { inner, failures: Countdowns::default() }
+    }
+
+    /// The `n`-th call of `op` from now (1 = the next one) fails once with `error()`.
+    pub fn fail_nth(&self, op: &'static str, n: usize, error: impl Fn() -> StoreError + Send + Sync + 'static) {
+        self.failures.fail_nth(op, n, error);
+    }
+
+    /// How many times `op` was called (failed calls included).
+    pub fn calls(&self, op: &'static str) -> usize {
+        self.failures.calls(op)
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for FailureStore<S> {
+    async fn create(&self, req: QueryRequest) -> Result<QueryRequest> {
+        self.failures.check("create")?;
+        self.inner.create(req).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Option<QueryRequest>> {
+        self.failures.check("get")?;
+        self.inner.get(key).await
+    }
+    async fn list(&self, namespace: Option<&str>, selector: &LabelSelector) -> Result<Vec<QueryRequest>> {
+        self.failures.check("list")?;
+        self.inner.list(namespace, selector).await
+    }
+    async fn list_active(&self) -> Result<Vec<ObjectKey>> {
+        self.failures.check("list_active")?;
+        self.inner.list_active().await
+    }
+    async fn update_spec(&self, req: &QueryRequest) -> Result<QueryRequest> {
+        self.failures.check("update_spec")?;
+        self.inner.update_spec(req).await
+    }
+    async fn update_status(&self, req: &QueryRequest, fence: Option<&Fence>) -> Result<QueryRequest> {
+        self.failures.check("update_status")?;
+        self.inner.update_status(req, fence).await
+    }
+    async fn delete(&self, key: &ObjectKey, force: bool) -> Result<Option<QueryRequest>> {
+        self.failures.check("delete")?;
+        self.inner.delete(key, force).await
+    }
+    async fn finalize(&self, req: &QueryRequest, fence: Option<&Fence>) -> Result<()> {
+        self.failures.check("finalize")?;
+        self.inner.finalize(req, fence).await
+    }
+    async fn create_decision(&self, decision: &Decision) -> Result<DecisionOutcome> {
+        self.failures.check("create_decision")?;
+        self.inner.create_decision(decision).await
+    }
+    async fn list_decisions(&self, uid: &str) -> Result<Vec<Decision>> {
+        self.failures.check("list_decisions")?;
+        self.inner.list_decisions(uid).await
+    }
+    async fn list_decision_records(&self, uid: &str, after: u64) -> Result<Vec<DecisionRecord>> {
+        self.failures.check("list_decision_records")?;
+        self.inner.list_decision_records(uid, after).await
+    }
+    async fn scan_decision_records(&self, uid: &str, after: u64) -> Result<DecisionList> {
+        self.failures.check("scan_decision_records")?;
+        self.inner.scan_decision_records(uid, after).await
+    }
+    async fn archive_history(
+        &self,
+        key: &ObjectKey,
+        uid: &str,
+        first_index: u64,
+        entries: &[HistoryEntry],
+        fence: Option<&Fence>,
+    ) -> Result<()> {
+        self.failures.check("archive_history")?;
+        self.inner.archive_history(key, uid, first_index, entries, fence).await
+    }
+    async fn archived_history(&self, key: &ObjectKey, uid: &str) -> Result<Vec<ArchivedEntry>> {
+        self.failures.check("archived_history")?;
+        self.inner.archived_history(key, uid).await
+    }
+    async fn get_policy(&self) -> Result<Option<Policy>> {
+        self.failures.check("get_policy")?;
+        self.inner.get_policy().await
+    }
+    async fn put_policy(&self, policy: &Policy, fence: Option<&Fence>) -> Result<()> {
+        self.failures.check("put_policy")?;
+        self.inner.put_policy(policy, fence).await
+    }
+    async fn get_lease(&self, name: &str) -> Result<Option<Lease>> {
+        self.failures.check("get_lease")?;
+        self.inner.get_lease(name).await
+    }
+    async fn try_acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        duration_ms: u64,
+        observed: Option<&Lease>,
+    ) -> Result<Option<Lease>> {
+        self.failures.check("try_acquire_lease")?;
+        self.inner.try_acquire_lease(name, holder, duration_ms, observed).await
+    }
+    async fn renew_lease(&self, name: &str, fence: &Fence) -> Result<Lease> {
+        self.failures.check("renew_lease")?;
+        self.inner.renew_lease(name, fence).await
+    }
+    async fn release_lease(&self, name: &str, fence: &Fence) -> Result<()> {
+        self.failures.check("release_lease")?;
+        self.inner.release_lease(name, fence).await
+    }
+    async fn change_cursor(&self) -> Result<u64> {
+        self.failures.check("change_cursor")?;
+        self.inner.change_cursor().await
+    }
+    async fn changes_since(&self, cursor: u64) -> Result<(u64, Vec<Change>)> {
+        self.failures.check("changes_since")?;
+        self.inner.changes_since(cursor).await
+    }
+    async fn count_by_phase(&self) -> Result<BTreeMap<Phase, u64>> {
+        self.failures.check("count_by_phase")?;
+        self.inner.count_by_phase().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn the_nth_call_fails_once_and_the_rest_pass_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = FailureStore::new(Arc::new(SqliteStore::open(dir.path().join("s.db")).unwrap()));
+        s.fail_nth("get_policy", 2, || StoreError::Unavailable("injected".into()));
+        s.fail_nth("get_policy", 4, || StoreError::Other("also injected".into()));
+        assert!(s.get_policy().await.is_ok());
+        assert!(matches!(s.get_policy().await, Err(StoreError::Unavailable(_))));
+        assert!(s.get_policy().await.is_ok());
+        assert!(matches!(s.get_policy().await, Err(StoreError::Other(_))));
+        assert!(s.get_policy().await.is_ok());
+        assert_eq!(s.calls("get_policy"), 5);
+        assert_eq!(s.calls("get"), 0);
+    }
+}
