@@ -13,6 +13,7 @@ pub mod lease;
 pub mod metrics;
 pub mod queue;
 pub mod reconcile;
+pub mod transitions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -201,9 +201,20 @@ impl Reconciler<'_> {
         );
     }
 
+    /// Changes the phase, checked against the phase graph ([`super::transitions::TRANSITIONS`]):
+    /// a change it does not list is a bug (a panic in debug builds, an error log in release).
+    fn enter(&mut self, to: Phase) {
+        let from = self.status.phase;
+        if !super::transitions::allowed(from, to) {
+            tracing::error!(name = %self.req.metadata.name, uid = self.req.uid(), %from, %to, "phase change not in the phase graph");
+            debug_assert!(false, "phase change {from} → {to} is not in the phase graph");
+        }
+        self.status.phase = to;
+    }
+
     fn fail(&mut self, cond: &str, reason: &str, message: impl Into<String>) {
         let message = message.into();
-        self.status.phase = Phase::Failed;
+        self.enter(Phase::Failed);
         self.status.set_condition(cond, "False", reason, message.clone());
         self.status.set_condition("Ready", "False", reason, message.clone());
         let mut e = Self::event("Failed");
@@ -268,8 +279,14 @@ impl Reconciler<'_> {
         }
         let history = std::mem::take(&mut self.status.history);
         let history_archived = self.status.history_archived;
-        self.status =
-            QueryRequestStatus { observed_generation: generation, history, history_archived, ..Default::default() };
+        self.status = QueryRequestStatus {
+            phase: self.status.phase,
+            observed_generation: generation,
+            history,
+            history_archived,
+            ..Default::default()
+        };
+        self.enter(Phase::Pending);
         let mut e = Self::event("Observed");
         e.message = Some(format!("generation {generation} observed"));
         self.history(e);
@@ -518,7 +535,7 @@ impl Reconciler<'_> {
         e.message = Some(format!("by {} (confidence {:.2})", g.model, g.confidence));
         self.history(e);
         self.status.generated = Some(g);
-        self.status.phase = Phase::Generated;
+        self.enter(Phase::Generated);
         self.status.set_condition("Generated", "True", reason, "");
     }
 
@@ -534,7 +551,7 @@ impl Reconciler<'_> {
         self.status.approval_requested = false;
         self.status.approval = None;
         self.status.execution = None;
-        self.status.phase = Phase::AwaitingApproval;
+        self.enter(Phase::AwaitingApproval);
         self.status.set_condition(
             "Approved",
             "Unknown",
@@ -715,7 +732,7 @@ impl Reconciler<'_> {
                     match d.decision {
                         DecisionKind::Approve => {
                             self.status.approval = Some(approval);
-                            self.status.phase = Phase::Executing;
+                            self.enter(Phase::Executing);
                             self.status.set_condition("Approved", "True", "Approved", format!("approved by {}", d.by));
                             // Intent first: the token of attempt 1 is recorded with the transition.
                             self.status.execution = Some(self.intent(1));
@@ -725,7 +742,7 @@ impl Reconciler<'_> {
                         }
                         DecisionKind::Reject => {
                             self.status.approval = Some(approval);
-                            self.status.phase = Phase::Rejected;
+                            self.enter(Phase::Rejected);
                             // The comment is kept in the approval (and the history entry); the
                             // condition carries an excerpt.
                             let why = approval::bound_text(d.comment.as_deref().unwrap_or_default(), 200);
@@ -750,7 +767,7 @@ impl Reconciler<'_> {
                             e.feedback = d.feedback.clone();
                             self.history(e);
                             self.status.approval = None;
-                            self.status.phase = Phase::Pending;
+                            self.enter(Phase::Pending);
                             self.status.set_condition(
                                 "Approved",
                                 "False",
@@ -771,7 +788,7 @@ impl Reconciler<'_> {
             }
         }
         if self.status.approval_deadline.is_some_and(|d| Utc::now() >= d) {
-            self.status.phase = Phase::TimedOut;
+            self.enter(Phase::TimedOut);
             self.status.set_condition(
                 "Approved",
                 "False",
@@ -1001,7 +1018,7 @@ impl Reconciler<'_> {
                 exec.output_location = Some(out.output_location.clone());
                 exec.preview = Some(out.preview);
                 self.status.execution = Some(exec);
-                self.status.phase = Phase::Done;
+                self.enter(Phase::Done);
                 self.status.set_condition(
                     "Executed",
                     "True",
