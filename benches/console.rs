@@ -54,25 +54,13 @@ async fn fill(store: &dyn Store, n: u64) {
         Phase::Pending,
     ];
     for i in 0..n {
-        let mut r = QueryRequest {
-            api_version: API_VERSION.into(),
-            kind: KIND.into(),
-            metadata: ObjectMeta {
-                name: format!("request-{i:05}"),
-                namespace: Some(["default", "growth", "finance", "ops"][(i % 4) as usize].into()),
-                ..Default::default()
-            },
-            spec: QueryRequestSpec {
-                question: Some(format!(
-                    "Which {} customers have the highest account balance in segment {}?",
-                    i % 20 + 1,
-                    i % 5
-                )),
-                catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
-                ..Default::default()
-            },
-            status: None,
-        };
+        let mut r = QueryRequest::new(format!("request-{i:05}"), "tpch")
+            .with_namespace(["default", "growth", "finance", "ops"][(i % 4) as usize])
+            .with_question(format!(
+                "Which {} customers have the highest account balance in segment {}?",
+                i % 20 + 1,
+                i % 5
+            ));
         r.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), format!("user{}", i % 37));
         let mut r = store.create(r).await.unwrap();
         let sql = format!(

@@ -38,17 +38,7 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 }
 
 fn request(i: u64) -> QueryRequest {
-    QueryRequest {
-        api_version: API_VERSION.into(),
-        kind: KIND.into(),
-        metadata: ObjectMeta { name: format!("bench-{i:05}"), ..Default::default() },
-        spec: QueryRequestSpec {
-            sql: Some(SQL.into()),
-            catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
-            ..Default::default()
-        },
-        status: None,
-    }
+    QueryRequest::new(format!("bench-{i:05}"), "tpch").with_sql(SQL)
 }
 
 fn main() {

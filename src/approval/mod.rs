@@ -355,32 +355,14 @@ mod tests {
     use crate::spec::*;
 
     fn req(phase: Phase) -> QueryRequest {
-        let mut r = QueryRequest {
-            api_version: API_VERSION.into(),
-            kind: KIND.into(),
-            metadata: ObjectMeta {
-                name: "q".into(),
-                uid: Some("u1".into()),
-                generation: Some(2),
-                ..Default::default()
-            },
-            spec: QueryRequestSpec {
-                question: Some("how many?".into()),
-                catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
-                ..Default::default()
-            },
-            status: Some(QueryRequestStatus {
-                phase,
-                observed_generation: 2,
-                approval_round: 1,
-                generated: Some(Generated {
-                    sql: "select 1".into(),
-                    sql_digest: "ab".repeat(32),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        };
+        let mut r = QueryRequest::new("q", "tpch").with_question("how many?").with_status(QueryRequestStatus {
+            phase,
+            observed_generation: 2,
+            approval_round: 1,
+            generated: Some(Generated { sql: "select 1".into(), sql_digest: "ab".repeat(32), ..Default::default() }),
+            ..Default::default()
+        });
+        (r.metadata.uid, r.metadata.generation) = (Some("u1".into()), Some(2));
         r.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), "rita".into());
         r
     }

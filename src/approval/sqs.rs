@@ -729,28 +729,14 @@ mod tests {
             "alice".into(),
             vec!["arn:aws:sts::123456789012:assumed-role/sqlctl-approver/alice".into(), "alice@example.com".into()],
         );
-        let mut req = QueryRequest {
-            api_version: API_VERSION.into(),
-            kind: KIND.into(),
-            metadata: ObjectMeta {
-                name: "q".into(),
-                uid: Some("u1".into()),
-                generation: Some(1),
-                ..Default::default()
-            },
-            spec: QueryRequestSpec { sql: Some("select 1".into()), ..Default::default() },
-            status: Some(QueryRequestStatus {
-                phase: Phase::AwaitingApproval,
-                observed_generation: 1,
-                approval_round: 1,
-                generated: Some(Generated {
-                    sql: "select 1".into(),
-                    sql_digest: "ab".repeat(32),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-        };
+        let mut req = QueryRequest::new("q", "").with_sql("select 1").with_status(QueryRequestStatus {
+            phase: Phase::AwaitingApproval,
+            observed_generation: 1,
+            approval_round: 1,
+            generated: Some(Generated { sql: "select 1".into(), sql_digest: "ab".repeat(32), ..Default::default() }),
+            ..Default::default()
+        });
+        (req.metadata.uid, req.metadata.generation) = (Some("u1".into()), Some(1));
         req.metadata
             .annotations
             .insert(REQUESTER_ANNOTATION.into(), "arn:aws:sts::123456789012:assumed-role/sqlctl-requester/rita".into());
@@ -861,20 +847,7 @@ mod tests {
         }
 
         async fn awaiting(store: &DynamoStore, name: &str) -> QueryRequest {
-            let r = store
-                .create(QueryRequest {
-                    api_version: API_VERSION.into(),
-                    kind: KIND.into(),
-                    metadata: ObjectMeta { name: name.into(), ..Default::default() },
-                    spec: QueryRequestSpec {
-                        question: Some("how many?".into()),
-                        catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
-                        ..Default::default()
-                    },
-                    status: None,
-                })
-                .await
-                .unwrap();
+            let r = store.create(QueryRequest::new(name, "tpch").with_question("how many?")).await.unwrap();
             let mut w = r.clone();
             w.status = Some(QueryRequestStatus {
                 phase: Phase::AwaitingApproval,

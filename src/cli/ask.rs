@@ -11,8 +11,7 @@ use super::{Exit, decide, output, wait::wait_for};
 use crate::config::Context;
 use crate::controller::lease::leader_alive;
 use crate::spec::{
-    API_VERSION, CatalogRef, DecisionKind, EngineKind, KIND, Limits, ObjectMeta, Phase, QueryRequest, QueryRequestSpec,
-    REQUESTER_ANNOTATION, quantity::parse_duration,
+    DecisionKind, EngineKind, Limits, Phase, QueryRequest, REQUESTER_ANNOTATION, quantity::parse_duration,
 };
 
 #[derive(clap::Args, Debug)]
@@ -64,24 +63,15 @@ impl Args {
         let me = g.decider(self.as_.as_deref()).await?;
         let name =
             self.name.clone().unwrap_or_else(|| format!("ask-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-        let mut req = QueryRequest {
-            api_version: API_VERSION.into(),
-            kind: KIND.into(),
-            metadata: ObjectMeta { name: name.clone(), namespace: Some(g.namespace.clone()), ..Default::default() },
-            spec: QueryRequestSpec {
-                question,
-                sql,
-                catalog: CatalogRef { database: self.database.clone(), tables: vec![] },
-                engine: match self.engine.as_deref() {
-                    Some("athena") => Some(EngineKind::Athena),
-                    Some(_) => Some(EngineKind::Local),
-                    None => None,
-                },
-                limits: Limits { max_rows: self.max_rows, ..Default::default() },
-                ..Default::default()
-            },
-            status: None,
+        let mut req = QueryRequest::new(name.clone(), self.database.clone()).with_namespace(g.namespace.clone());
+        req.spec.question = question;
+        req.spec.sql = sql;
+        req.spec.engine = match self.engine.as_deref() {
+            Some("athena") => Some(EngineKind::Athena),
+            Some(_) => Some(EngineKind::Local),
+            None => None,
         };
+        req.spec.limits = Limits { max_rows: self.max_rows, ..Default::default() };
         let problems = crate::spec::validate::validate(&req);
         if !problems.is_empty() {
             let lines: Vec<String> = problems.iter().map(|p| format!("  {}: {}", p.path, p.message)).collect();

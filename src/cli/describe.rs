@@ -258,21 +258,12 @@ pub fn describe_with_archive(r: &QueryRequest, archived: Option<&[HistoryEntry]>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ChartSpec, ChartType, Execution, Phase, QueryRequestSpec, QueryRequestStatus};
+    use crate::spec::{ChartSpec, ChartType, Execution, Phase, QueryRequestStatus};
 
     #[test]
     fn describe_shows_where_the_result_and_its_chart_are() {
-        let mut r = QueryRequest {
-            api_version: crate::spec::API_VERSION.into(),
-            kind: crate::spec::KIND.into(),
-            metadata: crate::spec::ObjectMeta { name: "sales".into(), ..Default::default() },
-            spec: QueryRequestSpec {
-                sql: Some("select 1".into()),
-                chart: Some(ChartSpec { type_: ChartType::Bar, x: Some("region".into()), y: vec!["total".into()] }),
-                ..Default::default()
-            },
-            status: None,
-        };
+        let mut r = QueryRequest::new("sales", "").with_sql("select 1");
+        r.spec.chart = Some(ChartSpec { type_: ChartType::Bar, x: Some("region".into()), y: vec!["total".into()] });
         r.status = Some(QueryRequestStatus {
             phase: Phase::Done,
             execution: Some(Execution {

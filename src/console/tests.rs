@@ -61,13 +61,7 @@ fn spec(question: &str) -> QueryRequestSpec {
 
 /// A request by `requester` awaiting approval of `select n_name from nation` (round 1).
 async fn awaiting(store: &dyn Store, name: &str, requester: &str, spec: QueryRequestSpec) -> QueryRequest {
-    let mut r = QueryRequest {
-        api_version: API_VERSION.into(),
-        kind: KIND.into(),
-        metadata: ObjectMeta { name: name.into(), ..Default::default() },
-        spec,
-        status: None,
-    };
+    let mut r = QueryRequest { spec, ..QueryRequest::new(name, "") };
     r.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), requester.into());
     let r = store.create(r).await.unwrap();
     set_sql(store, r, 1, "select n_name from nation order by n_name").await
@@ -548,13 +542,8 @@ async fn the_list_filters_by_phase_and_follows_the_store_live() {
 async fn the_list_pages_through_many_requests() {
     let f = fixture(token_mode("alice")).await;
     for i in 0..(pages::PAGE_SIZE + 5) {
-        let r = QueryRequest {
-            api_version: API_VERSION.into(),
-            kind: KIND.into(),
-            metadata: ObjectMeta { name: format!("r{i:03}"), namespace: Some("team".into()), ..Default::default() },
-            spec: spec("How many?"),
-            status: None,
-        };
+        let r = QueryRequest { spec: spec("How many?"), ..QueryRequest::new(format!("r{i:03}"), "") }
+            .with_namespace("team");
         f.store.create(r).await.unwrap();
     }
     // The index was loaded at start, before these: wait for the change feed.

@@ -21,11 +21,11 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 
-use crate::results::ResultStore;
 use crate::catalog::Catalog;
 use crate::engine::{Engine, EngineError, Waker};
 use crate::generate::Generator;
 use crate::notify::Notifier;
+use crate::results::ResultStore;
 use crate::spec::{EngineKind, ObjectKey, Policy, QueryRequest};
 use crate::store::{Fence, Store, StoreError};
 

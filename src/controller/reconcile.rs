@@ -1172,17 +1172,7 @@ mod pre_approval_tests {
             written: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
         };
-        let req = QueryRequest {
-            api_version: API_VERSION.into(),
-            kind: KIND.into(),
-            metadata: ObjectMeta { name: "flaky".into(), ..Default::default() },
-            spec: QueryRequestSpec {
-                sql: Some("select 1".into()),
-                catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
-                ..Default::default()
-            },
-            status: None,
-        };
+        let req = QueryRequest::new("flaky", "tpch").with_sql("select 1");
         let key = store.create(req).await.unwrap().key();
         let mut failures = 0;
         for _ in 0..20 {

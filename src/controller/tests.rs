@@ -126,17 +126,7 @@ async fn world_full(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>, 
 }
 
 fn sql_request(name: &str, sql: &str) -> QueryRequest {
-    QueryRequest {
-        api_version: API_VERSION.into(),
-        kind: KIND.into(),
-        metadata: ObjectMeta { name: name.into(), ..Default::default() },
-        spec: QueryRequestSpec {
-            sql: Some(sql.into()),
-            catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
-            ..Default::default()
-        },
-        status: None,
-    }
+    QueryRequest::new(name, "tpch").with_sql(sql)
 }
 
 impl World {

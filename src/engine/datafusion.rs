@@ -1141,9 +1141,9 @@ mod tests {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    use crate::aws::S3Uri;
     use crate::results::ResultKey;
     use crate::results::s3::S3Results;
-    use crate::aws::S3Uri;
     use crate::spec::EffectiveLimits;
 
     /// One scale-0.01 TPC-H warehouse shared by every engine test (built once).
@@ -1738,7 +1738,8 @@ mod tests {
         let root = S3Uri::parse(&format!("s3://{bucket}/team/out")).unwrap();
         let results = tempfile::tempdir().unwrap();
         let store = Arc::new(
-            S3Results::upload_from(client.clone(), root, LocalResults::new(results.path())).with_part_size(5 * 1024 * 1024),
+            S3Results::upload_from(client.clone(), root, LocalResults::new(results.path()))
+                .with_part_size(5 * 1024 * 1024),
         );
         let engine = LocalEngine::new(data_dir(), results.path()).with_results(store.clone());
 

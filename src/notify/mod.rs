@@ -339,13 +339,7 @@ mod tests {
     async fn a_required_failure_stops_the_fanout_and_best_effort_failures_are_merged() {
         let later = Arc::new(Counting(Default::default()));
         let fan = Fanout(vec![Arc::new(Failing), later.clone()]);
-        let req = QueryRequest {
-            api_version: crate::spec::API_VERSION.into(),
-            kind: crate::spec::KIND.into(),
-            metadata: crate::spec::ObjectMeta { name: "q".into(), ..Default::default() },
-            spec: Default::default(),
-            status: None,
-        };
+        let req = QueryRequest::new("q", "");
         assert!(fan.approval_requested(&req).await.is_err());
         assert_eq!(later.0.load(std::sync::atomic::Ordering::SeqCst), 0, "not sent after a required failure");
         let d = fan.finished(&req).await.unwrap();

@@ -173,7 +173,8 @@ mod tests {
         let parquet = dir.path().join("results/default/q/u/t.parquet");
         std::fs::write(&parquet, "x").unwrap();
         let escape = format!("{}/results/../secret.csv", dir.path().display());
-        for bad in [outside.display().to_string(), parquet.display().to_string(), escape.clone(), "/etc/passwd".into()] {
+        for bad in [outside.display().to_string(), parquet.display().to_string(), escape.clone(), "/etc/passwd".into()]
+        {
             assert!(store.read(&bad, None).await.is_err(), "{bad}");
         }
         assert!(store.put_next_to(&outside.display().to_string(), Artifact::Chart, vec![]).await.is_err());

@@ -146,7 +146,8 @@ impl PendingResult {
     /// Opens a temp file next to `path` (creating its directory).
     pub async fn create(path: PathBuf) -> Result<Self, ResultError> {
         let io = |what: &str, e: std::io::Error| ResultError::transient(format!("{what} {}: {e}", path.display()));
-        let dir = path.parent().ok_or_else(|| ResultError::permanent(format!("no directory for {}", path.display())))?;
+        let dir =
+            path.parent().ok_or_else(|| ResultError::permanent(format!("no directory for {}", path.display())))?;
         tokio::fs::create_dir_all(dir).await.map_err(|e| io("creating the directory of", e))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
@@ -162,9 +163,7 @@ impl PendingResult {
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), ResultError> {
         use tokio::io::AsyncWriteExt;
         let file = self.file.as_mut().expect("open until committed");
-        file.write_all(bytes)
-            .await
-            .map_err(|e| ResultError::transient(format!("writing {}: {e}", self.path.display())))
+        file.write_all(bytes).await.map_err(|e| ResultError::transient(format!("writing {}: {e}", self.path.display())))
     }
 
     /// Flushes, syncs and renames into place; returns the final path.

@@ -176,7 +176,13 @@ impl S3Results {
     }
 
     async fn get(&self, uri: &S3Uri) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, ResultError> {
-        self.client.get_object().bucket(&uri.bucket).key(&uri.key).send().await.map_err(|e| s3_failure("GetObject", uri, e))
+        self.client
+            .get_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .send()
+            .await
+            .map_err(|e| s3_failure("GetObject", uri, e))
     }
 }
 
@@ -243,8 +249,7 @@ impl ResultStore for S3Results {
         if max.is_some_and(|m| obj.content_length().is_some_and(|n| u64::try_from(n).unwrap_or(0) > m)) {
             return Ok(None);
         }
-        let bytes =
-            obj.body.collect().await.map_err(|e| ResultError::transient(format!("reading {location}: {e}")))?;
+        let bytes = obj.body.collect().await.map_err(|e| ResultError::transient(format!("reading {location}: {e}")))?;
         Ok(Some(bytes.into_bytes().to_vec()))
     }
 

@@ -59,6 +59,49 @@ impl ObjectMeta {
 }
 
 impl QueryRequest {
+    /// A new request named `name` over `database`: the current `apiVersion` and `kind`, the
+    /// default namespace, an otherwise empty spec and no status. The one way requests are built
+    /// in code (`ask`, tests, benches); fill in the rest with the `with_*` methods or directly.
+    pub fn new(name: impl Into<String>, database: impl Into<String>) -> Self {
+        QueryRequest {
+            api_version: API_VERSION.into(),
+            kind: KIND.into(),
+            metadata: ObjectMeta { name: name.into(), ..Default::default() },
+            spec: QueryRequestSpec {
+                catalog: CatalogRef { database: database.into(), tables: vec![] },
+                ..Default::default()
+            },
+            status: None,
+        }
+    }
+    /// Asks `question` in plain language.
+    #[must_use]
+    pub fn with_question(mut self, question: impl Into<String>) -> Self {
+        self.spec.question = Some(question.into());
+        self
+    }
+    /// Runs the hand-written `sql`.
+    #[must_use]
+    pub fn with_sql(mut self, sql: impl Into<String>) -> Self {
+        self.spec.sql = Some(sql.into());
+        self
+    }
+    #[must_use]
+    pub fn with_namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.metadata.namespace = Some(namespace.into());
+        self
+    }
+    #[must_use]
+    pub fn with_labels(mut self, labels: &[(&str, &str)]) -> Self {
+        self.metadata.labels.extend(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self
+    }
+    #[must_use]
+    pub fn with_status(mut self, status: QueryRequestStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
     pub fn key(&self) -> ObjectKey {
         ObjectKey::new(self.metadata.namespace(), &self.metadata.name)
     }

@@ -441,24 +441,14 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::spec::{ByteSize, CatalogRef, DurationSpec, ObjectMeta, QueryRequestSpec};
+    use crate::spec::{ByteSize, DurationSpec};
 
     fn good() -> QueryRequest {
-        QueryRequest {
-            api_version: API_VERSION.into(),
-            kind: KIND.into(),
-            metadata: ObjectMeta {
-                name: "top-customers-2024".into(),
-                labels: BTreeMap::from([("team".into(), "growth".into())]),
-                ..Default::default()
-            },
-            spec: QueryRequestSpec {
-                question: Some("Which 10 customers spent the most in 2024?".into()),
-                catalog: CatalogRef { database: "sales".into(), tables: vec!["orders".into(), "customer".into()] },
-                ..Default::default()
-            },
-            status: None,
-        }
+        let mut r = QueryRequest::new("top-customers-2024", "sales")
+            .with_labels(&[("team", "growth")])
+            .with_question("Which 10 customers spent the most in 2024?");
+        r.spec.catalog.tables = vec!["orders".into(), "customer".into()];
+        r
     }
 
     fn paths(req: &QueryRequest) -> Vec<String> {
