@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -10,6 +11,7 @@ use super::Exit;
 use crate::config::Context;
 use crate::config::generator::GeneratorOpts;
 use crate::controller::{Controller, ControllerConfig, Parts, emf, metrics};
+use crate::notify::gchat::ChatMetrics;
 use crate::spec::{DurationSpec, EngineKind, Policy, quantity::parse_duration};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -135,18 +137,22 @@ impl Args {
         if let Some(id) = &self.identity {
             config.identity = id.clone();
         }
-        Ok(Controller::new(Parts {
+        // The chat notifier counts into this handle, and /metrics renders it.
+        let chat_metrics = Arc::new(ChatMetrics::default());
+        let controller = Controller::new(Parts {
             store,
             catalog: crate::config::generator::catalog_for(g, &self.generator).await?,
             engines: g.engines().await?,
             results: g.results().await?,
             generator: self.generator.build(&g.backend).await?,
-            notifier: g.notifier().await?,
+            notifier: g.notifier(&chat_metrics).await?,
             policy,
             // Only explicit policy flags change the shared record (audited when written).
             write_policy: self.policy.is_some() || self.four_eyes || self.approval_timeout.is_some(),
             config,
-        }))
+        });
+        controller.metrics.register_chat(chat_metrics);
+        Ok(controller)
     }
 
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {

@@ -22,7 +22,7 @@ use crate::aws::{Aws, AwsSettings, S3Uri};
 use crate::catalog::{Catalog, glue::GlueCatalog, local::LocalCatalog};
 use crate::engine::preflight::{Budget, ChildCommand, Preflight};
 use crate::engine::{Engine, Waker, datafusion::LocalEngine};
-use crate::notify::gchat::{GoogleChat, SecretWebhook, Webhook, WebhookSource};
+use crate::notify::gchat::{ChatMetrics, GoogleChat, SecretWebhook, Webhook, WebhookSource};
 use crate::notify::{Fanout, LogNotifier, Notifier, NotifyOpts};
 use crate::spec::EngineKind;
 use crate::spec::quantity::{parse_bytes, parse_duration};
@@ -347,10 +347,11 @@ impl Context {
 
     /// Where approval requests and finished notices go: the SQS request queue on `--backend aws`
     /// when `SQLCTL_REQUEST_QUEUE_URL` is set (required: its errors are retried), then the log,
-    /// then Google Chat when a webhook is configured (best effort: see `notify::gchat`).
-    pub async fn notifier(&self) -> anyhow::Result<Arc<dyn Notifier>> {
+    /// then Google Chat when a webhook is configured (best effort: see `notify::gchat`), counting
+    /// into `chat_metrics`.
+    pub async fn notifier(&self, chat_metrics: &Arc<ChatMetrics>) -> anyhow::Result<Arc<dyn Notifier>> {
         let log: Arc<dyn Notifier> = Arc::new(LogNotifier);
-        let people: Arc<dyn Notifier> = match self.google_chat().await? {
+        let people: Arc<dyn Notifier> = match self.google_chat(chat_metrics.clone()).await? {
             Some(chat) => Arc::new(Fanout(vec![log, Arc::new(chat)])),
             None => log,
         };
@@ -366,7 +367,8 @@ impl Context {
     /// The Google Chat notifier, when `SQLCTL_GCHAT_WEBHOOK` or `SQLCTL_GCHAT_WEBHOOK_SECRET_ARN`
     /// is set (on either backend). A malformed URL or setting is refused here; a secret that
     /// cannot be read now is only warned about (chat is best effort; each message retries it).
-    pub async fn google_chat(&self) -> anyhow::Result<Option<GoogleChat>> {
+    /// The notifier counts into `metrics`.
+    pub async fn google_chat(&self, metrics: Arc<ChatMetrics>) -> anyhow::Result<Option<GoogleChat>> {
         let n = &self.notify;
         let source = match (n.webhook(), n.secret_arn()) {
             (None, None) => return Ok(None),
@@ -381,7 +383,7 @@ impl Context {
                 WebhookSource::SecretsManager(SecretWebhook::new(crate::aws::secretsmanager(&aws.conf), arn))
             }
         };
-        let chat = GoogleChat::new(source, n.chat_options().map_err(|e| anyhow::anyhow!(e))?)
+        let chat = GoogleChat::new(source, n.chat_options().map_err(|e| anyhow::anyhow!(e))?, metrics)
             .map_err(|e| anyhow::anyhow!(e))?;
         match chat.check().await {
             Ok(webhook) => tracing::info!(webhook = %webhook, "google chat notifications enabled"),

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
 
+use crate::notify::gchat::ChatMetrics;
 use crate::spec::Phase;
 use crate::store::Store;
 
@@ -30,6 +32,8 @@ pub struct Metrics {
     reconcile_seconds_sum_us: AtomicU64,
     reconcile_count: AtomicU64,
     reconcile_panics: AtomicU64,
+    /// The Google Chat notifier's counters, rendered with these once registered.
+    chat: OnceLock<Arc<ChatMetrics>>,
 }
 
 impl Metrics {
@@ -38,6 +42,11 @@ impl Metrics {
     }
     fn inc(&self, name: &'static str, label: &str) {
         *self.counters().entry((name, label.to_string())).or_insert(0) += 1;
+    }
+    /// Renders `chat` (the Google Chat notifier's counters) with these; the first registration
+    /// counts. Without one, `/metrics` shows no chat requests and a closed circuit.
+    pub fn register_chat(&self, chat: Arc<ChatMetrics>) {
+        let _ = self.chat.set(chat);
     }
     /// A reconcile panicked (a bug, contained: the step failed and is retried with backoff).
     pub fn reconcile_panic(&self) {
@@ -164,7 +173,7 @@ impl Metrics {
             self.reconcile_seconds_sum_us.load(Ordering::Relaxed) as f64 / 1e6,
             self.reconcile_count.load(Ordering::Relaxed)
         );
-        crate::notify::render_metrics(&mut out);
+        crate::notify::render_metrics(&mut out, self.chat.get().map(Arc::as_ref));
         out
     }
 }

@@ -280,8 +280,9 @@ pub fn notification_counts() -> BTreeMap<(&'static str, &'static str, &'static s
 
 /// The notification metrics in the Prometheus text format, for `/metrics`:
 /// `sqlctl_notifications_total{channel,kind,result}`, `sqlctl_gchat_requests_total{status}`
-/// (every HTTP attempt by status code, `timeout` or `error`) and `sqlctl_gchat_circuit_open`.
-pub fn render_metrics(out: &mut String) {
+/// (every HTTP attempt by status code, `timeout` or `error`) and `sqlctl_gchat_circuit_open`,
+/// the last two from `chat`, the Google Chat notifier's handle (none: no requests, closed).
+pub fn render_metrics(out: &mut String, chat: Option<&gchat::ChatMetrics>) {
     let _ = writeln!(
         out,
         "# HELP sqlctl_notifications_total Notifications by channel, kind and result (sent, failed, skipped).\n# TYPE sqlctl_notifications_total counter"
@@ -296,13 +297,13 @@ pub fn render_metrics(out: &mut String) {
         out,
         "# HELP sqlctl_gchat_requests_total Google Chat webhook requests by HTTP status (or timeout, error).\n# TYPE sqlctl_gchat_requests_total counter"
     );
-    for (status, v) in gchat::request_counts() {
+    for (status, v) in chat.map(gchat::ChatMetrics::request_counts).unwrap_or_default() {
         let _ = writeln!(out, "sqlctl_gchat_requests_total{{status=\"{status}\"}} {v}");
     }
     let _ = writeln!(
         out,
         "# HELP sqlctl_gchat_circuit_open 1 while Google Chat sends are skipped after repeated failures.\n# TYPE sqlctl_gchat_circuit_open gauge\nsqlctl_gchat_circuit_open {}",
-        gchat::circuit_open() as u8
+        chat.is_some_and(gchat::ChatMetrics::circuit_open) as u8
     );
 }
 
@@ -365,7 +366,7 @@ mod tests {
     fn metrics_render_as_prometheus_text() {
         count("gchat", "approval", "sent");
         let mut out = String::new();
-        render_metrics(&mut out);
+        render_metrics(&mut out, None);
         assert!(out.contains("# TYPE sqlctl_notifications_total counter"), "{out}");
         assert!(
             out.contains("sqlctl_notifications_total{channel=\"gchat\",kind=\"approval\",result=\"sent\"}"),
