@@ -1,0 +1,185 @@
+//! Filters from the parsed pieces: sample values, dates and numeric comparisons, and values the
+//! samples do not list but the text writes as literals next to a column's name.
+
+use super::intent::{Filter, Intent, Measure, Shape};
+use super::parse::{DateSpan, Mention, MentionKind, Op, Parse, Tok, is_code, ymd};
+use super::resolve::{choose, date_cols, date_column, measure_cols, text_cols};
+use super::schema::{Col, Kind, Schema};
+use crate::generate::GenerateError;
+
+/// Equality filters from values, date filters, numeric comparisons.
+pub(super) fn add_filters(
+    schema: &Schema,
+    p: &Parse,
+    intent: &mut Intent,
+    context: &[usize],
+    doubts: &mut Vec<(f64, String)>,
+    assumptions: &mut Vec<String>,
+) -> Result<(), GenerateError> {
+    let mut ctx: Vec<usize> = vec![intent.subject];
+    ctx.extend_from_slice(context);
+    for v in &p.values {
+        let cands: Vec<(Col, f64)> = v.cols.iter().map(|c| (*c, 1.0)).collect();
+        // A column named right before or after the value decides ("segment BUILDING").
+        let near: Vec<usize> = p
+            .mentions
+            .iter()
+            .filter(|m| m.end + 2 >= v.start && m.start <= v.end + 2)
+            .filter_map(|m| {
+                if let MentionKind::Columns(cs) = &m.kind {
+                    Some(cs.iter().map(|c| c.0.t).collect::<Vec<_>>())
+                } else {
+                    None
+                }
+            })
+            .flatten()
+            .collect();
+        let named_cols: Vec<Col> = p
+            .mentions
+            .iter()
+            .filter_map(|m| {
+                if let MentionKind::Columns(cs) = &m.kind {
+                    Some(cs.iter().map(|c| c.0).collect::<Vec<_>>())
+                } else {
+                    None
+                }
+            })
+            .flatten()
+            .collect();
+        let direct: Vec<(Col, f64)> = cands.iter().filter(|(c, _)| named_cols.contains(c)).cloned().collect();
+        // The subject first (the rows asked about), then tables named near the value.
+        let mut local_ctx = vec![intent.subject];
+        local_ctx.extend(near);
+        local_ctx.extend_from_slice(&ctx);
+        let col = choose(
+            schema,
+            if direct.is_empty() { &cands } else { &direct },
+            &local_ctx,
+            &format!("the value '{}'", v.value),
+            doubts,
+        )
+        .ok_or_else(|| GenerateError::CannotAnswer("internal: value without a column".into()))?;
+        let weak = !v.strong;
+        if weak {
+            doubts.push((0.03, format!("'{}' matched ignoring case", v.value)));
+        }
+        match intent.filters.iter_mut().find(|f| matches!(f, Filter::Values { col: c, .. } if *c == col)) {
+            Some(Filter::Values { values, weak: w, .. }) => {
+                if !values.contains(&v.value) {
+                    values.push(v.value.clone());
+                }
+                *w |= weak;
+            }
+            _ => intent.filters.push(Filter::Values { col, values: vec![v.value.clone()], weak }),
+        }
+    }
+    if !p.dates.is_empty() {
+        let (col, note) = date_column(schema, p, intent.subject, context, doubts).ok_or_else(|| {
+            GenerateError::CannotAnswer("the question names a date, but no table it involves has a date column".into())
+        })?;
+        if let Some(n) = note {
+            assumptions.push(n);
+        }
+        for span in &p.dates {
+            intent.filters.push(Filter::Dates { col, span: *span });
+        }
+    }
+    for num in &p.nums {
+        // A table right after the number: "more than 20 orders" → a count per subject row.
+        if let Some(Mention { kind: MentionKind::Table(child), .. }) =
+            p.mention_at(num.end).or_else(|| p.mention_after(num.end, 1))
+            && *child != intent.subject
+        {
+            intent.filters.push(Filter::HavingCount { child: *child, op: num.op, raw: num.raw.clone() });
+            continue;
+        }
+        // Else the nearest measure named before it (or after it).
+        let before = p.mentions.iter().rev().find(|m| {
+            m.end <= num.start
+                && num.start - m.end <= 3
+                && (!measure_cols(schema, m).is_empty() || !date_cols(schema, m).is_empty())
+        });
+        let after = p
+            .mentions
+            .iter()
+            .find(|m| m.start >= num.end && m.start - num.end <= 1 && !measure_cols(schema, m).is_empty());
+        let Some(m) = before.or(after) else {
+            if num.op == Op::Eq {
+                doubts.push((0.12, format!("did not understand \"{}\"", num.raw)));
+                continue;
+            }
+            return Err(GenerateError::CannotAnswer(format!(
+                "could not tell what should be compared with {}",
+                num.raw
+            )));
+        };
+        let mut cands = measure_cols(schema, m);
+        if cands.is_empty() {
+            cands = date_cols(schema, m);
+        }
+        let col = choose(schema, &cands, &ctx, "the compared column", doubts).unwrap_or(cands[0].0);
+        if matches!(schema.col(col).kind, Kind::Date | Kind::Timestamp) {
+            let y = num.value as i32;
+            let span = match num.op {
+                Op::Gt => DateSpan { lo: Some(ymd(y + 1, 1, 1)), hi: None },
+                Op::Ge => DateSpan { lo: Some(ymd(y, 1, 1)), hi: None },
+                Op::Lt => DateSpan { lo: None, hi: Some(ymd(y, 1, 1)) },
+                Op::Le => DateSpan { lo: None, hi: Some(ymd(y + 1, 1, 1)) },
+                Op::Eq => DateSpan { lo: Some(ymd(y, 1, 1)), hi: Some(ymd(y + 1, 1, 1)) },
+                Op::Between(b) => DateSpan { lo: Some(ymd(y, 1, 1)), hi: Some(ymd(b as i32 + 1, 1, 1)) },
+            };
+            intent.filters.push(Filter::Dates { col, span });
+        } else {
+            intent.filters.push(Filter::Compare { col, op: num.op, raw: num.raw.clone() });
+        }
+        // The measure named for the comparison is not the question's measure.
+        if intent.shape == Shape::RankRows && intent.measure == Measure::Column(col) && p.sup.is_none() {
+            intent.shape = Shape::List;
+        }
+    }
+    Ok(())
+}
+
+/// Runs of capitalised or quoted words no sample value explains, directly before or after a
+/// mention of a text column: (column, value, token indexes).
+pub(super) fn literal_values(
+    schema: &Schema,
+    p: &Parse,
+    context: &[usize],
+    doubts: &mut Vec<(f64, String)>,
+) -> Vec<(Col, String, Vec<usize>)> {
+    let caps = |t: &Tok| {
+        t.quoted
+            || is_code(t)
+            || (t.raw.chars().any(|c| c.is_alphabetic())
+                && t.raw.chars().all(|c| !c.is_lowercase())
+                && t.raw.chars().filter(|c| c.is_alphabetic()).count() >= 2)
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < p.toks.len() {
+        if p.used[i] || !caps(&p.toks[i]) {
+            i += 1;
+            continue;
+        }
+        let mut j = i;
+        while j < p.toks.len() && !p.used[j] && caps(&p.toks[j]) && !(j > i && p.toks[j].quoted) {
+            j += 1;
+            if p.toks[j - 1].quoted {
+                break;
+            }
+        }
+        let mut column = |m: Option<&Mention>| -> Option<Col> {
+            let tc = text_cols(schema, m?);
+            choose(schema, &tc, context, "the value's column", doubts)
+        };
+        let after = p.mention_at(j).filter(|m| m.start == j);
+        let before = if i > 0 { p.mention_at(i - 1).filter(|m| m.end == i) } else { None };
+        if let Some(col) = column(after).or_else(|| column(before)) {
+            let value = (i..j).map(|k| p.toks[k].raw.clone()).collect::<Vec<_>>().join(" ");
+            out.push((col, value, (i..j).collect()));
+        }
+        i = j.max(i + 1);
+    }
+    out
+}

@@ -1,0 +1,219 @@
+//! Mentions of tables and columns (by word overlap with their names) and of measures no column
+//! is named after.
+
+use super::{DatePart, Mention, MentionKind, Parse, Tok, is_code, is_filler};
+use crate::catalog::retrieve;
+use crate::generate::offline::lexicon::word_score;
+use crate::generate::offline::schema::{Col, ColInfo, Schema, TableInfo};
+
+/// Words for measures that no column is named after.
+fn pseudo_mention(stem: &str) -> Option<MentionKind> {
+    match stem {
+        "revenue" | "sale" | "turnover" | "income" | "earning" => Some(MentionKind::Revenue),
+        "spent" | "spend" | "paid" | "spending" | "pay" | "purchase" | "value" | "worth" => Some(MentionKind::Money),
+        "year" => Some(MentionKind::DatePart(DatePart::Year)),
+        "month" => Some(MentionKind::DatePart(DatePart::Month)),
+        _ => None,
+    }
+}
+
+/// How well `phrase` (stems) names table `t`.
+fn table_match(t: &TableInfo, phrase: &[&str]) -> f64 {
+    let flat: String = phrase.concat();
+    if flat == t.flat || retrieve::stem(&flat) == t.flat {
+        return 1.0;
+    }
+    if phrase.len() == 1 && t.words.len() == 1 && word_score(phrase[0], &t.words[0]) >= 0.8 {
+        return word_score(phrase[0], &t.words[0]).min(0.95);
+    }
+    if t.words.len() >= 2
+        && phrase.len() == t.words.len()
+        && phrase.iter().zip(&t.words).all(|(q, w)| word_score(q, w) >= 0.8)
+    {
+        return 0.9;
+    }
+    // "items" for `lineitem`: the head word of a compound name.
+    if phrase.len() == 1 && t.words.len() >= 2 && t.words.last().is_some_and(|w| w == phrase[0]) {
+        return 0.8;
+    }
+    0.0
+}
+
+/// How well `phrase` names column `c` of table `t`; the table's own words may qualify it
+/// ("customer name" ↔ `customer.c_name`).
+fn column_match(t: &TableInfo, c: &ColInfo, phrase: &[&str]) -> f64 {
+    if c.banned || c.words.is_empty() {
+        return 0.0;
+    }
+    let wants_key = phrase.iter().any(|w| matches!(*w, "key" | "id" | "identifier" | "code"));
+    if c.key && !wants_key {
+        return 0.0;
+    }
+    let mut matched = vec![false; c.words.len()];
+    let mut own = 0.0;
+    let mut qualifier = 0;
+    for q in phrase {
+        let best = c
+            .words
+            .iter()
+            .enumerate()
+            .map(|(k, w)| (k, word_score(q, w)))
+            .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+        match best {
+            Some((k, s)) if s >= 0.7 => {
+                matched[k] = true;
+                own += s;
+            }
+            _ => {
+                if t.words.iter().any(|w| word_score(q, w) >= 0.8) || t.flat == *q {
+                    qualifier += 1;
+                } else {
+                    return 0.0;
+                }
+            }
+        }
+    }
+    if own == 0.0 {
+        return 0.0;
+    }
+    let covered = matched.iter().filter(|m| **m).count();
+    let full = covered == c.words.len();
+    let head = *matched.last().unwrap_or(&false);
+    if !(full || head) {
+        return 0.0;
+    }
+    // Unmatched words that merely repeat the table's name ("order" in o_orderpriority) still fit.
+    let implied = c.words.iter().zip(&matched).filter(|(w, m)| !**m && t.words.iter().any(|tw| tw == *w)).count();
+    let coverage = (covered + implied) as f64 / c.words.len() as f64;
+    coverage + own / phrase.len() as f64 * 0.5 + 0.3 * (phrase.len() - qualifier) as f64 + 0.1 * qualifier as f64
+}
+
+/// Multi-word phrases that name every word of a column (`total price` ↔ `o_totalprice`).
+pub(super) fn find_compound_columns(schema: &Schema, p: &mut Parse) {
+    let n = p.toks.len();
+    let mut i = 0;
+    while i + 1 < n {
+        let mut advanced = false;
+        for len in (2..=3).rev() {
+            if i + len > n
+                || (i..i + len).any(|j| {
+                    p.used[j]
+                        || p.toks[j].num.is_some()
+                        || p.toks[j].quoted
+                        || (is_filler(&p.toks[j]) && !is_schema_filler(schema, &p.toks[j]))
+                })
+            {
+                continue;
+            }
+            let phrase: Vec<&str> = (i..i + len).map(|j| p.toks[j].stem.as_str()).collect();
+            // Every phrase word must be a word of the column itself (no table qualifiers here).
+            let mut cols: Vec<(Col, f64)> = schema
+                .cols()
+                .filter(|(_, ci)| !ci.key && !ci.banned && ci.words.len() == len)
+                .filter(|(_, ci)| phrase.iter().zip(&ci.words).all(|(q, w)| word_score(q, w) >= 0.8))
+                .map(|(col, ci)| (col, column_match(&schema.tables[col.t], ci, &phrase)))
+                .filter(|(_, s)| *s > 0.0)
+                .collect();
+            if cols.is_empty() {
+                continue;
+            }
+            cols.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+            p.mentions.push(Mention { start: i, end: i + len, kind: MentionKind::Columns(cols) });
+            p.take(i, i + len);
+            i += len;
+            advanced = true;
+            break;
+        }
+        if !advanced {
+            i += 1;
+        }
+    }
+}
+
+/// Mentions of tables and columns: longest windows of up to three free words first.
+pub(super) fn find_mentions(schema: &Schema, p: &mut Parse) {
+    let n = p.toks.len();
+    let mut i = 0;
+    while i < n {
+        if p.used[i]
+            || p.toks[i].num.is_some()
+            || p.toks[i].quoted
+            || is_code(&p.toks[i])
+            || (is_filler(&p.toks[i])
+                && pseudo_mention(&p.toks[i].stem).is_none()
+                && !is_schema_filler(schema, &p.toks[i]))
+        {
+            i += 1;
+            continue;
+        }
+        let mut found: Option<(usize, MentionKind)> = None;
+        for len in (1..=3).rev() {
+            if i + len > n
+                || (i..i + len).any(|j| p.used[j] || p.toks[j].num.is_some() || p.toks[j].quoted || is_code(&p.toks[j]))
+            {
+                continue;
+            }
+            // Inner filler words break a phrase ("balance of customers" is two mentions).
+            if len > 1 && (i + 1..i + len).any(|j| is_filler(&p.toks[j]) && !is_schema_filler(schema, &p.toks[j])) {
+                continue;
+            }
+            let phrase: Vec<&str> = (i..i + len).map(|j| p.toks[j].stem.as_str()).collect();
+            let best_table = schema
+                .tables
+                .iter()
+                .enumerate()
+                .map(|(t, ti)| (t, table_match(ti, &phrase)))
+                .filter(|(_, s)| *s > 0.0)
+                .max_by(|a, b| a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal));
+            let mut cols: Vec<(Col, f64)> = schema
+                .cols()
+                .map(|(col, ci)| (col, column_match(&schema.tables[col.t], ci, &phrase)))
+                .filter(|(_, s)| *s > 0.0)
+                .collect();
+            cols.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+            if let Some(best) = cols.first().map(|c| c.1) {
+                cols.retain(|c| c.1 >= best - 0.25);
+            }
+            // A table named outright beats a column that only shares a word with it.
+            let table_wins = best_table.is_some_and(|(_, ts)| {
+                cols.first().is_none_or(|(c, cs)| {
+                    ts >= 0.9
+                        && (*cs < 1.6
+                            || schema.col(*c).words.len() == 1
+                                && len == 1
+                                && !schema.col(*c).words.iter().any(|w| w == phrase[0]))
+                })
+            });
+            if let (true, Some((t, _))) = (table_wins, best_table) {
+                found = Some((len, MentionKind::Table(t)));
+                break;
+            }
+            if !cols.is_empty() {
+                found = Some((len, MentionKind::Columns(cols)));
+                break;
+            }
+            if len == 1
+                && let Some(k) = pseudo_mention(phrase[0])
+            {
+                found = Some((1, k));
+                break;
+            }
+        }
+        match found {
+            Some((len, kind)) => {
+                p.mentions.push(Mention { start: i, end: i + len, kind });
+                p.take(i, i + len);
+                i += len;
+            }
+            None => i += 1,
+        }
+    }
+    p.mentions.sort_by_key(|m| m.start);
+}
+
+/// A filler word that is also a column word of this schema ("date", "value" …) may still be a
+/// mention.
+fn is_schema_filler(schema: &Schema, t: &Tok) -> bool {
+    matches!(t.stem.as_str(), "date" | "value" | "amount" | "time" | "number" | "name" | "rate")
+        && schema.cols().any(|(_, c)| !c.key && c.words.contains(&t.stem))
+}

@@ -1,0 +1,168 @@
+//! The schema as the generator sees it: tables and columns with kinds, meaning-bearing words,
+//! keys, labels and sample values, the join graph between them, and the steps of a walk along it.
+
+use std::collections::HashSet;
+
+use crate::catalog::Table;
+use crate::catalog::retrieve::{self, JoinGraph};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    Number,
+    Date,
+    Timestamp,
+    Text,
+    Other,
+}
+
+#[derive(Debug)]
+pub(super) struct ColInfo {
+    pub(super) name: String,
+    pub(super) kind: Kind,
+    /// Meaning-bearing words (prefix stripped, segmented, expanded, stemmed).
+    pub(super) words: Vec<String>,
+    pub(super) key: bool,
+    pub(super) samples: Vec<String>,
+    /// The planner rejected it last time.
+    pub(super) banned: bool,
+}
+
+#[derive(Debug)]
+pub(super) struct TableInfo {
+    pub(super) name: String,
+    pub(super) words: Vec<String>,
+    /// Stemmed name without separators (`lineitem`), for "line items".
+    pub(super) flat: String,
+    pub(super) cols: Vec<ColInfo>,
+    pub(super) pk: Option<usize>,
+    pub(super) label: Option<usize>,
+}
+
+/// A column by (table, column) index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) struct Col {
+    pub(super) t: usize,
+    pub(super) c: usize,
+}
+
+pub(super) struct Schema {
+    pub(super) tables: Vec<TableInfo>,
+    pub(super) graph: JoinGraph,
+}
+
+fn kind_of(ty: &str) -> Kind {
+    let u = ty.to_ascii_uppercase();
+    if u.starts_with("TIMESTAMP") {
+        Kind::Timestamp
+    } else if u.starts_with("DATE") {
+        Kind::Date
+    } else if u.starts_with("ARRAY") || u.starts_with("MAP") || u.starts_with("STRUCT") || u.starts_with("INTERVAL") {
+        Kind::Other
+    } else if ["INT", "DECIMAL", "DOUBLE", "REAL", "FLOAT", "NUMERIC"].iter().any(|k| u.contains(k)) {
+        Kind::Number
+    } else if u.contains("CHAR") || u.contains("STRING") || u.contains("TEXT") {
+        Kind::Text
+    } else {
+        Kind::Other
+    }
+}
+
+impl Schema {
+    pub(super) fn new(tables: &[Table], banned: &HashSet<String>) -> Schema {
+        let graph = JoinGraph::build(tables);
+        let infos = tables
+            .iter()
+            .enumerate()
+            .map(|(ti, t)| {
+                let prefix = retrieve::table_prefix(t);
+                let cols: Vec<ColInfo> = t
+                    .columns
+                    .iter()
+                    .chain(&t.partition_keys)
+                    .map(|c| {
+                        let key = retrieve::key_concept(t, &c.name, prefix.as_deref()).is_some();
+                        ColInfo {
+                            name: c.name.clone(),
+                            kind: kind_of(&c.data_type),
+                            words: retrieve::column_words(&c.name, prefix.as_deref()),
+                            key,
+                            samples: c.sample_values.clone(),
+                            banned: banned.contains(&c.name.to_ascii_lowercase()),
+                        }
+                    })
+                    .collect();
+                let words = retrieve::table_words(&t.name);
+                let flat = retrieve::stem(&t.name.replace('_', "").to_ascii_lowercase());
+                let pk = graph.primary_keys[ti].as_ref().and_then(|k| cols.iter().position(|c| &c.name == k));
+                let label = label_column(&cols, &words).or(pk);
+                TableInfo { name: t.name.clone(), words, flat, cols, pk, label }
+            })
+            .collect();
+        Schema { tables: infos, graph }
+    }
+
+    pub(super) fn col(&self, c: Col) -> &ColInfo {
+        &self.tables[c.t].cols[c.c]
+    }
+
+    pub(super) fn cols(&self) -> impl Iterator<Item = (Col, &ColInfo)> {
+        self.tables
+            .iter()
+            .enumerate()
+            .flat_map(|(t, ti)| ti.cols.iter().enumerate().map(move |(c, ci)| (Col { t, c }, ci)))
+    }
+
+    /// Join distance (edges) between two tables, if connected within 5 edges.
+    pub(super) fn distance(&self, a: usize, b: usize) -> Option<usize> {
+        self.graph.path_to_tree(&[a], b, 5).map(|p| p.len())
+    }
+}
+
+/// The column that names a row: `name`, `<table>_name`, `title`, else none.
+fn label_column(cols: &[ColInfo], table_words: &[String]) -> Option<usize> {
+    let text = |c: &&ColInfo| c.kind == Kind::Text && !c.key;
+    cols.iter()
+        .position(|c| {
+            text(&c)
+                && (c.words == ["name"]
+                    || (c.words.last().is_some_and(|w| w == "name")
+                        && c.words[..c.words.len() - 1].iter().all(|w| table_words.contains(w))))
+        })
+        .or_else(|| cols.iter().position(|c| text(&c) && c.words.iter().any(|w| w == "name")))
+        .or_else(|| cols.iter().position(|c| text(&c) && c.words.iter().any(|w| w == "title")))
+}
+
+/// `table.column`, for explanations and doubts.
+pub(super) fn qual_name(schema: &Schema, c: Col) -> String {
+    format!("{}.{}", schema.tables[c.t].name, schema.col(c).name)
+}
+
+/// A join of the plan: `child` reached from `parent` along graph edge `edge`.
+#[derive(Clone, Debug)]
+pub(super) struct Step {
+    pub(super) edge: usize,
+    pub(super) parent: usize,
+    pub(super) child: usize,
+    /// Walking it multiplies the parent's rows (key → referencing rows).
+    pub(super) fans_out: bool,
+}
+
+/// The index of column `name` in table `t` (the first column if there is none).
+pub(super) fn col_index(schema: &Schema, t: usize, name: &str) -> usize {
+    schema.tables[t].cols.iter().position(|c| c.name == name).unwrap_or(0)
+}
+
+/// Turns a path of edge indexes leaving `tree` into steps with directions.
+pub(super) fn walk(schema: &Schema, tree: &[usize], path: &[usize]) -> Vec<Step> {
+    let mut known: Vec<usize> = tree.to_vec();
+    let mut out = Vec::new();
+    for &k in path {
+        let e = &schema.graph.edges[k];
+        let (parent, child) = if known.contains(&e.from) { (e.from, e.to) } else { (e.to, e.from) };
+        // Following a foreign key (from → to) keeps one row per row; the reverse multiplies.
+        let fans_out = !e.many_to_one || parent == e.to;
+        out.push(Step { edge: k, parent, child, fans_out });
+        known.push(child);
+    }
+    out
+}
