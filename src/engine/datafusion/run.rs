@@ -214,6 +214,11 @@ mod tests {
         let id = engine.start(&job("join", sql), waker).await.unwrap();
         assert_eq!(id, "join");
         let outcome = succeeded(wait(&engine, &id).await);
+        // The waker runs just after the state is recorded: a poll can see the state first.
+        let woke_by = std::time::Instant::now() + Duration::from_secs(10);
+        while woken.load(Ordering::SeqCst) == 0 && std::time::Instant::now() < woke_by {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         assert_eq!(woken.load(Ordering::SeqCst), 1);
         assert_eq!(outcome.rows, 25);
         assert_eq!(outcome.cost_usd, None);
