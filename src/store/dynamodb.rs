@@ -1667,62 +1667,12 @@ impl Store for DynamoStore {
 
 #[cfg(test)]
 mod tests {
-    //! Against moto through the real SDK: the same behaviours the SQLite store's tests pin down.
+    //! Against moto through the real SDK: the shared store behaviours (src/store/conformance.rs)
+    //! and what is DynamoDB's own.
     use super::*;
     use crate::aws::testing::{config_for, moto_url, unique};
-    use crate::spec::{
-        CANCEL_FINALIZER, CatalogRef, DecisionKind, Execution, HistoryEntry, ObjectMeta, Preview, QueryRequestSpec,
-        QueryRequestStatus,
-    };
-
-    fn request(name: &str, labels: &[(&str, &str)]) -> QueryRequest {
-        QueryRequest {
-            api_version: API_VERSION.into(),
-            kind: KIND.into(),
-            metadata: ObjectMeta {
-                name: name.into(),
-                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                ..Default::default()
-            },
-            spec: QueryRequestSpec {
-                question: Some("How many orders were placed in 2024?".into()),
-                catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
-                ..Default::default()
-            },
-            status: None,
-        }
-    }
-
-    fn status(phase: Phase, observed_generation: u64) -> QueryRequestStatus {
-        QueryRequestStatus { phase, observed_generation, ..Default::default() }
-    }
-
-    fn notified(phase: Phase) -> QueryRequestStatus {
-        QueryRequestStatus { notified: Some(notified_marker(1, phase)), ..status(phase, 1) }
-    }
-
-    fn decision(req: &QueryRequest, id: &str, by: &str) -> Decision {
-        Decision {
-            id: id.into(),
-            namespace: req.metadata.namespace().into(),
-            name: req.metadata.name.clone(),
-            uid: req.uid().into(),
-            generation: req.generation(),
-            round: 1,
-            sql_digest: "ab".repeat(32),
-            decision: DecisionKind::Approve,
-            feedback: None,
-            comment: None,
-            by: by.into(),
-            at: Utc::now(),
-            source: "sqs".into(),
-            allow_over_budget: false,
-        }
-    }
-
-    fn key(name: &str) -> ObjectKey {
-        ObjectKey::new("default", name)
-    }
+    use crate::spec::{Execution, HistoryEntry, Preview};
+    use crate::store::conformance::{self, decision, key, notified, request, status, store_conformance, with_status};
 
     /// A store on a fresh table of its own, or None when AWS tests are explicitly skipped.
     async fn store() -> Option<DynamoStore> {
@@ -1735,10 +1685,39 @@ mod tests {
         Some(DynamoStore::new(client, table))
     }
 
-    async fn with_status(s: &DynamoStore, name: &str, st: QueryRequestStatus) -> QueryRequest {
-        let mut r = s.create(request(name, &[])).await.unwrap();
-        r.status = Some(st);
-        s.update_status(&r, None).await.unwrap()
+    store_conformance!(async { store().await.map(|s| ((), s)) });
+
+    #[tokio::test]
+    async fn list_active_reads_only_active_records() {
+        let Some(s) = store().await else { return };
+        conformance::list_active_skips_finished_and_notified_records(&s).await;
+        // Of 112 records, resync reads only the sparse index's 10 entries.
+        let (keys, stats) = s.list_active_with_stats().await.unwrap();
+        assert_eq!(keys.len(), 10);
+        assert_eq!(stats.scanned, 10, "only the sparse index's 10 entries were read: {stats:?}");
+    }
+
+    #[tokio::test]
+    async fn decision_seqs_are_consecutive_per_uid_even_when_writers_race() {
+        let Some(s) = store().await else { return };
+        let s = std::sync::Arc::new(s);
+        let r = s.create(request("seqs", &[])).await.unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..6 {
+            let (s, d) = (s.clone(), decision(&r, &format!("id-{i}"), &format!("user{i}")));
+            tasks.push(tokio::spawn(async move { s.create_decision(&d).await.unwrap() }));
+        }
+        for t in tasks {
+            assert!(matches!(t.await.unwrap(), DecisionOutcome::Created(_)));
+        }
+        // A repeat writes nothing and takes no seq.
+        let again = decision(&r, "id-0", "user0");
+        assert!(matches!(s.create_decision(&again).await.unwrap(), DecisionOutcome::Exists(_)));
+        let all = s.list_decision_records(r.uid(), 0).await.unwrap();
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+        assert_eq!(s.list_decisions(r.uid()).await.unwrap().len(), 6, "the counter item is not a decision");
+        let after = s.list_decision_records(r.uid(), 4).await.unwrap();
+        assert_eq!(after.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
     }
 
     #[test]
@@ -1808,198 +1787,6 @@ mod tests {
         assert_eq!(hist.last().unwrap().event, "Generated99");
     }
 
-    #[tokio::test]
-    async fn create_sets_server_fields_and_refuses_an_existing_key() {
-        let Some(s) = store().await else { return };
-        let mut r = request("top-customers", &[("team", "growth")]);
-        r.metadata.uid = Some("forged".into());
-        r.metadata.generation = Some(7);
-        r.metadata.resource_version = Some("99".into());
-        r.metadata.finalizers = vec!["x".into()];
-        r.status = Some(status(Phase::Done, 7));
-        let created = s.create(r.clone()).await.unwrap();
-        assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
-        assert_ne!(created.uid(), "forged");
-        assert_ne!(created.metadata.resource_version.as_deref(), Some("99"));
-        assert_eq!(created.generation(), 1);
-        assert!(created.metadata.creation_timestamp.is_some());
-        assert!(created.metadata.finalizers.is_empty());
-        assert!(created.status.is_none());
-        assert_eq!(s.get(&key("top-customers")).await.unwrap(), Some(created.clone()));
-        assert_eq!(s.get(&key("absent")).await.unwrap(), None);
-        assert!(matches!(s.create(r).await, Err(StoreError::AlreadyExists(k)) if k == key("top-customers")));
-        assert_eq!(s.get(&key("top-customers")).await.unwrap(), Some(created), "the failed create wrote nothing");
-    }
-
-    #[tokio::test]
-    async fn list_filters_by_namespace_and_labels_in_key_order() {
-        let Some(s) = store().await else { return };
-        for (ns, name, team) in [
-            ("default", "b", "growth"),
-            ("default", "a", "growth"),
-            ("ops", "c", "growth"),
-            ("default", "d", "ops"),
-            ("default-2", "e", "growth"),
-        ] {
-            let mut r = request(name, &[("team", team), ("env", "prod")]);
-            r.metadata.namespace = Some(ns.into());
-            s.create(r).await.unwrap();
-        }
-        let names = |v: Vec<QueryRequest>| v.into_iter().map(|r| r.key().to_string()).collect::<Vec<_>>();
-        let all = s.list(None, &LabelSelector::new()).await.unwrap();
-        assert_eq!(names(all), ["default/a", "default/b", "default/d", "default-2/e", "ops/c"]);
-        let growth: LabelSelector = [("team".to_string(), "growth".to_string())].into();
-        assert_eq!(names(s.list(Some("default"), &growth).await.unwrap()), ["default/a", "default/b"]);
-        let both: LabelSelector =
-            [("team".to_string(), "ops".to_string()), ("env".to_string(), "prod".to_string())].into();
-        assert_eq!(names(s.list(None, &both).await.unwrap()), ["default/d"]);
-        assert!(s.list(Some("absent"), &LabelSelector::new()).await.unwrap().is_empty());
-        let counts = s.count_by_phase().await.unwrap();
-        assert_eq!(counts[&Phase::Pending], 5);
-    }
-
-    #[tokio::test]
-    async fn a_stale_resource_version_conflicts_so_only_one_writer_wins() {
-        let Some(s) = store().await else { return };
-        let created = s.create(request("q", &[])).await.unwrap();
-        let mut first = created.clone();
-        let mut second = created.clone();
-        first.metadata.labels.insert("by".into(), "first".into());
-        second.metadata.labels.insert("by".into(), "second".into());
-        let won = s.update_spec(&first).await.unwrap();
-        assert_ne!(won.metadata.resource_version, created.metadata.resource_version);
-        match s.update_spec(&second).await {
-            Err(StoreError::Conflict { key: k, expected }) => {
-                assert_eq!(k, key("q"));
-                assert_eq!(Some(expected), created.metadata.resource_version);
-            }
-            other => panic!("expected a conflict, got {other:?}"),
-        }
-        let mut stale_status = created.clone();
-        stale_status.status = Some(status(Phase::Generated, 1));
-        let e = s.update_status(&stale_status, None).await.unwrap_err();
-        assert!(matches!(e, StoreError::Conflict { .. }) && e.is_transient(), "{e:?}");
-        assert_eq!(s.get(&key("q")).await.unwrap().unwrap().metadata.labels["by"], "first");
-
-        let mut no_rv = won.clone();
-        no_rv.metadata.resource_version = None;
-        assert!(matches!(s.update_spec(&no_rv).await, Err(StoreError::Other(_))));
-        let mut missing = won.clone();
-        missing.metadata.name = "gone".into();
-        assert!(matches!(s.update_spec(&missing).await, Err(StoreError::NotFound(_))));
-        assert!(matches!(s.update_status(&missing, None).await, Err(StoreError::NotFound(_))));
-    }
-
-    #[tokio::test]
-    async fn generation_moves_only_when_the_spec_changes_and_status_writes_keep_the_stored_spec() {
-        let Some(s) = store().await else { return };
-        let created = s.create(request("q", &[("team", "growth")])).await.unwrap();
-        let mut w = created.clone();
-        w.status = Some(status(Phase::Generated, 1));
-        let with_status = s.update_status(&w, None).await.unwrap();
-        assert_eq!(s.get(&key("q")).await.unwrap(), Some(with_status.clone()), "fast path returns what is stored");
-
-        // Smuggled spec, labels and generation through update_status are ignored (slow path).
-        let mut smuggle = with_status.clone();
-        smuggle.status = Some(status(Phase::AwaitingApproval, 1));
-        smuggle.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
-        smuggle.spec.question = Some("smuggled".into());
-        smuggle.metadata.labels.clear();
-        smuggle.metadata.generation = Some(5);
-        let written = s.update_status(&smuggle, None).await.unwrap();
-        assert_eq!(written.phase(), Phase::AwaitingApproval);
-        assert_eq!(written.metadata.finalizers, [CANCEL_FINALIZER]);
-        assert_eq!(written.spec, created.spec);
-        assert_eq!(written.generation(), 1);
-        assert_eq!(written.metadata.labels, created.metadata.labels);
-        assert_eq!(s.get(&key("q")).await.unwrap(), Some(written.clone()));
-
-        let mut relabel = written.clone();
-        relabel.metadata.annotations.insert("note".into(), "hi".into());
-        relabel.metadata.uid = Some("forged".into());
-        relabel.status = None;
-        let relabeled = s.update_spec(&relabel).await.unwrap();
-        assert_eq!(relabeled.generation(), 1);
-        assert_eq!(relabeled.uid(), created.uid());
-        assert_eq!(relabeled.status, written.status);
-        let mut respec = relabeled.clone();
-        respec.spec.question = Some("And in 2023?".into());
-        let respecced = s.update_spec(&respec).await.unwrap();
-        assert_eq!(respecced.generation(), 2);
-        let same = s.update_spec(&respecced).await.unwrap();
-        assert_eq!(same.generation(), 2);
-        assert_eq!(s.get(&key("q")).await.unwrap(), Some(same));
-    }
-
-    #[tokio::test]
-    async fn fenced_writes_are_refused_after_another_holder_takes_the_lease() {
-        let Some(s) = store().await else { return };
-        let r = s.create(request("q", &[])).await.unwrap();
-        let fence = Fence { holder: "a".into(), epoch: 1 };
-        assert!(
-            matches!(s.put_policy(&Policy::default(), Some(&fence)).await, Err(StoreError::Fenced { epoch: 0 })),
-            "no lease at all"
-        );
-        let mut w = r.clone();
-        w.status = Some(status(Phase::Generated, 1));
-        assert!(matches!(s.update_status(&w, Some(&fence)).await, Err(StoreError::Fenced { epoch: 0 })));
-
-        let a = s.try_acquire_lease(CONTROLLER_LEASE, "a", 15_000, None).await.unwrap().unwrap();
-        let fence_a = Fence { holder: "a".into(), epoch: a.epoch };
-        let r = s.update_status(&w, Some(&fence_a)).await.unwrap();
-        s.put_policy(&Policy::default(), Some(&fence_a)).await.unwrap();
-
-        let observed = s.get_lease(CONTROLLER_LEASE).await.unwrap();
-        let b = s.try_acquire_lease(CONTROLLER_LEASE, "b", 15_000, observed.as_ref()).await.unwrap().unwrap();
-        assert_eq!(b.epoch, a.epoch + 1);
-        let fence_b = Fence { holder: "b".into(), epoch: b.epoch };
-
-        let mut late = r.clone();
-        late.status = Some(status(Phase::Executing, 1));
-        assert!(
-            matches!(s.update_status(&late, Some(&fence_a)).await, Err(StoreError::Fenced { epoch }) if epoch == b.epoch)
-        );
-        assert!(matches!(s.put_policy(&Policy::default(), Some(&fence_a)).await, Err(StoreError::Fenced { .. })));
-        assert!(matches!(s.finalize(&r, Some(&fence_a)).await, Err(StoreError::Fenced { .. })));
-        assert!(matches!(s.renew_lease(CONTROLLER_LEASE, &fence_a).await, Err(StoreError::Fenced { .. })));
-        assert_eq!(s.get(&key("q")).await.unwrap(), Some(r.clone()), "the refused write changed nothing");
-
-        let wrong_epoch = Fence { holder: "b".into(), epoch: a.epoch };
-        assert!(matches!(s.update_status(&late, Some(&wrong_epoch)).await, Err(StoreError::Fenced { .. })));
-        assert_eq!(s.update_status(&late, Some(&fence_b)).await.unwrap().phase(), Phase::Executing);
-    }
-
-    #[tokio::test]
-    async fn leases_are_acquired_renewed_taken_over_and_released() {
-        let Some(s) = store().await else { return };
-        assert_eq!(s.get_lease("l").await.unwrap(), None);
-        let a = s.try_acquire_lease("l", "a", 10_000, None).await.unwrap().unwrap();
-        assert_eq!((a.holder.as_str(), a.epoch, a.renewals, a.duration_ms), ("a", 1, 0, 10_000));
-        assert_eq!(s.get_lease("l").await.unwrap(), Some(a.clone()));
-        assert_eq!(s.try_acquire_lease("l", "b", 10_000, None).await.unwrap(), None);
-        let fence_a = Fence { holder: "a".into(), epoch: 1 };
-        let renewed = s.renew_lease("l", &fence_a).await.unwrap();
-        assert_eq!((renewed.epoch, renewed.renewals), (1, 1));
-        assert_eq!(s.try_acquire_lease("l", "b", 10_000, Some(&a)).await.unwrap(), None, "the leader is alive");
-        let b = s.try_acquire_lease("l", "b", 10_000, Some(&renewed)).await.unwrap().unwrap();
-        assert_eq!((b.holder.as_str(), b.epoch, b.renewals), ("b", 2, 0));
-        assert_eq!(
-            s.try_acquire_lease("l", "c", 10_000, Some(&renewed)).await.unwrap(),
-            None,
-            "a second contender loses"
-        );
-        assert!(matches!(s.renew_lease("l", &fence_a).await, Err(StoreError::Fenced { epoch: 2 })));
-        assert!(matches!(s.release_lease("l", &fence_a).await, Err(StoreError::Fenced { .. })));
-        let fence_b = Fence { holder: "b".into(), epoch: 2 };
-        s.release_lease("l", &fence_b).await.unwrap();
-        let released = s.get_lease("l").await.unwrap().unwrap();
-        assert_eq!((released.holder.as_str(), released.epoch), ("", 2));
-        assert!(matches!(s.renew_lease("l", &fence_b).await, Err(StoreError::Fenced { .. })));
-        let c = s.try_acquire_lease("l", "c", 10_000, None).await.unwrap().unwrap();
-        assert_eq!((c.holder.as_str(), c.epoch), ("c", 3));
-        assert_eq!(s.try_acquire_lease("other", "a", 1, None).await.unwrap().unwrap().epoch, 1);
-    }
-
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn racing_contenders_get_one_lease_and_racing_writers_lose_no_update() {
         let Some(s) = store().await else { return };
@@ -2042,205 +1829,6 @@ mod tests {
         let conflicts = a.unwrap() + b.unwrap() + c.unwrap();
         let r = s.get(&key("counter")).await.unwrap().unwrap();
         assert_eq!(r.metadata.annotations["count"], (3 * PER_WRITER).to_string(), "{conflicts} conflicts");
-    }
-
-    #[tokio::test]
-    async fn decisions_are_created_once_and_listed_in_creation_order() {
-        let Some(s) = store().await else { return };
-        let r = s.create(request("q", &[])).await.unwrap();
-        let d1 = decision(&r, "id-1", "alice");
-        assert_eq!(s.create_decision(&d1).await.unwrap(), DecisionOutcome::Created(d1.clone()));
-        let mut again = d1.clone();
-        again.decision = DecisionKind::Reject;
-        again.comment = Some("changed my mind".into());
-        assert_eq!(s.create_decision(&again).await.unwrap(), DecisionOutcome::Exists(d1.clone()));
-        let d0 = decision(&r, "id-0", "bob");
-        s.create_decision(&d0).await.unwrap();
-        let mut other = decision(&r, "id-3", "carol");
-        other.uid = "another-uid".into();
-        s.create_decision(&other).await.unwrap();
-        assert_eq!(s.list_decisions(r.uid()).await.unwrap(), [d1, d0], "creation order, not id order");
-        assert!(s.list_decisions("nobody").await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn decision_seqs_are_consecutive_per_uid_even_when_writers_race() {
-        let Some(s) = store().await else { return };
-        let s = std::sync::Arc::new(s);
-        let r = s.create(request("seqs", &[])).await.unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..6 {
-            let (s, d) = (s.clone(), decision(&r, &format!("id-{i}"), &format!("user{i}")));
-            tasks.push(tokio::spawn(async move { s.create_decision(&d).await.unwrap() }));
-        }
-        for t in tasks {
-            assert!(matches!(t.await.unwrap(), DecisionOutcome::Created(_)));
-        }
-        // A repeat writes nothing and takes no seq.
-        let again = decision(&r, "id-0", "user0");
-        assert!(matches!(s.create_decision(&again).await.unwrap(), DecisionOutcome::Exists(_)));
-        let all = s.list_decision_records(r.uid(), 0).await.unwrap();
-        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
-        assert_eq!(s.list_decisions(r.uid()).await.unwrap().len(), 6, "the counter item is not a decision");
-        let after = s.list_decision_records(r.uid(), 4).await.unwrap();
-        assert_eq!(after.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
-    }
-
-    #[tokio::test]
-    async fn the_history_archive_keeps_entries_per_uid_in_index_order() {
-        let Some(s) = store().await else { return };
-        let r = s.create(request("archived", &[])).await.unwrap();
-        let entry = |event: &str| crate::spec::HistoryEntry {
-            at: Utc::now(),
-            event: event.into(),
-            generation: 1,
-            sql: None,
-            sql_digest: None,
-            by: None,
-            decision: None,
-            decision_id: None,
-            feedback: None,
-            message: None,
-        };
-        let many: Vec<_> = (0..150).map(|i| entry(&format!("E{i}"))).collect();
-        s.archive_history(&r.key(), r.uid(), 0, &many, None).await.unwrap();
-        s.archive_history(&r.key(), r.uid(), 0, &many[..3], None).await.unwrap(); // a replay
-        let got = s.archived_history(&r.key(), r.uid()).await.unwrap();
-        assert_eq!(got.len(), 150);
-        assert!(got.iter().enumerate().all(|(i, e)| e.index == i as u64 && e.entry.event == format!("E{i}")));
-        assert!(s.archived_history(&r.key(), "another-uid").await.unwrap().is_empty());
-        // The request itself still reads and lists as before.
-        assert_eq!(s.get(&r.key()).await.unwrap().unwrap().uid(), r.uid());
-    }
-
-    #[tokio::test]
-    async fn changes_since_reports_request_writes_decisions_and_deletions_once() {
-        let Some(s) = store().await else { return };
-        let start = s.change_cursor().await.unwrap();
-        let a = s.create(request("a", &[])).await.unwrap();
-        let b = s.create(request("b", &[])).await.unwrap();
-        let (c1, changes) = s.changes_since(start).await.unwrap();
-        assert!(c1 >= start);
-        assert_eq!(
-            changes,
-            [
-                Change { key: key("a"), resource_version: a.metadata.resource_version.clone() },
-                Change { key: key("b"), resource_version: b.metadata.resource_version.clone() },
-            ]
-        );
-        tokio::time::sleep(MIN_POLL).await;
-        assert_eq!(s.changes_since(c1).await.unwrap().1, [], "each change is reported once");
-
-        let mut a2 = a.clone();
-        a2.status = Some(status(Phase::Generated, 1));
-        s.update_status(&a2, None).await.unwrap();
-        s.create_decision(&decision(&b, "d", "alice")).await.unwrap();
-        s.delete(&key("a"), false).await.unwrap();
-        tokio::time::sleep(MIN_POLL).await;
-        let (c2, changes) = s.changes_since(c1).await.unwrap();
-        assert!(c2 >= c1);
-        assert_eq!(
-            changes,
-            [Change { key: key("b"), resource_version: None }, Change { key: key("a"), resource_version: None }],
-            "a's update was superseded by its deletion; the decision is reported under b's key"
-        );
-        // Lease and policy writes are not request changes; a poll right after another is free.
-        s.try_acquire_lease(CONTROLLER_LEASE, "x", 1000, None).await.unwrap();
-        s.put_policy(&Policy::default(), None).await.unwrap();
-        assert_eq!(s.changes_since(c2).await.unwrap(), (c2, vec![]));
-        tokio::time::sleep(MIN_POLL).await;
-        assert_eq!(s.changes_since(c2).await.unwrap().1, []);
-    }
-
-    #[tokio::test]
-    async fn list_active_reads_only_active_records() {
-        let Some(s) = store().await else { return };
-        s.create(request("new", &[])).await.unwrap();
-        with_status(&s, "waiting", status(Phase::AwaitingApproval, 1)).await;
-        with_status(&s, "done-unnotified", status(Phase::Done, 1)).await;
-        with_status(&s, "done-notified", notified(Phase::Done)).await;
-        let mut wrong = notified(Phase::Done);
-        wrong.phase = Phase::Rejected;
-        with_status(&s, "rejected-wrong-marker", wrong).await;
-        let respec = with_status(&s, "respecced", notified(Phase::Done)).await;
-        let mut r = respec.clone();
-        r.spec.question = Some("again".into());
-        s.update_spec(&r).await.unwrap();
-        let mut fin = with_status(&s, "deleting", notified(Phase::Done)).await;
-        fin.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
-        s.update_status(&fin, None).await.unwrap();
-        s.delete(&key("deleting"), false).await.unwrap();
-        let names = |keys: Vec<ObjectKey>| keys.into_iter().map(|k| k.name).collect::<Vec<_>>();
-        assert_eq!(
-            names(s.list_active().await.unwrap()),
-            ["deleting", "done-unnotified", "new", "rejected-wrong-marker", "respecced", "waiting"]
-        );
-
-        // 100 finished and notified records more: resync still reads only the active ones.
-        let finished: Vec<_> = (0..100).map(|i| format!("finished-{i:03}")).collect();
-        for chunk in finished.chunks(20) {
-            let futs = chunk.iter().map(|name| with_status(&s, name, notified(Phase::Done)));
-            futures::future::join_all(futs).await;
-        }
-        for i in 0..4 {
-            with_status(&s, &format!("active-{i}"), status(Phase::Executing, 1)).await;
-        }
-        let (keys, stats) = s.list_active_with_stats().await.unwrap();
-        assert_eq!(keys.len(), 10);
-        assert_eq!(stats.scanned, 10, "only the sparse index's 10 entries were read: {stats:?}");
-        let counts = s.count_by_phase().await.unwrap();
-        assert_eq!(counts[&Phase::Done], 104);
-    }
-
-    #[tokio::test]
-    async fn delete_with_a_finalizer_marks_and_finalize_removes() {
-        let Some(s) = store().await else { return };
-        let mut r = s.create(request("q", &[])).await.unwrap();
-        r.status = Some(status(Phase::Executing, 1));
-        r.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
-        let r = s.update_status(&r, None).await.unwrap();
-        let marked = s.delete(&key("q"), false).await.unwrap().unwrap();
-        assert!(marked.metadata.deletion_timestamp.is_some());
-        assert_ne!(marked.metadata.resource_version, r.metadata.resource_version);
-        assert_eq!(s.get(&key("q")).await.unwrap(), Some(marked.clone()));
-        assert_eq!(s.delete(&key("q"), false).await.unwrap(), Some(marked.clone()));
-        let mut respec = marked.clone();
-        respec.spec.question = Some("other".into());
-        assert!(matches!(s.update_spec(&respec).await, Err(StoreError::Other(_))));
-        assert!(matches!(s.finalize(&marked, None).await, Err(StoreError::Other(_))), "finalizers remain");
-        let mut cancelled = marked.clone();
-        cancelled.metadata.finalizers.clear();
-        cancelled.status = Some(status(Phase::Failed, 1));
-        let cancelled = s.update_status(&cancelled, None).await.unwrap();
-        assert!(cancelled.metadata.deletion_timestamp.is_some());
-        assert!(matches!(s.finalize(&marked, None).await, Err(StoreError::Conflict { .. })));
-        s.finalize(&cancelled, None).await.unwrap();
-        assert_eq!(s.get(&key("q")).await.unwrap(), None);
-        assert!(matches!(s.finalize(&cancelled, None).await, Err(StoreError::NotFound(_))));
-        assert!(matches!(s.delete(&key("q"), false).await, Err(StoreError::NotFound(_))));
-
-        s.create(request("plain", &[])).await.unwrap();
-        assert_eq!(s.delete(&key("plain"), false).await.unwrap(), None);
-        let mut held = s.create(request("held", &[])).await.unwrap();
-        held.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
-        s.update_status(&held, None).await.unwrap();
-        assert_eq!(s.delete(&key("held"), true).await.unwrap(), None);
-        assert!(s.list(None, &LabelSelector::new()).await.unwrap().is_empty());
-        let live = s.create(request("live", &[])).await.unwrap();
-        assert!(matches!(s.finalize(&live, None).await, Err(StoreError::Other(_))));
-    }
-
-    #[tokio::test]
-    async fn a_recreated_request_never_reuses_a_resource_version() {
-        let Some(s) = store().await else { return };
-        let old = s.create(request("q", &[])).await.unwrap();
-        s.delete(&key("q"), false).await.unwrap();
-        let new = s.create(request("q", &[])).await.unwrap();
-        assert_ne!(old.uid(), new.uid());
-        assert_ne!(old.metadata.resource_version, new.metadata.resource_version);
-        let mut stale = old.clone();
-        stale.status = Some(status(Phase::Done, 1));
-        assert!(matches!(s.update_status(&stale, None).await, Err(StoreError::Conflict { .. })));
     }
 
     #[tokio::test]

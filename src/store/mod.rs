@@ -5,6 +5,8 @@
 //! absent and never edited. Controller writes carry a [`Fence`] checked in the same transaction,
 //! so a deposed leader's writes fail. Implementations: SQLite (embedded) and DynamoDB.
 
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod dynamodb;
 #[cfg(test)]
 pub mod failure;

@@ -968,7 +968,8 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{CANCEL_FINALIZER, CatalogRef, DecisionKind, ObjectMeta, QueryRequestSpec, QueryRequestStatus};
+    use crate::spec::DecisionKind;
+    use crate::store::conformance::{self, decision, key, request, store_conformance};
 
     #[test]
     fn processes_opening_a_new_file_at_once_all_succeed() {
@@ -993,425 +994,54 @@ mod tests {
         }
     }
 
-    fn request(name: &str, labels: &[(&str, &str)]) -> QueryRequest {
-        QueryRequest {
-            api_version: API_VERSION.into(),
-            kind: KIND.into(),
-            metadata: ObjectMeta {
-                name: name.into(),
-                labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-                ..Default::default()
-            },
-            spec: QueryRequestSpec {
-                question: Some("How many orders were placed in 2024?".into()),
-                catalog: CatalogRef { database: "tpch".into(), tables: vec![] },
-                ..Default::default()
-            },
-            status: None,
-        }
-    }
-
-    fn status(phase: Phase, observed_generation: u64) -> QueryRequestStatus {
-        QueryRequestStatus { phase, observed_generation, ..Default::default() }
-    }
-
-    fn decision(req: &QueryRequest, id: &str, by: &str) -> Decision {
-        Decision {
-            id: id.into(),
-            namespace: req.metadata.namespace().into(),
-            name: req.metadata.name.clone(),
-            uid: req.uid().into(),
-            generation: req.generation(),
-            round: 1,
-            sql_digest: "ab".repeat(32),
-            decision: DecisionKind::Approve,
-            feedback: None,
-            comment: None,
-            by: by.into(),
-            at: Utc::now(),
-            source: "cli".into(),
-            allow_over_budget: false,
-        }
-    }
-
     fn store() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(dir.path().join("nested/dir/sqlctl.db")).unwrap();
         (dir, store)
     }
 
-    fn key(name: &str) -> ObjectKey {
-        ObjectKey::new("default", name)
-    }
+    // The behaviours every store shares (src/store/conformance.rs); what follows is SQLite's own.
+    store_conformance!(async { Some(store()) });
 
     #[tokio::test]
-    async fn create_sets_server_fields_and_refuses_an_existing_key() {
+    async fn create_numbers_the_first_write_one_in_the_file_it_was_given() {
         let (_dir, s) = store();
+        conformance::create_sets_server_fields_and_refuses_an_existing_key(&s).await;
         assert!(s.path().ends_with("nested/dir/sqlctl.db"));
-        let mut r = request("top-customers", &[("team", "growth")]);
-        // Whatever the caller claims for server-set fields is ignored.
-        r.metadata.uid = Some("forged".into());
-        r.metadata.generation = Some(7);
-        r.metadata.resource_version = Some("99".into());
-        r.metadata.finalizers = vec!["x".into()];
-        r.status = Some(status(Phase::Done, 7));
-
-        let created = s.create(r.clone()).await.unwrap();
-        assert_eq!(created.metadata.namespace.as_deref(), Some("default"));
-        assert_ne!(created.uid(), "forged");
-        assert_eq!(uuid::Uuid::parse_str(created.uid()).unwrap().get_version_num(), 4);
+        let created = s.get(&key("top-customers")).await.unwrap().unwrap();
         assert_eq!(created.metadata.resource_version.as_deref(), Some("1"));
-        assert_eq!(created.generation(), 1);
-        assert!(created.metadata.creation_timestamp.is_some());
-        assert!(created.metadata.finalizers.is_empty());
-        assert!(created.status.is_none());
-        assert_eq!(created.spec, r.spec);
-
-        assert_eq!(s.get(&key("top-customers")).await.unwrap(), Some(created.clone()));
-        assert_eq!(s.get(&key("absent")).await.unwrap(), None);
-        assert!(matches!(s.create(r).await, Err(StoreError::AlreadyExists(k)) if k == key("top-customers")));
         // The failed create wrote nothing.
         assert_eq!(s.change_cursor().await.unwrap(), 1);
     }
 
     #[tokio::test]
-    async fn list_filters_by_namespace_and_labels_in_key_order() {
+    async fn an_existing_decision_moves_no_cursor() {
         let (_dir, s) = store();
-        for (ns, name, team) in
-            [("default", "b", "growth"), ("default", "a", "growth"), ("ops", "c", "growth"), ("default", "d", "ops")]
-        {
-            let mut r = request(name, &[("team", team), ("env", "prod")]);
-            r.metadata.namespace = Some(ns.into());
-            s.create(r).await.unwrap();
-        }
-        let names = |v: Vec<QueryRequest>| v.into_iter().map(|r| r.key().to_string()).collect::<Vec<_>>();
-        let all = s.list(None, &LabelSelector::new()).await.unwrap();
-        assert_eq!(names(all), ["default/a", "default/b", "default/d", "ops/c"]);
-        let growth: LabelSelector = [("team".to_string(), "growth".to_string())].into();
-        assert_eq!(names(s.list(None, &growth).await.unwrap()), ["default/a", "default/b", "ops/c"]);
-        assert_eq!(names(s.list(Some("default"), &growth).await.unwrap()), ["default/a", "default/b"]);
-        let both: LabelSelector =
-            [("team".to_string(), "ops".to_string()), ("env".to_string(), "prod".to_string())].into();
-        assert_eq!(names(s.list(None, &both).await.unwrap()), ["default/d"]);
-        let none: LabelSelector = [("team".to_string(), "nobody".to_string())].into();
-        assert!(s.list(None, &none).await.unwrap().is_empty());
-        assert!(s.list(Some("absent"), &LabelSelector::new()).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_stale_resource_version_conflicts_so_only_one_writer_wins() {
-        let (_dir, s) = store();
-        let created = s.create(request("q", &[])).await.unwrap();
-        let mut first = created.clone();
-        let mut second = created.clone();
-        first.metadata.labels.insert("by".into(), "first".into());
-        second.metadata.labels.insert("by".into(), "second".into());
-
-        let won = s.update_spec(&first).await.unwrap();
-        assert_ne!(won.metadata.resource_version, created.metadata.resource_version);
-        match s.update_spec(&second).await {
-            Err(StoreError::Conflict { key: k, expected }) => {
-                assert_eq!(k, key("q"));
-                assert_eq!(Some(expected), created.metadata.resource_version);
-            }
-            other => panic!("expected a conflict, got {other:?}"),
-        }
-        let mut stale_status = created.clone();
-        stale_status.status = Some(status(Phase::Generated, 1));
-        assert!(matches!(s.update_status(&stale_status, None).await, Err(StoreError::Conflict { .. })));
-        assert_eq!(s.get(&key("q")).await.unwrap().unwrap().metadata.labels["by"], "first");
-
-        let mut no_rv = won.clone();
-        no_rv.metadata.resource_version = None;
-        assert!(matches!(s.update_spec(&no_rv).await, Err(StoreError::Other(_))));
-        let mut missing = won.clone();
-        missing.metadata.name = "gone".into();
-        assert!(matches!(s.update_spec(&missing).await, Err(StoreError::NotFound(_))));
-    }
-
-    #[tokio::test]
-    async fn generation_moves_only_when_the_spec_changes() {
-        let (_dir, s) = store();
-        let created = s.create(request("q", &[])).await.unwrap();
-        let mut with_status = created.clone();
-        with_status.status = Some(status(Phase::Generated, 1));
-        let with_status = s.update_status(&with_status, None).await.unwrap();
-
-        let mut relabel = with_status.clone();
-        relabel.metadata.labels.insert("team".into(), "growth".into());
-        relabel.metadata.annotations.insert("note".into(), "hi".into());
-        // Server-set fields and status from the caller are ignored by update_spec.
-        relabel.metadata.uid = Some("forged".into());
-        relabel.metadata.generation = Some(42);
-        relabel.status = None;
-        let relabeled = s.update_spec(&relabel).await.unwrap();
-        assert_eq!(relabeled.generation(), 1);
-        assert_eq!(relabeled.uid(), created.uid());
-        assert_eq!(relabeled.metadata.labels["team"], "growth");
-        assert_eq!(relabeled.metadata.annotations["note"], "hi");
-        assert_eq!(relabeled.status, with_status.status);
-        assert_eq!(relabeled.metadata.creation_timestamp, created.metadata.creation_timestamp);
-
-        let mut respec = relabeled.clone();
-        respec.spec.question = Some("And in 2023?".into());
-        let respecced = s.update_spec(&respec).await.unwrap();
-        assert_eq!(respecced.generation(), 2);
-        assert_eq!(respecced.spec.question.as_deref(), Some("And in 2023?"));
-        assert_eq!(respecced.status, with_status.status);
-
-        // Re-applying the same spec is not a new generation.
-        let same = s.update_spec(&respecced).await.unwrap();
-        assert_eq!(same.generation(), 2);
-        assert_eq!(s.get(&key("q")).await.unwrap(), Some(same));
-    }
-
-    #[tokio::test]
-    async fn update_status_leaves_spec_and_generation_alone() {
-        let (_dir, s) = store();
-        let created = s.create(request("q", &[("team", "growth")])).await.unwrap();
-        let mut w = created.clone();
-        w.status = Some(status(Phase::AwaitingApproval, 1));
-        w.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
-        w.spec.question = Some("smuggled".into());
-        w.metadata.labels.clear();
-        w.metadata.generation = Some(5);
-        let written = s.update_status(&w, None).await.unwrap();
-        assert_eq!(written.phase(), Phase::AwaitingApproval);
-        assert_eq!(written.metadata.finalizers, [CANCEL_FINALIZER]);
-        assert_eq!(written.spec, created.spec);
-        assert_eq!(written.generation(), 1);
-        assert_eq!(written.metadata.labels, created.metadata.labels);
-        assert_eq!(s.get(&key("q")).await.unwrap(), Some(written));
-    }
-
-    #[tokio::test]
-    async fn fenced_writes_are_refused_after_another_holder_takes_the_lease() {
-        let (_dir, s) = store();
-        let r = s.create(request("q", &[])).await.unwrap();
-        let a = s.try_acquire_lease(CONTROLLER_LEASE, "a", 15_000, None).await.unwrap().unwrap();
-        let fence_a = Fence { holder: "a".into(), epoch: a.epoch };
-        let mut w = r.clone();
-        w.status = Some(status(Phase::Generated, 1));
-        let r = s.update_status(&w, Some(&fence_a)).await.unwrap();
-        s.put_policy(&Policy::default(), Some(&fence_a)).await.unwrap();
-
-        // b watched the lease unchanged for a full period and takes it over.
-        let observed = s.get_lease(CONTROLLER_LEASE).await.unwrap();
-        let b = s.try_acquire_lease(CONTROLLER_LEASE, "b", 15_000, observed.as_ref()).await.unwrap().unwrap();
-        assert_eq!(b.epoch, a.epoch + 1);
-        let fence_b = Fence { holder: "b".into(), epoch: b.epoch };
-
-        let mut late = r.clone();
-        late.status = Some(status(Phase::Executing, 1));
-        assert!(
-            matches!(s.update_status(&late, Some(&fence_a)).await, Err(StoreError::Fenced { epoch }) if epoch == b.epoch)
-        );
-        assert!(matches!(s.put_policy(&Policy::default(), Some(&fence_a)).await, Err(StoreError::Fenced { .. })));
-        assert!(matches!(s.finalize(&r, Some(&fence_a)).await, Err(StoreError::Fenced { .. })));
-        assert!(matches!(s.renew_lease(CONTROLLER_LEASE, &fence_a).await, Err(StoreError::Fenced { .. })));
-        // The refused write changed nothing.
-        assert_eq!(s.get(&key("q")).await.unwrap(), Some(r.clone()));
-
-        let mut wrong_epoch = fence_b.clone();
-        wrong_epoch.epoch = a.epoch;
-        assert!(matches!(s.update_status(&late, Some(&wrong_epoch)).await, Err(StoreError::Fenced { .. })));
-        assert_eq!(s.update_status(&late, Some(&fence_b)).await.unwrap().phase(), Phase::Executing);
-    }
-
-    #[tokio::test]
-    async fn a_fence_without_any_lease_is_refused() {
-        let (_dir, s) = store();
-        let fence = Fence { holder: "a".into(), epoch: 1 };
-        assert!(matches!(s.put_policy(&Policy::default(), Some(&fence)).await, Err(StoreError::Fenced { epoch: 0 })));
-        assert_eq!(s.get_policy().await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn leases_are_acquired_renewed_taken_over_and_released() {
-        let (_dir, s) = store();
-        assert_eq!(s.get_lease("l").await.unwrap(), None);
-        let a = s.try_acquire_lease("l", "a", 10_000, None).await.unwrap().unwrap();
-        assert_eq!((a.holder.as_str(), a.epoch, a.renewals, a.duration_ms), ("a", 1, 0, 10_000));
-        assert_eq!(s.get_lease("l").await.unwrap(), Some(a.clone()));
-
-        // Held: a contender that observed nothing, or an older state, gets nothing.
-        assert_eq!(s.try_acquire_lease("l", "b", 10_000, None).await.unwrap(), None);
-        let fence_a = Fence { holder: "a".into(), epoch: 1 };
-        let renewed = s.renew_lease("l", &fence_a).await.unwrap();
-        assert_eq!((renewed.epoch, renewed.renewals), (1, 1));
-        // b observed the lease before the renewal: the leader is alive, no takeover.
-        assert_eq!(s.try_acquire_lease("l", "b", 10_000, Some(&a)).await.unwrap(), None);
-        assert_eq!(s.get_lease("l").await.unwrap(), Some(renewed.clone()));
-
-        // No renewal for a full period after b observed `renewed`: b takes over.
-        let b = s.try_acquire_lease("l", "b", 10_000, Some(&renewed)).await.unwrap().unwrap();
-        assert_eq!((b.holder.as_str(), b.epoch, b.renewals), ("b", 2, 0));
-        // A second contender that watched the same old state loses the race.
-        assert_eq!(s.try_acquire_lease("l", "c", 10_000, Some(&renewed)).await.unwrap(), None);
-        assert!(matches!(s.renew_lease("l", &fence_a).await, Err(StoreError::Fenced { epoch: 2 })));
-        assert!(matches!(s.release_lease("l", &fence_a).await, Err(StoreError::Fenced { .. })));
-
-        // Release keeps the epoch and clears the holder; the next acquire succeeds at once.
-        let fence_b = Fence { holder: "b".into(), epoch: 2 };
-        s.release_lease("l", &fence_b).await.unwrap();
-        let released = s.get_lease("l").await.unwrap().unwrap();
-        assert_eq!((released.holder.as_str(), released.epoch), ("", 2));
-        assert!(matches!(s.renew_lease("l", &fence_b).await, Err(StoreError::Fenced { .. })));
-        let c = s.try_acquire_lease("l", "c", 10_000, Some(&released)).await.unwrap().unwrap();
-        assert_eq!((c.holder.as_str(), c.epoch), ("c", 3));
-
-        // A released lease can also be taken by a contender that observed nothing.
-        s.release_lease("l", &Fence { holder: "c".into(), epoch: 3 }).await.unwrap();
-        let d = s.try_acquire_lease("l", "d", 10_000, None).await.unwrap().unwrap();
-        assert_eq!((d.holder.as_str(), d.epoch), ("d", 4));
-        // Leases are independent by name.
-        assert_eq!(s.try_acquire_lease("other", "a", 1, None).await.unwrap().unwrap().epoch, 1);
-    }
-
-    #[tokio::test]
-    async fn decisions_are_created_once() {
-        let (_dir, s) = store();
-        let r = s.create(request("q", &[])).await.unwrap();
-        let d1 = decision(&r, "id-1", "alice");
-        assert_eq!(s.create_decision(&d1).await.unwrap(), DecisionOutcome::Created(d1.clone()));
+        conformance::decisions_are_created_once_and_listed_in_creation_order(&s).await;
+        let r = s.get(&key("q")).await.unwrap().unwrap();
         let cursor = s.change_cursor().await.unwrap();
-
-        let mut again = d1.clone();
+        let mut again = decision(&r, "id-1", "alice");
         again.decision = DecisionKind::Reject;
         again.comment = Some("changed my mind".into());
-        assert_eq!(s.create_decision(&again).await.unwrap(), DecisionOutcome::Exists(d1.clone()));
+        assert!(matches!(s.create_decision(&again).await.unwrap(), DecisionOutcome::Exists(_)));
         assert_eq!(s.change_cursor().await.unwrap(), cursor, "an existing decision writes nothing");
-
-        let d2 = decision(&r, "id-2", "bob");
-        s.create_decision(&d2).await.unwrap();
-        let mut other = decision(&r, "id-3", "carol");
-        other.uid = "another-uid".into();
-        s.create_decision(&other).await.unwrap();
-        assert_eq!(s.list_decisions(r.uid()).await.unwrap(), [d1, d2]);
-        assert!(s.list_decisions("nobody").await.unwrap().is_empty());
     }
 
     #[tokio::test]
-    async fn decision_records_carry_increasing_seqs_and_list_after_a_mark() {
-        let (_dir, s) = store();
-        let r = s.create(request("q", &[])).await.unwrap();
-        let (d1, d2) = (decision(&r, "id-1", "alice"), decision(&r, "id-2", "bob"));
-        s.create_decision(&d1).await.unwrap();
-        s.create_decision(&d2).await.unwrap();
-        let all = s.list_decision_records(r.uid(), 0).await.unwrap();
-        assert_eq!(all.iter().map(|r| r.decision.clone()).collect::<Vec<_>>(), [d1, d2.clone()]);
-        assert!(all[0].seq > 0 && all[0].seq < all[1].seq, "{all:?}");
-        let after = s.list_decision_records(r.uid(), all[0].seq).await.unwrap();
-        assert_eq!(after.len(), 1);
-        assert_eq!(after[0].decision, d2);
-        assert!(s.list_decision_records(r.uid(), all[1].seq).await.unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn the_history_archive_is_append_only_per_uid_and_idempotent() {
-        let (_dir, s) = store();
-        let r = s.create(request("q", &[])).await.unwrap();
-        let entry = |event: &str| crate::spec::HistoryEntry {
-            at: Utc::now(),
-            event: event.into(),
-            generation: 1,
-            sql: None,
-            sql_digest: None,
-            by: None,
-            decision: None,
-            decision_id: None,
-            feedback: None,
-            message: None,
-        };
-        let (a, b, c) = (entry("A"), entry("B"), entry("C"));
-        s.archive_history(&r.key(), r.uid(), 0, &[a.clone(), b.clone()], None).await.unwrap();
-        // A replayed step writes the same indexes again: nothing doubles, nothing is replaced.
-        s.archive_history(&r.key(), r.uid(), 0, &[a.clone(), b.clone()], None).await.unwrap();
-        s.archive_history(&r.key(), r.uid(), 2, std::slice::from_ref(&c), None).await.unwrap();
-        let got = s.archived_history(&r.key(), r.uid()).await.unwrap();
-        assert_eq!(
-            got.iter().map(|e| (e.index, e.entry.event.as_str())).collect::<Vec<_>>(),
-            [(0, "A"), (1, "B"), (2, "C")]
-        );
-        assert!(s.archived_history(&r.key(), "another-uid").await.unwrap().is_empty());
-        // Fenced like status writes.
-        let stale = Fence { holder: "nobody".into(), epoch: 99 };
-        assert!(s.archive_history(&r.key(), r.uid(), 3, &[c], Some(&stale)).await.is_err());
-    }
-
-    #[tokio::test]
-    async fn changes_since_reports_request_writes_decisions_and_deletions() {
+    async fn changes_since_answers_with_the_current_cursor() {
         let (_dir, s) = store();
         let start = s.change_cursor().await.unwrap();
         assert_eq!(s.changes_since(start).await.unwrap(), (start, vec![]));
-
-        let a = s.create(request("a", &[])).await.unwrap();
-        let b = s.create(request("b", &[])).await.unwrap();
-        let (c1, changes) = s.changes_since(start).await.unwrap();
-        assert_eq!(c1, s.change_cursor().await.unwrap());
-        assert_eq!(
-            changes,
-            [
-                Change { key: key("a"), resource_version: a.metadata.resource_version.clone() },
-                Change { key: key("b"), resource_version: b.metadata.resource_version.clone() },
-            ]
-        );
-        assert_eq!(s.changes_since(c1).await.unwrap(), (c1, vec![]));
-
-        // Only the latest version of a record written twice is reported.
-        let mut a2 = a.clone();
-        a2.status = Some(status(Phase::Generated, 1));
-        let a2 = s.update_status(&a2, None).await.unwrap();
-        s.create_decision(&decision(&b, "d", "alice")).await.unwrap();
-        s.delete(&key("a"), false).await.unwrap();
-        let (c2, changes) = s.changes_since(c1).await.unwrap();
-        assert!(c2 > c1);
-        assert_eq!(
-            changes,
-            [Change { key: key("b"), resource_version: None }, Change { key: key("a"), resource_version: None },],
-            "a's update was superseded by its deletion; the decision is reported under b's key"
-        );
-        // Lease and policy writes are not request changes.
-        s.try_acquire_lease(CONTROLLER_LEASE, "x", 1000, None).await.unwrap();
-        s.put_policy(&Policy::default(), None).await.unwrap();
-        assert_eq!(s.changes_since(c2).await.unwrap(), (c2, vec![]));
-        assert!(a2.metadata.resource_version.is_some());
+        conformance::changes_since_reports_request_writes_decisions_and_deletions_once(&s).await;
+        let (now, _) = s.changes_since(start).await.unwrap();
+        assert_eq!(now, s.change_cursor().await.unwrap());
+        assert_eq!(s.changes_since(now).await.unwrap(), (now, vec![]));
     }
 
     #[tokio::test]
-    async fn list_active_skips_finished_and_notified_records() {
+    async fn list_active_is_answered_from_the_partial_index() {
         let (_dir, s) = store();
-        async fn with_status(s: &SqliteStore, name: &str, st: QueryRequestStatus) -> QueryRequest {
-            let mut r = s.create(request(name, &[])).await.unwrap();
-            r.status = Some(st);
-            s.update_status(&r, None).await.unwrap()
-        }
-        s.create(request("new", &[])).await.unwrap();
-        with_status(&s, "waiting", status(Phase::AwaitingApproval, 1)).await;
-        with_status(&s, "done-unnotified", status(Phase::Done, 1)).await;
-        let notified = |phase| QueryRequestStatus { notified: Some(notified_marker(1, phase)), ..status(phase, 1) };
-        with_status(&s, "done-notified", notified(Phase::Done)).await;
-        with_status(&s, "failed-notified", notified(Phase::Failed)).await;
-        // Notified for another phase than the current one: still owes a notification.
-        let mut marker_for_other_phase = notified(Phase::Done);
-        marker_for_other_phase.phase = Phase::Rejected;
-        with_status(&s, "rejected-wrong-marker", marker_for_other_phase).await;
-        // Finished and notified, then the spec changed: a new generation to act on.
-        let respec = with_status(&s, "respecced", notified(Phase::Done)).await;
-        let mut r = respec.clone();
-        r.spec.question = Some("again".into());
-        s.update_spec(&r).await.unwrap();
-        // Finished and notified, then deleted with a finalizer still held.
-        let mut fin = with_status(&s, "deleting", notified(Phase::Done)).await;
-        fin.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
-        s.update_status(&fin, None).await.unwrap();
-        s.delete(&key("deleting"), false).await.unwrap();
-
-        let active = s.list_active().await.unwrap();
-        let names: Vec<_> = active.iter().map(|k| k.name.as_str()).collect();
-        assert_eq!(names, ["deleting", "done-unnotified", "new", "rejected-wrong-marker", "respecced", "waiting"]);
-        assert_eq!(notified_marker(3, Phase::TimedOut), "3/TimedOut");
-
+        conformance::list_active_skips_finished_and_notified_records(&s).await;
         // The query is answered from the partial index, not by scanning the table.
         let conn = Connection::open(s.path()).unwrap();
         let plan: Vec<String> = conn
@@ -1424,68 +1054,6 @@ mod tests {
             .collect::<rusqlite::Result<_>>()
             .unwrap();
         assert!(plan.iter().any(|p| p.contains("requests_active")), "plan: {plan:?}");
-
-        let counts = s.count_by_phase().await.unwrap();
-        assert_eq!(counts[&Phase::Done], 4);
-        assert_eq!(counts[&Phase::Pending], 1);
-        assert_eq!(counts.values().sum::<u64>(), 8);
-    }
-
-    #[tokio::test]
-    async fn delete_with_a_finalizer_marks_and_finalize_removes() {
-        let (_dir, s) = store();
-        let mut r = s.create(request("q", &[])).await.unwrap();
-        r.status = Some(status(Phase::Executing, 1));
-        r.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
-        let r = s.update_status(&r, None).await.unwrap();
-
-        let marked = s.delete(&key("q"), false).await.unwrap().unwrap();
-        assert!(marked.metadata.deletion_timestamp.is_some());
-        assert_ne!(marked.metadata.resource_version, r.metadata.resource_version);
-        assert_eq!(s.get(&key("q")).await.unwrap(), Some(marked.clone()));
-        // Deleting again changes nothing.
-        assert_eq!(s.delete(&key("q"), false).await.unwrap(), Some(marked.clone()));
-        // No spec changes while being deleted; a status write keeps the deletion mark.
-        let mut respec = marked.clone();
-        respec.spec.question = Some("other".into());
-        assert!(matches!(s.update_spec(&respec).await, Err(StoreError::Other(_))));
-        // Finalize refuses while finalizers remain, and on a stale resourceVersion.
-        assert!(matches!(s.finalize(&marked, None).await, Err(StoreError::Other(_))));
-        let mut cancelled = marked.clone();
-        cancelled.metadata.finalizers.clear();
-        cancelled.status = Some(status(Phase::Failed, 1));
-        let cancelled = s.update_status(&cancelled, None).await.unwrap();
-        assert!(cancelled.metadata.deletion_timestamp.is_some());
-        assert!(matches!(s.finalize(&marked, None).await, Err(StoreError::Conflict { .. })));
-        s.finalize(&cancelled, None).await.unwrap();
-        assert_eq!(s.get(&key("q")).await.unwrap(), None);
-        assert!(matches!(s.finalize(&cancelled, None).await, Err(StoreError::NotFound(_))));
-        assert!(matches!(s.delete(&key("q"), false).await, Err(StoreError::NotFound(_))));
-
-        // Without finalizers, or with force, delete removes at once.
-        s.create(request("plain", &[])).await.unwrap();
-        assert_eq!(s.delete(&key("plain"), false).await.unwrap(), None);
-        let mut held = s.create(request("held", &[])).await.unwrap();
-        held.metadata.finalizers = vec![CANCEL_FINALIZER.into()];
-        s.update_status(&held, None).await.unwrap();
-        assert_eq!(s.delete(&key("held"), true).await.unwrap(), None);
-        assert!(s.list(None, &LabelSelector::new()).await.unwrap().is_empty());
-        // Finalize needs a deletion mark.
-        let live = s.create(request("live", &[])).await.unwrap();
-        assert!(matches!(s.finalize(&live, None).await, Err(StoreError::Other(_))));
-    }
-
-    #[tokio::test]
-    async fn a_recreated_request_never_reuses_a_resource_version() {
-        let (_dir, s) = store();
-        let old = s.create(request("q", &[])).await.unwrap();
-        s.delete(&key("q"), false).await.unwrap();
-        let new = s.create(request("q", &[])).await.unwrap();
-        assert_ne!(old.uid(), new.uid());
-        assert_ne!(old.metadata.resource_version, new.metadata.resource_version);
-        let mut stale = old.clone();
-        stale.status = Some(status(Phase::Done, 1));
-        assert!(matches!(s.update_status(&stale, None).await, Err(StoreError::Conflict { .. })));
     }
 
     #[tokio::test]
