@@ -72,16 +72,9 @@ async fn set_sql(store: &dyn Store, mut r: QueryRequest, round: u32, sql: &str) 
     let digest = sql_digest(EngineKind::Local, "tpch", sql, &r.spec.effective_limits());
     let mut st = r.status.take().unwrap_or_default();
     st.history.push(HistoryEntry {
-        at: chrono::Utc::now(),
-        event: "Generated".into(),
-        generation: r.generation(),
         sql: Some(sql.into()),
         sql_digest: Some(digest.clone()),
-        by: None,
-        decision: None,
-        decision_id: None,
-        feedback: None,
-        message: None,
+        ..HistoryEntry::new("Generated", r.generation())
     });
     st.phase = Phase::AwaitingApproval;
     st.observed_generation = r.generation();

@@ -112,19 +112,9 @@ impl Reconciler<'_> {
         Ok(())
     }
 
+    /// An entry for `event`; [`Self::history`] stamps the generation.
     fn event(event: &str) -> HistoryEntry {
-        HistoryEntry {
-            at: Utc::now(),
-            event: event.into(),
-            generation: 0,
-            sql: None,
-            sql_digest: None,
-            by: None,
-            decision: None,
-            decision_id: None,
-            feedback: None,
-            message: None,
-        }
+        HistoryEntry::new(event, 0)
     }
 
     /// Writes status (and finalizers) with CAS + fence, logging phase transitions.

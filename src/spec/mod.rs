@@ -119,6 +119,24 @@ impl QueryRequest {
     }
 }
 
+impl HistoryEntry {
+    /// An audit-trail entry for `event` of `generation`, stamped now, with nothing else set.
+    pub fn new(event: impl Into<String>, generation: u64) -> Self {
+        HistoryEntry {
+            at: chrono::Utc::now(),
+            event: event.into(),
+            generation,
+            sql: None,
+            sql_digest: None,
+            by: None,
+            decision: None,
+            decision_id: None,
+            feedback: None,
+            message: None,
+        }
+    }
+}
+
 impl QueryRequestSpec {
     /// Limits with defaults applied.
     pub fn effective_limits(&self) -> EffectiveLimits {

@@ -75,18 +75,7 @@ pub(crate) async fn with_status(s: &dyn Store, name: &str, st: QueryRequestStatu
 }
 
 fn entry(event: &str) -> HistoryEntry {
-    HistoryEntry {
-        at: Utc::now(),
-        event: event.into(),
-        generation: 1,
-        sql: None,
-        sql_digest: None,
-        by: None,
-        decision: None,
-        decision_id: None,
-        feedback: None,
-        message: None,
-    }
+    HistoryEntry::new(event, 1)
 }
 
 pub(crate) async fn create_sets_server_fields_and_refuses_an_existing_key(s: &dyn Store) {

@@ -1767,18 +1767,8 @@ mod tests {
         h.metadata.resource_version = Some("1".into());
         let mut st = status(Phase::AwaitingApproval, 1);
         for i in 0..100 {
-            st.history.push(HistoryEntry {
-                at: Utc::now(),
-                event: format!("Generated{i}"),
-                generation: 1,
-                sql: Some("s".repeat(10_000)),
-                sql_digest: None,
-                by: None,
-                decision: None,
-                decision_id: None,
-                feedback: None,
-                message: None,
-            });
+            st.history
+                .push(HistoryEntry { sql: Some("s".repeat(10_000)), ..HistoryEntry::new(format!("Generated{i}"), 1) });
         }
         h.status = Some(st);
         request_item_mut(&mut h, DEFAULT_RETENTION, 1).unwrap();
