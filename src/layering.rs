@@ -76,6 +76,18 @@ fn production_code(text: &str) -> String {
     out
 }
 
+/// Names of the modules a file declares as test code in files of their own
+/// (`#[cfg(test)] mod name;`).
+fn test_module_decls(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    lines
+        .windows(2)
+        .filter(|w| w[0].starts_with("#[cfg(test)]") && w[1].ends_with(';'))
+        .filter_map(|w| w[1].trim_start_matches("pub(crate) ").trim_start_matches("pub ").strip_prefix("mod "))
+        .map(|name| name.trim_end_matches(';').trim().to_string())
+        .collect()
+}
+
 fn is_ident(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
@@ -158,12 +170,26 @@ fn sibling_edges() -> BTreeMap<Module, BTreeSet<Module>> {
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     let modules: BTreeSet<Module> = files.iter().map(|f| module_of(&src, f)).collect();
+    let test_only: BTreeSet<Module> = files
+        .iter()
+        .flat_map(|f| {
+            let parent = module_of(&src, f);
+            test_module_decls(&std::fs::read_to_string(f).unwrap()).into_iter().map(move |name| {
+                let mut m = parent.clone();
+                m.push(name);
+                m
+            })
+        })
+        .collect();
     let mut edges: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
     for file in &files {
         if file.file_name().is_some_and(|n| n == "main.rs" || n == "layering.rs") {
             continue; // the binary's root, and this check's own examples
         }
         let from = module_of(&src, file);
+        if test_only.iter().any(|t| from.starts_with(t)) {
+            continue; // a file of test code (`#[cfg(test)] mod name;`)
+        }
         let code = production_code(&std::fs::read_to_string(file).unwrap());
         for path in references(&from, &code) {
             let to = resolve(&path, &modules);
@@ -254,4 +280,8 @@ fn the_scan_sees_grouped_and_relative_imports() {
     assert!(find_cycle(&edges).is_some(), "a two-module loop is found");
     assert!(production_code("use crate::a;\n#[cfg(test)]\nmod tests {\n    use crate::b;\n}\n").contains("crate::a"));
     assert!(!production_code("use crate::a;\n#[cfg(test)]\nmod tests {\n    use crate::b;\n}\n").contains("crate::b"));
+    assert_eq!(
+        test_module_decls("mod a;\n#[cfg(test)]\npub(crate) mod conformance;\n#[cfg(test)]\nmod tests;\n"),
+        ["conformance", "tests"]
+    );
 }

@@ -26,7 +26,7 @@ use crate::notify::gchat::{ChatMetrics, GoogleChat, SecretWebhook, Webhook, Webh
 use crate::notify::{Fanout, LogNotifier, Notifier, NotifyOpts};
 use crate::spec::EngineKind;
 use crate::spec::quantity::{parse_bytes, parse_duration};
-use crate::store::{Store, dynamodb::DynamoStore, sqlite::SqliteStore};
+use crate::store::{Store, cached::CachedStore, dynamodb::DynamoStore, sqlite::SqliteStore};
 
 /// Global options shared by every subcommand.
 #[derive(clap::Args, Debug, Clone)]
@@ -262,10 +262,10 @@ impl Context {
     }
 
     /// The store a controller uses: on `--backend aws` with the read cache (an informer-like
-    /// view of the active records; see `store::dynamodb`). The CLI uses [`Context::store`].
+    /// view of the active records; see `store::cached`). The CLI uses [`Context::store`].
     pub async fn controller_store(&self) -> anyhow::Result<Arc<dyn Store>> {
         if self.is_aws() {
-            return Ok(Arc::new(self.dynamo_store().await?.with_read_cache()));
+            return Ok(Arc::new(CachedStore::new(self.dynamo_store().await?)));
         }
         self.store().await
     }

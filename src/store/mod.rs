@@ -5,6 +5,7 @@
 //! absent and never edited. Controller writes carry a [`Fence`] checked in the same transaction,
 //! so a deposed leader's writes fail. Implementations: SQLite (embedded) and DynamoDB.
 
+pub mod cached;
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod dynamodb;
@@ -216,4 +217,20 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(m)
     }
+}
+
+/// Does the record still need the controller? Not terminal; or a generation it has not
+/// observed; or deletion pending; or terminal but the notification for this generation and
+/// phase not yet recorded. What [`Store::list_active`] returns, and what the read cache keeps.
+pub fn is_active(req: &QueryRequest) -> bool {
+    if req.metadata.deletion_timestamp.is_some() {
+        return true;
+    }
+    let Some(status) = &req.status else {
+        return true;
+    };
+    if status.observed_generation != req.generation() || !status.phase.is_terminal() {
+        return true;
+    }
+    status.notified.as_deref() != Some(notified_marker(req.generation(), status.phase).as_str())
 }

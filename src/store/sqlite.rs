@@ -60,6 +60,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     ArchivedEntry, Change, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, Result, Store, StoreError,
+    is_active,
 };
 use crate::spec::{API_VERSION, Decision, HistoryEntry, KIND, ObjectKey, Phase, Policy, QueryRequest};
 
@@ -360,22 +361,6 @@ fn now_ms() -> i64 {
 
 fn to_i64(v: u64) -> Result<i64> {
     i64::try_from(v).map_err(|_| StoreError::Other(format!("value {v} out of range")))
-}
-
-/// Does the record still need the controller? Not terminal; or a generation it has not
-/// observed; or deletion pending; or terminal but the notification for this generation and
-/// phase not yet recorded.
-fn is_active(req: &QueryRequest) -> bool {
-    if req.metadata.deletion_timestamp.is_some() {
-        return true;
-    }
-    let Some(status) = &req.status else {
-        return true;
-    };
-    if status.observed_generation != req.generation() || !status.phase.is_terminal() {
-        return true;
-    }
-    status.notified.as_deref() != Some(notified_marker(req.generation(), status.phase).as_str())
 }
 
 /// Bumps the global change counter and returns the new value.
