@@ -34,6 +34,116 @@ pub const MAX_PRE_APPROVAL_ATTEMPTS: u32 = 5;
 /// Longest wait for an engine's scan estimate before the request goes on without one.
 pub const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What a step decided should change in the status: built by a handler from what it read and
+/// did, applied in one place ([`Reconciler::stage`]; [`Reconciler::apply`] also writes it with
+/// the fenced compare-and-set). The phase change is checked against the phase graph there.
+#[derive(Default)]
+#[must_use]
+struct Change {
+    phase: Option<Phase>,
+    /// `(type, status, reason, message)`, set in order.
+    conditions: Vec<(&'static str, &'static str, String, String)>,
+    /// Audit entries to append (the generation is stamped when applied).
+    history: Vec<HistoryEntry>,
+    execution: Option<Execution>,
+    approval: Option<Option<ApprovalStatus>>,
+    generated: Option<Option<Generated>>,
+    decisions_seen: Option<DecisionsSeen>,
+    pre_approval_attempts: Option<u32>,
+    charted: Option<crate::chart::Produced>,
+    /// Adds (true) or removes (false) the cancel finalizer.
+    cancel_finalizer: Option<bool>,
+}
+
+impl Change {
+    fn to(phase: Phase) -> Self {
+        Change { phase: Some(phase), ..Default::default() }
+    }
+
+    /// The request ends Failed: `cond` and `Ready` say why, the history records it, and no
+    /// query is left for a delete to cancel.
+    fn failed(cond: &'static str, reason: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut e = Reconciler::event("Failed");
+        e.message = Some(format!("{reason}: {message}"));
+        Change::to(Phase::Failed)
+            .condition(cond, "False", reason, message.clone())
+            .condition("Ready", "False", reason, message)
+            .event(e)
+            .cancel_finalizer(false)
+    }
+
+    fn condition(
+        mut self,
+        type_: &'static str,
+        status: &'static str,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        self.conditions.push((type_, status, reason.into(), message.into()));
+        self
+    }
+
+    fn event(mut self, e: HistoryEntry) -> Self {
+        self.history.push(e);
+        self
+    }
+
+    fn execution(mut self, x: Execution) -> Self {
+        self.execution = Some(x);
+        self
+    }
+
+    fn approval(mut self, a: Option<ApprovalStatus>) -> Self {
+        self.approval = Some(a);
+        self
+    }
+
+    fn cancel_finalizer(mut self, on: bool) -> Self {
+        self.cancel_finalizer = Some(on);
+        self
+    }
+
+    /// Nothing to write.
+    fn is_empty(&self) -> bool {
+        self.phase.is_none()
+            && self.conditions.is_empty()
+            && self.history.is_empty()
+            && self.execution.is_none()
+            && self.approval.is_none()
+            && self.generated.is_none()
+            && self.decisions_seen.is_none()
+            && self.pre_approval_attempts.is_none()
+            && self.charted.is_none()
+            && self.cancel_finalizer.is_none()
+    }
+}
+
+/// A handler's answer: what changes, when to look again, and what to count once it is stored.
+#[must_use]
+struct Step {
+    change: Change,
+    then: Action,
+    /// Counted only after the change is written (a failed write is replayed, not counted twice).
+    succeeded: Option<(String, u64)>,
+}
+
+impl Step {
+    /// Write `change`, then look again at once.
+    fn now(change: Change) -> Self {
+        Step::after(change, Duration::ZERO)
+    }
+
+    fn after(change: Change, delay: Duration) -> Self {
+        Step { change, then: Action::requeue(delay), succeeded: None }
+    }
+
+    /// The handler wrote what it changed itself (a step with two writes): only `then` is left.
+    fn written(then: Action) -> Self {
+        Step { change: Change::default(), then, succeeded: None }
+    }
+}
+
 /// Runs one step for `req` (freshly read from the store).
 pub async fn reconcile(req: QueryRequest, ctx: &Context) -> Result<Action, Error> {
     let mut r = Reconciler { ctx, req, status: QueryRequestStatus::default() };
@@ -61,11 +171,18 @@ impl Reconciler<'_> {
                 Err(e @ (Error::Engine(EngineError::Transient(_)) | Error::Catalog(CatalogError::Transient(_)))) => {
                     self.pre_approval_failed(e).await
                 }
-                other => other,
+                Err(e) => Err(e),
+                Ok(step) => self.finish(step).await,
             },
             Phase::Generated => self.enter_awaiting_approval().await,
-            Phase::AwaitingApproval => self.await_decision().await,
-            Phase::Executing => self.execute().await,
+            Phase::AwaitingApproval => {
+                let step = self.await_decision().await?;
+                self.finish(step).await
+            }
+            Phase::Executing => {
+                let step = self.execute().await?;
+                self.finish(step).await
+            }
             Phase::Done | Phase::Rejected | Phase::Failed | Phase::TimedOut => self.notify_finished().await,
         }
     }
@@ -202,15 +319,79 @@ impl Reconciler<'_> {
         self.status.phase = to;
     }
 
-    fn fail(&mut self, cond: &str, reason: &str, message: impl Into<String>) {
-        let message = message.into();
-        self.enter(Phase::Failed);
-        self.status.set_condition(cond, "False", reason, message.clone());
-        self.status.set_condition("Ready", "False", reason, message.clone());
-        let mut e = Self::event("Failed");
-        e.message = Some(format!("{reason}: {message}"));
-        self.history(e);
-        self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
+    fn fail(&mut self, cond: &'static str, reason: &str, message: impl Into<String>) {
+        self.stage(Change::failed(cond, reason, message));
+    }
+
+    /// Applies `change` to the status in memory, in one order: fields, phase (checked against
+    /// the graph), conditions, history, finalizer.
+    fn stage(&mut self, change: Change) {
+        let Change {
+            phase,
+            conditions,
+            history,
+            execution,
+            approval,
+            generated,
+            decisions_seen,
+            pre_approval_attempts,
+            charted,
+            cancel_finalizer,
+        } = change;
+        if let Some(n) = pre_approval_attempts {
+            self.status.pre_approval_attempts = n;
+        }
+        if let Some(x) = execution {
+            self.status.execution = Some(x);
+        }
+        if let Some(a) = approval {
+            self.status.approval = a;
+        }
+        if let Some(g) = generated {
+            self.status.generated = g;
+        }
+        if let Some(m) = decisions_seen {
+            self.status.decisions_seen = Some(m);
+        }
+        if let Some(to) = phase {
+            self.enter(to);
+        }
+        for (type_, status, reason, message) in conditions {
+            self.status.set_condition(type_, status, &reason, message);
+        }
+        if let Some(c) = charted {
+            c.record(&mut self.status);
+        }
+        for e in history {
+            self.history(e);
+        }
+        match cancel_finalizer {
+            Some(true) if !self.req.metadata.finalizers.iter().any(|f| f == CANCEL_FINALIZER) => {
+                self.req.metadata.finalizers.push(CANCEL_FINALIZER.into())
+            }
+            Some(false) => self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER),
+            _ => {}
+        }
+    }
+
+    /// Stages `change` and writes it, when it changes anything.
+    async fn apply(&mut self, change: Change) -> Result<(), Error> {
+        if change.is_empty() {
+            return Ok(());
+        }
+        self.stage(change);
+        self.write().await
+    }
+
+    /// Applies a handler's step: the one place a step's change is written and its requeue
+    /// returned.
+    async fn finish(&mut self, step: Step) -> Result<Action, Error> {
+        self.apply(step.change).await?;
+        if let Some((engine, bytes)) = step.succeeded {
+            self.ctx.metrics.query_finished("succeeded");
+            self.ctx.metrics.bytes_scanned(&engine, bytes);
+        }
+        Ok(step.then)
     }
 
     async fn finalize(&mut self) -> Result<Action, Error> {
@@ -287,40 +468,29 @@ impl Reconciler<'_> {
     }
 
     /// Pending: guard hand-written SQL, or generate (with self-correction) from the question.
-    async fn generate(&mut self) -> Result<Action, Error> {
+    async fn generate(&mut self) -> Result<Step, Error> {
         let kind = self.engine_kind();
         let Some(engine) = self.ctx.engines.get(&kind).cloned() else {
-            self.fail(
-                "Generated",
-                "EngineUnavailable",
-                format!(
-                    "engine {} is not configured on this controller (available: {})",
-                    kind.as_str(),
-                    self.ctx.engine_names()
-                ),
+            let why = format!(
+                "engine {} is not configured on this controller (available: {})",
+                kind.as_str(),
+                self.ctx.engine_names()
             );
-            self.write().await?;
-            return Ok(Action::requeue(Duration::ZERO));
+            return Ok(Step::now(Change::failed("Generated", "EngineUnavailable", why)));
         };
         let db = self.req.spec.catalog.database.clone();
         let tables = match self.ctx.catalog.tables(&db).await {
             Ok(t) => t,
             Err(e @ CatalogError::Transient(_)) => return Err(Error::Catalog(e)),
-            Err(e) => {
-                self.fail("Generated", "CatalogError", e.to_string());
-                self.write().await?;
-                return Ok(Action::requeue(Duration::ZERO));
-            }
+            Err(e) => return Ok(Step::now(Change::failed("Generated", "CatalogError", e.to_string()))),
         };
         let known: Vec<String> = tables.iter().map(|t| t.name.clone()).collect();
         let allowed = self.req.spec.catalog.tables.clone();
         let limits = self.req.spec.effective_limits();
 
         if let Some(sql) = self.req.spec.sql.clone() {
-            match guard::check(&sql, &db, &known, &allowed) {
-                Err(e) => {
-                    self.fail("Generated", "GuardRejected", e.reason);
-                }
+            let change = match guard::check(&sql, &db, &known, &allowed) {
+                Err(e) => Change::failed("Generated", "GuardRejected", e.reason),
                 // From here on only the canonical text exists: it is planned, digested, shown
                 // and run (DESIGN §5).
                 Ok(checked) => match engine.plan(&db, &checked.sql).await {
@@ -328,19 +498,11 @@ impl Reconciler<'_> {
                     // The engine cannot plan anything as configured (a missing workgroup, no
                     // permission): not the SQL's fault, so no PlanFailed and nothing for the
                     // model. Say which setting to fix, and back off until it works.
-                    Err(e @ EngineError::Unavailable { .. }) => {
-                        let msg = e.to_string();
-                        let shown = self.status.condition("Generated");
-                        if shown.is_none_or(|c| c.reason != "EngineUnavailable" || c.message != msg) {
-                            self.status.set_condition("Generated", "Unknown", "EngineUnavailable", msg);
-                            self.write().await?;
-                        }
-                        return Err(Error::Engine(e));
-                    }
-                    Err(EngineError::Permanent(m)) => self.fail("Generated", "PlanFailed", m),
+                    Err(e @ EngineError::Unavailable { .. }) => return self.engine_unavailable(e).await,
+                    Err(EngineError::Permanent(m)) => Change::failed("Generated", "PlanFailed", m),
                     Ok(()) => {
                         let digest = sql_digest(kind, &db, &checked.sql, &limits);
-                        self.accept_sql(
+                        self.accepted(
                             Generated {
                                 sql: checked.sql,
                                 sql_digest: digest,
@@ -352,25 +514,24 @@ impl Reconciler<'_> {
                                 assumptions: vec![],
                             },
                             "HandWritten",
-                        );
+                        )
                     }
                 },
-            }
-            self.write().await?;
-            return Ok(Action::requeue(Duration::ZERO));
+            };
+            return Ok(Step::now(change));
         }
 
         let Some(generator) = self.ctx.generator.clone() else {
+            let mut change = Change::default();
             if self.status.condition("Generated").map(|c| c.reason.as_str()) != Some("NoGenerator") {
-                self.status.set_condition(
+                change = change.condition(
                     "Generated",
                     "False",
                     "NoGenerator",
                     "no SQL generator is configured on this controller: plain-language questions need one; use spec.sql for hand-written SQL",
                 );
-                self.write().await?;
             }
-            return Ok(Action::requeue(self.ctx.config.resync));
+            return Ok(Step::after(change, self.ctx.config.resync));
         };
 
         let question = self.req.spec.question.clone().unwrap_or_default();
@@ -404,11 +565,10 @@ impl Reconciler<'_> {
                         input_tokens: None,
                         output_tokens: None,
                     });
-                    self.status.generated =
-                        Some(Generated { attempts, model: generator.model(), ..Default::default() });
-                    self.fail("Generated", "CannotAnswer", m);
-                    self.write().await?;
-                    return Ok(Action::requeue(Duration::ZERO));
+                    let mut change = Change::failed("Generated", "CannotAnswer", m);
+                    change.generated =
+                        Some(Some(Generated { attempts, model: generator.model(), ..Default::default() }));
+                    return Ok(Step::now(change));
                 }
                 Err(GenerateError::Malformed(m)) => {
                     attempts.push(Attempt {
@@ -430,15 +590,7 @@ impl Reconciler<'_> {
                     // The engine cannot plan anything as configured (a missing workgroup, no
                     // permission): not the SQL's fault, so no PlanFailed and nothing for the
                     // model. Say which setting to fix, and back off until it works.
-                    Err(e @ EngineError::Unavailable { .. }) => {
-                        let msg = e.to_string();
-                        let shown = self.status.condition("Generated");
-                        if shown.is_none_or(|c| c.reason != "EngineUnavailable" || c.message != msg) {
-                            self.status.set_condition("Generated", "Unknown", "EngineUnavailable", msg);
-                            self.write().await?;
-                        }
-                        return Err(Error::Engine(e));
-                    }
+                    Err(e @ EngineError::Unavailable { .. }) => return self.engine_unavailable(e).await,
                     Err(EngineError::Permanent(m)) => Err(format!("planning: {m}")),
                     Ok(()) => Ok(checked),
                 },
@@ -453,7 +605,7 @@ impl Reconciler<'_> {
                     attempts.push(Attempt { sql: checked.sql.clone(), error: None, input_tokens, output_tokens });
                     let digest = sql_digest(kind, &db, &checked.sql, &limits);
                     let used = checked.tables;
-                    self.accept_sql(
+                    return Ok(Step::now(self.accepted(
                         Generated {
                             sql: checked.sql,
                             sql_digest: digest,
@@ -465,21 +617,27 @@ impl Reconciler<'_> {
                             assumptions: proposal.assumptions,
                         },
                         "Generated",
-                    );
-                    self.write().await?;
-                    return Ok(Action::requeue(Duration::ZERO));
+                    )));
                 }
             }
         }
         let last = input.last_error.clone().unwrap_or_else(|| "no usable SQL".into());
-        self.status.generated = Some(Generated { attempts, model: generator.model(), ..Default::default() });
-        self.fail(
-            "Generated",
-            "GenerationFailed",
-            format!("no valid SQL after {} attempts; last error: {last}", self.ctx.config.max_attempts.max(1)),
-        );
-        self.write().await?;
-        Ok(Action::requeue(Duration::ZERO))
+        let why = format!("no valid SQL after {} attempts; last error: {last}", self.ctx.config.max_attempts.max(1));
+        let mut change = Change::failed("Generated", "GenerationFailed", why);
+        change.generated = Some(Some(Generated { attempts, model: generator.model(), ..Default::default() }));
+        Ok(Step::now(change))
+    }
+
+    /// The engine cannot plan anything as configured (a missing workgroup, no permission): not
+    /// the SQL's fault, so no PlanFailed and nothing for the model. Says which setting to fix
+    /// (written once per message), and backs off until it works.
+    async fn engine_unavailable(&mut self, e: EngineError) -> Result<Step, Error> {
+        let msg = e.to_string();
+        let shown = self.status.condition("Generated");
+        if shown.is_none_or(|c| c.reason != "EngineUnavailable" || c.message != msg) {
+            self.apply(Change::default().condition("Generated", "Unknown", "EngineUnavailable", msg)).await?;
+        }
+        Err(Error::Engine(e))
     }
 
     /// A pre-approval step failed transiently: counts it in `status.preApprovalAttempts`, shows
@@ -517,16 +675,16 @@ impl Reconciler<'_> {
         Err(e)
     }
 
-    fn accept_sql(&mut self, g: Generated, reason: &str) {
-        self.status.pre_approval_attempts = 0;
+    /// The SQL that goes to approval: recorded with its digest, and the attempt count reset.
+    fn accepted(&self, g: Generated, reason: &'static str) -> Change {
         let mut e = Self::event("Generated");
         e.sql = Some(g.sql.clone());
         e.sql_digest = Some(g.sql_digest.clone());
         e.message = Some(format!("by {} (confidence {:.2})", g.model, g.confidence));
-        self.history(e);
-        self.status.generated = Some(g);
-        self.enter(Phase::Generated);
-        self.status.set_condition("Generated", "True", reason, "");
+        let mut change = Change::to(Phase::Generated).condition("Generated", "True", reason, "").event(e);
+        change.generated = Some(Some(g));
+        change.pre_approval_attempts = Some(0);
+        change
     }
 
     /// Generated: estimate the scan, open an approval round with a deadline, then ask for a
@@ -644,7 +802,7 @@ impl Reconciler<'_> {
     }
 
     /// AwaitingApproval: project the first valid decision of this round; refuse invalid ones; time out.
-    async fn await_decision(&mut self) -> Result<Action, Error> {
+    async fn await_decision(&mut self) -> Result<Step, Error> {
         let (generation, round) = (self.req.generation(), self.status.approval_round);
         // Each decision record is looked at once, whatever the history still holds: the round's
         // high-water mark of store seqs says which were (issue 10, class 7).
@@ -666,18 +824,20 @@ impl Reconciler<'_> {
             Err(e) => return Err(e.into()),
         };
         // Records that do not decode are quarantined (condition, log, metric); the rest proceed.
-        let mut changed = self.quarantine(&scanned.undecodable);
-        let records = scanned.records;
-        for rec in records.into_iter().filter(|r| r.decision.generation == generation && r.decision.round == round) {
+        let mut change = self.quarantine(&scanned.undecodable);
+        for rec in
+            scanned.records.into_iter().filter(|r| r.decision.generation == generation && r.decision.round == round)
+        {
             // Whoever wrote the record, its texts reach status only within their bounds.
             let d = approval::bounded(rec.decision);
             if rec.seq == 0 {
                 // Written before the store numbered decisions: only the history can tell.
-                if self.status.history.iter().any(|h| h.decision_id.as_deref() == Some(d.id.as_str())) {
+                let seen = |h: &HistoryEntry| h.decision_id.as_deref() == Some(d.id.as_str());
+                if self.status.history.iter().chain(&change.history).any(seen) {
                     continue;
                 }
             } else {
-                self.status.decisions_seen = Some(DecisionsSeen { generation, round, seq: rec.seq });
+                change.decisions_seen = Some(DecisionsSeen { generation, round, seq: rec.seq });
             }
             match approval::check(&self.ctx.policy, &self.req, &d) {
                 Err(refusal) => {
@@ -689,130 +849,107 @@ impl Reconciler<'_> {
                     e.decision_id = Some(d.id.clone());
                     e.sql_digest = Some(d.sql_digest.clone());
                     e.message = Some(refusal.to_string());
-                    self.history(e);
-                    self.status.set_condition(
+                    change = change.event(e).condition(
                         "DecisionRefused",
                         "True",
                         "PolicyRefused",
                         format!("{} by {}: {refusal}", d.decision.as_str(), d.by),
                     );
-                    changed = true;
                 }
                 Ok(()) => {
                     self.ctx.metrics.decision("accepted");
-                    let mut e = Self::event("Decision");
-                    e.by = Some(d.by.clone());
-                    e.decision = Some(d.decision);
-                    e.decision_id = Some(d.id.clone());
-                    e.sql_digest = Some(d.sql_digest.clone());
-                    e.feedback = d.feedback.clone();
-                    e.message = d.comment.clone();
-                    self.history(e);
-                    let approval = ApprovalStatus {
-                        decision: d.decision,
-                        by: d.by.clone(),
-                        at: d.at,
-                        generation: d.generation,
-                        sql_digest: d.sql_digest.clone(),
-                        comment: d.comment.clone(),
-                        decision_id: d.id.clone(),
-                        // Counts only where it was needed (the estimate was over budget).
-                        allow_over_budget: d.allow_over_budget && approval::over_budget(&self.req).is_some(),
-                    };
-                    match d.decision {
-                        DecisionKind::Approve => {
-                            self.status.approval = Some(approval);
-                            self.enter(Phase::Executing);
-                            self.status.set_condition("Approved", "True", "Approved", format!("approved by {}", d.by));
-                            // Intent first: the token of attempt 1 is recorded with the transition.
-                            self.status.execution = Some(self.intent(1));
-                            if !self.req.metadata.finalizers.iter().any(|f| f == CANCEL_FINALIZER) {
-                                self.req.metadata.finalizers.push(CANCEL_FINALIZER.into());
-                            }
-                        }
-                        DecisionKind::Reject => {
-                            self.status.approval = Some(approval);
-                            self.enter(Phase::Rejected);
-                            // The comment is kept in the approval (and the history entry); the
-                            // condition carries an excerpt.
-                            let why = approval::bound_text(d.comment.as_deref().unwrap_or_default(), 200);
-                            self.status.set_condition(
-                                "Approved",
-                                "False",
-                                "Rejected",
-                                format!(
-                                    "rejected by {}{}",
-                                    d.by,
-                                    if why.is_empty() { String::new() } else { format!(": {why}") }
-                                ),
-                            );
-                            self.status.set_condition("Ready", "False", "Rejected", "");
-                        }
-                        DecisionKind::Refine => {
-                            let old = self.status.generated.take().unwrap_or_default();
-                            let mut e = Self::event("Refined");
-                            e.by = Some(d.by.clone());
-                            e.sql = Some(old.sql);
-                            e.sql_digest = Some(old.sql_digest);
-                            e.feedback = d.feedback.clone();
-                            self.history(e);
-                            self.status.approval = None;
-                            self.enter(Phase::Pending);
-                            self.status.set_condition(
-                                "Approved",
-                                "False",
-                                "Refined",
-                                format!("{} asked for changes", d.by),
-                            );
-                            self.status.set_condition(
-                                "Generated",
-                                "Unknown",
-                                "Regenerating",
-                                "regenerating with refine feedback",
-                            );
-                        }
-                    }
-                    self.write().await?;
-                    return Ok(Action::requeue(Duration::ZERO));
+                    return Ok(Step::now(self.decided(change, &d)));
                 }
             }
         }
         if self.status.approval_deadline.is_some_and(|d| Utc::now() >= d) {
-            self.enter(Phase::TimedOut);
-            self.status.set_condition(
-                "Approved",
-                "False",
-                "ApprovalTimeout",
-                "no valid decision before the approval deadline",
-            );
-            self.status.set_condition("Ready", "False", "ApprovalTimeout", "");
             let mut e = Self::event("TimedOut");
             e.message = Some("approval deadline passed".into());
-            self.history(e);
-            changed = true;
+            change.phase = Some(Phase::TimedOut);
+            change = change
+                .condition("Approved", "False", "ApprovalTimeout", "no valid decision before the approval deadline")
+                .condition("Ready", "False", "ApprovalTimeout", "")
+                .event(e);
         }
         // Past the deadline the request times out even if its approval request never went out
         // (a queue that keeps failing must not keep the round open, or retry in a tight loop).
-        if self.status.phase == Phase::AwaitingApproval && !self.status.approval_requested {
-            if changed {
-                self.write().await?;
-            }
-            return self.send_approval_request().await;
+        if change.phase.is_none() && !self.status.approval_requested {
+            self.apply(change).await?;
+            return Ok(Step::written(self.send_approval_request().await?));
         }
-        if changed {
-            self.write().await?;
-        }
-        if self.status.phase != Phase::AwaitingApproval {
-            return Ok(Action::requeue(Duration::ZERO));
-        }
-        Ok(Action::requeue(self.until_deadline().max(Duration::from_millis(10))))
+        let then = match change.phase {
+            Some(_) => Duration::ZERO,
+            None => self.until_deadline().max(Duration::from_millis(10)),
+        };
+        Ok(Step::after(change, then))
     }
 
-    /// Sets `DecisionQuarantined=True` naming the decision records that do not decode; logs and
-    /// counts each record once (the first time the condition names it). True when status changed.
-    fn quarantine(&mut self, bad: &[crate::store::Undecodable]) -> bool {
+    /// What an accepted decision `d` changes, on top of `change` (the refusals and the
+    /// high-water mark of the same scan).
+    fn decided(&self, change: Change, d: &crate::spec::Decision) -> Change {
+        let mut e = Self::event("Decision");
+        e.by = Some(d.by.clone());
+        e.decision = Some(d.decision);
+        e.decision_id = Some(d.id.clone());
+        e.sql_digest = Some(d.sql_digest.clone());
+        e.feedback = d.feedback.clone();
+        e.message = d.comment.clone();
+        let mut change = change.event(e);
+        let approval = ApprovalStatus {
+            decision: d.decision,
+            by: d.by.clone(),
+            at: d.at,
+            generation: d.generation,
+            sql_digest: d.sql_digest.clone(),
+            comment: d.comment.clone(),
+            decision_id: d.id.clone(),
+            // Counts only where it was needed (the estimate was over budget).
+            allow_over_budget: d.allow_over_budget && approval::over_budget(&self.req).is_some(),
+        };
+        change.phase = Some(match d.decision {
+            DecisionKind::Approve => Phase::Executing,
+            DecisionKind::Reject => Phase::Rejected,
+            DecisionKind::Refine => Phase::Pending,
+        });
+        match d.decision {
+            // Intent first: the token of attempt 1 is recorded with the transition.
+            DecisionKind::Approve => change
+                .approval(Some(approval))
+                .condition("Approved", "True", "Approved", format!("approved by {}", d.by))
+                .execution(self.intent(1))
+                .cancel_finalizer(true),
+            DecisionKind::Reject => {
+                // The comment is kept in the approval (and the history entry); the condition
+                // carries an excerpt.
+                let why = approval::bound_text(d.comment.as_deref().unwrap_or_default(), 200);
+                let why = if why.is_empty() { String::new() } else { format!(": {why}") };
+                change
+                    .approval(Some(approval))
+                    .condition("Approved", "False", "Rejected", format!("rejected by {}{why}", d.by))
+                    .condition("Ready", "False", "Rejected", "")
+            }
+            DecisionKind::Refine => {
+                let old = self.status.generated.clone().unwrap_or_default();
+                let mut e = Self::event("Refined");
+                e.by = Some(d.by.clone());
+                e.sql = Some(old.sql);
+                e.sql_digest = Some(old.sql_digest);
+                e.feedback = d.feedback.clone();
+                change.generated = Some(None);
+                change
+                    .event(e)
+                    .approval(None)
+                    .condition("Approved", "False", "Refined", format!("{} asked for changes", d.by))
+                    .condition("Generated", "Unknown", "Regenerating", "regenerating with refine feedback")
+            }
+        }
+    }
+
+    /// `DecisionQuarantined=True` naming the decision records that do not decode; logs and
+    /// counts each record once (the first time the condition names it). Empty when nothing new.
+    fn quarantine(&self, bad: &[crate::store::Undecodable]) -> Change {
         if bad.is_empty() {
-            return false;
+            return Change::default();
         }
         let shown: Vec<String> = bad
             .iter()
@@ -824,15 +961,14 @@ impl Reconciler<'_> {
             format!("{} decision record(s) skipped because they do not decode: {}{more}", bad.len(), shown.join("; "));
         let old = self.status.conditions.iter().find(|c| c.type_ == "DecisionQuarantined").map(|c| c.message.clone());
         if old.as_deref() == Some(message.as_str()) {
-            return false;
+            return Change::default();
         }
         let old = old.unwrap_or_default();
         for u in bad.iter().filter(|u| !old.contains(&approval::bound_text(&u.id, 128))) {
             self.ctx.metrics.decision_quarantined();
             tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), record = %approval::bound_text(&u.id, 128), why = %approval::bound_text(&u.why, 160), "decision record quarantined: it does not decode");
         }
-        self.status.set_condition("DecisionQuarantined", "True", "Undecodable", message);
-        true
+        Change::default().condition("DecisionQuarantined", "True", "Undecodable", message)
     }
 
     fn intent(&self, attempt: u32) -> Execution {
@@ -886,66 +1022,48 @@ impl Reconciler<'_> {
     }
 
     /// Executing: start (idempotent per token) → record id → poll → record the outcome once.
-    async fn execute(&mut self) -> Result<Action, Error> {
+    async fn execute(&mut self) -> Result<Step, Error> {
         let kind = self.engine_kind();
         let Some(engine) = self.ctx.engines.get(&kind).cloned() else {
-            self.fail("Executed", "EngineUnavailable", format!("engine {} is not configured", kind.as_str()));
-            self.write().await?;
-            return Ok(Action::requeue(Duration::ZERO));
+            let why = format!("engine {} is not configured", kind.as_str());
+            return Ok(Step::now(Change::failed("Executed", "EngineUnavailable", why)));
         };
-        let mut exec = match self.status.execution.clone() {
-            Some(e) => e,
-            None => {
-                self.status.execution = Some(self.intent(1));
-                self.write().await?;
-                return Ok(Action::requeue(Duration::ZERO));
-            }
+        let Some(mut exec) = self.status.execution.clone() else {
+            return Ok(Step::now(Change::default().execution(self.intent(1))));
         };
         if exec.state == "Starting" || exec.id.is_none() {
             let job = match self.job(&exec) {
                 Ok(j) => j,
-                Err(m) => {
-                    self.fail("Executed", "IntegrityCheckFailed", m);
-                    self.write().await?;
-                    return Ok(Action::requeue(Duration::ZERO));
-                }
+                Err(m) => return Ok(Step::now(Change::failed("Executed", "IntegrityCheckFailed", m))),
             };
             let id = match engine.start(&job, self.ctx.waker.clone()).await {
                 Ok(id) => id,
                 // Approved but over the engine's concurrency cap: wait in Executing, visibly, in
                 // approval order (the engine wakes the head of its queue when a slot frees).
                 Err(EngineError::Transient(m)) if m.starts_with("Queued") => {
-                    if self.status.condition("Queued").is_none_or(|c| c.status != "True") {
-                        self.status.set_condition("Queued", "True", "ConcurrencyCap", m);
-                        self.write().await?;
-                    }
-                    return Ok(Action::requeue(Duration::from_secs(5)));
+                    let shown = self.status.condition("Queued").is_some_and(|c| c.status == "True");
+                    let change = match shown {
+                        true => Change::default(),
+                        false => Change::default().condition("Queued", "True", "ConcurrencyCap", m),
+                    };
+                    return Ok(Step::after(change, Duration::from_secs(5)));
                 }
                 Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
                 // A setup problem is not the query's: back off until it is fixed.
                 Err(e @ EngineError::Unavailable { .. }) => return Err(Error::Engine(e)),
-                Err(EngineError::Permanent(m)) => {
-                    self.fail("Executed", "QueryFailed", m);
-                    self.write().await?;
-                    return Ok(Action::requeue(Duration::ZERO));
-                }
+                Err(EngineError::Permanent(m)) => return Ok(Step::now(Change::failed("Executed", "QueryFailed", m))),
             };
             self.ctx.metrics.query_started();
+            let mut change = Change::default();
             if self.status.condition("Queued").is_some_and(|c| c.status == "True") {
-                self.status.set_condition("Queued", "False", "Started", "");
+                change = change.condition("Queued", "False", "Started", "");
             }
             exec.id = Some(id);
             exec.state = "Running".into();
             exec.started_at.get_or_insert_with(Utc::now);
-            self.status.execution = Some(exec);
-            self.status.set_condition(
-                "Executed",
-                "Unknown",
-                "Running",
-                format!("attempt {}", self.status.execution.as_ref().map(|e| e.attempt).unwrap_or(1)),
-            );
-            self.write().await?;
-            return Ok(Action::requeue(Duration::from_millis(200)));
+            let running = format!("attempt {}", exec.attempt);
+            let change = change.execution(exec).condition("Executed", "Unknown", "Running", running);
+            return Ok(Step::after(change, Duration::from_millis(200)));
         }
         let id = exec.id.clone().unwrap_or_default();
         let limits = self.req.spec.effective_limits();
@@ -954,9 +1072,7 @@ impl Reconciler<'_> {
                 // The engine forgot it (a local engine after a restart): start again with the same
                 // token. The local engine only reads, and the result is recorded once below.
                 exec.state = "Starting".into();
-                self.status.execution = Some(exec);
-                self.write().await?;
-                Ok(Action::requeue(Duration::ZERO))
+                Ok(Step::now(Change::default().execution(exec)))
             }
             ExecState::Running { bytes_scanned } => {
                 let elapsed =
@@ -982,17 +1098,15 @@ impl Reconciler<'_> {
                     exec.state = "Cancelled".into();
                     exec.error = Some(why.clone());
                     exec.finished_at = Some(Utc::now());
-                    self.status.execution = Some(exec);
                     self.ctx.metrics.query_finished("cancelled");
-                    self.fail("Executed", if over_time { "QueryTimeout" } else { "BudgetExceeded" }, why);
-                    self.write().await?;
-                    return Ok(Action::requeue(Duration::ZERO));
+                    let reason = if over_time { "QueryTimeout" } else { "BudgetExceeded" };
+                    return Ok(Step::now(Change::failed("Executed", reason, why).execution(exec)));
                 }
                 // Capped exponential poll: 200ms, 400ms, … 5s (engines that finish in-process wake us).
                 let next = Duration::from_millis(200)
                     .saturating_mul(1 << (elapsed.as_secs().min(5) as u32))
                     .min(Duration::from_secs(5));
-                Ok(Action::requeue(next))
+                Ok(Step::after(Change::default(), next))
             }
             ExecState::Succeeded(out) => {
                 // The chart is drawn from the stored result and stored next to it before Done is
@@ -1007,61 +1121,47 @@ impl Reconciler<'_> {
                 exec.duration_ms = Some(out.duration_ms);
                 exec.output_location = Some(out.output_location.clone());
                 exec.preview = Some(out.preview);
-                self.status.execution = Some(exec);
-                self.enter(Phase::Done);
-                self.status.set_condition(
-                    "Executed",
-                    "True",
-                    "Succeeded",
-                    format!(
-                        "{} rows in {} ms{}",
-                        out.rows,
-                        out.duration_ms,
-                        out.truncated.as_deref().map(|t| format!("; {t}")).unwrap_or_default()
-                    ),
-                );
-                self.status.set_condition("Ready", "True", "Done", "");
-                chart.record(&mut self.status);
+                let truncated = out.truncated.as_deref().map(|t| format!("; {t}")).unwrap_or_default();
                 let mut e = Self::event("Executed");
                 e.message = Some(format!("{} rows, {} ms, {}", out.rows, out.duration_ms, out.output_location));
-                self.history(e);
-                self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
-                self.write().await?;
-                self.ctx.metrics.query_finished("succeeded");
-                self.ctx.metrics.bytes_scanned(engine.name(), out.bytes_scanned.unwrap_or(0));
-                Ok(Action::requeue(Duration::ZERO))
+                let mut change = Change::to(Phase::Done)
+                    .execution(exec)
+                    .condition(
+                        "Executed",
+                        "True",
+                        "Succeeded",
+                        format!("{} rows in {} ms{truncated}", out.rows, out.duration_ms),
+                    )
+                    .condition("Ready", "True", "Done", "")
+                    .event(e)
+                    .cancel_finalizer(false);
+                change.charted = Some(chart);
+                let mut step = Step::now(change);
+                step.succeeded = Some((engine.name().to_string(), out.bytes_scanned.unwrap_or(0)));
+                Ok(step)
             }
             ExecState::Failed { reason, transient } => {
                 self.ctx.metrics.query_finished("failed");
                 if transient && exec.attempt < MAX_EXEC_ATTEMPTS {
                     let mut e = Self::event("AttemptFailed");
                     e.message = Some(format!("attempt {}: {reason}", exec.attempt));
-                    self.history(e);
-                    self.status.execution = Some(self.intent(exec.attempt + 1));
-                    self.status.set_condition(
+                    let change = Change::default().event(e).execution(self.intent(exec.attempt + 1)).condition(
                         "Executed",
                         "Unknown",
                         "Retrying",
                         format!("attempt {} failed transiently: {reason}", exec.attempt),
                     );
-                    self.write().await?;
-                    return Ok(Action::requeue(Duration::from_secs(1u64 << exec.attempt.min(5))));
+                    return Ok(Step::after(change, Duration::from_secs(1u64 << exec.attempt.min(5))));
                 }
                 exec.state = "Failed".into();
                 exec.error = Some(reason.clone());
                 exec.finished_at = Some(Utc::now());
-                self.status.execution = Some(exec);
-                self.fail("Executed", "QueryFailed", reason);
-                self.write().await?;
-                Ok(Action::requeue(Duration::ZERO))
+                Ok(Step::now(Change::failed("Executed", "QueryFailed", reason).execution(exec)))
             }
             ExecState::Cancelled { reason } => {
                 exec.state = "Cancelled".into();
                 exec.error = Some(reason.clone());
-                self.status.execution = Some(exec);
-                self.fail("Executed", "Cancelled", reason);
-                self.write().await?;
-                Ok(Action::requeue(Duration::ZERO))
+                Ok(Step::now(Change::failed("Executed", "Cancelled", reason).execution(exec)))
             }
         }
     }
