@@ -3,7 +3,30 @@
 //! named operation fails once with a chosen error; every other call passes through.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+/// A backend wrapped to fail on cue: every call the countdowns let through goes to `inner`.
+/// The store's and the engine's wrappers are this type with their trait implemented on it.
+pub struct Failing<T, E> {
+    pub(crate) inner: Arc<T>,
+    pub(crate) failures: Countdowns<E>,
+}
+
+impl<T, E> Failing<T, E> {
+    pub fn new(inner: Arc<T>) -> Self {
+        Failing { inner, failures: Countdowns::default() }
+    }
+
+    /// The `n`-th call of `op` from now (1 = the next one) fails once with `error()`.
+    pub fn fail_nth(&self, op: &'static str, n: usize, error: impl Fn() -> E + Send + Sync + 'static) {
+        self.failures.fail_nth(op, n, error);
+    }
+
+    /// How many times `op` was called (failed calls included).
+    pub fn calls(&self, op: &'static str) -> usize {
+        self.failures.calls(op)
+    }
+}
 
 type MakeError<E> = Box<dyn Fn() -> E + Send + Sync>;
 /// Calls left to pass before a planned failure, and the error it answers.

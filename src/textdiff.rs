@@ -1,6 +1,10 @@
-//! The one line diff (longest common subsequence): `sqlctl diff`'s unified text and the
+//! The one line diff (a shortest edit script, by the `similar` crate): `sqlctl diff`'s unified text and the
 //! console's view of what a refinement changed in a request's SQL, so the reviewer sees what
 //! changed rather than re-reading all of it.
+
+use std::time::{Duration, Instant};
+
+use similar::{Algorithm, DiffTag};
 
 /// One line of a diff.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -10,9 +14,10 @@ pub enum Line<'a> {
     Added(&'a str),
 }
 
-/// Above this many cells (lines × lines after trimming the common ends) the LCS table is not
-/// built and the changed middle is shown as removed-then-added: still correct, only less tight.
-const MAX_CELLS: usize = 4_000_000;
+/// How long a diff may search for the shortest edit script; past it, `similar` finishes with a
+/// correct but less tight diff (a huge or unrelated pair of texts must not stall a command or a
+/// console page).
+const DEADLINE: Duration = Duration::from_millis(500);
 
 /// Lines of `old` and `new` in order, each marked as kept, removed or added.
 pub fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<Line<'a>> {
@@ -21,53 +26,25 @@ pub fn line_diff<'a>(old: &'a str, new: &'a str) -> Vec<Line<'a>> {
     diff_lines(&a, &b)
 }
 
-/// A shortest edit script from `a` to `b`: the common ends kept, the middle by LCS.
+/// A shortest edit script from `a` to `b` (Myers' algorithm, from the `similar` crate);
+/// removals are listed before additions at each point of change.
 pub fn diff_lines<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<Line<'a>> {
-    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
-    let suffix = a[prefix..].iter().rev().zip(b[prefix..].iter().rev()).take_while(|(x, y)| x == y).count();
-    let (am, bm) = (&a[prefix..a.len() - suffix], &b[prefix..b.len() - suffix]);
-    let mut out: Vec<Line> = a[..prefix].iter().map(|l| Line::Same(l)).collect();
-    if am.len().saturating_mul(bm.len()) > MAX_CELLS {
-        out.extend(am.iter().map(|l| Line::Removed(l)));
-        out.extend(bm.iter().map(|l| Line::Added(l)));
-    } else {
-        lcs_middle(am, bm, &mut out);
-    }
-    out.extend(a[a.len() - suffix..].iter().map(|l| Line::Same(l)));
-    out
-}
-
-/// Classic dynamic programme: `table[i][j]` = LCS length of `a[i..]` and `b[j..]`, then one
-/// forward walk. Removals are listed before additions at each point of change.
-fn lcs_middle<'a>(a: &[&'a str], b: &[&'a str], out: &mut Vec<Line<'a>>) {
-    let (n, m) = (a.len(), b.len());
-    let w = m + 1;
-    let mut table = vec![0u32; (n + 1) * w];
-    for i in (0..n).rev() {
-        for j in (0..m).rev() {
-            table[i * w + j] = if a[i] == b[j] {
-                table[(i + 1) * w + j + 1] + 1
-            } else {
-                table[(i + 1) * w + j].max(table[i * w + j + 1])
-            };
-        }
-    }
-    let (mut i, mut j) = (0, 0);
-    while i < n && j < m {
-        if a[i] == b[j] {
-            out.push(Line::Same(a[i]));
-            i += 1;
-            j += 1;
-        } else if table[(i + 1) * w + j] >= table[i * w + j + 1] {
-            out.push(Line::Removed(a[i]));
-            i += 1;
+    let ops = similar::capture_diff_slices_deadline(Algorithm::Myers, a, b, Some(Instant::now() + DEADLINE));
+    let mut out = Vec::with_capacity(a.len().max(b.len()));
+    // The additions of the current run of changes, held until its removals are out.
+    let mut added: Vec<Line<'a>> = Vec::new();
+    for op in ops {
+        let (tag, old, new) = op.as_tag_tuple();
+        if tag == DiffTag::Equal {
+            out.append(&mut added);
+            out.extend(a[old].iter().map(|l| Line::Same(l)));
         } else {
-            out.push(Line::Added(b[j]));
-            j += 1;
+            out.extend(a[old].iter().map(|l| Line::Removed(l)));
+            added.extend(b[new].iter().map(|l| Line::Added(l)));
         }
     }
-    out.extend(a[i..].iter().map(|l| Line::Removed(l)));
-    out.extend(b[j..].iter().map(|l| Line::Added(l)));
+    out.append(&mut added);
+    out
 }
 
 #[cfg(test)]
@@ -125,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn huge_inputs_fall_back_without_building_the_table() {
+    fn huge_unrelated_inputs_are_removed_then_added() {
         let old: String = (0..3000).map(|i| format!("a{i}\n")).collect();
         let new: String = (0..3000).map(|i| format!("b{i}\n")).collect();
         let d = line_diff(&old, &new);

@@ -15,18 +15,48 @@ use crate::spec::quantity::human_bytes;
 use crate::spec::text::escape_hidden;
 use crate::spec::{DecisionKind, QueryRequest};
 
+/// What every decision command takes: the request, the digest reviewed, who decides, and how
+/// long to wait for the decision to be recorded.
 #[derive(clap::Args, Debug)]
-pub struct ApproveArgs {
+pub struct Target {
     pub name: String,
     /// The full sqlDigest you reviewed: all 64 hex characters, as `describe` shows it. A prefix
     /// (as `get -o wide` shows for reading) is refused.
     #[arg(long)]
     pub digest: Option<String>,
-    #[arg(long)]
-    pub comment: Option<String>,
     /// Decide as this approver (default: the OS user).
     #[arg(long = "as", value_name = "NAME")]
     pub as_: Option<String>,
+    #[command(flatten)]
+    pub send: SendArgs,
+}
+
+impl Target {
+    async fn load(&self, g: &Context) -> anyhow::Result<QueryRequest> {
+        let store = g.store().await?;
+        get_request(store.as_ref(), g, &self.name).await
+    }
+
+    /// A decision of `kind` by this command's decider on `digest`, with nothing else said.
+    async fn input(&self, g: &Context, kind: DecisionKind, digest: Option<String>) -> anyhow::Result<DecisionInput> {
+        Ok(DecisionInput {
+            decision: kind,
+            by: g.decider(self.as_.as_deref()).await?,
+            digest,
+            feedback: None,
+            comment: None,
+            source: "cli".into(),
+            allow_over_budget: false,
+        })
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ApproveArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[arg(long)]
+    pub comment: Option<String>,
     /// Do not ask for confirmation (still requires --digest).
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -34,36 +64,24 @@ pub struct ApproveArgs {
     /// BudgetExceeded=True). The run may then scan up to twice the estimate.
     #[arg(long)]
     pub allow_over_budget: bool,
-    #[command(flatten)]
-    pub send: SendArgs,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct RefineArgs {
-    pub name: String,
+    #[command(flatten)]
+    pub target: Target,
     /// What should change in the SQL.
     #[arg(long, required = true)]
     pub feedback: String,
-    #[arg(long)]
-    pub digest: Option<String>,
-    #[arg(long = "as", value_name = "NAME")]
-    pub as_: Option<String>,
-    #[command(flatten)]
-    pub send: SendArgs,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct RejectArgs {
-    pub name: String,
+    #[command(flatten)]
+    pub target: Target,
     /// Why (recorded in the history).
     #[arg(long)]
     pub reason: Option<String>,
-    #[arg(long)]
-    pub digest: Option<String>,
-    #[arg(long = "as", value_name = "NAME")]
-    pub as_: Option<String>,
-    #[command(flatten)]
-    pub send: SendArgs,
 }
 
 /// Shows the SQL awaiting approval (for the confirmation prompt and `ask`).
@@ -93,14 +111,14 @@ pub fn show_sql(r: &QueryRequest) {
 
 impl ApproveArgs {
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {
-        let store = g.store().await?;
-        let r = get_request(store.as_ref(), g, &self.name).await?;
-        let mut digest = self.digest.clone();
+        let t = &self.target;
+        let r = t.load(g).await?;
+        let mut digest = t.digest.clone();
         if digest.is_none() {
             if self.yes || !output::stdin_is_tty() {
                 return Err(Exit::usage(format!(
                     "approve without a terminal needs --digest: review the SQL with `sqlctl describe {}` and pass its full digest (all 64 hex characters)",
-                    self.name
+                    t.name
                 )));
             }
             if r.status.as_ref().and_then(|s| s.generated.as_ref()).is_some() {
@@ -114,21 +132,12 @@ impl ApproveArgs {
                 }
             }
         }
-        decide(
-            g,
-            &r,
-            DecisionInput {
-                decision: DecisionKind::Approve,
-                by: g.decider(self.as_.as_deref()).await?,
-                digest,
-                feedback: None,
-                comment: self.comment,
-                source: "cli".into(),
-                allow_over_budget: self.allow_over_budget,
-            },
-            &self.send,
-        )
-        .await
+        let input = DecisionInput {
+            comment: self.comment,
+            allow_over_budget: self.allow_over_budget,
+            ..t.input(g, DecisionKind::Approve, digest).await?
+        };
+        decide(g, &r, input, &t.send).await
     }
 }
 
@@ -143,45 +152,22 @@ impl RefineArgs {
                 crate::spec::MAX_QUESTION_CHARS
             )));
         }
-        let store = g.store().await?;
-        let r = get_request(store.as_ref(), g, &self.name).await?;
-        decide(
-            g,
-            &r,
-            DecisionInput {
-                decision: DecisionKind::Refine,
-                by: g.decider(self.as_.as_deref()).await?,
-                digest: self.digest,
-                feedback: Some(self.feedback),
-                comment: None,
-                source: "cli".into(),
-                allow_over_budget: false,
-            },
-            &self.send,
-        )
-        .await
+        let t = &self.target;
+        let r = t.load(g).await?;
+        let input = DecisionInput {
+            feedback: Some(self.feedback),
+            ..t.input(g, DecisionKind::Refine, t.digest.clone()).await?
+        };
+        decide(g, &r, input, &t.send).await
     }
 }
 
 impl RejectArgs {
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {
-        let store = g.store().await?;
-        let r = get_request(store.as_ref(), g, &self.name).await?;
-        decide(
-            g,
-            &r,
-            DecisionInput {
-                decision: DecisionKind::Reject,
-                by: g.decider(self.as_.as_deref()).await?,
-                digest: self.digest,
-                feedback: None,
-                comment: self.reason,
-                source: "cli".into(),
-                allow_over_budget: false,
-            },
-            &self.send,
-        )
-        .await
+        let t = &self.target;
+        let r = t.load(g).await?;
+        let input = DecisionInput { comment: self.reason, ..t.input(g, DecisionKind::Reject, t.digest.clone()).await? };
+        decide(g, &r, input, &t.send).await
     }
 }
 

@@ -158,10 +158,37 @@ pub struct Summary {
     pub generation_p95_ms: f64,
 }
 
+/// What `-o json` prints: every case, then the summary.
 #[derive(Serialize)]
-struct Report<'a> {
-    results: &'a [CaseResult],
-    summary: &'a Summary,
+struct Report<'a, R, S> {
+    results: &'a [R],
+    summary: &'a S,
+}
+
+/// Prints a run: as JSON, or as a table of one row per case (numbered from 1) and the
+/// summary line `footer` writes.
+fn print_report<R: Serialize, S: Serialize>(
+    output: Output,
+    results: &[R],
+    summary: &S,
+    headers: &[&str],
+    row: impl Fn(&R) -> Vec<String>,
+    footer: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&Report { results, summary })?),
+        Output::Table => {
+            let rows: Vec<Vec<String>> = results
+                .iter()
+                .enumerate()
+                .map(|(i, r)| std::iter::once((i + 1).to_string()).chain(row(r)).collect())
+                .collect();
+            print!("{}", super::output::table(headers, &rows));
+            println!();
+            println!("{}", footer());
+        }
+    }
+    Ok(())
 }
 
 /// Loads a question set (YAML or JSON).
@@ -390,28 +417,22 @@ impl Args {
             generation_p50_ms: percentile(&latencies, 0.5),
             generation_p95_ms: percentile(&latencies, 0.95),
         };
-        match self.output {
-            Output::Json => {
-                println!("{}", serde_json::to_string_pretty(&Report { results: &results, summary: &summary })?)
-            }
-            Output::Table => {
-                let rows: Vec<Vec<String>> = results
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        vec![
-                            (i + 1).to_string(),
-                            r.verdict.as_str().to_string(),
-                            r.confidence.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
-                            format!("{:.1}", r.generation_ms),
-                            super::output::short(&r.question, 70),
-                            r.reason.as_deref().map(|s| super::output::short(s, 60)).unwrap_or_default(),
-                        ]
-                    })
-                    .collect();
-                print!("{}", super::output::table(&["#", "VERDICT", "CONF", "MS", "QUESTION", "REASON"], &rows));
-                println!();
-                println!(
+        print_report(
+            self.output,
+            &results,
+            &summary,
+            &["#", "VERDICT", "CONF", "MS", "QUESTION", "REASON"],
+            |r| {
+                vec![
+                    r.verdict.as_str().to_string(),
+                    r.confidence.map(|c| format!("{c:.2}")).unwrap_or_else(|| "-".into()),
+                    format!("{:.1}", r.generation_ms),
+                    super::output::short(&r.question, 70),
+                    r.reason.as_deref().map(|s| super::output::short(s, 60)).unwrap_or_default(),
+                ]
+            },
+            || {
+                format!(
                     "accuracy {}/{} = {:.1}%  declined {} ({:.1}%)  wrong {}  errors {}  generation p50 {:.2} ms, p95 {:.2} ms  ({})",
                     summary.correct,
                     summary.total,
@@ -423,9 +444,9 @@ impl Args {
                     summary.generation_p50_ms,
                     summary.generation_p95_ms,
                     summary.model
-                );
-            }
-        }
+                )
+            },
+        )?;
         if let Some(min) = min_accuracy
             && summary.accuracy + 1e-9 < min
         {
@@ -470,12 +491,6 @@ pub struct EstimateSummary {
     pub worst_error: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worst_case: Option<usize>,
-}
-
-#[derive(Serialize)]
-struct EstimateReport<'a> {
-    results: &'a [EstimateResult],
-    summary: &'a EstimateSummary,
 }
 
 /// Why an estimate and a measurement differ, from the run's pruning metrics and the direction.
@@ -545,31 +560,25 @@ impl Args {
             worst_error: sorted.last().copied().unwrap_or(0.0),
             worst_case: errors.last().filter(|(e, _)| *e > 0.0).map(|(_, i)| i + 1),
         };
-        match self.output {
-            Output::Json => {
-                println!("{}", serde_json::to_string_pretty(&EstimateReport { results: &results, summary: &summary })?)
-            }
-            Output::Table => {
-                let rows: Vec<Vec<String>> = results
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        vec![
-                            (i + 1).to_string(),
-                            human_bytes(r.estimate_bytes),
-                            human_bytes(r.scanned_bytes),
-                            match (&r.failure, r.error) {
-                                (Some(_), _) => "failed".into(),
-                                (None, Some(e)) => format!("{:+.1}%", e * 100.0),
-                                (None, None) => "n/a".into(),
-                            },
-                            super::output::short(&r.question, 60),
-                            super::output::short(r.failure.as_deref().or(r.cause.as_deref()).unwrap_or(""), 70),
-                        ]
-                    })
-                    .collect();
-                print!("{}", super::output::table(&["#", "ESTIMATE", "SCANNED", "ERROR", "QUESTION", "CAUSE"], &rows));
-                println!();
+        print_report(
+            self.output,
+            &results,
+            &summary,
+            &["#", "ESTIMATE", "SCANNED", "ERROR", "QUESTION", "CAUSE"],
+            |r| {
+                vec![
+                    human_bytes(r.estimate_bytes),
+                    human_bytes(r.scanned_bytes),
+                    match (&r.failure, r.error) {
+                        (Some(_), _) => "failed".into(),
+                        (None, Some(e)) => format!("{:+.1}%", e * 100.0),
+                        (None, None) => "n/a".into(),
+                    },
+                    super::output::short(&r.question, 60),
+                    super::output::short(r.failure.as_deref().or(r.cause.as_deref()).unwrap_or(""), 70),
+                ]
+            },
+            || {
                 let worst = summary
                     .worst_case
                     .map(|n| {
@@ -581,16 +590,16 @@ impl Args {
                         )
                     })
                     .unwrap_or_else(|| " (every estimate exact)".into());
-                println!(
+                format!(
                     "estimate error over {}/{} cases: median {:.1}%, p90 {:.1}%, worst {:.1}%{worst}",
                     summary.measured,
                     summary.cases,
                     summary.median_error * 100.0,
                     summary.p90_error * 100.0,
                     summary.worst_error * 100.0,
-                );
-            }
-        }
+                )
+            },
+        )?;
         if let Some(max) = max_error
             && summary.median_error > max + 1e-9
         {

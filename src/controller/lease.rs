@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{ControllerConfig, Metrics};
-use crate::store::{Fence, Lease, Store, StoreError};
+use crate::store::{Fence, Lease, LeaseClaim, Store, StoreError};
 
 /// Name of the controller's lease record.
 pub const LEASE_NAME: &str = crate::store::CONTROLLER_LEASE;
@@ -34,9 +34,7 @@ pub async fn acquire(store: &dyn Store, cfg: &ControllerConfig, metrics: &Metric
                 if free || expired {
                     match store
                         .try_acquire_lease(
-                            LEASE_NAME,
-                            &cfg.identity,
-                            cfg.lease_duration.as_millis() as u64,
+                            LeaseClaim::new(LEASE_NAME, &cfg.identity, cfg.lease_duration.as_millis() as u64),
                             current.as_ref(),
                         )
                         .await

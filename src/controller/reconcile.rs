@@ -21,7 +21,7 @@ use crate::spec::{
     ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, DecisionsSeen, EffectiveLimits, EngineKind, Execution,
     Generated, HistoryEntry, Phase, QueryRequest, QueryRequestStatus, digest::token, sql_digest,
 };
-use crate::store::notified_marker;
+use crate::store::{ArchiveBatch, notified_marker};
 
 /// The status keeps at most this many history entries; older ones move to the store's history
 /// archive (the audit trail is bounded in the record, never cut).
@@ -218,7 +218,8 @@ impl Reconciler<'_> {
         let entries: Vec<HistoryEntry> = evict.iter().map(|&i| self.status.history[i].clone()).collect();
         let fence = self.ctx.fence()?;
         let (key, uid) = (self.req.key(), self.req.uid().to_string());
-        self.ctx.store.archive_history(&key, &uid, self.status.history_archived, &entries, Some(&fence)).await?;
+        let batch = ArchiveBatch { key: &key, uid: &uid, first_index: self.status.history_archived, entries: &entries };
+        self.ctx.store.archive_history(batch, Some(&fence)).await?;
         let mut i = 0;
         self.status.history.retain(|_| {
             let gone = evict.binary_search(&i).is_ok();
@@ -280,7 +281,8 @@ impl Reconciler<'_> {
         if !history.is_empty() {
             let (key, uid) = (self.req.key(), self.req.uid().to_string());
             let at = self.status.history_archived;
-            match self.ctx.store.archive_history(&key, &uid, at, &history, Some(fence)).await {
+            let batch = ArchiveBatch { key: &key, uid: &uid, first_index: at, entries: &history };
+            match self.ctx.store.archive_history(batch, Some(fence)).await {
                 Ok(()) => self.status.history_archived += history.len() as u64,
                 Err(e) => {
                     tracing::warn!(name = %self.req.metadata.name, error = %e, "history of a too-large status could not be archived; dropped")
@@ -1191,99 +1193,5 @@ impl Reconciler<'_> {
                 Ok(Action::requeue(Duration::from_secs(30)))
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod pre_approval_tests {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex};
-
-    use async_trait::async_trait;
-    use tokio::sync::watch;
-
-    use super::*;
-    use crate::catalog::{Catalog, Table};
-    use crate::controller::metrics::Metrics;
-    use crate::controller::{ControllerConfig, Waker};
-    use crate::engine::{Engine, ExecState};
-    use crate::spec::*;
-    use crate::store::sqlite::SqliteStore;
-    use crate::store::{Fence, Store};
-
-    struct DownCatalog;
-    #[async_trait]
-    impl Catalog for DownCatalog {
-        async fn list_databases(&self) -> Result<Vec<String>, CatalogError> {
-            Err(CatalogError::Transient("catalog throttled".into()))
-        }
-        async fn tables(&self, _: &str) -> Result<Vec<Table>, CatalogError> {
-            Err(CatalogError::Transient("catalog throttled".into()))
-        }
-    }
-
-    struct NoEngine;
-    #[async_trait]
-    impl Engine for NoEngine {
-        fn name(&self) -> &'static str {
-            "none"
-        }
-        async fn start(&self, _: &QueryJob, _: Waker) -> Result<String, EngineError> {
-            unreachable!("nothing runs before approval")
-        }
-        async fn poll(&self, _: &str) -> Result<ExecState, EngineError> {
-            unreachable!()
-        }
-        async fn cancel(&self, _: &str) -> Result<(), EngineError> {
-            Ok(())
-        }
-    }
-
-    #[tokio::test]
-    async fn hole4_pending_ends_failed_after_bounded_pre_approval_attempts() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
-        let lease = store.try_acquire_lease(crate::store::CONTROLLER_LEASE, "me", 15_000, None).await.unwrap().unwrap();
-        let (_fence_tx, fence_rx) = watch::channel(Some(Fence { holder: lease.holder, epoch: lease.epoch }));
-        let mut engines: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::new();
-        engines.insert(EngineKind::Local, Arc::new(NoEngine));
-        let ctx = Context {
-            store: store.clone(),
-            catalog: Arc::new(DownCatalog),
-            engines,
-            results: Arc::new(crate::results::local::LocalResults::new(dir.path().join("results"))),
-            generator: None,
-            notifier: Arc::new(crate::notify::LogNotifier),
-            policy: Policy::default(),
-            config: ControllerConfig::default(),
-            metrics: Arc::new(Metrics::default()),
-            fence: fence_rx,
-            waker: Arc::new(|_: &ObjectKey| {}),
-            written: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashMap::new()),
-        };
-        let req = QueryRequest::new("flaky", "tpch").with_sql("select 1");
-        let key = store.create(req).await.unwrap().key();
-        let mut failures = 0;
-        for _ in 0..20 {
-            let r = store.get(&key).await.unwrap().unwrap();
-            if r.phase() == Phase::Failed {
-                break;
-            }
-            if reconcile(r, &ctx).await.is_err() {
-                failures += 1;
-                // Each failure is visible meanwhile.
-                let st = store.get(&key).await.unwrap().unwrap().status.unwrap();
-                assert_eq!(st.pre_approval_attempts, failures);
-                let c = st.condition("PreApproval").unwrap();
-                assert_eq!(c.reason, "AttemptFailed");
-                assert!(c.message.contains("catalog throttled"), "{}", c.message);
-            }
-        }
-        let st = store.get(&key).await.unwrap().unwrap().status.unwrap();
-        assert_eq!(st.phase, Phase::Failed, "{st:?}");
-        assert_eq!(failures, MAX_PRE_APPROVAL_ATTEMPTS - 1, "the last attempt ends the request");
-        assert_eq!(st.pre_approval_attempts, MAX_PRE_APPROVAL_ATTEMPTS);
-        assert_eq!(st.condition("Generated").unwrap().reason, "PreApprovalAttemptsExhausted");
     }
 }

@@ -17,6 +17,7 @@ use crate::engine::failure::FailureEngine;
 use crate::engine::{ExecState, QueryJob, QueryOutcome};
 use crate::notify::LogNotifier;
 use crate::spec::*;
+use crate::store::LeaseClaim;
 use crate::store::failure::FailureStore;
 use crate::store::sqlite::SqliteStore;
 
@@ -100,7 +101,11 @@ async fn world_with(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>) 
 async fn world_full(policy: Policy, notifier: Arc<dyn crate::notify::Notifier>, catalog: Arc<dyn Catalog>) -> World {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
-    let lease = store.try_acquire_lease(crate::store::CONTROLLER_LEASE, "me", 15_000, None).await.unwrap().unwrap();
+    let lease = store
+        .try_acquire_lease(LeaseClaim::new(crate::store::CONTROLLER_LEASE, "me", 15_000), None)
+        .await
+        .unwrap()
+        .unwrap();
     let (fence_tx, fence_rx) = watch::channel(Some(Fence { holder: lease.holder, epoch: lease.epoch }));
     let engine = Arc::new(ScriptedEngine::default());
     let failing_store = Arc::new(FailureStore::new(store.clone()));
@@ -380,7 +385,7 @@ async fn a_deposed_leader_cannot_write() {
     // Another controller takes the lease over (epoch moves on).
     let current = w.store.get_lease(crate::store::CONTROLLER_LEASE).await.unwrap();
     w.store
-        .try_acquire_lease(crate::store::CONTROLLER_LEASE, "other", 15_000, current.as_ref())
+        .try_acquire_lease(LeaseClaim::new(crate::store::CONTROLLER_LEASE, "other", 15_000), current.as_ref())
         .await
         .unwrap()
         .unwrap();
@@ -773,4 +778,44 @@ async fn an_engine_outage_at_start_backs_off_and_the_query_starts_once() {
     let starts = w.engine.starts.lock().unwrap().clone();
     assert_eq!(starts.len(), 1, "{starts:?}");
     assert_eq!(r.status.unwrap().execution.unwrap().attempt, 1, "a transient start is not a new attempt");
+}
+
+/// A catalog that is always throttled: every pre-approval step fails transiently.
+struct DownCatalog;
+
+#[async_trait]
+impl Catalog for DownCatalog {
+    async fn list_databases(&self) -> Result<Vec<String>, CatalogError> {
+        Err(CatalogError::Transient("catalog throttled".into()))
+    }
+    async fn tables(&self, _: &str) -> Result<Vec<Table>, CatalogError> {
+        Err(CatalogError::Transient("catalog throttled".into()))
+    }
+}
+
+#[tokio::test]
+async fn hole4_pending_ends_failed_after_bounded_pre_approval_attempts() {
+    let w = world_full(Policy::default(), Arc::new(LogNotifier), Arc::new(DownCatalog)).await;
+    let key = w.store.create(sql_request("flaky", "select 1")).await.unwrap().key();
+    let mut failures = 0;
+    for _ in 0..20 {
+        if w.get(&key).await.phase() == Phase::Failed {
+            break;
+        }
+        if w.try_step(&key).await.is_err() {
+            failures += 1;
+            // Each failure is visible meanwhile.
+            let st = w.get(&key).await.status.unwrap();
+            assert_eq!(st.pre_approval_attempts, failures);
+            let c = st.condition("PreApproval").unwrap();
+            assert_eq!(c.reason, "AttemptFailed");
+            assert!(c.message.contains("catalog throttled"), "{}", c.message);
+        }
+    }
+    let st = w.get(&key).await.status.unwrap();
+    assert_eq!(st.phase, Phase::Failed, "{st:?}");
+    assert_eq!(failures, reconcile::MAX_PRE_APPROVAL_ATTEMPTS - 1, "the last attempt ends the request");
+    assert_eq!(st.pre_approval_attempts, reconcile::MAX_PRE_APPROVAL_ATTEMPTS);
+    assert_eq!(st.condition("Generated").unwrap().reason, "PreApprovalAttemptsExhausted");
+    assert_eq!(w.failing_engine.calls("start"), 0, "nothing runs before approval");
 }

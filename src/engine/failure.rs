@@ -1,39 +1,18 @@
 //! A failure-injecting engine for tests, the engine's twin of [`crate::store::failure`]: wraps
 //! a real [`Engine`] and makes the n-th call of a chosen operation fail with a chosen error.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 
 use super::{Engine, EngineError, ExecState, QueryJob, Waker};
-use crate::failure::Countdowns;
+use crate::failure::Failing;
 use crate::spec::Estimate;
 
 /// An [`Engine`] whose operations (`"start"`, `"poll"`, `"cancel"`, `"plan"`, `"estimate"`)
 /// fail on cue; every other call goes to the wrapped engine.
-pub struct FailureEngine<E> {
-    inner: Arc<E>,
-    failures: Countdowns<EngineError>,
-}
-
-impl<E: Engine> FailureEngine<E> {
-    pub fn new(inner: Arc<E>) -> Self {
-        FailureEngine { inner, failures: Countdowns::default() }
-    }
-
-    /// The `n`-th call of `op` from now (1 = the next one) fails once with `error()`.
-    pub fn fail_nth(&self, op: &'static str, n: usize, error: impl Fn() -> EngineError + Send + Sync + 'static) {
-        self.failures.fail_nth(op, n, error);
-    }
-
-    /// How many times `op` was called (failed calls included).
-    pub fn calls(&self, op: &'static str) -> usize {
-        self.failures.calls(op)
-    }
-}
+pub type FailureEngine<E> = Failing<E, EngineError>;
 
 #[async_trait]
-impl<E: Engine> Engine for FailureEngine<E> {
+impl<E: Engine> Engine for Failing<E, EngineError> {
     fn name(&self) -> &'static str {
         self.inner.name()
     }

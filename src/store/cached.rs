@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{
-    ArchivedEntry, Change, DecisionList, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, Result, Store,
-    StoreError, is_active,
+    ArchiveBatch, ArchivedEntry, Change, DecisionList, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease,
+    LeaseClaim, Result, Store, StoreError, is_active,
 };
-use crate::spec::{Decision, HistoryEntry, ObjectKey, Phase, Policy, QueryRequest};
+use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
 
 /// How long an entry is served without reading the store again.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
@@ -218,15 +218,8 @@ impl<S: Store> Store for CachedStore<S> {
         Ok(DecisionList { records, undecodable: list.undecodable })
     }
 
-    async fn archive_history(
-        &self,
-        key: &ObjectKey,
-        uid: &str,
-        first_index: u64,
-        entries: &[HistoryEntry],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.inner.archive_history(key, uid, first_index, entries, fence).await
+    async fn archive_history(&self, batch: ArchiveBatch<'_>, fence: Option<&Fence>) -> Result<()> {
+        self.inner.archive_history(batch, fence).await
     }
 
     async fn archived_history(&self, key: &ObjectKey, uid: &str) -> Result<Vec<ArchivedEntry>> {
@@ -252,14 +245,8 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.get_lease(name).await
     }
 
-    async fn try_acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        duration_ms: u64,
-        observed: Option<&Lease>,
-    ) -> Result<Option<Lease>> {
-        self.inner.try_acquire_lease(name, holder, duration_ms, observed).await
+    async fn try_acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>> {
+        self.inner.try_acquire_lease(claim, observed).await
     }
 
     async fn renew_lease(&self, name: &str, fence: &Fence) -> Result<Lease> {

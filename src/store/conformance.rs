@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use super::{CONTROLLER_LEASE, Change, DecisionOutcome, Fence, LabelSelector, Store, StoreError, notified_marker};
+use super::{
+    ArchiveBatch, CONTROLLER_LEASE, Change, DecisionOutcome, Fence, LabelSelector, LeaseClaim, Store, StoreError,
+    notified_marker,
+};
 use crate::spec::{
     API_VERSION, CANCEL_FINALIZER, CatalogRef, Decision, DecisionKind, HistoryEntry, KIND, ObjectKey, ObjectMeta,
     Phase, Policy, QueryRequest, QueryRequestSpec, QueryRequestStatus,
@@ -16,6 +19,44 @@ use crate::spec::{
 /// Longer than the shortest gap between two change polls a store answers with a call
 /// (DynamoDB's `MIN_POLL`; SQLite answers every poll).
 const POLL_GAP: Duration = super::dynamodb::MIN_POLL;
+
+/// Writers racing read-modify-write increments of one counter (request `counter`, created by
+/// the caller) through `stores`, `per_writer` increments each, retrying on conflict: every
+/// increment lands exactly once. Returns how many conflicts were retried. Run by each backend
+/// with the stores its races come from (two processes on one SQLite file; one client on
+/// DynamoDB).
+pub(crate) async fn racing_writers_lose_no_update(stores: Vec<std::sync::Arc<dyn Store>>, per_writer: u64) -> u64 {
+    let writers = stores.len() as u64;
+    let reader = stores[0].clone();
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .map(|s| {
+            tokio::spawn(async move {
+                let mut conflicts = 0u64;
+                for _ in 0..per_writer {
+                    loop {
+                        let mut r = s.get(&key("counter")).await.unwrap().unwrap();
+                        let n: u64 = r.metadata.annotations.get("count").map_or(0, |v| v.parse().unwrap());
+                        r.metadata.annotations.insert("count".into(), (n + 1).to_string());
+                        match s.update_spec(&r).await {
+                            Ok(_) => break,
+                            Err(StoreError::Conflict { .. } | StoreError::Unavailable(_)) => conflicts += 1,
+                            Err(e) => panic!("unexpected error: {e}"),
+                        }
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    let mut conflicts = 0;
+    for t in tasks {
+        conflicts += t.await.unwrap();
+    }
+    let r = reader.get(&key("counter")).await.unwrap().unwrap();
+    assert_eq!(r.metadata.annotations["count"], (writers * per_writer).to_string(), "{conflicts} conflicts");
+    conflicts
+}
 
 pub(crate) fn request(name: &str, labels: &[(&str, &str)]) -> QueryRequest {
     QueryRequest {
@@ -235,7 +276,7 @@ pub(crate) async fn a_fence_without_any_lease_is_refused(s: &dyn Store) {
 
 pub(crate) async fn fenced_writes_are_refused_after_another_holder_takes_the_lease(s: &dyn Store) {
     let r = s.create(request("q", &[])).await.unwrap();
-    let a = s.try_acquire_lease(CONTROLLER_LEASE, "a", 15_000, None).await.unwrap().unwrap();
+    let a = s.try_acquire_lease(LeaseClaim::new(CONTROLLER_LEASE, "a", 15_000), None).await.unwrap().unwrap();
     let fence_a = Fence { holder: "a".into(), epoch: a.epoch };
     let mut w = r.clone();
     w.status = Some(status(Phase::Generated, 1));
@@ -244,7 +285,8 @@ pub(crate) async fn fenced_writes_are_refused_after_another_holder_takes_the_lea
 
     // b watched the lease unchanged for a full period and takes it over.
     let observed = s.get_lease(CONTROLLER_LEASE).await.unwrap();
-    let b = s.try_acquire_lease(CONTROLLER_LEASE, "b", 15_000, observed.as_ref()).await.unwrap().unwrap();
+    let b =
+        s.try_acquire_lease(LeaseClaim::new(CONTROLLER_LEASE, "b", 15_000), observed.as_ref()).await.unwrap().unwrap();
     assert_eq!(b.epoch, a.epoch + 1);
     let fence_b = Fence { holder: "b".into(), epoch: b.epoch };
 
@@ -265,24 +307,32 @@ pub(crate) async fn fenced_writes_are_refused_after_another_holder_takes_the_lea
 
 pub(crate) async fn leases_are_acquired_renewed_taken_over_and_released(s: &dyn Store) {
     assert_eq!(s.get_lease("l").await.unwrap(), None);
-    let a = s.try_acquire_lease("l", "a", 10_000, None).await.unwrap().unwrap();
+    let a = s.try_acquire_lease(LeaseClaim::new("l", "a", 10_000), None).await.unwrap().unwrap();
     assert_eq!((a.holder.as_str(), a.epoch, a.renewals, a.duration_ms), ("a", 1, 0, 10_000));
     assert_eq!(s.get_lease("l").await.unwrap(), Some(a.clone()));
 
     // Held: a contender that observed nothing, or an older state, gets nothing.
-    assert_eq!(s.try_acquire_lease("l", "b", 10_000, None).await.unwrap(), None);
+    assert_eq!(s.try_acquire_lease(LeaseClaim::new("l", "b", 10_000), None).await.unwrap(), None);
     let fence_a = Fence { holder: "a".into(), epoch: 1 };
     let renewed = s.renew_lease("l", &fence_a).await.unwrap();
     assert_eq!((renewed.epoch, renewed.renewals), (1, 1));
     // b observed the lease before the renewal: the leader is alive, no takeover.
-    assert_eq!(s.try_acquire_lease("l", "b", 10_000, Some(&a)).await.unwrap(), None, "the leader is alive");
+    assert_eq!(
+        s.try_acquire_lease(LeaseClaim::new("l", "b", 10_000), Some(&a)).await.unwrap(),
+        None,
+        "the leader is alive"
+    );
     assert_eq!(s.get_lease("l").await.unwrap(), Some(renewed.clone()));
 
     // No renewal for a full period after b observed `renewed`: b takes over.
-    let b = s.try_acquire_lease("l", "b", 10_000, Some(&renewed)).await.unwrap().unwrap();
+    let b = s.try_acquire_lease(LeaseClaim::new("l", "b", 10_000), Some(&renewed)).await.unwrap().unwrap();
     assert_eq!((b.holder.as_str(), b.epoch, b.renewals), ("b", 2, 0));
     // A second contender that watched the same old state loses the race.
-    assert_eq!(s.try_acquire_lease("l", "c", 10_000, Some(&renewed)).await.unwrap(), None, "a second contender loses");
+    assert_eq!(
+        s.try_acquire_lease(LeaseClaim::new("l", "c", 10_000), Some(&renewed)).await.unwrap(),
+        None,
+        "a second contender loses"
+    );
     assert!(matches!(s.renew_lease("l", &fence_a).await, Err(StoreError::Fenced { epoch: 2 })));
     assert!(matches!(s.release_lease("l", &fence_a).await, Err(StoreError::Fenced { .. })));
 
@@ -292,15 +342,15 @@ pub(crate) async fn leases_are_acquired_renewed_taken_over_and_released(s: &dyn 
     let released = s.get_lease("l").await.unwrap().unwrap();
     assert_eq!((released.holder.as_str(), released.epoch), ("", 2));
     assert!(matches!(s.renew_lease("l", &fence_b).await, Err(StoreError::Fenced { .. })));
-    let c = s.try_acquire_lease("l", "c", 10_000, Some(&released)).await.unwrap().unwrap();
+    let c = s.try_acquire_lease(LeaseClaim::new("l", "c", 10_000), Some(&released)).await.unwrap().unwrap();
     assert_eq!((c.holder.as_str(), c.epoch), ("c", 3));
 
     // A released lease can also be taken by a contender that observed nothing.
     s.release_lease("l", &Fence { holder: "c".into(), epoch: 3 }).await.unwrap();
-    let d = s.try_acquire_lease("l", "d", 10_000, None).await.unwrap().unwrap();
+    let d = s.try_acquire_lease(LeaseClaim::new("l", "d", 10_000), None).await.unwrap().unwrap();
     assert_eq!((d.holder.as_str(), d.epoch), ("d", 4));
     // Leases are independent by name.
-    assert_eq!(s.try_acquire_lease("other", "a", 1, None).await.unwrap().unwrap().epoch, 1);
+    assert_eq!(s.try_acquire_lease(LeaseClaim::new("other", "a", 1), None).await.unwrap().unwrap().epoch, 1);
 }
 
 pub(crate) async fn decisions_are_created_once_and_listed_in_creation_order(s: &dyn Store) {
@@ -349,11 +399,21 @@ pub(crate) async fn decision_records_carry_increasing_seqs_and_list_after_a_mark
 
 pub(crate) async fn the_history_archive_is_append_only_per_uid_and_idempotent(s: &dyn Store) {
     let r = s.create(request("q", &[])).await.unwrap();
+    let key = r.key();
     let (a, b, c) = (entry("A"), entry("B"), entry("C"));
-    s.archive_history(&r.key(), r.uid(), 0, &[a.clone(), b.clone()], None).await.unwrap();
+    s.archive_history(ArchiveBatch { key: &key, uid: r.uid(), first_index: 0, entries: &[a.clone(), b.clone()] }, None)
+        .await
+        .unwrap();
     // A replayed step writes the same indexes again: nothing doubles, nothing is replaced.
-    s.archive_history(&r.key(), r.uid(), 0, &[a.clone(), b.clone()], None).await.unwrap();
-    s.archive_history(&r.key(), r.uid(), 2, std::slice::from_ref(&c), None).await.unwrap();
+    s.archive_history(ArchiveBatch { key: &key, uid: r.uid(), first_index: 0, entries: &[a.clone(), b.clone()] }, None)
+        .await
+        .unwrap();
+    s.archive_history(
+        ArchiveBatch { key: &key, uid: r.uid(), first_index: 2, entries: std::slice::from_ref(&c) },
+        None,
+    )
+    .await
+    .unwrap();
     let got = s.archived_history(&r.key(), r.uid()).await.unwrap();
     assert_eq!(
         got.iter().map(|e| (e.index, e.entry.event.as_str())).collect::<Vec<_>>(),
@@ -362,13 +422,20 @@ pub(crate) async fn the_history_archive_is_append_only_per_uid_and_idempotent(s:
     assert!(s.archived_history(&r.key(), "another-uid").await.unwrap().is_empty());
     // Fenced like status writes.
     let stale = Fence { holder: "nobody".into(), epoch: 99 };
-    assert!(s.archive_history(&r.key(), r.uid(), 3, &[c], Some(&stale)).await.is_err());
+    assert!(
+        s.archive_history(ArchiveBatch { key: &key, uid: r.uid(), first_index: 3, entries: &[c] }, Some(&stale))
+            .await
+            .is_err()
+    );
 
     // Many entries at once (more than one DynamoDB batch) keep their index order.
     let r = s.create(request("archived", &[])).await.unwrap();
+    let key = r.key();
     let many: Vec<_> = (0..150).map(|i| entry(&format!("E{i}"))).collect();
-    s.archive_history(&r.key(), r.uid(), 0, &many, None).await.unwrap();
-    s.archive_history(&r.key(), r.uid(), 0, &many[..3], None).await.unwrap(); // a replay
+    s.archive_history(ArchiveBatch { key: &key, uid: r.uid(), first_index: 0, entries: &many }, None).await.unwrap();
+    s.archive_history(ArchiveBatch { key: &key, uid: r.uid(), first_index: 0, entries: &many[..3] }, None)
+        .await
+        .unwrap(); // a replay
     let got = s.archived_history(&r.key(), r.uid()).await.unwrap();
     assert_eq!(got.len(), 150);
     assert!(got.iter().enumerate().all(|(i, e)| e.index == i as u64 && e.entry.event == format!("E{i}")));
@@ -414,7 +481,7 @@ pub(crate) async fn changes_since_reports_request_writes_decisions_and_deletions
     );
     // Lease and policy writes are not request changes; a poll right after another (here, or
     // within DynamoDB's poll gap) answers with the cursor it was given.
-    s.try_acquire_lease(CONTROLLER_LEASE, "x", 1000, None).await.unwrap();
+    s.try_acquire_lease(LeaseClaim::new(CONTROLLER_LEASE, "x", 1000), None).await.unwrap();
     s.put_policy(&Policy::default(), None).await.unwrap();
     assert_eq!(s.changes_since(c2).await.unwrap(), (c2, vec![]));
     tokio::time::sleep(POLL_GAP).await;

@@ -9,37 +9,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::{
-    ArchivedEntry, Change, DecisionList, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, Result, Store,
-    StoreError,
+    ArchiveBatch, ArchivedEntry, Change, DecisionList, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease,
+    LeaseClaim, Result, Store, StoreError,
 };
-use crate::failure::Countdowns;
-use crate::spec::{Decision, HistoryEntry, ObjectKey, Phase, Policy, QueryRequest};
+use crate::failure::Failing;
+use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
 
 /// A [`Store`] whose operations fail on cue. Operations are named as the trait's methods
 /// (`"update_status"`, `"get"`, …).
-pub struct FailureStore<S> {
-    inner: Arc<S>,
-    failures: Countdowns<StoreError>,
-}
-
-impl<S: Store> FailureStore<S> {
-    pub fn new(inner: Arc<S>) -> Self {
-        FailureStore { inner, failures: Countdowns::default() }
-    }
-
-    /// The `n`-th call of `op` from now (1 = the next one) fails once with `error()`.
-    pub fn fail_nth(&self, op: &'static str, n: usize, error: impl Fn() -> StoreError + Send + Sync + 'static) {
-        self.failures.fail_nth(op, n, error);
-    }
-
-    /// How many times `op` was called (failed calls included).
-    pub fn calls(&self, op: &'static str) -> usize {
-        self.failures.calls(op)
-    }
-}
+pub type FailureStore<S> = Failing<S, StoreError>;
 
 #[async_trait]
-impl<S: Store> Store for FailureStore<S> {
+impl<S: Store> Store for Failing<S, StoreError> {
     async fn create(&self, req: QueryRequest) -> Result<QueryRequest> {
         self.failures.check("create")?;
         self.inner.create(req).await
@@ -88,16 +69,9 @@ impl<S: Store> Store for FailureStore<S> {
         self.failures.check("scan_decision_records")?;
         self.inner.scan_decision_records(uid, after).await
     }
-    async fn archive_history(
-        &self,
-        key: &ObjectKey,
-        uid: &str,
-        first_index: u64,
-        entries: &[HistoryEntry],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
+    async fn archive_history(&self, batch: ArchiveBatch<'_>, fence: Option<&Fence>) -> Result<()> {
         self.failures.check("archive_history")?;
-        self.inner.archive_history(key, uid, first_index, entries, fence).await
+        self.inner.archive_history(batch, fence).await
     }
     async fn archived_history(&self, key: &ObjectKey, uid: &str) -> Result<Vec<ArchivedEntry>> {
         self.failures.check("archived_history")?;
@@ -115,15 +89,9 @@ impl<S: Store> Store for FailureStore<S> {
         self.failures.check("get_lease")?;
         self.inner.get_lease(name).await
     }
-    async fn try_acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        duration_ms: u64,
-        observed: Option<&Lease>,
-    ) -> Result<Option<Lease>> {
+    async fn try_acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>> {
         self.failures.check("try_acquire_lease")?;
-        self.inner.try_acquire_lease(name, holder, duration_ms, observed).await
+        self.inner.try_acquire_lease(claim, observed).await
     }
     async fn renew_lease(&self, name: &str, fence: &Fence) -> Result<Lease> {
         self.failures.check("renew_lease")?;

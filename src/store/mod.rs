@@ -82,6 +82,58 @@ pub struct Lease {
     pub renewed_at_ms: i64,
 }
 
+/// A bid for lease `name` by `holder` for `duration_ms`: what [`Store::try_acquire_lease`] takes.
+#[derive(Clone, Copy, Debug)]
+pub struct LeaseClaim<'a> {
+    pub name: &'a str,
+    pub holder: &'a str,
+    pub duration_ms: u64,
+}
+
+impl<'a> LeaseClaim<'a> {
+    pub fn new(name: &'a str, holder: &'a str, duration_ms: u64) -> Self {
+        LeaseClaim { name, holder, duration_ms }
+    }
+
+    /// Refuses a claim no lease can be held by (an empty holder), before any backend call.
+    pub fn check(&self) -> Result<()> {
+        if self.holder.is_empty() {
+            return Err(StoreError::Other("a lease holder name must not be empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The epoch this claim takes the lease at, given the lease as it stands (`current`) and as
+    /// the claimant last saw it (`observed`); None when the lease is not the claimant's to take.
+    /// The same rule for every backend: absent; unchanged since the caller started watching it
+    /// for a full lease period; or released on shutdown (nobody holds it).
+    pub fn next_epoch(current: Option<&Lease>, observed: Option<&Lease>) -> Option<u64> {
+        match (current, observed) {
+            (None, _) => Some(1),
+            (Some(c), Some(o)) if c.holder == o.holder && c.epoch == o.epoch && c.renewals == o.renewals => {
+                Some(c.epoch + 1)
+            }
+            (Some(c), None) if c.holder.is_empty() => Some(c.epoch + 1),
+            _ => None,
+        }
+    }
+
+    /// The lease this claim writes at `epoch`.
+    pub fn lease(&self, epoch: u64, renewed_at_ms: i64) -> Lease {
+        Lease { holder: self.holder.to_string(), epoch, renewals: 0, duration_ms: self.duration_ms, renewed_at_ms }
+    }
+}
+
+/// History entries leaving the status of request `uid` (`key`) for its archive, numbered from
+/// `first_index` in the request's whole audit trail: what [`Store::archive_history`] takes.
+#[derive(Clone, Copy, Debug)]
+pub struct ArchiveBatch<'a> {
+    pub key: &'a ObjectKey,
+    pub uid: &'a str,
+    pub first_index: u64,
+    pub entries: &'a [HistoryEntry],
+}
+
 /// Label selector: `key=value` pairs that must all match (kubectl's equality-based form).
 pub type LabelSelector = BTreeMap<String, String>;
 
@@ -171,17 +223,10 @@ pub trait Store: Send + Sync + 'static {
     /// controller reads.
     async fn scan_decision_records(&self, uid: &str, after: u64) -> Result<DecisionList>;
 
-    /// Appends history entries evicted from the status of request `uid` (`key`) to its
-    /// append-only archive, numbered from `first_index`. Idempotent: writing the same index
+    /// Appends history entries evicted from a request's status to its append-only archive.
+    /// Idempotent: writing the same index
     /// again (a retried step) stores the same entry once. Fenced like status writes.
-    async fn archive_history(
-        &self,
-        key: &ObjectKey,
-        uid: &str,
-        first_index: u64,
-        entries: &[HistoryEntry],
-        fence: Option<&Fence>,
-    ) -> Result<()>;
+    async fn archive_history(&self, batch: ArchiveBatch<'_>, fence: Option<&Fence>) -> Result<()>;
     /// The archived history of request `uid`, oldest first.
     async fn archived_history(&self, key: &ObjectKey, uid: &str) -> Result<Vec<ArchivedEntry>>;
 
@@ -191,13 +236,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_lease(&self, name: &str) -> Result<Option<Lease>>;
     /// Takes the lease if it is absent or still exactly `observed` (holder, epoch, renewals):
     /// the caller has watched it unchanged for a full lease period. Bumps the epoch.
-    async fn try_acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        duration_ms: u64,
-        observed: Option<&Lease>,
-    ) -> Result<Option<Lease>>;
+    async fn try_acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>>;
     /// Renews a lease still held with `fence`; Err(Fenced) when it was taken over.
     async fn renew_lease(&self, name: &str, fence: &Fence) -> Result<Lease>;
     /// Gives the lease up (on shutdown) so a standby can take over at once.
@@ -217,6 +256,24 @@ pub trait Store: Send + Sync + 'static {
         }
         Ok(m)
     }
+}
+
+/// What a store sets on a request it creates, whatever the client sent: the kind, the
+/// namespace (defaulted), a new uid, generation 1, the creation time, no deletion, no
+/// finalizers (the controller adds its own, through `update_status`) and no status. The
+/// resourceVersion is the backend's to set.
+pub fn stamp_new(req: &mut QueryRequest) {
+    let namespace = req.metadata.namespace().to_string();
+    req.api_version = crate::spec::API_VERSION.to_string();
+    req.kind = crate::spec::KIND.to_string();
+    let m = &mut req.metadata;
+    m.namespace = Some(namespace);
+    m.uid = Some(uuid::Uuid::new_v4().to_string());
+    m.generation = Some(1);
+    m.creation_timestamp = Some(chrono::Utc::now());
+    m.deletion_timestamp = None;
+    m.finalizers.clear();
+    req.status = None;
 }
 
 /// Does the record still need the controller? Not terminal; or a generation it has not

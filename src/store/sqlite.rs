@@ -59,10 +59,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    ArchivedEntry, Change, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, Result, Store, StoreError,
-    is_active,
+    ArchiveBatch, ArchivedEntry, Change, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, LeaseClaim,
+    Result, Store, StoreError, is_active, stamp_new,
 };
-use crate::spec::{API_VERSION, Decision, HistoryEntry, KIND, ObjectKey, Phase, Policy, QueryRequest};
+use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
 
 pub use super::{CONTROLLER_LEASE, notified_marker};
 
@@ -545,18 +545,7 @@ impl Store for SqliteStore {
     async fn create(&self, req: QueryRequest) -> Result<QueryRequest> {
         self.write(move |tx| {
             let mut obj = req;
-            let namespace = obj.metadata.namespace().to_string();
-            obj.api_version = API_VERSION.to_string();
-            obj.kind = KIND.to_string();
-            let m = &mut obj.metadata;
-            m.namespace = Some(namespace);
-            m.uid = Some(uuid::Uuid::new_v4().to_string());
-            m.generation = Some(1);
-            m.creation_timestamp = Some(Utc::now());
-            m.deletion_timestamp = None;
-            // Server-set: the controller adds its finalizers itself, through update_status.
-            m.finalizers.clear();
-            obj.status = None;
+            stamp_new(&mut obj);
             write_request(tx, obj, None)
         })
         .await
@@ -761,14 +750,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn archive_history(
-        &self,
-        key: &ObjectKey,
-        uid: &str,
-        first_index: u64,
-        entries: &[HistoryEntry],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
+    async fn archive_history(&self, batch: ArchiveBatch<'_>, fence: Option<&Fence>) -> Result<()> {
+        let ArchiveBatch { key, uid, first_index, entries } = batch;
         if entries.is_empty() {
             return Ok(());
         }
@@ -834,30 +817,16 @@ impl Store for SqliteStore {
         self.read(move |conn| read_lease(conn, &name)).await
     }
 
-    async fn try_acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        duration_ms: u64,
-        observed: Option<&Lease>,
-    ) -> Result<Option<Lease>> {
-        if holder.is_empty() {
-            return Err(StoreError::Other("a lease holder name must not be empty".into()));
-        }
-        let (name, holder, observed) = (name.to_string(), holder.to_string(), observed.cloned());
+    async fn try_acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>> {
+        claim.check()?;
+        let (name, holder, observed) = (claim.name.to_string(), claim.holder.to_string(), observed.cloned());
+        let duration_ms = claim.duration_ms;
         self.write(move |tx| {
             let current = read_lease(tx, &name)?;
-            let epoch = match (&current, &observed) {
-                (None, _) => 1,
-                // Unchanged since the caller started watching it for a full lease period.
-                (Some(c), Some(o)) if c.holder == o.holder && c.epoch == o.epoch && c.renewals == o.renewals => {
-                    c.epoch + 1
-                }
-                // Released on shutdown: nobody holds it.
-                (Some(c), None) if c.holder.is_empty() => c.epoch + 1,
-                _ => return Ok(None),
+            let Some(epoch) = LeaseClaim::next_epoch(current.as_ref(), observed.as_ref()) else {
+                return Ok(None);
             };
-            let lease = Lease { holder, epoch, renewals: 0, duration_ms, renewed_at_ms: now_ms() };
+            let lease = LeaseClaim::new(&name, &holder, duration_ms).lease(epoch, now_ms());
             write_lease(tx, &name, &lease)?;
             Ok(Some(lease))
         })
@@ -1051,7 +1020,7 @@ mod tests {
             let r = s.create(request("q", &[("team", "growth")])).await.unwrap();
             s.create_decision(&decision(&r, "d", "alice")).await.unwrap();
             s.put_policy(&policy, None).await.unwrap();
-            s.try_acquire_lease(CONTROLLER_LEASE, "a", 5000, None).await.unwrap();
+            s.try_acquire_lease(LeaseClaim::new(CONTROLLER_LEASE, "a", 5000), None).await.unwrap();
             r
         };
         let s = SqliteStore::open(&path).unwrap();
@@ -1102,24 +1071,8 @@ mod tests {
         first.create(request("counter", &[])).await.unwrap();
 
         const PER_WRITER: u64 = 200;
-        let writer = |s: SqliteStore| async move {
-            let mut conflicts = 0u64;
-            for _ in 0..PER_WRITER {
-                loop {
-                    let mut r = s.get(&key("counter")).await.unwrap().unwrap();
-                    let n: u64 = r.metadata.annotations.get("count").map_or(0, |v| v.parse().unwrap());
-                    r.metadata.annotations.insert("count".into(), (n + 1).to_string());
-                    match s.update_spec(&r).await {
-                        Ok(_) => break,
-                        Err(StoreError::Conflict { .. } | StoreError::Unavailable(_)) => conflicts += 1,
-                        Err(e) => panic!("unexpected error: {e}"),
-                    }
-                }
-            }
-            conflicts
-        };
-        let (a, b) = tokio::join!(tokio::spawn(writer(first.clone())), tokio::spawn(writer(second.clone())));
-        let conflicts = a.unwrap() + b.unwrap();
+        let conflicts =
+            conformance::racing_writers_lose_no_update(vec![Arc::new(first), Arc::new(second)], PER_WRITER).await;
         eprintln!("{conflicts} conflicts");
 
         let fresh = SqliteStore::open(&path).unwrap();

@@ -2,8 +2,7 @@
 //! the real `sqlctl aws bootstrap`, the fake Athena/Glue server in front of moto, and the binary
 //! run with the AWS environment.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -31,6 +30,8 @@ pub fn moto_url() -> Option<String> {
 pub const MOTO_SENDER: &str = "AIDAIT2UOQQY3AUEKVGXU";
 
 pub struct AwsWorld {
+    // Dropped first: the controllers stop before moto's resources and the home go.
+    children: Children,
     pub env: Env,
     pub moto: String,
     pub prefix: String,
@@ -39,16 +40,6 @@ pub struct AwsWorld {
     pub fake: FakeAws,
     pub rt: tokio::runtime::Runtime,
     pub sdk: SdkConfig,
-    children: Mutex<Vec<Child>>,
-}
-
-impl Drop for AwsWorld {
-    fn drop(&mut self) {
-        for c in self.children.lock().unwrap().iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 impl AwsWorld {
@@ -79,7 +70,7 @@ impl AwsWorld {
                 .load(),
         );
         let prefix = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-        let mut w = AwsWorld { env, moto, prefix, exports: vec![], fake, rt, sdk, children: Mutex::new(vec![]) };
+        let mut w = AwsWorld { env, moto, prefix, exports: vec![], fake, rt, sdk, children: Children::default() };
         let mut args = vec!["aws", "bootstrap", "--prefix", &w.prefix];
         if register_local {
             args.extend(["--register-local", "tpch"]);
@@ -104,16 +95,8 @@ impl AwsWorld {
 
     /// `sqlctl` with the AWS environment, talking to `endpoint`.
     pub fn cmd_at(&self, endpoint: &str) -> Command {
-        let mut c = self.env.cmd();
-        c.env("SQLCTL_BACKEND", "aws")
-            .env("AWS_ENDPOINT_URL", endpoint)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-            .env("SQLCTL_SQS_SENDERS", format!("{MOTO_SENDER}=alice"));
+        let mut c = self.env.aws_cmd(endpoint);
+        c.env("SQLCTL_BACKEND", "aws").env("SQLCTL_SQS_SENDERS", format!("{MOTO_SENDER}=alice"));
         for (k, v) in &self.exports {
             c.env(k, v);
         }
@@ -148,16 +131,13 @@ impl AwsWorld {
     /// Starts `sqlctl controller` against the fake (which forwards to moto), with short lease
     /// timings so that a takeover test is quick.
     pub fn controller(&self, args: &[&str]) -> u32 {
-        self.controller_with(
-            &["--retry-period", "200ms", "--renew-deadline", "1s", "--lease-duration", "2s", "--resync", "2s"],
-            args,
-        )
+        self.controller_with(FAST_LEASE, args)
     }
 
     /// Starts a controller with the default lease timings and resync period (load tests: a busy
     /// moto on a busy machine can take longer than a second to answer a renewal).
     pub fn controller_with(&self, lease: &[&str], args: &[&str]) -> u32 {
-        let i = self.children.lock().unwrap().len();
+        let i = self.children.len();
         let log = self.env.home.path().join(format!("aws-controller-{i}.log"));
         let f = std::fs::File::create(&log).unwrap();
         let child = self
@@ -171,9 +151,7 @@ impl AwsWorld {
             .stderr(f)
             .spawn()
             .unwrap();
-        let pid = child.id();
-        self.children.lock().unwrap().push(child);
-        pid
+        self.children.push(child)
     }
 
     pub fn controller_log(&self, i: usize) -> String {
@@ -182,24 +160,11 @@ impl AwsWorld {
 
     /// The exit code of a controller that has exited, None while it runs.
     pub fn exited(&self, pid: u32) -> Option<i32> {
-        let mut kids = self.children.lock().unwrap();
-        let c = kids.iter_mut().find(|c| c.id() == pid)?;
-        c.try_wait().ok().flatten().map(|st| st.code().unwrap_or(-1))
+        self.children.exited(pid)
     }
 
     pub fn wait_child(&self, pid: u32, timeout: Duration) -> Option<i32> {
-        let start = Instant::now();
-        while start.elapsed() < timeout {
-            let mut kids = self.children.lock().unwrap();
-            if let Some(c) = kids.iter_mut().find(|c| c.id() == pid)
-                && let Ok(Some(st)) = c.try_wait()
-            {
-                return Some(st.code().unwrap_or(-1));
-            }
-            drop(kids);
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        None
+        self.children.wait(pid, timeout)
     }
 
     pub fn get(&self, name: &str) -> serde_json::Value {

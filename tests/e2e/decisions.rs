@@ -41,29 +41,7 @@ fn allow_list_and_four_eyes_are_enforced_by_the_cli_and_the_controller() {
 
     // A decision written behind the CLI's back (as a queue consumer might) is re-checked by
     // the controller and refused with a condition.
-    let v = env.get("guarded");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sqlctl::store::Store;
-        let store = sqlctl::store::sqlite::SqliteStore::open(env.home.path().join("state.db")).unwrap();
-        let d = sqlctl::spec::Decision {
-            id: "forged-1".into(),
-            namespace: "default".into(),
-            name: "guarded".into(),
-            uid: v["metadata"]["uid"].as_str().unwrap().into(),
-            generation: 1,
-            round: v["status"]["approvalRound"].as_u64().unwrap() as u32,
-            sql_digest: digest.clone(),
-            decision: sqlctl::spec::DecisionKind::Approve,
-            feedback: None,
-            comment: None,
-            by: "mallory".into(),
-            at: chrono::Utc::now(),
-            source: "test".into(),
-            allow_over_budget: false,
-        };
-        store.create_decision(&d).await.unwrap();
-    });
+    env.forge_approvals("guarded", &digest, &[("forged-1".into(), "mallory".into())]);
     let start = std::time::Instant::now();
     loop {
         let v = env.get("guarded");

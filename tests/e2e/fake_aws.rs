@@ -19,7 +19,6 @@
 //! (every start is refused with `TooManyRequestsException`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -35,17 +34,7 @@ use sqlctl::catalog::Table;
 pub struct FakeAws {
     pub url: String,
     pub state: Arc<FakeState>,
-    _stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for FakeAws {
-    fn drop(&mut self) {
-        drop(self._stop.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
+    _server: crate::harness::Served,
 }
 
 /// Glue served by the fake: one database's tables, `page` per `GetTables` page.
@@ -102,25 +91,9 @@ impl FakeAws {
             calls: Mutex::new(BTreeMap::new()),
             athena: Mutex::new(Athena::default()),
         });
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<SocketAddr>();
         let st = state.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                addr_tx.send(listener.local_addr().unwrap()).unwrap();
-                let app = axum::Router::new().fallback(handle).with_state(st);
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        let addr = addr_rx.recv().unwrap();
-        FakeAws { url: format!("http://{addr}"), state, _stop: Some(stop_tx), thread: Some(thread) }
+        let server = crate::harness::Served::start(2, |_| axum::Router::new().fallback(handle).with_state(st));
+        FakeAws { url: server.url(), state, _server: server }
     }
 
     /// Calls so far by (service, operation).

@@ -58,40 +58,24 @@ struct Shared {
 /// An HTTP server on 127.0.0.1:0 on a runtime of its own, answering the n-th message with
 /// `script(n, message)`. Dropping it releases hung answers and stops it.
 struct Webhook {
-    port: u16,
     shared: Arc<Shared>,
-    stop: tokio::sync::watch::Sender<bool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Served,
 }
 
 impl Webhook {
     fn start(script: impl Fn(usize, &Seen) -> Reply + Send + Sync + 'static) -> Webhook {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (stop, stopped) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared { seen: Mutex::new(vec![]), script: Box::new(script), stop: stopped.clone() });
-        let state = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(handle).with_state(state);
-                let mut stopped = stopped;
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        let _ = stopped.wait_for(|v| *v).await;
-                    })
-                    .await
-                    .unwrap();
-            });
+        let mut shared = None;
+        let server = Served::start(1, |stopping| {
+            let state = Arc::new(Shared { seen: Mutex::new(vec![]), script: Box::new(script), stop: stopping });
+            shared = Some(state.clone());
+            axum::Router::new().fallback(handle).with_state(state)
         });
-        Webhook { port, shared, stop, thread: Some(thread) }
+        Webhook { shared: shared.unwrap(), server }
     }
 
     /// The webhook URL as Google hands it out, with its key and token.
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/v1/spaces/AAAAtest/messages?key={KEY}&token={TOKEN}", self.port)
+        format!("{}/v1/spaces/AAAAtest/messages?key={KEY}&token={TOKEN}", self.server.url())
     }
 
     fn seen(&self) -> Vec<Seen> {
@@ -107,15 +91,6 @@ impl Webhook {
             }
             assert!(start.elapsed() < timeout, "the webhook got {} of {n} messages: {s:#?}", s.len());
             std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
         }
     }
 }

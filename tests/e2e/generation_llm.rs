@@ -76,53 +76,24 @@ struct Shared {
 /// An HTTP server on 127.0.0.1:0, on a runtime of its own (so sync tests and the binary can use
 /// it), answering the n-th request (from 0) with `script(n, request)`. Stops when dropped.
 struct Fake {
-    port: u16,
     shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Served,
 }
 
 impl Fake {
     fn start(script: impl Fn(usize, &Recorded) -> Reply + Send + Sync + 'static) -> Fake {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared { requests: Mutex::new(Vec::new()), script: Box::new(script) });
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let state = shared.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(handle).with_state(state);
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                    .unwrap();
-            });
-        });
-        Fake { port, shared, stop: Some(stop), thread: Some(thread) }
+        let server = Served::start(1, |_| axum::Router::new().fallback(handle).with_state(state));
+        Fake { shared, server }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -3,28 +3,20 @@
 //! Done, that URI is the output location, `sqlctl results` reads it back from S3, the chart goes
 //! next to it, and a missing bucket fails the request with what to fix.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use crate::aws_support::moto_url;
 use crate::harness::*;
 
 /// A local-backend home whose controller and `results` talk to moto's S3.
 struct S3Home {
+    // Dropped first: the controller stops before its home goes.
+    children: Children,
     env: Env,
     moto: String,
     results: String,
     rt: tokio::runtime::Runtime,
     s3: aws_sdk_s3::Client,
-    children: Vec<Child>,
-}
-
-impl Drop for S3Home {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 impl S3Home {
@@ -50,7 +42,7 @@ impl S3Home {
             results: format!("s3://{bucket}/team/results"),
             rt,
             s3,
-            children: Vec::new(),
+            children: Children::default(),
         })
     }
 
@@ -60,15 +52,8 @@ impl S3Home {
 
     /// `sqlctl` on the local backend with AWS pointed at moto and `SQLCTL_RESULTS_S3` set.
     fn cmd(&self) -> Command {
-        let mut c = self.env.cmd();
-        c.env("AWS_ENDPOINT_URL", &self.moto)
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_CONFIG_FILE", "/nonexistent")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-            .env("SQLCTL_RESULTS_S3", &self.results);
+        let mut c = self.env.aws_cmd(&self.moto);
+        c.env("SQLCTL_RESULTS_S3", &self.results);
         c
     }
 
@@ -77,7 +62,7 @@ impl S3Home {
     }
 
     /// Starts the controller (its log is `controller-0.log`, which `wait_phase` prints).
-    fn controller(&mut self) {
+    fn controller(&self) {
         let log = std::fs::File::create(self.env.home.path().join("controller-0.log")).unwrap();
         let child = self
             .cmd()
@@ -101,7 +86,7 @@ const SQL: &str = "select r_name, count(*) as nations from region join nation on
 
 #[test]
 fn the_local_engine_uploads_results_and_charts_to_s3() {
-    let Some(mut h) = S3Home::new(true) else { return };
+    let Some(h) = S3Home::new(true) else { return };
     h.controller();
     assert_eq!(h.env.apply(&sql_spec("regions", SQL)).code, 0);
     h.env.wait_phase("regions", "AwaitingApproval", T);
@@ -153,7 +138,7 @@ fn the_local_engine_uploads_results_and_charts_to_s3() {
 
 #[test]
 fn a_missing_bucket_fails_the_request_with_what_to_fix() {
-    let Some(mut h) = S3Home::new(false) else { return };
+    let Some(h) = S3Home::new(false) else { return };
     h.controller();
     assert_eq!(h.env.apply(&sql_spec("nobucket", SQL)).code, 0);
     h.env.wait_phase("nobucket", "AwaitingApproval", T);

@@ -206,38 +206,14 @@ fn the_audit_trail_is_archived_not_cut_past_100_refused_decisions() {
     std::fs::write(&policy, "approvers: [bob]\n").unwrap();
     env.controller(&["--policy", policy.to_str().unwrap()]);
     assert_eq!(env.apply(&sql_spec("audited", "select count(*) as n from region")).code, 0);
-    let v = env.wait_phase("audited", "AwaitingApproval", T);
+    env.wait_phase("audited", "AwaitingApproval", T);
     let digest = env.digest("audited");
-    let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
-    let round = v["status"]["approvalRound"].as_u64().unwrap() as u32;
 
     // 130 decisions from people the policy does not allow, written behind the CLI's back (as a
     // queue consumer might), all in one round.
     const N: usize = 130;
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sqlctl::store::Store;
-        let store = sqlctl::store::sqlite::SqliteStore::open(env.home.path().join("state.db")).unwrap();
-        for i in 0..N {
-            let d = sqlctl::spec::Decision {
-                id: format!("refused-{i:03}"),
-                namespace: "default".into(),
-                name: "audited".into(),
-                uid: uid.clone(),
-                generation: 1,
-                round,
-                sql_digest: digest.clone(),
-                decision: sqlctl::spec::DecisionKind::Approve,
-                feedback: None,
-                comment: None,
-                by: format!("mallory{i:03}"),
-                at: chrono::Utc::now(),
-                source: "test".into(),
-                allow_over_budget: false,
-            };
-            store.create_decision(&d).await.unwrap();
-        }
-    });
+    let forged: Vec<(String, String)> = (0..N).map(|i| (format!("refused-{i:03}"), format!("mallory{i:03}"))).collect();
+    env.forge_approvals("audited", &digest, &forged);
     // Wait until every refusal is in the trail (status or archive): the controller may see the
     // records over more than one step while they are being written.
     let refusals = |env: &Env| {

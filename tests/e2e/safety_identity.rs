@@ -9,8 +9,7 @@
 //! * `sqlctl … | head` exits quietly.
 
 use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -19,37 +18,6 @@ use crate::aws_support::*;
 use crate::harness::*;
 
 const AWS_T: Duration = Duration::from_secs(90);
-
-/// Background processes of one test, killed when it ends.
-#[derive(Default)]
-struct Kids(Mutex<Vec<Child>>);
-
-impl Kids {
-    fn spawn(&self, mut c: Command, log: std::path::PathBuf) -> u32 {
-        let f = std::fs::File::create(log).unwrap();
-        let child = c.stdout(Stdio::null()).stderr(f).spawn().unwrap();
-        let pid = child.id();
-        self.0.lock().unwrap().push(child);
-        pid
-    }
-
-    fn stop(&self, pid: u32) {
-        let mut kids = self.0.lock().unwrap();
-        if let Some(c) = kids.iter_mut().find(|c| c.id() == pid) {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Kids {
-    fn drop(&mut self) {
-        for c in self.0.lock().unwrap().iter_mut() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 fn history_has(v: &serde_json::Value, event: &str, by: &str) -> bool {
     v["status"]["history"].as_array().is_some_and(|h| h.iter().any(|e| e["event"] == event && e["by"] == by))
@@ -139,18 +107,9 @@ fn identities_compare_normalised_for_sqs_relay_deciders() {
     // A trusted relay (a chat bot) names who decided; the requester on --backend aws is moto's
     // one IAM user, `arn:aws:sts::123456789012:user/moto`: without an identities map, `moto`. Every spelling of moto is moto: four-eyes refuses them all.
     let Some(w) = AwsWorld::new(false) else { return };
-    let kids = Kids::default();
+    let kids = Children::default();
     let mut c = w.cmd_at(&w.fake.url);
-    c.env("SQLCTL_SQS_TRUSTED_RELAYS", MOTO_SENDER).args([
-        "controller",
-        "--retry-period",
-        "200ms",
-        "--renew-deadline",
-        "1s",
-        "--lease-duration",
-        "2s",
-        "--resync",
-        "2s",
+    c.env("SQLCTL_SQS_TRUSTED_RELAYS", MOTO_SENDER).arg("controller").args(FAST_LEASE).args([
         "--generator",
         "offline",
         "--four-eyes",
@@ -203,24 +162,10 @@ fn configuration_errors_are_not_sql_errors_a_missing_workgroup_waits_with_a_cond
     // Athena straight from moto (which refuses a start in a workgroup that does not exist), Glue
     // from moto too (the test warehouse registered by bootstrap).
     let Some(w) = AwsWorld::new(true) else { return };
-    let kids = Kids::default();
+    let kids = Children::default();
     let controller = |workgroup: &str, log: &str| {
         let mut c = w.cmd_at(&w.moto);
-        c.args([
-            "controller",
-            "--retry-period",
-            "200ms",
-            "--renew-deadline",
-            "1s",
-            "--lease-duration",
-            "2s",
-            "--resync",
-            "2s",
-            "--generator",
-            "offline",
-            "--athena-workgroup",
-            workgroup,
-        ]);
+        c.arg("controller").args(FAST_LEASE).args(["--generator", "offline", "--athena-workgroup", workgroup]);
         kids.spawn(c, w.env.home.path().join(log))
     };
     let first = controller("no-such-workgroup", "wg-missing.log");

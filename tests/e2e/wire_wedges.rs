@@ -206,35 +206,14 @@ fn hole7_ask_keeps_the_stored_policy_and_four_eyes_holds() {
         .stderr(log)
         .spawn()
         .unwrap();
-    let v = env.wait_phase("mine", "AwaitingApproval", T);
+    env.wait_phase("mine", "AwaitingApproval", T);
     assert_eq!(stored().as_ref(), Some(&before), "ask's controller left the stored policy alone");
     let digest = env.digest("mine");
     let o = env.run(&["approve", "mine", "--digest", &digest]);
     assert_eq!(o.code, 1, "{o:?}");
     assert!(o.stderr.contains("four-eyes"), "{o:?}");
     // A record written behind the CLI's back is refused by the in-process controller too.
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        use sqlctl::store::Store;
-        let s = sqlctl::store::sqlite::SqliteStore::open(env.home.path().join("state.db")).unwrap();
-        let d = sqlctl::spec::Decision {
-            id: "self-approval".into(),
-            namespace: "default".into(),
-            name: "mine".into(),
-            uid: v["metadata"]["uid"].as_str().unwrap().into(),
-            generation: 1,
-            round: v["status"]["approvalRound"].as_u64().unwrap() as u32,
-            sql_digest: digest.clone(),
-            decision: sqlctl::spec::DecisionKind::Approve,
-            feedback: None,
-            comment: None,
-            by: "tester".into(),
-            at: chrono::Utc::now(),
-            source: "test".into(),
-            allow_over_budget: false,
-        };
-        s.create_decision(&d).await.unwrap();
-    });
+    env.forge_approvals("mine", &digest, &[("self-approval".into(), "tester".into())]);
     let v = wait_until(&env, "mine", "self-approval refused", |v| {
         conditions(v).iter().any(|c| c["type"] == "DecisionRefused")
     });

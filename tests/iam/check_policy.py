@@ -99,7 +99,7 @@ TRANSACT_ITEM_ACTIONS = {
 #: path -> function names (None: the whole file). Terraform creates these resources instead.
 ADMIN_ONLY = {
     "src/cli/aws.rs": None,  # `sqlctl aws bootstrap` / `whoami`, run with an administrator's credentials
-    "src/store/dynamodb.rs": {"create_table"},  # called by bootstrap only
+    "src/store/dynamodb/bootstrap.rs": {"create_table"},  # called by bootstrap only
     "src/catalog/glue.rs": {"register_tables"},  # `bootstrap --register-local` only
 }
 
@@ -143,7 +143,7 @@ RESOURCE_REFS = {
 #: what the code writes minus those, so a new attribute cannot silently break (or widen) the
 #: people's roles.
 ATTRIBUTE_LISTS = {
-    "request_create_attributes": ("src/store/dynamodb.rs", ("request_item_mut", "change_attrs"), {"st", "ttl"}),
+    "request_create_attributes": ("src/store/dynamodb/codec.rs", ("request_item_mut", "change_attrs"), {"st", "ttl"}),
 }
 
 #: Policy documents the task role's inline policies come from are found through this role.
@@ -985,7 +985,7 @@ def self_test(root: Path) -> list[str]:
     case(
         "an ambiguous operation name",
         append(
-            "src/store/dynamodb.rs",
+            "src/store/dynamodb/mod.rs",
             "\nasync fn probe(x: &aws_sdk_glue::Client) {\n    let _ = x.delete_table();\n}\n",
         ),
         "does not say which",

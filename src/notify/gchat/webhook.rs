@@ -309,17 +309,14 @@ mod tests {
             let conf = config_for(&url).await;
             let sm = crate::aws::secretsmanager(&conf);
             let srv = server(|_| (200, vec![], Duration::ZERO)).await;
-            let name = unique("gchat-webhook");
-            let arn = sm
-                .create_secret()
-                .name(&name)
-                .secret_string(json!({ "url": srv.url }).to_string())
-                .send()
-                .await
-                .unwrap()
-                .arn()
-                .unwrap()
-                .to_string();
+            let secret = |name: &str, value: String| {
+                let sm = sm.clone();
+                let name = unique(name);
+                async move {
+                    sm.create_secret().name(name).secret_string(value).send().await.unwrap().arn().unwrap().to_string()
+                }
+            };
+            let arn = secret("gchat-webhook", json!({ "url": srv.url }).to_string()).await;
             let c = GoogleChat::new(
                 WebhookSource::SecretsManager(SecretWebhook::new(sm.clone(), &arn)),
                 fast(),
@@ -343,17 +340,7 @@ mod tests {
             assert_eq!(d.undelivered[0].reason, REASON_WEBHOOK_UNAVAILABLE, "{d:?}");
             assert!(d.undelivered[0].message.contains("GetSecretValue"), "{d:?}");
             // A secret that is no webhook: refused without repeating it.
-            let bad = unique("gchat-bad");
-            let bad_arn = sm
-                .create_secret()
-                .name(&bad)
-                .secret_string("ftp://SECRETHOST/x")
-                .send()
-                .await
-                .unwrap()
-                .arn()
-                .unwrap()
-                .to_string();
+            let bad_arn = secret("gchat-bad", "ftp://SECRETHOST/x".into()).await;
             let e = SecretWebhook::new(sm, bad_arn).fetch().await.unwrap_err();
             assert!(e.contains("https://") && !e.contains("SECRETHOST"), "{e}");
         }

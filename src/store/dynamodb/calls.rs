@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, CancellationReason, ConditionCheck, Delete, KeysAndAttributes, Put,
@@ -221,16 +222,19 @@ impl DynamoStore {
         }
     }
 
+    /// Every page of one Query on the table: `build` adds the index, key condition and values
+    /// to a query already aimed at the table.
     pub(super) async fn query_all(
         &self,
-        build: impl Fn() -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+        build: impl Fn(QueryFluentBuilder) -> QueryFluentBuilder,
         op: &str,
     ) -> Result<(Vec<HashMap<String, AttributeValue>>, ReadStats)> {
         let mut out_items = Vec::new();
         let mut stats = ReadStats::default();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
-            let out = build().set_exclusive_start_key(start.take()).send().await.map_err(|e| self.err(op, e))?;
+            let query = build(self.client.query().table_name(&self.table));
+            let out = query.set_exclusive_start_key(start.take()).send().await.map_err(|e| self.err(op, e))?;
             stats.pages += 1;
             stats.scanned += out.scanned_count().max(out.count()) as u64;
             out_items.extend(out.items().iter().cloned());
@@ -250,13 +254,8 @@ impl DynamoStore {
         let ns_prefix = namespace.map(|ns| format!("{ns}/"));
         let (items, _) = self
             .query_all(
-                || {
-                    let q = self
-                        .client
-                        .query()
-                        .table_name(&self.table)
-                        .index_name(INDEX_LIST)
-                        .expression_attribute_values(":lp", s("REQ"));
+                |q| {
+                    let q = q.index_name(INDEX_LIST).expression_attribute_values(":lp", s("REQ"));
                     match &ns_prefix {
                         Some(p) => q
                             .key_condition_expression("lp = :lp AND begins_with(lk, :ns)")

@@ -33,11 +33,8 @@ impl DynamoStore {
                 let cp = format!("C#{minute}#{shard}");
                 let (items, _) = self
                     .query_all(
-                        || {
-                            self.client
-                                .query()
-                                .table_name(&self.table)
-                                .index_name(INDEX_CHANGES)
+                        |q| {
+                            q.index_name(INDEX_CHANGES)
                                 .key_condition_expression("cp = :cp AND mt > :from")
                                 .expression_attribute_values(":cp", s(&cp))
                                 .expression_attribute_values(":from", n(from))

@@ -136,11 +136,8 @@ impl DynamoStore {
         let pk = decision_pk(uid);
         let (items, _) = self
             .query_all(
-                || {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .key_condition_expression("pk = :pk")
+                |q| {
+                    q.key_condition_expression("pk = :pk")
                         .expression_attribute_values(":pk", s(&pk))
                         .consistent_read(true)
                 },
@@ -172,14 +169,8 @@ impl DynamoStore {
     /// `HIST#<uid>#<index>` (so a recreated request of the same name never sees them), in
     /// fenced transactions of at most [`ARCHIVE_BATCH`] entries. A retried step writes the same
     /// index again: the same entry, one item.
-    pub(super) async fn archive_entries(
-        &self,
-        key: &ObjectKey,
-        uid: &str,
-        first_index: u64,
-        entries: &[HistoryEntry],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
+    pub(super) async fn archive_entries(&self, batch: ArchiveBatch<'_>, fence: Option<&Fence>) -> Result<()> {
+        let ArchiveBatch { key, uid, first_index, entries } = batch;
         let now = now_ms();
         let keep = self.retention.max(DECISION_MIN_RETENTION);
         for (chunk_no, chunk) in entries.chunks(ARCHIVE_BATCH).enumerate() {
@@ -210,11 +201,8 @@ impl DynamoStore {
         let prefix = format!("HIST#{uid}#");
         let (items, _) = self
             .query_all(
-                || {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .key_condition_expression("pk = :pk AND begins_with(sk, :p)")
+                |q| {
+                    q.key_condition_expression("pk = :pk AND begins_with(sk, :p)")
                         .expression_attribute_values(":pk", s(&pk))
                         .expression_attribute_values(":p", s(&prefix))
                         .consistent_read(true)

@@ -62,30 +62,14 @@ impl DynamoStore {
         .await
     }
 
-    pub(super) async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        duration_ms: u64,
-        observed: Option<&Lease>,
-    ) -> Result<Option<Lease>> {
-        if holder.is_empty() {
-            return Err(StoreError::Other("a lease holder name must not be empty".into()));
-        }
+    pub(super) async fn acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>> {
+        claim.check()?;
+        let name = claim.name;
         let current = self.read_lease(name).await?;
-        let epoch = match (&current, observed) {
-            (None, _) => 1,
-            (Some(c), Some(o)) if c.holder == o.holder && c.epoch == o.epoch && c.renewals == o.renewals => c.epoch + 1,
-            (Some(c), None) if c.holder.is_empty() => c.epoch + 1,
-            _ => return Ok(None),
+        let Some(epoch) = LeaseClaim::next_epoch(current.as_ref(), observed) else {
+            return Ok(None);
         };
-        let lease = Lease {
-            holder: holder.to_string(),
-            epoch,
-            renewals: 0,
-            duration_ms,
-            renewed_at_ms: Utc::now().timestamp_millis(),
-        };
+        let lease = claim.lease(epoch, Utc::now().timestamp_millis());
         // The write succeeds only if nobody moved the lease since we read it.
         let written = match &current {
             None => self.put_lease(name, &lease, "attribute_not_exists(pk)", vec![]).await?,

@@ -94,10 +94,10 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    ArchivedEntry, Change, DecisionList, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, Result, Store,
-    StoreError, Undecodable,
+    ArchiveBatch, ArchivedEntry, Change, DecisionList, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease,
+    LeaseClaim, Result, Store, StoreError, Undecodable, stamp_new,
 };
-use crate::spec::{API_VERSION, Decision, HistoryEntry, KIND, ObjectKey, Phase, Policy, QueryRequest};
+use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
 use codec::{parse_key_str, s, text};
 
 pub use super::{CONTROLLER_LEASE, notified_marker};
@@ -198,11 +198,8 @@ impl DynamoStore {
     pub async fn list_active_with_stats(&self) -> Result<(Vec<ObjectKey>, ReadStats)> {
         let (items, stats) = self
             .query_all(
-                || {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .index_name(INDEX_ACTIVE)
+                |q| {
+                    q.index_name(INDEX_ACTIVE)
                         .key_condition_expression("act = :a")
                         .expression_attribute_values(":a", s("1"))
                 },
@@ -270,15 +267,8 @@ impl Store for DynamoStore {
         Ok(all.into_iter().filter(|r| r.seq == 0 || r.seq > after).collect())
     }
 
-    async fn archive_history(
-        &self,
-        key: &ObjectKey,
-        uid: &str,
-        first_index: u64,
-        entries: &[HistoryEntry],
-        fence: Option<&Fence>,
-    ) -> Result<()> {
-        self.archive_entries(key, uid, first_index, entries, fence).await
+    async fn archive_history(&self, batch: ArchiveBatch<'_>, fence: Option<&Fence>) -> Result<()> {
+        self.archive_entries(batch, fence).await
     }
 
     async fn archived_history(&self, key: &ObjectKey, uid: &str) -> Result<Vec<ArchivedEntry>> {
@@ -297,14 +287,8 @@ impl Store for DynamoStore {
         self.read_lease(name).await
     }
 
-    async fn try_acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        duration_ms: u64,
-        observed: Option<&Lease>,
-    ) -> Result<Option<Lease>> {
-        self.acquire_lease(name, holder, duration_ms, observed).await
+    async fn try_acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>> {
+        self.acquire_lease(claim, observed).await
     }
 
     async fn renew_lease(&self, name: &str, fence: &Fence) -> Result<Lease> {

@@ -10,19 +10,9 @@ use crate::spec::digest::token;
 impl DynamoStore {
     pub(super) async fn create_request(&self, req: QueryRequest) -> Result<QueryRequest> {
         let mut obj = req;
-        let namespace = obj.metadata.namespace().to_string();
-        obj.api_version = API_VERSION.to_string();
-        obj.kind = KIND.to_string();
+        stamp_new(&mut obj);
         let now = now_ms();
-        let m = &mut obj.metadata;
-        m.namespace = Some(namespace);
-        m.uid = Some(uuid::Uuid::new_v4().to_string());
-        m.generation = Some(1);
-        m.creation_timestamp = Some(Utc::now());
-        m.deletion_timestamp = None;
-        m.finalizers.clear();
-        m.resource_version = Some(new_rv(now));
-        obj.status = None;
+        obj.metadata.resource_version = Some(new_rv(now));
         let item = request_item_mut(&mut obj, self.retention, now)?;
         match self.conditional_put(item, "attribute_not_exists(pk)", vec![], None, vec![]).await? {
             Ok(()) => Ok(obj),

@@ -6,13 +6,9 @@ use crate::generate::offline::lexicon::number_word;
 
 /// Cue words: counting, aggregates, superlatives, top N, grouping, listing, ordering.
 pub(super) fn find_cues(p: &mut Parse) {
-    let n = p.toks.len();
     let mut i = 0;
-    while i < n {
-        if p.used[i] {
-            i += 1;
-            continue;
-        }
+    while let Some(at) = p.next_free(i) {
+        i = at;
         let w = p.low(i).to_string();
         let next = p.low(i + 1).to_string();
         match w.as_str() {

@@ -69,11 +69,8 @@ pub(super) fn find_dates(p: &mut Parse) {
         None
     };
     let mut i = 0;
-    while i < n {
-        if p.used[i] {
-            i += 1;
-            continue;
-        }
+    while let Some(at) = p.next_free(i) {
+        i = at;
         let w = p.low(i).to_string();
         // between A and B / from A to B
         if (w == "between" || w == "from")

@@ -289,6 +289,12 @@ impl Parse {
         i < self.toks.len() && !self.used[i]
     }
 
+    /// The first token at or after `i` that no finder has taken yet: where a finder's scan
+    /// goes on.
+    pub(super) fn next_free(&self, i: usize) -> Option<usize> {
+        (i..self.toks.len()).find(|&j| !self.used[j])
+    }
+
     pub(super) fn mention_at(&self, i: usize) -> Option<&Mention> {
         self.mentions.iter().find(|m| m.start <= i && i < m.end)
     }

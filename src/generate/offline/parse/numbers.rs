@@ -4,7 +4,6 @@ use super::{NumHit, Op, Parse, is_filler};
 
 /// Comparisons with numbers: "over 9000", "at least 40", "between 10 and 20".
 pub(super) fn find_numbers(p: &mut Parse) {
-    let n = p.toks.len();
     let num_at = |p: &Parse, i: usize| -> Option<(f64, String)> {
         let t = p.toks.get(i)?;
         if p.used[i] {
@@ -13,11 +12,8 @@ pub(super) fn find_numbers(p: &mut Parse) {
         t.num.map(|v| (v, t.raw.replace([',', '$'], "")))
     };
     let mut i = 0;
-    while i < n {
-        if p.used[i] {
-            i += 1;
-            continue;
-        }
+    while let Some(at) = p.next_free(i) {
+        i = at;
         let w = p.low(i).to_string();
         let next = p.low(i + 1).to_string();
         let (op, len) = match (w.as_str(), next.as_str()) {
