@@ -18,8 +18,8 @@ use crate::generate::{GenerateError, GenerateInput, PriorTurn};
 use crate::guard;
 use crate::spec::quantity::human_bytes;
 use crate::spec::{
-    ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, DecisionsSeen, EffectiveLimits, EngineKind, Execution,
-    Generated, HistoryEntry, Phase, QueryRequest, QueryRequestStatus, digest::token, sql_digest,
+    ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, DecisionsSeen, EffectiveLimits, EngineKind, Estimate,
+    Execution, Generated, HistoryEntry, Phase, QueryRequest, QueryRequestStatus, digest::token, sql_digest,
 };
 use crate::store::{ArchiveBatch, notified_marker};
 
@@ -40,6 +40,12 @@ pub const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Default)]
 #[must_use]
 struct Change {
+    /// Starts the status over for generation `n`: the phase and the audit trail are kept,
+    /// everything the old generation decided or ran is cleared. Applied first.
+    restart_at: Option<u64>,
+    /// Opens a new approval round that ends at this deadline: the round number moves on and
+    /// nothing is requested, decided or run in it yet.
+    open_round: Option<chrono::DateTime<Utc>>,
     phase: Option<Phase>,
     /// `(type, status, reason, message)`, set in order.
     conditions: Vec<(&'static str, &'static str, String, String)>,
@@ -50,6 +56,7 @@ struct Change {
     generated: Option<Option<Generated>>,
     decisions_seen: Option<DecisionsSeen>,
     pre_approval_attempts: Option<u32>,
+    estimate: Option<Option<Estimate>>,
     charted: Option<crate::chart::Produced>,
     /// Adds (true) or removes (false) the cancel finalizer.
     cancel_finalizer: Option<bool>,
@@ -58,6 +65,11 @@ struct Change {
 impl Change {
     fn to(phase: Phase) -> Self {
         Change { phase: Some(phase), ..Default::default() }
+    }
+
+    fn phase(mut self, phase: Phase) -> Self {
+        self.phase = Some(phase);
+        self
     }
 
     /// The request ends Failed: `cond` and `Ready` say why, the history records it, and no
@@ -106,7 +118,10 @@ impl Change {
 
     /// Nothing to write.
     fn is_empty(&self) -> bool {
-        self.phase.is_none()
+        self.restart_at.is_none()
+            && self.open_round.is_none()
+            && self.estimate.is_none()
+            && self.phase.is_none()
             && self.conditions.is_empty()
             && self.history.is_empty()
             && self.execution.is_none()
@@ -329,6 +344,8 @@ impl Reconciler<'_> {
     /// the graph), conditions, history, finalizer.
     fn stage(&mut self, change: Change) {
         let Change {
+            restart_at,
+            open_round,
             phase,
             conditions,
             history,
@@ -337,9 +354,29 @@ impl Reconciler<'_> {
             generated,
             decisions_seen,
             pre_approval_attempts,
+            estimate,
             charted,
             cancel_finalizer,
         } = change;
+        if let Some(generation) = restart_at {
+            self.status = QueryRequestStatus {
+                phase: self.status.phase,
+                observed_generation: generation,
+                history: std::mem::take(&mut self.status.history),
+                history_archived: self.status.history_archived,
+                ..Default::default()
+            };
+        }
+        if let Some(deadline) = open_round {
+            self.status.approval_round += 1;
+            self.status.approval_deadline = Some(deadline);
+            self.status.approval_requested = false;
+            self.status.approval = None;
+            self.status.execution = None;
+        }
+        if let Some(e) = estimate {
+            self.status.estimate = e;
+        }
         if let Some(n) = pre_approval_attempts {
             self.status.pre_approval_attempts = n;
         }
@@ -450,23 +487,13 @@ impl Reconciler<'_> {
                 let _ = engine.cancel(id).await;
             }
         }
-        let history = std::mem::take(&mut self.status.history);
-        let history_archived = self.status.history_archived;
-        self.status = QueryRequestStatus {
-            phase: self.status.phase,
-            observed_generation: generation,
-            history,
-            history_archived,
-            ..Default::default()
-        };
-        self.enter(Phase::Pending);
         let mut e = Self::event("Observed");
         e.message = Some(format!("generation {generation} observed"));
-        self.history(e);
-        self.status.set_condition("Ready", "False", "Pending", "");
-        self.req.metadata.finalizers.retain(|f| f != CANCEL_FINALIZER);
-        self.write().await?;
-        Ok(Action::requeue(Duration::ZERO))
+        let change = Change { restart_at: Some(generation), ..Change::to(Phase::Pending) }
+            .event(e)
+            .condition("Ready", "False", "Pending", "")
+            .cancel_finalizer(false);
+        self.finish(Step::now(change)).await
     }
 
     /// Pending: guard hand-written SQL, or generate (with self-correction) from the question.
@@ -648,33 +675,22 @@ impl Reconciler<'_> {
     async fn pre_approval_failed(&mut self, e: Error) -> Result<Action, Error> {
         // Only what was stored counts: drop whatever the failed step changed in memory.
         self.status = self.req.status.clone().unwrap_or_default();
-        self.status.pre_approval_attempts += 1;
-        let n = self.status.pre_approval_attempts;
+        let n = self.status.pre_approval_attempts + 1;
         let why = approval::bound_text(&e.to_string(), 500);
         tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), attempt = n, error = %why, "pre-approval attempt failed");
-        if n >= MAX_PRE_APPROVAL_ATTEMPTS {
-            self.status.set_condition(
-                "PreApproval",
-                "False",
-                "AttemptsExhausted",
-                format!("attempt {n} of {MAX_PRE_APPROVAL_ATTEMPTS} failed: {why}"),
-            );
-            self.fail(
-                "Generated",
-                "PreApprovalAttemptsExhausted",
-                format!("{n} pre-approval attempts failed; last error: {why}"),
-            );
-            self.write().await?;
-            return Ok(Action::requeue(Duration::ZERO));
-        }
-        self.status.set_condition(
-            "PreApproval",
-            "False",
-            "AttemptFailed",
-            format!("attempt {n} of {MAX_PRE_APPROVAL_ATTEMPTS} failed: {why}"),
-        );
-        self.write().await?;
-        Err(e)
+        let exhausted = n >= MAX_PRE_APPROVAL_ATTEMPTS;
+        let attempt = format!("attempt {n} of {MAX_PRE_APPROVAL_ATTEMPTS} failed: {why}");
+        let mut change = if exhausted {
+            let last = format!("{n} pre-approval attempts failed; last error: {why}");
+            Change::failed("Generated", "PreApprovalAttemptsExhausted", last)
+        } else {
+            Change::default()
+        };
+        let reason = if exhausted { "AttemptsExhausted" } else { "AttemptFailed" };
+        change.conditions.insert(0, ("PreApproval", "False", reason.into(), attempt));
+        change.pre_approval_attempts = Some(n);
+        self.apply(change).await?;
+        if exhausted { Ok(Action::requeue(Duration::ZERO)) } else { Err(e) }
     }
 
     /// The SQL that goes to approval: recorded with its digest, and the attempt count reset.
@@ -693,22 +709,13 @@ impl Reconciler<'_> {
     /// decision (the request carries the estimate, so the queue message, the chat card and the
     /// console show it).
     async fn enter_awaiting_approval(&mut self) -> Result<Action, Error> {
-        self.estimate().await;
         let timeout = approval::approval_timeout(&self.ctx.policy, &self.req);
         let deadline = Utc::now() + chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::days(1));
-        self.status.approval_round += 1;
-        self.status.approval_deadline = Some(deadline);
-        self.status.approval_requested = false;
-        self.status.approval = None;
-        self.status.execution = None;
-        self.enter(Phase::AwaitingApproval);
-        self.status.set_condition(
-            "Approved",
-            "Unknown",
-            "AwaitingApproval",
-            format!("waiting for a decision until {}", deadline.to_rfc3339()),
-        );
-        self.write().await?;
+        let waiting = format!("waiting for a decision until {}", deadline.to_rfc3339());
+        let change = Change { open_round: Some(deadline), ..self.estimate().await }
+            .phase(Phase::AwaitingApproval)
+            .condition("Approved", "Unknown", "AwaitingApproval", waiting);
+        self.apply(change).await?;
         self.send_approval_request().await
     }
 
@@ -716,7 +723,7 @@ impl Reconciler<'_> {
     /// `limits.maxBytesScanned`, `BudgetExceeded`. Never blocks the request: an engine that
     /// cannot estimate (or takes longer than [`ESTIMATE_TIMEOUT`]) leaves no estimate, says why
     /// in `Estimated=False`, and the runtime budget check still applies.
-    async fn estimate(&mut self) {
+    async fn estimate(&self) -> Change {
         let kind = self.engine_kind();
         let sql = self.status.generated.as_ref().map(|g| g.sql.clone()).unwrap_or_default();
         let db = self.req.spec.catalog.database.clone();
@@ -728,23 +735,20 @@ impl Reconciler<'_> {
                 Err(_) => Err(format!("no estimate within {}s", ESTIMATE_TIMEOUT.as_secs())),
             },
         };
-        match outcome {
-            Ok(e) => {
-                self.status.set_condition("Estimated", "True", "Estimated", e.method.clone());
-                self.status.estimate = Some(e);
-            }
+        let (change, estimate) = match outcome {
+            Ok(e) => (Change::default().condition("Estimated", "True", "Estimated", e.method.clone()), Some(e)),
             Err(why) => {
                 tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), error = %why, "no scan estimate");
-                self.status.estimate = None;
-                self.status.set_condition("Estimated", "False", "EstimateFailed", why);
+                (Change::default().condition("Estimated", "False", "EstimateFailed", why), None)
             }
-        }
-        let Some(budget) = self.req.spec.effective_limits().max_bytes_scanned else { return };
+        };
+        let change = Change { estimate: Some(estimate.clone()), ..change };
+        let Some(budget) = self.req.spec.effective_limits().max_bytes_scanned else { return change };
         let name = self.name().to_string();
-        match approval::estimate_over_budget(self.status.estimate.as_ref(), Some(budget)) {
+        match approval::estimate_over_budget(estimate.as_ref(), Some(budget)) {
             Some(over) => {
-                let cost = self.status.estimate.as_ref().map(|e| e.cost_usd).unwrap_or(0.0);
-                self.status.set_condition(
+                let cost = estimate.as_ref().map(|e| e.cost_usd).unwrap_or(0.0);
+                change.condition(
                     "BudgetExceeded",
                     "True",
                     "EstimateOverBudget",
@@ -753,18 +757,18 @@ impl Reconciler<'_> {
                         human_bytes(over.estimate),
                         human_bytes(over.budget)
                     ),
-                );
+                )
             }
-            None if self.status.estimate.is_some() => {
-                let estimate = self.status.estimate.as_ref().map(|e| e.bytes).unwrap_or(0);
-                self.status.set_condition(
+            None if estimate.is_some() => {
+                let bytes = estimate.as_ref().map(|e| e.bytes).unwrap_or(0);
+                change.condition(
                     "BudgetExceeded",
                     "False",
                     "WithinBudget",
-                    format!("estimated scan {} of {}", human_bytes(estimate), human_bytes(budget)),
-                );
+                    format!("estimated scan {} of {}", human_bytes(bytes), human_bytes(budget)),
+                )
             }
-            None => self.status.set_condition(
+            None => change.condition(
                 "BudgetExceeded",
                 "Unknown",
                 "EstimateUnavailable",
