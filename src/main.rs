@@ -50,11 +50,31 @@ fn init_logging(format: &str, filter: Option<&str>, controller: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if controller { "info" } else { "warn" };
     let filter = EnvFilter::try_new(filter.unwrap_or(default)).unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(use_colour(std::io::IsTerminal::is_terminal(&std::io::stderr()), std::env::var_os("NO_COLOR")));
     if format == "json" {
         // `span`: the reconcile a line was logged in (namespace, name, uid, generation, reason).
         builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
     } else {
         builder.with_target(false).init();
+    }
+}
+
+/// Colour codes in text logs only on a terminal, and never when `NO_COLOR` is set to anything
+/// (<https://no-color.org>): a log redirected to a file or collected by a supervisor stays plain.
+fn use_colour(stderr_is_terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(super::use_colour(true, None));
+        assert!(!super::use_colour(false, None), "redirected: plain");
+        assert!(!super::use_colour(true, Some("1".into())), "NO_COLOR set");
+        assert!(super::use_colour(true, Some("".into())), "NO_COLOR empty counts as unset");
     }
 }

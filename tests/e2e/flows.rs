@@ -215,3 +215,18 @@ fn controller_serves_health_readiness_and_metrics() {
     assert!(v["uid"].as_str().is_some_and(|u| !u.is_empty()));
     assert_eq!(v["generation"], 1);
 }
+
+#[test]
+fn text_logs_redirected_to_a_file_carry_no_colour_codes() {
+    // The harness's controllers log to a file, in the default text format, without NO_COLOR.
+    let env = Env::new();
+    env.controller(&[]);
+    env.apply(&sql_spec("plain", "select count(*) from nation"));
+    env.wait_phase("plain", "AwaitingApproval", T);
+    let log = env.controller_log(0);
+    assert!(log.lines().any(|l| l.contains("INFO")), "{log}");
+    assert!(!log.contains('\u{1b}'), "ANSI escape codes in a redirected log:\n{log}");
+    // A command's warnings on a redirected stderr are plain too.
+    let o = env.run(&["get", "no-such-request"]);
+    assert!(!o.stderr.contains('\u{1b}'), "{o:?}");
+}
