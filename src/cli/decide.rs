@@ -19,6 +19,8 @@ use crate::spec::{DecisionKind, QueryRequest};
 /// long to wait for the decision to be recorded.
 #[derive(clap::Args, Debug)]
 pub struct Target {
+    /// The request: NAME, or TYPE/NAME (queryrequest/NAME, qr/NAME).
+    #[arg(value_parser = super::request_name)]
     pub name: String,
     /// The full sqlDigest you reviewed: all 64 hex characters, as `describe` shows it. A prefix
     /// (as `get -o wide` shows for reading) is refused.

@@ -27,6 +27,8 @@ pub const FORCE_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The requests: NAME, or TYPE/NAME (queryrequest/NAME, qr/NAME).
+    #[arg(value_parser = super::request_name)]
     pub names: Vec<String>,
     /// Remove at once, without waiting for the controller's finalizer: a running query is still
     /// cancelled first (directly on Athena; through a live controller for the local engine).

@@ -19,6 +19,8 @@ pub enum HistoryView {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The request: NAME, or TYPE/NAME (queryrequest/NAME, qr/NAME).
+    #[arg(value_parser = super::request_name)]
     pub name: String,
     /// `all` also shows the history entries archived out of the record (the full audit trail).
     #[arg(long, value_enum, default_value = "recent")]

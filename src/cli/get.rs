@@ -7,7 +7,8 @@ use crate::store::LabelSelector;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A request name; all requests when omitted.
+    /// A request (NAME, or TYPE/NAME: queryrequest/NAME, qr/NAME); all requests when omitted.
+    #[arg(value_parser = super::request_name)]
     pub name: Option<String>,
     #[arg(short, long, value_enum, default_value = "table")]
     pub output: output::Format,

@@ -120,6 +120,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// Reads a request by name or fails with exit 1 and a hint.
+/// The type names a request can be given by, kubectl style: `NAME`, or `TYPE/NAME` with TYPE
+/// one of these (so `sqlctl get -o name | xargs sqlctl delete` works).
+pub const REQUEST_TYPE_NAMES: &[&str] = &["queryrequest", "queryrequests", "qr", "queryrequest.sqlctl.dev"];
+
+/// A request name as typed: `x`, `qr/x`, `queryrequest/x`, `queryrequests/x` or
+/// `queryrequest.sqlctl.dev/x` (types case-insensitive) → `x`. Another type, or an empty name,
+/// is a usage error that says which forms are taken. The name itself is checked where it is
+/// looked up (a name no request can have is simply not found).
+pub fn request_name(s: &str) -> Result<String, String> {
+    let Some((kind, name)) = s.split_once('/') else {
+        return if s.is_empty() { Err("a request name must not be empty".into()) } else { Ok(s.to_string()) };
+    };
+    if !REQUEST_TYPE_NAMES.iter().any(|t| t.eq_ignore_ascii_case(kind)) {
+        return Err(format!(
+            "{s:?}: sqlctl has no resource type {kind:?} here; name a request as NAME or queryrequest/NAME (also qr/NAME)"
+        ));
+    }
+    if name.is_empty() || name.contains('/') {
+        return Err(format!("{s:?} is not TYPE/NAME: give one request name after the type"));
+    }
+    Ok(name.to_string())
+}
+
 pub async fn get_request(
     store: &dyn crate::store::Store,
     g: &Context,
@@ -145,4 +168,21 @@ pub(crate) async fn shutdown_on_signal(tx: tokio::sync::watch::Sender<bool>) {
         _ = int.recv() => tracing::info!("SIGINT: draining"),
     }
     let _ = tx.send(true);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_name;
+
+    #[test]
+    fn a_request_is_named_by_its_name_or_type_slash_name() {
+        for typed in ["x", "qr/x", "queryrequest/x", "QueryRequests/x", "queryrequest.sqlctl.dev/x"] {
+            assert_eq!(request_name(typed).as_deref(), Ok("x"), "{typed}");
+        }
+        let e = request_name("semanticmodel/x").unwrap_err();
+        assert!(e.contains("no resource type") && e.contains("qr/NAME"), "{e}");
+        assert!(request_name("qr/").is_err());
+        assert!(request_name("qr/a/b").is_err());
+        assert!(request_name("").is_err());
+    }
 }

@@ -16,6 +16,8 @@ pub enum ResultFormat {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The request: NAME, or TYPE/NAME (queryrequest/NAME, qr/NAME).
+    #[arg(value_parser = super::request_name)]
     pub name: String,
     #[arg(short, long, value_enum, default_value = "csv")]
     pub output: ResultFormat,

@@ -10,6 +10,8 @@ use crate::store::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
+    /// The request: NAME, or TYPE/NAME (queryrequest/NAME, qr/NAME).
+    #[arg(value_parser = super::request_name)]
     pub name: String,
     /// The condition to wait for: phase=PHASE (e.g. phase=Done, phase=AwaitingApproval).
     #[arg(long = "for", value_parser = parse_for)]

@@ -230,3 +230,30 @@ fn text_logs_redirected_to_a_file_carry_no_colour_codes() {
     let o = env.run(&["get", "no-such-request"]);
     assert!(!o.stderr.contains('\u{1b}'), "{o:?}");
 }
+
+#[test]
+fn type_slash_name_is_taken_wherever_a_name_is_so_get_o_name_pipes_into_delete() {
+    let env = Env::new();
+    for name in ["piped-a", "piped-b"] {
+        assert_eq!(env.apply(&sql_spec(name, "select count(*) from nation")).code, 0);
+    }
+    // Every form names the same request.
+    for form in ["piped-a", "qr/piped-a", "queryrequest/piped-a", "queryrequests/piped-a"] {
+        let o = env.ok(&["get", form, "-o", "name"]);
+        assert_eq!(o.stdout.trim(), "queryrequest/piped-a", "{form}: {o:?}");
+        assert!(env.ok(&["describe", form]).stdout.contains("piped-a"), "{form}");
+    }
+    // Another type is a usage error that says what is taken; nothing is touched.
+    let o = env.run(&["delete", "semanticmodel/piped-a"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("queryrequest/NAME"), "{o:?}");
+    assert_eq!(env.count(), 2);
+    // kubectl's pipeline: what `get -o name` prints, `delete` takes back.
+    let o = env.sh("\"$SQLCTL\" get -o name | xargs \"$SQLCTL\" delete");
+    assert_eq!(o.code, 0, "{o:?}");
+    assert!(
+        o.stdout.contains("queryrequest/piped-a deleted") && o.stdout.contains("queryrequest/piped-b deleted"),
+        "{o:?}"
+    );
+    assert_eq!(env.count(), 0);
+}

@@ -233,6 +233,16 @@ impl Env {
         self.cmd().args(args).output().expect("running sqlctl").into()
     }
 
+    /// Runs a shell pipeline with the same environment as [`Env::cmd`]; `$SQLCTL` is the binary.
+    pub fn sh(&self, script: &str) -> Out {
+        let mut c = self.cmd();
+        let envs: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+            c.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+        c = Command::new("sh");
+        c.env_clear().envs(envs).env("SQLCTL", BIN).arg("-c").arg(script).stdin(Stdio::null());
+        c.output().expect("running sh").into()
+    }
+
     /// Runs `sqlctl ARGS` with `input` on stdin.
     pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Out {
         let mut child =
