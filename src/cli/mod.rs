@@ -175,6 +175,30 @@ mod tests {
     use super::request_name;
 
     #[test]
+    fn every_subcommand_groups_the_global_flags_under_headings_after_its_own() {
+        use clap::CommandFactory;
+        let mut cli = super::Cli::command();
+        cli.build();
+        for sub in cli.get_subcommands().filter(|s| s.get_name() != "help") {
+            let help = sub.clone().render_long_help().to_string();
+            let at = |heading: &str| help.find(&format!("\n{heading}:\n"));
+            let (own, global, aws, notify, local) = (
+                at("Options").unwrap_or_else(|| panic!("{}: {help}", sub.get_name())),
+                at("Global options"),
+                at("AWS options (--backend aws, S3 results)"),
+                at("Notification options"),
+                at("Local engine options (--backend local)"),
+            );
+            let order = [Some(own), global, aws, notify, local];
+            assert!(order.iter().all(Option::is_some), "{}: a heading is missing:\n{help}", sub.get_name());
+            assert!(order.windows(2).all(|w| w[0] < w[1]), "{}: headings out of order:\n{help}", sub.get_name());
+            // A backend flag is under its heading, not among the command's own options.
+            let table = help.find("--table <").unwrap();
+            assert!(table > aws.unwrap() && table < notify.unwrap(), "{}", sub.get_name());
+        }
+    }
+
+    #[test]
     fn a_request_is_named_by_its_name_or_type_slash_name() {
         for typed in ["x", "qr/x", "queryrequest/x", "QueryRequests/x", "queryrequest.sqlctl.dev/x"] {
             assert_eq!(request_name(typed).as_deref(), Ok("x"), "{typed}");

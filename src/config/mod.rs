@@ -30,6 +30,7 @@ use crate::store::{Store, cached::CachedStore, dynamodb::DynamoStore, sqlite::Sq
 
 /// Global options shared by every subcommand.
 #[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalOpts {
     /// Where sqlctl keeps its state (state.db), warehouse (data/) and results (results/).
     #[arg(long, global = true, env = "SQLCTL_HOME", value_name = "DIR")]
@@ -60,6 +61,7 @@ pub struct GlobalOpts {
 /// Bounds of the local (DataFusion) engine: what one query may use after approval, and what
 /// planning a query before approval may use (in a child process; see `engine::preflight`).
 #[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "Local engine options (--backend local)")]
 pub struct LocalEngineOpts {
     /// Memory pool of each query the local engine runs, e.g. 2GiB (default: a quarter of the
     /// machine's or container's memory, between 256MiB and 2GiB). A query that needs more
@@ -95,6 +97,7 @@ impl LocalEngineOpts {
 /// Where the AWS backends live (`--backend aws`). Defaults are the names `sqlctl aws bootstrap`
 /// creates (and the Terraform uses).
 #[derive(clap::Args, Debug, Clone)]
+#[command(next_help_heading = "AWS options (--backend aws, S3 results)")]
 pub struct AwsOpts {
     /// Send every AWS call to this URL (an emulator such as moto or LocalStack).
     #[arg(long, global = true, env = "AWS_ENDPOINT_URL", value_name = "URL")]

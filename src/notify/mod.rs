@@ -165,6 +165,7 @@ impl Notifier for Fanout {
 /// Where people are told about requests: Google Chat, and what the messages may contain.
 /// Flattened into the global options; `config` turns it into notifiers.
 #[derive(clap::Args, Clone)]
+#[command(next_help_heading = "Notification options")]
 pub struct NotifyOpts {
     /// Google Chat incoming-webhook URL (https://chat.googleapis.com/v1/spaces/…/messages?key=…&token=…).
     /// It is a credential: prefer the environment variable or --gchat-webhook-secret-arn (a flag
