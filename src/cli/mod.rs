@@ -6,6 +6,7 @@
 pub mod apply;
 pub mod ask;
 pub mod aws;
+pub mod completion;
 pub mod config_cmd;
 pub mod console;
 pub mod controller;
@@ -90,6 +91,8 @@ pub enum Command {
     /// Show the resolved configuration (secrets redacted).
     #[command(subcommand)]
     Config(config_cmd::Command),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion(completion::Args),
 }
 
 /// An error that carries its exit code. Anything else exits 1.
@@ -116,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(a) => a.run(&g).await,
         Command::Aws(a) => a.run(&g).await,
         Command::Config(a) => a.run(&g).await,
+        Command::Completion(a) => a.run(&g).await,
     }
 }
 

@@ -257,3 +257,22 @@ fn type_slash_name_is_taken_wherever_a_name_is_so_get_o_name_pipes_into_delete()
     );
     assert_eq!(env.count(), 0);
 }
+
+#[test]
+fn completion_scripts_generate_and_bash_completes_subcommands_and_flags() {
+    let env = Env::new();
+    let bash = env.ok(&["completion", "bash"]).stdout;
+    assert!(bash.contains("complete -F _sqlctl"), "{bash}");
+    // Sourced into a real bash, the script completes a subcommand and a flag.
+    let o = env.sh("f=$(mktemp) && \"$SQLCTL\" completion bash > \"$f\" && bash -c '. \"$0\"; \
+         COMP_WORDS=(sqlctl app); COMP_CWORD=1; _sqlctl sqlctl app sqlctl; echo \"${COMPREPLY[*]}\"; \
+         COMP_WORDS=(sqlctl get --out); COMP_CWORD=2; _sqlctl sqlctl --out get; echo \"${COMPREPLY[*]}\"' \"$f\"; \
+         rc=$?; rm -f \"$f\"; exit $rc");
+    assert_eq!(o.code, 0, "{o:?}");
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines, ["apply approve", "--output"], "{o:?}");
+    assert!(env.ok(&["completion", "zsh"]).stdout.starts_with("#compdef sqlctl"));
+    assert!(env.ok(&["completion", "fish"]).stdout.contains("complete -c sqlctl"));
+    let o = env.run(&["completion", "tcsh"]);
+    assert_eq!(o.code, 2, "{o:?}");
+}
