@@ -1,5 +1,9 @@
-//! `sqlctl get [NAME]`: one request, or a list (filtered by phase and labels).
+//! `sqlctl get [NAME]`: one request, or a list (filtered by phase and labels), as a table, YAML,
+//! JSON, names, a JSONPath template or custom columns, optionally sorted.
 
+use serde_json::Value;
+
+use super::jsonpath::{Columns, Path, Template};
 use super::{get_request, output};
 use crate::config::Context;
 use crate::spec::Phase;
@@ -10,8 +14,16 @@ pub struct Args {
     /// A request (NAME, or TYPE/NAME: queryrequest/NAME, qr/NAME); all requests when omitted.
     #[arg(value_parser = super::request_name)]
     pub name: Option<String>,
-    #[arg(short, long, value_enum, default_value = "table")]
-    pub output: output::Format,
+    /// table, wide, yaml, json, name, jsonpath=TEMPLATE (e.g. jsonpath='{.status.phase}'), or
+    /// custom-columns=HEADER:PATH,… (e.g. custom-columns=NAME:.metadata.name,PHASE:.status.phase).
+    #[arg(short, long, default_value = "table", value_parser = parse_output, value_name = "FORMAT")]
+    pub output: GetOutput,
+    /// Sort the list by the value at a JSONPath (e.g. .metadata.creationTimestamp).
+    #[arg(long, value_name = "PATH", value_parser = Path::parse)]
+    pub sort_by: Option<Path>,
+    /// Print tables (table, wide, custom-columns) without their header line.
+    #[arg(long)]
+    pub no_headers: bool,
     /// Only requests in this phase (e.g. AwaitingApproval: what needs a decision).
     #[arg(long, value_parser = parse_phase)]
     pub phase: Option<Phase>,
@@ -21,6 +33,28 @@ pub struct Args {
     /// List requests in all namespaces.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+}
+
+/// What `get -o` prints.
+#[derive(Debug, Clone)]
+pub enum GetOutput {
+    Plain(output::Format),
+    JsonPath(Template),
+    Columns(Columns),
+}
+
+pub fn parse_output(s: &str) -> Result<GetOutput, String> {
+    if let Some(t) = s.strip_prefix("jsonpath=") {
+        return Template::parse(t).map(GetOutput::JsonPath);
+    }
+    if let Some(c) = s.strip_prefix("custom-columns=") {
+        return Columns::parse(c).map(GetOutput::Columns);
+    }
+    <output::Format as clap::ValueEnum>::from_str(s, true).map(GetOutput::Plain).map_err(|_| {
+        format!(
+            "unknown output format {s:?}; one of table, wide, yaml, json, name, jsonpath=TEMPLATE, custom-columns=HEADER:PATH,…"
+        )
+    })
 }
 
 pub fn parse_phase(s: &str) -> Result<Phase, String> {
@@ -46,13 +80,17 @@ impl Args {
         let store = g.store().await?;
         if let Some(name) = &self.name {
             let r = get_request(store.as_ref(), g, name).await?;
-            match self.output {
-                output::Format::Yaml => print!("{}", output::to_yaml(&r)),
-                output::Format::Json => print!("{}", output::to_json(&r)),
-                output::Format::Name => println!("queryrequest/{}", r.metadata.name),
-                f => {
-                    let (h, rows) = output::request_rows(std::slice::from_ref(&r), f == output::Format::Wide);
-                    print!("{}", output::table(&h, &rows));
+            match &self.output {
+                GetOutput::Plain(output::Format::Yaml) => print!("{}", output::to_yaml(&r)),
+                GetOutput::Plain(output::Format::Json) => print!("{}", output::to_json(&r)),
+                GetOutput::Plain(output::Format::Name) => println!("queryrequest/{}", r.metadata.name),
+                GetOutput::JsonPath(t) => print!("{}", jsonpath_text(t, &serde_json::to_value(&r)?)),
+                GetOutput::Columns(c) => {
+                    self.print_table(&c.headers(), &[c.row(&serde_json::to_value(&r)?)]);
+                }
+                GetOutput::Plain(f) => {
+                    let (h, rows) = output::request_rows(std::slice::from_ref(&r), *f == output::Format::Wide);
+                    self.print_table(&h, &rows);
                 }
             }
             return Ok(());
@@ -66,15 +104,28 @@ impl Args {
         if let Some(p) = self.phase {
             items.retain(|r| r.phase() == p);
         }
-        match self.output {
-            output::Format::Yaml => {
-                print!("{}", output::to_yaml(&output::List { api_version: "v1", kind: "List", items: &items }))
+        if let Some(path) = &self.sort_by {
+            let mut keyed: Vec<(Value, usize)> =
+                items.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?.into_iter().zip(0..).collect();
+            super::jsonpath::sort_by(&mut keyed, path);
+            let mut slots: Vec<Option<_>> = items.into_iter().map(Some).collect();
+            items = keyed.into_iter().map(|(_, i)| slots[i].take().expect("each item once")).collect();
+        }
+        let list = output::List { api_version: "v1", kind: "List", items: &items };
+        match &self.output {
+            GetOutput::Plain(output::Format::Yaml) => print!("{}", output::to_yaml(&list)),
+            GetOutput::Plain(output::Format::Json) => print!("{}", output::to_json(&list)),
+            GetOutput::Plain(output::Format::Name) => {
+                items.iter().for_each(|r| println!("queryrequest/{}", r.metadata.name))
             }
-            output::Format::Json => {
-                print!("{}", output::to_json(&output::List { api_version: "v1", kind: "List", items: &items }))
+            GetOutput::JsonPath(t) => print!("{}", jsonpath_text(t, &serde_json::to_value(&list)?)),
+            GetOutput::Columns(c) => {
+                let rows: Vec<Vec<String>> =
+                    items.iter().map(|r| serde_json::to_value(r).map(|v| c.row(&v))).collect::<Result<_, _>>()?;
+                self.print_table(&c.headers(), &rows);
             }
-            output::Format::Name => items.iter().for_each(|r| println!("queryrequest/{}", r.metadata.name)),
-            f => {
+            GetOutput::Plain(f) => {
+                let f = *f;
                 if items.is_empty() {
                     eprintln!("No requests found{}.", ns.map(|n| format!(" in namespace {n}")).unwrap_or_default());
                     return Ok(());
@@ -86,9 +137,23 @@ impl Args {
                         row.insert(0, r.metadata.namespace().to_string());
                     }
                 }
-                print!("{}", output::table(&h, &rows));
+                self.print_table(&h, &rows);
             }
         }
         Ok(())
     }
+
+    fn print_table(&self, header: &[&str], rows: &[Vec<String>]) {
+        let t = output::table(header, rows);
+        match t.split_once('\n') {
+            Some((_, body)) if self.no_headers => print!("{body}"),
+            _ => print!("{t}"),
+        }
+    }
+}
+
+/// A template's text, with hidden characters (bidi overrides, zero-width, controls other than
+/// newlines and tabs) shown escaped, as everywhere sqlctl prints for people.
+fn jsonpath_text(t: &Template, v: &Value) -> String {
+    crate::spec::text::escape_hidden(&t.render(v)).into_owned()
 }

@@ -19,6 +19,7 @@ pub mod generate;
 pub mod get;
 pub mod healthcheck;
 pub mod init;
+pub mod jsonpath;
 pub mod output;
 pub mod results;
 pub mod schema;

@@ -276,3 +276,42 @@ fn completion_scripts_generate_and_bash_completes_subcommands_and_flags() {
     let o = env.run(&["completion", "tcsh"]);
     assert_eq!(o.code, 2, "{o:?}");
 }
+
+#[test]
+fn get_prints_jsonpath_custom_columns_sorted_and_without_headers() {
+    let env = Env::new();
+    for (name, team) in [("zeta", "data"), ("alpha", "ops"), ("mid", "ops")] {
+        let spec = sql_spec(name, "select count(*) from nation")
+            .replace("metadata:\n", &format!("metadata:\n  labels:\n    team: {team}\n"));
+        assert_eq!(env.apply(&spec).code, 0, "{spec}");
+    }
+    let o = env.ok(&["get", "-o", "jsonpath={.items[*].metadata.name}"]);
+    assert_eq!(o.stdout, "alpha mid zeta");
+    let o = env.ok(&["get", "qr/mid", "-o", "jsonpath={.metadata.labels.team}"]);
+    assert_eq!(o.stdout, "ops");
+    let o = env.ok(&[
+        "get",
+        "-o",
+        r#"jsonpath={range .items[?(@.metadata.labels.team=="ops")]}{.metadata.name}{"\n"}{end}"#,
+    ]);
+    assert_eq!(o.stdout, "alpha\nmid\n");
+    let o = env.ok(&[
+        "get",
+        "-o",
+        "custom-columns=NAME:.metadata.name,TEAM:.metadata.labels.team",
+        "--sort-by",
+        ".metadata.labels.team",
+    ]);
+    let lines: Vec<Vec<&str>> = o.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines, [vec!["NAME", "TEAM"], vec!["zeta", "data"], vec!["alpha", "ops"], vec!["mid", "ops"]], "{o:?}");
+    let o = env.ok(&["get", "--no-headers", "--sort-by", "{.metadata.name}"]);
+    let names: Vec<&str> = o.stdout.lines().map(|l| l.split_whitespace().next().unwrap()).collect();
+    assert_eq!(names, ["alpha", "mid", "zeta"], "{o:?}");
+    // A bad template or column spec is a usage error that says what is wrong.
+    let o = env.run(&["get", "-o", "jsonpath={.items["]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("no `}`"), "{o:?}");
+    let o = env.run(&["get", "-o", "custom-columns=NAME"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("HEADER:PATH"), "{o:?}");
+}
