@@ -315,3 +315,28 @@ fn get_prints_jsonpath_custom_columns_sorted_and_without_headers() {
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains("HEADER:PATH"), "{o:?}");
 }
+
+#[test]
+fn wait_takes_several_names_conditions_and_delete() {
+    let env = Env::new();
+    env.controller(&[]);
+    for name in ["w-one", "w-two"] {
+        assert_eq!(env.apply(&sql_spec(name, "select count(*) from region")).code, 0);
+    }
+    let o = env.ok(&["wait", "w-one", "qr/w-two", "--for", "phase=AwaitingApproval", "--timeout", "60s"]);
+    assert_eq!(o.stdout.lines().count(), 2, "{o:?}");
+    // Conditions: the status defaults to True; another status can be named; case does not matter.
+    env.ok(&["wait", "w-one", "--for", "condition=approved=unknown", "--timeout", "5s"]);
+    env.ok(&["wait", "w-one", "--for", "condition=Ready=False", "--timeout", "5s"]);
+    let o = env.run(&["wait", "w-one", "--for", "condition=Approved", "--timeout", "1s"]);
+    assert_eq!(o.code, 1, "not approved yet: {o:?}");
+    assert!(o.stderr.contains("timed out"), "{o:?}");
+    // Delete: waits until the record is gone; a request nobody deletes times out saying so.
+    env.ok(&["delete", "w-one"]);
+    let o = env.ok(&["wait", "w-one", "--for", "delete", "--timeout", "30s"]);
+    assert!(o.stdout.contains("queryrequest/w-one deleted"), "{o:?}");
+    let o = env.run(&["wait", "w-two", "--for", "delete", "--timeout", "1s"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("not being deleted"), "{o:?}");
+    assert_eq!(env.run(&["wait", "w-two", "--for", "condition="]).code, 2);
+}
