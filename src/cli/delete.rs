@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use super::{Exit, get_request};
+use super::{Exit, Selection, get_request_at};
 use crate::config::Context;
 use crate::spec::{EngineKind, ObjectKey, Phase, QueryRequest};
 use crate::store::{CONTROLLER_LEASE, Store};
@@ -27,9 +27,8 @@ pub const FORCE_WAIT: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The requests: NAME, or TYPE/NAME (queryrequest/NAME, qr/NAME).
-    #[arg(value_parser = super::request_name)]
-    pub names: Vec<String>,
+    #[command(flatten)]
+    pub select: Selection,
     /// Remove at once, without waiting for the controller's finalizer: a running query is still
     /// cancelled first (directly on Athena; through a live controller for the local engine).
     #[arg(long)]
@@ -54,13 +53,15 @@ async fn controller_alive(store: &dyn Store) -> anyhow::Result<bool> {
 
 impl Args {
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {
-        if self.names.is_empty() {
-            return Err(Exit::usage("name at least one request to delete"));
-        }
         let store = g.store().await?;
+        let keys = self.select.keys(store.as_ref(), g).await?;
+        if keys.is_empty() {
+            eprintln!("No requests found in namespace {}.", g.namespace);
+        }
         let mut failed = false;
-        for name in &self.names {
-            let r = match get_request(store.as_ref(), g, name).await {
+        for key in &keys {
+            let name = &key.name;
+            let r = match get_request_at(store.as_ref(), key).await {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("sqlctl: {e}");
@@ -68,11 +69,10 @@ impl Args {
                     continue;
                 }
             };
-            let key = ObjectKey::new(&g.namespace, name);
             if self.force
                 && let Some(id) = running_query(&r)
             {
-                match self.force_running(g, store.as_ref(), &r, &key, &id).await {
+                match self.force_running(g, store.as_ref(), &r, key, &id).await {
                     Ok(msg) => println!("{msg}"),
                     Err(e) => {
                         eprintln!("sqlctl: {name}: {e}");
@@ -81,7 +81,7 @@ impl Args {
                 }
                 continue;
             }
-            match store.delete(&key, self.force).await {
+            match store.delete(key, self.force).await {
                 Ok(None) => println!("queryrequest/{name} deleted"),
                 Ok(Some(_)) => println!(
                     "queryrequest/{name} marked for deletion (the controller cancels its query, then removes it)"

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{get_request, output};
+use super::{Selection, get_request_at, output};
 use crate::config::Context;
 use crate::spec::{HistoryEntry, QueryRequest};
 
@@ -19,9 +19,8 @@ pub enum HistoryView {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The request: NAME, or TYPE/NAME (queryrequest/NAME, qr/NAME).
-    #[arg(value_parser = super::request_name)]
-    pub name: String,
+    #[command(flatten)]
+    pub select: Selection,
     /// `all` also shows the history entries archived out of the record (the full audit trail).
     #[arg(long, value_enum, default_value = "recent")]
     pub history: HistoryView,
@@ -30,17 +29,26 @@ pub struct Args {
 impl Args {
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
-        let r = get_request(store.as_ref(), g, &self.name).await?;
-        let text = match self.history {
-            HistoryView::Recent => describe(&r),
-            HistoryView::All => {
-                let archived = store.archived_history(&r.key(), r.uid()).await?;
-                let entries: Vec<HistoryEntry> = archived.into_iter().map(|a| a.entry).collect();
-                describe_with_archive(&r, Some(&entries))
+        let keys = self.select.keys(store.as_ref(), g).await?;
+        if keys.is_empty() {
+            eprintln!("No requests found in namespace {}.", g.namespace);
+        }
+        for (i, key) in keys.iter().enumerate() {
+            let r = get_request_at(store.as_ref(), key).await?;
+            let text = match self.history {
+                HistoryView::Recent => describe(&r),
+                HistoryView::All => {
+                    let archived = store.archived_history(&r.key(), r.uid()).await?;
+                    let entries: Vec<HistoryEntry> = archived.into_iter().map(|a| a.entry).collect();
+                    describe_with_archive(&r, Some(&entries))
+                }
+            };
+            if i > 0 {
+                println!();
             }
-        };
-        // Every field a person reads shows hidden characters escaped (DESIGN §5).
-        print!("{}", crate::spec::text::escape_hidden(&text));
+            // Every field a person reads shows hidden characters escaped (DESIGN §5).
+            print!("{}", crate::spec::text::escape_hidden(&text));
+        }
         Ok(())
     }
 }

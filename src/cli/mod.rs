@@ -148,19 +148,82 @@ pub fn request_name(s: &str) -> Result<String, String> {
     Ok(name.to_string())
 }
 
+/// Which requests a command acts on, as kubectl selects them: names, a label selector, every
+/// request in the namespace, or the objects that spec files name.
+#[derive(clap::Args, Debug)]
+pub struct Selection {
+    /// The requests: NAME, or TYPE/NAME (queryrequest/NAME, qr/NAME).
+    #[arg(value_parser = request_name)]
+    pub names: Vec<String>,
+    /// Every request (in the namespace) whose labels match: key=value[,key=value…].
+    #[arg(short = 'l', long = "selector", conflicts_with_all = ["names", "all", "files"])]
+    pub selector: Option<String>,
+    /// Every request in the namespace.
+    #[arg(long, conflicts_with_all = ["names", "files"])]
+    pub all: bool,
+    /// The requests that the specs in these files, directories or stdin (-) name.
+    #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", conflicts_with = "names")]
+    pub files: Vec<String>,
+}
+
+impl Selection {
+    /// The keys selected, in the order named (files: document order; a selector or --all: key
+    /// order). Nothing selected at all is a usage error naming the ways to select.
+    pub async fn keys(
+        &self,
+        store: &dyn crate::store::Store,
+        g: &Context,
+    ) -> anyhow::Result<Vec<crate::spec::ObjectKey>> {
+        use crate::spec::ObjectKey;
+        if !self.names.is_empty() {
+            return Ok(self.names.iter().map(|n| ObjectKey::new(&g.namespace, n)).collect());
+        }
+        if !self.files.is_empty() {
+            let docs = crate::spec::load::load_paths(&self.files).map_err(|e| Exit::refused(e.to_string()))?;
+            if docs.is_empty() {
+                return Err(Exit::refused("no QueryRequest documents found in the given input"));
+            }
+            return Ok(docs
+                .iter()
+                .map(|d| {
+                    ObjectKey::new(
+                        d.request.metadata.namespace.as_deref().unwrap_or(&g.namespace),
+                        &d.request.metadata.name,
+                    )
+                })
+                .collect());
+        }
+        if self.all || self.selector.is_some() {
+            let selector = match &self.selector {
+                Some(s) => get::parse_selector(s).map_err(Exit::usage)?,
+                None => crate::store::LabelSelector::new(),
+            };
+            return Ok(store.list(Some(&g.namespace), &selector).await?.iter().map(|r| r.key()).collect());
+        }
+        Err(Exit::usage("name the requests, or select them with -l KEY=VALUE, --all or -f FILE"))
+    }
+}
+
+/// The request at `key`, or a refusal that says how to find requests.
+pub async fn get_request_at(
+    store: &dyn crate::store::Store,
+    key: &crate::spec::ObjectKey,
+) -> anyhow::Result<crate::spec::QueryRequest> {
+    match store.get(key).await? {
+        Some(r) => Ok(r),
+        None => Err(Exit::refused(format!(
+            "queryrequest {key} not found; `sqlctl get` lists requests{}",
+            if key.namespace == "default" { "" } else { " (check -n/--namespace)" }
+        ))),
+    }
+}
+
 pub async fn get_request(
     store: &dyn crate::store::Store,
     g: &Context,
     name: &str,
 ) -> anyhow::Result<crate::spec::QueryRequest> {
-    let key = crate::spec::ObjectKey::new(&g.namespace, name);
-    match store.get(&key).await? {
-        Some(r) => Ok(r),
-        None => Err(Exit::refused(format!(
-            "queryrequest {key} not found; `sqlctl get` lists requests{}",
-            if g.namespace == "default" { "" } else { " (check -n/--namespace)" }
-        ))),
-    }
+    get_request_at(store, &crate::spec::ObjectKey::new(&g.namespace, name)).await
 }
 
 /// Turns SIGTERM / SIGINT into a graceful drain (Fargate gives 30 s before SIGKILL).

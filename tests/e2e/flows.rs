@@ -340,3 +340,40 @@ fn wait_takes_several_names_conditions_and_delete() {
     assert!(o.stderr.contains("not being deleted"), "{o:?}");
     assert_eq!(env.run(&["wait", "w-two", "--for", "condition="]).code, 2);
 }
+
+#[test]
+fn delete_and_describe_select_by_label_all_or_file() {
+    let env = Env::new();
+    let labelled = |name: &str, team: &str| {
+        sql_spec(name, "select count(*) from nation")
+            .replace("metadata:\n", &format!("metadata:\n  labels:\n    team: {team}\n"))
+    };
+    for (name, team) in [("s-ops-1", "ops"), ("s-ops-2", "ops"), ("s-data", "data"), ("s-file", "files")] {
+        assert_eq!(env.apply(&labelled(name, team)).code, 0);
+    }
+    // describe -l shows each match, and only those.
+    let o = env.ok(&["describe", "-l", "team=ops"]);
+    assert_eq!(o.stdout.matches("Name:").count(), 2, "{o:?}");
+    assert!(o.stdout.contains("s-ops-1") && o.stdout.contains("s-ops-2") && !o.stdout.contains("s-data"), "{o:?}");
+    assert_eq!(env.ok(&["describe", "--all"]).stdout.matches("Name:").count(), 4);
+    // Names and a selector together are a usage error; so is selecting nothing.
+    assert_eq!(env.run(&["delete", "s-data", "-l", "team=ops"]).code, 2);
+    let o = env.run(&["delete"]);
+    assert_eq!(o.code, 2, "{o:?}");
+    assert!(o.stderr.contains("-l KEY=VALUE, --all or -f"), "{o:?}");
+    // delete -l removes the matches only.
+    let o = env.ok(&["delete", "-l", "team=ops"]);
+    assert_eq!(o.stdout.matches("deleted").count(), 2, "{o:?}");
+    assert_eq!(env.count(), 2);
+    // delete -f removes what the file names.
+    let file = env.home.path().join("s-file.yaml");
+    std::fs::write(&file, labelled("s-file", "files")).unwrap();
+    let o = env.ok(&["delete", "-f", file.to_str().unwrap()]);
+    assert!(o.stdout.contains("queryrequest/s-file deleted"), "{o:?}");
+    assert_eq!(env.count(), 1);
+    // --all removes the rest; a selector matching nothing says so and succeeds.
+    env.ok(&["delete", "--all"]);
+    assert_eq!(env.count(), 0);
+    let o = env.ok(&["delete", "-l", "team=nobody"]);
+    assert!(o.stderr.contains("No requests found"), "{o:?}");
+}
