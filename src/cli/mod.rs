@@ -15,6 +15,7 @@ pub mod delete;
 pub mod describe;
 pub mod diff;
 pub mod eval;
+pub mod explain;
 pub mod generate;
 pub mod get;
 pub mod healthcheck;
@@ -82,6 +83,8 @@ pub enum Command {
     Init(init::Args),
     /// Print the JSON Schema of QueryRequest.
     Schema(schema::Args),
+    /// Describe a field of QueryRequest from its schema, e.g. queryrequest.spec.limits.
+    Explain(explain::Args),
     /// Generate SQL for a question without creating a request.
     Generate(generate::Args),
     /// Run a question set and report execution accuracy.
@@ -116,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Healthcheck(a) => a.run(&g).await,
         Command::Init(a) => a.run(&g).await,
         Command::Schema(a) => a.run(&g).await,
+        Command::Explain(a) => a.run(&g).await,
         Command::Generate(a) => a.run(&g).await,
         Command::Eval(a) => a.run(&g).await,
         Command::Aws(a) => a.run(&g).await,

@@ -377,3 +377,13 @@ fn delete_and_describe_select_by_label_all_or_file() {
     let o = env.ok(&["delete", "-l", "team=nobody"]);
     assert!(o.stderr.contains("No requests found"), "{o:?}");
 }
+
+#[test]
+fn explain_reads_a_field_from_the_schema() {
+    let env = Env::new();
+    let o = env.ok(&["explain", "queryrequest.spec.limits"]);
+    assert!(o.stdout.contains("FIELD:      limits <Limits>") && o.stdout.contains("maxRows <integer>"), "{o:?}");
+    let o = env.run(&["explain", "qr.spec.limitz"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("does not exist") && o.stderr.contains("limits"), "{o:?}");
+}
