@@ -161,8 +161,9 @@ impl Args {
         tokio::spawn(super::shutdown_on_signal(tx));
         if let Some(addr) = self.metrics_addr {
             let store = g.store().await?;
-            let (local, _h) = metrics::serve(addr, controller.metrics.clone(), store, rx.clone()).await?;
-            tracing::info!(addr = %local, "serving /healthz, /readyz and /metrics");
+            let probe = Arc::new(metrics::ReadyProbe::new(controller.context().config.identity.clone()));
+            let (local, _h) = metrics::serve(addr, controller.metrics.clone(), store, probe, rx.clone()).await?;
+            tracing::info!(addr = %local, "serving /healthz, /livez, /readyz and /metrics");
         }
         self.console.start(g, rx.clone()).await?;
         // --backend aws: decisions from the SQS response queue wake requests at once.

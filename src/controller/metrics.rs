@@ -182,23 +182,71 @@ impl Metrics {
 struct ServerState {
     metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
+    probe: Arc<ReadyProbe>,
 }
 
-/// Serves `/healthz` (process alive), `/readyz` (leader and synced, or a healthy standby) and
-/// `/metrics` until `shutdown`. Binds before returning so callers know the port.
+/// How long one store check answers `/readyz`: probes every few seconds from several
+/// orchestrators cost one store read per period, not one each.
+pub const READY_CACHE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `/readyz` beyond the controller's own flag: the store answers now, and a leader's lease
+/// still names it. Checked at most once per [`READY_CACHE`].
+pub struct ReadyProbe {
+    /// This controller's lease identity.
+    identity: String,
+    last: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+}
+
+impl ReadyProbe {
+    pub fn new(identity: impl Into<String>) -> Self {
+        ReadyProbe { identity: identity.into(), last: tokio::sync::Mutex::new(None) }
+    }
+
+    async fn check(&self, metrics: &Metrics, store: &dyn Store) -> Result<(), String> {
+        let mut last = self.last.lock().await;
+        if let Some((at, r)) = last.as_ref()
+            && at.elapsed() < READY_CACHE
+        {
+            return r.clone();
+        }
+        let r = async {
+            store.health().await.map_err(|e| format!("the store does not answer: {e}"))?;
+            if metrics.is_leader() {
+                let lease = store
+                    .get_lease(crate::store::CONTROLLER_LEASE)
+                    .await
+                    .map_err(|e| format!("the lease cannot be read: {e}"))?;
+                let holder = lease.map(|l| l.holder).unwrap_or_default();
+                if holder != self.identity {
+                    return Err(format!("leading, but the lease names {holder:?}"));
+                }
+            }
+            Ok(())
+        }
+        .await;
+        *last = Some((std::time::Instant::now(), r.clone()));
+        r
+    }
+}
+
+/// Serves `/healthz` and `/livez` (the process alone), `/readyz` (leader and synced, or a
+/// healthy standby; and the store answers, and a leader still holds the lease) and `/metrics`
+/// until `shutdown`. Binds before returning so callers know the port.
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     store: Arc<dyn Store>,
+    probe: Arc<ReadyProbe>,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     let app = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/livez", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_handler))
-        .with_state(ServerState { metrics, store });
+        .with_state(ServerState { metrics, store, probe });
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -210,7 +258,13 @@ pub async fn serve(
 }
 
 async fn readyz(State(s): State<ServerState>) -> impl IntoResponse {
-    if s.metrics.is_ready() { (StatusCode::OK, "ready\n") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready\n") }
+    if !s.metrics.is_ready() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n".to_string());
+    }
+    match s.probe.check(&s.metrics, s.store.as_ref()).await {
+        Ok(()) => (StatusCode::OK, "ready\n".to_string()),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+    }
 }
 
 async fn metrics_handler(State(s): State<ServerState>) -> impl IntoResponse {

@@ -245,6 +245,10 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.get_lease(name).await
     }
 
+    async fn health(&self) -> Result<()> {
+        self.inner.health().await
+    }
+
     async fn try_acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>> {
         self.inner.try_acquire_lease(claim, observed).await
     }

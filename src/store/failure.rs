@@ -89,6 +89,10 @@ impl<S: Store> Store for Failing<S, StoreError> {
         self.failures.check("get_lease")?;
         self.inner.get_lease(name).await
     }
+    async fn health(&self) -> Result<()> {
+        self.failures.check("health")?;
+        self.inner.health().await
+    }
     async fn try_acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>> {
         self.failures.check("try_acquire_lease")?;
         self.inner.try_acquire_lease(claim, observed).await

@@ -248,6 +248,13 @@ pub trait Store: Send + Sync + 'static {
     /// and the new cursor. Used for prompt wake-ups.
     async fn changes_since(&self, cursor: u64) -> Result<(u64, Vec<Change>)>;
 
+    /// Whether the backend answers now: what a controller's `/readyz` checks. A read that goes
+    /// to the backend itself, past any cache and any connection opened earlier (SQLite: a
+    /// fresh connection to the file; DynamoDB: one read of the lease item).
+    async fn health(&self) -> Result<()> {
+        self.get_lease(CONTROLLER_LEASE).await.map(|_| ())
+    }
+
     /// Counts of requests per phase (for metrics).
     async fn count_by_phase(&self) -> Result<BTreeMap<Phase, u64>> {
         let mut m = BTreeMap::new();

@@ -817,6 +817,22 @@ impl Store for SqliteStore {
         self.read(move |conn| read_lease(conn, &name)).await
     }
 
+    async fn health(&self) -> Result<()> {
+        // The connections this store holds keep working on a file that has since been moved,
+        // replaced or made unreadable: open the file again, as a restarted process would.
+        let path = self.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(&path, flags)
+                .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+            conn.query_row("SELECT count(*) FROM leases", [], |r| r.get::<_, i64>(0))
+                .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", path.display())))?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("health check task: {e}")))?
+    }
+
     async fn try_acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>> {
         claim.check()?;
         let (name, holder, observed) = (claim.name.to_string(), claim.holder.to_string(), observed.cloned());

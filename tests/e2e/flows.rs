@@ -387,3 +387,46 @@ fn explain_reads_a_field_from_the_schema() {
     assert_eq!(o.code, 1, "{o:?}");
     assert!(o.stderr.contains("does not exist") && o.stderr.contains("limits"), "{o:?}");
 }
+
+#[test]
+fn readyz_rechecks_the_store_and_livez_answers_for_the_process() {
+    let env = Env::new();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    env.controller(&["--metrics-addr", &format!("127.0.0.1:{port}")]);
+    let get = |path: &str| -> String {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    let until = |path: &str, want: &str| -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let r = get(path);
+            if r.starts_with(want) {
+                return r;
+            }
+            assert!(start.elapsed() < T, "{path} never answered {want}: {r}");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    until("/readyz", "HTTP/1.1 200");
+    assert!(get("/livez").starts_with("HTTP/1.1 200"));
+    // The store file goes away (as a lost volume would): not ready, saying why; the process
+    // itself is still live.
+    let db = env.home.path().join("state.db");
+    let aside = env.home.path().join("state.db.aside");
+    std::fs::rename(&db, &aside).unwrap();
+    let r = until("/readyz", "HTTP/1.1 503");
+    assert!(r.contains("the store does not answer"), "{r}");
+    assert!(get("/livez").starts_with("HTTP/1.1 200"));
+    assert!(get("/healthz").starts_with("HTTP/1.1 200"));
+    // Back: ready again.
+    std::fs::rename(&aside, &db).unwrap();
+    until("/readyz", "HTTP/1.1 200");
+}
