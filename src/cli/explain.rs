@@ -97,7 +97,7 @@ fn resolve(v: &Value, defs: &Map<String, Value>) -> Value {
         } else if let Some(any) = v.get("anyOf").and_then(Value::as_array) {
             let Some(one) = any.iter().find(|a| a.get("type").and_then(Value::as_str) != Some("null")) else { break };
             v = merge_description(&v, one.clone());
-        } else if v.get("type").and_then(Value::as_str) == Some("array") || is_type(&v, "array") {
+        } else if is_type(&v, "array") {
             match v.get("items") {
                 Some(items) => v = merge_description(&v, items.clone()),
                 None => break,
