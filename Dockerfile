@@ -74,7 +74,11 @@ RUN set -eux; \
     cargo clean --locked --profile "$PROFILE" -p sqlctl; \
     rm -rf src benches tests examples
 
-# 2. The crate itself.
+# 2. The crate itself. build.rs records the commit for `sqlctl version` and `sqlctl_build_info`:
+#    the build context has no .git, so pass it (`--build-arg SQLCTL_BUILD_COMMIT=$(git rev-parse HEAD)`).
+ARG SQLCTL_BUILD_COMMIT=""
+ENV SQLCTL_BUILD_COMMIT=${SQLCTL_BUILD_COMMIT}
+COPY build.rs ./
 COPY src ./src
 COPY benches ./benches
 RUN set -eux; \

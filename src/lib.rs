@@ -26,6 +26,7 @@ pub mod results;
 pub mod spec;
 pub mod store;
 pub mod textdiff;
+pub mod version;
 pub mod warehouse;
 
 #[cfg(test)]

@@ -177,7 +177,6 @@ impl Args {
             tracing::info!(interval = ?self.metrics_emf_interval, "writing CloudWatch EMF metrics to stdout");
             emf::spawn(
                 emf::Emitter::new(controller.metrics.clone(), ctx.config.identity.clone()),
-                ctx.store.clone(),
                 self.metrics_emf_interval,
                 emf::Stdout,
             )

@@ -37,9 +37,10 @@
 //! | `Requests<Phase>` | Count | gauge, leader only | Requests in each phase: `RequestsPending`, `RequestsGenerated`, `RequestsAwaitingApproval` (approval waits), `RequestsExecuting`, `RequestsDone`, `RequestsRejected`, `RequestsFailed`, `RequestsTimedOut`. |
 //!
 //! Deltas count what happened since the previous line of this process (the first line counts
-//! from start-up), so `Sum` over any period is right whatever the interval. The `Requests<Phase>`
-//! gauges read the store (as `/metrics` does) and come only from the leader, so a standby neither
-//! scans the store nor doubles the sums; they are left out of a line when the read fails.
+//! from start-up), so `Sum` over any period is right whatever the interval. Every value is read
+//! from the same registry `/metrics` encodes ([`Metrics::samples`]). The `Requests<Phase>`
+//! gauges are the leader's cached counts (see [`super::metrics`]), so a standby neither scans
+//! the store nor doubles the sums; they are left out of a line before the first count.
 //!
 //! # One write per line
 //! Each line is serialised whole and written with a single `write_all` on the locked stdout, then
@@ -56,8 +57,8 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
 use super::Metrics;
+use super::metrics::Sample;
 use crate::spec::Phase;
-use crate::store::Store;
 
 /// CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "sqlctl";
@@ -70,8 +71,24 @@ const RECONCILES: &str = "sqlctl_reconciles_total";
 const FINISHED: &str = "sqlctl_queries_finished_total";
 const DECISIONS: &str = "sqlctl_decisions_total";
 
-/// Reads a counter's running total from [`Metrics`].
-type Read = fn(&Metrics) -> u64;
+/// Reads a counter's running total from the registry's samples.
+type Read = fn(&Samples) -> u64;
+
+/// One encoding of the registry, read by name and first label.
+pub struct Samples(Vec<Sample>);
+
+impl Samples {
+    fn total(&self, name: &str) -> u64 {
+        self.0.iter().filter(|s| s.name == name).map(|s| s.value as u64).sum()
+    }
+    fn get(&self, name: &str, label: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|s| s.name == name && s.labels.first().is_some_and(|(_, v)| v == label))
+            .map(|s| s.value as u64)
+            .sum()
+    }
+}
 
 /// Counters reported as per-interval deltas: EMF name, unit and how to read the running total.
 const COUNTERS: &[(&str, &str, Read)] = &[
@@ -86,12 +103,10 @@ const COUNTERS: &[(&str, &str, Read)] = &[
     ("DecisionsAccepted", "Count", |m| m.get(DECISIONS, "accepted")),
     ("DecisionsRefused", "Count", |m| m.get(DECISIONS, "refused")),
     ("BytesScanned", "Bytes", |m| m.total("sqlctl_bytes_scanned_total")),
-    // Notification outcomes are counted per process by the notifiers, not in `Metrics`.
-    ("NotificationFailures", "Count", |_| {
-        crate::notify::notification_counts()
-            .iter()
-            .filter(|((_, _, result), _)| *result == "failed")
-            .map(|(_, v)| v)
+    ("NotificationFailures", "Count", |m| {
+        m.0.iter()
+            .filter(|s| s.name == "sqlctl_notifications_total" && s.label("result") == Some("failed"))
+            .map(|s| s.value as u64)
             .sum()
     }),
 ];
@@ -109,9 +124,16 @@ impl Emitter {
         Emitter { metrics, identity: identity.into(), last: [0; COUNTERS.len()] }
     }
 
+    /// The line for the interval ending `now`, with the leader's cached phase counts.
+    pub fn next_line(&mut self, now: DateTime<Utc>) -> String {
+        let by_phase = self.metrics.phase_counts().map(|c| c.by_phase);
+        self.line(now, by_phase.as_ref())
+    }
+
     /// The line (newline included) for the interval ending `now`; counters become deltas since
     /// the previous call. `by_phase` adds the `Requests<Phase>` gauges.
     pub fn line(&mut self, now: DateTime<Utc>, by_phase: Option<&BTreeMap<Phase, u64>>) -> String {
+        let samples = Samples(self.metrics.samples());
         let mut defs: Vec<Value> = Vec::new();
         let mut root = Map::new();
         let mut put = |name: String, unit: &str, value: u64| {
@@ -122,7 +144,7 @@ impl Emitter {
         put("IsLeader".into(), "None", self.metrics.is_leader() as u64);
         put("QueueDepth".into(), "Count", self.metrics.queue_depth());
         for (i, (name, unit, read)) in COUNTERS.iter().enumerate() {
-            let now = read(&self.metrics);
+            let now = read(&samples);
             // A counter never goes down in one process; saturate anyway rather than wrap.
             put((*name).into(), unit, now.saturating_sub(self.last[i]));
             self.last[i] = now;
@@ -166,14 +188,8 @@ impl EmfHandle {
     }
 }
 
-/// Writes a line to `out` now and then every `interval`, until stopped. `store` is read for the
-/// `Requests<Phase>` gauges while this process leads.
-pub fn spawn<W: Write + Send + 'static>(
-    mut emitter: Emitter,
-    store: Arc<dyn Store>,
-    interval: Duration,
-    mut out: W,
-) -> EmfHandle {
+/// Writes a line to `out` now and then every `interval`, until stopped.
+pub fn spawn<W: Write + Send + 'static>(mut emitter: Emitter, interval: Duration, mut out: W) -> EmfHandle {
     let (stop, mut stopped) = watch::channel(false);
     let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
@@ -184,18 +200,7 @@ pub fn spawn<W: Write + Send + 'static>(
                 _ = tick.tick() => false,
                 _ = stopped.wait_for(|v| *v) => true,
             };
-            let by_phase = if emitter.metrics.is_leader() {
-                match store.count_by_phase().await {
-                    Ok(m) => Some(m),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "EMF: counting requests by phase failed; this line has no Requests* metrics");
-                        None
-                    }
-                }
-            } else {
-                None
-            };
-            let line = emitter.line(Utc::now(), by_phase.as_ref());
+            let line = emitter.next_line(Utc::now());
             match out.write_all(line.as_bytes()).and_then(|()| out.flush()) {
                 Ok(()) => write_failed = false,
                 Err(e) if !write_failed => {
@@ -230,6 +235,7 @@ impl Write for Stdout {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::sqlite::SqliteStore;
 
     fn parse(line: &str) -> Value {
@@ -266,7 +272,7 @@ mod tests {
         }
         m.reconcile("error");
         m.reconcile("conflict");
-        m.query_started();
+        m.query_started("datafusion");
         m.query_finished("succeeded");
         m.set_queue_depth(7);
         m.set_leader(true);
@@ -342,8 +348,14 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(dir.path().join("state.db")).unwrap());
         let m = Arc::new(Metrics::default());
         m.set_leader(true);
+        // The leader's background count fills the phase cache the lines read.
+        let (_stop, stopped) = watch::channel(false);
+        let counter = tokio::spawn(super::super::metrics::count_phases(m.clone(), store.clone(), stopped));
+        while m.phase_counts().is_none() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let buf = Buf::default();
-        let h = spawn(Emitter::new(m.clone(), "id"), store, Duration::from_millis(100), buf.clone());
+        let h = spawn(Emitter::new(m.clone(), "id"), Duration::from_millis(100), buf.clone());
         tokio::time::sleep(Duration::from_millis(250)).await;
         m.reconcile("error");
         h.stop().await;
@@ -358,5 +370,6 @@ mod tests {
         }
         assert_eq!(lines.last().unwrap()["ReconcileErrors"], 1, "{text}");
         assert_eq!(lines.iter().map(|v| v["ReconcileErrors"].as_u64().unwrap()).sum::<u64>(), 1);
+        counter.abort();
     }
 }

@@ -308,6 +308,8 @@ impl Controller {
         ctx.metrics.set_ready(true);
         let watcher = tokio::spawn(watch_loop(ctx.clone(), self.queue.clone(), cursor, shutdown.clone()));
         let resyncer = tokio::spawn(resync_loop(ctx.clone(), self.queue.clone(), shutdown.clone()));
+        // Requests by phase for /metrics and EMF: counted here, in the background, never per scrape.
+        let counter = tokio::spawn(metrics::count_phases(ctx.metrics.clone(), ctx.store.clone(), shutdown.clone()));
         cursor = 0;
         let _ = cursor;
 
@@ -340,6 +342,7 @@ impl Controller {
         }
         watcher.abort();
         resyncer.abort();
+        counter.abort();
         renewer.abort();
         self.fence_tx.send_replace(None);
         ctx.metrics.set_leader(false);
@@ -513,6 +516,9 @@ async fn watch_loop(ctx: Arc<Context>, queue: Arc<WorkQueue>, mut cursor: u64, m
         match ctx.store.changes_since(cursor).await {
             Ok((next, changes)) => {
                 cursor = next;
+                if !changes.is_empty() {
+                    ctx.metrics.phases_changed();
+                }
                 for c in changes {
                     if let Some(rv) = &c.resource_version
                         && ctx.is_own_write(&c.key, rv)
@@ -523,7 +529,10 @@ async fn watch_loop(ctx: Arc<Context>, queue: Arc<WorkQueue>, mut cursor: u64, m
                 }
                 ctx.metrics.set_queue_depth(queue.len());
             }
-            Err(e) => tracing::warn!(error = %e, "watching the store failed; will retry"),
+            Err(e) => {
+                ctx.metrics.store_error("changes_since");
+                tracing::warn!(error = %e, "watching the store failed; will retry")
+            }
         }
     }
 }
@@ -542,7 +551,10 @@ async fn resync_loop(ctx: Arc<Context>, queue: Arc<WorkQueue>, mut shutdown: wat
                     queue.add(k, Reason::Resync);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "resync failed; will retry"),
+            Err(e) => {
+                ctx.metrics.store_error("list_active");
+                tracing::warn!(error = %e, "resync failed; will retry")
+            }
         }
         ctx.written.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }

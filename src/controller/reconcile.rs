@@ -140,7 +140,7 @@ struct Step {
     change: Change,
     then: Action,
     /// Counted only after the change is written (a failed write is replayed, not counted twice).
-    succeeded: Option<(String, u64)>,
+    succeeded: Option<(String, u64, Duration)>,
 }
 
 impl Step {
@@ -426,8 +426,9 @@ impl Reconciler<'_> {
     /// returned.
     async fn finish(&mut self, step: Step) -> Result<Action, Error> {
         self.apply(step.change).await?;
-        if let Some((engine, bytes)) = step.succeeded {
+        if let Some((engine, bytes, took)) = step.succeeded {
             self.ctx.metrics.query_finished("succeeded");
+            self.ctx.metrics.observe_query(&engine, "succeeded", took);
             self.ctx.metrics.bytes_scanned(&engine, bytes);
         }
         Ok(step.then)
@@ -584,7 +585,10 @@ impl Reconciler<'_> {
             GenerateInput { question, database: db.clone(), engine: kind, tables, history, last_error: None };
         let mut attempts: Vec<Attempt> = Vec::new();
         for _ in 0..self.ctx.config.max_attempts.max(1) {
-            let (proposal, usage) = match generator.generate(&input).await {
+            let started = std::time::Instant::now();
+            let outcome = generator.generate(&input).await;
+            self.ctx.metrics.observe_generation(&generator.model(), started.elapsed());
+            let (proposal, usage) = match outcome {
                 Ok(p) => p,
                 Err(GenerateError::Transient(m)) => return Err(Error::Generate(m)),
                 Err(GenerateError::CannotAnswer(m)) => {
@@ -864,6 +868,12 @@ impl Reconciler<'_> {
                 }
                 Ok(()) => {
                     self.ctx.metrics.decision("accepted");
+                    let opened = self.status.condition("Approved").filter(|c| c.reason == "AwaitingApproval");
+                    if let Some(c) = opened {
+                        self.ctx
+                            .metrics
+                            .observe_approval_wait((d.at - c.last_transition_time).to_std().unwrap_or_default());
+                    }
                     return Ok(Step::now(self.decided(change, &d)));
                 }
             }
@@ -1059,7 +1069,13 @@ impl Reconciler<'_> {
                 Err(e @ EngineError::Unavailable { .. }) => return Err(Error::Engine(e)),
                 Err(EngineError::Permanent(m)) => return Ok(Step::now(Change::failed("Executed", "QueryFailed", m))),
             };
-            self.ctx.metrics.query_started();
+            self.ctx.metrics.query_started(engine.name());
+            // The first attempt's start is what the approver waited for.
+            if exec.attempt == 1
+                && let Some(a) = &self.status.approval
+            {
+                self.ctx.metrics.observe_approve_to_executing((Utc::now() - a.at).to_std().unwrap_or_default());
+            }
             let mut change = Change::default();
             if self.status.condition("Queued").is_some_and(|c| c.status == "True") {
                 change = change.condition("Queued", "False", "Started", "");
@@ -1143,11 +1159,17 @@ impl Reconciler<'_> {
                     .cancel_finalizer(false);
                 change.charted = Some(chart);
                 let mut step = Step::now(change);
-                step.succeeded = Some((engine.name().to_string(), out.bytes_scanned.unwrap_or(0)));
+                step.succeeded = Some((
+                    engine.name().to_string(),
+                    out.bytes_scanned.unwrap_or(0),
+                    Duration::from_millis(out.duration_ms),
+                ));
                 Ok(step)
             }
             ExecState::Failed { reason, transient } => {
                 self.ctx.metrics.query_finished("failed");
+                let ran = exec.started_at.map(|s| (Utc::now() - s).to_std().unwrap_or_default()).unwrap_or_default();
+                self.ctx.metrics.observe_query(engine.name(), "failed", ran);
                 if transient && exec.attempt < MAX_EXEC_ATTEMPTS {
                     let mut e = Self::event("AttemptFailed");
                     e.message = Some(format!("attempt {}: {reason}", exec.attempt));

@@ -531,7 +531,7 @@ async fn a_reconcile_that_panics_releases_its_key_and_is_retried_with_backoff() 
     assert_eq!(w.ctx.metrics.reconcile_panics(), 1);
     assert_eq!(w.ctx.metrics.get("sqlctl_errors_total", "panic"), 1);
     assert_eq!(w.ctx.metrics.get("sqlctl_reconciles_total", "error"), 1);
-    assert!(w.ctx.metrics.render(&Default::default()).contains("sqlctl_reconcile_panics_total 1"));
+    assert!(w.ctx.metrics.render().contains("sqlctl_reconcile_panics_total 1"));
     assert_eq!(queue.failures(&key), 1, "a panic backs off like an error");
     assert_eq!(w.get(&key).await.phase(), Phase::Pending);
 

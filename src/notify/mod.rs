@@ -21,7 +21,6 @@
 pub mod gchat;
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -279,33 +278,76 @@ pub fn notification_counts() -> BTreeMap<(&'static str, &'static str, &'static s
     counts().lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
-/// The notification metrics in the Prometheus text format, for `/metrics`:
-/// `sqlctl_notifications_total{channel,kind,result}`, `sqlctl_gchat_requests_total{status}`
-/// (every HTTP attempt by status code, `timeout` or `error`) and `sqlctl_gchat_circuit_open`,
-/// the last two from `chat`, the Google Chat notifier's handle (none: no requests, closed).
+/// The notification metrics at one instant: `sqlctl_notifications_total{channel,kind,result}`,
+/// `sqlctl_gchat_requests_total{status}` (every HTTP attempt by status code, `timeout` or
+/// `error`) and `sqlctl_gchat_circuit_open`, the last two from the Google Chat notifier's handle
+/// (none: no requests, closed). The controller's registry encodes one per scrape.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyMetrics {
+    counts: Counts,
+    chat_requests: BTreeMap<String, u64>,
+    circuit_open: bool,
+}
+
+impl NotifyMetrics {
+    pub fn snapshot(chat: Option<&gchat::ChatMetrics>) -> Self {
+        NotifyMetrics {
+            counts: notification_counts(),
+            chat_requests: chat.map(gchat::ChatMetrics::request_counts).unwrap_or_default(),
+            circuit_open: chat.is_some_and(gchat::ChatMetrics::circuit_open),
+        }
+    }
+
+    /// Encodes these series into a registry's encoder (the families are declared even when empty).
+    pub fn encode_into(
+        &self,
+        encoder: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        use prometheus_client::metrics::MetricType;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let mut m = encoder.encode_descriptor(
+            "sqlctl_notifications",
+            "Notifications by channel, kind and result (sent, failed, skipped)",
+            None,
+            MetricType::Counter,
+        )?;
+        for ((channel, kind, result), v) in &self.counts {
+            let labels = [("channel", *channel), ("kind", *kind), ("result", *result)];
+            ConstCounter::new(*v).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = encoder.encode_descriptor(
+            "sqlctl_gchat_requests",
+            "Google Chat webhook requests by HTTP status (or timeout, error)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (status, v) in &self.chat_requests {
+            let labels = [("status", status.as_str())];
+            ConstCounter::new(*v).encode(m.encode_family(&labels)?)?;
+        }
+        let m = encoder.encode_descriptor(
+            "sqlctl_gchat_circuit_open",
+            "1 while Google Chat sends are skipped after repeated failures",
+            None,
+            MetricType::Gauge,
+        )?;
+        ConstGauge::new(self.circuit_open as i64).encode(m)
+    }
+}
+
+impl prometheus_client::collector::Collector for NotifyMetrics {
+    fn encode(&self, mut encoder: prometheus_client::encoding::DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_into(&mut encoder)
+    }
+}
+
+/// The notification metrics alone in the Prometheus text format (what `/metrics` shows of them).
 pub fn render_metrics(out: &mut String, chat: Option<&gchat::ChatMetrics>) {
-    let _ = writeln!(
-        out,
-        "# HELP sqlctl_notifications_total Notifications by channel, kind and result (sent, failed, skipped).\n# TYPE sqlctl_notifications_total counter"
-    );
-    for ((channel, kind, result), v) in notification_counts() {
-        let _ = writeln!(
-            out,
-            "sqlctl_notifications_total{{channel=\"{channel}\",kind=\"{kind}\",result=\"{result}\"}} {v}"
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP sqlctl_gchat_requests_total Google Chat webhook requests by HTTP status (or timeout, error).\n# TYPE sqlctl_gchat_requests_total counter"
-    );
-    for (status, v) in chat.map(gchat::ChatMetrics::request_counts).unwrap_or_default() {
-        let _ = writeln!(out, "sqlctl_gchat_requests_total{{status=\"{status}\"}} {v}");
-    }
-    let _ = writeln!(
-        out,
-        "# HELP sqlctl_gchat_circuit_open 1 while Google Chat sends are skipped after repeated failures.\n# TYPE sqlctl_gchat_circuit_open gauge\nsqlctl_gchat_circuit_open {}",
-        chat.is_some_and(gchat::ChatMetrics::circuit_open) as u8
-    );
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(NotifyMetrics::snapshot(chat)));
+    let _ = prometheus_client::encoding::prometheus_text::encode(out, &registry);
 }
 
 #[cfg(test)]

@@ -203,10 +203,35 @@ fn controller_serves_health_readiness_and_metrics() {
     };
     assert!(get("/healthz").starts_with("HTTP/1.1 200"));
     assert!(get("/readyz").starts_with("HTTP/1.1 200"));
-    let m = get("/metrics");
+    // Requests by phase come from the leader's background count (at most one store count per
+    // few seconds while records change), never from a store read per scrape.
+    let deadline = std::time::Instant::now() + T;
+    let m = loop {
+        let m = get("/metrics");
+        if m.contains("sqlctl_requests{phase=\"AwaitingApproval\"} 1") || std::time::Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
     assert!(m.contains("sqlctl_requests{phase=\"AwaitingApproval\"} 1"), "{m}");
     assert!(m.contains("sqlctl_reconciles_total{result=\"success\"}"), "{m}");
     assert!(m.contains("sqlctl_leader 1"), "{m}");
+    assert!(
+        m.contains("Content-Type: text/plain; version=0.0.4") || m.contains("content-type: text/plain; version=0.0.4"),
+        "{m}"
+    );
+    // Typed families: histograms with buckets, the build, the process.
+    for needle in [
+        "# TYPE sqlctl_reconcile_duration_seconds histogram",
+        "sqlctl_reconcile_duration_seconds_bucket{le=\"+Inf\"}",
+        "# TYPE sqlctl_approve_to_executing_seconds histogram",
+        "# TYPE sqlctl_approval_wait_seconds histogram",
+        "sqlctl_build_info{version=\"",
+        "process_resident_memory_bytes ",
+        "sqlctl_store_errors_total{operation=\"count_by_phase\"} 0",
+    ] {
+        assert!(m.contains(needle), "{needle} missing from:\n{m}");
+    }
     // JSON logs carry name, uid, generation and phase on transitions.
     let log = env.controller_log(0);
     let line = log.lines().find(|l| l.contains("phase transition") && l.contains("AwaitingApproval")).expect(&log);
