@@ -58,6 +58,12 @@ impl Build {
     }
 }
 
+/// This binary's build in the lease form, computed once.
+pub fn encoded() -> &'static str {
+    static ENCODED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ENCODED.get_or_init(|| Build::this().encode())
+}
+
 impl std::fmt::Display for Build {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

@@ -1,5 +1,18 @@
 //! `sqlctl get [NAME]`: one request, or a list (filtered by phase and labels), as a table, YAML,
 //! JSON, names, a JSONPath template or custom columns, optionally sorted.
+//!
+//! `-w` / `--watch` then streams changes as kubectl does: after the listing, every request
+//! created, changed or deleted (that matches the name, namespace, phase and labels asked for) is
+//! printed again in the same format, a table row per change without repeating the header. The
+//! changes come from the store's change feed ([`Store::changes_since`]: the SQLite change log,
+//! or the DynamoDB change index), polled every [`WATCH_POLL`]; the cursor is taken before the
+//! listing, so nothing written in between is missed. A deleted request is printed as last seen.
+//! `--watch-only` skips the listing; `--output-watch-events` prints `ADDED` / `MODIFIED` /
+//! `DELETED` with each object (a column in tables, `{"type", "object"}` in JSON and YAML). It
+//! runs until interrupted.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -7,7 +20,11 @@ use super::jsonpath::{Columns, Path, Template};
 use super::{get_request, output};
 use crate::config::Context;
 use crate::spec::Phase;
-use crate::store::LabelSelector;
+use crate::spec::{ObjectKey, QueryRequest};
+use crate::store::{LabelSelector, Store};
+
+/// How often `get -w` reads the change feed.
+pub const WATCH_POLL: Duration = Duration::from_millis(250);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -33,6 +50,15 @@ pub struct Args {
     /// List requests in all namespaces.
     #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+    /// After listing, keep printing requests as they change (until interrupted).
+    #[arg(short = 'w', long)]
+    pub watch: bool,
+    /// Print only the changes from now on, not the current listing (implies --watch).
+    #[arg(long)]
+    pub watch_only: bool,
+    /// With --watch: say what happened to each object printed (ADDED, MODIFIED, DELETED).
+    #[arg(long)]
+    pub output_watch_events: bool,
 }
 
 /// What `get -o` prints.
@@ -78,6 +104,9 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
 impl Args {
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
+        if self.watch || self.watch_only {
+            return self.watch(g, store.as_ref()).await;
+        }
         if let Some(name) = &self.name {
             let r = get_request(store.as_ref(), g, name).await?;
             match &self.output {
@@ -143,6 +172,70 @@ impl Args {
         Ok(())
     }
 
+    /// `-w`: the listing (unless --watch-only), then every matching change as it happens.
+    async fn watch(&self, g: &Context, store: &dyn Store) -> anyhow::Result<()> {
+        let selector = match &self.selector {
+            Some(s) => parse_selector(s).map_err(super::Exit::usage)?,
+            None => LabelSelector::new(),
+        };
+        let ns = if self.all_namespaces { None } else { Some(g.namespace.clone()) };
+        let wanted = |key: &ObjectKey| {
+            ns.as_deref().is_none_or(|n| key.namespace == n) && self.name.as_deref().is_none_or(|n| key.name == n)
+        };
+        let matches = |r: &QueryRequest| {
+            self.phase.is_none_or(|p| r.phase() == p)
+                && selector.iter().all(|(k, v)| r.metadata.labels.get(k).is_some_and(|have| have == v))
+        };
+        // The cursor first: whatever is written while listing shows up as a change.
+        let mut cursor = store.change_cursor().await?;
+        let mut seen: HashMap<ObjectKey, QueryRequest> = HashMap::new();
+        let mut printer = WatchPrinter::new(self);
+        for r in store.list(ns.as_deref(), &selector).await? {
+            if !wanted(&r.key()) || !matches(&r) {
+                continue;
+            }
+            if !self.watch_only {
+                printer.print("ADDED", &r)?;
+            }
+            seen.insert(r.key(), r);
+        }
+        loop {
+            tokio::time::sleep(WATCH_POLL).await;
+            let (next, changes) = store.changes_since(cursor).await?;
+            cursor = next;
+            let mut keys: Vec<ObjectKey> = Vec::new();
+            for c in changes {
+                if wanted(&c.key) && !keys.contains(&c.key) {
+                    keys.push(c.key);
+                }
+            }
+            for key in keys {
+                match store.get(&key).await? {
+                    Some(r) => {
+                        let before = seen.get(&key);
+                        if before.is_some_and(|b| b.metadata.resource_version == r.metadata.resource_version) {
+                            continue; // a decision record or a replayed change: nothing new to show
+                        }
+                        if !matches(&r) {
+                            // Out of the selection now: shown once more as it left, then dropped.
+                            if let Some(b) = seen.remove(&key) {
+                                printer.print("DELETED", &b)?;
+                            }
+                            continue;
+                        }
+                        printer.print(if before.is_some() { "MODIFIED" } else { "ADDED" }, &r)?;
+                        seen.insert(key, r);
+                    }
+                    None => {
+                        if let Some(b) = seen.remove(&key) {
+                            printer.print("DELETED", &b)?;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn print_table(&self, header: &[&str], rows: &[Vec<String>]) {
         let t = output::table(header, rows);
         match t.split_once('\n') {
@@ -156,4 +249,87 @@ impl Args {
 /// newlines and tabs) shown escaped, as everywhere sqlctl prints for people.
 fn jsonpath_text(t: &Template, v: &Value) -> String {
     crate::spec::text::escape_hidden(&t.render(v)).into_owned()
+}
+
+/// Prints watched objects one at a time in `get`'s format; a table's header once, first.
+struct WatchPrinter<'a> {
+    args: &'a Args,
+    header_done: bool,
+    widths: Vec<usize>,
+}
+
+impl<'a> WatchPrinter<'a> {
+    fn new(args: &'a Args) -> Self {
+        WatchPrinter { args, header_done: args.no_headers, widths: Vec::new() }
+    }
+
+    fn print(&mut self, event: &str, r: &QueryRequest) -> anyhow::Result<()> {
+        use std::io::Write as _;
+        let events = self.args.output_watch_events;
+        let wrapped = |r: &QueryRequest| -> anyhow::Result<Value> {
+            let obj = serde_json::to_value(r)?;
+            Ok(if events { serde_json::json!({"type": event, "object": obj}) } else { obj })
+        };
+        let text = match &self.args.output {
+            GetOutput::Plain(output::Format::Yaml) => format!("---\n{}", output::to_yaml(&wrapped(r)?)),
+            GetOutput::Plain(output::Format::Json) => output::to_json(&wrapped(r)?),
+            GetOutput::Plain(output::Format::Name) if events => format!("{event} queryrequest/{}\n", r.metadata.name),
+            GetOutput::Plain(output::Format::Name) => format!("queryrequest/{}\n", r.metadata.name),
+            GetOutput::JsonPath(t) => jsonpath_text(t, &serde_json::to_value(r)?),
+            GetOutput::Columns(c) => {
+                self.row(c.headers().iter().map(|h| h.to_string()).collect(), c.row(&serde_json::to_value(r)?), event)
+            }
+            GetOutput::Plain(f) => {
+                let (h, mut rows) = output::request_rows(std::slice::from_ref(r), *f == output::Format::Wide);
+                let mut h = h;
+                let mut row = rows.pop().unwrap_or_default();
+                if self.args.all_namespaces {
+                    h.insert(0, "NAMESPACE");
+                    row.insert(0, r.metadata.namespace().to_string());
+                }
+                self.row(h.iter().map(|s| s.to_string()).collect(), row, event)
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        out.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        Ok(())
+    }
+
+    /// One table row, aligned to the widths the first row set (later rows widen as needed).
+    fn row(&mut self, mut header: Vec<String>, mut row: Vec<String>, event: &str) -> String {
+        if self.args.output_watch_events {
+            header.insert(0, "EVENT".into());
+            row.insert(0, event.to_string());
+        }
+        let row: Vec<String> = row.iter().map(|c| crate::spec::text::escape_hidden(c).into_owned()).collect();
+        if self.widths.is_empty() {
+            self.widths = header.iter().zip(&row).map(|(h, c)| h.chars().count().max(c.chars().count())).collect();
+        }
+        let line = |cells: &[String], widths: &mut Vec<usize>| {
+            let mut s = String::new();
+            for (i, c) in cells.iter().enumerate() {
+                let w = widths.get(i).copied().unwrap_or(0).max(c.chars().count());
+                if i < widths.len() {
+                    widths[i] = w;
+                }
+                if i + 1 == cells.len() {
+                    s.push_str(c);
+                } else {
+                    s.push_str(&format!("{c:<w$}  "));
+                }
+            }
+            s.trim_end().to_string() + "\n"
+        };
+        let mut text = String::new();
+        if !self.header_done {
+            self.header_done = true;
+            text.push_str(&line(&header, &mut self.widths));
+        }
+        text.push_str(&line(&row, &mut self.widths));
+        text
+    }
 }

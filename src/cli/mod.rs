@@ -24,6 +24,7 @@ pub mod jsonpath;
 pub mod output;
 pub mod results;
 pub mod schema;
+pub mod version;
 pub mod wait;
 
 use clap::{Parser, Subcommand};
@@ -97,6 +98,8 @@ pub enum Command {
     Config(config_cmd::Command),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion(completion::Args),
+    /// Print the client's version and the running controller's (from the lease it holds).
+    Version(version::Args),
 }
 
 /// An error that carries its exit code. Anything else exits 1.
@@ -125,6 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Aws(a) => a.run(&g).await,
         Command::Config(a) => a.run(&g).await,
         Command::Completion(a) => a.run(&g).await,
+        Command::Version(a) => a.run(&g).await,
     }
 }
 

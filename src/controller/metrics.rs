@@ -287,7 +287,7 @@ impl Metrics {
         ];
         for (family, key, values) in known {
             for v in values {
-                family.get_or_create(&vec![(key, v.to_string())]);
+                let _ = family.get_or_create(&vec![(key, v.to_string())]);
             }
         }
         Metrics {

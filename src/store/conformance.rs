@@ -316,6 +316,12 @@ pub(crate) async fn leases_are_acquired_renewed_taken_over_and_released(s: &dyn 
     let fence_a = Fence { holder: "a".into(), epoch: 1 };
     let renewed = s.renew_lease("l", &fence_a).await.unwrap();
     assert_eq!((renewed.epoch, renewed.renewals), (1, 1));
+    // The holder's build is recorded with the lease and kept across renewals (`sqlctl version`).
+    assert_eq!(a.build, crate::version::encoded());
+    assert_eq!(renewed.build, a.build);
+    let other = LeaseClaim { build: "{\"version\":\"9.9.9\"}", ..LeaseClaim::new("m", "x", 10_000) };
+    assert_eq!(s.try_acquire_lease(other, None).await.unwrap().unwrap().build, other.build);
+    assert_eq!(s.get_lease("m").await.unwrap().unwrap().build, other.build);
     // b observed the lease before the renewal: the leader is alive, no takeover.
     assert_eq!(
         s.try_acquire_lease(LeaseClaim::new("l", "b", 10_000), Some(&a)).await.unwrap(),

@@ -80,6 +80,9 @@ pub struct Lease {
     pub duration_ms: u64,
     /// Wall-clock millis of the last renew, for display only (never for takeover decisions).
     pub renewed_at_ms: i64,
+    /// The holder's build ([`crate::version::Build::encode`]) for `sqlctl version`; empty when
+    /// written by a controller that predates it. Display only: never part of a lease decision.
+    pub build: String,
 }
 
 /// A bid for lease `name` by `holder` for `duration_ms`: what [`Store::try_acquire_lease`] takes.
@@ -88,11 +91,13 @@ pub struct LeaseClaim<'a> {
     pub name: &'a str,
     pub holder: &'a str,
     pub duration_ms: u64,
+    /// The claimant's build, recorded in the lease it takes (this binary's, by [`LeaseClaim::new`]).
+    pub build: &'a str,
 }
 
 impl<'a> LeaseClaim<'a> {
     pub fn new(name: &'a str, holder: &'a str, duration_ms: u64) -> Self {
-        LeaseClaim { name, holder, duration_ms }
+        LeaseClaim { name, holder, duration_ms, build: crate::version::encoded() }
     }
 
     /// Refuses a claim no lease can be held by (an empty holder), before any backend call.
@@ -120,7 +125,14 @@ impl<'a> LeaseClaim<'a> {
 
     /// The lease this claim writes at `epoch`.
     pub fn lease(&self, epoch: u64, renewed_at_ms: i64) -> Lease {
-        Lease { holder: self.holder.to_string(), epoch, renewals: 0, duration_ms: self.duration_ms, renewed_at_ms }
+        Lease {
+            holder: self.holder.to_string(),
+            epoch,
+            renewals: 0,
+            duration_ms: self.duration_ms,
+            renewed_at_ms,
+            build: self.build.to_string(),
+        }
     }
 }
 

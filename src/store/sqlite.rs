@@ -152,6 +152,10 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (uid, idx)
     );
     "#,
+    // 3: the lease holder's build, for `sqlctl version` (display only).
+    r#"
+    ALTER TABLE leases ADD COLUMN build TEXT NOT NULL DEFAULT '';
+    "#,
 ];
 
 /// The SQLite-backed store. Cheap to clone (the connections are shared).
@@ -487,7 +491,7 @@ fn remove_request(tx: &Transaction<'_>, key: &ObjectKey, rv: i64) -> Result<()> 
 }
 
 fn read_lease(conn: &Connection, name: &str) -> Result<Option<Lease>> {
-    conn.prepare_cached("SELECT holder, epoch, renewals, duration_ms, renewed_at_ms FROM leases WHERE name = ?1")
+    conn.prepare_cached("SELECT holder, epoch, renewals, duration_ms, renewed_at_ms, build FROM leases WHERE name = ?1")
         .sql()?
         .query_row([name], |r| {
             Ok(Lease {
@@ -496,6 +500,7 @@ fn read_lease(conn: &Connection, name: &str) -> Result<Option<Lease>> {
                 renewals: r.get::<_, i64>(2)? as u64,
                 duration_ms: r.get::<_, i64>(3)? as u64,
                 renewed_at_ms: r.get(4)?,
+                build: r.get(5)?,
             })
         })
         .optional()
@@ -504,9 +509,9 @@ fn read_lease(conn: &Connection, name: &str) -> Result<Option<Lease>> {
 
 fn write_lease(tx: &Transaction<'_>, name: &str, lease: &Lease) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO leases (name, holder, epoch, renewals, duration_ms, renewed_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO leases (name, holder, epoch, renewals, duration_ms, renewed_at_ms, build) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch, renewals = excluded.renewals,
-             duration_ms = excluded.duration_ms, renewed_at_ms = excluded.renewed_at_ms",
+             duration_ms = excluded.duration_ms, renewed_at_ms = excluded.renewed_at_ms, build = excluded.build",
     )
     .sql()?
     .execute(params![
@@ -515,7 +520,8 @@ fn write_lease(tx: &Transaction<'_>, name: &str, lease: &Lease) -> Result<()> {
         to_i64(lease.epoch)?,
         to_i64(lease.renewals)?,
         to_i64(lease.duration_ms)?,
-        lease.renewed_at_ms
+        lease.renewed_at_ms,
+        lease.build
     ])
     .sql()?;
     Ok(())
@@ -835,14 +841,15 @@ impl Store for SqliteStore {
 
     async fn try_acquire_lease(&self, claim: LeaseClaim<'_>, observed: Option<&Lease>) -> Result<Option<Lease>> {
         claim.check()?;
-        let (name, holder, observed) = (claim.name.to_string(), claim.holder.to_string(), observed.cloned());
-        let duration_ms = claim.duration_ms;
+        let (name, observed) = (claim.name.to_string(), observed.cloned());
+        // The lease this claim writes, but for the epoch and time decided in the transaction.
+        let template = claim.lease(0, 0);
         self.write(move |tx| {
             let current = read_lease(tx, &name)?;
             let Some(epoch) = LeaseClaim::next_epoch(current.as_ref(), observed.as_ref()) else {
                 return Ok(None);
             };
-            let lease = LeaseClaim::new(&name, &holder, duration_ms).lease(epoch, now_ms());
+            let lease = Lease { epoch, renewed_at_ms: now_ms(), ..template.clone() };
             write_lease(tx, &name, &lease)?;
             Ok(Some(lease))
         })

@@ -19,6 +19,7 @@ mod gchat;
 mod generation_llm;
 mod generation_offline;
 mod gitops;
+mod kubectl;
 mod resilience;
 mod results_s3;
 mod safety_canonical;

@@ -194,6 +194,7 @@ pub(super) fn decode_lease(item: &HashMap<String, AttributeValue>) -> Lease {
         renewals: num(item, "renewals").unwrap_or(0),
         duration_ms: num(item, "duration_ms").unwrap_or(0),
         renewed_at_ms: item.get("renewed_at_ms").and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok()).unwrap_or(0),
+        build: text(item, "build").unwrap_or_default().to_string(),
     }
 }
 

@@ -31,6 +31,9 @@ impl DynamoStore {
         item.insert("renewals".to_string(), n(lease.renewals));
         item.insert("duration_ms".to_string(), n(lease.duration_ms));
         item.insert("renewed_at_ms".to_string(), AttributeValue::N(lease.renewed_at_ms.to_string()));
+        if !lease.build.is_empty() {
+            item.insert("build".to_string(), s(&lease.build));
+        }
         match self.conditional_put(item, condition, values, None, vec![]).await? {
             Ok(()) => Ok(Ok(())),
             Err(old) => Ok(Err(old.map(|i| decode_lease(&i)))),
