@@ -22,6 +22,8 @@ pub mod generate;
 pub mod guard;
 pub mod identity;
 pub mod notify;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 pub mod results;
 pub mod spec;
 pub mod store;

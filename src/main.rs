@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         // `sqlctl … | head`: a reader that goes away ends the command quietly (exit 0).
         sqlctl::cli::output::quiet_on_closed_stdout();
     }
-    init_logging(
+    let _telemetry = init_logging(
         &cli.global.log_format,
         cli.global.log_level.as_deref(),
         matches!(cli.command, sqlctl::cli::Command::Controller(_)),
@@ -46,20 +46,44 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: &str, filter: Option<&str>, controller: bool) {
-    use tracing_subscriber::EnvFilter;
+/// What keeps trace export running until `main` ends (flushed on drop); `()` without the
+/// `otlp` feature.
+#[cfg(feature = "otlp")]
+type Telemetry = Option<sqlctl::otlp::Guard>;
+#[cfg(not(feature = "otlp"))]
+type Telemetry = ();
+
+fn init_logging(format: &str, filter: Option<&str>, controller: bool) -> Telemetry {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer as _};
     let default = if controller { "info" } else { "warn" };
     let filter = EnvFilter::try_new(filter.unwrap_or(default)).unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(use_colour(std::io::IsTerminal::is_terminal(&std::io::stderr()), std::env::var_os("NO_COLOR")));
-    if format == "json" {
+    let fmt = if format == "json" {
         // `span`: the reconcile a line was logged in (namespace, name, uid, generation, reason).
-        builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init();
+        fmt.json().flatten_event(true).with_current_span(true).with_span_list(false).with_filter(filter).boxed()
     } else {
-        builder.with_target(false).init();
+        fmt.with_target(false).with_filter(filter).boxed()
+    };
+    let registry = tracing_subscriber::registry().with(fmt);
+    #[cfg(feature = "otlp")]
+    {
+        match sqlctl::otlp::layer() {
+            Some((layer, guard)) => {
+                registry.with(layer).init();
+                Some(guard)
+            }
+            None => {
+                registry.init();
+                None
+            }
+        }
     }
+    #[cfg(not(feature = "otlp"))]
+    registry.init()
 }
 
 /// Colour codes in text logs only on a terminal, and never when `NO_COLOR` is set to anything

@@ -391,6 +391,25 @@ pub struct PollStats {
     pub retried: usize,
 }
 
+fn totals() -> &'static std::sync::Mutex<PollStats> {
+    static TOTALS: std::sync::OnceLock<std::sync::Mutex<PollStats>> = std::sync::OnceLock::new();
+    TOTALS.get_or_init(Default::default)
+}
+
+fn record(s: PollStats) {
+    let mut t = totals().lock().unwrap_or_else(|p| p.into_inner());
+    t.received += s.received;
+    t.recorded += s.recorded;
+    t.dead_lettered += s.dead_lettered;
+    t.retried += s.retried;
+}
+
+/// What this process's response consumer has handled since it started (for `/metrics`:
+/// `sqlctl_sqs_decision_messages_total{outcome}`).
+pub fn consumer_totals() -> PollStats {
+    *totals().lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Long-polls the response queue and writes decisions.
 pub struct ResponseConsumer {
     client: Client,
@@ -493,7 +512,10 @@ impl ResponseConsumer {
                 _ = shutdown.wait_for(|v| *v) => return,
             };
             match pass {
-                Ok(_) => backoff = Duration::from_secs(1),
+                Ok(stats) => {
+                    record(stats);
+                    backoff = Duration::from_secs(1)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "SQS receive failed");
                     tokio::select! {

@@ -24,7 +24,7 @@
 //! | `sqlctl_approve_to_executing_seconds` | | accepted decision's time → the query started |
 //! | `sqlctl_query_duration_seconds` | `engine`, `result` | query start → succeeded / failed |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -46,7 +46,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use crate::notify::gchat::ChatMetrics;
-use crate::spec::Phase;
+use crate::spec::{ObjectKey, Phase};
 use crate::store::Store;
 use crate::version::Build;
 
@@ -98,6 +98,8 @@ struct Live {
     /// Something changed since the last count (a transition written, a change seen).
     phases_dirty: AtomicBool,
     phases: Mutex<Option<PhaseCounts>>,
+    /// Requests waiting for a decision, and since when, as this leader last reconciled them.
+    awaiting: Mutex<HashMap<ObjectKey, SystemTime>>,
     chat: OnceLock<Arc<ChatMetrics>>,
 }
 
@@ -110,6 +112,9 @@ impl std::fmt::Debug for Live {
 impl Live {
     fn phases(&self) -> std::sync::MutexGuard<'_, Option<PhaseCounts>> {
         self.phases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+    fn awaiting(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, SystemTime>> {
+        self.awaiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -142,6 +147,33 @@ impl Collector for LiveCollector {
                 MetricType::Gauge,
             )?;
             ConstGauge::new(at).encode(m)?;
+        }
+        if live.leader.load(Ordering::Relaxed) {
+            let oldest = live.awaiting().values().min().copied();
+            let age = oldest.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default();
+            let m = encoder.encode_descriptor(
+                "sqlctl_approval_backlog_oldest_seconds",
+                "How long the oldest request waiting for a decision has waited (0: none waits)",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(age.as_secs_f64()).encode(m)?;
+        }
+        let sqs = crate::approval::sqs::consumer_totals();
+        let mut m = encoder.encode_descriptor(
+            "sqlctl_sqs_decision_messages",
+            "Decision messages from the SQS response queue, by outcome (dead_lettered: refused or malformed, moved to the DLQ)",
+            None,
+            MetricType::Counter,
+        )?;
+        for (outcome, v) in [
+            ("received", sqs.received),
+            ("recorded", sqs.recorded),
+            ("dead_lettered", sqs.dead_lettered),
+            ("retried", sqs.retried),
+        ] {
+            let labels = [("outcome", outcome)];
+            prometheus_client::metrics::counter::ConstCounter::new(v as u64).encode(m.encode_family(&labels)?)?;
         }
         let b = Build::this();
         let mut m = encoder.encode_descriptor(
@@ -374,7 +406,21 @@ impl Metrics {
         self.leader.set(v as i64);
         self.live.leader.store(v, Ordering::Relaxed);
         *self.live.phases() = None;
+        self.live.awaiting().clear();
         self.phases_changed();
+    }
+
+    /// `key` waits for a decision since `since`, or (None) does not.
+    pub fn awaiting_approval(&self, key: &ObjectKey, since: Option<chrono::DateTime<chrono::Utc>>) {
+        let mut map = self.live.awaiting();
+        match since {
+            Some(t) => {
+                map.insert(key.clone(), SystemTime::from(t));
+            }
+            None => {
+                map.remove(key);
+            }
+        }
     }
     pub fn set_ready(&self, v: bool) {
         self.ready.store(v, Ordering::Relaxed);
@@ -806,6 +852,28 @@ mod tests {
         assert_eq!(m.phase_counts(), None);
     }
 
+    #[test]
+    fn the_approval_backlog_age_is_the_oldest_wait_on_the_leader() {
+        let m = Metrics::new();
+        let age = |m: &Metrics| {
+            m.samples().into_iter().find(|s| s.name == "sqlctl_approval_backlog_oldest_seconds").map(|s| s.value)
+        };
+        assert_eq!(age(&m), None, "a standby reports no backlog");
+        m.set_leader(true);
+        assert_eq!(age(&m), Some(0.0), "nothing waits");
+        let (a, b) = (ObjectKey::new("default", "a"), ObjectKey::new("default", "b"));
+        let now = chrono::Utc::now();
+        m.awaiting_approval(&a, Some(now - chrono::Duration::seconds(600)));
+        m.awaiting_approval(&b, Some(now - chrono::Duration::seconds(30)));
+        let oldest = age(&m).unwrap();
+        assert!((600.0..610.0).contains(&oldest), "{oldest}");
+        // Decided (or deleted): the next oldest counts.
+        m.awaiting_approval(&a, None);
+        let oldest = age(&m).unwrap();
+        assert!((30.0..40.0).contains(&oldest), "{oldest}");
+        assert!(m.render().contains("sqlctl_sqs_decision_messages_total{outcome=\"dead_lettered\"} "));
+    }
+
     #[tokio::test]
     async fn a_failed_count_is_a_store_error_not_zeros() {
         let dir = tempfile::tempdir().unwrap();
@@ -832,6 +900,48 @@ mod tests {
         assert!(m.render().contains("sqlctl_requests{phase=\"Pending\"} 0\n"));
         let _ = stop.send(true);
         task.await.unwrap();
+    }
+
+    /// docs/grafana-dashboard.json and docs/prometheus-alerts.yaml query only series a
+    /// controller exports: a renamed metric breaks this test, not a dashboard in production.
+    #[test]
+    fn the_dashboard_and_alerts_name_only_metrics_that_exist() {
+        let m = Metrics::new();
+        m.set_leader(true);
+        m.set_phase_counts(BTreeMap::new());
+        m.reconcile("success");
+        m.error("store");
+        m.query_started("datafusion");
+        m.bytes_scanned("datafusion", 1);
+        m.decision_quarantined();
+        m.observe_generation("offline", Duration::from_millis(1));
+        m.observe_query("datafusion", "succeeded", Duration::from_millis(1));
+        crate::notify::count("gchat", "approval", "sent");
+        let exported: std::collections::BTreeSet<String> = m.samples().into_iter().map(|s| s.name).collect();
+        let dashboard = include_str!("../../docs/grafana-dashboard.json");
+        let alerts = include_str!("../../docs/prometheus-alerts.yaml");
+        serde_json::from_str::<serde_json::Value>(dashboard).expect("the dashboard is JSON");
+        let mut named = std::collections::BTreeSet::new();
+        for text in [dashboard, alerts] {
+            let bytes = text.as_bytes();
+            let mut i = 0;
+            while i < bytes.len() {
+                let rest = &text[i..];
+                let at_word = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+                if at_word && (rest.starts_with("sqlctl_") || rest.starts_with("process_")) {
+                    let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                    i += name.len();
+                    named.insert(name);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        // Names that are not series: the DLQ reason attribute.
+        named.remove("sqlctl_dlq_reason");
+        assert!(named.len() >= 15, "{named:?}");
+        let missing: Vec<&String> = named.iter().filter(|n| !exported.contains(*n)).collect();
+        assert!(missing.is_empty(), "named in docs/ but not exported: {missing:?}\nexported: {exported:?}");
     }
 
     #[test]

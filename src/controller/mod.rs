@@ -376,6 +376,7 @@ async fn reconcile_key(ctx: &Arc<Context>, key: &ObjectKey) -> Result<Action, Er
             reconcile::reconcile(req, ctx).await
         }
         Ok(None) => {
+            ctx.metrics.awaiting_approval(key, None);
             ctx.cancel_orphan(key, None).await;
             Ok(Action::AwaitChange)
         }

@@ -163,6 +163,7 @@ impl Step {
 pub async fn reconcile(req: QueryRequest, ctx: &Context) -> Result<Action, Error> {
     let mut r = Reconciler { ctx, req, status: QueryRequestStatus::default() };
     r.status = r.req.status.clone().unwrap_or_default();
+    r.note_backlog();
     r.run().await
 }
 
@@ -173,6 +174,20 @@ struct Reconciler<'a> {
 }
 
 impl Reconciler<'_> {
+    /// Tells the metrics whether this request waits for a decision, and since when (the
+    /// approval backlog's age on `/metrics`).
+    fn note_backlog(&self) {
+        let since = (self.status.phase == Phase::AwaitingApproval && self.req.metadata.deletion_timestamp.is_none())
+            .then(|| {
+                self.status
+                    .condition("Approved")
+                    .filter(|c| c.reason == "AwaitingApproval")
+                    .map(|c| c.last_transition_time)
+                    .unwrap_or_else(Utc::now)
+            });
+        self.ctx.metrics.awaiting_approval(&self.req.key(), since);
+    }
+
     async fn run(&mut self) -> Result<Action, Error> {
         if self.req.metadata.deletion_timestamp.is_some() {
             return self.finalize().await;
@@ -284,6 +299,7 @@ impl Reconciler<'_> {
             );
         }
         self.req = written;
+        self.note_backlog();
         Ok(())
     }
 

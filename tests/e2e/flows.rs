@@ -295,7 +295,8 @@ fn completion_scripts_generate_and_bash_completes_subcommands_and_flags() {
          rc=$?; rm -f \"$f\"; exit $rc");
     assert_eq!(o.code, 0, "{o:?}");
     let lines: Vec<&str> = o.stdout.lines().collect();
-    assert_eq!(lines, ["apply approve", "--output"], "{o:?}");
+    // `get`'s flags starting --out: -o's long form and the watch's event flag.
+    assert_eq!(lines, ["apply approve", "--output --output-watch-events"], "{o:?}");
     assert!(env.ok(&["completion", "zsh"]).stdout.starts_with("#compdef sqlctl"));
     assert!(env.ok(&["completion", "fish"]).stdout.contains("complete -c sqlctl"));
     let o = env.run(&["completion", "tcsh"]);

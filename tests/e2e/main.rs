@@ -20,6 +20,8 @@ mod generation_llm;
 mod generation_offline;
 mod gitops;
 mod kubectl;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod resilience;
 mod results_s3;
 mod safety_canonical;
