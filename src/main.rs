@@ -51,7 +51,10 @@ fn main() -> ExitCode {
 #[cfg(feature = "otlp")]
 type Telemetry = Option<sqlctl::otlp::Guard>;
 #[cfg(not(feature = "otlp"))]
-type Telemetry = ();
+type Telemetry = NoTelemetry;
+/// Nothing to flush: this build exports no traces.
+#[cfg(not(feature = "otlp"))]
+struct NoTelemetry;
 
 fn init_logging(format: &str, filter: Option<&str>, controller: bool) -> Telemetry {
     use tracing_subscriber::layer::SubscriberExt as _;
@@ -83,7 +86,10 @@ fn init_logging(format: &str, filter: Option<&str>, controller: bool) -> Telemet
         }
     }
     #[cfg(not(feature = "otlp"))]
-    registry.init()
+    {
+        registry.init();
+        NoTelemetry
+    }
 }
 
 /// Colour codes in text logs only on a terminal, and never when `NO_COLOR` is set to anything
