@@ -195,6 +195,7 @@ fn input() -> GenerateInput {
         }],
         history: vec![PriorTurn { sql: "select 1".into(), feedback: "count the orders".into() }],
         last_error: Some("guard: unknown table \"orderz\"".into()),
+        instructions: vec![],
     }
 }
 

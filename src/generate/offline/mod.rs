@@ -383,6 +383,7 @@ mod tests {
             tables: tpch(),
             history: vec![],
             last_error: None,
+            instructions: vec![],
         }
     }
 
