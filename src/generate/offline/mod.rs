@@ -52,8 +52,11 @@
 //! - [`feedback`]: refine feedback applied on top of it;
 //! - [`correct`]: self-correction from the last error;
 //! - [`plan`]: the join tree (step 4);
-//! - [`render`]: the SQL text and its explanation (step 5).
+//! - [`render`]: the SQL text and its explanation (step 5);
+//! - [`audit`]: the question held against the rendered SQL, declining when a named table,
+//!   column or quoted value was lost on the way, or when the question asks two things.
 
+mod audit;
 mod correct;
 mod feedback;
 mod filters;
@@ -172,6 +175,11 @@ impl OfflineGenerator {
             intent.assumptions.push(format!("retried after: {}", one_line(err, 160)));
         }
         let planned = render(&schema, &intent)?;
+        // Refine feedback may replace what the question named ("by nation instead"), so the
+        // question is held against the SQL only when it stands alone.
+        if input.history.is_empty() {
+            audit::audit(&schema, question, &planned.sql, &planned.tables)?;
+        }
         let confidence = (intent.confidence() - planned.penalty).clamp(0.0, 0.99);
         if confidence < MIN_CONFIDENCE {
             return Err(GenerateError::CannotAnswer(format!(

@@ -141,6 +141,10 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                     GenerateError::CannotAnswer(format!("table {} has no name or key column to group by", ti.name))
                 })?;
                 let lc = Col { t: *t, c: label };
+                // "the name … for each business": the entity's label is already a group.
+                if select.contains(&q(lc, multi)) {
+                    continue;
+                }
                 if let Some(pk) = ti.pk.filter(|pk| *pk != label) {
                     group_by.push(q(Col { t: *t, c: pk }, multi));
                 }
@@ -149,6 +153,9 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                 group_labels.push(q(lc, multi));
             }
             Group::Column(c) => {
+                if select.contains(&q(*c, multi)) {
+                    continue;
+                }
                 select.push(q(*c, multi));
                 group_by.push(q(*c, multi));
                 group_labels.push(q(*c, multi));
