@@ -485,6 +485,7 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
                 ti.name
             )));
         }
+        intent.distinct_show = p.distinct && !intent.show.is_empty();
         if p.sort_cues.iter().any(|&i| i != usize::MAX) {
             // "sorted by X"
             if let Some(m) = p.sort_cues.iter().filter(|&&i| i != usize::MAX).find_map(|&i| p.mention_after(i, 2))

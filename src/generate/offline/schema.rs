@@ -69,6 +69,19 @@ fn kind_of(ty: &str) -> Kind {
     }
 }
 
+impl ColInfo {
+    /// How a date column keeps its dates, for explanations.
+    pub(super) fn kind_word(&self) -> &'static str {
+        match self.kind {
+            Kind::Number => "a year number",
+            Kind::Text => "ISO date text",
+            Kind::Date => "a date",
+            Kind::Timestamp => "a timestamp",
+            Kind::Other => "a value",
+        }
+    }
+}
+
 impl Schema {
     pub(super) fn new(tables: &[Table], banned: &HashSet<String>) -> Schema {
         let graph = JoinGraph::build(tables);

@@ -4,6 +4,17 @@ use super::dates::year_of;
 use super::{Agg, DatePart, Dir, Implied, Mention, MentionKind, Parse};
 use crate::generate::offline::lexicon::number_word;
 
+/// "in descending order", "in alphabetical order": the word "order" after a direction is part
+/// of the cue, not a table or column named "order".
+fn take_order_word(p: &mut Parse, i: usize) {
+    if p.is(i + 1, &["order"]) && p.free(i + 1) {
+        p.take(i + 1, i + 2);
+        if i > 0 && p.is(i - 1, &["in"]) && p.free(i - 1) {
+            p.take(i - 1, i);
+        }
+    }
+}
+
 /// Superlatives that can end an order range ("… to lowest").
 const RANGE_ENDS: &[&str] = &[
     "highest", "lowest", "largest", "smallest", "most", "least", "best", "worst", "biggest", "fewest", "greatest",
@@ -163,6 +174,7 @@ pub(super) fn find_cues(p: &mut Parse) {
             "ascending" | "asc" | "increasing" | "alphabetical" | "alphabetically" => {
                 p.order_dir = Some(Dir::Asc);
                 p.take(i, i + 1);
+                take_order_word(p, i);
             }
             "descending" | "desc" | "decreasing" | "reverse" | "reversed" => {
                 p.order_dir = Some(if w.starts_with("rev") { p.order_dir.map_or(Dir::Asc, |d| d) } else { Dir::Desc });
@@ -171,6 +183,7 @@ pub(super) fn find_cues(p: &mut Parse) {
                     p.sort_cues.push(usize::MAX); // "reverse the order": flip
                 }
                 p.take(i, i + 1);
+                take_order_word(p, i);
             }
             "per" | "each" | "every" => {
                 p.group_cues.push(i + 1);
