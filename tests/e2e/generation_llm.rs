@@ -305,6 +305,45 @@ async fn bedrock_a_refused_request_counts_as_a_failed_attempt() {
     assert_eq!(fake.requests().len(), 1);
 }
 
+/// Issue 14: without any semantic model the prompt lists the join paths the retriever infers from
+/// names alone (`author.oid` ↔ `organization.oid`, neither declared anywhere), and the data
+/// team's instructions — on both wire formats.
+#[tokio::test]
+async fn both_providers_see_inferred_join_paths_and_instructions_in_the_prompt() {
+    let col = |n: &str, t: &str| Column { name: n.into(), data_type: t.into(), ..Default::default() };
+    let inp = GenerateInput {
+        question: "Which organizations have authors who wrote more than 3 papers?".into(),
+        database: "academic".into(),
+        engine: EngineKind::Local,
+        tables: vec![
+            Table {
+                name: "author".into(),
+                columns: vec![col("aid", "bigint"), col("name", "varchar"), col("oid", "bigint")],
+                ..Default::default()
+            },
+            Table {
+                name: "organization".into(),
+                columns: vec![col("oid", "bigint"), col("name", "varchar"), col("continent", "varchar")],
+                ..Default::default()
+            },
+        ],
+        history: vec![],
+        last_error: None,
+        instructions: vec!["Always filter names using ILIKE".into()],
+    };
+    let check = |prompt: &str| {
+        for needle in ["joins:", "author.oid = organization.oid", "Always filter names using ILIKE"] {
+            assert!(prompt.contains(needle), "the prompt lacks {needle:?}:\n{prompt}");
+        }
+    };
+    let fake = Fake::start(|_, _| converse_sql("select 1"));
+    bedrock(&fake).await.generate(&inp).await.unwrap();
+    check(&fake.requests()[0].prompt());
+    let fake = Fake::start(|_, _| chat_sql("select 1"));
+    openai(&fake, None).generate(&inp).await.unwrap();
+    check(&fake.requests()[0].prompt());
+}
+
 fn openai(fake: &Fake, key: Option<&str>) -> OpenAiGenerator {
     let opts = OpenAiOptions {
         api_key: key.map(str::to_string),

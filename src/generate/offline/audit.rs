@@ -12,7 +12,8 @@
 //! - a table the question names is not read by the SQL, or a column it names appears nowhere
 //!   in it (a dropped condition, group or output);
 //! - the question asks a second question ("…, and how many …", "… and what is …"), which the
-//!   one intent cannot answer.
+//!   one intent cannot answer;
+//! - the question asks for a highest, lowest or top value and the SQL ranks nothing.
 //!
 //! It only ever declines; it never changes the SQL. Nothing here knows a schema: it compares the
 //! parser's mentions with the rendered text.
@@ -47,7 +48,21 @@ pub(super) fn audit(schema: &Schema, question: &str, sql: &str, tables_used: &[S
         ));
     }
     let p = parse(schema, question);
+    // "highest", "earliest", "top 3": the SQL must rank or take an extreme.
+    // ("at least 5" is a comparison, not a superlative.)
+    let at_least = p.sup.is_some_and(|(_, after, _)| after >= 2 && p.toks[after - 2].low == "at");
+    if p.sup.is_some()
+        && !at_least
+        && p.range_order.is_none()
+        && !["max(", "min(", " desc", "\nlimit "].iter().any(|f| low_sql.contains(f))
+    {
+        return decline("the question asks for a highest, lowest or top value, but the query ranks nothing".into());
+    }
+    // "Return the description, drug id and name": every item of an explicit output list counts,
+    // even one word of a longer column name.
+    let listed_from = p.toks.iter().position(|t| matches!(t.low.as_str(), "return" | "give" | "show" | "list"));
     for m in &p.mentions {
+        let listed = listed_from.is_some_and(|i| m.start > i);
         let words = p.toks[m.start..m.end].iter().map(|t| t.raw.as_str()).collect::<Vec<_>>().join(" ");
         match &m.kind {
             // Only a mention that names the whole table ("offer" for course_offering is a verb).
@@ -67,7 +82,8 @@ pub(super) fn audit(schema: &Schema, question: &str, sql: &str, tables_used: &[S
             // Only a mention of two words or more ("monthly limit") or one that names every word
             // of its best column ("latitude"), not one word of a longer name ("major").
             MentionKind::Columns(cands)
-                if m.end - m.start >= 2
+                if listed
+                    || m.end - m.start >= 2
                     || cands.first().is_some_and(|(c, _)| schema.col(*c).words.len() <= m.end - m.start) =>
             {
                 let present =

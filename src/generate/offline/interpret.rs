@@ -427,8 +427,12 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
     {
         *r = p.order_dir.unwrap_or(*r);
     }
-    // "… for each course, from highest to lowest": every group, ordered by the aggregate.
-    if let Some(dir) = p.range_order
+    // "… for each course, from highest to lowest", "ordered by the number of publications":
+    // every group, ordered by the aggregate.
+    let sorted_by_aggregate = p.sort_cues.iter().any(|&i| {
+        i != usize::MAX && (i..i + 3).any(|j| p.is(j, &["number", "count", "total", "sum", "average", "amount"]))
+    });
+    if let Some(dir) = p.range_order.or(sorted_by_aggregate.then(|| p.order_dir.unwrap_or(Dir::Desc)))
         && intent.shape == Shape::Aggregate
         && !intent.groups.is_empty()
         && intent.limit.is_none()
