@@ -204,12 +204,19 @@ mod tests {
     fn a_proposal_that_lost_a_named_column_table_or_quoted_value_is_declined() {
         let s = schema();
         let q = "What is the latitude and longitude of the business with the highest rating?";
-        let lost = "SELECT latitude FROM business JOIN review ON review.business_id = business.business_id";
-        let e = audit(&s, q, lost, &["business".into(), "review".into()]).unwrap_err();
+        let join = "FROM business JOIN review ON review.business_id = business.business_id";
+        let lost = format!("SELECT latitude {join} ORDER BY rating DESC\nLIMIT 1");
+        let e = audit(&s, q, &lost, &["business".into(), "review".into()]).unwrap_err();
         assert!(e.to_string().contains("longitude"), "{e}");
-        let kept =
-            "SELECT latitude, longitude, rating FROM business JOIN review ON review.business_id = business.business_id";
-        assert!(audit(&s, q, kept, &["business".into(), "review".into()]).is_ok());
+        let kept = format!("SELECT latitude, longitude, rating {join} ORDER BY rating DESC\nLIMIT 1");
+        assert!(audit(&s, q, &kept, &["business".into(), "review".into()]).is_ok());
+        // "the highest rating" with nothing ranked is another question; "at least" is no superlative.
+        let unranked = format!("SELECT latitude, longitude, rating {join}");
+        let e = audit(&s, q, &unranked, &["business".into(), "review".into()]).unwrap_err();
+        assert!(e.to_string().contains("ranks nothing"), "{e}");
+        let at_least = format!("SELECT name, rating {join} WHERE rating >= 4");
+        let q2 = "Which businesses have a rating of at least 4?";
+        assert!(audit(&s, q2, &at_least, &["business".into(), "review".into()]).is_ok());
         let e = audit(&s, "How many reviews are there?", "SELECT COUNT(*) FROM business", &["business".into()])
             .unwrap_err();
         assert!(e.to_string().contains("table review"), "{e}");

@@ -53,6 +53,8 @@
 //! - [`correct`]: self-correction from the last error;
 //! - [`plan`]: the join tree (step 4);
 //! - [`render`]: the SQL text and its explanation (step 5);
+//! - [`ratio`]: "the ratio of A to B" when both sides are two number columns of one table (per
+//!   row) or two tables (their counts);
 //! - [`audit`]: the question held against the rendered SQL, declining when a named table,
 //!   column or quoted value was lost on the way, or when the question asks two things.
 
@@ -65,6 +67,7 @@ mod interpret;
 mod lexicon;
 mod parse;
 mod plan;
+mod ratio;
 mod render;
 mod resolve;
 mod schema;
@@ -150,6 +153,14 @@ impl OfflineGenerator {
             retrieve::retrieve(&text, &tables, &[], self.max_schema_tokens.max(20_000)).tables
         };
         let schema = Schema::new(&chosen, &fix.bad_columns);
+        // A ratio of a shape read whole; any other ratio is declined by the interpreter. After
+        // an error or with feedback it is not retried here.
+        if input.history.is_empty()
+            && input.last_error.is_none()
+            && let Some(p) = ratio::ratio(&schema, question)
+        {
+            return Ok(p);
+        }
 
         let mut intent = interpret(&schema, question)?;
         for turn in &input.history {

@@ -89,7 +89,8 @@ const RESERVED: &[&str] = &[
     "position",
 ];
 
-fn ident(name: &str) -> String {
+/// A table or column name as SQL: bare when plain lower-case and not reserved, else quoted.
+pub(super) fn ident(name: &str) -> String {
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !RESERVED.contains(&name);
