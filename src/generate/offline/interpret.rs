@@ -44,7 +44,23 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
         m
     });
     let mut focus_table = focus.and_then(|m| if let MentionKind::Table(t) = m.kind { Some(t) } else { None });
-    let mut focus_col = focus.and_then(|m| text_cols(schema, m).first().map(|c| c.0)).filter(|_| focus_table.is_none());
+    // "the names of the conferences": the name column of the table named right after "of".
+    let of_table = |m: &Mention| -> Option<usize> {
+        if !p.is(m.end, &["of"]) {
+            return None;
+        }
+        let k = if p.is(m.end + 1, &["the"]) { m.end + 2 } else { m.end + 1 };
+        match p.mention_at(k)?.kind {
+            MentionKind::Table(t) => Some(t),
+            _ => None,
+        }
+    };
+    let mut focus_col = focus
+        .and_then(|m| {
+            let tc = text_cols(schema, m);
+            of_table(m).and_then(|t| tc.iter().find(|(c, _)| c.t == t)).or(tc.first()).map(|c| c.0)
+        })
+        .filter(|_| focus_table.is_none());
 
     // Groups from by/per/each.
     let mut groups: Vec<Group> = Vec::new();
