@@ -361,7 +361,7 @@ pub fn matches(gold: &Gold<'_>, got: &Rows, ordered: bool) -> Result<(), String>
             None => gold_blocks.iter().all(|&(s, e)| same_multiset(&visible(&gold_rows[s..e]), &projected[s..e])),
             Some((full, s, e)) => {
                 let (s, e) = (*s, *e);
-                let head_ok = if ordered {
+                if ordered {
                     blocks(&full[..s], &keys)
                         .iter()
                         .all(|&(a, b)| same_multiset(&visible(&full[a..b]), &projected[a..b]))
@@ -375,8 +375,7 @@ pub fn matches(gold: &Gold<'_>, got: &Rows, ordered: bool) -> Result<(), String>
                         let mut pool = visible(&full[s..e]);
                         remove_each(&mut pool, &rest)
                     }
-                };
-                head_ok
+                }
             }
         }
     };

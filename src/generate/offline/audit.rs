@@ -49,6 +49,17 @@ pub(super) fn audit(schema: &Schema, question: &str, sql: &str, tables_used: &[S
     }
     let p = parse(schema, question);
     // "highest", "earliest", "top 3": the SQL must rank or take an extreme.
+    // "the highest-rated restaurant": a superlative inside a hyphenated word is a ranking the
+    // parser did not read.
+    if let Some(t) = p.toks.iter().find(|t| {
+        t.low.contains('-')
+            && t.low.split('-').any(|w| {
+                matches!(w, "highest" | "lowest" | "top" | "best" | "worst" | "most" | "least" | "largest" | "smallest")
+            })
+    }) && p.sup.is_none()
+    {
+        return decline(format!("did not understand \"{}\": a ranking the offline generator cannot read", t.raw));
+    }
     // ("at least 5" is a comparison, not a superlative.)
     let at_least = p.sup.is_some_and(|(_, after, _)| after >= 2 && p.toks[after - 2].low == "at");
     if p.sup.is_some()

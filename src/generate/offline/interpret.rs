@@ -472,7 +472,35 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
 
     // List: show the columns the question names that are not filters.
     if intent.shape == Shape::List {
+        let filter_cols: Vec<super::schema::Col> = intent
+            .filters
+            .iter()
+            .filter_map(|f| match f {
+                Filter::Values { col, .. } | Filter::Compare { col, .. } | Filter::Dates { col, .. } => Some(*col),
+                Filter::HavingCount { .. } => None,
+            })
+            .collect();
+        let times = |fc: super::schema::Col| {
+            p.mentions
+                .iter()
+                .filter(|o| matches!(&o.kind, MentionKind::Columns(os) if os.iter().any(|(x, _)| *x == fc)))
+                .count()
+        };
         for m in &p.mentions {
+            // A mention of a filtered column is the filter's own ("in the city of New York"),
+            // unless the column is named again ("the name and rating of … with a rating over
+            // 4"): then it is asked for too.
+            if let MentionKind::Columns(cs) = &m.kind
+                && let Some(fc) = cs.iter().map(|c| c.0).find(|c| filter_cols.contains(c))
+            {
+                if times(fc) >= 2
+                    && !intent.show.contains(&fc)
+                    && Some(fc.c) != schema.tables[fc.t].label.filter(|_| fc.t == intent.subject)
+                {
+                    intent.show.push(fc);
+                }
+                continue;
+            }
             if let MentionKind::Columns(cs) = &m.kind
                 && let Some(c) = cs
                     .iter()

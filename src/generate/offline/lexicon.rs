@@ -112,6 +112,7 @@ pub(super) const FILLER: &[&str] = &[
     "entry",
     "data",
     "table",
+    "database",
     "information",
     "detail",
     "shipped",

@@ -64,8 +64,8 @@ pub(super) fn find_values(schema: &Schema, p: &mut Parse) {
                     } else {
                         strong
                             || (text_len >= 3
-                                && !(k == 1 && schema_word(&p.toks[i].stem))
-                                && !(k == 1 && CUE_WORDS.contains(&p.toks[i].low.as_str()))
+                                && !(k == 1
+                                    && (schema_word(&p.toks[i].stem) || CUE_WORDS.contains(&p.toks[i].low.as_str())))
                                 && !is_filler(&p.toks[i]))
                     };
                     if !ok {
