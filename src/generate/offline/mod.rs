@@ -466,7 +466,6 @@ mod tests {
         for (q, why) in [
             ("How many check-ins are there for each business id?", "keeps a count per row"),
             ("How many publications were published in March 2020?", "holds years"),
-            ("Which organizations have authors who wrote \"Attention\"?", "quoted"),
             (
                 "What is the name and rating of the restaurant with the highest rating, and how many are there?",
                 "more than one thing",
