@@ -501,6 +501,18 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
                 }
                 continue;
             }
+            // "students who have declared a minor": "have (…) a <column>" is a condition on it
+            // (that it holds a value), not a column to show.
+            if matches!(m.kind, MentionKind::Columns(_))
+                && m.start >= 2
+                && p.is(m.start - 1, &["a", "an"])
+                && (m.start.saturating_sub(4)..m.start - 1).any(|j| p.is(j, &["have", "has", "had", "having"]))
+            {
+                return Err(GenerateError::CannotAnswer(format!(
+                    "\"{}\" reads as a condition (having one), which the offline generator does not build",
+                    p.toks[m.start..m.end].iter().map(|t| t.raw.as_str()).collect::<Vec<_>>().join(" ")
+                )));
+            }
             if let MentionKind::Columns(cs) = &m.kind
                 && let Some(c) = cs
                     .iter()
