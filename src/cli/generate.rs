@@ -195,6 +195,7 @@ impl Args {
             tables,
             history: vec![],
             last_error: None,
+            instructions: vec![],
         };
         let (result, _) =
             generate_checked(generator.as_ref(), input, &known, &self.tables, engine.as_deref(), self.max_attempts)
@@ -268,6 +269,7 @@ mod tests {
             tables: vec![],
             history: vec![],
             last_error: None,
+            instructions: vec![],
         }
     }
 

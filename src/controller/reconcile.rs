@@ -597,8 +597,15 @@ impl Reconciler<'_> {
         } else {
             tables.into_iter().filter(|t| allowed.iter().any(|a| a.eq_ignore_ascii_case(&t.name))).collect()
         };
-        let mut input =
-            GenerateInput { question, database: db.clone(), engine: kind, tables, history, last_error: None };
+        let mut input = GenerateInput {
+            question,
+            database: db.clone(),
+            engine: kind,
+            tables,
+            history,
+            last_error: None,
+            instructions: vec![],
+        };
         let mut attempts: Vec<Attempt> = Vec::new();
         for _ in 0..self.ctx.config.max_attempts.max(1) {
             let started = std::time::Instant::now();

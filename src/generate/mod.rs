@@ -28,6 +28,11 @@ pub struct GenerateInput {
     pub history: Vec<PriorTurn>,
     /// The guard's or the planner's complaint about the previous attempt.
     pub last_error: Option<String>,
+    /// Notes from the data team the answer must follow ("always match names with ILIKE",
+    /// "TSC means total sales count"): an eval case's instructions today, a semantic model's
+    /// instructions field later. LLM providers see them in the prompt; the offline generator
+    /// reads only the question and declines what it cannot place.
+    pub instructions: Vec<String>,
 }
 
 /// What every provider returns.

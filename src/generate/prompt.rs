@@ -154,6 +154,13 @@ pub fn user_text(input: &GenerateInput, schema: &SchemaText) -> String {
     let mut out = String::new();
     let _ = write!(out, "## Schema\n{}\n", schema.text);
     let _ = write!(out, "## Question\n{}\n", input.question.trim());
+    let notes: Vec<&str> = input.instructions.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
+    if !notes.is_empty() {
+        out.push_str("\n## Instructions from the data team (follow them)\n");
+        for n in notes {
+            let _ = writeln!(out, "- {n}");
+        }
+    }
     if !input.history.is_empty() {
         out.push_str("\n## Earlier SQL and the reviewer's feedback (oldest first)\n");
         for (i, turn) in input.history.iter().enumerate() {
@@ -330,6 +337,7 @@ mod tests {
             tables: vec![orders()],
             history: vec![],
             last_error: None,
+            instructions: vec![],
         }
     }
 
@@ -400,6 +408,18 @@ mod tests {
         assert!(a < b);
         assert!(p.user.contains("select count(*) from orders\n"));
         assert!(p.user.contains("where o_orderpriority = '1-URGENT'"));
+    }
+
+    #[test]
+    fn instructions_reach_the_prompt_after_the_question_and_only_when_given() {
+        let inp =
+            GenerateInput { instructions: vec!["Always filter names using ILIKE".into(), "  ".into()], ..input() };
+        let p = build(&inp, &PromptOptions::default());
+        let i = p.user.find("## Instructions from the data team").expect("the instructions are in the prompt");
+        assert!(i > p.user.find("## Question").unwrap());
+        assert!(p.user.contains("- Always filter names using ILIKE\n"), "{}", p.user);
+        assert_eq!(p.user.matches("\n- ").count(), 1, "blank notes are dropped: {}", p.user);
+        assert!(!build(&input(), &PromptOptions::default()).user.contains("## Instructions"));
     }
 
     #[test]

@@ -195,6 +195,7 @@ fn input() -> GenerateInput {
         }],
         history: vec![PriorTurn { sql: "select 1".into(), feedback: "count the orders".into() }],
         last_error: Some("guard: unknown table \"orderz\"".into()),
+        instructions: vec![],
     }
 }
 
@@ -302,6 +303,45 @@ async fn bedrock_a_refused_request_counts_as_a_failed_attempt() {
         matches!(g.generate(&input()).await, Err(GenerateError::Malformed(m)) if m.contains("ValidationException"))
     );
     assert_eq!(fake.requests().len(), 1);
+}
+
+/// Issue 14: without any semantic model the prompt lists the join paths the retriever infers from
+/// names alone (`author.oid` ↔ `organization.oid`, neither declared anywhere), and the data
+/// team's instructions — on both wire formats.
+#[tokio::test]
+async fn both_providers_see_inferred_join_paths_and_instructions_in_the_prompt() {
+    let col = |n: &str, t: &str| Column { name: n.into(), data_type: t.into(), ..Default::default() };
+    let inp = GenerateInput {
+        question: "Which organizations have authors who wrote more than 3 papers?".into(),
+        database: "academic".into(),
+        engine: EngineKind::Local,
+        tables: vec![
+            Table {
+                name: "author".into(),
+                columns: vec![col("aid", "bigint"), col("name", "varchar"), col("oid", "bigint")],
+                ..Default::default()
+            },
+            Table {
+                name: "organization".into(),
+                columns: vec![col("oid", "bigint"), col("name", "varchar"), col("continent", "varchar")],
+                ..Default::default()
+            },
+        ],
+        history: vec![],
+        last_error: None,
+        instructions: vec!["Always filter names using ILIKE".into()],
+    };
+    let check = |prompt: &str| {
+        for needle in ["joins:", "author.oid = organization.oid", "Always filter names using ILIKE"] {
+            assert!(prompt.contains(needle), "the prompt lacks {needle:?}:\n{prompt}");
+        }
+    };
+    let fake = Fake::start(|_, _| converse_sql("select 1"));
+    bedrock(&fake).await.generate(&inp).await.unwrap();
+    check(&fake.requests()[0].prompt());
+    let fake = Fake::start(|_, _| chat_sql("select 1"));
+    openai(&fake, None).generate(&inp).await.unwrap();
+    check(&fake.requests()[0].prompt());
 }
 
 fn openai(fake: &Fake, key: Option<&str>) -> OpenAiGenerator {

@@ -55,6 +55,60 @@ fn eval_fails_below_the_minimum_accuracy() {
     assert_eq!(env.run(&["eval", file.to_str().unwrap(), "--min-accuracy", "0.5"]).code, 0);
 }
 
+/// The defog benchmark's case format (`sql`, `alt_sql`, `ordered`, `instructions`) through the
+/// real binary: a match with an alternative gold counts, a limited ranking compares by its rule,
+/// the per-database table and totals are printed, and `--max-wrong` puts a ceiling on wrong
+/// answers.
+#[test]
+fn eval_reads_the_benchmark_format_and_reports_per_database_with_a_ceiling_on_wrong() {
+    let env = Env::new();
+    let file = env.home.path().join("cases.json");
+    std::fs::write(
+        &file,
+        r#"[
+  {"database": "tpch", "question": "How many nations are there?", "sql": "SELECT 24", "alt_sql": ["SELECT COUNT(*) FROM nation"]},
+  {"database": "tpch", "question": "Which 5 customers have the highest account balance?",
+   "sql": "SELECT c_name, c_acctbal FROM customer ORDER BY c_acctbal DESC LIMIT 5", "alt_sql": null, "ordered": true,
+   "category": "order_by", "date_dependent": null},
+  {"database": "tpch", "question": "How many customers are there?", "sql": "SELECT COUNT(*) + 1 FROM customer",
+   "instructions": "Count every customer row"},
+  {"database": "tpch", "question": "What percentage of orders are urgent?", "sql": "SELECT 1"}
+]"#,
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let o = env.run(&["eval", path, "-o", "json", "--instructions"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let s = &v["summary"];
+    assert_eq!(
+        (s["correct"].as_u64(), s["wrong"].as_u64(), s["declined"].as_u64()),
+        (Some(2), Some(1), Some(1)),
+        "{s}"
+    );
+    assert_eq!(s["instructions"], true);
+    assert_eq!(s["byDatabase"][0]["database"], "tpch", "{s}");
+    assert_eq!(s["byDatabase"][0]["wrong"], 1, "{s}");
+    assert_eq!(v["results"][1]["category"], "order_by");
+    assert_eq!(v["results"][2]["verdict"], "wrong", "{}", v["results"][2]);
+
+    // The table: one line per database and a total above the summary line.
+    let o = env.ok(&["eval", path]);
+    let lines: Vec<&str> = o.stdout.trim_end().lines().collect();
+    assert!(lines.iter().any(|l| l.starts_with("DATABASE") && l.contains("RIGHT") && l.contains("WRONG")), "{o:?}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("TOTAL")
+            && l.split_whitespace().collect::<Vec<_>>() == ["TOTAL", "2", "1", "1", "0", "4"]),
+        "{o:?}"
+    );
+    assert!(lines.last().unwrap().starts_with("accuracy 2/4"), "{o:?}");
+
+    let o = env.run(&["eval", path, "--max-wrong", "0"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("more than --max-wrong 0"), "{o:?}");
+    assert_eq!(env.run(&["eval", path, "--max-wrong", "1", "--min-accuracy", "50"]).code, 0);
+}
+
 #[test]
 fn generate_prints_the_proposal_without_creating_a_request() {
     let env = Env::new();

@@ -44,6 +44,14 @@ pub fn key_concept(table: &Table, column: &str, prefix: Option<&str>) -> Option<
     let stripped = strip_prefix(column, prefix);
     let ws = words(stripped);
     let last = ws.last()?;
+    // `oid`, `aid`, `pid`: the initials of a table and "id" (author.oid ↔ organization.oid).
+    if ws.len() == 1
+        && let Some(head) = last.strip_suffix("id")
+        && (1..=3).contains(&head.len())
+        && head.bytes().all(|b| b.is_ascii_lowercase())
+    {
+        return Some(format!("{head}{INITIALS_ID}"));
+    }
     let base: Vec<String> = if ws.len() == 1 && (last == "id" || last == "key" || last == "sk") {
         return Some(table_concept(&table.name));
     } else if last == "id" || last == "key" || last == "sk" || last == "fk" {
@@ -66,8 +74,26 @@ pub fn table_concept(name: &str) -> String {
     words(name).iter().map(|w| stem(expand(w))).collect::<Vec<_>>().join("_")
 }
 
+/// Marks a key concept read from initials (`oid` → `o` + this).
+const INITIALS_ID: &str = "~id";
+
 /// How strongly table `name` is the owner of `concept`: 3 exact, 2 abbreviation or last word.
+/// A concept read from initials is owned by the table whose name starts with them: a one-word
+/// name (`organization` for `oid`) before a compound one (`organization_type`).
 fn owner_score(name: &str, concept: &str) -> u8 {
+    if let Some(head) = concept.strip_suffix(INITIALS_ID) {
+        let lower = name.to_ascii_lowercase();
+        return match lower.strip_prefix(head) {
+            Some(rest) if rest.len() >= 2 => {
+                if words(name).len() == 1 {
+                    3
+                } else {
+                    2
+                }
+            }
+            _ => 0,
+        };
+    }
     let tc = table_concept(name);
     if tc == concept || tc.replace('_', "") == concept.replace('_', "") {
         return 3;
@@ -327,6 +353,30 @@ mod tests {
             (g2.edges[0].from, g2.edges[0].from_column.as_str(), g2.edges[0].to, g2.edges[0].to_column.as_str()),
             (1, "customer_id", 0, "id")
         );
+    }
+
+    #[test]
+    fn keys_named_by_initials_link_to_the_table_they_abbreviate() {
+        let t = vec![
+            table("author", &[("aid", "BIGINT"), ("name", "VARCHAR"), ("oid", "BIGINT")]),
+            table("organization", &[("oid", "BIGINT"), ("name", "VARCHAR")]),
+            table("writes", &[("aid", "BIGINT"), ("pid", "BIGINT")]),
+            table("publication", &[("pid", "BIGINT"), ("title", "VARCHAR")]),
+            table("publication_keyword", &[("pid", "BIGINT"), ("kid", "BIGINT")]),
+        ];
+        let g = JoinGraph::build(&t);
+        let has = |a: usize, ac: &str, b: usize, bc: &str| {
+            g.edges
+                .iter()
+                .any(|e| e.from == a && e.from_column == ac && e.to == b && e.to_column == bc && e.many_to_one)
+        };
+        assert!(has(0, "oid", 1, "oid"), "{:?}", g.edges);
+        assert!(has(2, "aid", 0, "aid"));
+        assert!(has(2, "pid", 3, "pid"));
+        assert!(has(4, "pid", 3, "pid"), "the one-word name owns the key");
+        assert_eq!(g.primary_keys[1].as_deref(), Some("oid"));
+        // No table starts with k: no owner, and a lone kid joins nothing.
+        assert!(!g.edges.iter().any(|e| e.from_column == "kid" || e.to_column == "kid"));
     }
 
     #[test]

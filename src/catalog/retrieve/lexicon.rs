@@ -67,6 +67,9 @@ pub fn stem_cow(word: &str) -> std::borrow::Cow<'_, str> {
     }
     let n = word.len();
     let last = word.as_bytes().last().copied();
+    if word == "ids" {
+        return Cow::Borrowed("id"); // "the ids of …": the one short plural that names a column
+    }
     if n <= 3 || !(last == Some(b's') || word.ends_with("ing") || word.ends_with("ed")) {
         return Cow::Borrowed(word);
     }
@@ -76,6 +79,9 @@ pub fn stem_cow(word: &str) -> std::borrow::Cow<'_, str> {
 fn stem_owned(word: &str) -> String {
     let w = word.to_string();
     let n = w.len();
+    if w == "ids" {
+        return "id".into();
+    }
     if n <= 3 || !w.is_ascii() {
         return w;
     }

@@ -74,7 +74,17 @@ pub(super) fn add_filters(
         }
     }
     if !p.dates.is_empty() {
-        let (col, note) = date_column(schema, p, intent.subject, context, doubts).ok_or_else(|| {
+        let mut found = date_column(schema, p, intent.subject, context, doubts);
+        if found.is_none() {
+            if p.toks.iter().any(|t| t.low == "between") {
+                return Err(GenerateError::CannotAnswer(
+                    "a range between two dates needs a DATE or TIMESTAMP column, and no table it involves has one"
+                        .into(),
+                ));
+            }
+            found = stand_in_date_column(schema, intent.subject, context);
+        }
+        let (col, note) = found.ok_or_else(|| {
             GenerateError::CannotAnswer("the question names a date, but no table it involves has a date column".into())
         })?;
         if let Some(n) = note {
@@ -182,4 +192,38 @@ pub(super) fn literal_values(
         i = j.max(i + 1);
     }
     out
+}
+
+/// Without a DATE or TIMESTAMP column, a column that stands in for one: a number column named
+/// `year` (`publication.year`), or a text column whose sample values are ISO dates
+/// (`'2023-04-01'`, which compare in date order as text). The nearest to the subject wins; two
+/// at the same distance are a guess, so none.
+fn stand_in_date_column(schema: &Schema, subject: usize, context: &[usize]) -> Option<(Col, Option<String>)> {
+    let iso = |v: &str| {
+        let b = v.as_bytes();
+        b.len() >= 10
+            && b[..10].iter().enumerate().all(|(i, c)| if i == 4 || i == 7 { *c == b'-' } else { c.is_ascii_digit() })
+    };
+    let mut cands: Vec<(usize, Col)> = schema
+        .cols()
+        .filter(|(_, ci)| !ci.banned && !ci.key)
+        .filter(|(_, ci)| match ci.kind {
+            Kind::Number => ci.words == ["year"],
+            Kind::Text => !ci.samples.is_empty() && ci.samples.iter().all(|v| iso(v)),
+            _ => false,
+        })
+        .filter_map(|(c, _)| {
+            let d = schema.distance(subject, c.t)?;
+            Some((if context.contains(&c.t) { d.saturating_sub(1) } else { d }, c))
+        })
+        .collect();
+    cands.sort_by_key(|(d, _)| *d);
+    match cands.as_slice() {
+        [] => None,
+        [(d0, _), (d1, _), ..] if d0 == d1 => None,
+        [(_, c), ..] => Some((
+            *c,
+            Some(format!("dates refer to {} ({})", super::schema::qual_name(schema, *c), schema.col(*c).kind_word())),
+        )),
+    }
 }

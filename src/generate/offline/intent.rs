@@ -101,6 +101,9 @@ pub(super) struct Intent {
     pub(super) limit: Option<usize>,
     /// Extra columns to show in a list.
     pub(super) show: Vec<Col>,
+    /// "the distinct list of user ids …": a list of exactly the shown columns, deduplicated
+    /// (without the subject's own name or key, which would keep every row apart).
+    pub(super) distinct_show: bool,
     /// Tables the text named, joined when they can be reached without multiplying rows.
     pub(super) named: Vec<usize>,
     /// Tables whose column names the text uses: preferred among equally short join paths.
@@ -124,6 +127,7 @@ impl Intent {
             rank: None,
             limit: None,
             show: Vec::new(),
+            distinct_show: false,
             named,
             hints: Vec::new(),
             assumptions: Vec::new(),

@@ -11,6 +11,7 @@ use super::resolve::{
     measure_cols, money_measure, revenue_measure, text_cols,
 };
 use super::schema::{Kind, Schema, qual_name};
+use crate::catalog::retrieve;
 use crate::generate::GenerateError;
 
 /// Rows shown for "which customers have the highest …" when no number is given.
@@ -43,7 +44,23 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
         m
     });
     let mut focus_table = focus.and_then(|m| if let MentionKind::Table(t) = m.kind { Some(t) } else { None });
-    let mut focus_col = focus.and_then(|m| text_cols(schema, m).first().map(|c| c.0)).filter(|_| focus_table.is_none());
+    // "the names of the conferences": the name column of the table named right after "of".
+    let of_table = |m: &Mention| -> Option<usize> {
+        if !p.is(m.end, &["of"]) {
+            return None;
+        }
+        let k = if p.is(m.end + 1, &["the"]) { m.end + 2 } else { m.end + 1 };
+        match p.mention_at(k)?.kind {
+            MentionKind::Table(t) => Some(t),
+            _ => None,
+        }
+    };
+    let mut focus_col = focus
+        .and_then(|m| {
+            let tc = text_cols(schema, m);
+            of_table(m).and_then(|t| tc.iter().find(|(c, _)| c.t == t)).or(tc.first()).map(|c| c.0)
+        })
+        .filter(|_| focus_table.is_none());
 
     // Groups from by/per/each.
     let mut groups: Vec<Group> = Vec::new();
@@ -212,7 +229,7 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
                 };
                 let c = choose(schema, &cands, &context, "what to count", &mut doubts)
                     .ok_or_else(|| GenerateError::CannotAnswer("could not tell what to count".into()))?;
-                Measure::Distinct(c)
+                distinct_count(schema, &p, c)?
             }
             _ => {
                 // "how many" with nothing countable after it: count the one table named, if any.
@@ -229,8 +246,26 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
                 }
             }
         };
+        // "the total count of check-ins" over a table that keeps a count per row: its sum.
+        let (agg, measure) = match measure {
+            Measure::Rows(t) => match count_column(schema, t) {
+                Some(c) if !aggs.is_empty() => {
+                    assumptions.push(format!("summed {} (the table keeps a count per row)", qual_name(schema, c)));
+                    (Agg::Sum, Measure::Column(c))
+                }
+                Some(c) => {
+                    return Err(GenerateError::CannotAnswer(format!(
+                        "{} keeps a count per row ({}): counting its rows and summing that column are different answers; say \"total\" to sum it",
+                        schema.tables[t].name,
+                        qual_name(schema, c)
+                    )));
+                }
+                None => (Agg::Count, Measure::Rows(t)),
+            },
+            m => (Agg::Count, m),
+        };
         let subject = measure.table();
-        intent = Intent::new(Shape::Aggregate, Agg::Count, subject, measure, named.clone());
+        intent = Intent::new(Shape::Aggregate, agg, subject, measure, named.clone());
         // "Which nation has the highest number of customers": group by the focus.
         if let Some(f) = focus_table.filter(|f| *f != subject) {
             if !groups.iter().any(|g| g.table() == f) {
@@ -408,6 +443,18 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
     {
         *r = p.order_dir.unwrap_or(*r);
     }
+    // "… for each course, from highest to lowest", "ordered by the number of publications":
+    // every group, ordered by the aggregate.
+    let sorted_by_aggregate = p.sort_cues.iter().any(|&i| {
+        i != usize::MAX && (i..i + 3).any(|j| p.is(j, &["number", "count", "total", "sum", "average", "amount"]))
+    });
+    if let Some(dir) = p.range_order.or(sorted_by_aggregate.then(|| p.order_dir.unwrap_or(Dir::Desc)))
+        && intent.shape == Shape::Aggregate
+        && !intent.groups.is_empty()
+        && intent.limit.is_none()
+    {
+        intent.rank = Some(dir);
+    }
 
     add_filters(schema, &p, &mut intent, &context, &mut doubts, &mut assumptions)?;
     // Values the samples do not list, written in capitals or quotes right next to the name of
@@ -425,7 +472,47 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
 
     // List: show the columns the question names that are not filters.
     if intent.shape == Shape::List {
+        let filter_cols: Vec<super::schema::Col> = intent
+            .filters
+            .iter()
+            .filter_map(|f| match f {
+                Filter::Values { col, .. } | Filter::Compare { col, .. } | Filter::Dates { col, .. } => Some(*col),
+                Filter::HavingCount { .. } => None,
+            })
+            .collect();
+        let times = |fc: super::schema::Col| {
+            p.mentions
+                .iter()
+                .filter(|o| matches!(&o.kind, MentionKind::Columns(os) if os.iter().any(|(x, _)| *x == fc)))
+                .count()
+        };
         for m in &p.mentions {
+            // A mention of a filtered column is the filter's own ("in the city of New York"),
+            // unless the column is named again ("the name and rating of … with a rating over
+            // 4"): then it is asked for too.
+            if let MentionKind::Columns(cs) = &m.kind
+                && let Some(fc) = cs.iter().map(|c| c.0).find(|c| filter_cols.contains(c))
+            {
+                if times(fc) >= 2
+                    && !intent.show.contains(&fc)
+                    && Some(fc.c) != schema.tables[fc.t].label.filter(|_| fc.t == intent.subject)
+                {
+                    intent.show.push(fc);
+                }
+                continue;
+            }
+            // "students who have declared a minor": "have (…) a <column>" is a condition on it
+            // (that it holds a value), not a column to show.
+            if matches!(m.kind, MentionKind::Columns(_))
+                && m.start >= 2
+                && p.is(m.start - 1, &["a", "an"])
+                && (m.start.saturating_sub(4)..m.start - 1).any(|j| p.is(j, &["have", "has", "had", "having"]))
+            {
+                return Err(GenerateError::CannotAnswer(format!(
+                    "\"{}\" reads as a condition (having one), which the offline generator does not build",
+                    p.toks[m.start..m.end].iter().map(|t| t.raw.as_str()).collect::<Vec<_>>().join(" ")
+                )));
+            }
             if let MentionKind::Columns(cs) = &m.kind
                 && let Some(c) = cs
                     .iter()
@@ -441,6 +528,24 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
                 }
             }
         }
+        let ti = &schema.tables[intent.subject];
+        if let Some(b) = intent.show.iter().find(|c| is_flag(schema, **c)) {
+            return Err(GenerateError::CannotAnswer(format!(
+                "{} is a yes/no column: \"have …\" is a condition on it, which the offline generator does not build",
+                qual_name(schema, *b)
+            )));
+        }
+        let wants_everything = p
+            .toks
+            .iter()
+            .any(|t| matches!(t.stem.as_str(), "detail" | "everything" | "information" | "column" | "field"));
+        if ti.label.is_none() && ti.pk.is_none() && !wants_everything {
+            return Err(GenerateError::CannotAnswer(format!(
+                "{} has no name or key column, and listing every column of it would not answer a question that names one",
+                ti.name
+            )));
+        }
+        intent.distinct_show = p.distinct && !intent.show.is_empty();
         if p.sort_cues.iter().any(|&i| i != usize::MAX) {
             // "sorted by X"
             if let Some(m) = p.sort_cues.iter().filter(|&&i| i != usize::MAX).find_map(|&i| p.mention_after(i, 2))
@@ -496,6 +601,57 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
     intent.assumptions.extend(assumptions);
     intent.hints = hinted_tables(schema, &p);
     Ok(intent)
+}
+
+/// "The number of X" where X is a column: its distinct values — only when the question says
+/// distinct, or X holds more than a yes/no worth of values. A number column counted ("the
+/// number of credits") is an amount, and a flag counted is a count of rows where it holds:
+/// neither is a count of distinct values, so both decline.
+fn distinct_count(schema: &Schema, p: &Parse, c: super::schema::Col) -> Result<Measure, GenerateError> {
+    let ci = schema.col(c);
+    if p.distinct || ci.key {
+        return Ok(Measure::Distinct(c));
+    }
+    if ci.kind == Kind::Number {
+        return Err(GenerateError::CannotAnswer(format!(
+            "\"number of\" {} reads as an amount (a sum) or a count of rows, not of distinct values; say which",
+            qual_name(schema, c)
+        )));
+    }
+    if ci.kind != Kind::Text || (!ci.samples.is_empty() && ci.samples.len() <= 2) {
+        return Err(GenerateError::CannotAnswer(format!(
+            "{} holds yes/no-like values: counting them is a count of rows where it holds, which the offline generator does not build",
+            qual_name(schema, c)
+        )));
+    }
+    Ok(Measure::Distinct(c))
+}
+
+/// A number column that keeps a count per row (`count`, `num_visits`, `checkin_count`), if the
+/// table has one.
+fn count_column(schema: &Schema, t: usize) -> Option<super::schema::Col> {
+    let ti = &schema.tables[t];
+    ti.cols
+        .iter()
+        .position(|c| {
+            !c.key && c.kind == Kind::Number && {
+                // Count words, plus at most the table's own words: `checkin.count` and
+                // `checkin_count` count check-ins; `publication.citation_num` counts citations.
+                let name = c.name.to_ascii_lowercase();
+                let parts: Vec<&str> = name.split('_').filter(|w| !w.is_empty()).collect();
+                let counting = |w: &str| matches!(w, "count" | "cnt" | "num" | "number");
+                parts.iter().any(|w| counting(w))
+                    && parts
+                        .iter()
+                        .all(|w| counting(w) || ti.words.iter().any(|tw| retrieve::stem(w) == *tw || *w == tw.as_str()))
+            }
+        })
+        .map(|c| super::schema::Col { t, c })
+}
+
+/// A yes/no column (BOOLEAN).
+fn is_flag(schema: &Schema, c: super::schema::Col) -> bool {
+    schema.col(c).flag
 }
 
 /// Tables with a (non-key) column or a name word that some content word of the text matches.

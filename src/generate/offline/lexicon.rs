@@ -3,6 +3,13 @@
 
 use crate::catalog::retrieve;
 
+/// Words that ask for an aggregate or an order: in lower case they are the question's own words,
+/// never a sample value ("the average rating" is not the review text `Average`).
+pub(super) const CUE_WORDS: &[&str] = &[
+    "average", "avg", "mean", "total", "sum", "count", "number", "maximum", "minimum", "max", "min", "highest",
+    "lowest", "most", "least", "top", "bottom", "best", "worst", "first", "last", "all", "each", "every",
+];
+
 /// Words that carry no schema meaning of their own (never "not understood").
 pub(super) const FILLER: &[&str] = &[
     "a",
@@ -105,6 +112,7 @@ pub(super) const FILLER: &[&str] = &[
     "entry",
     "data",
     "table",
+    "database",
     "information",
     "detail",
     "shipped",

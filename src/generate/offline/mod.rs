@@ -28,7 +28,8 @@
 //!    confidence: 0.9 for a fully understood simple question, less for every guess.
 //!
 //! What it does not understand it declines with [`GenerateError::CannotAnswer`] and a reason:
-//! ratios, nested aggregates, negation, comparisons against computed values, and any word or
+//! ratios other than the two shapes [`ratio`] reads, percentages, nested aggregates, negation,
+//! comparisons against computed values, and any word or
 //! number it cannot place in the schema (an unplaced word is usually a condition that would
 //! otherwise be dropped silently — "orders shipped *late*"). Verbs ("processed", "make") only
 //! lower the confidence. A value the samples do not list is taken literally only when it is
@@ -52,8 +53,13 @@
 //! - [`feedback`]: refine feedback applied on top of it;
 //! - [`correct`]: self-correction from the last error;
 //! - [`plan`]: the join tree (step 4);
-//! - [`render`]: the SQL text and its explanation (step 5).
+//! - [`render`]: the SQL text and its explanation (step 5);
+//! - [`ratio`]: "the ratio of A to B" when both sides are two number columns of one table (per
+//!   row) or two tables (their counts);
+//! - [`audit`]: the question held against the rendered SQL, declining when a named table,
+//!   column or quoted value was lost on the way, or when the question asks two things.
 
+mod audit;
 mod correct;
 mod feedback;
 mod filters;
@@ -62,6 +68,7 @@ mod interpret;
 mod lexicon;
 mod parse;
 mod plan;
+mod ratio;
 mod render;
 mod resolve;
 mod schema;
@@ -147,6 +154,14 @@ impl OfflineGenerator {
             retrieve::retrieve(&text, &tables, &[], self.max_schema_tokens.max(20_000)).tables
         };
         let schema = Schema::new(&chosen, &fix.bad_columns);
+        // A ratio of a shape read whole; any other ratio is declined by the interpreter. After
+        // an error or with feedback it is not retried here.
+        if input.history.is_empty()
+            && input.last_error.is_none()
+            && let Some(p) = ratio::ratio(&schema, question)
+        {
+            return Ok(p);
+        }
 
         let mut intent = interpret(&schema, question)?;
         for turn in &input.history {
@@ -172,6 +187,11 @@ impl OfflineGenerator {
             intent.assumptions.push(format!("retried after: {}", one_line(err, 160)));
         }
         let planned = render(&schema, &intent)?;
+        // Refine feedback may replace what the question named ("by nation instead"), so the
+        // question is held against the SQL only when it stands alone.
+        if input.history.is_empty() {
+            audit::audit(&schema, question, &planned.sql, &planned.tables)?;
+        }
         let confidence = (intent.confidence() - planned.penalty).clamp(0.0, 0.99);
         if confidence < MIN_CONFIDENCE {
             return Err(GenerateError::CannotAnswer(format!(
@@ -383,6 +403,7 @@ mod tests {
             tables: tpch(),
             history: vec![],
             last_error: None,
+            instructions: vec![],
         }
     }
 
@@ -390,6 +411,68 @@ mod tests {
         match OfflineGenerator::new().propose(&input(q)) {
             Ok(p) => normalise_sql(&p.sql),
             Err(e) => panic!("{q}: {e}"),
+        }
+    }
+
+    /// A small schema that is not TPC-H: lower-case names, `*_id` and initials keys, a year
+    /// number, a count column and a `*_name` column.
+    fn other_schema() -> Vec<Table> {
+        vec![
+            table("author", vec![col("aid", "BIGINT", &[]), col("name", "VARCHAR", &[]), col("oid", "BIGINT", &[])]),
+            table("organization", vec![col("oid", "BIGINT", &[]), col("name", "VARCHAR", &[])]),
+            table(
+                "publication",
+                vec![col("pid", "BIGINT", &[]), col("title", "VARCHAR", &[]), col("year", "BIGINT", &[])],
+            ),
+            table(
+                "checkin",
+                vec![col("checkin_id", "BIGINT", &[]), col("business_id", "VARCHAR", &[]), col("count", "BIGINT", &[])],
+            ),
+            table(
+                "restaurant",
+                vec![
+                    col("id", "BIGINT", &[]),
+                    col("name", "VARCHAR", &[]),
+                    col("city_name", "VARCHAR", &[]),
+                    col("rating", "DOUBLE", &[]),
+                ],
+            ),
+        ]
+    }
+
+    fn on_other(q: &str) -> Result<String, String> {
+        match OfflineGenerator::new().propose(&GenerateInput { tables: other_schema(), ..input(q) }) {
+            Ok(p) => Ok(normalise_sql(&p.sql)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn general_shapes_answer_on_a_schema_that_is_not_tpch() {
+        let s = on_other("What are the titles of the publications published in the year 2020?").unwrap();
+        assert!(s.contains("\"year\" >= 2020 and \"year\" < 2021"), "a year number stands in for a date: {s}");
+        let s = on_other("How many authors are there in each organization?").unwrap();
+        assert!(s.contains("join organization on author.oid = organization.oid"), "keys by initials: {s}");
+        let s = on_other("How many restaurants are there in each city?").unwrap();
+        assert!(s.contains("group by city_name"), "\"city\" names city_name: {s}");
+        let s = on_other("What is the average rating of restaurants in each city, from highest to lowest?").unwrap();
+        assert!(s.contains("order by avg_rating desc") && !s.contains("limit"), "every group, ordered: {s}");
+        let s = on_other("What is the total count of check-ins for each business id?").unwrap();
+        assert!(s.contains("sum(") && s.contains("count") && !s.contains("count(*)"), "the count column summed: {s}");
+    }
+
+    #[test]
+    fn general_shapes_still_decline_when_unsure() {
+        for (q, why) in [
+            ("How many check-ins are there for each business id?", "keeps a count per row"),
+            ("How many publications were published in March 2020?", "holds years"),
+            (
+                "What is the name and rating of the restaurant with the highest rating, and how many are there?",
+                "more than one thing",
+            ),
+        ] {
+            let e = on_other(q).expect_err(q);
+            assert!(e.contains(why), "{q}: {e}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Rendering SQL that both DataFusion and Athena/Trino accept (`DATE '1995-01-01'` literals,
 //! `EXTRACT(YEAR FROM …)`, `LIMIT`), with an explanation of what it computes.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 
 use super::intent::{Filter, Group, Intent, Measure, Shape, group_name};
 use super::parse::{Agg, DatePart, Dir, Op};
@@ -89,7 +89,8 @@ const RESERVED: &[&str] = &[
     "position",
 ];
 
-fn ident(name: &str) -> String {
+/// A table or column name as SQL: bare when plain lower-case and not reserved, else quoted.
+pub(super) fn ident(name: &str) -> String {
     let plain = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !RESERVED.contains(&name);
@@ -141,6 +142,10 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                     GenerateError::CannotAnswer(format!("table {} has no name or key column to group by", ti.name))
                 })?;
                 let lc = Col { t: *t, c: label };
+                // "the name … for each business": the entity's label is already a group.
+                if select.contains(&q(lc, multi)) {
+                    continue;
+                }
                 if let Some(pk) = ti.pk.filter(|pk| *pk != label) {
                     group_by.push(q(Col { t: *t, c: pk }, multi));
                 }
@@ -149,6 +154,9 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                 group_labels.push(q(lc, multi));
             }
             Group::Column(c) => {
+                if select.contains(&q(*c, multi)) {
+                    continue;
+                }
                 select.push(q(*c, multi));
                 group_by.push(q(*c, multi));
                 group_labels.push(q(*c, multi));
@@ -241,12 +249,14 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
         }
         Shape::RankRows | Shape::List => {
             let ti = &schema.tables[subject];
-            let label = ti.label.or(ti.pk).map(|c| Col { t: subject, c });
+            let only_shown =
+                intent.shape == Shape::List && intent.distinct_show && intent.show.iter().any(|s| !in_semi(s.t));
+            let label = ti.label.or(ti.pk).map(|c| Col { t: subject, c }).filter(|_| !only_shown);
             let mut shown: Vec<Col> = Vec::new();
             if let Some(l) = label {
                 shown.push(l);
             }
-            if label.is_none() {
+            if label.is_none() && !only_shown {
                 // No name and no key: show every column of the subject.
                 shown.extend((0..ti.cols.len()).map(|c| Col { t: subject, c }));
             }
@@ -262,6 +272,9 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                 }
             }
             select.extend(shown.iter().map(|c| q(*c, multi)));
+            if only_shown && let Some(first) = shown.first() {
+                order_by.push(format!("{} ASC", q(*first, multi)));
+            }
             if let (Shape::RankRows, Some(dir)) = (intent.shape, intent.rank) {
                 order_by.push(format!("{} {}", measure_expr(&intent.measure), dir.sql()));
             }
@@ -327,9 +340,21 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                 }
             }
             Filter::Dates { col, span } => {
-                let kw = if schema.col(*col).kind == Kind::Timestamp { "TIMESTAMP" } else { "DATE" };
+                let kind = schema.col(*col).kind;
+                let kw = if kind == Kind::Timestamp { "TIMESTAMP" } else { "DATE" };
+                // A year number (`year = 2021`) holds whole years only.
+                if kind == Kind::Number && [span.lo, span.hi].iter().flatten().any(|d| d.month() != 1 || d.day() != 1) {
+                    return Err(GenerateError::CannotAnswer(format!(
+                        "{} holds years, so it cannot be filtered by months or days",
+                        qual_name(schema, *col)
+                    )));
+                }
                 let lit = |d: NaiveDate| {
-                    if kw == "TIMESTAMP" {
+                    if kind == Kind::Number {
+                        d.year().to_string()
+                    } else if kind == Kind::Text {
+                        format!("'{}'", d.format("%Y-%m-%d"))
+                    } else if kw == "TIMESTAMP" {
                         format!("TIMESTAMP '{} 00:00:00'", d.format("%Y-%m-%d"))
                     } else {
                         format!("DATE '{}'", d.format("%Y-%m-%d"))
@@ -414,7 +439,8 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
         where_.push(format!("{} IN ({inner})", q(pc, multi)));
     }
 
-    let distinct = fanned_join && intent.shape != Shape::Aggregate;
+    let distinct =
+        (fanned_join && intent.shape != Shape::Aggregate) || (intent.shape == Shape::List && intent.distinct_show);
     let mut sql = format!("SELECT {}{}\nFROM {from}", if distinct { "DISTINCT " } else { "" }, select.join(", "));
     if !where_.is_empty() {
         sql.push_str(&format!("\nWHERE {}", where_.join("\n  AND ")));

@@ -23,6 +23,8 @@ pub(super) struct ColInfo {
     pub(super) words: Vec<String>,
     pub(super) key: bool,
     pub(super) samples: Vec<String>,
+    /// A yes/no column (BOOLEAN): named in a question it is a condition, not an output.
+    pub(super) flag: bool,
     /// The planner rejected it last time.
     pub(super) banned: bool,
 }
@@ -67,6 +69,19 @@ fn kind_of(ty: &str) -> Kind {
     }
 }
 
+impl ColInfo {
+    /// How a date column keeps its dates, for explanations.
+    pub(super) fn kind_word(&self) -> &'static str {
+        match self.kind {
+            Kind::Number => "a year number",
+            Kind::Text => "ISO date text",
+            Kind::Date => "a date",
+            Kind::Timestamp => "a timestamp",
+            Kind::Other => "a value",
+        }
+    }
+}
+
 impl Schema {
     pub(super) fn new(tables: &[Table], banned: &HashSet<String>) -> Schema {
         let graph = JoinGraph::build(tables);
@@ -87,6 +102,7 @@ impl Schema {
                             words: retrieve::column_words(&c.name, prefix.as_deref()),
                             key,
                             samples: c.sample_values.clone(),
+                            flag: c.data_type.to_ascii_uppercase().starts_with("BOOL"),
                             banned: banned.contains(&c.name.to_ascii_lowercase()),
                         }
                     })

@@ -4,6 +4,35 @@ use super::dates::year_of;
 use super::{Agg, DatePart, Dir, Implied, Mention, MentionKind, Parse};
 use crate::generate::offline::lexicon::number_word;
 
+/// "in descending order", "in alphabetical order": the word "order" after a direction is part
+/// of the cue, not a table or column named "order".
+fn take_order_word(p: &mut Parse, i: usize) {
+    if p.is(i + 1, &["order"]) && p.free(i + 1) {
+        p.take(i + 1, i + 2);
+        if i > 0 && p.is(i - 1, &["in"]) && p.free(i - 1) {
+            p.take(i - 1, i);
+        }
+    }
+}
+
+/// Superlatives that can end an order range ("… to lowest").
+const RANGE_ENDS: &[&str] = &[
+    "highest", "lowest", "largest", "smallest", "most", "least", "best", "worst", "biggest", "fewest", "greatest",
+    "top", "bottom", "oldest", "newest", "earliest", "latest", "cheapest", "priciest",
+];
+
+/// For a superlative at `i`: the tokens `[to, end)` of "… to (the) <superlative>" within four
+/// words after it.
+fn range_to(p: &Parse, i: usize) -> Option<(usize, usize)> {
+    (i + 1..=i + 4).find_map(|j| {
+        if !p.is(j, &["to"]) {
+            return None;
+        }
+        let k = if p.is(j + 1, &["the"]) { j + 2 } else { j + 1 };
+        (RANGE_ENDS.contains(&p.low(k)) && (j..=k).all(|x| p.free(x))).then_some((j, k + 1))
+    })
+}
+
 /// Cue words: counting, aggregates, superlatives, top N, grouping, listing, ordering.
 pub(super) fn find_cues(p: &mut Parse) {
     let mut i = 0;
@@ -81,6 +110,20 @@ pub(super) fn find_cues(p: &mut Parse) {
                     | "shortest" | "earliest" | "oldest" | "first" => Dir::Asc,
                     _ => Dir::Desc,
                 };
+                // "from highest to lowest", "starting from the best ratings to the lowest": an
+                // order over every row or group, not a pick of the top ones.
+                if let Some((to, end)) = range_to(p, i) {
+                    p.order_dir = Some(dir);
+                    p.range_order = Some(dir);
+                    p.sort_cues.push(i + 1);
+                    if i > 0 && p.is(i - 1, &["from"]) && p.free(i - 1) {
+                        p.take(i - 1, i);
+                    }
+                    p.take(i, i + 1);
+                    p.take(to, end);
+                    i += 1;
+                    continue;
+                }
                 let implied = match w.as_str() {
                     "priciest" | "cheapest" => Implied::Price,
                     "largest" | "biggest" | "smallest" => Implied::Size,
@@ -131,6 +174,7 @@ pub(super) fn find_cues(p: &mut Parse) {
             "ascending" | "asc" | "increasing" | "alphabetical" | "alphabetically" => {
                 p.order_dir = Some(Dir::Asc);
                 p.take(i, i + 1);
+                take_order_word(p, i);
             }
             "descending" | "desc" | "decreasing" | "reverse" | "reversed" => {
                 p.order_dir = Some(if w.starts_with("rev") { p.order_dir.map_or(Dir::Asc, |d| d) } else { Dir::Desc });
@@ -139,6 +183,7 @@ pub(super) fn find_cues(p: &mut Parse) {
                     p.sort_cues.push(usize::MAX); // "reverse the order": flip
                 }
                 p.take(i, i + 1);
+                take_order_word(p, i);
             }
             "per" | "each" | "every" => {
                 p.group_cues.push(i + 1);

@@ -79,7 +79,10 @@ fn column_match(t: &TableInfo, c: &ColInfo, phrase: &[&str]) -> f64 {
     let covered = matched.iter().filter(|m| **m).count();
     let full = covered == c.words.len();
     let head = *matched.last().unwrap_or(&false);
-    if !(full || head) {
+    // "each city" ↔ `city_name`: all but a trailing "name", which only says the column is one.
+    let named_by_rest =
+        c.words.len() >= 2 && c.words.last().is_some_and(|w| w == "name") && covered + 1 == c.words.len();
+    if !(full || head || named_by_rest) {
         return 0.0;
     }
     // Unmatched words that merely repeat the table's name ("order" in o_orderpriority) still fit.

@@ -254,6 +254,8 @@ pub(super) struct Parse {
     pub(super) sup: Option<(Dir, usize, Implied)>,
     pub(super) limit: Option<usize>,
     pub(super) order_dir: Option<Dir>,
+    /// "from highest to lowest": every row or group, ordered this way (no top N).
+    pub(super) range_order: Option<Dir>,
     pub(super) group_cues: Vec<usize>,
     /// Tokens taken by values and dates (before cue words are read).
     pub(super) dated: Vec<bool>,

@@ -2,6 +2,7 @@
 
 use super::{Parse, Tok, ValueHit, is_filler, tokenize};
 use crate::catalog::retrieve;
+use crate::generate::offline::lexicon::CUE_WORDS;
 use crate::generate::offline::schema::{Kind, Schema};
 
 /// Sample values named in the text (`BUILDING`, `'MAIL'`, `asia`, "urgent" for `1-URGENT`).
@@ -61,7 +62,11 @@ pub(super) fn find_values(schema: &Schema, p: &mut Parse) {
                     } else if core {
                         upper || col_named
                     } else {
-                        strong || (text_len >= 3 && !(k == 1 && schema_word(&p.toks[i].stem)) && !is_filler(&p.toks[i]))
+                        strong
+                            || (text_len >= 3
+                                && !(k == 1
+                                    && (schema_word(&p.toks[i].stem) || CUE_WORDS.contains(&p.toks[i].low.as_str())))
+                                && !is_filler(&p.toks[i]))
                     };
                     if !ok {
                         continue;

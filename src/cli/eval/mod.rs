@@ -1,16 +1,30 @@
 //! `sqlctl eval FILE [--database D] [-o table|json] [--min-accuracy X]`: execution accuracy of
 //! the configured generator on a question set.
 //!
-//! Each case is `{question, database?, gold, ordered?}` (a YAML or JSON list, or `{questions:
-//! [...]}`). The generator's SQL goes through the same guard, planner and self-correction as in
-//! the controller ([`super::generate::generate_checked`]); then both it and the gold SQL run on
-//! the local engine and their results are compared:
+//! Two formats of question set, told apart by their fields:
+//!
+//! - sqlctl's own: `{question, database?, gold, ordered?}` (a YAML or JSON list, or `{questions:
+//!   [...]}`), as `examples/eval/tpch.yaml`;
+//! - the defog sql-eval benchmark's (`../shared/benchmarks/defog/cases.json`): `{database,
+//!   question, sql, alt_sql?, ordered?, instructions?, category?, date_dependent?}`, where a
+//!   match with `sql` or any of `alt_sql` counts, and `--instructions` hands each case's
+//!   instructions to the generator as notes to follow.
+//!
+//! The generator's SQL goes through the same guard, planner and self-correction as in the
+//! controller ([`super::generate::generate_checked`]); then both it and the gold SQL run on the
+//! local engine (`--data-dir` picks any directory of databases) and their results are compared.
+//! sqlctl's format keeps its rule:
 //!
 //! - as multisets of rows, or in order when `ordered: true`;
 //! - cells normalised so that `DECIMAL` and `DOUBLE` agree (numbers rounded to 2 decimals);
 //! - columns matched by content, not by name or position, so `SELECT name, total` and
 //!   `SELECT total AS t, name` agree. Extra columns in the generated result are tolerated (a
 //!   label next to the asked-for number is not a wrong answer) unless `--strict-columns`.
+//!
+//! The benchmark's cases are scored by the benchmark's rule ([`compare`]): numbers within 1e-6
+//! relative, a DATE equal to the TIMESTAMP at its midnight, rows tied on the gold `ORDER BY` keys
+//! in any order and any tied rows at an `ORDER BY … LIMIT n` cut-off. Either way the report
+//! counts right / declined / wrong per database.
 //!
 //! With `--estimates` it measures the scan estimate instead (no generator involved): for every
 //! case's gold SQL, the local engine's pre-approval estimate (Parquet footers, projected column
@@ -21,7 +35,11 @@
 //! Verdicts: `correct`, `wrong` (ran, different result), `declined` (the generator said it
 //! cannot answer), `error` (no valid SQL, or it failed to run). Accuracy is correct / total:
 //! a decline counts as not correct, but it is reported apart because declining beats a
-//! confident wrong answer. Exit 0 unless `--min-accuracy` is given and not met (exit 1).
+//! confident wrong answer. Exit 0 unless `--min-accuracy` is given and not met, or more than
+//! `--max-wrong` answers are wrong (exit 1): CI keeps a floor on right answers and a ceiling
+//! on wrong ones.
+
+mod compare;
 
 use std::path::PathBuf;
 
@@ -47,7 +65,8 @@ pub enum Output {
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Question set: YAML or JSON, a list of {question, database?, gold, ordered?}.
+    /// Question set: YAML or JSON, a list of {question, database?, gold, ordered?}, or the
+    /// defog benchmark's JSON cases {database, question, sql, alt_sql?, ordered?, …}.
     pub file: PathBuf,
     /// Database for cases that do not name one.
     #[arg(short, long, default_value = "tpch")]
@@ -58,6 +77,13 @@ pub struct Args {
     /// Fail (exit 1) when accuracy is below this: a fraction (0.8) or a percentage (80).
     #[arg(long, value_name = "X")]
     pub min_accuracy: Option<f64>,
+    /// Fail (exit 1) when more than this many answers are wrong (a wrong answer is worse than a
+    /// decline).
+    #[arg(long, value_name = "N")]
+    pub max_wrong: Option<usize>,
+    /// Hand each case's `instructions` (benchmark format) to the generator as notes to follow.
+    #[arg(long)]
+    pub instructions: bool,
     /// Generation attempts per question (self-correction).
     #[arg(long, default_value_t = 3)]
     pub max_attempts: u32,
@@ -93,9 +119,99 @@ pub struct Case {
 
 #[derive(Deserialize)]
 #[serde(untagged)]
-enum CaseFile {
-    List(Vec<Case>),
-    Wrapped { questions: Vec<Case> },
+enum CaseFile<C> {
+    List(Vec<C>),
+    Wrapped { questions: Vec<C> },
+}
+
+/// One case of the defog sql-eval benchmark, as its converted `cases.json` writes it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkCase {
+    pub database: String,
+    pub question: String,
+    pub sql: String,
+    /// Other gold queries the benchmark accepts ("name or id").
+    #[serde(default)]
+    pub alt_sql: Option<Vec<String>>,
+    #[serde(default)]
+    pub ordered: Option<bool>,
+    /// Notes for this question (definitions, matching rules), handed over with `--instructions`.
+    #[serde(default)]
+    pub instructions: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    /// The gold answer depends on today's date.
+    #[serde(default)]
+    pub date_dependent: Option<bool>,
+}
+
+/// How a case's results are compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// sqlctl's own: numbers to 2 decimals, strict order when ordered.
+    Sqlctl,
+    /// The benchmark's README rule ([`compare`]).
+    Benchmark,
+}
+
+/// A case of either format, as the run uses it.
+#[derive(Clone, Debug)]
+pub struct EvalCase {
+    pub question: String,
+    pub database: Option<String>,
+    /// Gold queries; a match with any counts (the first is the one shown).
+    pub gold: Vec<String>,
+    pub ordered: bool,
+    pub instructions: Option<String>,
+    pub category: Option<String>,
+    pub date_dependent: bool,
+    pub rule: Rule,
+}
+
+impl From<Case> for EvalCase {
+    fn from(c: Case) -> Self {
+        EvalCase {
+            question: c.question,
+            database: c.database,
+            gold: vec![c.gold],
+            ordered: c.ordered,
+            instructions: None,
+            category: None,
+            date_dependent: false,
+            rule: Rule::Sqlctl,
+        }
+    }
+}
+
+impl From<BenchmarkCase> for EvalCase {
+    fn from(c: BenchmarkCase) -> Self {
+        let mut gold = vec![c.sql];
+        gold.extend(c.alt_sql.unwrap_or_default());
+        EvalCase {
+            question: c.question,
+            database: Some(c.database),
+            gold,
+            ordered: c.ordered.unwrap_or(false),
+            instructions: c.instructions.filter(|s| !s.trim().is_empty()),
+            category: c.category,
+            date_dependent: c.date_dependent.unwrap_or(false),
+            rule: Rule::Benchmark,
+        }
+    }
+}
+
+/// Whether a parsed file is in the benchmark's format: its cases carry `sql`, not `gold`.
+fn is_benchmark_format(v: &serde_json::Value) -> bool {
+    let list = match v {
+        serde_json::Value::Array(a) => a,
+        serde_json::Value::Object(o) => match o.get("questions") {
+            Some(serde_json::Value::Array(a)) => a,
+            _ => return false,
+        },
+        _ => return false,
+    };
+    list.first().and_then(|c| c.as_object()).is_some_and(|c| c.contains_key("sql") && !c.contains_key("gold"))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -124,6 +240,9 @@ pub struct CaseResult {
     pub question: String,
     pub database: String,
     pub verdict: Verdict,
+    /// The benchmark's category of the question, when it gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub confidence: Option<f64>,
     /// Time in the generator (all attempts), milliseconds.
@@ -154,8 +273,104 @@ pub struct Summary {
     pub errors: usize,
     pub accuracy: f64,
     pub declined_rate: f64,
+    pub wrong_rate: f64,
     pub generation_p50_ms: f64,
     pub generation_p95_ms: f64,
+    /// Whether the cases' instructions reached the generator (`--instructions`).
+    pub instructions: bool,
+    /// Right / declined / wrong per database, in the order the set first names them.
+    pub by_database: Vec<DatabaseSummary>,
+}
+
+/// One database's line of the report.
+#[derive(Clone, Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseSummary {
+    pub database: String,
+    pub total: usize,
+    pub correct: usize,
+    pub declined: usize,
+    pub wrong: usize,
+    pub errors: usize,
+}
+
+/// The per-database counts of a run, in first-seen order.
+fn by_database(results: &[CaseResult]) -> Vec<DatabaseSummary> {
+    let mut out: Vec<DatabaseSummary> = Vec::new();
+    for r in results {
+        let i = match out.iter().position(|d| d.database == r.database) {
+            Some(i) => i,
+            None => {
+                out.push(DatabaseSummary { database: r.database.clone(), ..Default::default() });
+                out.len() - 1
+            }
+        };
+        let d = &mut out[i];
+        d.total += 1;
+        match r.verdict {
+            Verdict::Correct => d.correct += 1,
+            Verdict::Declined => d.declined += 1,
+            Verdict::Wrong => d.wrong += 1,
+            Verdict::Error => d.errors += 1,
+        }
+    }
+    out
+}
+
+/// The per-database table printed above the summary line.
+fn database_table(summary: &Summary) -> String {
+    let mut rows: Vec<Vec<String>> = summary
+        .by_database
+        .iter()
+        .map(|d| {
+            vec![
+                d.database.clone(),
+                d.correct.to_string(),
+                d.declined.to_string(),
+                d.wrong.to_string(),
+                d.errors.to_string(),
+                d.total.to_string(),
+            ]
+        })
+        .collect();
+    rows.push(vec![
+        "TOTAL".into(),
+        summary.correct.to_string(),
+        summary.declined.to_string(),
+        summary.wrong.to_string(),
+        summary.errors.to_string(),
+        summary.total.to_string(),
+    ]);
+    super::output::table(&["DATABASE", "RIGHT", "DECLINED", "WRONG", "ERROR", "TOTAL"], &rows)
+}
+
+/// A gold query's result, ready for the benchmark rule: its plan, its rows and, for
+/// `ORDER BY … LIMIT n`, every row without the limit.
+struct GoldRun {
+    plan: compare::GoldPlan,
+    rows: compare::Rows,
+    unlimited: Option<compare::Rows>,
+}
+
+/// Runs one gold query for the benchmark rule. When the keyed form (hidden `ORDER BY` columns
+/// added) does not run, the query runs as written, with no keys.
+async fn run_gold(data_dir: &std::path::Path, db: &str, sql: &str) -> Result<GoldRun, String> {
+    let plan = compare::GoldPlan::of(sql);
+    let (plan, rows) = match run_sql_collect(data_dir, db, &plan.sql).await {
+        Ok((_, rows)) => (plan, rows),
+        Err(_) if plan.sql != sql => {
+            let plain =
+                compare::GoldPlan { sql: sql.to_string(), unlimited_sql: None, limit: None, keys: vec![], hidden: 0 };
+            let rows = run_sql_collect(data_dir, db, sql).await.map_err(|e| e.to_string())?.1;
+            (plain, rows)
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let unlimited = match plan.unlimited_sql.as_deref() {
+        Some(u) => run_sql_collect(data_dir, db, u).await.ok().map(|(_, r)| r),
+        None => None,
+    };
+    Ok(GoldRun { plan, rows, unlimited })
 }
 
 /// What `-o json` prints: every case, then the summary.
@@ -191,20 +406,32 @@ fn print_report<R: Serialize, S: Serialize>(
     Ok(())
 }
 
-/// Loads a question set (YAML or JSON).
-pub fn load_cases(path: &std::path::Path) -> anyhow::Result<Vec<Case>> {
+/// Loads a question set (YAML or JSON, either format).
+pub fn load_cases(path: &std::path::Path) -> anyhow::Result<Vec<EvalCase>> {
     let meta = std::fs::metadata(path).map_err(|e| Exit::refused(format!("reading {}: {e}", path.display())))?;
     if meta.len() > MAX_FILE_BYTES {
         return Err(Exit::refused(format!("{} is larger than {MAX_FILE_BYTES} bytes", path.display())));
     }
     let text = std::fs::read_to_string(path).map_err(|e| Exit::refused(format!("reading {}: {e}", path.display())))?;
-    let parsed: Result<CaseFile, String> = if path.extension().is_some_and(|e| e == "json") {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
+    let json = path.extension().is_some_and(|e| e == "json");
+    fn parse<T: serde::de::DeserializeOwned>(text: &str, json: bool) -> Result<T, String> {
+        if json {
+            serde_json::from_str(text).map_err(|e| e.to_string())
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| e.to_string())
+        }
+    }
+    let refused = |e: String| Exit::refused(format!("{}: {e}", path.display()));
+    // Told apart by fields; each format is then parsed strictly (unknown fields refused).
+    let benchmark = parse::<serde_json::Value>(&text, json).is_ok_and(|v| is_benchmark_format(&v));
+    let cases: Vec<EvalCase> = if benchmark {
+        match parse::<CaseFile<BenchmarkCase>>(&text, json).map_err(refused)? {
+            CaseFile::List(c) | CaseFile::Wrapped { questions: c } => c.into_iter().map(EvalCase::from).collect(),
+        }
     } else {
-        serde_saphyr::from_str(&text).map_err(|e| e.to_string())
-    };
-    let cases = match parsed.map_err(|e| Exit::refused(format!("{}: {e}", path.display())))? {
-        CaseFile::List(c) | CaseFile::Wrapped { questions: c } => c,
+        match parse::<CaseFile<Case>>(&text, json).map_err(refused)? {
+            CaseFile::List(c) | CaseFile::Wrapped { questions: c } => c.into_iter().map(EvalCase::from).collect(),
+        }
     };
     if cases.is_empty() {
         return Err(Exit::refused(format!("{} has no questions", path.display())));
@@ -349,6 +576,10 @@ impl Args {
             }
             let tables = tables_by_db[&db].clone();
             let known: Vec<String> = tables.iter().map(|t| t.name.to_ascii_lowercase()).collect();
+            let instructions = match (&case.instructions, self.instructions) {
+                (Some(i), true) => vec![i.clone()],
+                _ => vec![],
+            };
             let input = GenerateInput {
                 question: case.question.clone(),
                 database: db.clone(),
@@ -356,6 +587,7 @@ impl Args {
                 tables,
                 history: vec![],
                 last_error: None,
+                instructions,
             };
             let (outcome, gen_ms) =
                 generate_checked(generator.as_ref(), input, &known, &[], Some(&engine), self.max_attempts).await;
@@ -363,6 +595,7 @@ impl Args {
                 question: case.question.clone(),
                 database: db.clone(),
                 verdict: Verdict::Error,
+                category: case.category.clone(),
                 confidence: None,
                 generation_ms: (gen_ms * 1000.0).round() / 1000.0,
                 sql: None,
@@ -379,7 +612,12 @@ impl Args {
                 Ok(checked) => {
                     result.confidence = Some((checked.proposal.confidence * 100.0).round() / 100.0);
                     result.sql = Some(checked.proposal.sql.clone());
-                    let gold = run_sql_collect(&data_dir, &db, &case.gold).await;
+                    if case.rule == Rule::Benchmark {
+                        score_benchmark(&mut result, &data_dir, &db, case, &checked.proposal.sql).await;
+                        results.push(result);
+                        continue;
+                    }
+                    let gold = run_sql_collect(&data_dir, &db, &case.gold[0]).await;
                     let got = run_sql_collect(&data_dir, &db, &checked.proposal.sql).await;
                     match (gold, got) {
                         (Err(e), _) => result.reason = Some(format!("gold SQL failed: {e}")),
@@ -414,9 +652,13 @@ impl Args {
             errors: count(Verdict::Error),
             accuracy: count(Verdict::Correct) as f64 / total as f64,
             declined_rate: count(Verdict::Declined) as f64 / total as f64,
+            wrong_rate: count(Verdict::Wrong) as f64 / total as f64,
             generation_p50_ms: percentile(&latencies, 0.5),
             generation_p95_ms: percentile(&latencies, 0.95),
+            instructions: self.instructions,
+            by_database: by_database(&results),
         };
+        let show_databases = summary.by_database.len() > 1 || cases.iter().any(|c| c.rule == Rule::Benchmark);
         print_report(
             self.output,
             &results,
@@ -432,8 +674,9 @@ impl Args {
                 ]
             },
             || {
+                let databases = if show_databases { format!("{}\n", database_table(&summary)) } else { String::new() };
                 format!(
-                    "accuracy {}/{} = {:.1}%  declined {} ({:.1}%)  wrong {}  errors {}  generation p50 {:.2} ms, p95 {:.2} ms  ({})",
+                    "{databases}accuracy {}/{} = {:.1}%  declined {} ({:.1}%)  wrong {}  errors {}  generation p50 {:.2} ms, p95 {:.2} ms  ({})",
                     summary.correct,
                     summary.total,
                     summary.accuracy * 100.0,
@@ -456,7 +699,58 @@ impl Args {
                 min * 100.0
             )));
         }
+        if let Some(max) = self.max_wrong
+            && summary.wrong > max
+        {
+            return Err(Exit::refused(format!("{} wrong answers, more than --max-wrong {max}", summary.wrong)));
+        }
         Ok(())
+    }
+}
+
+/// Scores one generated answer by the benchmark rule against every gold query of the case: right
+/// when any matches; an error only when no gold query runs.
+async fn score_benchmark(result: &mut CaseResult, data_dir: &std::path::Path, db: &str, case: &EvalCase, sql: &str) {
+    let got = match run_sql_collect(data_dir, db, sql).await {
+        Ok((_, rows)) => rows,
+        Err(e) => {
+            result.reason = Some(format!("generated SQL failed: {e}"));
+            return;
+        }
+    };
+    let mut first_miss: Option<(String, compare::Rows)> = None;
+    let mut gold_error: Option<String> = None;
+    for gold_sql in &case.gold {
+        match run_gold(data_dir, db, gold_sql).await {
+            Err(e) => {
+                gold_error.get_or_insert(e);
+            }
+            Ok(gold) => {
+                let g = compare::Gold { plan: &gold.plan, rows: &gold.rows, unlimited: gold.unlimited.as_ref() };
+                match compare::matches(&g, &got, case.ordered) {
+                    Ok(()) => {
+                        result.verdict = Verdict::Correct;
+                        return;
+                    }
+                    Err(why) => {
+                        if first_miss.is_none() {
+                            let width = gold.rows.first().map_or(0, |r| r.len() - gold.plan.hidden);
+                            let shown = gold.rows.iter().take(PREVIEW_ROWS).map(|r| r[..width].to_vec()).collect();
+                            first_miss = Some((why, shown));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    match first_miss {
+        Some((why, expected)) => {
+            result.verdict = Verdict::Wrong;
+            result.reason = Some(why);
+            result.expected = Some(expected);
+            result.got = Some(got.into_iter().take(PREVIEW_ROWS).collect());
+        }
+        None => result.reason = Some(format!("gold SQL failed: {}", gold_error.unwrap_or_default())),
     }
 }
 
@@ -510,7 +804,7 @@ fn estimate_cause(estimate: u64, scanned: u64, runtime_pruning: &[String]) -> Op
 
 impl Args {
     /// `--estimates`: the local engine's estimate against what running the same plan reads.
-    async fn run_estimates(&self, g: &Context, cases: &[Case]) -> anyhow::Result<()> {
+    async fn run_estimates(&self, g: &Context, cases: &[EvalCase]) -> anyhow::Result<()> {
         let max_error = match self.max_estimate_error {
             Some(x) if !(0.0..=100.0).contains(&x) => {
                 return Err(Exit::usage("--max-estimate-error must be a fraction (0.25) or a percentage (25)"));
@@ -532,7 +826,7 @@ impl Args {
                 cause: None,
                 failure: None,
             };
-            match crate::engine::datafusion::measure_scan(&data_dir, &db, &case.gold).await {
+            match crate::engine::datafusion::measure_scan(&data_dir, &db, &case.gold[0]).await {
                 Err(e) => r.failure = Some(e.to_string()),
                 Ok(m) => {
                     r.estimate_bytes = m.estimate.bytes;
@@ -686,6 +980,54 @@ mod tests {
         assert_eq!(load_cases(&j).unwrap().len(), 1);
         std::fs::write(&y, "- question: q\n  gold: select 1\n  golden: typo\n").unwrap();
         assert!(load_cases(&y).is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn benchmark_cases_are_told_apart_by_their_fields_and_parsed_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = dir.path().join("cases.json");
+        std::fs::write(
+            &j,
+            r#"[{"database": "shop", "question": "q", "sql": "select 1", "alt_sql": ["select 2"], "ordered": true,
+                 "instructions": "Use ILIKE", "category": "instruct", "date_dependent": null},
+                {"database": "shop", "question": "r", "sql": "select 3", "alt_sql": null}]"#,
+        )
+        .unwrap();
+        let c = load_cases(&j).unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].rule, Rule::Benchmark);
+        assert_eq!(c[0].gold, vec!["select 1".to_string(), "select 2".to_string()]);
+        assert!(c[0].ordered && c[0].instructions.as_deref() == Some("Use ILIKE"));
+        assert_eq!((c[1].gold.len(), c[1].ordered, c[1].database.as_deref()), (1, false, Some("shop")));
+        std::fs::write(&j, r#"[{"database": "shop", "question": "q", "sql": "select 1", "golden": 1}]"#).unwrap();
+        assert!(load_cases(&j).is_err(), "unknown fields are refused");
+        std::fs::write(&j, r#"[{"question": "q", "gold": "select 1"}]"#).unwrap();
+        assert_eq!(load_cases(&j).unwrap()[0].rule, Rule::Sqlctl);
+    }
+
+    #[test]
+    fn the_report_counts_verdicts_per_database_in_first_seen_order() {
+        let r = |db: &str, v: Verdict| CaseResult {
+            question: "q".into(),
+            database: db.into(),
+            verdict: v,
+            category: None,
+            confidence: None,
+            generation_ms: 0.0,
+            sql: None,
+            reason: None,
+            expected: None,
+            got: None,
+        };
+        let d = by_database(&[
+            r("b", Verdict::Correct),
+            r("a", Verdict::Wrong),
+            r("b", Verdict::Declined),
+            r("b", Verdict::Error),
+        ]);
+        assert_eq!(d.iter().map(|x| x.database.as_str()).collect::<Vec<_>>(), ["b", "a"]);
+        assert_eq!((d[0].total, d[0].correct, d[0].declined, d[0].errors, d[0].wrong), (3, 1, 1, 1, 0));
+        assert_eq!((d[1].total, d[1].wrong), (1, 1));
     }
 
     #[test]
