@@ -42,13 +42,23 @@
 //! Every text in the SVG (title, labels, legend) is XML-escaped and stripped of characters XML
 //! forbids, so a hostile category such as `</svg><script>` stays text.
 
+pub mod columns;
+pub mod format;
+pub mod roles;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use chrono::{Datelike, NaiveDate, TimeZone, Utc};
 
+use crate::engine::QueryOutcome;
 use crate::results::{Artifact, ResultStore};
-use crate::spec::{ChartSpec, ChartType, QueryRequest, QueryRequestStatus};
+use crate::spec::{
+    Answer, ChartSpec, ChartType, ColumnRole, QueryRequest, QueryRequestStatus, ResultColumn, ValueKind,
+};
+pub use columns::{Analysis, RoleSource, analyse, answer};
+use columns::{looks_like_identifier, looks_like_period};
+use roles::TimeUse;
 
 /// Width and height of every chart (SVG user units, pixels at 100%).
 pub const WIDTH: f64 = 800.0;
@@ -98,6 +108,9 @@ pub struct Chart {
     pub svg: String,
     /// Marks drawn (bars, line vertices, points) after downsampling.
     pub marks: usize,
+    /// The value of every drawn mark, and whether it is the stated "other" sum: what the tests
+    /// hold against the result's cells (a chart never computes what the query did not).
+    pub drawn: Vec<(f64, bool)>,
 }
 
 /// Why no chart was drawn.
@@ -105,6 +118,9 @@ pub struct Chart {
 pub enum NoChart {
     /// Nothing asked for one, or the result has no shape `auto` charts (not a problem).
     NotApplicable(String),
+    /// The result's shape has no chart that draws only what it says (the reason is worth a
+    /// condition: two dimensions with too many values, repeated x values, …).
+    Declined(String),
     /// `spec.chart` asked for something the result cannot show, or the result is unreadable.
     Unfit(String),
 }
@@ -112,7 +128,7 @@ pub enum NoChart {
 impl std::fmt::Display for NoChart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            NoChart::NotApplicable(m) | NoChart::Unfit(m) => f.write_str(m),
+            NoChart::NotApplicable(m) | NoChart::Declined(m) | NoChart::Unfit(m) => f.write_str(m),
         }
     }
 }
@@ -125,8 +141,12 @@ impl std::fmt::Display for NoChart {
 pub enum Produced {
     /// Drawn and stored at `location`.
     Stored { location: String, kind: ChartKind, marks: usize },
-    /// Not drawn, and nobody should be told (type none, or `auto` found nothing to chart).
+    /// Not drawn, and nobody should be told (type none, or no rows).
     NotApplicable(String),
+    /// One row: the answer line says it, not a chart.
+    Answered,
+    /// `auto` found no chart that draws only what the result says; the reason is recorded.
+    Declined(String),
     /// Not drawn or not stored, though one was asked for or could have been: worth a condition.
     Failed(String),
 }
@@ -140,27 +160,86 @@ impl Produced {
         }
     }
 
+    /// Records the outcome as the `Charted` condition (see [`Charted::record`]).
+    pub fn record(&self, status: &mut QueryRequestStatus) {
+        Charted { produced: self.clone(), columns: Vec::new(), answer: None, roles_note: None }.record(status)
+    }
+}
+
+/// The chart's outcome with what was learnt about the result on the way: the typed columns
+/// with their roles and the one-line answer, recorded in `status.execution`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Charted {
+    pub produced: Produced,
+    pub columns: Vec<ResultColumn>,
+    pub answer: Option<Answer>,
+    /// Set when the roles were not read from the query (the text rules applied).
+    pub roles_note: Option<String>,
+}
+
+impl Charted {
+    /// The stored chart's location.
+    pub fn location(&self) -> Option<&str> {
+        self.produced.location()
+    }
+
     /// Records the outcome as the `Charted` condition; when no chart applies, removes one left
     /// by an earlier generation.
     pub fn record(&self, status: &mut QueryRequestStatus) {
-        match self {
-            Produced::Stored { kind, marks, .. } => {
-                status.set_condition(CONDITION, "True", "Drawn", format!("{} chart, {marks} marks", kind.as_str()))
+        let note = self.roles_note.as_deref().map(|n| format!("; {n}")).unwrap_or_default();
+        match &self.produced {
+            Produced::Stored { kind, marks, .. } => status.set_condition(
+                CONDITION,
+                "True",
+                "Drawn",
+                format!("{} chart, {marks} marks{note}", kind.as_str()),
+            ),
+            Produced::Answered => {
+                status.set_condition(CONDITION, "False", "Answered", "one row: shown as the answer line, not a chart")
             }
-            Produced::Failed(reason) => status.set_condition(CONDITION, "False", "NotDrawn", reason.clone()),
+            Produced::Declined(reason) => {
+                status.set_condition(CONDITION, "False", "NoFittingChart", format!("{reason}{note}"))
+            }
+            Produced::Failed(reason) => status.set_condition(CONDITION, "False", "NotDrawn", format!("{reason}{note}")),
             Produced::NotApplicable(_) => status.conditions.retain(|c| c.type_ != CONDITION),
         }
     }
 }
 
-/// Draws the chart of `req`'s finished result at `output_location` and stores it next to the
-/// result. Never fails: every problem becomes [`Produced::Failed`] (and a log line), because a
-/// chart is a convenience and the result itself is already safe.
-pub async fn produce(results: &dyn ResultStore, req: &QueryRequest, output_location: &str) -> Produced {
+/// Draws the chart of `req`'s finished result `out` and stores it next to the result, with
+/// roles read from the approved `sql`. Never fails: every problem becomes
+/// [`Produced::Failed`] (and a log line), because a chart is a convenience and the result
+/// itself is already safe.
+pub async fn produce(results: &dyn ResultStore, req: &QueryRequest, sql: Option<&str>, out: &QueryOutcome) -> Charted {
+    let analysis = {
+        let (sql, engine, header) = (sql.map(str::to_string), out.columns.clone(), out.preview.columns.clone());
+        tokio::task::spawn_blocking(move || analyse(sql.as_deref(), &engine, &header)).await.unwrap_or_else(|e| {
+            Analysis {
+                columns: out.columns.clone(),
+                time: vec![None; out.columns.len()],
+                source: RoleSource::Text(format!("reading the SQL's shape failed: {e}")),
+            }
+        })
+    };
+    let answer = answer(&analysis.columns, &out.preview);
+    let produced = produce_chart(results, req, &out.output_location, &analysis, answer.is_some()).await;
+    Charted { produced, columns: analysis.columns.clone(), answer, roles_note: analysis.note() }
+}
+
+async fn produce_chart(
+    results: &dyn ResultStore,
+    req: &QueryRequest,
+    output_location: &str,
+    analysis: &Analysis,
+    answered: bool,
+) -> Produced {
     let spec = req.spec.chart.clone().unwrap_or_default();
     let key = req.key();
     if spec.type_ == ChartType::None {
         return Produced::NotApplicable("spec.chart.type is none".into());
+    }
+    if answered && spec.type_ == ChartType::Auto {
+        return Produced::Answered;
     }
     let csv = match results.read(output_location, Some(MAX_INPUT_BYTES)).await {
         Ok(Some(csv)) => csv,
@@ -179,12 +258,17 @@ pub async fn produce(results: &dyn ResultStore, req: &QueryRequest, output_locat
     };
     let title = req.spec.question.clone().unwrap_or_else(|| key.to_string());
     let started = std::time::Instant::now();
-    let drawn = tokio::task::spawn_blocking(move || draw(&csv, &spec, &title)).await;
+    let analysis = analysis.clone();
+    let drawn = tokio::task::spawn_blocking(move || draw_typed(&csv, &spec, &title, Some(&analysis))).await;
     let chart = match drawn {
         Ok(Ok(chart)) => chart,
         Ok(Err(NoChart::NotApplicable(why))) => {
             tracing::debug!(request = %key, "no chart: {why}");
             return Produced::NotApplicable(why);
+        }
+        Ok(Err(NoChart::Declined(why))) => {
+            tracing::info!(request = %key, "no chart: {why}");
+            return Produced::Declined(why);
         }
         Ok(Err(NoChart::Unfit(why))) => {
             tracing::info!(request = %key, "no chart: {why}");
@@ -222,13 +306,23 @@ pub enum ColumnKind {
     Empty,
 }
 
-/// One column's inferred type and shape (one pass over the CSV).
+/// One column's type, role and shape (one pass over the CSV).
 #[derive(Clone, Debug)]
 struct Profile {
     name: String,
     kind: ColumnKind,
+    /// What the query says the column is (or the text rules, without roles).
+    role: ColumnRole,
+    /// How the SQL made it from a time (`date_trunc`, `EXTRACT`).
+    time: Option<TimeUse>,
     /// Distinct non-empty values, counted up to `AUTO_BAR_MAX_CATEGORIES + 1`.
     distinct: usize,
+    /// Non-empty cells.
+    non_empty: usize,
+    /// The first non-empty value (what a fixed dimension is fixed at).
+    first: Option<String>,
+    /// Cells that are `NaN` or infinite (a numeric type's text that is not a finite number).
+    non_finite: usize,
     /// Numeric and strictly increasing in row order (an ordered x axis).
     increasing: bool,
     /// Temporal with dates only (no time of day): ticks are at least a day apart.
@@ -239,14 +333,22 @@ struct Table<'a> {
     csv: &'a [u8],
     columns: Vec<Profile>,
     rows: usize,
+    /// Roles came from the query (false: the text rules).
+    typed: bool,
 }
 
 fn reader(csv: &[u8]) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new().has_headers(true).from_reader(csv)
 }
 
+/// `NaN`, `inf`, `-Infinity`, …: what engines print for values that are not finite numbers.
+fn is_non_finite(cell: &str) -> bool {
+    let c = cell.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    matches!(c.as_str(), "nan" | "inf" | "infinity")
+}
+
 impl<'a> Table<'a> {
-    fn profile(csv: &'a [u8]) -> Result<Table<'a>, NoChart> {
+    fn profile(csv: &'a [u8], analysis: Option<&Analysis>) -> Result<Table<'a>, NoChart> {
         let unreadable = |e: csv::Error| NoChart::Unfit(format!("the result is not readable CSV: {e}"));
         let mut rdr = reader(csv);
         let names: Vec<String> = rdr.headers().map_err(unreadable)?.iter().map(str::to_string).collect();
@@ -254,10 +356,12 @@ impl<'a> Table<'a> {
         let mut numeric = vec![true; n];
         let mut time = vec![true; n];
         let mut non_empty = vec![0usize; n];
+        let mut non_finite = vec![0usize; n];
         let mut increasing = vec![true; n];
         let mut dates_only = vec![true; n];
         let mut last = vec![f64::NEG_INFINITY; n];
         let mut distinct: Vec<HashSet<String>> = vec![HashSet::new(); n];
+        let mut first: Vec<Option<String>> = vec![None; n];
         let mut rows = 0usize;
         for rec in rdr.records() {
             let rec = rec.map_err(unreadable)?;
@@ -268,12 +372,16 @@ impl<'a> Table<'a> {
                     continue;
                 }
                 non_empty[i] += 1;
+                if first[i].is_none() {
+                    first[i] = Some(cell.to_string());
+                }
                 if numeric[i] {
                     match parse_number(cell) {
                         Some(v) => {
                             increasing[i] &= v > last[i];
                             last[i] = v;
                         }
+                        None if is_non_finite(cell) => non_finite[i] += 1,
                         None => numeric[i] = false,
                     }
                 }
@@ -286,26 +394,66 @@ impl<'a> Table<'a> {
                 }
             }
         }
+        // Types and roles from the engine and the query, when they line up with the header.
+        let typed =
+            analysis.filter(|a| a.columns.len() == n && a.columns.iter().zip(&names).all(|(c, h)| &c.name == h));
         let columns = names
             .into_iter()
             .enumerate()
-            .map(|(i, name)| Profile {
-                kind: if non_empty[i] == 0 {
+            .map(|(i, name)| {
+                let text_kind = if non_empty[i] == 0 {
                     ColumnKind::Empty
-                } else if numeric[i] {
+                } else if numeric[i] && non_finite[i] < non_empty[i] {
                     ColumnKind::Number
                 } else if time[i] {
                     ColumnKind::Time
                 } else {
                     ColumnKind::Text
-                },
-                distinct: distinct[i].len(),
-                increasing: numeric[i] && increasing[i] && non_empty[i] > 1,
-                dates_only: time[i] && dates_only[i],
-                name,
+                };
+                let column = typed.map(|a| &a.columns[i]);
+                let time_use = typed.and_then(|a| a.time[i].clone());
+                let value = column.filter(|c| !c.type_.is_empty()).map(ResultColumn::kind);
+                let kind = match (text_kind, value) {
+                    (ColumnKind::Empty, _) | (_, None | Some(ValueKind::Other)) => text_kind,
+                    // The engine's type decides, where the text agrees it can be read so: a
+                    // varchar of digits (a zip code) stays text.
+                    (ColumnKind::Number, Some(v)) if v.is_numeric() => ColumnKind::Number,
+                    (ColumnKind::Time, Some(v)) if v.is_temporal() => ColumnKind::Time,
+                    // A measure's cells that all read as numbers are numbers whatever the
+                    // engine called them (an emulator that says varchar for everything).
+                    (ColumnKind::Number, _) if column.and_then(|c| c.role) == Some(ColumnRole::Measure) => {
+                        ColumnKind::Number
+                    }
+                    _ => ColumnKind::Text,
+                };
+                let role = match column.and_then(|c| c.role) {
+                    Some(r) => r,
+                    // The text rules: a number that is not a key or a period is a measure.
+                    None if kind == ColumnKind::Number
+                        && time_use.is_none()
+                        && !looks_like_identifier(&name)
+                        && !looks_like_period(&name) =>
+                    {
+                        ColumnRole::Measure
+                    }
+                    None => ColumnRole::Dimension,
+                };
+                Profile {
+                    kind,
+                    role,
+                    time: time_use,
+                    distinct: distinct[i].len(),
+                    non_empty: non_empty[i],
+                    first: first[i].take(),
+                    non_finite: non_finite[i],
+                    increasing: numeric[i] && increasing[i] && non_empty[i] > 1,
+                    dates_only: time[i] && dates_only[i],
+                    name,
+                }
             })
             .collect();
-        Ok(Table { csv, columns, rows })
+        let typed = typed.is_some_and(|a| a.source == RoleSource::Query);
+        Ok(Table { csv, columns, rows, typed })
     }
 
     fn find(&self, name: &str, field: &str) -> Result<usize, NoChart> {
@@ -323,15 +471,15 @@ impl<'a> Table<'a> {
         self.columns[i].kind
     }
 
+    /// Distinct values of column `i`, NULL counted as one (capped like `distinct`).
+    fn values(&self, i: usize) -> usize {
+        let c = &self.columns[i];
+        c.distinct + usize::from(c.non_empty < self.rows)
+    }
+
     fn first(&self, kind: ColumnKind, except: &[usize]) -> Option<usize> {
         (0..self.columns.len()).find(|i| self.kind(*i) == kind && !except.contains(i))
     }
-}
-
-/// A column name that is probably a key (`id`, `customer_id`, `c_custkey`), not a measure.
-fn looks_like_identifier(name: &str) -> bool {
-    let n = name.to_ascii_lowercase();
-    n == "id" || n.ends_with("_id") || n.ends_with("key")
 }
 
 /// A finite number written plainly (`-12`, `3.5`, `1e6`); not `NaN`, `inf` or `0x10`.
@@ -439,23 +587,208 @@ fn days_from_civil(year: u32, month: u32, day: u32) -> i64 {
 /// The chart chosen for a result: which columns go where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Plan {
-    Bar { x: usize, ys: Vec<usize> },
-    Line { x: usize, time: bool, ys: Vec<usize>, split: Option<usize> },
-    Scatter { x: usize, ys: Vec<usize> },
+    Bar {
+        x: usize,
+        ys: Vec<usize>,
+    },
+    /// Grouped bars of one measure, one series per value of `split`.
+    SplitBar {
+        x: usize,
+        y: usize,
+        split: usize,
+    },
+    Line {
+        x: usize,
+        time: bool,
+        ys: Vec<usize>,
+        split: Option<usize>,
+    },
+    /// Lines over ordered period numbers (`EXTRACT(YEAR …)`), one slot per period.
+    Period {
+        x: usize,
+        ys: Vec<usize>,
+        split: Option<usize>,
+    },
+    Scatter {
+        x: usize,
+        ys: Vec<usize>,
+    },
 }
 
 impl Plan {
     fn kind(&self) -> ChartKind {
         match self {
-            Plan::Bar { .. } => ChartKind::Bar,
-            Plan::Line { .. } => ChartKind::Line,
+            Plan::Bar { .. } | Plan::SplitBar { .. } => ChartKind::Bar,
+            Plan::Line { .. } | Plan::Period { .. } => ChartKind::Line,
             Plan::Scatter { .. } => ChartKind::Scatter,
+        }
+    }
+
+    /// The columns on an axis or in the legend.
+    fn shown(&self) -> Vec<usize> {
+        match self {
+            Plan::Bar { x, ys } | Plan::Scatter { x, ys } => std::iter::once(*x).chain(ys.iter().copied()).collect(),
+            Plan::SplitBar { x, y, split } => vec![*x, *y, *split],
+            Plan::Line { x, ys, split, .. } | Plan::Period { x, ys, split } => {
+                std::iter::once(*x).chain(ys.iter().copied()).chain(*split).collect()
+            }
         }
     }
 }
 
+/// Most distinct periods a period axis gives a slot each.
+const MAX_PERIOD_SLOTS: f64 = 400.0;
+
+/// Whether every row has its own value of `cols` (no two rows share one).
+fn unique_rows(t: &Table, cols: &[usize]) -> Result<bool, NoChart> {
+    let mut seen: HashSet<Vec<String>> = HashSet::with_capacity(t.rows);
+    let mut unique = true;
+    for_each_row(t, |rec| {
+        if unique {
+            unique = seen.insert(cols.iter().map(|c| cell(rec, *c).to_string()).collect());
+        }
+    })?;
+    Ok(unique)
+}
+
+/// `auto` with no columns named: a chart of exactly what the result says, from the columns'
+/// roles (see the module docs), or the reason there is none.
+fn choose_auto(t: &Table) -> Result<Plan, NoChart> {
+    let declined = |why: String| Err(NoChart::Declined(why));
+    let name = |i: usize| t.columns[i].name.as_str();
+    let measures: Vec<usize> = (0..t.columns.len())
+        .filter(|i| t.columns[*i].role == ColumnRole::Measure && t.kind(*i) == ColumnKind::Number)
+        .collect();
+    if let Some(m) = measures.iter().find(|m| t.columns[**m].non_finite > 0) {
+        return declined(format!("{} holds NaN or infinite values, which no axis can place", name(*m)));
+    }
+    if measures.is_empty() {
+        let empty: Vec<&str> = (0..t.columns.len())
+            .filter(|i| t.columns[*i].role == ColumnRole::Measure && t.kind(*i) == ColumnKind::Empty)
+            .map(name)
+            .collect();
+        if !empty.is_empty() {
+            return declined(format!("{} is NULL in every row", empty.join(", ")));
+        }
+        return Err(NoChart::NotApplicable(format!("no measure to draw ({})", describe_columns(t))));
+    }
+    // Dimensions that vary; the fixed ones (one value, or NULL throughout) go in the subtitle.
+    let dims: Vec<usize> =
+        (0..t.columns.len()).filter(|i| t.columns[*i].role == ColumnRole::Dimension && t.values(*i) > 1).collect();
+    let mut ys = measures.clone();
+    ys.truncate(MAX_SERIES);
+    if t.rows == 1 {
+        return Err(NoChart::NotApplicable("one row: its answer line says it".into()));
+    }
+    match dims.as_slice() {
+        [] if measures.len() >= 2 => {
+            Ok(Plan::Scatter { x: measures[0], ys: measures[1..].iter().copied().take(MAX_SERIES).collect() })
+        }
+        [] => declined(format!("{} rows of {} and no dimension to tell them apart", t.rows, name(measures[0]))),
+        [x] => {
+            let x = *x;
+            if !unique_rows(t, &[x])? {
+                return declined(format!(
+                    "rows repeat values of {} and no other dimension tells them apart; a chart would have to add them up",
+                    name(x)
+                ));
+            }
+            one_dimension(t, x, None, ys)
+        }
+        [a, b] => {
+            let (a, b) = (*a, *b);
+            // Two names of the same rows (a key and its name): one is the axis, the other
+            // follows it (and the subtitle says so).
+            if unique_rows(t, &[a])? && unique_rows(t, &[b])? {
+                let label = |i: usize| t.kind(i) == ColumnKind::Text && !looks_like_identifier(name(i));
+                let x = if label(b) && !label(a) { b } else { a };
+                return one_dimension(t, x, None, ys);
+            }
+            let (small, large) = if t.columns[a].distinct <= t.columns[b].distinct { (a, b) } else { (b, a) };
+            // A time or period is the x axis whatever its count; the other one is the series.
+            let (x, split) = match (is_axis(t, small), is_axis(t, large)) {
+                (true, false) => (small, large),
+                _ => (large, small),
+            };
+            // Unless that leaves too many series where the other way round would not.
+            let (x, split) = if t.columns[split].distinct > MAX_SERIES && t.columns[x].distinct <= MAX_SERIES {
+                (split, x)
+            } else {
+                (x, split)
+            };
+            if measures.len() > 1 {
+                return declined(format!(
+                    "two dimensions ({}, {}) and {} measures; name one in spec.chart.y",
+                    name(x),
+                    name(split),
+                    measures.len()
+                ));
+            }
+            if t.columns[split].distinct > MAX_SERIES {
+                return declined(format!(
+                    "two dimensions with many values: {} has {}{} values and {} has {}{}, more than {MAX_SERIES} series",
+                    name(split),
+                    if t.columns[split].distinct > AUTO_BAR_MAX_CATEGORIES { "over " } else { "" },
+                    t.columns[split].distinct.min(AUTO_BAR_MAX_CATEGORIES),
+                    name(x),
+                    if t.columns[x].distinct > AUTO_BAR_MAX_CATEGORIES { "over " } else { "" },
+                    t.columns[x].distinct.min(AUTO_BAR_MAX_CATEGORIES),
+                ));
+            }
+            if !unique_rows(t, &[x, split])? {
+                return declined(format!(
+                    "rows repeat pairs of {} and {}; a chart would have to add them up",
+                    name(x),
+                    name(split)
+                ));
+            }
+            one_dimension(t, x, Some(split), vec![measures[0]])
+        }
+        more => declined(format!(
+            "{} dimensions vary ({}); a chart shows at most two",
+            more.len(),
+            more.iter().map(|i| name(*i)).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// A time, a period or an ordered number: drawn as an axis, not as categories.
+fn is_axis(t: &Table, i: usize) -> bool {
+    let c = &t.columns[i];
+    c.kind == ColumnKind::Time || (c.kind == ColumnKind::Number && matches!(c.time, Some(TimeUse::Extract(_))))
+}
+
+/// The chart of measures `ys` over dimension `x` (each row unique in `x`, or in `x` and `split`).
+fn one_dimension(t: &Table, x: usize, split: Option<usize>, ys: Vec<usize>) -> Result<Plan, NoChart> {
+    let c = &t.columns[x];
+    if c.kind == ColumnKind::Time {
+        return Ok(Plan::Line { x, time: true, ys, split });
+    }
+    let period = c.kind == ColumnKind::Number
+        && (matches!(c.time, Some(TimeUse::Extract(_))) || (!t.typed && looks_like_period(&c.name)));
+    if period {
+        return Ok(Plan::Period { x, ys, split });
+    }
+    if c.distinct > AUTO_BAR_MAX_CATEGORIES {
+        return Err(NoChart::Declined(format!(
+            "{} has more than {AUTO_BAR_MAX_CATEGORIES} values, too many to draw as bars",
+            c.name
+        )));
+    }
+    Ok(match split {
+        Some(split) => Plan::SplitBar { x, y: ys[0], split },
+        None => Plan::Bar { x, ys },
+    })
+}
+
 /// Picks the chart for `t` as `spec` asks (see the module docs).
 fn choose(t: &Table, spec: &ChartSpec) -> Result<Plan, NoChart> {
+    if spec.type_ == ChartType::Auto && spec.x.is_none() && spec.y.is_empty() {
+        if t.rows == 0 {
+            return Err(NoChart::NotApplicable("the result has no rows".into()));
+        }
+        return choose_auto(t);
+    }
     let x = spec.x.as_deref().map(|x| t.find(x, "spec.chart.x")).transpose()?;
     let explicit_ys = !spec.y.is_empty();
     let ys = if explicit_ys {
@@ -478,8 +811,16 @@ fn choose(t: &Table, spec: &ChartSpec) -> Result<Plan, NoChart> {
         }
         let all: Vec<usize> =
             (0..t.columns.len()).filter(|i| t.kind(*i) == ColumnKind::Number && !except.contains(i)).collect();
+        // The query's measures first; then numbers that are not keys; then any number.
+        let by_role: Vec<usize> = all.iter().copied().filter(|i| t.columns[*i].role == ColumnRole::Measure).collect();
         let values: Vec<usize> = all.iter().copied().filter(|i| !looks_like_identifier(&t.columns[*i].name)).collect();
-        let mut chosen = if values.is_empty() { all } else { values };
+        let mut chosen = if !by_role.is_empty() {
+            by_role
+        } else if values.is_empty() {
+            all
+        } else {
+            values
+        };
         chosen.truncate(MAX_SERIES);
         chosen
     };
@@ -622,24 +963,84 @@ fn describe_columns(t: &Table) -> String {
 // ---------------------------------------------------------------------------------------------
 // Drawing
 
-/// Draws the chart `spec` asks for from a CSV result with a header row.
+/// Draws the chart `spec` asks for from a CSV result with a header row, with column roles from
+/// the text rules (no query at hand: benchmarks, tests).
 pub fn draw(csv: &[u8], spec: &ChartSpec, title: &str) -> Result<Chart, NoChart> {
+    draw_typed(csv, spec, title, None)
+}
+
+/// What every drawing function is given besides its columns.
+struct Ctx<'a> {
+    title: &'a str,
+    /// `spec.chart.y` named the series.
+    explicit: bool,
+    /// Where the dimensions not on an axis or in the legend are (the subtitle says it).
+    notes: Vec<String>,
+}
+
+/// The drawn SVG, its mark count and the value of every mark.
+struct Out {
+    svg: String,
+    marks: usize,
+    drawn: Vec<(f64, bool)>,
+}
+
+/// Draws the chart `spec` asks for from a CSV result with a header row, with the result's
+/// types and roles from `analysis` (the text rules without it).
+pub fn draw_typed(csv: &[u8], spec: &ChartSpec, title: &str, analysis: Option<&Analysis>) -> Result<Chart, NoChart> {
     if spec.type_ == ChartType::None {
         return Err(NoChart::NotApplicable("spec.chart.type is none".into()));
     }
-    let table = Table::profile(csv)?;
+    let table = Table::profile(csv, analysis)?;
     if table.rows == 0 {
         let why = "the result has no rows".to_string();
         return Err(if spec.type_ == ChartType::Auto { NoChart::NotApplicable(why) } else { NoChart::Unfit(why) });
     }
     let plan = choose(&table, spec)?;
     let kind = plan.kind();
-    let (svg, marks) = match plan {
-        Plan::Bar { x, ys } => draw_bars(&table, x, &ys, !spec.y.is_empty(), title)?,
-        Plan::Line { x, time, ys, split } => draw_lines(&table, x, time, &ys, split, !spec.y.is_empty(), title)?,
-        Plan::Scatter { x, ys } => draw_scatter(&table, x, &ys, title)?,
+    let auto = spec.type_ == ChartType::Auto && spec.x.is_none() && spec.y.is_empty();
+    let notes = dimension_notes(&table, &plan, auto);
+    let ctx = Ctx { title, explicit: !spec.y.is_empty(), notes };
+    let out = match plan {
+        Plan::Bar { x, ys } => draw_bars(&table, x, &ys, None, &ctx)?,
+        Plan::SplitBar { x, y, split } => draw_bars(&table, x, &[y], Some(split), &ctx)?,
+        Plan::Line { x, time, ys, split } => {
+            draw_lines(&table, x, if time { Axis::Time } else { Axis::Number }, &ys, split, &ctx)?
+        }
+        Plan::Period { x, ys, split } => draw_lines(&table, x, Axis::Period, &ys, split, &ctx)?,
+        Plan::Scatter { x, ys } => draw_scatter(&table, x, &ys, &ctx)?,
     };
-    Ok(Chart { kind, svg, marks })
+    Ok(Chart { kind, svg: out.svg, marks: out.marks, drawn: out.drawn })
+}
+
+/// Says where each dimension that is neither on an axis nor in the legend is: fixed at one
+/// value (`r_name = ASIA`), NULL throughout, following a shown one (`auto` only draws results
+/// whose rows the shown dimensions tell apart), or not shown at all (a forced chart).
+fn dimension_notes(t: &Table, plan: &Plan, auto: bool) -> Vec<String> {
+    let shown = plan.shown();
+    let x = shown[0];
+    (0..t.columns.len())
+        .filter(|i| t.columns[*i].role == ColumnRole::Dimension && !shown.contains(i))
+        .map(|i| {
+            let c = &t.columns[i];
+            match (c.distinct, c.first.as_deref()) {
+                (0, _) | (_, None) => format!("{} is NULL", c.name),
+                (1, Some(v)) if c.non_empty == t.rows => format!("{} = {v}", c.name),
+                (1, Some(v)) => format!("{} = {v} or NULL", c.name),
+                _ if auto => format!("one {} per {}", c.name, t.columns[x].name),
+                _ => format!("{} not shown", c.name),
+            }
+        })
+        .collect()
+}
+
+/// What the x axis of a line chart holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Axis {
+    Time,
+    Number,
+    /// Ordered period numbers (`EXTRACT`): one slot per period, labelled with whole numbers.
+    Period,
 }
 
 /// The plot area inside the chart.
@@ -868,12 +1269,15 @@ struct Svg {
 }
 
 impl Svg {
-    fn new(title: &str) -> Svg {
+    /// Starts a chart titled `title`; `desc` (for screen readers) names its kind, axes and
+    /// series.
+    fn new(title: &str, desc: &str) -> Svg {
         let mut out = String::with_capacity(16 * 1024);
         let title = escape(title, MAX_TITLE_CHARS);
+        let desc = escape(desc, 1000);
         let _ = write!(
             out,
-            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{title}" font-family="system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif" font-size="12"><title>{title}</title><rect width="{w}" height="{h}" fill="#ffffff"/><text x="16" y="24" font-size="15" font-weight="600" fill="#222">{title}</text>"##,
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{title}" font-family="system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif" font-size="12"><title>{title}</title><desc>{desc}</desc><rect width="{w}" height="{h}" fill="#ffffff"/><text x="16" y="24" font-size="15" font-weight="600" fill="#222">{title}</text>"##,
             w = WIDTH,
             h = HEIGHT,
         );
@@ -1054,67 +1458,120 @@ fn monotonic(values: impl Iterator<Item = f64> + Clone) -> bool {
     pairs().all(|(a, b)| a <= b) || pairs().all(|(a, b)| a >= b)
 }
 
-fn draw_bars(t: &Table, x: usize, ys: &[usize], explicit: bool, title: &str) -> Result<(String, usize), NoChart> {
-    // Sums per category, in the order categories first appear (the query's ORDER BY).
+/// The subtitle: the row count, what was left out or summed, and where the other dimensions are.
+fn subtitle(t: &Table, notes: &[String], ctx: &Ctx) -> String {
+    let mut parts = vec![format!("{} rows", value_text(t.rows as f64))];
+    parts.extend(notes.iter().cloned());
+    parts.extend(ctx.notes.iter().cloned());
+    parts.join("; ")
+}
+
+/// The text for screen readers: the kind, the axes and every series.
+fn description(kind: &str, x: &str, series: &[String], subtitle: &str) -> String {
+    format!("{kind} chart over {x}; series: {}; {subtitle}", series.join(", "))
+}
+
+fn draw_bars(t: &Table, x: usize, ys: &[usize], split: Option<usize>, ctx: &Ctx) -> Result<Out, NoChart> {
+    // Values per category (and series), in the order categories first appear (the query's
+    // ORDER BY). `auto` only gets here with one row per bar; a forced chart may add rows up,
+    // and then its title says so.
+    let null = |c: &str| if c.is_empty() { "(null)".to_string() } else { c.to_string() };
     let mut order: Vec<String> = Vec::new();
-    let mut sums: HashMap<String, Vec<f64>> = HashMap::new();
+    let mut series: Vec<String> = match split {
+        Some(_) => Vec::new(),
+        None => names(t, ys),
+    };
+    let mut sums: HashMap<String, (usize, Vec<Option<f64>>)> = HashMap::new();
     for_each_row(t, |rec| {
-        let cat = match cell(rec, x) {
-            "" => "(null)".to_string(),
-            c => c.to_string(),
-        };
+        let cat = null(cell(rec, x));
+        let width = series.len();
         let entry = sums.entry(cat.clone()).or_insert_with(|| {
             order.push(cat);
-            vec![0.0; ys.len()]
+            (0, vec![None; width])
         });
-        for (s, y) in ys.iter().enumerate() {
-            if let Some(v) = parse_number(cell(rec, *y)) {
-                entry[s] += v;
+        entry.0 += 1;
+        match split {
+            Some(s) => {
+                let name = null(cell(rec, s));
+                let at = match series.iter().position(|n| *n == name) {
+                    Some(at) => at,
+                    None => {
+                        series.push(name);
+                        series.len() - 1
+                    }
+                };
+                if entry.1.len() <= at {
+                    entry.1.resize(at + 1, None);
+                }
+                if let Some(v) = parse_number(cell(rec, ys[0])) {
+                    *entry.1[at].get_or_insert(0.0) += v;
+                }
+            }
+            None => {
+                for (i, y) in ys.iter().enumerate() {
+                    if let Some(v) = parse_number(cell(rec, *y)) {
+                        *entry.1[i].get_or_insert(0.0) += v;
+                    }
+                }
             }
         }
     })?;
     let categories = order.len();
-    let mut bars: Vec<(String, Vec<f64>)> = order
+    let summed = sums.values().any(|(n, _)| *n > 1);
+    let width = series.len();
+    let mut bars: Vec<(String, Vec<Option<f64>>)> = order
         .into_iter()
         .map(|c| {
-            let v = sums.remove(&c).unwrap_or_default();
+            let (_, mut v) = sums.remove(&c).unwrap_or_default();
+            v.resize(width, None);
             (c, v)
         })
         .collect();
-    let mut note = format!("{} rows", value_text(t.rows as f64));
-    let mut ys = ys.to_vec();
-    if !explicit && ys.len() > 1 {
-        let maxima: Vec<f64> = (0..ys.len()).map(|s| bars.iter().fold(0f64, |m, b| m.max(b.1[s].abs()))).collect();
-        let (keep, dropped) = drop_invisible(t, &ys, &maxima);
+    let mut notes = Vec::new();
+    let value = |v: &Option<f64>| v.unwrap_or(0.0);
+    if !ctx.explicit && split.is_none() && series.len() > 1 {
+        let maxima: Vec<f64> =
+            (0..series.len()).map(|s| bars.iter().fold(0f64, |m, b| m.max(value(&b.1[s]).abs()))).collect();
+        let (keep, dropped) = drop_invisible(t, ys, &maxima);
         if let Some(d) = dropped {
-            note = format!("{note}; {d}");
+            notes.push(d);
             for b in &mut bars {
                 b.1 = keep.iter().map(|s| b.1[*s]).collect();
             }
-            ys = keep.iter().map(|s| ys[*s]).collect();
+            series = keep.iter().map(|s| series[*s].clone()).collect();
         }
     }
+    let mut other_at = None;
     if bars.len() > MAX_BARS {
         // A result ordered by a measure (ORDER BY … DESC) keeps its order: its first rows are
         // the ones asked for. Otherwise the largest of the first series are kept.
-        let ordered = (0..ys.len()).any(|s| monotonic(bars.iter().map(|b| b.1[s])));
+        let ordered = (0..series.len()).any(|s| monotonic(bars.iter().map(|b| value(&b.1[s]))));
         if !ordered {
-            bars.sort_by(|a, b| b.1[0].abs().total_cmp(&a.1[0].abs()));
+            bars.sort_by(|a, b| value(&b.1[0]).abs().total_cmp(&value(&a.1[0]).abs()));
         }
         let rest = bars.split_off(MAX_BARS - 1);
-        let mut other = vec![0.0; ys.len()];
+        let mut other: Vec<Option<f64>> = vec![None; series.len()];
         for (_, v) in &rest {
             for (o, x) in other.iter_mut().zip(v) {
-                *o += x;
+                if let Some(x) = x {
+                    *o.get_or_insert(0.0) += x;
+                }
             }
         }
+        other_at = Some(bars.len());
         bars.push((format!("other ({} more)", rest.len()), other));
         let kept = if ordered { format!("first {}", MAX_BARS - 1) } else { format!("{} largest", MAX_BARS - 1) };
-        note = format!("{note}; the {kept} of {categories} categories, the rest summed as other");
+        notes.push(format!("the {kept} of {categories} categories, the rest summed as other"));
     }
-    let ys = ys.as_slice();
+    let y_names = names(t, ys).join(", ");
+    let title = if summed {
+        notes.push(format!("sum of {y_names} over rows with the same {}", t.columns[x].name));
+        format!("Sum of {y_names} by {} · {}", t.columns[x].name, ctx.title)
+    } else {
+        ctx.title.to_string()
+    };
+    let sub = subtitle(t, &notes, ctx);
 
-    let series = names(t, ys);
     let legend_rows = Svg::legend_rows(&series);
     let longest = bars.iter().map(|(c, _)| c.chars().count().min(MAX_LABEL_CHARS)).max().unwrap_or(0) as f64;
     let band_guess = (WIDTH - 96.0) / bars.len() as f64;
@@ -1122,26 +1579,39 @@ fn draw_bars(t: &Table, x: usize, ys: &[usize], explicit: bool, title: &str) -> 
     let bottom = if rotate { 40.0 + (longest * CHAR_W * 0.66).min(150.0) } else { 56.0 };
     let f = Frame::new(legend_rows, bottom);
 
-    let (lo, hi) = bars.iter().flat_map(|(_, v)| v.iter()).fold((0f64, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    let (lo, hi) =
+        bars.iter().flat_map(|(_, v)| v.iter().flatten()).fold((0f64, 0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     let ticks = nice_ticks(lo, hi, 6);
     let ys_scale = Scale { d0: ticks.lo, d1: ticks.hi, p0: f.bottom(), p1: f.top };
 
-    let mut svg = Svg::new(title);
-    svg.subtitle(&note);
+    let mut svg = Svg::new(&title, &description("bar", &t.columns[x].name, &series, &sub));
+    svg.subtitle(&sub);
     svg.legend(&series);
-    svg.y_axis(&f, &ticks, &ys_scale, (series.len() == 1).then(|| series[0].as_str()));
+    let y_title = match split {
+        Some(_) => Some(y_names.clone()),
+        None => (series.len() == 1).then(|| series[0].clone()),
+    };
+    let y_title = y_title.map(|n| if summed { format!("sum of {n}") } else { n });
+    svg.y_axis(&f, &ticks, &ys_scale, y_title.as_deref());
     let band = f.width / bars.len() as f64;
     let group = band * 0.8;
-    let w = group / ys.len() as f64;
+    let w = group / series.len().max(1) as f64;
     let zero = ys_scale.map(0.0);
     let mut marks = 0;
+    let mut drawn = Vec::new();
     svg.out.push_str(r#"<g class="bars">"#);
     let mut labels = Vec::with_capacity(bars.len());
     for (i, (cat, values)) in bars.iter().enumerate() {
         let x0 = f.left + band * i as f64 + (band - group) / 2.0;
         for (s, v) in values.iter().enumerate() {
+            // NULL draws nothing: no bar stands for a value the result does not hold.
+            let Some(v) = v else { continue };
             let y = ys_scale.map(*v);
             let (top, h) = if y < zero { (y, zero - y) } else { (zero, y - zero) };
+            let label = match split {
+                Some(_) => format!("{cat}, {}", series[s]),
+                None => cat.clone(),
+            };
             let _ = write!(
                 svg.out,
                 r#"<rect x="{}" y="{}" width="{}" height="{}" fill="{}"><title>{}: {}</title></rect>"#,
@@ -1150,16 +1620,17 @@ fn draw_bars(t: &Table, x: usize, ys: &[usize], explicit: bool, title: &str) -> 
                 px((w - 1.0).max(1.0)),
                 px(h.max(0.5)),
                 PALETTE[s % PALETTE.len()],
-                escape(cat, MAX_LABEL_CHARS * 2),
+                escape(&label, MAX_LABEL_CHARS * 2),
                 escape(&value_text(*v), 40)
             );
             marks += 1;
+            drawn.push((*v, other_at == Some(i)));
         }
         labels.push((f.left + band * (i as f64 + 0.5), cat.clone()));
     }
     svg.out.push_str("</g>");
     svg.x_axis(&f, &labels, rotate, &t.columns[x].name);
-    Ok((svg.finish(), marks))
+    Ok(Out { svg: svg.finish(), marks, drawn })
 }
 
 /// M4 downsampling: per pixel column, the first, last, lowest and highest point (in x order), so
@@ -1198,16 +1669,59 @@ pub fn downsample(points: &[(f64, f64)], x0: f64, x1: f64, buckets: usize) -> Ve
     out
 }
 
-fn draw_lines(
-    t: &Table,
-    x: usize,
-    time: bool,
-    ys: &[usize],
-    split: Option<usize>,
-    explicit: bool,
-    title: &str,
-) -> Result<(String, usize), NoChart> {
-    let parse_x = |s: &str| if time { parse_time(s) } else { parse_number(s) };
+/// The calendar slot of a time (seconds since the epoch) in steps of `unit`, so consecutive
+/// periods differ by one and a missing one shows as a gap; `None` for units without slots.
+fn time_slot(secs: f64, unit: &str) -> Option<i64> {
+    let t = Utc.timestamp_opt(secs.floor() as i64, 0).single()?;
+    let months = i64::from(t.year()) * 12 + i64::from(t.month0());
+    Some(match unit {
+        "year" => i64::from(t.year()),
+        "quarter" => months.div_euclid(3),
+        "month" => months,
+        "week" => (secs / DAY).floor() as i64 / 7,
+        "day" => (secs / DAY).floor() as i64,
+        "hour" => (secs / 3600.0).floor() as i64,
+        "minute" => (secs / 60.0).floor() as i64,
+        _ => return None,
+    })
+}
+
+/// The step of a time axis: the `date_trunc` unit, else read from dates alone (all on the 1st
+/// of January → years, on the 1st → months, else days); timestamps have none.
+fn time_unit(t: &Table, x: usize, xs: &[f64]) -> Option<String> {
+    if let Some(TimeUse::Trunc(unit)) = &t.columns[x].time {
+        return Some(unit.clone());
+    }
+    if !t.columns[x].dates_only {
+        return None;
+    }
+    let dates: Vec<_> = xs.iter().filter_map(|v| Utc.timestamp_opt(*v as i64, 0).single()).collect();
+    Some(
+        if dates.iter().all(|d| d.day() == 1 && d.month() == 1) {
+            "year"
+        } else if dates.iter().all(|d| d.day() == 1) {
+            "month"
+        } else {
+            "day"
+        }
+        .into(),
+    )
+}
+
+/// Whole-number ticks for a period axis (every period when there are few).
+fn period_ticks(lo: f64, hi: f64) -> Ticks {
+    let nice = nice_ticks(lo, hi, 8);
+    let step = (nice.values.get(1).zip(nice.values.first()).map(|(b, a)| b - a).unwrap_or(1.0)).max(1.0).round();
+    let (lo, hi) = (lo.floor(), hi.ceil());
+    let start = (lo / step).ceil() * step;
+    let values: Vec<f64> = (0..).map(|i| start + i as f64 * step).take_while(|v| *v <= hi).collect();
+    let labels = values.iter().map(|v| format!("{v:.0}")).collect();
+    // Half a slot of room on either side, so the first and last periods are not on the edge.
+    Ticks { values, labels, lo: lo - 0.5, hi: hi + 0.5 }
+}
+
+fn draw_lines(t: &Table, x: usize, axis: Axis, ys: &[usize], split: Option<usize>, ctx: &Ctx) -> Result<Out, NoChart> {
+    let parse_x = |s: &str| if axis == Axis::Time { parse_time(s) } else { parse_number(s) };
     // Series: one per y column, or one per value of the split column.
     let mut series_names: Vec<String> = match split {
         Some(_) => Vec::new(),
@@ -1240,7 +1754,7 @@ fn draw_lines(
             }
         }
     })?;
-    let mut note = format!("{} rows", value_text(t.rows as f64));
+    let mut notes = Vec::new();
     if series_names.len() > MAX_SERIES {
         // Keep the series with the largest totals.
         let mut order: Vec<usize> = (0..series_names.len()).collect();
@@ -1248,17 +1762,17 @@ fn draw_lines(
         order.sort_by(|a, b| total(*b).total_cmp(&total(*a)));
         order.truncate(MAX_SERIES);
         order.sort_unstable();
-        note = format!("{note}; the {MAX_SERIES} largest of {} series", series_names.len());
+        notes.push(format!("the {MAX_SERIES} largest of {} series", series_names.len()));
         series_names = order.iter().map(|i| series_names[*i].clone()).collect();
         points = order.iter().map(|i| std::mem::take(&mut points[*i])).collect();
     }
     if let Some(s) = split {
-        note = format!("{note}; {} by {}", t.columns[ys[0]].name, t.columns[s].name);
-    } else if !explicit && points.len() > 1 {
+        notes.push(format!("{} by {}", t.columns[ys[0]].name, t.columns[s].name));
+    } else if !ctx.explicit && points.len() > 1 {
         let maxima: Vec<f64> = points.iter().map(|p| p.iter().fold(0f64, |m, v| m.max(v.1.abs()))).collect();
         let (keep, dropped) = drop_invisible(t, ys, &maxima);
         if let Some(d) = dropped {
-            note = format!("{note}; {d}");
+            notes.push(d);
             series_names = keep.iter().map(|i| series_names[*i].clone()).collect();
             points = keep.iter().map(|i| std::mem::take(&mut points[*i])).collect();
         }
@@ -1271,22 +1785,39 @@ fn draw_lines(
     }
     let (xlo, xhi) = bounds(points.iter().flatten().map(|p| p.0));
     let (ylo, yhi) = bounds(points.iter().flatten().map(|p| p.1));
+    // Where a line breaks: between consecutive points more than one period apart.
+    let all_x: Vec<f64> = points.iter().flatten().map(|p| p.0).collect();
+    let slot: Box<dyn Fn(f64) -> Option<i64>> = match axis {
+        Axis::Period if xhi - xlo <= MAX_PERIOD_SLOTS => Box::new(|v: f64| Some(v.round() as i64)),
+        Axis::Time => match time_unit(t, x, &all_x) {
+            Some(unit) => Box::new(move |v: f64| time_slot(v, &unit)),
+            None => Box::new(|_| None),
+        },
+        _ => Box::new(|_| None),
+    };
+    let gap = |a: f64, b: f64| matches!((slot(a), slot(b)), (Some(a), Some(b)) if b - a > 1);
 
     let legend_rows = Svg::legend_rows(&series_names);
     let f = Frame::new(legend_rows, 56.0);
-    let xt = if time { time_ticks(xlo, xhi, 7, t.columns[x].dates_only) } else { nice_ticks(xlo, xhi, 7) };
+    let xt = match axis {
+        Axis::Time => time_ticks(xlo, xhi, 7, t.columns[x].dates_only),
+        Axis::Period => period_ticks(xlo, xhi),
+        Axis::Number => nice_ticks(xlo, xhi, 7),
+    };
     // Time spans exactly the data; numbers span whole ticks.
-    let (xd0, xd1) = if time && xhi > xlo { (xlo, xhi) } else { (xt.lo, xt.hi) };
+    let (xd0, xd1) = if axis == Axis::Time && xhi > xlo { (xlo, xhi) } else { (xt.lo, xt.hi) };
     let xs = Scale { d0: xd0, d1: xd1, p0: f.left, p1: f.right() };
     let yt = nice_ticks(ylo, yhi, 6);
     let ys_scale = Scale { d0: yt.lo, d1: yt.hi, p0: f.bottom(), p1: f.top };
 
-    let mut svg = Svg::new(title);
-    svg.subtitle(&note);
+    let sub = subtitle(t, &notes, ctx);
+    let mut svg = Svg::new(ctx.title, &description("line", &t.columns[x].name, &series_names, &sub));
+    svg.subtitle(&sub);
     svg.legend(&series_names);
     let single = (series_names.len() == 1).then(|| series_names[0].as_str());
     svg.y_axis(&f, &yt, &ys_scale, if split.is_some() { Some(t.columns[ys[0]].name.as_str()) } else { single });
     let mut marks = 0;
+    let mut drawn = Vec::new();
     svg.out.push_str(r#"<g class="lines">"#);
     for (i, p) in points.iter().enumerate() {
         if p.is_empty() {
@@ -1294,27 +1825,40 @@ fn draw_lines(
         }
         let kept = downsample(p, xd0, xd1, f.width as usize);
         marks += kept.len();
+        drawn.extend(kept.iter().map(|(_, y)| (*y, false)));
         let color = PALETTE[i % PALETTE.len()];
-        if kept.len() == 1 {
+        // One polyline per run of consecutive periods: a missing period is a gap, not a
+        // straight line across it. A run of one point is a dot.
+        let mut runs: Vec<&[(f64, f64)]> = Vec::new();
+        let mut start = 0;
+        for k in 1..=kept.len() {
+            if k == kept.len() || gap(kept[k - 1].0, kept[k].0) {
+                runs.push(&kept[start..k]);
+                start = k;
+            }
+        }
+        for run in runs {
+            if run.len() == 1 {
+                let _ = write!(
+                    svg.out,
+                    r#"<circle cx="{}" cy="{}" r="3" fill="{color}"/>"#,
+                    px(xs.map(run[0].0)),
+                    px(ys_scale.map(run[0].1))
+                );
+                continue;
+            }
             let _ = write!(
                 svg.out,
-                r#"<circle cx="{}" cy="{}" r="3" fill="{color}"/>"#,
-                px(xs.map(kept[0].0)),
-                px(ys_scale.map(kept[0].1))
+                r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" stroke-linejoin="round" points=""#
             );
-            continue;
-        }
-        let _ = write!(
-            svg.out,
-            r#"<polyline fill="none" stroke="{color}" stroke-width="1.6" stroke-linejoin="round" points=""#
-        );
-        for (k, (xv, yv)) in kept.iter().enumerate() {
-            if k > 0 {
-                svg.out.push(' ');
+            for (k, (xv, yv)) in run.iter().enumerate() {
+                if k > 0 {
+                    svg.out.push(' ');
+                }
+                let _ = write!(svg.out, "{},{}", px(xs.map(*xv)), px(ys_scale.map(*yv)));
             }
-            let _ = write!(svg.out, "{},{}", px(xs.map(*xv)), px(ys_scale.map(*yv)));
+            svg.out.push_str(r#""/>"#);
         }
-        svg.out.push_str(r#""/>"#);
         // Few points: mark each one, so a reader sees where the data is.
         if kept.len() <= 60 {
             let _ = write!(svg.out, r#"<g fill="{color}">"#);
@@ -1333,14 +1877,14 @@ fn draw_lines(
         .map(|(v, l)| (xs.map(*v), l.clone()))
         .collect();
     svg.x_axis(&f, &labels, false, &t.columns[x].name);
-    Ok((svg.finish(), marks))
+    Ok(Out { svg: svg.finish(), marks, drawn })
 }
 
 fn bounds(values: impl Iterator<Item = f64>) -> (f64, f64) {
     values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
 
-fn draw_scatter(t: &Table, x: usize, ys: &[usize], title: &str) -> Result<(String, usize), NoChart> {
+fn draw_scatter(t: &Table, x: usize, ys: &[usize], ctx: &Ctx) -> Result<Out, NoChart> {
     let mut points: Vec<Vec<(f64, f64)>> = vec![Vec::new(); ys.len()];
     for_each_row(t, |rec| {
         let Some(xv) = parse_number(cell(rec, x)) else { return };
@@ -1361,11 +1905,13 @@ fn draw_scatter(t: &Table, x: usize, ys: &[usize], title: &str) -> Result<(Strin
     let yt = nice_ticks(ylo, yhi, 6);
     let xs = Scale { d0: xt.lo, d1: xt.hi, p0: f.left, p1: f.right() };
     let ys_scale = Scale { d0: yt.lo, d1: yt.hi, p0: f.bottom(), p1: f.top };
-    let mut svg = Svg::new(title);
-    svg.subtitle(&format!("{} rows", value_text(t.rows as f64)));
+    let sub = subtitle(t, &[], ctx);
+    let mut svg = Svg::new(ctx.title, &description("scatter", &t.columns[x].name, &series, &sub));
+    svg.subtitle(&sub);
     svg.legend(&series);
     svg.y_axis(&f, &yt, &ys_scale, (series.len() == 1).then(|| series[0].as_str()));
     let mut marks = 0;
+    let mut drawn = Vec::new();
     svg.out.push_str(r#"<g class="points">"#);
     for (i, p) in points.iter().enumerate() {
         // One point per 2×2 pixels and series: more would draw the same picture.
@@ -1379,13 +1925,14 @@ fn draw_scatter(t: &Table, x: usize, ys: &[usize], title: &str) -> Result<(Strin
             }
             let _ = write!(svg.out, r#"<circle cx="{}" cy="{}" r="2.5"/>"#, px(cx), px(cy));
             marks += 1;
+            drawn.push((*yv, false));
         }
         svg.out.push_str("</g>");
     }
     svg.out.push_str("</g>");
     let labels: Vec<(f64, String)> = xt.values.iter().zip(&xt.labels).map(|(v, l)| (xs.map(*v), l.clone())).collect();
     svg.x_axis(&f, &labels, false, &t.columns[x].name);
-    Ok((svg.finish(), marks))
+    Ok(Out { svg: svg.finish(), marks, drawn })
 }
 
 #[cfg(test)]
@@ -1519,7 +2066,11 @@ mod tests {
         for i in 0..=AUTO_BAR_MAX_CATEGORIES {
             many.push_str(&format!("customer-{i},{i}\n"));
         }
-        assert!(matches!(draw(many.as_bytes(), &auto(), "t"), Err(NoChart::NotApplicable(_))));
+        // (Issue 16: declined with the reason, which the condition records.)
+        match draw(many.as_bytes(), &auto(), "t") {
+            Err(NoChart::Declined(why)) => assert!(why.contains("more than 100 values"), "{why}"),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(kind_of(&many, &spec(ChartType::Bar, None, &[])), Ok(ChartKind::Bar));
     }
 
@@ -1538,17 +2089,19 @@ mod tests {
 
     #[test]
     fn keys_are_not_plotted_as_measures() {
-        let t = Table::profile(b"n_nationkey,n_name,customers\n1,A,5\n2,B,7\n").unwrap();
+        let t = Table::profile(b"n_nationkey,n_name,customers\n1,A,5\n2,B,7\n", None).unwrap();
         assert_eq!(choose(&t, &auto()), Ok(Plan::Bar { x: 1, ys: vec![2] }));
-        // Only keys: they are used rather than nothing.
-        let t = Table::profile(b"n_name,n_regionkey\nA,5\nB,7\n").unwrap();
-        assert_eq!(choose(&t, &auto()), Ok(Plan::Bar { x: 0, ys: vec![1] }));
+        // Only keys: issue 16 makes integer codes dimensions, never measures, so auto draws
+        // nothing (it used to draw the keys as bars); a forced bar chart still uses them.
+        let t = Table::profile(b"n_name,n_regionkey\nA,5\nB,7\n", None).unwrap();
+        assert!(matches!(choose(&t, &auto()), Err(NoChart::NotApplicable(_))));
+        assert_eq!(choose(&t, &spec(ChartType::Bar, None, &[])), Ok(Plan::Bar { x: 0, ys: vec![1] }));
     }
 
     #[test]
     fn the_long_shape_splits_lines_by_category() {
         let csv = "day,region,total\n2024-01-01,EU,1\n2024-01-01,US,2\n2024-01-02,EU,3\n2024-01-02,US,4\n";
-        let t = Table::profile(csv.as_bytes()).unwrap();
+        let t = Table::profile(csv.as_bytes(), None).unwrap();
         assert_eq!(choose(&t, &auto()), Ok(Plan::Line { x: 0, time: true, ys: vec![2], split: Some(1) }));
         let chart = draw(csv.as_bytes(), &auto(), "t").unwrap();
         assert_eq!(chart.svg.matches("<polyline").count(), 2);
@@ -1713,9 +2266,168 @@ mod tests {
         let chart = draw(csv.as_bytes(), &spec(ChartType::Bar, None, &[]), "t").unwrap();
         assert!(chart.svg.contains("the first 19 of 50 categories"), "{}", chart.svg);
         assert!(chart.svg.contains(">c0: 0</title>") && !chart.svg.contains(">c49: 49</title>"));
-        // Repeated categories are summed; NULL categories get a name.
-        let chart = draw(b"cat,v\na,1\na,2\n,4\n", &auto(), "t").unwrap();
+        // Repeated categories: auto adds nothing up (issue 16) and says why; a forced bar
+        // chart sums them and its title says so. NULL categories get a name.
+        match draw(b"cat,v\na,1\na,2\n,4\n", &auto(), "t") {
+            Err(NoChart::Declined(why)) => assert!(why.contains("rows repeat values of cat"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let chart = draw(b"cat,v\na,1\na,2\n,4\n", &spec(ChartType::Bar, None, &[]), "t").unwrap();
         assert!(chart.svg.contains(">a: 3</title>") && chart.svg.contains(">(null): 4</title>"), "{}", chart.svg);
+        assert!(chart.svg.contains("<title>Sum of v by cat · t</title>"), "{}", chart.svg);
+    }
+
+    /// Draws `csv` with roles from `sql` and the engine types `types` (one per column).
+    fn typed(csv: &str, sql: &str, types: &[&str]) -> Result<Chart, NoChart> {
+        let header: Vec<String> = csv.lines().next().unwrap().split(',').map(str::to_string).collect();
+        let engine: Vec<ResultColumn> = header
+            .iter()
+            .zip(types)
+            .map(|(n, t)| ResultColumn { name: n.clone(), type_: t.to_string(), role: None })
+            .collect();
+        let analysis = analyse(Some(sql), &engine, &header);
+        assert_eq!(analysis.source, RoleSource::Query, "{sql}");
+        let chart = draw_typed(csv.as_bytes(), &auto(), "t", Some(&analysis))?;
+        check_well_formed(&chart.svg).unwrap_or_else(|e| panic!("{e}\n{}", chart.svg));
+        Ok(chart)
+    }
+
+    /// The cells of column `col` of `csv` that are numbers.
+    fn cells(csv: &str, col: usize) -> Vec<f64> {
+        csv.lines().skip(1).filter_map(|l| parse_number(l.split(',').nth(col)?)).collect()
+    }
+
+    const REGIONS: [&str; 5] = ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"];
+
+    #[test]
+    fn issue_16_a_year_is_an_axis_never_a_measure_and_nothing_is_added_up() {
+        // yr, r_name, revenue: one line per region over the years, every mark one cell.
+        let mut csv = String::from("yr,r_name,revenue\n");
+        for y in 1992..=1998 {
+            for (i, r) in REGIONS.iter().enumerate() {
+                csv.push_str(&format!("{y},{r},{}.25\n", 1000 + y * 10 + i as i32));
+            }
+        }
+        let sql = "SELECT EXTRACT(YEAR FROM o_orderdate) AS yr, r_name, SUM(o_totalprice) AS revenue FROM orders GROUP BY 1, 2";
+        let chart = typed(&csv, sql, &["integer", "varchar", "decimal(25,2)"]).unwrap();
+        assert_eq!(chart.kind, ChartKind::Line);
+        assert_eq!(chart.marks, 35);
+        let mut want = cells(&csv, 2);
+        let mut got: Vec<f64> = chart.drawn.iter().map(|d| d.0).collect();
+        want.sort_by(f64::total_cmp);
+        got.sort_by(f64::total_cmp);
+        assert_eq!(got, want, "every mark is one cell");
+        for r in REGIONS {
+            assert!(chart.svg.contains(&format!(">{r}</text>")), "{r} in the legend");
+        }
+        for y in ["1992", "1995", "1998"] {
+            assert!(chart.svg.contains(&format!(">{y}</text>")), "{y} on the axis");
+        }
+        assert!(!chart.svg.contains("left out") && !chart.svg.contains("13,965"), "{}", chart.svg);
+        assert!(chart.svg.contains("<desc>line chart over yr; series: AFRICA, AMERICA"), "{}", chart.svg);
+
+        // priority, yr, n: lines per priority over the years (the smaller dimension).
+        let mut csv = String::from("o_orderpriority,yr,n\n");
+        for p in ["1-URGENT", "2-HIGH", "3-MEDIUM", "4-NOT SPECIFIED", "5-LOW"] {
+            for y in 1992..=1998 {
+                csv.push_str(&format!("{p},{y},{}\n", y - 1900));
+            }
+        }
+        let sql =
+            "SELECT o_orderpriority, EXTRACT(YEAR FROM o_orderdate) AS yr, COUNT(*) AS n FROM orders GROUP BY 1, 2";
+        let chart = typed(&csv, sql, &["varchar", "integer", "bigint"]).unwrap();
+        assert_eq!((chart.kind, chart.marks), (ChartKind::Line, 35));
+        assert!(chart.drawn.iter().all(|(v, _)| (92.0..=98.0).contains(v)), "n values only, never a year");
+        assert!(chart.svg.contains(">1-URGENT</text>"));
+
+        // Two dimensions with many values each: no chart, and why.
+        let mut csv = String::from("c_name,n_name,total\n");
+        for c in 0..12 {
+            for n in 0..12 {
+                csv.push_str(&format!("c{c},n{n},{}\n", c * n));
+            }
+        }
+        let sql = "SELECT c_name, n_name, SUM(x) AS total FROM t GROUP BY 1, 2";
+        match typed(&csv, sql, &["varchar", "varchar", "bigint"]) {
+            Err(NoChart::Declined(why)) => assert!(why.contains("more than 8 series"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // Rows that repeat the only dimension: no auto chart.
+        let csv = "r_name,revenue\nASIA,1\nASIA,2\nEUROPE,3\n";
+        match typed(csv, "SELECT r_name, o_totalprice AS revenue FROM orders", &["varchar", "decimal(15,2)"]) {
+            Err(NoChart::Declined(why)) => assert!(why.contains("rows repeat values of r_name"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn issue_16_fixed_dimensions_are_named_and_bad_measures_say_why() {
+        let csv = "r_name,n_name,revenue\nASIA,CHINA,10\nASIA,INDIA,20\nASIA,JAPAN,5\n";
+        let sql = "SELECT r_name, n_name, SUM(x) AS revenue FROM t WHERE r_name = 'ASIA' GROUP BY 1, 2";
+        let chart = typed(csv, sql, &["varchar", "varchar", "bigint"]).unwrap();
+        assert_eq!((chart.kind, chart.marks), (ChartKind::Bar, 3));
+        assert!(chart.svg.contains("r_name = ASIA"), "{}", chart.svg);
+        // A key beside its name: the name is the axis, the key follows it.
+        let csv = "n_nationkey,n_name,revenue\n1,A,10\n2,B,20\n";
+        let chart = typed(
+            csv,
+            "SELECT n_nationkey, n_name, SUM(x) AS revenue FROM t GROUP BY 1, 2",
+            &["bigint", "varchar", "bigint"],
+        )
+        .unwrap();
+        assert!(chart.svg.contains("one n_nationkey per n_name") && chart.svg.contains(">A</text>"), "{}", chart.svg);
+        // NaN measures, all-NULL measures: no chart, with the reason.
+        let csv = "r_name,ratio\nA,NaN\nB,1.5\n";
+        match typed(csv, "SELECT r_name, AVG(x) AS ratio FROM t GROUP BY 1", &["varchar", "double"]) {
+            Err(NoChart::Declined(why)) => assert!(why.contains("NaN or infinite"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        let csv = "r_name,m\nA,\nB,\n";
+        match typed(csv, "SELECT r_name, MAX(x) AS m FROM t GROUP BY 1", &["varchar", "double"]) {
+            Err(NoChart::Declined(why)) => assert!(why.contains("NULL in every row"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // A varchar of digits stays text (a category), even though it reads as numbers.
+        let csv = "zip,n\n02139,5\n10001,7\n";
+        let chart = typed(csv, "SELECT zip, COUNT(*) AS n FROM t GROUP BY zip", &["varchar", "bigint"]).unwrap();
+        assert!(chart.svg.contains(">02139</text>"), "{}", chart.svg);
+    }
+
+    #[test]
+    fn issue_16_time_axes_break_at_missing_periods() {
+        // date_trunc by month with March missing: two runs, not one line across the gap.
+        let csv = "m,n\n2024-01-01,5\n2024-02-01,7\n2024-04-01,6\n2024-05-01,9\n";
+        let sql = "SELECT date_trunc('month', o_orderdate) AS m, COUNT(*) AS n FROM orders GROUP BY 1 ORDER BY 1";
+        let chart = typed(csv, sql, &["timestamp", "bigint"]).unwrap();
+        assert_eq!((chart.kind, chart.marks), (ChartKind::Line, 4));
+        assert_eq!(chart.svg.matches("<polyline").count(), 2, "{}", chart.svg);
+        // Every month present: one line.
+        let csv = "m,n\n2024-01-01,5\n2024-02-01,7\n2024-03-01,6\n";
+        assert_eq!(typed(csv, sql, &["timestamp", "bigint"]).unwrap().svg.matches("<polyline").count(), 1);
+        // EXTRACT periods: whole-number labels, a gap for a missing year.
+        let csv = "yr,n\n1992,5\n1993,7\n1995,6\n";
+        let sql = "SELECT EXTRACT(YEAR FROM o_orderdate) AS yr, COUNT(*) AS n FROM orders GROUP BY 1 ORDER BY 1";
+        let chart = typed(csv, sql, &["integer", "bigint"]).unwrap();
+        assert_eq!(chart.svg.matches("<polyline").count(), 1, "1992–1993, then 1995 alone");
+        assert!(chart.svg.contains(">1994</text>") && !chart.svg.contains("1992.5"), "{}", chart.svg);
+    }
+
+    #[test]
+    fn issue_16_top_n_and_raw_rows_are_bars_of_their_own_cells() {
+        let csv = "c_name,c_acctbal\nCustomer#1,9987.71\nCustomer#2,9983.38\nCustomer#3,9977.62\n";
+        let chart = typed(
+            csv,
+            "SELECT c_name, c_acctbal FROM customer ORDER BY c_acctbal DESC LIMIT 3",
+            &["varchar", "decimal(15,2)"],
+        )
+        .unwrap();
+        assert_eq!((chart.kind, chart.marks), (ChartKind::Bar, 3));
+        assert_eq!(chart.drawn.iter().map(|d| d.0).collect::<Vec<_>>(), [9987.71, 9983.38, 9977.62]);
+        // One row: the answer says it.
+        assert!(matches!(
+            typed("revenue\n21356596030.63\n", "SELECT SUM(o_totalprice) AS revenue FROM orders", &["decimal(25,2)"]),
+            Err(NoChart::NotApplicable(_))
+        ));
     }
 
     #[test]
