@@ -44,6 +44,7 @@
 
 pub mod columns;
 pub mod format;
+pub mod png;
 pub mod roles;
 
 use std::collections::{HashMap, HashSet};

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::html::{button, card, esc, field, html_text, para, plain, plain_code, section, truncate};
 use super::{ChatOptions, MAX_MESSAGE_BYTES};
 use crate::spec::quantity::{format_duration, human_bytes};
-use crate::spec::{DEFAULT_NAMESPACE, Phase, Preview, QueryRequest};
+use crate::spec::{DEFAULT_NAMESPACE, Phase, Preview, QueryRequest, ResultColumn};
 
 // ---------------------------------------------------------------------------------------------
 // Identity of threads and messages
@@ -207,8 +207,14 @@ fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, 
         }
         sections.push(section(Some("Result"), stats));
         let mut preview_text = String::new();
+        // One row: its answer, formatted for its types (`revenue: 21,356,596,030.63`).
+        if let Some(a) = &ex.answer {
+            let line = a.line();
+            preview_text.push_str(&format!("*Answer*: {}\n", plain(&line, 500)));
+            sections.push(section(Some("Answer"), vec![para(&format!("<b>{}</b>", esc(&line)))]));
+        }
         if let Some(p) = ex.preview.as_ref().filter(|p| opts.preview && b.rows > 0 && !p.columns.is_empty()) {
-            let (table, note) = preview_table(p, ex.rows, b);
+            let (table, note) = preview_table(p, ex.rows, b, &ex.columns);
             let plain_table = plain_code(&table.replace('\u{a0}', " "), usize::MAX);
             preview_text = format!("```\n{plain_table}\n```\n{note}\n");
             sections.push(section(
@@ -384,7 +390,14 @@ fn sql_block(sql: &str, max: usize, name: &str, ns: &str) -> (String, Option<Str
 
 /// The preview as a fixed-width table (cells padded with no-break spaces) and a note on what it
 /// leaves out.
-fn preview_table(p: &Preview, total_rows: Option<u64>, b: Budget) -> (String, String) {
+fn preview_table(p: &Preview, total_rows: Option<u64>, b: Budget, typed: &[ResultColumn]) -> (String, String) {
+    // Numbers right-aligned, by the result's recorded types.
+    let right: Vec<bool> = if typed.len() == p.columns.len() && typed.iter().zip(&p.columns).all(|(t, c)| &t.name == c)
+    {
+        typed.iter().map(|t| t.kind().is_numeric()).collect()
+    } else {
+        vec![false; p.columns.len()]
+    };
     let cols = p.columns.len().min(b.cols);
     let rows = p.rows.len().min(b.rows);
     let cell = |s: &str| -> String {
@@ -406,7 +419,11 @@ fn preview_table(p: &Preview, total_rows: Option<u64>, b: Budget) -> (String, St
         cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c}{}", "\u{a0}".repeat(w - c.chars().count())))
+            .enumerate()
+            .map(|(i, (c, w))| {
+                let pad = "\u{a0}".repeat(w - c.chars().count());
+                if right[i] { format!("{pad}{c}") } else { format!("{c}{pad}") }
+            })
             .collect::<Vec<_>>()
             .join("\u{a0}\u{a0}")
             .trim_end_matches('\u{a0}')
