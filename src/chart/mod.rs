@@ -1937,7 +1937,7 @@ fn draw_scatter(t: &Table, x: usize, ys: &[usize], ctx: &Ctx) -> Result<Out, NoC
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use chrono::DateTime;
 
     use super::*;
