@@ -10,25 +10,47 @@
 //! for every engine; redrawing on a replayed reconcile writes the same bytes to the same place.
 //! A chart that cannot be drawn or stored never fails the request: see [`produce`].
 //!
-//! # Which chart
+//! # What the columns are
 //!
-//! Column types are inferred from the CSV text: a column whose non-empty cells all parse as
-//! numbers is numeric, one whose cells are all dates or timestamps (`2024-01-31`,
-//! `2024-01-31 12:00:00[.fff]`, RFC 3339) is temporal, anything else is text. With
-//! `spec.chart.type: auto` (the default):
+//! The roles come from the approved SQL ([`roles`]): group keys, non-aggregated select items and
+//! `EXTRACT`/`date_trunc` of a time are **dimensions**, aggregates and arithmetic over them are
+//! **measures**; in a query without aggregates a number that is not a key or a period is the
+//! row's value (a measure). The types come from the engine (DataFusion's Arrow schema, Athena's
+//! `ResultSetMetadata`; [`columns`]), checked against the CSV text: a `varchar` of digits stays
+//! text. Both are recorded in `status.execution.columns`. When the SQL's shape cannot be read,
+//! the *text rules* apply — a column whose cells all parse as numbers is numeric, one whose cells
+//! are all dates or timestamps (`2024-01-31`, `2024-01-31 12:00:00[.fff]`, RFC 3339) temporal; a
+//! number is a measure unless its name says key (`id`, `*_id`, `*key`, `*code`) or period (`year`,
+//! `yr`, `month`, …) — and the `Charted` condition says so.
 //!
-//! * a temporal column and numeric columns → **line** over time (one series per numeric column,
-//!   or, with a single numeric column and a low-cardinality text column, one series per value of
-//!   that column: the "long" shape `day, region, total`);
-//! * a text column with at most [`AUTO_BAR_MAX_CATEGORIES`] distinct values and numeric columns →
-//!   **bar** (grouped per numeric column; values of a repeated category are summed);
-//! * two numeric columns → **line** when the first is strictly increasing (`year, total`), else
-//!   **scatter**;
-//! * otherwise no chart.
+//! # Which chart (`spec.chart.type: auto`, no columns named)
 //!
-//! Numeric columns that look like keys (`id`, `*_id`, `*key`) are not plotted as values when
-//! other numeric columns exist. `spec.chart` can force `bar`, `line` or `scatter`, name the `x`
-//! and `y` columns, or turn charts off with `none`.
+//! A chart never computes what the query did not: no row is added to another, and every mark is
+//! one cell of the result (or the stated "other" sum of bars beyond [`MAX_BARS`]). Dimensions
+//! with one value (or NULL throughout) are fixed and named in the subtitle (`r_name = ASIA`);
+//! of the ones that vary:
+//!
+//! * one row → no chart: the one-line answer ([`answer`]) says it;
+//! * no dimension, two or more measures → **scatter** of the first against the others;
+//! * one dimension whose values are unique per row: a date/timestamp/`date_trunc` → **line** over
+//!   a time axis; an `EXTRACT` period → **line** over ordered period labels; a category or a
+//!   numeric code with at most [`AUTO_BAR_MAX_CATEGORIES`] values → **bars** (one group per
+//!   measure). Two dimensions that both identify the rows (a key and its name) count as one, the
+//!   other named as following it;
+//! * two dimensions, one measure, unique per pair → one series per value of the smaller
+//!   dimension (at most [`MAX_SERIES`]), a time or period being the axis: **lines**, or grouped
+//!   **bars** over a category;
+//! * otherwise no chart, with the reason in the `Charted` condition (`NoFittingChart`): rows that
+//!   repeat the only dimension, more than two varying dimensions, two dimensions with many
+//!   values, a measure with NaN or infinite values or NULL in every row, too many categories.
+//!
+//! On a time axis the step is the `date_trunc` unit (or, for dates alone, years, months or days
+//! as the values fall); a period missing between two present ones breaks the line: a gap, not a
+//! straight line across it.
+//!
+//! `spec.chart` can force `bar`, `line` or `scatter`, name the `x` and `y` columns, or turn
+//! charts off with `none`. A forced bar chart whose rows repeat a category adds them up and says
+//! "Sum of …" in its title; dimensions it does not show are named in the subtitle.
 //!
 //! # Large results
 //!
@@ -40,7 +62,8 @@
 //! pixels. A 10,000-row result draws in milliseconds (`cargo bench --bench chart`).
 //!
 //! Every text in the SVG (title, labels, legend) is XML-escaped and stripped of characters XML
-//! forbids, so a hostile category such as `</svg><script>` stays text.
+//! forbids, so a hostile category such as `</svg><script>` stays text. The SVG carries a
+//! `<title>` and a `<desc>` naming its kind, axis and every series, for screen readers.
 
 pub mod columns;
 pub mod format;
