@@ -1049,6 +1049,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn column_types_read_as_the_results_sql_spelling() {
+        // ColumnInfo gives a decimal's precision and scale as fields of their own.
+        assert_eq!(athena_type("decimal", 15, 2), "decimal(15,2)");
+        assert_eq!(athena_type("DECIMAL", 0, 0), "decimal");
+        for (t, want) in [("bigint", "bigint"), ("int", "integer"), ("varchar", "varchar"), ("date", "date")] {
+            assert_eq!(athena_type(t, 0, 0), want);
+        }
+        assert_eq!(athena_type("timestamp", 3, 0), "timestamp");
+        assert_eq!(athena_type("unknown", 0, 0), "", "an emulator that did not say");
+        let c = ResultColumn { name: "r".into(), type_: athena_type("decimal", 38, 4), role: None };
+        assert_eq!(c.kind(), crate::spec::ValueKind::Decimal(4));
+    }
+
     #[tokio::test]
     async fn starts_beyond_the_cap_queue_in_order_and_the_head_is_woken_when_a_slot_frees() {
         let Some(url) = moto_url() else { return };
