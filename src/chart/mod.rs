@@ -305,6 +305,19 @@ async fn produce_chart(
     };
     let draw_ms = started.elapsed().as_millis() as u64;
     let (kind, marks) = (chart.kind, chart.marks);
+    if png::AVAILABLE {
+        // The PNG first, so a stored SVG means its PNG is there too (when the build has one).
+        let svg = chart.svg.clone().into_bytes();
+        match tokio::task::spawn_blocking(move || png::render(&svg)).await {
+            Ok(Ok(bytes)) => {
+                if let Err(e) = results.put_next_to(output_location, Artifact::ChartPng, bytes).await {
+                    tracing::warn!(request = %key, error = %e, "PNG chart not stored");
+                }
+            }
+            Ok(Err(why)) => tracing::warn!(request = %key, "no PNG chart: {why}"),
+            Err(e) => tracing::warn!(request = %key, error = %e, "no PNG chart: rendering panicked"),
+        }
+    }
     match results.put_next_to(output_location, Artifact::Chart, chart.svg.into_bytes()).await {
         Ok(location) => {
             tracing::info!(request = %key, kind = kind.as_str(), marks, draw_ms, location = %location, "chart stored");

@@ -80,7 +80,18 @@ impl Args {
                 out.write_all(&bytes)?;
                 return Ok(());
             }
-            Some(file) => return write_chart(file, &bytes),
+            Some(file) => {
+                // A PNG stored next to the result (a controller built with `png`) is written as
+                // is; otherwise this build renders the SVG, if it can.
+                let stored = match exec.as_ref().and_then(|e| e.output_location.as_deref()) {
+                    Some(csv) => match crate::results::sibling_location(csv, crate::results::Artifact::ChartPng) {
+                        Some(png) => results.read(&png, None).await.ok().flatten(),
+                        None => None,
+                    },
+                    None => None,
+                };
+                return write_chart(file, &bytes, stored);
+            }
             None => {}
         }
         let typed = exec.as_ref().map(|e| e.columns.clone()).unwrap_or_default();
@@ -103,13 +114,16 @@ impl Args {
     }
 }
 
-/// Writes the chart to `file`: the stored SVG for `.svg`; other extensions are refused with what
-/// is available.
-fn write_chart(file: &str, svg: &[u8]) -> anyhow::Result<()> {
+/// Writes the chart to `file`: the stored SVG for `.svg`; for `.png` the stored PNG, else the SVG
+/// rendered by this build (with the `png` feature); other extensions are refused.
+fn write_chart(file: &str, svg: &[u8], stored_png: Option<Vec<u8>>) -> anyhow::Result<()> {
     let ext = std::path::Path::new(file).extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
     let bytes = match ext.as_deref() {
         Some("svg") => svg.to_vec(),
-        Some("png") => crate::chart::png::render(svg).map_err(Exit::refused)?,
+        Some("png") => match stored_png {
+            Some(png) => png,
+            None => crate::chart::png::render(svg).map_err(Exit::refused)?,
+        },
         _ => return Err(Exit::usage(format!("--chart {file}: the file must end in .svg or .png"))),
     };
     std::fs::write(file, bytes).map_err(|e| Exit::refused(format!("writing {file}: {e}")))?;

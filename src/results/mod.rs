@@ -81,15 +81,18 @@ pub enum Artifact {
     Csv,
     /// The chart drawn from it (SVG), stored next to the CSV.
     Chart,
+    /// The same chart as PNG (builds with the `png` feature), for places that show no SVG.
+    ChartPng,
 }
 
 impl Artifact {
-    pub const ALL: [Artifact; 2] = [Artifact::Csv, Artifact::Chart];
+    pub const ALL: [Artifact; 3] = [Artifact::Csv, Artifact::Chart, Artifact::ChartPng];
 
     pub fn extension(self) -> &'static str {
         match self {
             Artifact::Csv => "csv",
             Artifact::Chart => "svg",
+            Artifact::ChartPng => "png",
         }
     }
 
@@ -97,6 +100,7 @@ impl Artifact {
         match self {
             Artifact::Csv => "text/csv",
             Artifact::Chart => "image/svg+xml",
+            Artifact::ChartPng => "image/png",
         }
     }
 
@@ -254,6 +258,8 @@ mod tests {
         }
         assert_eq!(sibling_location("/r/x.csv", Artifact::Csv), None);
         assert_eq!(Artifact::of_extension("svg"), Some(Artifact::Chart));
+        assert_eq!(Artifact::of_extension("png"), Some(Artifact::ChartPng));
+        assert_eq!(sibling_location("s3://b/p/id.csv", Artifact::ChartPng).as_deref(), Some("s3://b/p/id.png"));
         assert_eq!(Artifact::of_extension("parquet"), None);
     }
 }
