@@ -1518,15 +1518,25 @@ fn draw_bars(t: &Table, x: usize, ys: &[usize], split: Option<usize>, ctx: &Ctx)
         Some(_) => Vec::new(),
         None => names(t, ys),
     };
-    let mut sums: HashMap<String, (usize, Vec<Option<f64>>)> = HashMap::new();
+    // Per category: how many rows fed each series, and their values.
+    let mut sums: HashMap<String, (Vec<usize>, Vec<Option<f64>>)> = HashMap::new();
     for_each_row(t, |rec| {
         let cat = null(cell(rec, x));
         let width = series.len();
         let entry = sums.entry(cat.clone()).or_insert_with(|| {
             order.push(cat);
-            (0, vec![None; width])
+            (vec![0; width], vec![None; width])
         });
-        entry.0 += 1;
+        let mut add = |at: usize, v: Option<f64>| {
+            if entry.1.len() <= at {
+                entry.0.resize(at + 1, 0);
+                entry.1.resize(at + 1, None);
+            }
+            entry.0[at] += 1;
+            if let Some(v) = v {
+                *entry.1[at].get_or_insert(0.0) += v;
+            }
+        };
         match split {
             Some(s) => {
                 let name = null(cell(rec, s));
@@ -1537,24 +1547,17 @@ fn draw_bars(t: &Table, x: usize, ys: &[usize], split: Option<usize>, ctx: &Ctx)
                         series.len() - 1
                     }
                 };
-                if entry.1.len() <= at {
-                    entry.1.resize(at + 1, None);
-                }
-                if let Some(v) = parse_number(cell(rec, ys[0])) {
-                    *entry.1[at].get_or_insert(0.0) += v;
-                }
+                add(at, parse_number(cell(rec, ys[0])));
             }
             None => {
                 for (i, y) in ys.iter().enumerate() {
-                    if let Some(v) = parse_number(cell(rec, *y)) {
-                        *entry.1[i].get_or_insert(0.0) += v;
-                    }
+                    add(i, parse_number(cell(rec, *y)));
                 }
             }
         }
     })?;
     let categories = order.len();
-    let summed = sums.values().any(|(n, _)| *n > 1);
+    let summed = sums.values().any(|(n, _)| n.iter().any(|n| *n > 1));
     let width = series.len();
     let mut bars: Vec<(String, Vec<Option<f64>>)> = order
         .into_iter()
@@ -1601,6 +1604,9 @@ fn draw_bars(t: &Table, x: usize, ys: &[usize], split: Option<usize>, ctx: &Ctx)
         notes.push(format!("the {kept} of {categories} categories, the rest summed as other"));
     }
     let y_names = names(t, ys).join(", ");
+    if let Some(s) = split {
+        notes.push(format!("{y_names} by {}", t.columns[s].name));
+    }
     let title = if summed {
         notes.push(format!("sum of {y_names} over rows with the same {}", t.columns[x].name));
         format!("Sum of {y_names} by {} · {}", t.columns[x].name, ctx.title)
@@ -1815,7 +1821,7 @@ fn draw_lines(t: &Table, x: usize, axis: Axis, ys: &[usize], split: Option<usize
         }
     }
     if points.iter().all(Vec::is_empty) {
-        return Err(NoChart::Unfit(format!("no row has both an x ({}) and a y value", t.columns[x].name)));
+        return Err(NoChart::Declined(format!("no row has both an x ({}) and a y value", t.columns[x].name)));
     }
     for p in &mut points {
         p.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -1932,7 +1938,7 @@ fn draw_scatter(t: &Table, x: usize, ys: &[usize], ctx: &Ctx) -> Result<Out, NoC
         }
     })?;
     if points.iter().all(Vec::is_empty) {
-        return Err(NoChart::Unfit(format!("no row has both an x ({}) and a y value", t.columns[x].name)));
+        return Err(NoChart::Declined(format!("no row has both an x ({}) and a y value", t.columns[x].name)));
     }
     let series = names(t, ys);
     let (xlo, xhi) = bounds(points.iter().flatten().map(|p| p.0));
