@@ -221,6 +221,14 @@ pub trait ResultStore: Send + Sync + 'static {
     /// Feeds a stored result to `visit` chunk by chunk, never holding it whole (row counts of
     /// results too large to read).
     async fn scan(&self, location: &str, visit: &mut (dyn for<'c> FnMut(&'c [u8]) + Send)) -> Result<(), ResultError>;
+
+    /// A URL that lets whoever holds it read the stored artifact at `location` until `ttl` has
+    /// passed (an S3 presigned GET), for a chat card's chart image; `Ok(None)` where results have
+    /// no such URLs (a local directory) or nothing is stored there.
+    async fn presign(&self, location: &str, ttl: std::time::Duration) -> Result<Option<String>, ResultError> {
+        let _ = (location, ttl);
+        Ok(None)
+    }
 }
 
 /// Reads a whole result (`sqlctl results`).

@@ -82,9 +82,14 @@ pub fn approval_message(req: &QueryRequest, opts: &ChatOptions) -> ChatMessage {
 
 /// The result, failure, rejection or timeout card for `req` (in a terminal phase).
 pub fn finished_message(req: &QueryRequest, opts: &ChatOptions) -> ChatMessage {
+    finished_message_with_image(req, opts, None)
+}
+
+/// [`finished_message`] with the chart shown as an image from `image` (a presigned URL).
+pub fn finished_message_with_image(req: &QueryRequest, opts: &ChatOptions, image: Option<&str>) -> ChatMessage {
     let id =
         request_id(&["sqlctl-gchat-v1", req.uid(), "finished", &req.generation().to_string(), req.phase().as_str()]);
-    fit(id, |b| finished_parts(req, opts, b))
+    fit(id, |b| finished_parts(req, opts, b, image))
 }
 
 /// Builds with shrinking budgets until the card message fits.
@@ -176,7 +181,7 @@ fn approval_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, 
     (card, text.trim_end().to_string())
 }
 
-fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, String) {
+fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget, image: Option<&str>) -> (Value, String) {
     let st = req.status.clone().unwrap_or_default();
     let (name, ns) = (req.metadata.name.as_str(), req.metadata.namespace());
     let phase = st.phase;
@@ -207,11 +212,19 @@ fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, 
         }
         sections.push(section(Some("Result"), stats));
         let mut preview_text = String::new();
+        let mut answer_text = String::new();
         // One row: its answer, formatted for its types (`revenue: 21,356,596,030.63`).
         if let Some(a) = &ex.answer {
             let line = a.line();
-            preview_text.push_str(&format!("*Answer*: {}\n", plain(&line, 500)));
+            answer_text = format!("*Answer*: {}\n", plain(&line, 500));
             sections.push(section(Some("Answer"), vec![para(&format!("<b>{}</b>", esc(&line)))]));
+        }
+        // The chart, when the operator turned images on and a PNG is stored.
+        if let Some(url) = image.filter(|_| ex.chart_location.is_some()) {
+            sections.push(section(
+                Some("Chart"),
+                vec![json!({"image": {"imageUrl": url, "altText": format!("chart of {name}")}})],
+            ));
         }
         if let Some(p) = ex.preview.as_ref().filter(|p| opts.preview && b.rows > 0 && !p.columns.is_empty()) {
             let (table, note) = preview_table(p, ex.rows, b, &ex.columns);
@@ -244,6 +257,7 @@ fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, 
             ex.cost_usd.map(usd).unwrap_or_else(|| "cost unknown".into()),
             ex.duration_ms.map(|ms| format_duration(Duration::from_millis(ms))).unwrap_or_else(|| "?".into()),
         );
+        text.push_str(&answer_text);
         text.push_str(&preview_text);
         if let Some(loc) = &ex.output_location {
             text.push_str(&format!("Full result: {}\n", plain(loc, 500)));
@@ -508,6 +522,27 @@ mod tests {
         let mut next = request(Phase::AwaitingApproval);
         next.status.as_mut().unwrap().approval_round = 2;
         assert_ne!(approval_message(&next, &opts).request_id, m.request_id);
+    }
+
+    #[test]
+    fn the_result_card_shows_the_answer_and_when_turned_on_the_chart_as_an_image() {
+        // Off (no URL): no image widget.
+        let m = finished_message(&done(25, 3), &ChatOptions::default());
+        assert!(!m.card.to_string().contains("imageUrl"));
+        let url = "https://results.s3.amazonaws.com/growth/abc.png?X-Amz-Expires=3600&X-Amz-Signature=x";
+        let m = finished_message_with_image(&done(25, 3), &ChatOptions::default(), Some(url));
+        let card = m.card.to_string();
+        assert!(card.contains("\"imageUrl\"") && card.contains("X-Amz-Expires=3600"), "{card}");
+        // One row: the answer line, typed, right at the top of the result.
+        let mut r = done(1, 1);
+        let ex = r.status.as_mut().unwrap().execution.as_mut().unwrap();
+        ex.answer = Some(crate::spec::Answer {
+            values: vec![crate::spec::AnswerValue { name: "revenue".into(), value: Some("21,356,596,030.63".into()) }],
+            context: vec![],
+        });
+        let m = finished_message(&r, &ChatOptions::default());
+        assert!(texts(&m.card).contains("revenue: 21,356,596,030.63"), "{}", m.card);
+        assert!(m.text["text"].as_str().unwrap().contains("*Answer*: revenue: 21,356,596,030.63"));
     }
 
     #[test]
