@@ -130,9 +130,12 @@ fn write_chart(file: &str, svg: &[u8], stored_png: Option<Vec<u8>>) -> anyhow::R
     Ok(())
 }
 
+/// Rows of cells, `None` for NULL.
+pub type Rows = Vec<Vec<Option<String>>>;
+
 /// RFC 4180 CSV with a header row, keeping what the csv crate loses: an unquoted empty field is
 /// NULL (`None`), a quoted one (`""`) the empty string.
-pub fn parse_csv(bytes: &[u8]) -> Result<(Vec<String>, Vec<Vec<Option<String>>>), String> {
+pub fn parse_csv(bytes: &[u8]) -> Result<(Vec<String>, Rows), String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("the result is not UTF-8: {e}"))?;
     let mut records: Vec<Vec<Option<String>>> = Vec::new();
     let mut record: Vec<Option<String>> = Vec::new();
