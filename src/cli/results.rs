@@ -60,8 +60,7 @@ impl Args {
                         .filter(|c| c.status != "True")
                         .map(|c| format!(": {}", c.message))
                         .unwrap_or_else(|| {
-                            " (spec.chart.type is none, or the result has no date/time or category column with numbers)"
-                                .into()
+                            " (spec.chart.type is none, or the result has no rows or no measure to draw)".into()
                         });
                     return Err(Exit::refused(format!("{} has no chart{why}", self.name)));
                 }
