@@ -385,3 +385,125 @@ mod sqs {
         }
     }
 }
+
+/// Issue 16: over generated result shapes (zero to three dimensions of text, `EXTRACT` years or
+/// `date_trunc` months, one to three measures, NULLs, repeated rows), an `auto` chart draws only
+/// the result's cells: every mark equals one measure cell (multiset inclusion) or is the stated
+/// "other" sum, and every dimension is on an axis, in the legend or named in the subtitle. When
+/// there is no chart, the reason is `NotApplicable` or `Declined`, never an error.
+mod charts {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use crate::chart::{NoChart, analyse, draw_typed, parse_number};
+    use crate::spec::{ChartSpec, ResultColumn};
+
+    #[derive(Clone, Copy, Debug)]
+    enum Dim {
+        Text,
+        Year,
+        Month,
+    }
+
+    /// A result: its dimension kinds with how many distinct values each draws from, its
+    /// measure count, and its rows as (dimension value indexes, measure cents), `None` for NULL.
+    type Shape = (Vec<(Dim, usize)>, usize, Vec<(Vec<Option<usize>>, Vec<Option<i64>>)>);
+
+    fn shape() -> impl Strategy<Value = Shape> {
+        let dim = (prop_oneof![Just(Dim::Text), Just(Dim::Year), Just(Dim::Month)], 1usize..12);
+        (prop::collection::vec(dim, 0..=3), 1usize..=3).prop_flat_map(|(dims, measures)| {
+            let cells: Vec<BoxedStrategy<Option<usize>>> =
+                dims.iter().map(|(_, n)| prop::option::weighted(0.9, 0..*n).boxed()).collect();
+            let values = prop::collection::vec(prop::option::weighted(0.95, -100_000i64..1_000_000), measures);
+            let rows = prop::collection::vec((cells, values), 1..40);
+            (Just(dims), Just(measures), rows)
+        })
+    }
+
+    const DIM_NAMES: [&str; 3] = ["dim_a", "dim_b", "dim_c"];
+
+    fn render((dims, measures, rows): &Shape) -> (String, String, Vec<ResultColumn>) {
+        let mut select = Vec::new();
+        let mut columns = Vec::new();
+        for (i, (kind, _)) in dims.iter().enumerate() {
+            let name = DIM_NAMES[i];
+            let (expr, type_) = match kind {
+                Dim::Text => (format!("c{i} AS {name}"), "varchar"),
+                Dim::Year => (format!("EXTRACT(YEAR FROM t{i}) AS {name}"), "integer"),
+                Dim::Month => (format!("date_trunc('month', t{i}) AS {name}"), "timestamp"),
+            };
+            select.push(expr);
+            columns.push(ResultColumn { name: name.into(), type_: type_.into(), role: None });
+        }
+        for m in 0..*measures {
+            select.push(format!("SUM(x{m}) AS measure_{m}"));
+            columns.push(ResultColumn { name: format!("measure_{m}"), type_: "decimal(20,2)".into(), role: None });
+        }
+        let group: Vec<String> = (1..=dims.len()).map(|i| i.to_string()).collect();
+        let mut sql = format!("SELECT {} FROM t", select.join(", "));
+        if !group.is_empty() {
+            sql.push_str(&format!(" GROUP BY {}", group.join(", ")));
+        }
+        let mut csv = columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>().join(",") + "\n";
+        for (cells, values) in rows {
+            let mut line: Vec<String> = dims
+                .iter()
+                .zip(cells)
+                .map(|((kind, _), c)| match (kind, c) {
+                    (_, None) => String::new(),
+                    (Dim::Text, Some(v)) => format!("cat {v}"),
+                    (Dim::Year, Some(v)) => (1990 + v).to_string(),
+                    (Dim::Month, Some(v)) => format!("{}-{:02}-01T00:00:00", 2020 + v / 12, v % 12 + 1),
+                })
+                .collect();
+            let amount = |c: i64| format!("{}{}.{:02}", if c < 0 { "-" } else { "" }, c.abs() / 100, c.abs() % 100);
+            line.extend(values.iter().map(|v| v.map(amount).unwrap_or_default()));
+            csv.push_str(&line.join(","));
+            csv.push('\n');
+        }
+        (sql, csv, columns)
+    }
+
+    proptest! {
+        #![proptest_config(super::config())]
+
+        #[test]
+        fn auto_charts_draw_only_cells_and_name_every_dimension(s in shape()) {
+            let (sql, csv, engine) = render(&s);
+            let header: Vec<String> = engine.iter().map(|c| c.name.clone()).collect();
+            let analysis = analyse(Some(&sql), &engine, &header);
+            let chart = match draw_typed(csv.as_bytes(), &ChartSpec::default(), "t", Some(&analysis)) {
+                Ok(chart) => chart,
+                Err(NoChart::NotApplicable(_) | NoChart::Declined(_)) => return Ok(()),
+                Err(NoChart::Unfit(why)) => return Err(TestCaseError::fail(format!("auto failed: {why}\n{csv}"))),
+            };
+            crate::chart::tests::check_well_formed(&chart.svg).map_err(TestCaseError::fail)?;
+            // Every mark is one cell of a measure (each cell used at most once), or "other".
+            let mut cells: HashMap<u64, usize> = HashMap::new();
+            for line in csv.lines().skip(1) {
+                for cell in line.split(',').skip(s.0.len()) {
+                    if let Some(v) = parse_number(cell) {
+                        *cells.entry(v.to_bits()).or_default() += 1;
+                    }
+                }
+            }
+            let mut others = 0;
+            for (v, other) in &chart.drawn {
+                if *other {
+                    others += 1;
+                    continue;
+                }
+                let left = cells.get_mut(&v.to_bits()).filter(|n| **n > 0);
+                prop_assert!(left.is_some(), "mark {v} is no cell of the result\n{csv}\n{}", chart.svg);
+                *left.unwrap() -= 1;
+            }
+            prop_assert!(others <= 3, "at most one \"other\" per series");
+            prop_assert!(others == 0 || chart.svg.contains("summed as other"));
+            prop_assert_eq!(chart.drawn.len(), chart.marks);
+            for name in &DIM_NAMES[..s.0.len()] {
+                prop_assert!(chart.svg.contains(name), "{name} is neither shown nor named\n{csv}\n{}", chart.svg);
+            }
+        }
+    }
+}

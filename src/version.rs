@@ -25,7 +25,7 @@ pub struct Build {
 
 /// Optional cargo features this binary can be built with, and whether each is on.
 fn features() -> Vec<String> {
-    let all: &[(&str, bool)] = &[("otlp", cfg!(feature = "otlp"))];
+    let all: &[(&str, bool)] = &[("otlp", cfg!(feature = "otlp")), ("png", cfg!(feature = "png"))];
     all.iter().filter(|(_, on)| *on).map(|(n, _)| n.to_string()).collect()
 }
 

@@ -211,8 +211,12 @@ fn finish(_g: &Context, r: &QueryRequest) -> anyhow::Result<()> {
     let st = r.status.clone().unwrap_or_default();
     if r.phase() == Phase::Done {
         if let Some(e) = &st.execution {
+            // One row: the answer line first (`revenue: 21,356,596,030.63`), then the row.
+            if let Some(a) = &e.answer {
+                println!("{}", output::short(&a.line(), 400));
+            }
             if let Some(p) = &e.preview {
-                print!("{}", output::preview_table(&p.columns, &p.rows));
+                print!("{}", output::typed_preview_table(&p.columns, &p.rows, &e.columns));
             }
             eprintln!(
                 "{} rows in {} ms{} · full result: {}",

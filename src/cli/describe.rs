@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::{Selection, get_request_at, output};
 use crate::config::Context;
-use crate::spec::{HistoryEntry, QueryRequest};
+use crate::spec::{Answer, ColumnRole, HistoryEntry, QueryRequest};
 
 /// Which history `describe` shows.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -50,6 +50,31 @@ impl Args {
             print!("{}", crate::spec::text::escape_hidden(&text));
         }
         Ok(())
+    }
+}
+
+/// The one-line answer of a one-row result: `  Answer:       revenue: 21,356,596,030.63`, or one
+/// labelled value per line when there are several measures.
+fn write_answer(o: &mut String, a: &Answer) {
+    let context = |a: &Answer| {
+        let parts: Vec<String> =
+            a.context.iter().map(|v| format!("{} {}", v.name, v.value.as_deref().unwrap_or("NULL"))).collect();
+        parts.join(", ")
+    };
+    if a.values.len() == 1 {
+        let _ = writeln!(o, "  Answer:       {}", output::short(&a.line(), 400));
+        return;
+    }
+    let _ = writeln!(o, "  Answer:");
+    let width = a.values.iter().map(|v| v.name.chars().count()).max().unwrap_or(0);
+    for v in &a.values {
+        let name = output::short(&v.name, 60);
+        let pad = width.saturating_sub(name.chars().count());
+        let _ =
+            writeln!(o, "    {name}:{} {}", " ".repeat(pad), output::short(v.value.as_deref().unwrap_or("NULL"), 200));
+    }
+    if !a.context.is_empty() {
+        let _ = writeln!(o, "    ({})", output::short(&context(a), 400));
     }
 }
 
@@ -195,10 +220,24 @@ pub fn describe_with_archive(r: &QueryRequest, archived: Option<&[HistoryEntry]>
         if let Some(err) = &e.error {
             let _ = writeln!(o, "  Error:        {err}");
         }
+        if !e.columns.is_empty() {
+            let cols: Vec<String> = e
+                .columns
+                .iter()
+                .map(|c| {
+                    let role = c.role.map(|r| if r == ColumnRole::Measure { " measure" } else { " dimension" });
+                    format!("{} {}{}", c.name, if c.type_.is_empty() { "?" } else { &c.type_ }, role.unwrap_or(""))
+                })
+                .collect();
+            let _ = writeln!(o, "  Columns:      {}", output::short(&cols.join(", "), 400));
+        }
+        if let Some(a) = &e.answer {
+            write_answer(&mut o, a);
+        }
         if let Some(p) = &e.preview {
             let _ = writeln!(o, "Preview{}:", if p.truncated { " (truncated)" } else { "" });
             let shown: Vec<Vec<Option<String>>> = p.rows.iter().take(20).cloned().collect();
-            for line in output::preview_table(&p.columns, &shown).lines() {
+            for line in output::typed_preview_table(&p.columns, &shown, &e.columns).lines() {
                 let _ = writeln!(o, "  {line}");
             }
             if p.rows.len() > 20 {

@@ -17,6 +17,11 @@ pub enum Format {
 
 /// Renders rows as a left-aligned table with a header, two spaces between columns.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    table_aligned(header, rows, &[])
+}
+
+/// [`table`] with the columns `right[i]` marks right-aligned (numbers).
+pub fn table_aligned(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
     // Cells are for people: hidden characters (controls, bidi overrides, zero-width) show escaped.
     let rows: Vec<Vec<String>> = rows
         .iter()
@@ -35,9 +40,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut line = |cells: Vec<&str>| {
         let n = cells.len();
         for (i, c) in cells.into_iter().enumerate() {
+            let pad = widths[i] - c.chars().count();
+            // Numbers are right-aligned (their header too), so digits line up by place.
+            let right = right.get(i).copied().unwrap_or(false);
+            if right {
+                out.push_str(&" ".repeat(pad));
+            }
             out.push_str(c);
             if i + 1 < n {
-                out.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+                out.push_str(&" ".repeat(if right { 2 } else { pad + 2 }));
             }
         }
         out.push('\n');
@@ -83,7 +94,12 @@ pub fn to_yaml<T: Serialize>(v: &T) -> String {
 /// Pretty JSON with every hidden character written as a `\uXXXX` escape (the same string once
 /// decoded; serde_json escapes only C0 controls itself).
 pub fn to_json<T: Serialize>(v: &T) -> String {
-    let json = serde_json::to_string_pretty(v).expect("serializable") + "\n";
+    escape_hidden_json(serde_json::to_string_pretty(v).expect("serializable") + "\n")
+}
+
+/// JSON text with every hidden character written as a `\uXXXX` escape (for JSON written by
+/// hand, such as the typed rows of `sqlctl results -o json`).
+pub fn escape_hidden_json(json: String) -> String {
     if !json.chars().any(crate::spec::text::is_hidden) {
         return json;
     }
@@ -148,10 +164,28 @@ pub fn request_rows(items: &[QueryRequest], wide: bool) -> (Vec<&'static str>, V
 
 /// Renders a preview as a table.
 pub fn preview_table(columns: &[String], rows: &[Vec<Option<String>>]) -> String {
+    typed_preview_table(columns, rows, &[])
+}
+
+/// [`preview_table`] with the result's typed columns: numbers right-aligned, as the engine wrote
+/// them (a decimal keeps its scale).
+pub fn typed_preview_table(
+    columns: &[String],
+    rows: &[Vec<Option<String>>],
+    typed: &[crate::spec::ResultColumn],
+) -> String {
     let header: Vec<&str> = columns.iter().map(String::as_str).collect();
     let rows: Vec<Vec<String>> =
         rows.iter().map(|r| r.iter().map(|c| c.clone().unwrap_or_else(|| "NULL".into())).collect()).collect();
-    table(&header, &rows)
+    table_aligned(&header, &rows, &numeric_columns(columns, typed))
+}
+
+/// Which of `columns` the typed columns say are numbers (none when they do not line up).
+pub fn numeric_columns(columns: &[String], typed: &[crate::spec::ResultColumn]) -> Vec<bool> {
+    if typed.len() != columns.len() || typed.iter().zip(columns).any(|(t, c)| &t.name != c) {
+        return Vec::new();
+    }
+    typed.iter().map(|t| t.kind().is_numeric()).collect()
 }
 
 // ---------------------------------------------------------------------------------------------

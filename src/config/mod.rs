@@ -386,8 +386,12 @@ impl Context {
                 WebhookSource::SecretsManager(SecretWebhook::new(crate::aws::secretsmanager(&aws.conf), arn))
             }
         };
-        let chat = GoogleChat::new(source, n.chat_options().map_err(|e| anyhow::anyhow!(e))?, metrics)
+        let mut chat = GoogleChat::new(source, n.chat_options().map_err(|e| anyhow::anyhow!(e))?, metrics)
             .map_err(|e| anyhow::anyhow!(e))?;
+        if n.gchat_chart_image.is_some() {
+            // Chart images are presigned where results are stored (S3 only).
+            chat = chat.with_chart_images(self.results().await?);
+        }
         match chat.check().await {
             Ok(webhook) => tracing::info!(webhook = %webhook, "google chat notifications enabled"),
             Err(e) => {

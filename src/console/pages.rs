@@ -345,10 +345,31 @@ impl Detail<'_> {
             if let Some(e) = &x.error {
                 banner(out, "error", e);
             }
+            // One row: the answer, formatted for its types, instead of a chart.
+            if let Some(a) = &x.answer {
+                if a.values.len() == 1 {
+                    let _ = write!(out, "<p class=\"answer\"><strong>{}</strong></p>", Esc(&a.line()));
+                } else {
+                    out.push_str("<dl class=\"answer\">");
+                    for v in &a.values {
+                        let _ = write!(
+                            out,
+                            "<dt>{}</dt><dd>{}</dd>",
+                            Esc(&v.name),
+                            Esc(v.value.as_deref().unwrap_or("NULL"))
+                        );
+                    }
+                    out.push_str("</dl>");
+                }
+            }
             match &self.chart {
                 Some(Chart::Svg(svg)) => {
-                    out.push_str(
-                        "<figure class=\"chart\"><img alt=\"chart of the result\" src=\"data:image/svg+xml;base64,",
+                    // The chart's own description (kind, axis, every series) is the image's text.
+                    let alt = svg_desc(svg).unwrap_or_else(|| "chart of the result".into());
+                    let _ = write!(
+                        out,
+                        "<figure class=\"chart\"><img alt=\"{}\" src=\"data:image/svg+xml;base64,",
+                        Esc(&alt)
                     );
                     out.push_str(&base64(svg));
                     out.push_str("\"></figure>");
@@ -364,17 +385,27 @@ impl Detail<'_> {
                 None => {}
             }
             if let Some(p) = &x.preview {
+                // Numbers right-aligned by the result's recorded types, as the engine wrote them.
+                let typed =
+                    x.columns.len() == p.columns.len() && x.columns.iter().zip(&p.columns).all(|(t, c)| &t.name == c);
+                let num: Vec<bool> =
+                    p.columns.iter().enumerate().map(|(i, _)| typed && x.columns[i].kind().is_numeric()).collect();
                 out.push_str("<div class=\"scroll\"><table class=\"preview\"><thead><tr>");
-                for c in &p.columns {
-                    let _ = write!(out, "<th>{}</th>", Esc(c));
+                for (i, c) in p.columns.iter().enumerate() {
+                    let class = if num[i] { " class=\"num\"" } else { "" };
+                    let _ = write!(out, "<th{class}>{}</th>", Esc(c));
                 }
                 out.push_str("</tr></thead><tbody>");
                 for row in p.rows.iter().take(PREVIEW_ROWS) {
                     out.push_str("<tr>");
-                    for cell in row {
+                    for (i, cell) in row.iter().enumerate() {
                         match cell {
                             Some(v) => {
-                                out.push_str("<td>");
+                                out.push_str(if num.get(i).copied().unwrap_or(false) {
+                                    "<td class=\"num\">"
+                                } else {
+                                    "<td>"
+                                });
                                 push_escaped(out, v);
                                 out.push_str("</td>");
                             }
@@ -687,6 +718,21 @@ pub fn over_budget(r: &QueryRequest) -> Option<String> {
     // The approval path's own rule, so the page and the refusal never disagree.
     let o = crate::approval::over_budget(r)?;
     Some(format!("estimated {} scanned exceeds limits.maxBytesScanned {}", bytes(o.estimate), bytes(o.budget)))
+}
+
+/// The text of a chart's `<desc>` (what the chart module writes for screen readers), unescaped.
+fn svg_desc(svg: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(svg).ok()?;
+    let start = text.find("<desc>")? + "<desc>".len();
+    let end = start + text[start..].find("</desc>")?;
+    Some(
+        text[start..end]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// Standard base64 (RFC 4648), for embedding the chart as a data URI.

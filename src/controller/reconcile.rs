@@ -57,7 +57,7 @@ struct Change {
     decisions_seen: Option<DecisionsSeen>,
     pre_approval_attempts: Option<u32>,
     estimate: Option<Option<Estimate>>,
-    charted: Option<crate::chart::Produced>,
+    charted: Option<crate::chart::Charted>,
     /// Adds (true) or removes (false) the cancel finalizer.
     cancel_finalizer: Option<bool>,
 }
@@ -1156,8 +1156,11 @@ impl Reconciler<'_> {
             ExecState::Succeeded(out) => {
                 // The chart is drawn from the stored result and stored next to it before Done is
                 // written; a replay redraws it to the same place. It never fails the request.
-                let chart = crate::chart::produce(self.ctx.results.as_ref(), &self.req, &out.output_location).await;
+                let sql = self.status.generated.as_ref().map(|g| g.sql.as_str());
+                let chart = crate::chart::produce(self.ctx.results.as_ref(), &self.req, sql, &out).await;
                 exec.chart_location = chart.location().map(str::to_string);
+                exec.columns = chart.columns.clone();
+                exec.answer = chart.answer.clone();
                 exec.state = "Succeeded".into();
                 exec.finished_at = Some(Utc::now());
                 exec.rows = Some(out.rows);

@@ -89,7 +89,7 @@ use crate::catalog::Catalog;
 use crate::results::ResultStore;
 use crate::results::s3::S3Results;
 use crate::spec::quantity::human_bytes;
-use crate::spec::{DEFAULT_MAX_RESULT_BYTES, DEFAULT_MAX_ROWS, Estimate, ObjectKey, Preview};
+use crate::spec::{DEFAULT_MAX_RESULT_BYTES, DEFAULT_MAX_ROWS, Estimate, ObjectKey, Preview, ResultColumn};
 
 /// Starts are spaced at least this far apart (Athena's default quota is ~20/s per account).
 pub const MIN_START_INTERVAL: Duration = Duration::from_millis(50);
@@ -169,6 +169,21 @@ struct Waiting {
 impl std::fmt::Debug for AthenaEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AthenaEngine").field("opts", &self.opts).finish_non_exhaustive()
+    }
+}
+
+/// A `ColumnInfo` type in the one SQL spelling results use: Athena's own names, a decimal with
+/// its precision and scale (`decimal(15,2)`, which `ColumnInfo` gives as separate fields), and
+/// nothing for an empty type (an emulator that did not say).
+pub fn athena_type(name: &str, precision: i32, scale: i32) -> String {
+    let name = name.trim().to_ascii_lowercase();
+    match name.as_str() {
+        "decimal" if precision > 0 => format!("decimal({precision},{scale})"),
+        "int" => "integer".into(),
+        "float" => "real".into(),
+        "string" | "char" => "varchar".into(),
+        "unknown" => String::new(),
+        _ => name,
     }
 }
 
@@ -613,8 +628,10 @@ impl AthenaEngine {
 
     /// Preview rows (≤ `max_rows`, ≤ [`PREVIEW_MAX_BYTES`] of cell text), columns, and whether
     /// the result had more.
-    async fn preview(&self, query_id: &str, max_rows: u64) -> Result<Preview, EngineError> {
+    /// Also the result's typed columns, from the first page's `ResultSetMetadata`.
+    async fn preview(&self, query_id: &str, max_rows: u64) -> Result<(Preview, Vec<ResultColumn>), EngineError> {
         let mut columns: Vec<String> = Vec::new();
+        let mut typed: Vec<ResultColumn> = Vec::new();
         let mut rows: Vec<Vec<Option<String>>> = Vec::new();
         let mut bytes = 0usize;
         let mut token: Option<String> = None;
@@ -633,10 +650,16 @@ impl AthenaEngine {
                 .map_err(|e| athena_error("GetQueryResults", e))?;
             let Some(rs) = out.result_set() else { break };
             if first_page {
-                columns = rs
-                    .result_set_metadata()
-                    .map(|m| m.column_info().iter().map(|c| c.name().to_string()).collect())
-                    .unwrap_or_default();
+                let info = rs.result_set_metadata().map(|m| m.column_info()).unwrap_or_default();
+                columns = info.iter().map(|c| c.name().to_string()).collect();
+                typed = info
+                    .iter()
+                    .map(|c| ResultColumn {
+                        name: c.name().to_string(),
+                        type_: athena_type(c.r#type(), c.precision(), c.scale()),
+                        role: None,
+                    })
+                    .collect();
             }
             for (i, row) in rs.rows().iter().enumerate() {
                 let cells: Vec<Option<String>> =
@@ -669,7 +692,7 @@ impl AthenaEngine {
                 _ => break,
             }
         }
-        Ok(Preview { columns, rows, truncated })
+        Ok((Preview { columns, rows, truncated }, typed))
     }
 
     /// Rows of a finished result without reading it into memory: Athena's runtime statistics
@@ -770,7 +793,7 @@ impl Engine for AthenaEngine {
                     self.release(query_id);
                     return Ok(ExecState::Failed { reason, transient: false });
                 }
-                let preview = match self.preview(query_id, max_rows).await {
+                let (preview, columns) = match self.preview(query_id, max_rows).await {
                     Ok(p) => p,
                     Err(e) => return Err(e),
                 };
@@ -794,6 +817,7 @@ impl Engine for AthenaEngine {
                     preview,
                     // The file holds what Athena wrote (see the module doc).
                     truncated: None,
+                    columns,
                 }))
             }
             QueryExecutionState::Failed => {
@@ -1023,6 +1047,20 @@ mod tests {
                 assert_eq!(c.records(), want, "{:?} in chunks of {chunk}", String::from_utf8_lossy(case));
             }
         }
+    }
+
+    #[test]
+    fn column_types_read_as_the_results_sql_spelling() {
+        // ColumnInfo gives a decimal's precision and scale as fields of their own.
+        assert_eq!(athena_type("decimal", 15, 2), "decimal(15,2)");
+        assert_eq!(athena_type("DECIMAL", 0, 0), "decimal");
+        for (t, want) in [("bigint", "bigint"), ("int", "integer"), ("varchar", "varchar"), ("date", "date")] {
+            assert_eq!(athena_type(t, 0, 0), want);
+        }
+        assert_eq!(athena_type("timestamp", 3, 0), "timestamp");
+        assert_eq!(athena_type("unknown", 0, 0), "", "an emulator that did not say");
+        let c = ResultColumn { name: "r".into(), type_: athena_type("decimal", 38, 4), role: None };
+        assert_eq!(c.kind(), crate::spec::ValueKind::Decimal(4));
     }
 
     #[tokio::test]

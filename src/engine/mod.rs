@@ -12,7 +12,7 @@ pub mod preflight;
 use async_trait::async_trait;
 
 use crate::results::{ResultError, ResultKey};
-use crate::spec::{EffectiveLimits, Estimate, ObjectKey, Preview};
+use crate::spec::{EffectiveLimits, Estimate, ObjectKey, Preview, ResultColumn};
 
 /// Everything an engine needs to run one approved query. `sql` is exactly the digested bytes.
 #[derive(Clone, Debug)]
@@ -59,6 +59,10 @@ pub struct QueryOutcome {
     /// Why the result file stops before the query's last row (`limits.maxRows`), if it does:
     /// shown in the `Executed` condition. `rows` counts what the file holds.
     pub truncated: Option<String>,
+    /// The result's columns with the engine's types (DataFusion's Arrow schema, Athena's
+    /// `ResultSetMetadata`) in SQL spelling; roles are added from the approved SQL by the chart.
+    /// Empty when the engine did not say.
+    pub columns: Vec<ResultColumn>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -191,6 +191,21 @@ pub struct NotifyOpts {
     /// Base URL of the approval console; chat messages link to <URL>/requests/<namespace>/<name>.
     #[arg(long, global = true, env = "SQLCTL_CONSOLE_URL", value_name = "URL")]
     pub console_url: Option<String>,
+    /// Show each result's chart in the Google Chat card as an image: a presigned S3 URL of the
+    /// stored PNG, valid this long (1m to 7d; off by default). Whoever sees the card, or is
+    /// forwarded its URL, can fetch that chart until it expires without AWS credentials. Needs
+    /// results in S3 and a build with the `png` feature.
+    #[arg(long, global = true, env = "SQLCTL_GCHAT_CHART_IMAGE", value_parser = parse_image_ttl, value_name = "DURATION")]
+    pub gchat_chart_image: Option<Duration>,
+}
+
+/// `--gchat-chart-image`: a lifetime S3 can sign (at most 7 days) and a card can use (1 minute).
+fn parse_image_ttl(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d < Duration::from_secs(60) || d > Duration::from_secs(7 * 86_400) {
+        return Err(format!("{s}: a chart image URL lives between 1m and 7d"));
+    }
+    Ok(d)
 }
 
 /// Never prints the webhook (it is a credential).
@@ -203,6 +218,7 @@ impl std::fmt::Debug for NotifyOpts {
             .field("gchat_attempts", &self.gchat_attempts)
             .field("notify_preview", &self.notify_preview)
             .field("console_url", &self.console_url)
+            .field("gchat_chart_image", &self.gchat_chart_image)
             .finish()
     }
 }
@@ -236,6 +252,7 @@ impl NotifyOpts {
             attempts: self.gchat_attempts.max(1),
             preview: self.notify_preview,
             console_url,
+            chart_image_ttl: self.gchat_chart_image,
             ..gchat::ChatOptions::default()
         })
     }
@@ -253,6 +270,7 @@ impl NotifyOpts {
         m.insert("gchatAttempts", self.gchat_attempts.into());
         m.insert("preview", self.notify_preview.into());
         m.insert("consoleUrl", self.console_url.clone().filter(|s| !s.trim().is_empty()).into());
+        m.insert("gchatChartImage", self.gchat_chart_image.map(format_duration).into());
         m
     }
 }

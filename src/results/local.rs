@@ -1,5 +1,5 @@
 //! Results in a local directory (`<home>/results`): `<root>/<result key>.csv`, the chart next to
-//! it. Reads follow symlinks and must land on a `.csv` or `.svg` under the root, so a location
+//! it. Reads follow symlinks and must land on a `.csv`, `.svg` or `.png` under the root, so a location
 //! in a record cannot make `sqlctl results` read any other file.
 
 use std::path::{Path, PathBuf};

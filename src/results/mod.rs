@@ -81,15 +81,18 @@ pub enum Artifact {
     Csv,
     /// The chart drawn from it (SVG), stored next to the CSV.
     Chart,
+    /// The same chart as PNG (builds with the `png` feature), for places that show no SVG.
+    ChartPng,
 }
 
 impl Artifact {
-    pub const ALL: [Artifact; 2] = [Artifact::Csv, Artifact::Chart];
+    pub const ALL: [Artifact; 3] = [Artifact::Csv, Artifact::Chart, Artifact::ChartPng];
 
     pub fn extension(self) -> &'static str {
         match self {
             Artifact::Csv => "csv",
             Artifact::Chart => "svg",
+            Artifact::ChartPng => "png",
         }
     }
 
@@ -97,6 +100,7 @@ impl Artifact {
         match self {
             Artifact::Csv => "text/csv",
             Artifact::Chart => "image/svg+xml",
+            Artifact::ChartPng => "image/png",
         }
     }
 
@@ -217,6 +221,14 @@ pub trait ResultStore: Send + Sync + 'static {
     /// Feeds a stored result to `visit` chunk by chunk, never holding it whole (row counts of
     /// results too large to read).
     async fn scan(&self, location: &str, visit: &mut (dyn for<'c> FnMut(&'c [u8]) + Send)) -> Result<(), ResultError>;
+
+    /// A URL that lets whoever holds it read the stored artifact at `location` until `ttl` has
+    /// passed (an S3 presigned GET), for a chat card's chart image; `Ok(None)` where results have
+    /// no such URLs (a local directory) or nothing is stored there.
+    async fn presign(&self, location: &str, ttl: std::time::Duration) -> Result<Option<String>, ResultError> {
+        let _ = (location, ttl);
+        Ok(None)
+    }
 }
 
 /// Reads a whole result (`sqlctl results`).
@@ -254,6 +266,8 @@ mod tests {
         }
         assert_eq!(sibling_location("/r/x.csv", Artifact::Csv), None);
         assert_eq!(Artifact::of_extension("svg"), Some(Artifact::Chart));
+        assert_eq!(Artifact::of_extension("png"), Some(Artifact::ChartPng));
+        assert_eq!(sibling_location("s3://b/p/id.csv", Artifact::ChartPng).as_deref(), Some("s3://b/p/id.png"));
         assert_eq!(Artifact::of_extension("parquet"), None);
     }
 }

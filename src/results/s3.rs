@@ -253,6 +253,24 @@ impl ResultStore for S3Results {
         Ok(Some(bytes.into_bytes().to_vec()))
     }
 
+    async fn presign(&self, location: &str, ttl: std::time::Duration) -> Result<Option<String>, ResultError> {
+        if !location.starts_with("s3://") || self.size(location).await?.is_none() {
+            return Ok(None);
+        }
+        let uri = self.uri(location)?;
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl)
+            .map_err(|e| ResultError::permanent(format!("presigning {location}: {e}")))?;
+        let signed = self
+            .client
+            .get_object()
+            .bucket(&uri.bucket)
+            .key(&uri.key)
+            .presigned(config)
+            .await
+            .map_err(|e| ResultError::transient(format!("presigning {location}: {e}")))?;
+        Ok(Some(signed.uri().to_string()))
+    }
+
     async fn size(&self, location: &str) -> Result<Option<u64>, ResultError> {
         if !location.starts_with("s3://") {
             return self.spool(location)?.size(location).await;
@@ -385,5 +403,17 @@ mod tests {
         assert!(matches!(err, Err(ResultError { transient: false, .. })), "{err:?}");
         // Athena's store holds nothing it did not write.
         assert!(store.read("/etc/passwd.csv", None).await.is_err());
+
+        // A chart image for a chat card: a presigned GET of bounded lifetime, readable by
+        // whoever holds the URL; nothing for a PNG that was never stored.
+        let png_at = csv.replace(".csv", ".png");
+        assert_eq!(store.presign(&png_at, std::time::Duration::from_secs(600)).await.unwrap(), None);
+        let png = store.put_next_to(&csv, Artifact::ChartPng, b"\x89PNG-bytes".to_vec()).await.unwrap();
+        let url = store.presign(&png, std::time::Duration::from_secs(600)).await.unwrap().expect("a URL");
+        assert!(url.contains("X-Amz-Expires=600") && url.contains("X-Amz-Signature="), "{url}");
+        let got = reqwest::get(&url).await.unwrap();
+        assert!(got.status().is_success(), "{}", got.status());
+        assert_eq!(got.bytes().await.unwrap().as_ref(), b"\x89PNG-bytes");
+        assert!(store.presign("/etc/passwd.png", std::time::Duration::from_secs(60)).await.unwrap().is_none());
     }
 }

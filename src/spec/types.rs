@@ -476,6 +476,126 @@ pub struct Execution {
     pub preview: Option<Preview>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The result's columns with the engine's types and the role the approved SQL gives each
+    /// (read by the chart, `results -o json`, the console and the chat card, so none of them
+    /// guesses a column's meaning from its text). Empty for results recorded before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<ResultColumn>,
+    /// The one-line answer of a one-row result (shown instead of a chart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Answer>,
+}
+
+/// One column of a result: its name, the engine's type and its role in the query.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResultColumn {
+    pub name: String,
+    /// The engine's type in SQL spelling: `bigint`, `integer`, `double`, `decimal(15,2)`,
+    /// `date`, `timestamp`, `varchar`, `boolean`, … (from DataFusion's Arrow schema or Athena's
+    /// `ResultSetMetadata`); empty when the engine did not say.
+    #[serde(rename = "type", default, skip_serializing_if = "String::is_empty")]
+    pub type_: String,
+    /// `dimension` (a group key, a non-aggregated select item, `date_trunc`/`EXTRACT` of a time)
+    /// or `measure` (an aggregate, or arithmetic over aggregates), read from the approved SQL;
+    /// absent when the SQL's shape could not say (then charts fall back to the text rules).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<ColumnRole>,
+}
+
+/// What a result column means to the query that produced it.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnRole {
+    /// Says *which* row: an axis, a series or a label, never a value to add up.
+    Dimension,
+    /// Says *how much*: the values a chart draws.
+    Measure,
+}
+
+/// The kind of value a column's engine type holds, for formatting and typed output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueKind {
+    Integer,
+    /// Fixed point with this many digits after the point.
+    Decimal(u32),
+    Float,
+    Date,
+    Timestamp,
+    Boolean,
+    Text,
+    /// Unknown or another type (intervals, lists): shown as the engine's text.
+    Other,
+}
+
+impl ValueKind {
+    /// Integer, decimal or floating point.
+    pub fn is_numeric(self) -> bool {
+        matches!(self, ValueKind::Integer | ValueKind::Decimal(_) | ValueKind::Float)
+    }
+    /// Date or timestamp.
+    pub fn is_temporal(self) -> bool {
+        matches!(self, ValueKind::Date | ValueKind::Timestamp)
+    }
+}
+
+impl ResultColumn {
+    /// The kind of value the column's type holds (`decimal(15,2)` → `Decimal(2)`).
+    pub fn kind(&self) -> ValueKind {
+        let t = self.type_.trim().to_ascii_lowercase();
+        let base = t.split(['(', ' ']).next().unwrap_or("");
+        match base {
+            "tinyint" | "smallint" | "integer" | "int" | "bigint" => ValueKind::Integer,
+            "real" | "float" | "double" => ValueKind::Float,
+            "decimal" | "numeric" => {
+                let scale = t
+                    .split_once('(')
+                    .and_then(|(_, rest)| rest.trim_end_matches(')').split(',').nth(1).map(str::trim))
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                ValueKind::Decimal(scale)
+            }
+            "date" => ValueKind::Date,
+            "timestamp" => ValueKind::Timestamp,
+            "boolean" => ValueKind::Boolean,
+            "varchar" | "char" | "string" => ValueKind::Text,
+            _ => ValueKind::Other,
+        }
+    }
+}
+
+/// The answer of a one-row result: its measures as labelled values (one measure is the
+/// headline, `revenue: 21,356,596,030.63`), and the row's dimensions as the context they hold.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Answer {
+    pub values: Vec<AnswerValue>,
+    /// The row's dimension values (`r_name: ASIA`), when it has any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub context: Vec<AnswerValue>,
+}
+
+/// One labelled value, formatted for its type (thousands separators, the decimal's scale).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnswerValue {
+    pub name: String,
+    /// `null` for SQL NULL.
+    pub value: Option<String>,
+}
+
+impl Answer {
+    /// The answer on one line: `revenue: 21,356,596,030.63`, or `a: 1 · b: 2 (r_name ASIA)`.
+    pub fn line(&self) -> String {
+        let show = |v: &AnswerValue| format!("{}: {}", v.name, v.value.as_deref().unwrap_or("NULL"));
+        let mut out: Vec<String> = self.values.iter().map(show).collect::<Vec<_>>();
+        let mut line = out.join(" · ");
+        if !self.context.is_empty() {
+            out = self.context.iter().map(|v| format!("{} {}", v.name, v.value.as_deref().unwrap_or("NULL"))).collect();
+            line.push_str(&format!(" ({})", out.join(", ")));
+        }
+        line
+    }
 }
 
 /// A bounded preview of the result, small enough for a DynamoDB item.

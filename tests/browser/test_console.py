@@ -102,6 +102,11 @@ class World:
             raise AssertionError(f"sqlctl {' '.join(args)} exited {p.returncode}:\n{p.stdout.decode()}\n{p.stderr.decode()}")
         return p
 
+    def apply_sql(self, name, sql):
+        spec = (f"apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata:\n  name: {name}\n"
+                f"spec:\n  sql: {json.dumps(sql)}\n  catalog:\n    database: tpch\n")
+        self.run("apply", "-f", "-", stdin=spec.encode())
+
     def apply(self, name, question=QUESTION):
         spec = (f"apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata:\n  name: {name}\n"
                 f"spec:\n  question: {question}\n  catalog:\n    database: tpch\n")
@@ -231,6 +236,37 @@ class ConsoleInBrowser(unittest.TestCase):
         v = self.world.get("approve-me")
         self.assertEqual(v["status"]["approval"]["by"], "alice")
         self.assertEqual(v["status"]["approval"]["comment"], "checked the columns")
+
+    def test_a_charted_request_shows_its_chart_with_the_legend_it_names(self):
+        # Issue 16: year × region × revenue draws one line per region; the console shows the
+        # image (decoded by the browser, not just referenced) and its text names every series.
+        sql = ("select extract(year from o_orderdate) as yr, r_name, sum(o_totalprice) as revenue "
+               "from orders join customer on o_custkey = c_custkey join nation on c_nationkey = n_nationkey "
+               "join region on n_regionkey = r_regionkey group by 1, 2 order by 1, 2")
+        self.world.apply_sql("charted", sql)
+        self.world.awaiting("charted")
+        self.login()
+        self.page.goto("/requests/default/charted")
+        self.page.click("button.approve")
+        expect(self.page.locator("#status .phase")).to_have_text("Done")
+        img = self.page.locator("figure.chart img")
+        expect(img).to_be_visible()
+        self.page.wait_for_function(
+            "() => { const i = document.querySelector('figure.chart img'); return i && i.complete && i.naturalWidth > 0; }")
+        self.assertEqual(img.evaluate("i => [i.naturalWidth, i.naturalHeight]"), [800, 450])
+        alt = img.get_attribute("alt")
+        self.assertTrue(alt.startswith("line chart over yr;"), alt)
+        for region in ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"]:
+            self.assertIn(region, alt)
+        # The SVG itself carries the legend text, a <title> and a <desc> for screen readers.
+        svg = self.page.evaluate(
+            "() => atob(document.querySelector('figure.chart img').src.split(',')[1])")
+        self.assertIn(">MIDDLE EAST</text>", svg)
+        self.assertIn("<desc>line chart over yr;", svg)
+        # Numbers are right-aligned by their type.
+        expect(self.page.locator("table.preview td.num").first).to_be_visible()
+        v = self.world.get("charted")
+        self.assertEqual(v["status"]["execution"]["columns"][2]["role"], "measure")
 
     def test_refine_with_feedback_shows_the_new_sql_and_its_diff(self):
         self.world.apply("refine-me")

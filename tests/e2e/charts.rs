@@ -88,7 +88,13 @@ fn the_chart_is_drawn_from_the_full_result_not_the_preview() {
     let marks: u64 = message.strip_prefix("line chart, ").and_then(|m| m.split(' ').next()).unwrap().parse().unwrap();
     assert!(marks > preview_rows && marks <= rows, "{message}");
     let svg = env.ok(&["results", "daily", "--chart"]).stdout;
-    assert_eq!(svg.matches("<polyline").count(), 1);
+    // One line per run of consecutive days: a day with no orders is a gap (issue 16), so the
+    // polylines are one more than the gaps in the result's dates.
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["results", "daily", "-o", "json"]).stdout).unwrap();
+    let days: Vec<chrono::NaiveDate> =
+        json.as_array().unwrap().iter().map(|r| r["o_orderdate"].as_str().unwrap().parse().unwrap()).collect();
+    let gaps = days.windows(2).filter(|w| (w[1] - w[0]).num_days() > 1).count();
+    assert_eq!(svg.matches("<polyline").count(), 1 + gaps, "{gaps} gaps");
     // Year ticks from the first to the last order year.
     for year in ["1993", "1997"] {
         assert!(svg.contains(&format!(">{year}</text>")), "{year} tick missing");
@@ -103,4 +109,119 @@ fn the_chart_is_drawn_from_the_full_result_not_the_preview() {
     assert!(c["message"].as_str().unwrap().contains("scatter"), "{c}");
     let o = env.run(&["results", "forced", "--chart"]);
     assert!(o.code == 1 && o.stderr.contains("scatter"), "{o:?}");
+}
+
+/// The chart's marks from its `Charted` message (`line chart, 35 marks`).
+fn drawn(v: &serde_json::Value) -> (String, u64) {
+    let c = condition(v, "Charted").unwrap_or_else(|| panic!("a Charted condition: {v}"));
+    assert_eq!(c["status"], "True", "{c}");
+    let m = c["message"].as_str().unwrap();
+    let (kind, rest) = m.split_once(" chart, ").unwrap_or_else(|| panic!("{m}"));
+    (kind.to_string(), rest.split(' ').next().unwrap().parse().unwrap())
+}
+
+const BY_REGION: &str = "from orders join customer on o_custkey = c_custkey join nation on c_nationkey = n_nationkey \
+                         join region on n_regionkey = r_regionkey";
+
+/// Issue 16: the shapes that used to mislead draw what the result says.
+#[test]
+fn charts_follow_the_query_s_shape_not_the_result_s_text() {
+    let env = Env::new();
+    env.controller(&[]);
+    // Year × region × revenue: one line per region over the years; the year is never a measure.
+    let sql = format!(
+        "select extract(year from o_orderdate) as yr, r_name, sum(o_totalprice) as revenue {BY_REGION} group by 1, 2 order by 1, 2"
+    );
+    let v = approve_to_done(&env, "yr-region", &sql_spec("yr-region", &sql));
+    let rows = v["status"]["execution"]["rows"].as_u64().unwrap();
+    assert_eq!(drawn(&v), ("line".into(), rows), "one mark per row, nothing summed");
+    let cols = &v["status"]["execution"]["columns"];
+    assert_eq!(cols[0]["role"], "dimension", "{cols}");
+    assert_eq!(cols[1]["role"], "dimension");
+    assert_eq!(cols[2]["role"], "measure");
+    assert!(cols[2]["type"].as_str().unwrap().starts_with("decimal("), "{cols}");
+    let svg = env.ok(&["results", "yr-region", "--chart"]).stdout;
+    for region in ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"] {
+        assert!(svg.contains(&format!(">{region}</text>")), "{region} in the legend");
+    }
+    assert!(!svg.contains("left out") && svg.contains("<desc>line chart over yr;"), "{svg}");
+    // results -o json is typed: the year and the revenue are numbers, the region a string.
+    let json: serde_json::Value =
+        serde_json::from_str(&env.ok(&["results", "yr-region", "-o", "json"]).stdout).unwrap();
+    assert!(json[0]["yr"].is_u64() && json[0]["revenue"].is_number() && json[0]["r_name"].is_string(), "{json}");
+    // --chart FILE writes the SVG.
+    let file = env.home.path().join("chart.svg");
+    env.ok(&["results", "yr-region", "--chart", file.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), svg);
+
+    // Priority × year × count: one line per priority; every value a count, never a year sum.
+    let sql = "select o_orderpriority, extract(year from o_orderdate) as yr, count(*) as n from orders group by 1, 2";
+    let v = approve_to_done(&env, "prio-yr", &sql_spec("prio-yr", sql));
+    let rows = v["status"]["execution"]["rows"].as_u64().unwrap();
+    assert_eq!(drawn(&v), ("line".into(), rows));
+    let svg = env.ok(&["results", "prio-yr", "--chart"]).stdout;
+    assert!(svg.contains(">1-URGENT</text>") && !svg.contains("13,965"), "{svg}");
+
+    // date_trunc by month: a time axis, one vertex per month.
+    let sql = "select date_trunc('month', o_orderdate) as m, count(*) as n from orders group by 1 order by 1";
+    let v = approve_to_done(&env, "monthly", &sql_spec("monthly", sql));
+    let rows = v["status"]["execution"]["rows"].as_u64().unwrap();
+    assert_eq!(drawn(&v), ("line".into(), rows));
+
+    // Top-N categories and raw rows: one bar per row.
+    let sql = "select c_name, sum(o_totalprice) as spent from orders join customer on o_custkey = c_custkey \
+               group by c_name order by spent desc limit 10";
+    let v = approve_to_done(&env, "top-n", &sql_spec("top-n", sql));
+    assert_eq!(drawn(&v), ("bar".into(), 10));
+    let sql = "select c_name, c_acctbal from customer order by c_acctbal desc limit 5";
+    let v = approve_to_done(&env, "raw", &sql_spec("raw", sql));
+    assert_eq!(drawn(&v), ("bar".into(), 5));
+    assert_eq!(v["status"]["execution"]["columns"][1]["role"], "measure");
+}
+
+/// Issue 16: one value is an answer line, not a one-bar chart; results too wide to chart say why
+/// and still finish Done.
+#[test]
+fn a_single_value_is_a_headline_and_unchartable_results_say_why() {
+    let env = Env::new();
+    env.controller(&[]);
+    let v = approve_to_done(&env, "revenue", &sql_spec("revenue", "select sum(o_totalprice) as revenue from orders"));
+    let exec = &v["status"]["execution"];
+    let value = exec["answer"]["values"][0]["value"].as_str().expect("an answer").to_string();
+    assert_eq!(exec["answer"]["values"][0]["name"], "revenue");
+    let (int, cents) = value.split_once('.').unwrap();
+    assert_eq!(cents.len(), 2, "the decimal keeps its scale: {value}");
+    assert!(int.contains(',') && int.split(',').skip(1).all(|g| g.len() == 3), "thousands grouped: {value}");
+    assert!(exec.get("chartLocation").is_none());
+    assert_eq!(condition(&v, "Charted").unwrap()["reason"], "Answered");
+    let d = env.ok(&["describe", "revenue"]).stdout;
+    assert!(d.contains(&format!("  Answer:       revenue: {value}")), "{d}");
+    let json: serde_json::Value = serde_json::from_str(&env.ok(&["results", "revenue", "-o", "json"]).stdout).unwrap();
+    let raw = value.replace(',', "");
+    assert_eq!(json[0]["revenue"].to_string(), raw, "a JSON number, as the engine wrote it");
+
+    // Several measures in one row: labelled values.
+    let v = approve_to_done(
+        &env,
+        "two",
+        &sql_spec("two", "select count(*) as orders, sum(o_totalprice) as revenue from orders"),
+    );
+    let values = v["status"]["execution"]["answer"]["values"].as_array().unwrap().clone();
+    assert_eq!(values.len(), 2);
+    let d = env.ok(&["describe", "two"]).stdout;
+    assert!(d.contains("  Answer:\n    orders:  ") && d.contains("    revenue: "), "{d}");
+
+    // 1,500 distinct customers (scale 0.01): no chart, the reason in the condition, still Done.
+    let v = approve_to_done(&env, "wide", &sql_spec("wide", "select c_name, c_acctbal from customer"));
+    let c = condition(&v, "Charted").expect("a Charted condition");
+    assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some("NoFittingChart")), "{c}");
+    assert!(c["message"].as_str().unwrap().contains("more than 100 values"), "{c}");
+    // Rows repeating the only dimension: no chart, and why.
+    let v = approve_to_done(
+        &env,
+        "repeats",
+        &sql_spec("repeats", "select o_orderpriority, o_totalprice from orders limit 50"),
+    );
+    let c = condition(&v, "Charted").expect("a Charted condition");
+    assert!(c["message"].as_str().unwrap().contains("rows repeat values of o_orderpriority"), "{c}");
 }

@@ -5,12 +5,12 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use super::session::{RunError, datafusion_message, read_only, warehouse_error};
 use crate::engine::EngineError;
-use crate::spec::Preview;
+use crate::spec::{Preview, ResultColumn};
 use crate::warehouse;
 
 /// Most cell text kept in a preview (the preview must fit a 400 KB DynamoDB item).
@@ -110,6 +110,42 @@ pub(super) fn render_batch(
         }
     }
     Ok(None)
+}
+
+/// The result's columns with their Arrow types in SQL spelling (what `status.execution.columns`
+/// records; roles come later, from the approved SQL).
+pub(super) fn result_columns(schema: &Schema) -> Vec<ResultColumn> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| ResultColumn { name: f.name().clone(), type_: sql_type(f.data_type()), role: None })
+        .collect()
+}
+
+/// An Arrow type in the SQL spelling Athena uses for the same values, so one vocabulary serves
+/// both engines (`Decimal128(15, 2)` → `decimal(15,2)`, `Utf8View` → `varchar`).
+pub fn sql_type(t: &DataType) -> String {
+    match t {
+        DataType::Int8 | DataType::UInt8 => "tinyint".into(),
+        DataType::Int16 | DataType::UInt16 => "smallint".into(),
+        DataType::Int32 | DataType::UInt32 => "integer".into(),
+        DataType::Int64 | DataType::UInt64 => "bigint".into(),
+        DataType::Float16 | DataType::Float32 => "real".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Decimal32(p, s)
+        | DataType::Decimal64(p, s)
+        | DataType::Decimal128(p, s)
+        | DataType::Decimal256(p, s) => {
+            format!("decimal({p},{s})")
+        }
+        DataType::Date32 | DataType::Date64 => "date".into(),
+        DataType::Timestamp(_, None) => "timestamp".into(),
+        DataType::Timestamp(_, Some(_)) => "timestamp with time zone".into(),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "varchar".into(),
+        DataType::Boolean => "boolean".into(),
+        DataType::Dictionary(_, v) => sql_type(v),
+        other => other.to_string().to_ascii_lowercase(),
+    }
 }
 
 /// The header row of the CSV result.

@@ -11,7 +11,7 @@ use datafusion::physical_plan::execute_stream;
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::csv::{PreviewBuilder, csv_header, render_batch};
+use super::csv::{PreviewBuilder, csv_header, render_batch, result_columns};
 use super::executions::Executions;
 use super::scan::{estimate_scans, scanned_bytes};
 use super::session::{RunError, datafusion_message, read_only};
@@ -149,6 +149,7 @@ impl Run {
             output_location: String::new(),
             preview,
             truncated: truncated.then(|| format!("stopped at limits.maxRows ({max_rows} rows)")),
+            columns: result_columns(&schema),
         };
         Ok((outcome, out))
     }

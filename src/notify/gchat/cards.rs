@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::html::{button, card, esc, field, html_text, para, plain, plain_code, section, truncate};
 use super::{ChatOptions, MAX_MESSAGE_BYTES};
 use crate::spec::quantity::{format_duration, human_bytes};
-use crate::spec::{DEFAULT_NAMESPACE, Phase, Preview, QueryRequest};
+use crate::spec::{DEFAULT_NAMESPACE, Phase, Preview, QueryRequest, ResultColumn};
 
 // ---------------------------------------------------------------------------------------------
 // Identity of threads and messages
@@ -82,9 +82,14 @@ pub fn approval_message(req: &QueryRequest, opts: &ChatOptions) -> ChatMessage {
 
 /// The result, failure, rejection or timeout card for `req` (in a terminal phase).
 pub fn finished_message(req: &QueryRequest, opts: &ChatOptions) -> ChatMessage {
+    finished_message_with_image(req, opts, None)
+}
+
+/// [`finished_message`] with the chart shown as an image from `image` (a presigned URL).
+pub fn finished_message_with_image(req: &QueryRequest, opts: &ChatOptions, image: Option<&str>) -> ChatMessage {
     let id =
         request_id(&["sqlctl-gchat-v1", req.uid(), "finished", &req.generation().to_string(), req.phase().as_str()]);
-    fit(id, |b| finished_parts(req, opts, b))
+    fit(id, |b| finished_parts(req, opts, b, image))
 }
 
 /// Builds with shrinking budgets until the card message fits.
@@ -176,7 +181,7 @@ fn approval_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, 
     (card, text.trim_end().to_string())
 }
 
-fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, String) {
+fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget, image: Option<&str>) -> (Value, String) {
     let st = req.status.clone().unwrap_or_default();
     let (name, ns) = (req.metadata.name.as_str(), req.metadata.namespace());
     let phase = st.phase;
@@ -207,8 +212,22 @@ fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, 
         }
         sections.push(section(Some("Result"), stats));
         let mut preview_text = String::new();
+        let mut answer_text = String::new();
+        // One row: its answer, formatted for its types (`revenue: 21,356,596,030.63`).
+        if let Some(a) = &ex.answer {
+            let line = a.line();
+            answer_text = format!("*Answer*: {}\n", plain(&line, 500));
+            sections.push(section(Some("Answer"), vec![para(&format!("<b>{}</b>", esc(&line)))]));
+        }
+        // The chart, when the operator turned images on and a PNG is stored.
+        if let Some(url) = image.filter(|_| ex.chart_location.is_some()) {
+            sections.push(section(
+                Some("Chart"),
+                vec![json!({"image": {"imageUrl": url, "altText": format!("chart of {name}")}})],
+            ));
+        }
         if let Some(p) = ex.preview.as_ref().filter(|p| opts.preview && b.rows > 0 && !p.columns.is_empty()) {
-            let (table, note) = preview_table(p, ex.rows, b);
+            let (table, note) = preview_table(p, ex.rows, b, &ex.columns);
             let plain_table = plain_code(&table.replace('\u{a0}', " "), usize::MAX);
             preview_text = format!("```\n{plain_table}\n```\n{note}\n");
             sections.push(section(
@@ -238,6 +257,7 @@ fn finished_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, 
             ex.cost_usd.map(usd).unwrap_or_else(|| "cost unknown".into()),
             ex.duration_ms.map(|ms| format_duration(Duration::from_millis(ms))).unwrap_or_else(|| "?".into()),
         );
+        text.push_str(&answer_text);
         text.push_str(&preview_text);
         if let Some(loc) = &ex.output_location {
             text.push_str(&format!("Full result: {}\n", plain(loc, 500)));
@@ -384,7 +404,14 @@ fn sql_block(sql: &str, max: usize, name: &str, ns: &str) -> (String, Option<Str
 
 /// The preview as a fixed-width table (cells padded with no-break spaces) and a note on what it
 /// leaves out.
-fn preview_table(p: &Preview, total_rows: Option<u64>, b: Budget) -> (String, String) {
+fn preview_table(p: &Preview, total_rows: Option<u64>, b: Budget, typed: &[ResultColumn]) -> (String, String) {
+    // Numbers right-aligned, by the result's recorded types.
+    let right: Vec<bool> = if typed.len() == p.columns.len() && typed.iter().zip(&p.columns).all(|(t, c)| &t.name == c)
+    {
+        typed.iter().map(|t| t.kind().is_numeric()).collect()
+    } else {
+        vec![false; p.columns.len()]
+    };
     let cols = p.columns.len().min(b.cols);
     let rows = p.rows.len().min(b.rows);
     let cell = |s: &str| -> String {
@@ -406,7 +433,11 @@ fn preview_table(p: &Preview, total_rows: Option<u64>, b: Budget) -> (String, St
         cells
             .iter()
             .zip(&widths)
-            .map(|(c, w)| format!("{c}{}", "\u{a0}".repeat(w - c.chars().count())))
+            .enumerate()
+            .map(|(i, (c, w))| {
+                let pad = "\u{a0}".repeat(w - c.chars().count());
+                if right[i] { format!("{pad}{c}") } else { format!("{c}{pad}") }
+            })
             .collect::<Vec<_>>()
             .join("\u{a0}\u{a0}")
             .trim_end_matches('\u{a0}')
@@ -491,6 +522,27 @@ mod tests {
         let mut next = request(Phase::AwaitingApproval);
         next.status.as_mut().unwrap().approval_round = 2;
         assert_ne!(approval_message(&next, &opts).request_id, m.request_id);
+    }
+
+    #[test]
+    fn the_result_card_shows_the_answer_and_when_turned_on_the_chart_as_an_image() {
+        // Off (no URL): no image widget.
+        let m = finished_message(&done(25, 3), &ChatOptions::default());
+        assert!(!m.card.to_string().contains("imageUrl"));
+        let url = "https://results.s3.amazonaws.com/growth/abc.png?X-Amz-Expires=3600&X-Amz-Signature=x";
+        let m = finished_message_with_image(&done(25, 3), &ChatOptions::default(), Some(url));
+        let card = m.card.to_string();
+        assert!(card.contains("\"imageUrl\"") && card.contains("X-Amz-Expires=3600"), "{card}");
+        // One row: the answer line, typed, right at the top of the result.
+        let mut r = done(1, 1);
+        let ex = r.status.as_mut().unwrap().execution.as_mut().unwrap();
+        ex.answer = Some(crate::spec::Answer {
+            values: vec![crate::spec::AnswerValue { name: "revenue".into(), value: Some("21,356,596,030.63".into()) }],
+            context: vec![],
+        });
+        let m = finished_message(&r, &ChatOptions::default());
+        assert!(texts(&m.card).contains("revenue: 21,356,596,030.63"), "{}", m.card);
+        assert!(m.text["text"].as_str().unwrap().contains("*Answer*: revenue: 21,356,596,030.63"));
     }
 
     #[test]

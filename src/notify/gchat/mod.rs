@@ -121,6 +121,9 @@ pub struct ChatOptions {
     pub breaker_cooldown: Duration,
     /// How long a webhook read from Secrets Manager is used before it is read again.
     pub secret_ttl: Duration,
+    /// Show the chart in the result card as an image: a presigned URL of the stored PNG valid
+    /// this long (`None`, the default: no image; the card names the chart's location only).
+    pub chart_image_ttl: Option<Duration>,
 }
 
 impl Default for ChatOptions {
@@ -136,6 +139,7 @@ impl Default for ChatOptions {
             breaker_threshold: 3,
             breaker_cooldown: Duration::from_secs(30),
             secret_ttl: Duration::from_secs(300),
+            chart_image_ttl: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use reqwest::Url;
 use serde_json::Value;
 
 use super::breaker::{Admit, Breaker};
-use super::cards::{ChatMessage, approval_message, finished_message, request_id, thread_key};
+use super::cards::{ChatMessage, approval_message, finished_message_with_image, request_id, thread_key};
 use super::html::truncate;
 use super::metrics::ChatMetrics;
 use super::webhook::{Webhook, WebhookSource};
@@ -29,6 +29,8 @@ pub struct GoogleChat {
     opts: ChatOptions,
     breaker: Breaker,
     metrics: Arc<ChatMetrics>,
+    /// Where chart PNGs are presigned for the result card (with `opts.chart_image_ttl`).
+    images: Option<Arc<dyn crate::results::ResultStore>>,
 }
 
 /// How one HTTP attempt failed.
@@ -60,7 +62,29 @@ impl GoogleChat {
             .build()
             .map_err(|e| format!("building the Google Chat HTTP client: {e}"))?;
         let breaker = Breaker::new(opts.breaker_threshold, opts.breaker_cooldown, metrics.clone());
-        Ok(GoogleChat { http, source, opts, breaker, metrics })
+        Ok(GoogleChat { http, source, opts, breaker, metrics, images: None })
+    }
+
+    /// Shows result charts as images, presigned from `results` (when `chart_image_ttl` is set).
+    pub fn with_chart_images(mut self, results: Arc<dyn crate::results::ResultStore>) -> Self {
+        self.images = Some(results);
+        self
+    }
+
+    /// The presigned URL of the request's chart PNG, when images are on and one is stored.
+    async fn chart_image(&self, req: &QueryRequest) -> Option<String> {
+        let (ttl, store) = (self.opts.chart_image_ttl?, self.images.as_ref()?);
+        let exec = req.status.as_ref()?.execution.as_ref()?;
+        exec.chart_location.as_ref()?;
+        let csv = exec.output_location.as_deref()?;
+        let png = crate::results::sibling_location(csv, crate::results::Artifact::ChartPng)?;
+        match store.presign(&png, ttl).await {
+            Ok(url) => url,
+            Err(e) => {
+                tracing::warn!(request = %req.key(), error = %e, "no chart image in the chat card");
+                None
+            }
+        }
     }
 
     pub fn options(&self) -> &ChatOptions {
@@ -243,7 +267,8 @@ impl Notifier for GoogleChat {
     }
 
     async fn finished(&self, req: &QueryRequest) -> Result<Delivery, NotifyError> {
-        Ok(self.deliver(req, "finished", finished_message(req, &self.opts)).await)
+        let image = self.chart_image(req).await;
+        Ok(self.deliver(req, "finished", finished_message_with_image(req, &self.opts, image.as_deref())).await)
     }
 }
 
