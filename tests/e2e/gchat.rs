@@ -404,3 +404,70 @@ fn config_view_shows_the_chat_settings_with_the_webhook_redacted() {
     assert!(bad.stderr.contains("https://"), "{bad:?}");
     assert_no_secret("the start-up error", &bad.stderr);
 }
+
+/// `--gchat-chart-image` (with `--features png`): the result card shows the chart as an image
+/// whose presigned URL, fetched as Google Chat would, is the PNG stored next to the SVG in S3.
+#[cfg(feature = "png")]
+#[test]
+fn with_chart_images_on_the_result_card_shows_the_stored_png_by_a_presigned_url() {
+    let Some(moto) = crate::aws_support::moto_url() else { return };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let conf = rt.block_on(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(&moto)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests"))
+            .load(),
+    );
+    let s3 = sqlctl::aws::s3(&conf);
+    let bucket = format!("e2e-chat-image-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    rt.block_on(s3.create_bucket().bucket(&bucket).send()).expect("creating the bucket in moto");
+    let results = format!("s3://{bucket}/r");
+
+    let hook = Webhook::start(|_, _| ok());
+    let env = Env::new();
+    let _c = Controller::start(
+        &env,
+        &hook.url(),
+        &[
+            ("AWS_ENDPOINT_URL", moto.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("AWS_CONFIG_FILE", "/nonexistent"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+            ("SQLCTL_RESULTS_S3", results.as_str()),
+            ("SQLCTL_GCHAT_CHART_IMAGE", "10m"),
+        ],
+        "image",
+    );
+    env.apply(&sql_spec(
+        "pictured",
+        "select r_name, count(*) as nations from region join nation on n_regionkey = r_regionkey group by r_name",
+    ));
+    wait_until(&env, "pictured", "approval requested", |v| v["status"]["approvalRequested"] == true);
+    approve(&env, "pictured");
+    let v = wait_until(&env, "pictured", "result notified", |v| v["status"]["notified"].as_str().is_some());
+    assert_eq!(v["status"]["phase"], "Done", "{v:#}");
+    let seen = hook.wait_for(2, T);
+    let card = seen.iter().find(|s| s.kind() == "finished-done").expect("a result card").body.to_string();
+    let url = card
+        .split("\"imageUrl\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no image in the result card: {card}"))
+        .replace("\\u0026", "&");
+    assert!(url.starts_with(&moto) && url.contains("X-Amz-Expires=600"), "a presigned URL of 10 minutes: {url}");
+    assert!(card.contains("chart of pictured"), "alt text: {card}");
+    // Fetched as Chat's image proxy would: the PNG stored next to the SVG.
+    let png = rt.block_on(async { reqwest::get(&url).await.unwrap().bytes().await.unwrap() });
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{} bytes", png.len());
+    let svg = v["status"]["execution"]["chartLocation"].as_str().unwrap();
+    let key = svg.trim_start_matches(&format!("s3://{bucket}/")).replace(".svg", ".png");
+    let stored = rt.block_on(async {
+        let o = s3.get_object().bucket(&bucket).key(&key).send().await.expect("the PNG in S3");
+        o.body.collect().await.unwrap().into_bytes()
+    });
+    assert_eq!(png, stored, "the URL serves the stored PNG");
+}
