@@ -5,7 +5,7 @@
 //!
 //! - sqlctl's own: `{question, database?, gold, ordered?}` (a YAML or JSON list, or `{questions:
 //!   [...]}`), as `examples/eval/tpch.yaml`;
-//! - the defog sql-eval benchmark's (`../shared/benchmarks/defog/cases.json`): `{database,
+//! - the defog sql-eval benchmark's (`tests/fixtures/defog/cases.json`): `{database,
 //!   question, sql, alt_sql?, ordered?, instructions?, category?, date_dependent?}`, where a
 //!   match with `sql` or any of `alt_sql` counts, and `--instructions` hands each case's
 //!   instructions to the generator as notes to follow.
