@@ -387,7 +387,12 @@ pub fn matches(gold: &Gold<'_>, got: &Rows, ordered: bool) -> Result<(), String>
 }
 
 /// Backtracking over assignments of distinct generated columns (a handful of columns).
-fn search(k: usize, candidates: &[Vec<usize>], chosen: &mut Vec<usize>, check: &dyn Fn(&[usize]) -> bool) -> bool {
+pub(super) fn search(
+    k: usize,
+    candidates: &[Vec<usize>],
+    chosen: &mut Vec<usize>,
+    check: &dyn Fn(&[usize]) -> bool,
+) -> bool {
     if k == candidates.len() {
         return check(chosen);
     }

@@ -500,22 +500,7 @@ pub fn same_result(
         gold_rows.sort();
     }
     // Backtracking over assignments (tiny in practice: a handful of columns).
-    fn search(k: usize, candidates: &[Vec<usize>], chosen: &mut Vec<usize>, check: &dyn Fn(&[usize]) -> bool) -> bool {
-        if k == candidates.len() {
-            return check(chosen);
-        }
-        for &c in &candidates[k] {
-            if chosen.contains(&c) {
-                continue;
-            }
-            chosen.push(c);
-            if search(k + 1, candidates, chosen, check) {
-                return true;
-            }
-            chosen.pop();
-        }
-        false
-    }
+    use compare::search;
     let check = |mapping: &[usize]| -> bool {
         let mut projected: Vec<Vec<String>> =
             got_n.iter().map(|r| mapping.iter().map(|&c| r[c].clone()).collect()).collect();
