@@ -21,9 +21,13 @@ pub struct Args {
     /// Hand-written SQL instead of a question (still guarded and approved).
     #[arg(long, conflicts_with = "question")]
     pub sql: Option<String>,
-    /// Database to ask.
-    #[arg(short, long, default_value = "tpch")]
-    pub database: String,
+    /// Database to ask (default: tpch, or the database of the request a follow-up follows).
+    #[arg(short, long)]
+    pub database: Option<String>,
+    /// Ask a follow-up to the request NAME ("only 1995", "now by region", "top 3 instead"):
+    /// generation sees its question, its SQL and its result columns.
+    #[arg(long, value_name = "NAME", conflicts_with = "sql")]
+    pub follow_up: Option<String>,
     /// Request name (default: ask-<random>).
     #[arg(long)]
     pub name: Option<String>,
@@ -63,14 +67,36 @@ impl Args {
         let me = g.decider(self.as_.as_deref()).await?;
         let name =
             self.name.clone().unwrap_or_else(|| format!("ask-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
-        let mut req = QueryRequest::new(name.clone(), self.database.clone()).with_namespace(g.namespace.clone());
+        // A follow-up reads the database and engine of the request it follows unless told.
+        let earlier = match &self.follow_up {
+            None => None,
+            Some(of) => {
+                let key = crate::spec::ObjectKey::new(g.namespace.clone(), of.clone());
+                match g.store().await?.get(&key).await? {
+                    Some(r) => Some(r),
+                    None => {
+                        return Err(Exit::refused(format!(
+                            "queryrequest {of} not found in namespace {}: --follow-up names an earlier request",
+                            g.namespace
+                        )));
+                    }
+                }
+            }
+        };
+        let database = match (&self.database, &earlier) {
+            (Some(d), _) => d.clone(),
+            (None, Some(e)) => e.spec.catalog.database.clone(),
+            (None, None) => "tpch".to_string(),
+        };
+        let mut req = QueryRequest::new(name.clone(), database.clone()).with_namespace(g.namespace.clone());
         req.spec.question = question;
         req.spec.sql = sql;
         req.spec.engine = match self.engine.as_deref() {
             Some("athena") => Some(EngineKind::Athena),
             Some(_) => Some(EngineKind::Local),
-            None => None,
+            None => earlier.as_ref().and_then(|e| e.spec.engine),
         };
+        req.spec.follow_up = self.follow_up.clone().map(|of| crate::spec::FollowUpRef { of });
         req.spec.limits = Limits { max_rows: self.max_rows, ..Default::default() };
         let problems = crate::spec::validate::validate(&req);
         if !problems.is_empty() {
@@ -78,11 +104,10 @@ impl Args {
             return Err(Exit::refused(format!("the request is not valid:\n{}", lines.join("\n"))));
         }
         if let Some(sql) = &req.spec.sql {
-            crate::guard::check_read_only(sql, &self.database, &[])
-                .map_err(|e| Exit::refused(format!("refused: {e}")))?;
+            crate::guard::check_read_only(sql, &database, &[]).map_err(|e| Exit::refused(format!("refused: {e}")))?;
         }
-        if g.backend == "local" && !g.data_dir().join(&self.database).exists() {
-            if self.database == "tpch" {
+        if g.backend == "local" && !g.data_dir().join(&database).exists() {
+            if database == "tpch" {
                 eprintln!(
                     "No local warehouse yet: writing the TPC-H sample once (`sqlctl init --scale N` to choose the size)."
                 );
@@ -90,9 +115,9 @@ impl Args {
             } else {
                 return Err(Exit::refused(format!(
                     "database {} not found under {}; put Parquet/CSV files in {}/<table>.parquet or run `sqlctl init`",
-                    self.database,
+                    database,
                     g.data_dir().display(),
-                    g.data_dir().join(&self.database).display()
+                    g.data_dir().join(&database).display()
                 )));
             }
         }

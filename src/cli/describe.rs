@@ -132,6 +132,21 @@ pub fn describe_with_archive(r: &QueryRequest, archived: Option<&[HistoryEntry]>
     if let Some(q) = &r.spec.question {
         kv(&mut o, "Question", q);
     }
+    if let Some(f) = &r.spec.follow_up {
+        let link = st.generated.as_ref().and_then(|g| g.follows.as_ref());
+        let text = match link {
+            Some(l) => format!(
+                "{} (uid {}, generation {}, {} SQL {})",
+                l.name,
+                l.uid,
+                l.generation,
+                if l.ran { "ran" } else { "proposed" },
+                l.sql_digest.get(..12).unwrap_or(&l.sql_digest)
+            ),
+            None => format!("{} (not read yet)", f.of),
+        };
+        kv(&mut o, "Follows up", &text);
+    }
     if let Some(gn) = &st.generated {
         if !gn.sql.is_empty() {
             let _ = writeln!(o, "SQL:");

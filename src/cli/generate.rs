@@ -196,6 +196,7 @@ impl Args {
             history: vec![],
             last_error: None,
             instructions: vec![],
+            follow_up: None,
         };
         let (result, _) =
             generate_checked(generator.as_ref(), input, &known, &self.tables, engine.as_deref(), self.max_attempts)
@@ -270,6 +271,7 @@ mod tests {
             history: vec![],
             last_error: None,
             instructions: vec![],
+            follow_up: None,
         }
     }
 

@@ -14,12 +14,13 @@ use super::{Action, Context, Error};
 use crate::approval;
 use crate::catalog::CatalogError;
 use crate::engine::{EngineError, ExecState, QueryJob};
-use crate::generate::{GenerateError, GenerateInput, PriorTurn};
+use crate::generate::{FollowUp, GenerateError, GenerateInput, PriorTurn};
 use crate::guard;
 use crate::spec::quantity::human_bytes;
 use crate::spec::{
     ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, DecisionsSeen, EffectiveLimits, EngineKind, Estimate,
-    Execution, Generated, HistoryEntry, Phase, QueryRequest, QueryRequestStatus, digest::token, sql_digest,
+    Execution, FollowedRequest, Generated, HistoryEntry, ObjectKey, Phase, QueryRequest, QueryRequestStatus,
+    digest::token, sql_digest,
 };
 use crate::store::{ArchiveBatch, notified_marker};
 
@@ -33,6 +34,8 @@ pub const MAX_EXEC_ATTEMPTS: u32 = 3;
 pub const MAX_PRE_APPROVAL_ATTEMPTS: u32 = 5;
 /// Longest wait for an engine's scan estimate before the request goes on without one.
 pub const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a follow-up waiting for its earlier request looks again.
+const FOLLOW_UP_POLL: Duration = Duration::from_secs(2);
 
 /// What a step decided should change in the status: built by a handler from what it read and
 /// did, applied in one place ([`Reconciler::stage`]; [`Reconciler::apply`] also writes it with
@@ -558,6 +561,7 @@ impl Reconciler<'_> {
                                 model: "user".into(),
                                 attempts: vec![],
                                 assumptions: vec![],
+                                follows: None,
                             },
                             "HandWritten",
                         )
@@ -580,6 +584,13 @@ impl Reconciler<'_> {
             return Ok(Step::after(change, self.ctx.config.resync));
         };
 
+        let (follow_up, follows) = match self.req.spec.follow_up.clone() {
+            None => (None, None),
+            Some(f) => match self.follow_up(&f.of, &db).await? {
+                Ok((context, link)) => (Some(context), Some(link)),
+                Err(step) => return Ok(step),
+            },
+        };
         let question = self.req.spec.question.clone().unwrap_or_default();
         let history: Vec<PriorTurn> = self
             .status
@@ -605,6 +616,7 @@ impl Reconciler<'_> {
             history,
             last_error: None,
             instructions: vec![],
+            follow_up,
         };
         let mut attempts: Vec<Attempt> = Vec::new();
         for _ in 0..self.ctx.config.max_attempts.max(1) {
@@ -623,7 +635,7 @@ impl Reconciler<'_> {
                     });
                     let mut change = Change::failed("Generated", "CannotAnswer", m);
                     change.generated =
-                        Some(Some(Generated { attempts, model: generator.model(), ..Default::default() }));
+                        Some(Some(Generated { attempts, model: generator.model(), follows, ..Default::default() }));
                     return Ok(Step::now(change));
                 }
                 Err(GenerateError::Malformed(m)) => {
@@ -671,6 +683,7 @@ impl Reconciler<'_> {
                             model: generator.model(),
                             attempts,
                             assumptions: proposal.assumptions,
+                            follows,
                         },
                         "Generated",
                     )));
@@ -680,8 +693,77 @@ impl Reconciler<'_> {
         let last = input.last_error.clone().unwrap_or_else(|| "no usable SQL".into());
         let why = format!("no valid SQL after {} attempts; last error: {last}", self.ctx.config.max_attempts.max(1));
         let mut change = Change::failed("Generated", "GenerationFailed", why);
-        change.generated = Some(Some(Generated { attempts, model: generator.model(), ..Default::default() }));
+        change.generated = Some(Some(Generated { attempts, model: generator.model(), follows, ..Default::default() }));
         Ok(Step::now(change))
+    }
+
+    /// What a follow-up question builds on: the earlier request's question, its refinements,
+    /// the SQL it ran (or last proposed) and its result columns, plus the link recorded in
+    /// `status.generated.follows`. Waits (a condition, and a requeue) while the earlier request
+    /// does not exist yet or has no SQL yet — files applied together arrive in any order — and
+    /// ends Failed when it can never have any (it ended without SQL, or reads another database).
+    async fn follow_up(&mut self, of: &str, db: &str) -> Result<Result<(FollowUp, FollowedRequest), Step>, Error> {
+        let ns = self.req.metadata.namespace().to_string();
+        let key = ObjectKey::new(&ns, of);
+        let waiting = |why: String| {
+            let mut change = Change::default();
+            if self.status.condition("Generated").is_none_or(|c| c.reason != "WaitingForFollowUp" || c.message != why) {
+                change = change.condition("Generated", "Unknown", "WaitingForFollowUp", why);
+            }
+            Step::after(change, FOLLOW_UP_POLL)
+        };
+        let Some(earlier) = self.ctx.store.get(&key).await? else {
+            return Ok(Err(waiting(format!(
+                "spec.followUp.of: queryrequest {of} does not exist in namespace {ns} (yet); waiting for it"
+            ))));
+        };
+        if earlier.spec.catalog.database != db {
+            let why = format!(
+                "spec.followUp.of: queryrequest {of} reads database {}, this request reads {db}: a follow-up stays in one database",
+                earlier.spec.catalog.database
+            );
+            return Ok(Err(Step::now(Change::failed("Generated", "FollowUpUnusable", why))));
+        }
+        let status = earlier.status.clone().unwrap_or_default();
+        let generated = status.generated.as_ref().filter(|g| !g.sql.is_empty() && !g.sql_digest.is_empty());
+        let Some(generated) = generated else {
+            if status.phase.is_terminal() && status.observed_generation == earlier.generation() {
+                let why =
+                    format!("spec.followUp.of: queryrequest {of} ended {} without SQL to follow up on", status.phase);
+                return Ok(Err(Step::now(Change::failed("Generated", "FollowUpUnusable", why))));
+            }
+            return Ok(Err(waiting(format!("waiting for queryrequest {of} to have SQL (it is {})", status.phase))));
+        };
+        let execution = status.execution.as_ref().filter(|e| e.state == "Succeeded");
+        let ran = status.phase == Phase::Done && execution.is_some();
+        let columns = match execution {
+            Some(e) if ran => e.columns.iter().map(|c| (c.name.clone(), c.type_.clone())).collect(),
+            _ => vec![],
+        };
+        let history = status
+            .history
+            .iter()
+            .filter(|h| h.event == "Refined" && h.generation == earlier.generation())
+            .map(|h| PriorTurn {
+                sql: h.sql.clone().unwrap_or_default(),
+                feedback: h.feedback.clone().unwrap_or_default(),
+            })
+            .collect();
+        let context = FollowUp {
+            name: of.to_string(),
+            question: earlier.spec.question.clone(),
+            history,
+            sql: generated.sql.clone(),
+            columns,
+        };
+        let link = FollowedRequest {
+            name: of.to_string(),
+            uid: earlier.uid().to_string(),
+            generation: earlier.generation(),
+            sql_digest: generated.sql_digest.clone(),
+            ran,
+        };
+        Ok(Ok((context, link)))
     }
 
     /// The engine cannot plan anything as configured (a missing workgroup, no permission): not

@@ -33,6 +33,24 @@ pub struct GenerateInput {
     /// instructions field later. LLM providers see them in the prompt; the offline generator
     /// reads only the question and declines what it cannot place.
     pub instructions: Vec<String>,
+    /// The earlier request this question follows up on (`spec.followUp`), when there is one.
+    pub follow_up: Option<FollowUp>,
+}
+
+/// What a follow-up question builds on: the earlier request's question, how its SQL was refined,
+/// the SQL itself and its result columns.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct FollowUp {
+    /// The earlier request's name (for the prompt and for messages).
+    pub name: String,
+    /// Its question; `None` when it was hand-written SQL.
+    pub question: Option<String>,
+    /// The refine turns that shaped its SQL, oldest first.
+    pub history: Vec<PriorTurn>,
+    /// The SQL it ran (or last proposed, when it has not run).
+    pub sql: String,
+    /// Its result columns as `(name, engine type)`, when it ran; empty otherwise.
+    pub columns: Vec<(String, String)>,
 }
 
 /// What every provider returns.

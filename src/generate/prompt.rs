@@ -20,7 +20,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::{GenerateError, GenerateInput, SqlProposal};
+use super::{FollowUp, GenerateError, GenerateInput, SqlProposal};
 use crate::catalog::retrieve::{DEFAULT_MAX_SCHEMA_TOKENS, RetrieveOptions, estimate_tokens, retrieve_with};
 use crate::spec::EngineKind;
 
@@ -135,7 +135,7 @@ pub fn system_text(engine: EngineKind, database: &str) -> String {
 pub fn schema_text(input: &GenerateInput, opts: &PromptOptions) -> SchemaText {
     let max_tokens = if opts.max_schema_tokens == 0 { DEFAULT_MAX_SCHEMA_TOKENS } else { opts.max_schema_tokens };
     let r = retrieve_with(
-        &input.question,
+        &retrieval_text(input),
         &input.tables,
         &RetrieveOptions { allowed: &[], max_tokens, sample_values: opts.sample_values },
     );
@@ -153,6 +153,9 @@ pub fn schema_text(input: &GenerateInput, opts: &PromptOptions) -> SchemaText {
 pub fn user_text(input: &GenerateInput, schema: &SchemaText) -> String {
     let mut out = String::new();
     let _ = write!(out, "## Schema\n{}\n", schema.text);
+    if let Some(f) = &input.follow_up {
+        follow_up_text(&mut out, f);
+    }
     let _ = write!(out, "## Question\n{}\n", input.question.trim());
     let notes: Vec<&str> = input.instructions.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).collect();
     if !notes.is_empty() {
@@ -179,6 +182,49 @@ pub fn user_text(input: &GenerateInput, schema: &SchemaText) -> String {
     }
     let _ = write!(out, "\nAnswer by calling the tool `{TOOL_NAME}`.");
     out
+}
+
+/// The section of a follow-up question: what it builds on, so that "only 1995" or "now by
+/// region" has a query to change.
+fn follow_up_text(out: &mut String, f: &FollowUp) {
+    let _ = writeln!(out, "## The earlier request this question follows up on ({})", f.name);
+    match f.question.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) => {
+            let _ = writeln!(out, "Earlier question: {q}");
+        }
+        None => out.push_str("Earlier request: hand-written SQL (no question)\n"),
+    }
+    for turn in f.history.iter().filter(|t| !t.feedback.trim().is_empty()) {
+        let _ = writeln!(out, "Refined with: {}", turn.feedback.trim());
+    }
+    let _ = write!(
+        out,
+        "Its SQL ({}):\n```sql\n{}\n```\n",
+        if f.columns.is_empty() { "proposed" } else { "it ran" },
+        f.sql.trim()
+    );
+    if !f.columns.is_empty() {
+        let cols: Vec<String> =
+            f.columns.iter().map(|(n, t)| if t.is_empty() { n.clone() } else { format!("{n} ({t})") }).collect();
+        let _ = writeln!(out, "Its result columns: {}", cols.join(", "));
+    }
+    out.push_str(
+        "Read the question below as a change to that query (\"only 1995\", \"now by region\", \"top 3 instead\") \
+         unless it clearly asks something new, and write the complete new SQL.\n\n",
+    );
+}
+
+/// The text the retriever ranks tables by: the question, and for a follow-up the earlier
+/// question and its refinements too (\"only 1995\" names no table).
+pub fn retrieval_text(input: &GenerateInput) -> String {
+    let mut text = input.question.trim().to_string();
+    if let Some(f) = &input.follow_up {
+        for part in f.question.iter().chain(f.history.iter().map(|t| &t.feedback)) {
+            text.push(' ');
+            text.push_str(part.trim());
+        }
+    }
+    text
 }
 
 /// Descriptions the model sees for each field of the tool input (the schema itself is schemars').
@@ -338,6 +384,7 @@ mod tests {
             history: vec![],
             last_error: None,
             instructions: vec![],
+            follow_up: None,
         }
     }
 
@@ -455,6 +502,60 @@ mod tests {
         // A small catalog keeps everything; 0 means the default budget.
         let s = schema_text(&input(), &PromptOptions { max_schema_tokens: 0, sample_values: true });
         assert_eq!((s.omitted, s.tables.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_follow_up_carries_the_earlier_question_sql_and_columns_before_the_question() {
+        let f = FollowUp {
+            name: "top-orders".into(),
+            question: Some("How many orders per priority?".into()),
+            history: vec![PriorTurn { sql: "select 1".into(), feedback: "largest first".into() }],
+            sql: "SELECT o_orderpriority, count(*) AS n FROM orders GROUP BY o_orderpriority ORDER BY n DESC".into(),
+            columns: vec![("o_orderpriority".into(), "varchar".into()), ("n".into(), "bigint".into())],
+        };
+        let inp = GenerateInput { question: "only 1995".into(), follow_up: Some(f.clone()), ..input() };
+        let u = build(&inp, &PromptOptions::default()).user;
+        let at = u.find("## The earlier request this question follows up on (top-orders)").expect("the section");
+        for part in [
+            "Earlier question: How many orders per priority?",
+            "Refined with: largest first",
+            "Its SQL (it ran):",
+            "GROUP BY o_orderpriority ORDER BY n DESC",
+            "Its result columns: o_orderpriority (varchar), n (bigint)",
+        ] {
+            let i = u.find(part).unwrap_or_else(|| panic!("{part:?} missing from:\n{u}"));
+            assert!(i > at && i < u.find("## Question\nonly 1995").unwrap(), "{part:?} out of place");
+        }
+        // The retriever ranks by the earlier question too: "only 1995" names no table.
+        assert_eq!(retrieval_text(&inp), "only 1995 How many orders per priority? largest first");
+        // Not run yet: said so, no columns line; and no section without a follow-up.
+        let inp = GenerateInput { follow_up: Some(FollowUp { columns: vec![], ..f }), ..inp };
+        let u = build(&inp, &PromptOptions::default()).user;
+        assert!(u.contains("Its SQL (proposed):") && !u.contains("Its result columns"), "{u}");
+        assert!(!build(&input(), &PromptOptions::default()).user.contains("follows up"));
+    }
+
+    #[test]
+    fn join_keys_the_names_hide_reach_the_prompt() {
+        // `author.oid` joins `organization.oid`: the retriever infers it and the prompt says so.
+        let author = Table {
+            name: "author".into(),
+            columns: vec![col("aid", "bigint"), col("name", "varchar"), col("oid", "bigint")],
+            ..Default::default()
+        };
+        let organization = Table {
+            name: "organization".into(),
+            columns: vec![col("oid", "bigint"), col("name", "varchar"), col("continent", "varchar")],
+            ..Default::default()
+        };
+        let inp = GenerateInput {
+            question: "How many authors are there per organization?".into(),
+            tables: vec![author, organization],
+            ..input()
+        };
+        let u = build(&inp, &PromptOptions::default()).user;
+        let joins = &u[u.find("joins:").unwrap_or_else(|| panic!("no joins in:\n{u}"))..];
+        assert!(joins.contains("author.oid") && joins.contains("organization.oid"), "{joins}");
     }
 
     #[test]

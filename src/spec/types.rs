@@ -96,6 +96,19 @@ pub struct QueryRequestSpec {
     /// The SVG chart drawn from the result; absent means `type: auto`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chart: Option<ChartSpec>,
+    /// This question follows up on an earlier request in the same namespace ("only 1995", "now
+    /// by region", "top 3 instead"): generation sees that request's question, the SQL it ran (or
+    /// last proposed) and its result columns. Needs `spec.question`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follow_up: Option<FollowUpRef>,
+}
+
+/// The earlier request a follow-up question builds on.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FollowUpRef {
+    /// Name of a QueryRequest in the same namespace.
+    pub of: String,
 }
 
 /// Which database (and optionally which of its tables) the request may read.
@@ -372,6 +385,25 @@ pub struct Generated {
     pub attempts: Vec<Attempt>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assumptions: Vec<String>,
+    /// For a follow-up question (`spec.followUp`): the earlier request this SQL built on, as it
+    /// was when generation read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub follows: Option<FollowedRequest>,
+}
+
+/// The earlier request a follow-up was generated from (a link that survives the earlier
+/// request's later changes: its uid, generation and the digest of the SQL read).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FollowedRequest {
+    pub name: String,
+    pub uid: String,
+    pub generation: u64,
+    /// Digest of the earlier SQL the follow-up started from.
+    pub sql_digest: String,
+    /// Whether that SQL had run (phase Done) or was only proposed.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub ran: bool,
 }
 
 /// One generation attempt.

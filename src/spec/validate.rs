@@ -175,6 +175,19 @@ pub fn validate(req: &QueryRequest) -> Vec<FieldError> {
     if let Some(sql) = &spec.sql {
         check_sql(sql, &mut errs);
     }
+    if let Some(f) = &spec.follow_up {
+        if spec.sql.is_some() {
+            errs.push(FieldError::new(
+                "spec.followUp",
+                "a follow-up needs spec.question (hand-written spec.sql follows nothing)",
+            ));
+        }
+        if let Err(m) = validate_name(&f.of) {
+            errs.push(FieldError::new("spec.followUp.of", m));
+        } else if f.of == req.metadata.name {
+            errs.push(FieldError::new("spec.followUp.of", "a request cannot follow up on itself"));
+        }
+    }
 
     // spec.catalog
     if let Err(m) = validate_identifier(&spec.catalog.database) {
@@ -441,7 +454,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::spec::{ByteSize, DurationSpec};
+    use crate::spec::{ByteSize, DurationSpec, FollowUpRef};
 
     fn good() -> QueryRequest {
         let mut r = QueryRequest::new("top-customers-2024", "sales")
@@ -536,6 +549,27 @@ mod tests {
         assert_eq!(errs[0].path, r#"metadata.annotations["sqlctl.dev/last-applied-configuration"]"#);
         r.metadata.annotations = BTreeMap::from([("a".into(), "x".repeat(40_000)), ("b".into(), "y".repeat(40_000))]);
         assert_eq!(paths(&r), ["metadata.annotations"]);
+    }
+
+    #[test]
+    fn follow_up_needs_a_question_and_another_valid_name() {
+        let mut r = good();
+        r.spec.follow_up = Some(FollowUpRef { of: "earlier".into() });
+        assert!(validate(&r).is_empty(), "{:?}", validate(&r));
+        r.spec.follow_up = Some(FollowUpRef { of: r.metadata.name.clone() });
+        let e = validate(&r);
+        assert_eq!(
+            (e[0].path.as_str(), e[0].message.as_str()),
+            ("spec.followUp.of", "a request cannot follow up on itself")
+        );
+        r.spec.follow_up = Some(FollowUpRef { of: "Not_A-Name".into() });
+        assert_eq!(validate(&r)[0].path, "spec.followUp.of");
+        r.spec.follow_up = Some(FollowUpRef { of: "earlier".into() });
+        r.spec.question = None;
+        r.spec.sql = Some("select 1".into());
+        let e = validate(&r);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].message.contains("needs spec.question"), "{}", e[0].message);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use sqlctl::catalog::{Column, Table};
 use sqlctl::generate::bedrock::{BedrockGenerator, BedrockOptions};
 use sqlctl::generate::openai::{OpenAiGenerator, OpenAiOptions};
 use sqlctl::generate::prompt::{Retry, TOOL_NAME};
-use sqlctl::generate::{GenerateError, GenerateInput, Generator, PriorTurn};
+use sqlctl::generate::{FollowUp, GenerateError, GenerateInput, Generator, PriorTurn};
 use sqlctl::spec::EngineKind;
 
 use crate::harness::*;
@@ -196,6 +196,7 @@ fn input() -> GenerateInput {
         history: vec![PriorTurn { sql: "select 1".into(), feedback: "count the orders".into() }],
         last_error: Some("guard: unknown table \"orderz\"".into()),
         instructions: vec![],
+        follow_up: None,
     }
 }
 
@@ -330,9 +331,44 @@ async fn both_providers_see_inferred_join_paths_and_instructions_in_the_prompt()
         history: vec![],
         last_error: None,
         instructions: vec!["Always filter names using ILIKE".into()],
+        follow_up: None,
     };
     let check = |prompt: &str| {
         for needle in ["joins:", "author.oid = organization.oid", "Always filter names using ILIKE"] {
+            assert!(prompt.contains(needle), "the prompt lacks {needle:?}:\n{prompt}");
+        }
+    };
+    let fake = Fake::start(|_, _| converse_sql("select 1"));
+    bedrock(&fake).await.generate(&inp).await.unwrap();
+    check(&fake.requests()[0].prompt());
+    let fake = Fake::start(|_, _| chat_sql("select 1"));
+    openai(&fake, None).generate(&inp).await.unwrap();
+    check(&fake.requests()[0].prompt());
+}
+
+/// Issue 14 item 8: a follow-up's prompt carries the earlier question, its SQL and its result
+/// columns, on both wire formats.
+#[tokio::test]
+async fn both_providers_see_the_request_a_follow_up_builds_on() {
+    let inp = GenerateInput {
+        question: "now by clerk".into(),
+        follow_up: Some(FollowUp {
+            name: "per-priority".into(),
+            question: Some("How many orders per priority?".into()),
+            history: vec![],
+            sql: "SELECT o_orderpriority, count(*) AS n FROM orders GROUP BY o_orderpriority".into(),
+            columns: vec![("o_orderpriority".into(), "varchar".into()), ("n".into(), "bigint".into())],
+        }),
+        ..input()
+    };
+    let check = |prompt: &str| {
+        for needle in [
+            "follows up on (per-priority)",
+            "Earlier question: How many orders per priority?",
+            "GROUP BY o_orderpriority",
+            "Its result columns: o_orderpriority (varchar), n (bigint)",
+            "now by clerk",
+        ] {
             assert!(prompt.contains(needle), "the prompt lacks {needle:?}:\n{prompt}");
         }
     };
@@ -571,6 +607,53 @@ fn refine_feeds_the_feedback_to_the_model_and_binds_approval_to_the_new_sql() {
     env.ok(&["approve", "refined", "--digest", &new]);
     let v = env.wait_phase("refined", "Done", T);
     assert_eq!(v["status"]["approval"]["sqlDigest"], new.as_str());
+}
+
+/// A follow-up through the controller on the LLM path: the model sees the SQL that ran and its
+/// result columns, and the new request links to the one it follows.
+#[test]
+fn a_follow_up_reaches_the_model_with_the_sql_that_ran_and_its_columns() {
+    const PER: &str = "select o_orderpriority, count(*) as n from orders group by o_orderpriority";
+    const Y1995: &str = "select o_orderpriority, count(*) as n from orders where extract(year from o_orderdate) = 1995 group by o_orderpriority";
+    let env = Env::new();
+    let fake = Fake::start(|_, r| if r.prompt().contains("only 1995") { chat_sql(Y1995) } else { chat_sql(PER) });
+    let _c = openai_controller(&env, &fake);
+    let canon = |sql: &str| sqlctl::guard::check_read_only(sql, "tpch", &[]).unwrap().sql;
+    env.apply(&question_spec("per-priority", "How many orders per priority?"));
+    env.wait_phase("per-priority", "AwaitingApproval", T);
+    let d = env.digest("per-priority");
+    env.ok(&["approve", "per-priority", "--digest", &d]);
+    let done = env.wait_phase("per-priority", "Done", T);
+
+    let o = env.run(&[
+        "ask",
+        "--follow-up",
+        "per-priority",
+        "only 1995",
+        "--name",
+        "in-1995",
+        "--timeout",
+        "1s",
+        "--no-controller",
+    ]);
+    assert!(o.stderr.contains("queryrequest/in-1995 created"), "{o:?}");
+    let v = env.wait_phase("in-1995", "AwaitingApproval", T);
+    assert_eq!(v["status"]["generated"]["sql"], canon(Y1995).as_str());
+    let follows = &v["status"]["generated"]["follows"];
+    assert_eq!(
+        (&follows["name"], &follows["uid"], &follows["ran"]),
+        (&json!("per-priority"), &done["metadata"]["uid"], &json!(true))
+    );
+    assert_eq!(follows["sqlDigest"], d.as_str());
+    let prompt = fake.requests().last().unwrap().prompt();
+    for needle in [
+        "Earlier question: How many orders per priority?".to_string(),
+        canon(PER),
+        "Its SQL (it ran)".into(),
+        "Its result columns: o_orderpriority".into(),
+    ] {
+        assert!(prompt.contains(&needle), "the prompt lacks {needle:?}:\n{prompt}");
+    }
 }
 
 #[test]

@@ -194,3 +194,66 @@ fn a_question_is_generated_refined_and_approved_by_its_new_digest() {
     let rows = v["status"]["execution"]["preview"]["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 3, "{v}");
 }
+
+/// A follow-up question (`spec.followUp`, `ask --follow-up`) on the offline path: applied before
+/// the request it follows, it waits; then it is generated as a change to the earlier query
+/// (its question, the SQL that ran), linked to it in status and in `describe`.
+#[test]
+fn a_follow_up_changes_the_query_it_follows_and_links_to_it() {
+    let env = Env::new();
+    env.controller(&[]);
+    let follow = "apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata:\n  name: by-nation\nspec:\n  question: by nation instead\n  followUp:\n    of: revenue\n  catalog:\n    database: tpch\n";
+    assert_eq!(env.apply(follow).code, 0);
+    let v = wait_for(&env, "by-nation", "waiting for the request it follows", |v| {
+        v["status"]["conditions"].as_array().is_some_and(|cs| cs.iter().any(|c| c["reason"] == "WaitingForFollowUp"))
+    });
+    assert_eq!(v["status"]["phase"], "Pending", "{v}");
+
+    let earlier = "apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata:\n  name: revenue\nspec:\n  question: total revenue by region\n  catalog:\n    database: tpch\n";
+    assert_eq!(env.apply(earlier).code, 0);
+    env.wait_phase("revenue", "AwaitingApproval", T);
+    let d = env.digest("revenue");
+    env.ok(&["approve", "revenue", "--digest", &d]);
+    let done = env.wait_phase("revenue", "Done", T);
+    let earlier_sql = done["status"]["generated"]["sql"].as_str().unwrap().to_string();
+    assert!(earlier_sql.contains("r_name"), "{earlier_sql}");
+
+    // The follow-up waited; once the earlier request has SQL it is generated from it. It may
+    // read the earlier SQL while proposed (before the approval) or after it ran: both link to
+    // the same uid and digest.
+    let v = env.wait_phase("by-nation", "AwaitingApproval", T);
+    let g = &v["status"]["generated"];
+    let sql = g["sql"].as_str().unwrap();
+    assert!(sql.contains("n_name") && !sql.contains("r_name"), "{sql}");
+    assert_eq!(g["follows"]["name"], "revenue", "{g}");
+    assert_eq!(g["follows"]["uid"], done["metadata"]["uid"], "{g}");
+    assert_eq!(g["follows"]["sqlDigest"].as_str().unwrap(), d, "{g}");
+    let o = env.ok(&["describe", "by-nation"]);
+    assert!(o.stdout.contains("Follows up") && o.stdout.contains("revenue (uid"), "{}", o.stdout);
+
+    // `ask --follow-up` takes the earlier request's database and records the link; the running
+    // controller generates it (no terminal here, so ask only waits, and its timeout ends it).
+    let o = env.run(&["ask", "--follow-up", "revenue", "only 1995", "--name", "in-1995", "--timeout", "1s"]);
+    assert!(o.stderr.contains("queryrequest/in-1995 created"), "{o:?}");
+    let v = wait_for(&env, "in-1995", "SQL from the follow-up", |v| v["status"]["phase"] == "AwaitingApproval");
+    assert_eq!(v["spec"]["followUp"]["of"], "revenue");
+    assert_eq!(v["spec"]["catalog"]["database"], "tpch");
+    let sql = v["status"]["generated"]["sql"].as_str().unwrap();
+    assert!(sql.contains("r_name") && sql.contains("1995"), "{sql}");
+    assert_eq!(v["status"]["generated"]["follows"]["ran"], true, "{v}");
+
+    // A follow-up of nothing is refused before anything is written; of hand-written SQL, declined
+    // with the reason by the offline generator.
+    let before = env.count();
+    let o = env.run(&["ask", "--follow-up", "nope", "only 1995"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("queryrequest nope not found"), "{o:?}");
+    assert_eq!(env.count(), before);
+    assert_eq!(env.apply(&sql_spec("hand", "select n_name from nation")).code, 0);
+    env.wait_phase("hand", "AwaitingApproval", T);
+    let o = env.run(&["ask", "--follow-up", "hand", "only 1995", "--name", "of-hand", "--timeout", "1s"]);
+    assert!(o.stderr.contains("created"), "{o:?}");
+    let v = env.wait_phase("of-hand", "Failed", T);
+    let text = v["status"]["conditions"].to_string();
+    assert!(text.contains("hand-written SQL"), "{text}");
+}

@@ -573,6 +573,7 @@ impl Args {
                 history: vec![],
                 last_error: None,
                 instructions,
+                follow_up: None,
             };
             let (outcome, gen_ms) =
                 generate_checked(generator.as_ref(), input, &known, &[], Some(&engine), self.max_attempts).await;

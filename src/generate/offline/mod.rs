@@ -124,6 +124,9 @@ impl OfflineGenerator {
 
     /// The proposal for `input`, or why the question cannot be answered offline.
     pub fn propose(&self, input: &GenerateInput) -> Result<SqlProposal, GenerateError> {
+        if let Some(f) = &input.follow_up {
+            return self.propose_follow_up(input, f);
+        }
         let question = input.question.trim();
         if question.is_empty() {
             return Err(GenerateError::CannotAnswer("the question is empty".into()));
@@ -210,6 +213,30 @@ impl OfflineGenerator {
             confidence: (confidence * 100.0).round() / 100.0,
             assumptions,
         })
+    }
+}
+
+impl OfflineGenerator {
+    /// A follow-up is read as one more refinement of the earlier question: the earlier question
+    /// is read again, its own refinements applied, then the follow-up ("only 1995", "now by
+    /// region", "top 3 instead") as feedback on the SQL it produced, and this request's own
+    /// refinements after that. What the feedback reader does not understand is declined, as a
+    /// refine would be.
+    fn propose_follow_up(&self, input: &GenerateInput, f: &super::FollowUp) -> Result<SqlProposal, GenerateError> {
+        let Some(earlier) = f.question.as_deref().map(str::trim).filter(|q| !q.is_empty()) else {
+            return Err(GenerateError::CannotAnswer(format!(
+                "{} is hand-written SQL: the offline generator follows up only on a question it can read again; \
+                 ask the whole question, or use an LLM generator",
+                f.name
+            )));
+        };
+        let mut history = f.history.clone();
+        history.push(super::PriorTurn { sql: f.sql.clone(), feedback: input.question.clone() });
+        history.extend(input.history.iter().cloned());
+        let inner = GenerateInput { question: earlier.to_string(), history, follow_up: None, ..input.clone() };
+        let mut p = self.propose(&inner)?;
+        p.assumptions.insert(0, format!("read as a change to {} ({earlier:?})", f.name));
+        Ok(p)
     }
 }
 
@@ -404,6 +431,7 @@ mod tests {
             history: vec![],
             last_error: None,
             instructions: vec![],
+            follow_up: None,
         }
     }
 
@@ -615,6 +643,44 @@ mod tests {
         let mut i = input("How many customers are in the BUILDING segment?");
         i.history.push(PriorTurn { sql: "x".into(), feedback: "make it funnier".into() });
         assert!(matches!(g.propose(&i), Err(GenerateError::CannotAnswer(_))));
+    }
+
+    #[test]
+    fn a_follow_up_changes_the_earlier_query() {
+        let g = OfflineGenerator::new();
+        let earlier = input("total revenue by region");
+        let first = g.propose(&earlier).unwrap().sql;
+        let follow = |q: &str, question: Option<&str>, history: Vec<PriorTurn>| GenerateInput {
+            follow_up: Some(super::super::FollowUp {
+                name: "revenue".into(),
+                question: question.map(Into::into),
+                history,
+                sql: first.clone(),
+                columns: vec![("r_name".into(), "varchar".into()), ("revenue".into(), "decimal(38,4)".into())],
+            }),
+            ..input(q)
+        };
+        let p = g.propose(&follow("only 1995", Some("total revenue by region"), vec![])).unwrap();
+        let s = normalise_sql(&p.sql);
+        assert!(s.contains("date '1995-01-01'") && s.contains("r_name"), "{s}");
+        assert!(p.assumptions[0].contains("change to revenue"), "{:?}", p.assumptions);
+        let s = normalise_sql(
+            &g.propose(&follow("by nation instead", Some("total revenue by region"), vec![])).unwrap().sql,
+        );
+        assert!(s.starts_with("select nation.n_name,"), "{s}");
+        // The earlier request's own refinements are kept.
+        let refined = vec![PriorTurn { sql: first.clone(), feedback: "only 1995".into() }];
+        let s = normalise_sql(
+            &g.propose(&follow("by nation instead", Some("total revenue by region"), refined)).unwrap().sql,
+        );
+        assert!(s.starts_with("select nation.n_name,") && s.contains("date '1995-01-01'"), "{s}");
+        // Hand-written SQL cannot be read again; nonsense feedback is declined.
+        let e = g.propose(&follow("only 1995", None, vec![])).unwrap_err().to_string();
+        assert!(e.contains("hand-written SQL"), "{e}");
+        assert!(matches!(
+            g.propose(&follow("make it funnier", Some("total revenue by region"), vec![])),
+            Err(GenerateError::CannotAnswer(_))
+        ));
     }
 
     #[test]
