@@ -36,6 +36,8 @@ pub const MAX_PRE_APPROVAL_ATTEMPTS: u32 = 5;
 pub const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a follow-up waiting for its earlier request looks again.
 const FOLLOW_UP_POLL: Duration = Duration::from_secs(2);
+/// How many requests up a chain of follow-ups without SQL the cycle check looks.
+const MAX_FOLLOW_UP_CHAIN: usize = 32;
 
 /// What a step decided should change in the status: built by a handler from what it read and
 /// did, applied in one place ([`Reconciler::stage`]; [`Reconciler::apply`] also writes it with
@@ -731,6 +733,22 @@ impl Reconciler<'_> {
                 let why =
                     format!("spec.followUp.of: queryrequest {of} ended {} without SQL to follow up on", status.phase);
                 return Ok(Err(Step::now(Change::failed("Generated", "FollowUpUnusable", why))));
+            }
+            // Requests that follow each other in a ring would wait for each other forever.
+            let mut next = earlier.spec.follow_up.as_ref().map(|f| f.of.clone());
+            for _ in 0..MAX_FOLLOW_UP_CHAIN {
+                let Some(name) = next.take() else { break };
+                if name == self.req.metadata.name {
+                    let why =
+                        format!("spec.followUp.of: queryrequest {of} follows up, directly or not, on this request");
+                    return Ok(Err(Step::now(Change::failed("Generated", "FollowUpCycle", why))));
+                }
+                let r = self.ctx.store.get(&ObjectKey::new(&ns, &name)).await?;
+                let has_sql =
+                    r.as_ref().and_then(|r| r.status.as_ref()?.generated.as_ref()).is_some_and(|g| !g.sql.is_empty());
+                if !has_sql {
+                    next = r.and_then(|r| r.spec.follow_up.map(|f| f.of));
+                }
             }
             return Ok(Err(waiting(format!("waiting for queryrequest {of} to have SQL (it is {})", status.phase))));
         };

@@ -256,4 +256,23 @@ fn a_follow_up_changes_the_query_it_follows_and_links_to_it() {
     let v = env.wait_phase("of-hand", "Failed", T);
     let text = v["status"]["conditions"].to_string();
     assert!(text.contains("hand-written SQL"), "{text}");
+
+    // Requests that follow each other in a ring fail instead of waiting for each other forever.
+    let ring = |name: &str, of: &str| {
+        format!(
+            "apiVersion: sqlctl.dev/v1alpha1\nkind: QueryRequest\nmetadata:\n  name: {name}\nspec:\n  question: only 1995\n  followUp:\n    of: {of}\n  catalog:\n    database: tpch\n"
+        )
+    };
+    assert_eq!(
+        env.apply(&format!(
+            "{}---\n{}---\n{}",
+            ring("ring-a", "ring-b"),
+            ring("ring-b", "ring-c"),
+            ring("ring-c", "ring-a")
+        ))
+        .code,
+        0
+    );
+    let v = env.wait_phase("ring-a", "Failed", T);
+    assert!(v["status"]["conditions"].to_string().contains("FollowUpCycle"), "{v}");
 }
