@@ -37,6 +37,7 @@ use datafusion::sql::sqlparser::parser::ParserError;
 use crate::spec::MAX_SQL_BYTES;
 
 mod canonical;
+pub mod template;
 
 /// A query the guard accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -93,8 +93,9 @@ pub fn load_requests(files: &[String], g: &Context) -> Result<Vec<QueryRequest>,
     let problems: Vec<String> = docs
         .iter()
         .filter_map(|d| {
-            let sql = d.request.spec.sql.as_deref()?;
-            let c = &d.request.spec.catalog;
+            let r = d.request()?;
+            let sql = r.spec.sql.as_deref()?;
+            let c = &r.spec.catalog;
             crate::guard::check_read_only(sql, &c.database, &c.tables)
                 .err()
                 .map(|e| format!("{}: document {}: spec.sql: {e}", d.source, d.index + 1))
@@ -105,8 +106,11 @@ pub fn load_requests(files: &[String], g: &Context) -> Result<Vec<QueryRequest>,
     }
     Ok(docs
         .into_iter()
-        .map(|d| {
-            let mut req = d.request;
+        .filter_map(|d| match d.document {
+            load::Document::QueryRequest(r) => Some(r),
+            load::Document::Object(_) => None,
+        })
+        .map(|mut req| {
             if req.metadata.namespace.is_none() && g.namespace != crate::spec::DEFAULT_NAMESPACE {
                 req.metadata.namespace = Some(g.namespace.clone());
             }

@@ -193,11 +193,10 @@ impl Selection {
             }
             return Ok(docs
                 .iter()
+                .filter(|d| d.document.kind() == crate::spec::ObjectKind::QueryRequest)
                 .map(|d| {
-                    ObjectKey::new(
-                        d.request.metadata.namespace.as_deref().unwrap_or(&g.namespace),
-                        &d.request.metadata.name,
-                    )
+                    let m = d.document.metadata();
+                    ObjectKey::new(m.namespace.as_deref().unwrap_or(&g.namespace), &m.name)
                 })
                 .collect());
         }

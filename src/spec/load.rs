@@ -1,6 +1,9 @@
-//! Reading `QueryRequest`s from files, directories and stdin: strict, whole, and safe on hostile
-//! input.
+//! Reading objects (`QueryRequest`, `SemanticModel`, `VerifiedQuery`) from files, directories
+//! and stdin: strict, whole, and safe on hostile input.
 //!
+//! * **Any kind.** A source may mix the kinds; each document's top-level `kind` decides which
+//!   type it is read as (a missing `kind` reads as a `QueryRequest`, which then says `kind` is
+//!   required), and an unknown kind is a problem naming the source, the document and the line.
 //! * **Whole.** Every document of every source is parsed and validated, and every problem is
 //!   returned at once ([`LoadError`]); if anything anywhere is wrong the caller gets no documents
 //!   at all, so an `apply` of ten files writes all ten or nothing.
@@ -32,8 +35,11 @@ use std::path::Path;
 use serde_saphyr::granit_parser::{self, Event, Parser, ScalarStyle, Tag};
 use serde_saphyr::{DuplicateKeyPolicy, MergeKeyPolicy, MessageFormatter};
 
-use super::types::QueryRequest;
-use super::validate::{join_key, push_index, push_key, validate};
+use super::object::{Object, ObjectKind};
+use super::semantic::SemanticModel;
+use super::types::{ObjectMeta, QueryRequest};
+use super::validate::{FieldError, join_key, push_index, push_key, validate};
+use super::verified::VerifiedQuery;
 
 /// Largest input accepted per source (file or stdin), in bytes.
 pub const MAX_INPUT_BYTES: usize = 4 * 1024 * 1024;
@@ -51,15 +57,64 @@ const MAX_ALIAS_REPLAYED_EVENTS: usize = 10_000;
 /// The source name used for stdin (`-`).
 pub const STDIN: &str = "<stdin>";
 
-/// One request read from a source.
+/// One object read from a source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadedDoc {
     /// File path as given (or found in a directory), or `<stdin>`.
     pub source: String,
     /// 0-based index of the document in its source, counting empty documents too.
     pub index: usize,
-    pub request: QueryRequest,
+    pub document: Document,
 }
+
+/// A document of any kind of the API group.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Document {
+    QueryRequest(QueryRequest),
+    Object(Object),
+}
+
+impl Document {
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            Document::QueryRequest(_) => ObjectKind::QueryRequest,
+            Document::Object(o) => o.kind(),
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Document::QueryRequest(r) => &r.metadata,
+            Document::Object(o) => o.metadata(),
+        }
+    }
+
+    pub fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        match self {
+            Document::QueryRequest(r) => &mut r.metadata,
+            Document::Object(o) => o.metadata_mut(),
+        }
+    }
+
+    pub fn request(&self) -> Option<&QueryRequest> {
+        match self {
+            Document::QueryRequest(r) => Some(r),
+            Document::Object(_) => None,
+        }
+    }
+}
+
+impl LoadedDoc {
+    /// The document as a request, if it is one.
+    pub fn request(&self) -> Option<&QueryRequest> {
+        self.document.request()
+    }
+}
+
+/// Checks beyond [`validate`] that the caller can make and this module cannot (the guard's
+/// parse of SQL and expressions), run on every document that passed its own validation; their
+/// problems are located like every other.
+pub type ExtraCheck<'a> = &'a dyn Fn(&Document) -> Vec<FieldError>;
 
 /// Everything wrong with the inputs of one load; nothing was loaded.
 #[derive(Debug)]
@@ -131,7 +186,12 @@ impl std::error::Error for LoadError {}
 ///
 /// `source` names the text in problems. Duplicate `(namespace, name)` pairs are an error.
 pub fn parse_str(text: &str, source: &str) -> Result<Vec<LoadedDoc>, LoadError> {
-    let mut loader = Loader::default();
+    parse_str_with(text, source, &|_| Vec::new())
+}
+
+/// [`parse_str`] with an [`ExtraCheck`].
+pub fn parse_str_with(text: &str, source: &str, extra: ExtraCheck<'_>) -> Result<Vec<LoadedDoc>, LoadError> {
+    let mut loader = Loader { extra: Some(extra), ..Loader::default() };
     if text.len() > MAX_INPUT_BYTES {
         loader.problems.push(too_large(source));
     } else {
@@ -147,7 +207,12 @@ pub fn parse_str(text: &str, source: &str) -> Result<Vec<LoadedDoc>, LoadError> 
 /// recursively, in name order; dot-files skipped) or `-` for stdin. All or nothing: any problem
 /// anywhere returns `Err` with every problem found.
 pub fn load_paths(paths: &[String]) -> Result<Vec<LoadedDoc>, LoadError> {
-    let mut loader = Loader::default();
+    load_paths_with(paths, &|_| Vec::new())
+}
+
+/// [`load_paths`] with an [`ExtraCheck`].
+pub fn load_paths_with(paths: &[String], extra: ExtraCheck<'_>) -> Result<Vec<LoadedDoc>, LoadError> {
+    let mut loader = Loader { extra: Some(extra), ..Loader::default() };
     let mut stdin_used = false;
     for p in paths {
         if p == "-" {
@@ -193,14 +258,15 @@ pub fn to_yaml<T: serde::Serialize>(value: &T) -> String {
 // Reading sources
 
 #[derive(Default)]
-struct Loader {
+struct Loader<'a> {
     docs: Vec<LoadedDoc>,
     problems: Vec<Problem>,
-    /// (namespace, name) → (source, index) of its first definition.
-    seen: HashMap<(String, String), (String, usize)>,
+    /// (kind, namespace, name) → (source, index) of its first definition.
+    seen: HashMap<(ObjectKind, String, String), (String, usize)>,
+    extra: Option<ExtraCheck<'a>>,
 }
 
-impl Loader {
+impl Loader<'_> {
     fn finish(self) -> Result<Vec<LoadedDoc>, LoadError> {
         if self.problems.is_empty() { Ok(self.docs) } else { Err(LoadError { problems: self.problems }) }
     }
@@ -273,15 +339,45 @@ impl Loader {
             self.problems.push(problem(path, Some(t.tag), t.message.clone()));
             return;
         }
-        let req = match serde_saphyr::from_str_with_options::<QueryRequest>(doc, de_options()) {
-            Ok(r) => r,
+        let kind = match top_level_kind(doc) {
+            None => ObjectKind::QueryRequest,
+            Some((k, pos)) => match ObjectKind::from_kind(&k) {
+                Some(kind) => kind,
+                None => {
+                    let expected: Vec<&str> = ObjectKind::ALL.iter().map(|k| k.as_str()).collect();
+                    let message = format!("unknown kind {}; expected one of: {}", quote_short(&k), expected.join(", "));
+                    self.problems.push(problem(Some("kind".into()), Some(span.global((pos.0, pos.1 + 1))), message));
+                    return;
+                }
+            },
+        };
+        let parsed = match kind {
+            ObjectKind::QueryRequest => deserialize::<QueryRequest>(doc).map(Document::QueryRequest),
+            ObjectKind::SemanticModel => {
+                deserialize::<SemanticModel>(doc).map(|m| Document::Object(Object::SemanticModel(m)))
+            }
+            ObjectKind::VerifiedQuery => {
+                deserialize::<VerifiedQuery>(doc).map(|v| Document::Object(Object::VerifiedQuery(v)))
+            }
+        };
+        let document = match parsed {
+            Ok(d) => d,
             Err(e) => {
                 let (path, pos, message) = describe_parse_error(&e, doc);
                 self.problems.push(problem(path, pos.map(|p| span.global(p)), message));
                 return;
             }
         };
-        let errs = validate(&req);
+        let mut errs = match &document {
+            Document::QueryRequest(r) => validate(r),
+            Document::Object(Object::SemanticModel(m)) => super::semantic::validate(m),
+            Document::Object(Object::VerifiedQuery(v)) => super::verified::validate(v),
+        };
+        if errs.is_empty()
+            && let Some(extra) = self.extra
+        {
+            errs = extra(&document);
+        }
         let mut wanted: Vec<&str> = errs.iter().map(|e| e.path.as_str()).collect();
         wanted.push("metadata.name");
         let positions = locate_paths(doc, &wanted);
@@ -289,13 +385,15 @@ impl Loader {
             let pos = pos.map(|(l, c)| span.global((l, c + 1)));
             self.problems.push(problem(Some(e.path.clone()), pos, e.message.clone()));
         }
-        let key = (req.metadata.namespace().to_string(), req.metadata.name.clone());
+        let meta = document.metadata();
+        let key = (kind, meta.namespace().to_string(), meta.name.clone());
         if let Some((first_source, first_index)) = self.seen.get(&key) {
             let pos = positions.last().copied().flatten().map(|(l, c)| span.global((l, c + 1)));
+            let what = if kind == ObjectKind::QueryRequest { String::new() } else { format!("{} ", kind.resource()) };
             let msg = format!(
-                "{}/{} is defined more than once (first in {first_source}, document {})",
-                key.0,
+                "{what}{}/{} is defined more than once (first in {first_source}, document {})",
                 key.1,
+                key.2,
                 first_index + 1
             );
             self.problems.push(problem(Some("metadata.name".into()), pos, msg));
@@ -303,9 +401,29 @@ impl Loader {
             self.seen.insert(key, (source.to_string(), span.index));
         }
         if errs.is_empty() {
-            self.docs.push(LoadedDoc { source: source.into(), index: span.index, request: req });
+            self.docs.push(LoadedDoc { source: source.into(), index: span.index, document });
         }
     }
+}
+
+fn deserialize<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T, serde_saphyr::Error> {
+    serde_saphyr::from_str_with_options::<T>(doc, de_options())
+}
+
+/// The document's top-level `kind` when it is a scalar, with its document-local position
+/// (1-based line, 0-based column).
+fn top_level_kind(doc: &str) -> Option<(String, (usize, usize))> {
+    let mut found = None;
+    walk(doc, |path, kind, is_key, scalar, pos| {
+        if path == "kind" && !is_key {
+            if kind == NodeKind::Scalar {
+                found = scalar.map(|s| (quote_free(s), pos));
+            }
+            return false;
+        }
+        true
+    });
+    found
 }
 
 fn too_large(source: &str) -> Problem {
@@ -951,33 +1069,33 @@ spec:
         let docs = parse_str(GOOD, "f.yaml").unwrap();
         assert_eq!(docs.len(), 1);
         assert_eq!((docs[0].source.as_str(), docs[0].index), ("f.yaml", 0));
-        let r = &docs[0].request;
+        let r = docs[0].request().unwrap();
         assert_eq!(r.api_version, API_VERSION);
         assert_eq!(r.spec.limits.max_rows, Some(1000));
         assert_eq!(r.spec.limits.max_bytes_scanned.as_ref().unwrap().bytes(), 10 << 30);
         let yaml = to_yaml(r);
         let again = parse_str(&yaml, "again.yaml").unwrap();
-        assert_eq!(&again[0].request, r, "{yaml}");
+        assert_eq!(&again[0].request().unwrap(), &r, "{yaml}");
     }
 
     #[test]
     fn awkward_strings_round_trip() {
-        let mut r = parse_str(GOOD, "f.yaml").unwrap().remove(0).request;
+        let mut r = parse_str(GOOD, "f.yaml").unwrap().remove(0).document.request().unwrap().clone();
         r.spec.question = Some("yes: no? \"quoted\" 'single' # not a comment\n\tsecond line: 123\n".into());
         r.metadata.labels.insert("example.com/flag".into(), "true".into());
         r.metadata.annotations.insert("note".into(), "null".into());
         let yaml = to_yaml(&r);
-        assert_eq!(parse_str(&yaml, "x").unwrap()[0].request, r, "{yaml}");
+        assert_eq!(parse_str(&yaml, "x").unwrap()[0].request().unwrap(), &r, "{yaml}");
         r.spec.question = None;
         r.spec.sql = Some("SELECT c.name, sum(o.total)\nFROM orders o JOIN customer c ON o.cid = c.id\n".into());
         let yaml = to_yaml(&r);
-        assert_eq!(parse_str(&yaml, "x").unwrap()[0].request, r, "{yaml}");
+        assert_eq!(parse_str(&yaml, "x").unwrap()[0].request().unwrap(), &r, "{yaml}");
     }
 
     #[test]
     fn get_output_with_a_full_status_round_trips() {
         use crate::spec::{Execution, Phase, Preview, QueryRequestStatus};
-        let mut r = parse_str(GOOD, "f.yaml").unwrap().remove(0).request;
+        let mut r = parse_str(GOOD, "f.yaml").unwrap().remove(0).document.request().unwrap().clone();
         r.metadata.uid = Some("3f1c".into());
         r.metadata.resource_version = Some("42".into());
         r.metadata.generation = Some(2);
@@ -999,7 +1117,7 @@ spec:
         });
         r.status = Some(st);
         let yaml = to_yaml(&r);
-        assert_eq!(parse_str(&yaml, "get.yaml").unwrap()[0].request, r, "{yaml}");
+        assert_eq!(parse_str(&yaml, "get.yaml").unwrap()[0].request().unwrap(), &r, "{yaml}");
     }
 
     #[test]
@@ -1009,22 +1127,22 @@ spec:
             "  labels: {team: growth}\n  uid: 5b0c\n  resourceVersion: \"12\"\n  generation: 3\n  creationTimestamp: 2024-05-01T10:00:00Z\n  finalizers: [sqlctl.dev/cancel-query]\n",
         ) + "status:\n  phase: AwaitingApproval\n  observedGeneration: 3\n";
         let docs = parse_str(&text, "f.yaml").unwrap();
-        assert_eq!(docs[0].request.metadata.generation, Some(3));
-        assert_eq!(docs[0].request.phase(), crate::spec::Phase::AwaitingApproval);
+        assert_eq!(docs[0].request().unwrap().metadata.generation, Some(3));
+        assert_eq!(docs[0].request().unwrap().phase(), crate::spec::Phase::AwaitingApproval);
     }
 
     #[test]
     fn json_is_accepted() {
-        let r = parse_str(GOOD, "f.yaml").unwrap().remove(0).request;
+        let r = parse_str(GOOD, "f.yaml").unwrap().remove(0).document.request().unwrap().clone();
         let json = serde_json::to_string_pretty(&r).unwrap();
-        assert_eq!(parse_str(&json, "f.json").unwrap()[0].request, r);
+        assert_eq!(parse_str(&json, "f.json").unwrap()[0].request().unwrap(), &r);
     }
 
     #[test]
     fn multiple_documents_and_empty_ones() {
         let text = format!("# leading comment\n---\n{}---\n# only a comment\n---\n{}...\n", doc("a"), doc("b"));
         let docs = parse_str(&text, "f.yaml").unwrap();
-        let got: Vec<_> = docs.iter().map(|d| (d.index, d.request.metadata.name.as_str())).collect();
+        let got: Vec<_> = docs.iter().map(|d| (d.index, d.request().unwrap().metadata.name.as_str())).collect();
         assert_eq!(got, [(0, "a"), (2, "b")]);
         assert!(parse_str("", "e").unwrap().is_empty());
         assert!(parse_str("# nothing\n---\n---\n", "e").unwrap().is_empty());
@@ -1322,7 +1440,7 @@ spec:
         let dir = tempfile::tempdir().unwrap();
         for (file, name) in [("b.yaml", "bee"), ("a.yml", "ay"), ("c.json", "see")] {
             let text = if file.ends_with(".json") {
-                let r = parse_str(&doc(name), "x").unwrap().remove(0).request;
+                let r = parse_str(&doc(name), "x").unwrap().remove(0).document.request().unwrap().clone();
                 serde_json::to_string(&r).unwrap()
             } else {
                 doc(name)
@@ -1334,7 +1452,7 @@ spec:
         std::fs::create_dir(dir.path().join("sub.yaml")).unwrap();
         let d = dir.path().display().to_string();
         let docs = load_paths(std::slice::from_ref(&d)).unwrap();
-        let names: Vec<_> = docs.iter().map(|d| d.request.metadata.name.as_str()).collect();
+        let names: Vec<_> = docs.iter().map(|d| d.request().unwrap().metadata.name.as_str()).collect();
         assert_eq!(names, ["ay", "bee", "see"]);
         assert!(docs[0].source.ends_with("a.yml"));
 
@@ -1376,7 +1494,7 @@ spec:
     fn fixture_files() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/specs");
         let docs = load_paths(&[format!("{dir}/good.yaml")]).unwrap();
-        let keys: Vec<String> = docs.iter().map(|d| d.request.key().to_string()).collect();
+        let keys: Vec<String> = docs.iter().map(|d| d.request().unwrap().key().to_string()).collect();
         assert_eq!(keys, ["default/top-customers-2024", "analytics/orders-per-day"]);
         let err = load_paths(&[format!("{dir}/bad.yaml")]).unwrap_err();
         let got: Vec<_> = err.problems.iter().map(|p| (p.index, p.path.as_deref().unwrap_or(""), p.line)).collect();
@@ -1398,5 +1516,84 @@ spec:
         assert_eq!(parent_path("spec.catalog.tables[3]"), Some("spec.catalog.tables"));
         assert_eq!(parent_path("spec"), Some(""));
         assert_eq!(parent_path(""), None);
+    }
+
+    const MODEL: &str = "\
+apiVersion: sqlctl.dev/v1alpha1
+kind: SemanticModel
+metadata: {name: tpch}
+spec:
+  database: tpch
+  tables:
+    - name: lineitem
+      columns: [{name: l_shipmode, sampleValues: [AIR, MAIL]}]
+  metrics:
+    - {name: revenue, expression: 'sum(l_extendedprice * (1 - l_discount))'}
+";
+
+    const VERIFIED: &str = "\
+apiVersion: sqlctl.dev/v1alpha1
+kind: VerifiedQuery
+metadata: {name: top-customers}
+spec:
+  question: Which 10 customers have the highest balance?
+  database: tpch
+  sql: select c_name from customer order by c_acctbal desc limit :n
+  parameters: [{name: n, type: number, example: '10'}]
+";
+
+    #[test]
+    fn one_source_mixes_kinds_and_a_name_may_repeat_across_kinds() {
+        let text =
+            format!("{}---\n{MODEL}---\n{VERIFIED}---\n{}", doc("tpch"), MODEL.replace("name: tpch}", "name: other}"));
+        let docs = parse_str(&text, "f.yaml").unwrap();
+        let kinds: Vec<_> = docs.iter().map(|d| (d.document.kind(), d.document.metadata().name.as_str())).collect();
+        assert_eq!(
+            kinds,
+            [
+                (ObjectKind::QueryRequest, "tpch"),
+                (ObjectKind::SemanticModel, "tpch"),
+                (ObjectKind::VerifiedQuery, "top-customers"),
+                (ObjectKind::SemanticModel, "other"),
+            ]
+        );
+        // The same kind and name twice is refused, naming the kind.
+        let p = one_problem(&format!("{MODEL}---\n{MODEL}"));
+        assert!(p.message.contains("semanticmodel default/tpch is defined more than once"), "{p}");
+    }
+
+    #[test]
+    fn an_unknown_kind_names_the_document_and_line() {
+        let text = format!("{MODEL}---\n{}", MODEL.replace("kind: SemanticModel", "kind: SemanticModels"));
+        let p = one_problem(&text);
+        assert_eq!((p.index, p.path.as_deref(), p.line, p.column), (Some(1), Some("kind"), Some(13), Some(7)));
+        assert!(
+            p.to_string().starts_with("f.yaml: document 2: kind (line 13, column 7): unknown kind \"SemanticModels\""),
+            "{p}"
+        );
+        assert!(p.message.contains("QueryRequest, SemanticModel, VerifiedQuery"), "{p}");
+    }
+
+    #[test]
+    fn new_kinds_are_strict_and_validated_with_locations() {
+        let p = one_problem(&MODEL.replace("  database: tpch", "  database: tpch\n  bogus: 1"));
+        assert_eq!((p.path.as_deref(), p.line), (Some("spec.bogus"), Some(6)));
+        let p = one_problem(&VERIFIED.replace("example: '10'", "example: ten"));
+        assert_eq!((p.path.as_deref(), p.line), (Some("spec.parameters[0].example"), Some(8)));
+        // The caller's extra check (the guard's) is located the same way.
+        let extra = |_: &Document| vec![FieldError::new("spec.metrics[0].expression", "not an SQL expression")];
+        let e = parse_str_with(MODEL, "m.yaml", &extra).unwrap_err();
+        assert_eq!(e.problems.len(), 1);
+        assert_eq!((e.problems[0].line, e.problems[0].column), (Some(10), Some(35)), "{e}");
+        // A document of any kind round-trips through YAML.
+        for text in [MODEL, VERIFIED] {
+            let d = parse_str(text, "x").unwrap().remove(0).document;
+            let Document::Object(o) = &d else { panic!() };
+            let yaml = match o {
+                Object::SemanticModel(m) => to_yaml(m),
+                Object::VerifiedQuery(v) => to_yaml(v),
+            };
+            assert_eq!(parse_str(&yaml, "y").unwrap().remove(0).document, d, "{yaml}");
+        }
     }
 }

@@ -1,20 +1,31 @@
-//! The `QueryRequest` resource: types, quantities, validation, loading and the SQL digest.
+//! The resources of `sqlctl.dev/v1alpha1` (`QueryRequest`, `SemanticModel`, `VerifiedQuery`):
+//! types, quantities, validation, loading and the digests.
 //!
 //! This module imports no other module of the crate: everything else builds on it.
 
 pub mod digest;
 pub mod load;
+pub mod object;
 pub mod quantity;
+pub mod semantic;
+pub mod status;
 pub mod text;
 pub mod types;
 pub mod validate;
+pub mod verified;
 
 use std::fmt;
 use std::time::Duration;
 
 pub use digest::{EffectiveLimits, digest_matches, sql_digest};
+pub use object::{Object, ObjectKind};
 pub use quantity::{ByteSize, DurationSpec};
+pub use semantic::{SEMANTIC_MODEL_KIND, SemanticModel, SemanticModelSpec};
+pub use status::{ObjectStatus, STALE_CONDITION};
 pub use types::*;
+pub use verified::{
+    ParameterType, Provenance, TemplateParameter, VERIFIED_QUERY_KIND, VerifiedQuery, VerifiedQuerySpec,
+};
 
 /// Preview rows kept when `limits.maxRows` is absent.
 pub const DEFAULT_MAX_ROWS: u64 = 1000;
@@ -185,8 +196,22 @@ impl QueryRequestStatus {
 
 /// JSON Schema of the resource, as written to `schemas/queryrequest.v1alpha1.json`.
 pub fn json_schema() -> String {
-    let schema = schemars::schema_for!(QueryRequest);
+    json_schema_of(ObjectKind::QueryRequest)
+}
+
+/// JSON Schema of `kind`, as written to `schemas/<kind>.v1alpha1.json`.
+pub fn json_schema_of(kind: ObjectKind) -> String {
+    let schema = match kind {
+        ObjectKind::QueryRequest => schemars::schema_for!(QueryRequest),
+        ObjectKind::SemanticModel => schemars::schema_for!(SemanticModel),
+        ObjectKind::VerifiedQuery => schemars::schema_for!(VerifiedQuery),
+    };
     let mut s = serde_json::to_string_pretty(&schema).expect("schema serializes");
     s.push('\n');
     s
+}
+
+/// Where `schemas/` keeps the schema of `kind`, relative to the repository root.
+pub fn schema_file(kind: ObjectKind) -> String {
+    format!("schemas/{}.v1alpha1.json", kind.resource())
 }

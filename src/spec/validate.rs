@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use super::quantity::format_duration;
 use super::types::{
-    API_VERSION, ChartSpec, ChartType, KIND, LAST_APPLIED_ANNOTATION, QueryRequest, REQUESTER_ANNOTATION,
+    API_VERSION, ChartSpec, ChartType, KIND, LAST_APPLIED_ANNOTATION, ObjectMeta, QueryRequest, REQUESTER_ANNOTATION,
 };
 use super::{MAX_APPROVAL_TIMEOUT, MAX_MAX_ROWS, MAX_QUERY_TIMEOUT, MAX_QUESTION_CHARS, MAX_SQL_BYTES};
 
@@ -53,7 +53,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         FieldError { path: path.into(), message: message.into() }
     }
 }
@@ -97,7 +97,7 @@ pub(crate) fn push_index(path: &mut String, index: usize) {
     let _ = write!(path, "[{index}]");
 }
 
-fn index_path(parent: &str, index: usize) -> String {
+pub(crate) fn index_path(parent: &str, index: usize) -> String {
     let mut p = parent.to_string();
     push_index(&mut p, index);
     p
@@ -107,60 +107,8 @@ fn index_path(parent: &str, index: usize) -> String {
 pub fn validate(req: &QueryRequest) -> Vec<FieldError> {
     let mut errs = Vec::new();
 
-    if req.api_version != API_VERSION {
-        errs.push(FieldError::new("apiVersion", format!("must be {API_VERSION} (got {:?})", req.api_version)));
-    }
-    if req.kind != KIND {
-        errs.push(FieldError::new("kind", format!("must be {KIND} (got {:?})", req.kind)));
-    }
-
-    // metadata
-    let meta = &req.metadata;
-    if let Err(m) = validate_name(&meta.name) {
-        errs.push(FieldError::new("metadata.name", m));
-    }
-    if let Some(ns) = &meta.namespace
-        && let Err(m) = validate_name(ns)
-    {
-        errs.push(FieldError::new("metadata.namespace", m));
-    }
-    if meta.labels.len() > MAX_LABELS {
-        errs.push(FieldError::new(
-            "metadata.labels",
-            format!("at most {MAX_LABELS} labels are allowed (got {})", meta.labels.len()),
-        ));
-    }
-    for (k, v) in &meta.labels {
-        let path = join_key("metadata.labels", k);
-        if let Err(m) = validate_qualified_key(k) {
-            errs.push(FieldError::new(&path, format!("invalid label key: {m}")));
-        }
-        if let Err(m) = validate_label_value(v) {
-            errs.push(FieldError::new(&path, format!("invalid label value: {m}")));
-        }
-    }
-    if meta.annotations.len() > MAX_ANNOTATIONS {
-        errs.push(FieldError::new(
-            "metadata.annotations",
-            format!("at most {MAX_ANNOTATIONS} annotations are allowed (got {})", meta.annotations.len()),
-        ));
-    }
-    let mut value_bytes = 0usize;
-    for (k, v) in &meta.annotations {
-        let path = join_key("metadata.annotations", k);
-        value_bytes = value_bytes.saturating_add(v.len());
-        if k == REQUESTER_ANNOTATION || k == LAST_APPLIED_ANNOTATION {
-            errs.push(FieldError::new(&path, format!("annotation {k} is set by sqlctl and may not be set in a file")));
-        } else if let Err(m) = validate_qualified_key(k) {
-            errs.push(FieldError::new(&path, format!("invalid annotation key: {m}")));
-        }
-    }
-    if value_bytes > MAX_ANNOTATION_VALUE_BYTES {
-        errs.push(FieldError::new(
-            "metadata.annotations",
-            format!("annotation values may total at most {MAX_ANNOTATION_VALUE_BYTES} bytes (got {value_bytes})"),
-        ));
-    }
+    check_header(&req.api_version, &req.kind, KIND, &mut errs);
+    check_metadata(&req.metadata, &mut errs);
 
     // spec: exactly one of question / sql
     let spec = &req.spec;
@@ -259,6 +207,66 @@ pub fn validate(req: &QueryRequest) -> Vec<FieldError> {
     }
 
     errs
+}
+
+/// `apiVersion` and `kind` of a document that must be a `kind`.
+pub(crate) fn check_header(api_version: &str, kind: &str, expected_kind: &str, errs: &mut Vec<FieldError>) {
+    if api_version != API_VERSION {
+        errs.push(FieldError::new("apiVersion", format!("must be {API_VERSION} (got {api_version:?})")));
+    }
+    if kind != expected_kind {
+        errs.push(FieldError::new("kind", format!("must be {expected_kind} (got {kind:?})")));
+    }
+}
+
+/// The user-settable metadata every kind shares: name, namespace, labels, annotations (the
+/// ones sqlctl sets are refused).
+pub(crate) fn check_metadata(meta: &ObjectMeta, errs: &mut Vec<FieldError>) {
+    if let Err(m) = validate_name(&meta.name) {
+        errs.push(FieldError::new("metadata.name", m));
+    }
+    if let Some(ns) = &meta.namespace
+        && let Err(m) = validate_name(ns)
+    {
+        errs.push(FieldError::new("metadata.namespace", m));
+    }
+    if meta.labels.len() > MAX_LABELS {
+        errs.push(FieldError::new(
+            "metadata.labels",
+            format!("at most {MAX_LABELS} labels are allowed (got {})", meta.labels.len()),
+        ));
+    }
+    for (k, v) in &meta.labels {
+        let path = join_key("metadata.labels", k);
+        if let Err(m) = validate_qualified_key(k) {
+            errs.push(FieldError::new(&path, format!("invalid label key: {m}")));
+        }
+        if let Err(m) = validate_label_value(v) {
+            errs.push(FieldError::new(&path, format!("invalid label value: {m}")));
+        }
+    }
+    if meta.annotations.len() > MAX_ANNOTATIONS {
+        errs.push(FieldError::new(
+            "metadata.annotations",
+            format!("at most {MAX_ANNOTATIONS} annotations are allowed (got {})", meta.annotations.len()),
+        ));
+    }
+    let mut value_bytes = 0usize;
+    for (k, v) in &meta.annotations {
+        let path = join_key("metadata.annotations", k);
+        value_bytes = value_bytes.saturating_add(v.len());
+        if k == REQUESTER_ANNOTATION || k == LAST_APPLIED_ANNOTATION {
+            errs.push(FieldError::new(&path, format!("annotation {k} is set by sqlctl and may not be set in a file")));
+        } else if let Err(m) = validate_qualified_key(k) {
+            errs.push(FieldError::new(&path, format!("invalid annotation key: {m}")));
+        }
+    }
+    if value_bytes > MAX_ANNOTATION_VALUE_BYTES {
+        errs.push(FieldError::new(
+            "metadata.annotations",
+            format!("annotation values may total at most {MAX_ANNOTATION_VALUE_BYTES} bytes (got {value_bytes})"),
+        ));
+    }
 }
 
 /// `spec.chart`: column names that can name a result column, at most [`MAX_CHART_SERIES`] y
@@ -423,7 +431,7 @@ fn validate_label_value(v: &str) -> Result<(), String> {
 }
 
 /// A simple SQL identifier as Glue and the local warehouse name databases and tables.
-fn validate_identifier(s: &str) -> Result<(), String> {
+pub(crate) fn validate_identifier(s: &str) -> Result<(), String> {
     let b = s.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 128
@@ -438,7 +446,43 @@ fn validate_identifier(s: &str) -> Result<(), String> {
     }
 }
 
-fn validate_approver(a: &str) -> Result<(), String> {
+/// A column name as catalogs spell them: 1 to 128 ASCII letters, digits and `_`, not starting
+/// with a digit (upper case allowed: CSV headers keep theirs).
+pub(crate) fn validate_column(s: &str) -> Result<(), String> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphabetic() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("{s:?} is not a column name: 1 to 128 letters, digits and '_', not starting with a digit"))
+    }
+}
+
+/// Free text a person wrote (a description, a synonym, a question): not blank, at most `max`
+/// characters, no control characters (newline and tab allowed where `multiline`), no hidden
+/// characters that would read differently to a person and to a model.
+pub(crate) fn check_text(path: &str, text: &str, max: usize, multiline: bool, errs: &mut Vec<FieldError>) {
+    if text.trim().is_empty() {
+        errs.push(FieldError::new(path, "must not be blank"));
+        return;
+    }
+    let chars = text.chars().count();
+    if chars > max {
+        errs.push(FieldError::new(path, format!("must be at most {max} characters (got {chars})")));
+    }
+    let bad = text.chars().find(|&c| {
+        let allowed = multiline && (c == '\n' || c == '\t');
+        !allowed && (c.is_control() || super::text::is_hidden(c))
+    });
+    if let Some(c) = bad {
+        errs.push(FieldError::new(path, format!("must not contain {}", super::text::describe_char(c))));
+    }
+}
+
+pub(crate) fn validate_approver(a: &str) -> Result<(), String> {
     let n = a.chars().count();
     if n == 0 || n > MAX_APPROVER_CHARS {
         return Err(format!("must be 1 to {MAX_APPROVER_CHARS} characters (got {n})"));
@@ -755,20 +799,23 @@ mod tests {
         assert_eq!(join_key("m", ""), r#"m[""]"#);
     }
 
-    const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/queryrequest.v1alpha1.json");
-
     #[test]
     fn schema_file_is_current() {
-        let want = crate::spec::json_schema();
-        if std::env::var("SQLCTL_BLESS").as_deref() == Ok("1") {
-            std::fs::create_dir_all(std::path::Path::new(SCHEMA_PATH).parent().unwrap()).unwrap();
-            std::fs::write(SCHEMA_PATH, &want).unwrap();
-            return;
+        for kind in crate::spec::ObjectKind::ALL {
+            let want = crate::spec::json_schema_of(kind);
+            let file = crate::spec::schema_file(kind);
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&file);
+            if std::env::var("SQLCTL_BLESS").as_deref() == Ok("1") {
+                std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+                std::fs::write(&path, &want).unwrap();
+                continue;
+            }
+            let have = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                have == want,
+                "{file} is stale: run `cargo run -- schema {} > {file}` (or SQLCTL_BLESS=1 cargo test --lib schema_file_is_current)",
+                kind.resource()
+            );
         }
-        let have = std::fs::read_to_string(SCHEMA_PATH).unwrap_or_default();
-        assert!(
-            have == want,
-            "schemas/ is stale: run `cargo run -- schema > schemas/queryrequest.v1alpha1.json` (or SQLCTL_BLESS=1 cargo test --lib schema_file_is_current)"
-        );
     }
 }

@@ -27,7 +27,7 @@ fn spec_names(dir: &Path) -> Vec<(String, String)> {
     let docs = sqlctl::spec::load::load_paths(&[dir.display().to_string()]).expect("specs/ loads");
     let mut names: Vec<(String, String)> = docs
         .into_iter()
-        .map(|d| (d.request.metadata.namespace().to_string(), d.request.metadata.name.clone()))
+        .map(|d| (d.document.metadata().namespace().to_string(), d.document.metadata().name.clone()))
         .collect();
     names.sort();
     names
