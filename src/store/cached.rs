@@ -29,7 +29,7 @@ use super::{
     ArchiveBatch, ArchivedEntry, Change, DecisionList, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease,
     LeaseClaim, Result, Store, StoreError, is_active,
 };
-use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
+use crate::spec::{Decision, Object, ObjectKey, ObjectKind, Phase, Policy, QueryRequest};
 
 /// How long an entry is served without reading the store again.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
@@ -259,6 +259,37 @@ impl<S: Store> Store for CachedStore<S> {
 
     async fn release_lease(&self, name: &str, fence: &Fence) -> Result<()> {
         self.inner.release_lease(name, fence).await
+    }
+
+    // Objects of the other kinds are not cached: the controller reads them on its own
+    // (slower) schedule, and every read goes to the store.
+    async fn create_object(&self, obj: Object) -> Result<Object> {
+        self.inner.create_object(obj).await
+    }
+
+    async fn get_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<Option<Object>> {
+        self.inner.get_object(kind, key).await
+    }
+
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Object>> {
+        self.inner.list_objects(kind, namespace, selector).await
+    }
+
+    async fn update_object(&self, obj: &Object) -> Result<Object> {
+        self.inner.update_object(obj).await
+    }
+
+    async fn update_object_status(&self, obj: &Object, fence: Option<&Fence>) -> Result<Object> {
+        self.inner.update_object_status(obj, fence).await
+    }
+
+    async fn delete_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<()> {
+        self.inner.delete_object(kind, key).await
     }
 
     async fn change_cursor(&self) -> Result<u64> {

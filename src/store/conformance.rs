@@ -12,8 +12,9 @@ use super::{
     notified_marker,
 };
 use crate::spec::{
-    API_VERSION, CANCEL_FINALIZER, CatalogRef, Decision, DecisionKind, HistoryEntry, KIND, ObjectKey, ObjectMeta,
-    Phase, Policy, QueryRequest, QueryRequestSpec, QueryRequestStatus,
+    API_VERSION, CANCEL_FINALIZER, CatalogRef, Decision, DecisionKind, HistoryEntry, KIND, Object, ObjectKey,
+    ObjectKind, ObjectMeta, ObjectStatus, Phase, Policy, QueryRequest, QueryRequestSpec, QueryRequestStatus,
+    STALE_CONDITION,
 };
 
 /// Longer than the shortest gap between two change polls a store answers with a call
@@ -596,6 +597,127 @@ pub(crate) async fn a_recreated_request_never_reuses_a_resource_version(s: &dyn 
     assert!(matches!(s.update_status(&stale, None).await, Err(StoreError::Conflict { .. })));
 }
 
+fn model(name: &str, labels: &[(&str, &str)]) -> Object {
+    let mut m = crate::spec::SemanticModel::new(name, "tpch");
+    m.metadata.labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    m.spec.instructions = Some("revenue is net of discount".into());
+    Object::SemanticModel(m)
+}
+
+fn verified(name: &str) -> Object {
+    Object::VerifiedQuery(crate::spec::VerifiedQuery::new(
+        name,
+        "tpch",
+        "How many nations?",
+        "select count(*) from nation",
+    ))
+}
+
+/// The other kinds follow the request rules: create stamps the server fields (whatever the
+/// client sent) and refuses an existing key of the same kind only; a name may repeat across
+/// kinds; get and list are per kind, list filters by namespace and labels in key order.
+pub(crate) async fn objects_are_created_got_and_listed_per_kind(s: &dyn Store) {
+    let mut sent = model("tpch", &[("team", "a")]);
+    sent.metadata_mut().uid = Some("client-uid".into());
+    sent.metadata_mut().generation = Some(9);
+    *sent.status_mut() = Some(ObjectStatus { observed_generation: 9, ..Default::default() });
+    let created = s.create_object(sent).await.unwrap();
+    assert_eq!(created.kind(), ObjectKind::SemanticModel);
+    assert_ne!(created.uid(), "client-uid");
+    assert_eq!(created.generation(), 1);
+    assert_eq!(created.metadata().namespace.as_deref(), Some("default"));
+    assert!(created.metadata().resource_version.is_some() && created.metadata().creation_timestamp.is_some());
+    assert_eq!(created.status(), None);
+    assert!(matches!(s.create_object(model("tpch", &[])).await, Err(StoreError::AlreadyExists(_))));
+    // Another kind, the same name; and a request of that name too.
+    s.create_object(verified("tpch")).await.unwrap();
+    s.create(request("tpch", &[])).await.unwrap();
+    let got = s.get_object(ObjectKind::SemanticModel, &key("tpch")).await.unwrap().unwrap();
+    assert_eq!(got, created);
+    assert!(
+        s.get_object(ObjectKind::VerifiedQuery, &key("tpch")).await.unwrap().unwrap().as_verified_query().is_some()
+    );
+    assert_eq!(s.get_object(ObjectKind::SemanticModel, &key("none")).await.unwrap(), None);
+    assert!(s.get_object(ObjectKind::QueryRequest, &key("tpch")).await.is_err());
+
+    s.create_object(model("b-model", &[("team", "b")])).await.unwrap();
+    let mut other_ns = model("a-model", &[("team", "a")]);
+    other_ns.metadata_mut().namespace = Some("team-x".into());
+    s.create_object(other_ns).await.unwrap();
+    let names = |v: Vec<Object>| v.iter().map(|o| o.key().to_string()).collect::<Vec<_>>();
+    let all = s.list_objects(ObjectKind::SemanticModel, None, &LabelSelector::new()).await.unwrap();
+    assert_eq!(names(all), ["default/b-model", "default/tpch", "team-x/a-model"]);
+    let default = s.list_objects(ObjectKind::SemanticModel, Some("default"), &LabelSelector::new()).await.unwrap();
+    assert_eq!(names(default), ["default/b-model", "default/tpch"]);
+    let team_a = LabelSelector::from([("team".to_string(), "a".to_string())]);
+    assert_eq!(
+        names(s.list_objects(ObjectKind::SemanticModel, None, &team_a).await.unwrap()),
+        ["default/tpch", "team-x/a-model"]
+    );
+    assert_eq!(
+        names(s.list_objects(ObjectKind::VerifiedQuery, None, &LabelSelector::new()).await.unwrap()),
+        ["default/tpch"]
+    );
+    // Requests are not listed as objects, nor objects as requests.
+    assert_eq!(s.list(None, &LabelSelector::new()).await.unwrap().len(), 1);
+}
+
+/// Updates are compare-and-set on resourceVersion (a stale one conflicts, so one of two
+/// writers wins); the generation moves only when the spec changes; a status write leaves the
+/// spec alone, is fenced, and a spec write leaves the status alone; delete removes and a second
+/// delete is NotFound; a recreated object never reuses a resourceVersion.
+pub(crate) async fn object_updates_are_compare_and_set_with_generations(s: &dyn Store) {
+    let created = s.create_object(model("m", &[])).await.unwrap();
+    // Labels only: same generation.
+    let mut relabel = created.clone();
+    relabel.metadata_mut().labels.insert("team".into(), "a".into());
+    let relabelled = s.update_object(&relabel).await.unwrap();
+    assert_eq!(relabelled.generation(), 1);
+    assert_ne!(relabelled.metadata().resource_version, created.metadata().resource_version);
+    // The first writer's resourceVersion is now stale.
+    let mut stale = created.clone();
+    if let Object::SemanticModel(m) = &mut stale {
+        m.spec.instructions = Some("stale".into());
+    }
+    assert!(matches!(s.update_object(&stale).await, Err(StoreError::Conflict { .. })));
+    // A spec change bumps the generation.
+    let mut respec = relabelled.clone();
+    if let Object::SemanticModel(m) = &mut respec {
+        m.spec.instructions = Some("fiscal years start in July".into());
+    }
+    let v2 = s.update_object(&respec).await.unwrap();
+    assert_eq!(v2.generation(), 2);
+    assert_eq!(v2.metadata().labels.get("team").map(String::as_str), Some("a"));
+    // Status: through its own call only; fenced; spec untouched.
+    let mut with_status = v2.clone();
+    *with_status.status_mut() = Some(ObjectStatus { observed_generation: 2, ..Default::default() });
+    with_status.status_mut().as_mut().unwrap().set_condition(STALE_CONDITION, "False", "Planned", "");
+    if let Object::SemanticModel(m) = &mut with_status {
+        m.spec.instructions = Some("ignored by a status write".into());
+    }
+    let fence = Fence { holder: "nobody".into(), epoch: 1 };
+    assert!(matches!(s.update_object_status(&with_status, Some(&fence)).await, Err(StoreError::Fenced { .. })));
+    let v3 = s.update_object_status(&with_status, None).await.unwrap();
+    assert_eq!(v3.generation(), 2);
+    assert_eq!(v3.status().unwrap().observed_generation, 2);
+    assert_eq!(v3.as_semantic_model().unwrap().spec.instructions.as_deref(), Some("fiscal years start in July"));
+    assert!(matches!(s.update_object_status(&with_status, None).await, Err(StoreError::Conflict { .. })));
+    // A spec write keeps the status.
+    let v4 = s.update_object(&v3).await.unwrap();
+    assert_eq!(v4.status(), v3.status());
+    assert_eq!(s.get_object(ObjectKind::SemanticModel, &key("m")).await.unwrap().unwrap(), v4);
+    // Delete, and recreate.
+    s.delete_object(ObjectKind::SemanticModel, &key("m")).await.unwrap();
+    assert!(matches!(s.delete_object(ObjectKind::SemanticModel, &key("m")).await, Err(StoreError::NotFound(_))));
+    assert_eq!(s.get_object(ObjectKind::SemanticModel, &key("m")).await.unwrap(), None);
+    let again = s.create_object(model("m", &[])).await.unwrap();
+    assert_ne!(again.uid(), created.uid());
+    assert!(matches!(s.update_object(&v4).await, Err(StoreError::Conflict { .. })));
+    let mut missing = again.clone();
+    missing.metadata_mut().name = "absent".into();
+    assert!(matches!(s.update_object(&missing).await, Err(StoreError::NotFound(_))));
+}
+
 /// One `#[tokio::test]` per shared case, on a fresh store from `$make`: an expression whose
 /// `.await` gives `Option<(guard, store)>` (None: the backend's tests are skipped; the guard
 /// lives as long as the test, e.g. the SQLite store's temporary directory).
@@ -618,6 +740,8 @@ macro_rules! store_conformance {
             list_active_skips_finished_and_notified_records,
             delete_with_a_finalizer_marks_and_finalize_removes,
             a_recreated_request_never_reuses_a_resource_version,
+            objects_are_created_got_and_listed_per_kind,
+            object_updates_are_compare_and_set_with_generations,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -13,7 +13,7 @@ use super::{
     LeaseClaim, Result, Store, StoreError,
 };
 use crate::failure::Failing;
-use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
+use crate::spec::{Decision, Object, ObjectKey, ObjectKind, Phase, Policy, QueryRequest};
 
 /// A [`Store`] whose operations fail on cue. Operations are named as the trait's methods
 /// (`"update_status"`, `"get"`, …).
@@ -104,6 +104,35 @@ impl<S: Store> Store for Failing<S, StoreError> {
     async fn release_lease(&self, name: &str, fence: &Fence) -> Result<()> {
         self.failures.check("release_lease")?;
         self.inner.release_lease(name, fence).await
+    }
+    async fn create_object(&self, obj: Object) -> Result<Object> {
+        self.failures.check("create_object")?;
+        self.inner.create_object(obj).await
+    }
+    async fn get_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<Option<Object>> {
+        self.failures.check("get_object")?;
+        self.inner.get_object(kind, key).await
+    }
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Object>> {
+        self.failures.check("list_objects")?;
+        self.inner.list_objects(kind, namespace, selector).await
+    }
+    async fn update_object(&self, obj: &Object) -> Result<Object> {
+        self.failures.check("update_object")?;
+        self.inner.update_object(obj).await
+    }
+    async fn update_object_status(&self, obj: &Object, fence: Option<&Fence>) -> Result<Object> {
+        self.failures.check("update_object_status")?;
+        self.inner.update_object_status(obj, fence).await
+    }
+    async fn delete_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<()> {
+        self.failures.check("delete_object")?;
+        self.inner.delete_object(kind, key).await
     }
     async fn change_cursor(&self) -> Result<u64> {
         self.failures.check("change_cursor")?;

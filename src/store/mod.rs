@@ -1,6 +1,7 @@
-//! The `Store`: where requests, decision records, the policy and the leader lease live.
+//! The `Store`: where requests, the other objects of the API group (`SemanticModel`,
+//! `VerifiedQuery`), decision records, the policy and the leader lease live.
 //!
-//! Kubernetes rules: every request write is a compare-and-set on `metadata.resourceVersion`;
+//! Kubernetes rules, for every kind: every write is a compare-and-set on `metadata.resourceVersion`;
 //! `metadata.generation` changes only when the spec changes; decision records are created only if
 //! absent and never edited. Controller writes carry a [`Fence`] checked in the same transaction,
 //! so a deposed leader's writes fail. Implementations: SQLite (embedded) and DynamoDB.
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
-use crate::spec::{Decision, HistoryEntry, ObjectKey, Phase, Policy, QueryRequest};
+use crate::spec::{Decision, HistoryEntry, Object, ObjectKey, ObjectKind, Phase, Policy, QueryRequest};
 
 /// Name of the controller's leader lease record.
 pub const CONTROLLER_LEASE: &str = "sqlctl-controller";
@@ -260,6 +261,26 @@ pub trait Store: Send + Sync + 'static {
     /// and the new cursor. Used for prompt wake-ups.
     async fn changes_since(&self, cursor: u64) -> Result<(u64, Vec<Change>)>;
 
+    /// Creates an object of a kind other than `QueryRequest`: sets the type fields, uid,
+    /// resourceVersion, generation 1 and creationTimestamp, and no status ([`stamp_new_object`]).
+    /// `AlreadyExists` when one of that kind and key exists.
+    async fn create_object(&self, obj: Object) -> Result<Object>;
+    async fn get_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<Option<Object>>;
+    /// Every object of `kind` (in `namespace` if given) whose labels match, ordered by key.
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Object>>;
+    /// Replaces labels, annotations and spec; CAS on `metadata.resourceVersion`; bumps
+    /// `generation` only if the spec changed. Status is left alone.
+    async fn update_object(&self, obj: &Object) -> Result<Object>;
+    /// Replaces status; CAS on `metadata.resourceVersion`; fenced when `fence` is given.
+    async fn update_object_status(&self, obj: &Object, fence: Option<&Fence>) -> Result<Object>;
+    /// Removes an object (these kinds hold no finalizers). `NotFound` when there is none.
+    async fn delete_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<()>;
+
     /// Whether the backend answers now: what a controller's `/readyz` checks. A read that goes
     /// to the backend itself, past any cache and any connection opened earlier (SQLite: a
     /// fresh connection to the file; DynamoDB: one read of the lease item).
@@ -293,6 +314,53 @@ pub fn stamp_new(req: &mut QueryRequest) {
     m.deletion_timestamp = None;
     m.finalizers.clear();
     req.status = None;
+}
+
+/// What a store sets on an object it creates, whatever the client sent (as [`stamp_new`]).
+pub fn stamp_new_object(obj: &mut Object) {
+    obj.stamp_type();
+    let namespace = obj.metadata().namespace().to_string();
+    let m = obj.metadata_mut();
+    m.namespace = Some(namespace);
+    m.uid = Some(uuid::Uuid::new_v4().to_string());
+    m.generation = Some(1);
+    m.creation_timestamp = Some(chrono::Utc::now());
+    m.deletion_timestamp = None;
+    m.finalizers.clear();
+    m.resource_version = None;
+    *obj.status_mut() = None;
+}
+
+/// The object `stored` after an update with `new` (labels, annotations and spec from `new`;
+/// generation bumped when the spec changed): the same rule for every backend.
+pub fn updated_object(stored: Object, new: &Object) -> Object {
+    let mut obj = stored;
+    obj.metadata_mut().labels = new.metadata().labels.clone();
+    obj.metadata_mut().annotations = new.metadata().annotations.clone();
+    if obj.replace_spec(new) {
+        let g = obj.generation() + 1;
+        obj.metadata_mut().generation = Some(g);
+    }
+    obj
+}
+
+/// The caller's resourceVersion for an update of `obj`, or why there is none.
+pub fn object_rv(obj: &Object) -> Result<String> {
+    obj.metadata().resource_version.clone().ok_or_else(|| {
+        StoreError::Other(format!(
+            "{} {}: metadata.resourceVersion is required for an update (read the object first)",
+            obj.kind().resource(),
+            obj.key()
+        ))
+    })
+}
+
+/// A kind check for the generic calls: the object must be of `kind`.
+pub fn check_kind(kind: ObjectKind) -> Result<()> {
+    if kind == ObjectKind::QueryRequest {
+        return Err(StoreError::Other("QueryRequests are not generic objects: use the request calls".into()));
+    }
+    Ok(())
 }
 
 /// Does the record still need the controller? Not terminal; or a generation it has not

@@ -60,9 +60,9 @@ use serde::de::DeserializeOwned;
 
 use super::{
     ArchiveBatch, ArchivedEntry, Change, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease, LeaseClaim,
-    Result, Store, StoreError, is_active, stamp_new,
+    Result, Store, StoreError, check_kind, is_active, object_rv, stamp_new, stamp_new_object, updated_object,
 };
-use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
+use crate::spec::{Decision, Object, ObjectKey, ObjectKind, Phase, Policy, QueryRequest};
 
 pub use super::{CONTROLLER_LEASE, notified_marker};
 
@@ -155,6 +155,21 @@ const MIGRATIONS: &[&str] = &[
     // 3: the lease holder's build, for `sqlctl version` (display only).
     r#"
     ALTER TABLE leases ADD COLUMN build TEXT NOT NULL DEFAULT '';
+    "#,
+    // 4: the other kinds of the API group (SemanticModel, VerifiedQuery), one row per object,
+    // stamped from the same counter as requests (so a resourceVersion is never reused).
+    r#"
+    CREATE TABLE objects (
+        kind             TEXT    NOT NULL,
+        namespace        TEXT    NOT NULL,
+        name             TEXT    NOT NULL,
+        uid              TEXT    NOT NULL,
+        resource_version INTEGER NOT NULL,
+        generation       INTEGER NOT NULL,
+        labels           TEXT    NOT NULL,
+        body             TEXT    NOT NULL,
+        PRIMARY KEY (kind, namespace, name)
+    );
     "#,
 ];
 
@@ -488,6 +503,69 @@ fn remove_request(tx: &Transaction<'_>, key: &ObjectKey, rv: i64) -> Result<()> 
         .sql()?;
     tx.prepare_cached("DELETE FROM tombstones WHERE at_ms < ?1").sql()?.execute([now - TOMBSTONE_TTL_MS]).sql()?;
     Ok(())
+}
+
+/// The stored object of `kind` at `key` and its resourceVersion.
+fn load_object(conn: &Connection, kind: ObjectKind, key: &ObjectKey) -> Result<Option<(i64, Object)>> {
+    let row: Option<(i64, String)> = conn
+        .prepare_cached("SELECT resource_version, body FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3")
+        .sql()?
+        .query_row(params![kind.as_str(), key.namespace, key.name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .sql()?;
+    row.map(|(rv, body)| Ok((rv, decode_object(kind, &body)?))).transpose()
+}
+
+fn decode_object(kind: ObjectKind, body: &str) -> Result<Object> {
+    Object::from_json(kind, body).map_err(|e| StoreError::Other(format!("corrupt record in store: {e}")))
+}
+
+/// Loads the row for `obj` and checks the caller's resourceVersion against it.
+fn load_object_for_cas(tx: &Transaction<'_>, obj: &Object) -> Result<(i64, Object)> {
+    let key = obj.key();
+    let given = object_rv(obj)?;
+    let (rv, stored) = load_object(tx, obj.kind(), &key)?.ok_or_else(|| StoreError::NotFound(key.clone()))?;
+    if given.trim().parse::<i64>().ok() != Some(rv) {
+        return Err(StoreError::Conflict { key, expected: given });
+    }
+    Ok((rv, stored))
+}
+
+/// Stamps `obj` with a fresh resourceVersion and inserts it (`expected_rv` None) or replaces
+/// the row still at `expected_rv`.
+fn write_object(tx: &Transaction<'_>, mut obj: Object, expected_rv: Option<i64>) -> Result<Object> {
+    let seq = next_seq(tx)?;
+    obj.metadata_mut().resource_version = Some(seq.to_string());
+    let key = obj.key();
+    let kind = obj.kind().as_str();
+    let body = obj.to_json();
+    let labels = to_json(&obj.metadata().labels)?;
+    let generation = to_i64(obj.generation())?;
+    let changed = match expected_rv {
+        None => tx
+            .prepare_cached(
+                "INSERT INTO objects (kind, namespace, name, uid, resource_version, generation, labels, body)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+            )
+            .sql()?
+            .execute(params![kind, key.namespace, key.name, obj.uid(), seq, generation, labels, body])
+            .sql()?,
+        Some(rv) => tx
+            .prepare_cached(
+                "UPDATE objects SET uid = ?4, resource_version = ?5, generation = ?6, labels = ?7, body = ?8
+                 WHERE kind = ?1 AND namespace = ?2 AND name = ?3 AND resource_version = ?9",
+            )
+            .sql()?
+            .execute(params![kind, key.namespace, key.name, obj.uid(), seq, generation, labels, body, rv])
+            .sql()?,
+    };
+    if changed != 1 {
+        return Err(match expected_rv {
+            None => StoreError::AlreadyExists(key),
+            Some(rv) => StoreError::Conflict { key, expected: rv.to_string() },
+        });
+    }
+    Ok(obj)
 }
 
 fn read_lease(conn: &Connection, name: &str) -> Result<Option<Lease>> {
@@ -876,6 +954,91 @@ impl Store for SqliteStore {
             lease.holder.clear();
             lease.renewed_at_ms = now_ms();
             write_lease(tx, &name, &lease)
+        })
+        .await
+    }
+
+    async fn create_object(&self, obj: Object) -> Result<Object> {
+        self.write(move |tx| {
+            let mut obj = obj;
+            stamp_new_object(&mut obj);
+            write_object(tx, obj, None)
+        })
+        .await
+    }
+
+    async fn get_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<Option<Object>> {
+        check_kind(kind)?;
+        let key = key.clone();
+        self.read(move |conn| Ok(load_object(conn, kind, &key)?.map(|(_, o)| o))).await
+    }
+
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Object>> {
+        check_kind(kind)?;
+        let namespace = namespace.map(str::to_string);
+        let selector = selector.clone();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT labels, body FROM objects WHERE kind = ?1 AND (?2 IS NULL OR namespace = ?2)
+                     ORDER BY namespace, name",
+                )
+                .sql()?;
+            let mut rows = stmt.query(params![kind.as_str(), namespace]).sql()?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next().sql()? {
+                if !selector.is_empty() {
+                    let labels: BTreeMap<String, String> = from_json(&row.get::<_, String>(0).sql()?)?;
+                    if !selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                        continue;
+                    }
+                }
+                out.push(decode_object(kind, &row.get::<_, String>(1).sql()?)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn update_object(&self, obj: &Object) -> Result<Object> {
+        let obj = obj.clone();
+        self.write(move |tx| {
+            let (rv, stored) = load_object_for_cas(tx, &obj)?;
+            write_object(tx, updated_object(stored, &obj), Some(rv))
+        })
+        .await
+    }
+
+    async fn update_object_status(&self, obj: &Object, fence: Option<&Fence>) -> Result<Object> {
+        let obj = obj.clone();
+        let fence = fence.cloned();
+        self.write(move |tx| {
+            check_fence(tx, fence.as_ref())?;
+            let (rv, mut stored) = load_object_for_cas(tx, &obj)?;
+            *stored.status_mut() = obj.status().cloned();
+            write_object(tx, stored, Some(rv))
+        })
+        .await
+    }
+
+    async fn delete_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<()> {
+        check_kind(kind)?;
+        let key = key.clone();
+        self.write(move |tx| {
+            let n = tx
+                .prepare_cached("DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3")
+                .sql()?
+                .execute(params![kind.as_str(), key.namespace, key.name])
+                .sql()?;
+            if n != 1 {
+                return Err(StoreError::NotFound(key));
+            }
+            next_seq(tx).map(|_| ())
         })
         .await
     }

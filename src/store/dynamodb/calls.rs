@@ -282,11 +282,23 @@ impl DynamoStore {
 
     /// Reads many requests by key (100 per `BatchGetItem`, unprocessed keys retried).
     pub(super) async fn batch_get(&self, keys: &[ObjectKey]) -> Result<HashMap<ObjectKey, QueryRequest>> {
+        let pks: Vec<String> = keys.iter().map(req_pk).collect();
         let mut found = HashMap::new();
-        for chunk in keys.chunks(100) {
+        for item in self.batch_get_items(&pks).await? {
+            let r = decode_request(&item)?;
+            found.insert(r.key(), r);
+        }
+        Ok(found)
+    }
+
+    /// Reads the `META` items of many partition keys (100 per `BatchGetItem`, unprocessed keys
+    /// retried); items that do not exist are left out.
+    pub(super) async fn batch_get_items(&self, pks: &[String]) -> Result<Vec<HashMap<String, AttributeValue>>> {
+        let mut found = Vec::new();
+        for chunk in pks.chunks(100) {
             let mut pending: Vec<HashMap<String, AttributeValue>> = chunk
                 .iter()
-                .map(|k| HashMap::from([("pk".to_string(), s(&req_pk(k))), ("sk".to_string(), s(META))]))
+                .map(|pk| HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(META))]))
                 .collect();
             let mut tries = 0u32;
             while !pending.is_empty() {
@@ -303,10 +315,7 @@ impl DynamoStore {
                     .await
                     .map_err(|e| self.err("BatchGetItem", e))?;
                 if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
-                    for item in items {
-                        let r = decode_request(item)?;
-                        found.insert(r.key(), r);
-                    }
+                    found.extend(items.iter().cloned());
                 }
                 if let Some(u) = out.unprocessed_keys().and_then(|u| u.get(&self.table)) {
                     pending = u.keys().to_vec();

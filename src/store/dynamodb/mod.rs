@@ -9,6 +9,7 @@
 //! | tombstone | `TOMB#<namespace>/<name>` | `<deleted resourceVersion>` | lets [`Store::changes_since`] report deletions; expires by TTL after an hour |
 //! | lease | `LEASE#<name>` | `META` | the fencing record: every controller write carries a `ConditionCheck` on it in the same `TransactWriteItems` |
 //! | policy | `POLICY` | `META` | |
+//! | object (`SemanticModel`, `VerifiedQuery`) | `OBJ#<Kind>#<namespace>/<name>` | `META` | one item per object, one conditional write per change; listed by kind through the `list` index (`lp = OBJ#<Kind>`); see `objects` |
 //!
 //! Decisions live beside their request in spirit (same table, found from the request's uid) but
 //! not in its partition: the trait lists them by uid alone, and only a base-table read is
@@ -65,8 +66,9 @@
 //! # Rooms
 //!
 //! `codec` (items ⇄ records, item-size fitting), `calls` (conditional writes, transactions,
-//! fencing, paged queries), `requests`, `decisions` (records, the history archive, the
-//! policy), `lease`, `changes` (the change index) and `bootstrap` (the table).
+//! fencing, paged queries), `requests`, `objects` (the other kinds), `decisions` (records, the
+//! history archive, the policy), `lease`, `changes` (the change index) and `bootstrap` (the
+//! table).
 //!
 //! # Item size, retention
 //!
@@ -82,6 +84,7 @@ mod changes;
 mod codec;
 mod decisions;
 mod lease;
+mod objects;
 mod requests;
 #[cfg(test)]
 mod tests;
@@ -97,7 +100,7 @@ use super::{
     ArchiveBatch, ArchivedEntry, Change, DecisionList, DecisionOutcome, DecisionRecord, Fence, LabelSelector, Lease,
     LeaseClaim, Result, Store, StoreError, Undecodable, stamp_new,
 };
-use crate::spec::{Decision, ObjectKey, Phase, Policy, QueryRequest};
+use crate::spec::{Decision, Object, ObjectKey, ObjectKind, Phase, Policy, QueryRequest};
 use codec::{parse_key_str, s, text};
 
 pub use super::{CONTROLLER_LEASE, notified_marker};
@@ -297,6 +300,35 @@ impl Store for DynamoStore {
 
     async fn release_lease(&self, name: &str, fence: &Fence) -> Result<()> {
         self.release(name, fence).await
+    }
+
+    async fn create_object(&self, obj: Object) -> Result<Object> {
+        self.create_object_item(obj).await
+    }
+
+    async fn get_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<Option<Object>> {
+        self.load_object(kind, key).await
+    }
+
+    async fn list_objects(
+        &self,
+        kind: ObjectKind,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Vec<Object>> {
+        self.list_object_items(kind, namespace, selector).await
+    }
+
+    async fn update_object(&self, obj: &Object) -> Result<Object> {
+        self.update_object_item(obj).await
+    }
+
+    async fn update_object_status(&self, obj: &Object, fence: Option<&Fence>) -> Result<Object> {
+        self.update_object_item_status(obj, fence).await
+    }
+
+    async fn delete_object(&self, kind: ObjectKind, key: &ObjectKey) -> Result<()> {
+        self.delete_object_item(kind, key).await
     }
 
     async fn change_cursor(&self) -> Result<u64> {
