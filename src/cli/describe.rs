@@ -159,6 +159,18 @@ pub fn describe_with_archive(r: &QueryRequest, archived: Option<&[HistoryEntry]>
             }
             kv(&mut o, "Confidence", &format!("{:.2}", gn.confidence));
             kv(&mut o, "Model", &gn.model);
+            if let Some(src) = &gn.source {
+                if let Some(label) = src.verified_label() {
+                    let name = src.verified_query.as_deref().unwrap_or("-");
+                    kv(&mut o, "Source", &format!("{label}: verified query {name}"));
+                }
+                if let Some(m) = &src.semantic_model {
+                    kv(&mut o, "Semantic model", m);
+                }
+                if !src.examples.is_empty() {
+                    kv(&mut o, "Examples shown", &src.examples.join(", "));
+                }
+            }
             if !gn.tables_used.is_empty() {
                 kv(&mut o, "Tables used", &gn.tables_used.join(", "));
             }

@@ -197,6 +197,8 @@ impl Args {
             last_error: None,
             instructions: vec![],
             follow_up: None,
+            semantic: None,
+            examples: vec![],
         };
         let (result, _) =
             generate_checked(generator.as_ref(), input, &known, &self.tables, engine.as_deref(), self.max_attempts)
@@ -272,6 +274,8 @@ mod tests {
             last_error: None,
             instructions: vec![],
             follow_up: None,
+            semantic: None,
+            examples: vec![],
         }
     }
 

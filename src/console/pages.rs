@@ -469,6 +469,16 @@ impl Detail<'_> {
         );
         highlight_sql(out, &g.sql);
         out.push_str("</code></pre><dl class=\"facts\">");
+        if let Some((label, name)) =
+            g.source.as_ref().and_then(|s| Some((s.verified_label()?, s.verified_query.clone()?)))
+        {
+            let _ = write!(
+                out,
+                "<dt>source</dt><dd><strong class=\"verified\">{}</strong> · verified query {}</dd>",
+                Esc(&label),
+                Esc(&name)
+            );
+        }
         if !g.explanation.is_empty() {
             let _ = write!(out, "<dt>explanation</dt><dd>{}</dd>", Esc(&g.explanation));
         }

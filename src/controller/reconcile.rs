@@ -14,14 +14,17 @@ use super::{Action, Context, Error};
 use crate::approval;
 use crate::catalog::CatalogError;
 use crate::engine::{EngineError, ExecState, QueryJob};
-use crate::generate::{FollowUp, GenerateError, GenerateInput, PriorTurn};
+use crate::generate::{FollowUp, GenerateError, GenerateInput, PriorTurn, semantic, verified};
 use crate::guard;
 use crate::spec::quantity::human_bytes;
+use crate::spec::semantic::SemanticModel;
+use crate::spec::verified::VerifiedQuery;
 use crate::spec::{
     ApprovalStatus, Attempt, CANCEL_FINALIZER, DecisionKind, DecisionsSeen, EffectiveLimits, EngineKind, Estimate,
-    Execution, FollowedRequest, Generated, HistoryEntry, ObjectKey, Phase, QueryRequest, QueryRequestStatus,
-    digest::token, sql_digest,
+    Execution, FollowedRequest, Generated, HistoryEntry, ObjectKey, Phase, QueryRequest, QueryRequestStatus, SqlSource,
+    SqlSourceKind, digest::token, sql_digest,
 };
+use crate::spec::{Object, ObjectKind};
 use crate::store::{ArchiveBatch, notified_marker};
 
 /// The status keeps at most this many history entries; older ones move to the store's history
@@ -34,6 +37,14 @@ pub const MAX_EXEC_ATTEMPTS: u32 = 3;
 pub const MAX_PRE_APPROVAL_ATTEMPTS: u32 = 5;
 /// Longest wait for an engine's scan estimate before the request goes on without one.
 pub const ESTIMATE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How many verified queries an LLM prompt shows as examples.
+const EXAMPLES: usize = 3;
+
+/// `NAME@generation` of a semantic model, as `status.generated.source.semanticModel` records it.
+fn model_ref(m: &SemanticModel) -> String {
+    format!("{}@{}", m.metadata.name, m.metadata.generation.unwrap_or(0))
+}
+
 /// How often a follow-up waiting for its earlier request looks again.
 const FOLLOW_UP_POLL: Duration = Duration::from_secs(2);
 /// How many requests up a chain of follow-ups without SQL the cycle check looks.
@@ -564,6 +575,7 @@ impl Reconciler<'_> {
                                 attempts: vec![],
                                 assumptions: vec![],
                                 follows: None,
+                                source: Some(SqlSource { kind: SqlSourceKind::User, ..Default::default() }),
                             },
                             "HandWritten",
                         )
@@ -571,6 +583,71 @@ impl Reconciler<'_> {
                 },
             };
             return Ok(Step::now(change));
+        }
+
+        // What the data team taught about this database: its semantic model's descriptions,
+        // synonyms and samples go into the tables every generator (and the matcher) reads.
+        let (model, verified) = self.knowledge(&db).await?;
+        let mut tables = tables;
+        if let Some(m) = &model {
+            semantic::enrich(&mut tables, &m.spec);
+        }
+        let refined = self.status.history.iter().any(|h| h.event == "Refined" && h.generation == self.req.generation());
+        // A question a verified query answers (not a follow-up, not under refinement) gets that
+        // query's template with the question's values bound: the generator is not asked.
+        if self.req.spec.follow_up.is_none()
+            && !refined
+            && let Some(q) = self.req.spec.question.as_deref()
+            && let Some(answer) = verified::answer(q, &db, &verified, &tables)
+        {
+            match guard::check(&answer.sql, &db, &known, &allowed) {
+                Err(e) => {
+                    tracing::warn!(name = %self.req.metadata.name, verified_query = %answer.name, reason = %e.reason, "a verified answer was refused by the guard; generating instead")
+                }
+                Ok(checked) => match engine.plan(&db, &checked.sql).await {
+                    Err(EngineError::Transient(m)) => return Err(Error::Engine(EngineError::Transient(m))),
+                    Err(e @ EngineError::Unavailable { .. }) => return self.engine_unavailable(e).await,
+                    Err(EngineError::Permanent(m)) => {
+                        tracing::warn!(name = %self.req.metadata.name, verified_query = %answer.name, error = %m, "a verified answer does not plan; generating instead")
+                    }
+                    Ok(()) => {
+                        let digest = sql_digest(kind, &db, &checked.sql, &limits);
+                        let values: Vec<String> = answer.bindings.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                        let by = answer.verified_by.clone().unwrap_or_else(|| "unknown".into());
+                        let explanation = if values.is_empty() {
+                            format!("the verified query {} (verified by {by})", answer.name)
+                        } else {
+                            format!("the verified query {} (verified by {by}) with {}", answer.name, values.join(", "))
+                        };
+                        let source = SqlSource {
+                            kind: SqlSourceKind::VerifiedQuery,
+                            verified_query: Some(answer.name.clone()),
+                            verified_by: answer.verified_by.clone(),
+                            template_digest: answer.template_digest.clone(),
+                            parameters: answer
+                                .bindings
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.value().to_string()))
+                                .collect(),
+                            semantic_model: model.as_ref().map(model_ref),
+                            examples: vec![],
+                        };
+                        let g = Generated {
+                            sql: checked.sql,
+                            sql_digest: digest,
+                            explanation,
+                            confidence: 1.0,
+                            tables_used: checked.tables,
+                            model: format!("verified/{}", answer.name),
+                            attempts: vec![],
+                            assumptions: vec![],
+                            follows: None,
+                            source: Some(source),
+                        };
+                        return Ok(Step::now(self.accepted(g, "VerifiedQuery")));
+                    }
+                },
+            }
         }
 
         let Some(generator) = self.ctx.generator.clone() else {
@@ -610,6 +687,17 @@ impl Reconciler<'_> {
         } else {
             tables.into_iter().filter(|t| allowed.iter().any(|a| a.eq_ignore_ascii_case(&t.name))).collect()
         };
+        let examples = if refined || follow_up.is_some() {
+            vec![]
+        } else {
+            verified::nearest(&question, &db, &verified, EXAMPLES)
+        };
+        let source = SqlSource {
+            kind: SqlSourceKind::Generator,
+            semantic_model: model.as_ref().map(model_ref),
+            examples: examples.iter().map(|e| e.name.clone()).collect(),
+            ..Default::default()
+        };
         let mut input = GenerateInput {
             question,
             database: db.clone(),
@@ -617,8 +705,10 @@ impl Reconciler<'_> {
             tables,
             history,
             last_error: None,
-            instructions: vec![],
+            instructions: model.as_ref().map(|m| semantic::instructions(&m.spec)).unwrap_or_default(),
             follow_up,
+            semantic: model.map(|m| m.spec),
+            examples,
         };
         let mut attempts: Vec<Attempt> = Vec::new();
         for _ in 0..self.ctx.config.max_attempts.max(1) {
@@ -686,6 +776,7 @@ impl Reconciler<'_> {
                             attempts,
                             assumptions: proposal.assumptions,
                             follows,
+                            source: Some(source),
                         },
                         "Generated",
                     )));
@@ -697,6 +788,39 @@ impl Reconciler<'_> {
         let mut change = Change::failed("Generated", "GenerationFailed", why);
         change.generated = Some(Some(Generated { attempts, model: generator.model(), follows, ..Default::default() }));
         Ok(Step::now(change))
+    }
+
+    /// The semantic model and the verified queries of `db` in this request's namespace that are
+    /// fresh (planned at their current generation and not `Stale`): what generation may use.
+    /// With several models of one database the first by name is used.
+    async fn knowledge(&self, db: &str) -> Result<(Option<SemanticModel>, Vec<VerifiedQuery>), Error> {
+        let ns = Some(self.req.metadata.namespace());
+        let all = crate::store::LabelSelector::new();
+        let model = self
+            .ctx
+            .store
+            .list_objects(ObjectKind::SemanticModel, ns, &all)
+            .await?
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::SemanticModel(m) => Some(m),
+                Object::VerifiedQuery(_) => None,
+            })
+            .filter(|m| m.spec.database == db && m.is_fresh())
+            .min_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        let verified = self
+            .ctx
+            .store
+            .list_objects(ObjectKind::VerifiedQuery, ns, &all)
+            .await?
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::VerifiedQuery(v) => Some(v),
+                Object::SemanticModel(_) => None,
+            })
+            .filter(|v| v.spec.database == db && v.is_fresh())
+            .collect();
+        Ok((model, verified))
     }
 
     /// What a follow-up question builds on: the earlier request's question, its refinements,

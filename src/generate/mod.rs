@@ -5,6 +5,8 @@ pub mod bedrock;
 pub mod offline;
 pub mod openai;
 pub mod prompt;
+pub mod semantic;
+pub mod verified;
 
 use async_trait::async_trait;
 
@@ -35,6 +37,12 @@ pub struct GenerateInput {
     pub instructions: Vec<String>,
     /// The earlier request this question follows up on (`spec.followUp`), when there is one.
     pub follow_up: Option<FollowUp>,
+    /// The database's semantic model (metrics, filters, time dimensions, relationships) for the
+    /// prompt; its descriptions, synonyms and samples are already in `tables` (see
+    /// [`semantic::enrich`]) and its instructions in `instructions`.
+    pub semantic: Option<crate::spec::semantic::SemanticModelSpec>,
+    /// The verified queries most like the question, as examples for an LLM prompt.
+    pub examples: Vec<verified::Example>,
 }
 
 /// What a follow-up question builds on: the earlier request's question, how its SQL was refined,

@@ -153,6 +153,27 @@ pub fn schema_text(input: &GenerateInput, opts: &PromptOptions) -> SchemaText {
 pub fn user_text(input: &GenerateInput, schema: &SchemaText) -> String {
     let mut out = String::new();
     let _ = write!(out, "## Schema\n{}\n", schema.text);
+    if let Some(model) = &input.semantic {
+        let text = super::semantic::section(model, &schema.tables);
+        if !text.is_empty() {
+            let _ = write!(out, "## Semantic model of {} (from the data team)\n{text}\n", input.database);
+        }
+    }
+    if !input.examples.is_empty() {
+        out.push_str("## Verified queries for similar questions (approved by people; follow their way of answering)\n");
+        for (i, e) in input.examples.iter().enumerate() {
+            let by = e.verified_by.as_deref().map(|b| format!(", verified by {b}")).unwrap_or_default();
+            let _ = write!(
+                out,
+                "{}. Question: {} ({}{by})\n```sql\n{}\n```\n",
+                i + 1,
+                e.question.trim(),
+                e.name,
+                e.sql.trim()
+            );
+        }
+        out.push('\n');
+    }
     if let Some(f) = &input.follow_up {
         follow_up_text(&mut out, f);
     }
@@ -385,6 +406,8 @@ mod tests {
             last_error: None,
             instructions: vec![],
             follow_up: None,
+            semantic: None,
+            examples: vec![],
         }
     }
 
@@ -533,6 +556,43 @@ mod tests {
         let u = build(&inp, &PromptOptions::default()).user;
         assert!(u.contains("Its SQL (proposed):") && !u.contains("Its result columns"), "{u}");
         assert!(!build(&input(), &PromptOptions::default()).user.contains("follows up"));
+    }
+
+    #[test]
+    fn the_semantic_model_and_verified_examples_reach_the_prompt_before_the_question() {
+        use crate::spec::semantic::{Metric, SemanticModelSpec};
+        let semantic = SemanticModelSpec {
+            database: "tpch".into(),
+            metrics: vec![Metric {
+                name: "order_count".into(),
+                expression: "count(*)".into(),
+                table: Some("orders".into()),
+                synonyms: vec!["volume".into()],
+                description: None,
+            }],
+            ..Default::default()
+        };
+        let examples = vec![super::super::verified::Example {
+            name: "urgent-orders".into(),
+            question: "How many urgent orders were there in 1995?".into(),
+            sql: "SELECT count(*) FROM orders WHERE o_orderpriority = '1-URGENT'".into(),
+            verified_by: Some("alice".into()),
+        }];
+        let inp = GenerateInput { semantic: Some(semantic), examples, ..input() };
+        let u = build(&inp, &PromptOptions::default()).user;
+        let q = u.find("## Question").unwrap();
+        for needle in [
+            "## Semantic model of tpch (from the data team)",
+            "- order_count = count(*) [on orders] (also: volume)",
+            "## Verified queries for similar questions",
+            "1. Question: How many urgent orders were there in 1995? (urgent-orders, verified by alice)",
+            "WHERE o_orderpriority = '1-URGENT'",
+        ] {
+            let i = u.find(needle).unwrap_or_else(|| panic!("{needle:?} missing from:\n{u}"));
+            assert!(i < q, "{needle:?} after the question");
+        }
+        let plain = build(&input(), &PromptOptions::default()).user;
+        assert!(!plain.contains("Semantic model") && !plain.contains("Verified queries"));
     }
 
     #[test]

@@ -238,6 +238,14 @@ impl SemanticModel {
         out
     }
 
+    /// Usable by generation: planned at its current generation, and not `Stale`.
+    pub fn is_fresh(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.observed_generation == self.metadata.generation.unwrap_or(0)
+                && s.condition(super::status::STALE_CONDITION).is_some_and(|c| c.status == "False")
+        })
+    }
+
     /// The table an expression of a metric or filter is planned against: its own `table`, else
     /// the model's only table.
     pub fn expression_table<'a>(&'a self, table: Option<&'a str>) -> Option<&'a str> {

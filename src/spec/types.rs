@@ -389,6 +389,57 @@ pub struct Generated {
     /// was when generation read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub follows: Option<FollowedRequest>,
+    /// Where the SQL came from: the request (`spec.sql`), a generator (the one in `model`), or
+    /// a verified query's template with the question's values bound; and what generation was
+    /// shown (the semantic model, verified queries as examples).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<SqlSource>,
+}
+
+/// Where the SQL of `status.generated` came from.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SqlSource {
+    pub kind: SqlSourceKind,
+    /// `verifiedQuery`: the VerifiedQuery whose template this SQL instantiates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_query: Option<String>,
+    /// `verifiedQuery`: who verified it (shown as "Verified (by X)").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_by: Option<String>,
+    /// `verifiedQuery`: the template's digest when it was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_digest: Option<String>,
+    /// `verifiedQuery`: the values bound to its parameters, by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, String>,
+    /// The SemanticModel generation read (`NAME` at generation N), when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semantic_model: Option<String>,
+    /// Verified queries shown to the generator as examples.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+}
+
+/// What produced a request's SQL.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum SqlSourceKind {
+    /// Written by the requester (`spec.sql`).
+    User,
+    /// Proposed by the configured generator (offline or a model).
+    #[default]
+    Generator,
+    /// A verified query's template with the question's values bound.
+    VerifiedQuery,
+}
+
+impl SqlSource {
+    /// The label an answer from a verified query carries: `Verified (by alice)`.
+    pub fn verified_label(&self) -> Option<String> {
+        (self.kind == SqlSourceKind::VerifiedQuery)
+            .then(|| format!("Verified (by {})", self.verified_by.as_deref().unwrap_or("unknown")))
+    }
 }
 
 /// The earlier request a follow-up was generated from (a link that survives the earlier

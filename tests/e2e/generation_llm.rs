@@ -197,6 +197,8 @@ fn input() -> GenerateInput {
         last_error: Some("guard: unknown table \"orderz\"".into()),
         instructions: vec![],
         follow_up: None,
+        semantic: None,
+        examples: vec![],
     }
 }
 
@@ -332,6 +334,8 @@ async fn both_providers_see_inferred_join_paths_and_instructions_in_the_prompt()
         last_error: None,
         instructions: vec!["Always filter names using ILIKE".into()],
         follow_up: None,
+        semantic: None,
+        examples: vec![],
     };
     let check = |prompt: &str| {
         for needle in ["joins:", "author.oid = organization.oid", "Always filter names using ILIKE"] {

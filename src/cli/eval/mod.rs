@@ -574,6 +574,8 @@ impl Args {
                 last_error: None,
                 instructions,
                 follow_up: None,
+                semantic: None,
+                examples: vec![],
             };
             let (outcome, gen_ms) =
                 generate_checked(generator.as_ref(), input, &known, &[], Some(&engine), self.max_attempts).await;

@@ -432,6 +432,8 @@ mod tests {
             last_error: None,
             instructions: vec![],
             follow_up: None,
+            semantic: None,
+            examples: vec![],
         }
     }
 

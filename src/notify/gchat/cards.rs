@@ -130,6 +130,12 @@ fn approval_parts(req: &QueryRequest, opts: &ChatOptions, b: Budget) -> (Value, 
     sections.push(section(Some(sql_header), sql_widgets));
 
     let mut details = Vec::new();
+    if let Some(s) = &g.source
+        && let Some(label) = s.verified_label()
+    {
+        let name = s.verified_query.as_deref().unwrap_or("-");
+        details.push(field("Source", &format!("<b>{}</b> · verified query {}", esc(&label), esc(name))));
+    }
     if !g.explanation.trim().is_empty() {
         details.push(field("Explanation", &html_text(&g.explanation, b.text)));
     }
