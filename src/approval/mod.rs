@@ -140,6 +140,33 @@ pub fn allowed_deciders(policy: &Policy, req: &QueryRequest) -> Option<Vec<Strin
     }
 }
 
+/// May `by` verify queries on `database` (write a `VerifiedQuery`, `sqlctl verify`)? The same
+/// people who may approve there: the database's admin approvers, else the policy's approvers,
+/// else anyone; identities resolved through the policy's `identities` first. A verified query
+/// stands for an approval of every instantiation of it, so it needs an approver's say.
+pub fn may_verify(policy: &Policy, database: &str, by: &str) -> Result<String, String> {
+    if identity::normalize(by).is_empty() {
+        return Err("the verifier's identity is empty (or only invisible characters), which names nobody".into());
+    }
+    let who = identity::resolve(&policy.identities, by).unwrap_or_else(|| by.to_string());
+    let allowed: Option<&Vec<String>> = match policy.databases.get(database) {
+        Some(p) => Some(&p.approvers),
+        None if !policy.approvers.is_empty() => Some(&policy.approvers),
+        None => None,
+    };
+    match allowed {
+        Some(list) if !identity::listed(list, &who) => Err(if list.is_empty() {
+            format!("the policy leaves nobody allowed to approve on database {database:?}, so nobody may verify there")
+        } else {
+            format!(
+                "only those who may approve on database {database:?} may verify queries there ({}); {by} is not one of them",
+                list.join(", ")
+            )
+        }),
+        _ => Ok(who),
+    }
+}
+
 /// The approval wait for a request: the spec may shorten the policy's, never lengthen it.
 pub fn approval_timeout(policy: &Policy, req: &QueryRequest) -> Duration {
     let max = policy.approval_timeout.as_ref().map(|d| d.as_duration()).unwrap_or(DEFAULT_APPROVAL_TIMEOUT);

@@ -1,17 +1,23 @@
-//! `sqlctl apply -f FILE|DIR|-`: create or update requests, kubectl-style.
+//! `sqlctl apply -f FILE|DIR|-`: create or update objects of any kind (`QueryRequest`,
+//! `SemanticModel`, `VerifiedQuery`), kubectl-style.
 //!
 //! Every document of every source is parsed and validated before anything is written: one bad
 //! document means nothing is stored. Updates are a three-way merge (last-applied annotation,
 //! the file, the live object), so re-applying an unchanged file is `unchanged` and writes nothing.
 //!
-//! [`load_requests`] (read, validate, guard) and [`plan`] (the merge, without writing) are shared
-//! with `sqlctl diff`, so diff shows exactly what apply would do.
+//! A `VerifiedQuery` records who verified it: sqlctl sets `spec.verifiedBy` (and `verifiedAt`)
+//! to whoever applies new content, a file may name only that person, and that person must be
+//! allowed to approve on the query's database (`approval::may_verify`).
+//!
+//! [`load_documents`] (read, validate, guard) and [`plan`] / [`plan_object`] (the merge,
+//! without writing) are shared with `sqlctl diff`, so diff shows exactly what apply would do.
 
 use serde_json::Value;
 
 use super::{Exit, output};
 use crate::config::Context;
-use crate::spec::{LAST_APPLIED_ANNOTATION, QueryRequest, REQUESTER_ANNOTATION, load};
+use crate::spec::load::Document;
+use crate::spec::{LAST_APPLIED_ANNOTATION, Object, Policy, QueryRequest, REQUESTER_ANNOTATION, VerifiedQuery, load};
 use crate::store::{Store, StoreError};
 
 #[derive(clap::Args, Debug)]
@@ -50,46 +56,70 @@ impl Outcome {
 
 impl Args {
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {
-        let requests = load_requests(&self.files, g).map_err(|m| Exit::refused(format!("{m}\nnothing was applied")))?;
+        let docs = load_documents(&self.files, g).map_err(|m| Exit::refused(format!("{m}\nnothing was applied")))?;
         let store = g.store().await?;
         let requester = g.decider(self.as_.as_deref()).await?;
-        // All or nothing: a document too large for the store stops every one before any write.
-        let mut too_large = Vec::new();
-        for req in &requests {
-            let p = plan(store.as_ref(), req, &requester).await?;
-            if p.outcome != Outcome::Unchanged {
-                too_large.extend(check_store_size(&p.desired).err());
+        let policy = store.get_policy().await?.unwrap_or_default();
+        // All or nothing: a document too large for the store (or one its applier may not
+        // write) stops every one before any write.
+        let mut refused = Vec::new();
+        for doc in &docs {
+            match doc {
+                Document::QueryRequest(req) => {
+                    let p = plan(store.as_ref(), req, &requester).await?;
+                    if p.outcome != Outcome::Unchanged {
+                        refused.extend(check_store_size(&p.desired).err());
+                    }
+                }
+                Document::Object(obj) => {
+                    if let Err(e) = plan_object(store.as_ref(), obj, &requester, &policy).await {
+                        refused.push(format!("{e:#}"));
+                    }
+                }
             }
         }
-        if !too_large.is_empty() {
-            return Err(Exit::refused(format!("{}\nnothing was applied", too_large.join("\n"))));
+        if !refused.is_empty() {
+            return Err(Exit::refused(format!("{}\nnothing was applied", refused.join("\n"))));
         }
-        for req in requests {
-            let (outcome, obj) = apply_one(store.as_ref(), req, &requester, self.dry_run).await?;
+        for doc in docs {
             let suffix = if self.dry_run { " (dry run)" } else { "" };
-            match self.output {
-                output::Format::Yaml => print!("{}", output::to_yaml(&obj)),
-                output::Format::Json => print!("{}", output::to_json(&obj)),
-                output::Format::Name => println!("queryrequest/{}", obj.metadata.name),
-                _ => println!("queryrequest/{} {}{suffix}", obj.metadata.name, outcome.as_str()),
+            let (outcome, written) = match doc {
+                Document::QueryRequest(req) => {
+                    let (outcome, obj) = apply_one(store.as_ref(), req, &requester, self.dry_run).await?;
+                    (outcome, Document::QueryRequest(obj))
+                }
+                Document::Object(obj) => {
+                    let (outcome, obj) = apply_object(store.as_ref(), obj, &requester, &policy, self.dry_run).await?;
+                    (outcome, Document::Object(obj))
+                }
+            };
+            let id = format!("{}/{}", written.kind().resource(), written.metadata().name);
+            match (self.output, &written) {
+                (output::Format::Yaml, Document::QueryRequest(r)) => print!("{}", output::to_yaml(r)),
+                (output::Format::Yaml, Document::Object(o)) => print!("{}", output::to_yaml(o)),
+                (output::Format::Json, Document::QueryRequest(r)) => print!("{}", output::to_json(r)),
+                (output::Format::Json, Document::Object(o)) => print!("{}", output::to_json(o)),
+                (output::Format::Name, _) => println!("{id}"),
+                _ => println!("{id} {}{suffix}", outcome.as_str()),
             }
         }
         Ok(())
     }
 }
 
-/// Reads, validates and guards every document of `files`, all or nothing, and fills in the
-/// namespace from `-n` where a document names none. Shared by `apply` and `diff`, so both refuse
-/// exactly the same inputs with exactly the same messages.
+/// Reads, validates and guards every document of `files` (any kind), all or nothing, and fills
+/// in the namespace from `-n` where a document names none. Shared by `apply` and `diff`.
 ///
 /// `Err` holds every problem found, one per line (the caller says what was not done).
-pub fn load_requests(files: &[String], g: &Context) -> Result<Vec<QueryRequest>, String> {
-    let docs = load::load_paths(files).map_err(|e| e.to_string())?;
+pub fn load_documents(files: &[String], g: &Context) -> Result<Vec<Document>, String> {
+    // The guard reads every kind's SQL (templates, metric and filter expressions) as the
+    // loader validates, so its problems are located like every other.
+    let docs = load::load_paths_with(files, &crate::guard::template::check_document).map_err(|e| e.to_string())?;
     if docs.is_empty() {
-        return Err("no QueryRequest documents found in the given input".into());
+        return Err("no documents found in the given input".into());
     }
-    // SQL that can never run is refused before anything is written (table existence is the
-    // controller's to check: it knows the catalog).
+    // Hand-written SQL that can never run is refused before anything is written (table
+    // existence is the controller's to check: it knows the catalog).
     let problems: Vec<String> = docs
         .iter()
         .filter_map(|d| {
@@ -106,17 +136,34 @@ pub fn load_requests(files: &[String], g: &Context) -> Result<Vec<QueryRequest>,
     }
     Ok(docs
         .into_iter()
-        .filter_map(|d| match d.document {
-            load::Document::QueryRequest(r) => Some(r),
-            load::Document::Object(_) => None,
-        })
-        .map(|mut req| {
-            if req.metadata.namespace.is_none() && g.namespace != crate::spec::DEFAULT_NAMESPACE {
-                req.metadata.namespace = Some(g.namespace.clone());
+        .map(|d| {
+            let mut doc = d.document;
+            let meta = doc.metadata_mut();
+            if meta.namespace.is_none() && g.namespace != crate::spec::DEFAULT_NAMESPACE {
+                meta.namespace = Some(g.namespace.clone());
             }
-            req
+            doc
         })
         .collect())
+}
+
+/// [`load_documents`], requests only: the other kinds are refused (for commands that act on
+/// requests alone).
+pub fn load_requests(files: &[String], g: &Context) -> Result<Vec<QueryRequest>, String> {
+    let mut out = Vec::new();
+    for doc in load_documents(files, g)? {
+        match doc {
+            Document::QueryRequest(r) => out.push(r),
+            Document::Object(o) => {
+                return Err(format!(
+                    "{} {}: only QueryRequest documents are accepted here",
+                    o.kind().resource(),
+                    o.key()
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The user-owned part of an object, as JSON: what the last-applied annotation stores.
@@ -172,13 +219,13 @@ pub fn three_way(live: &Value, last: &Value, new: &Value) -> Value {
 
 /// What `apply` would do to one object, computed from the store without writing anything.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub struct Plan<T = QueryRequest> {
     pub outcome: Outcome,
     /// The stored object (status included), if there is one.
-    pub live: Option<QueryRequest>,
+    pub live: Option<T>,
     /// What apply would write: the new object (`Created`), the merged one (`Configured`), or the
     /// live object itself (`Unchanged`).
-    pub desired: QueryRequest,
+    pub desired: T,
 }
 
 /// Computes what applying `req` as `requester` would do: the single source of truth for `apply`
@@ -240,6 +287,158 @@ pub async fn plan(store: &dyn Store, req: &QueryRequest, requester: &str) -> any
         return Ok(Plan { outcome: Outcome::Unchanged, desired: live.clone(), live: Some(live) });
     }
     Ok(Plan { outcome: Outcome::Configured, live: Some(live), desired: obj })
+}
+
+/// The user-owned part of an object of the other kinds, as JSON (the last-applied annotation).
+fn applied_object_config(obj: &Object) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("status");
+        if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+            for server_set in
+                ["uid", "resourceVersion", "generation", "creationTimestamp", "deletionTimestamp", "finalizers"]
+            {
+                meta.remove(server_set);
+            }
+            if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+                ann.remove(LAST_APPLIED_ANNOTATION);
+                if ann.is_empty() {
+                    meta.remove("annotations");
+                }
+            }
+        }
+    }
+    v
+}
+
+/// What applying `obj` (a `SemanticModel` or `VerifiedQuery`) as `applier` would do, under
+/// `policy`: the same three-way merge as for requests. For a verified query, new content is
+/// verified by `applier` (who must be allowed to: [`crate::approval::may_verify`]); unchanged
+/// content keeps its verifier.
+pub async fn plan_object(
+    store: &dyn Store,
+    obj: &Object,
+    applier: &str,
+    policy: &Policy,
+) -> anyhow::Result<Plan<Object>> {
+    let key = obj.key();
+    let kind = obj.kind();
+    let new_cfg = applied_object_config(obj);
+    let new_cfg_text = serde_json::to_string(&new_cfg)?;
+    let live = store.get_object(kind, &key).await?;
+    let mut desired = match &live {
+        None => {
+            let mut o = Object::from_json(kind, &new_cfg.to_string())
+                .map_err(|e| Exit::refused(format!("{} {key}: {e}", kind.resource())))?;
+            *o.status_mut() = None;
+            o
+        }
+        Some(live) => {
+            let last: Value = live
+                .metadata()
+                .annotations
+                .get(LAST_APPLIED_ANNOTATION)
+                .and_then(|s| serde_json::from_str(s).ok())
+                .unwrap_or(Value::Null);
+            let mut live_cfg = serde_json::to_value(live)?;
+            if let Some(o) = live_cfg.as_object_mut() {
+                o.remove("status");
+            }
+            let merged = three_way(&live_cfg, &last, &new_cfg);
+            let mut o = Object::from_json(kind, &merged.to_string()).map_err(|e| {
+                Exit::refused(format!("{} {key}: merging with the live object failed: {e}", kind.resource()))
+            })?;
+            // Server-set fields and status stay the live object's, whatever the file said.
+            let (lm, om) = (live.metadata().clone(), o.metadata_mut());
+            om.uid = lm.uid;
+            om.resource_version = lm.resource_version;
+            om.generation = lm.generation;
+            om.creation_timestamp = lm.creation_timestamp;
+            om.deletion_timestamp = None;
+            om.finalizers.clear();
+            *o.status_mut() = live.status().cloned();
+            o
+        }
+    };
+    desired.metadata_mut().annotations.insert(LAST_APPLIED_ANNOTATION.into(), new_cfg_text);
+    if let (Object::VerifiedQuery(d), Object::VerifiedQuery(file)) = (&mut desired, obj) {
+        let live_vq = live.as_ref().and_then(Object::as_verified_query);
+        stamp_verifier(d, file, live_vq, applier, policy)
+            .map_err(|m| Exit::refused(format!("verifiedquery {key}: {m}")))?;
+    }
+    let Some(live) = live else {
+        return Ok(Plan { outcome: Outcome::Created, live: None, desired });
+    };
+    if desired.spec_json() == live.spec_json()
+        && desired.metadata().labels == live.metadata().labels
+        && desired.metadata().annotations == live.metadata().annotations
+    {
+        return Ok(Plan { outcome: Outcome::Unchanged, desired: live.clone(), live: Some(live) });
+    }
+    Ok(Plan { outcome: Outcome::Configured, live: Some(live), desired })
+}
+
+/// Sets who verified `desired` and when: the applier, now, when its content (anything but the
+/// verifier fields) is new; the live object's otherwise. A file may name only the applier.
+fn stamp_verifier(
+    desired: &mut VerifiedQuery,
+    file: &VerifiedQuery,
+    live: Option<&VerifiedQuery>,
+    applier: &str,
+    policy: &Policy,
+) -> Result<(), String> {
+    if let Some(named) = &file.spec.verified_by
+        && !crate::identity::same(named, applier)
+    {
+        return Err(format!(
+            "spec.verifiedBy names {named}, but you are {applier}: a verified query records who applied it, so a file may name only the person applying it (or leave verifiedBy out)"
+        ));
+    }
+    let content = |v: &VerifiedQuery| {
+        let mut spec = v.spec.clone();
+        spec.verified_by = None;
+        spec.verified_at = None;
+        serde_json::to_string(&spec).unwrap_or_default()
+    };
+    match live {
+        Some(l) if content(l) == content(desired) => {
+            desired.spec.verified_by = l.spec.verified_by.clone();
+            desired.spec.verified_at = l.spec.verified_at;
+        }
+        _ => {
+            crate::approval::may_verify(policy, &desired.spec.database, applier)?;
+            desired.spec.verified_by = Some(applier.to_string());
+            desired.spec.verified_at = Some(chrono::Utc::now());
+        }
+    }
+    Ok(())
+}
+
+/// Applies one object of the other kinds: [`plan_object`], then a compare-and-set write,
+/// re-planned when another writer got there first.
+pub async fn apply_object(
+    store: &dyn Store,
+    obj: Object,
+    applier: &str,
+    policy: &Policy,
+    dry_run: bool,
+) -> anyhow::Result<(Outcome, Object)> {
+    for _ in 0..5 {
+        let plan = plan_object(store, &obj, applier, policy).await?;
+        let written = match plan.outcome {
+            _ if dry_run => return Ok((plan.outcome, plan.desired)),
+            Outcome::Unchanged => return Ok((Outcome::Unchanged, plan.desired)),
+            Outcome::Created => store.create_object(plan.desired).await,
+            Outcome::Configured => store.update_object(&plan.desired).await,
+        };
+        match written {
+            Ok(o) => return Ok((plan.outcome, o)),
+            Err(StoreError::AlreadyExists(_) | StoreError::Conflict { .. }) => continue,
+            Err(e @ StoreError::TooLarge(_)) => return Err(Exit::refused(format!("{e}\nnothing was applied"))),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Exit::refused(format!("{} {} kept changing while applying; try again", obj.kind().resource(), obj.key())))
 }
 
 /// Applies one request: [`plan`], then a compare-and-set write, re-planned when another writer

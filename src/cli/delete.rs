@@ -1,4 +1,6 @@
 //! `sqlctl delete NAME`: a request that may be running is cancelled first (finalizer).
+//! `sqlctl delete sm|vq NAME…` (or `TYPE/NAME`, `-l`, `--all`, `-f`) removes semantic models and
+//! verified queries, which hold no finalizer.
 //!
 //! `--force` removes the record at once, but never leaves a query running for nobody (issue 10,
 //! class 6): a request whose query is recorded as running has that query cancelled first.
@@ -16,9 +18,9 @@
 
 use std::time::Duration;
 
-use super::{Exit, Selection, get_request_at};
+use super::{Exit, Selection, get_request_at, typed_names};
 use crate::config::Context;
-use crate::spec::{EngineKind, ObjectKey, Phase, QueryRequest};
+use crate::spec::{EngineKind, ObjectKey, ObjectKind, Phase, QueryRequest};
 use crate::store::{CONTROLLER_LEASE, Store};
 
 /// How long `delete --force` waits for a live controller to cancel a local query and remove
@@ -54,11 +56,41 @@ async fn controller_alive(store: &dyn Store) -> anyhow::Result<bool> {
 impl Args {
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
-        let keys = self.select.keys(store.as_ref(), g).await?;
-        if keys.is_empty() {
-            eprintln!("No requests found in namespace {}.", g.namespace);
+        let (kind, names) = typed_names(&self.select.names).map_err(Exit::usage)?;
+        if names.is_empty() && !self.select.all && self.select.selector.is_none() && self.select.files.is_empty() {
+            // As kubectl: deleting a whole type takes --all.
+            return Err(Exit::usage(format!(
+                "name the {} to delete, or select them with -l KEY=VALUE, --all or -f FILE",
+                kind.plural()
+            )));
+        }
+        let objects = self.select.objects(store.as_ref(), g).await?;
+        if objects.is_empty() {
+            eprintln!(
+                "No {} found in namespace {}.",
+                if kind == ObjectKind::QueryRequest { "requests" } else { kind.plural() },
+                g.namespace
+            );
         }
         let mut failed = false;
+        let mut keys = Vec::new();
+        for (kind, key) in objects {
+            if kind == ObjectKind::QueryRequest {
+                keys.push(key);
+                continue;
+            }
+            match store.delete_object(kind, &key).await {
+                Ok(()) => println!("{}/{} deleted", kind.resource(), key.name),
+                Err(crate::store::StoreError::NotFound(_)) => {
+                    eprintln!("sqlctl: {} {key} not found", kind.resource());
+                    failed = true;
+                }
+                Err(e) => {
+                    eprintln!("sqlctl: {}/{}: {e}", kind.resource(), key.name);
+                    failed = true;
+                }
+            }
+        }
         for key in &keys {
             let name = &key.name;
             let r = match get_request_at(store.as_ref(), key).await {

@@ -1,9 +1,11 @@
 //! `sqlctl describe NAME`: everything a decider needs: the SQL, its digest, conditions,
 //! history and the preview; once done, where the result and its chart are.
+//! `sqlctl describe sm|vq [NAME…]` describes semantic models and verified queries
+//! ([`super::objects::describe`]).
 
 use std::fmt::Write as _;
 
-use super::{Selection, get_request_at, output};
+use super::{Selection, get_object_at, get_request_at, output};
 use crate::config::Context;
 use crate::spec::{Answer, ColumnRole, HistoryEntry, QueryRequest};
 
@@ -29,11 +31,26 @@ pub struct Args {
 impl Args {
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {
         let store = g.store().await?;
-        let keys = self.select.keys(store.as_ref(), g).await?;
-        if keys.is_empty() {
-            eprintln!("No requests found in namespace {}.", g.namespace);
+        let objects = self.select.objects(store.as_ref(), g).await?;
+        if objects.is_empty() {
+            let (kind, _) =
+                super::typed_names(&self.select.names).unwrap_or((crate::spec::ObjectKind::QueryRequest, vec![]));
+            let what = if kind == crate::spec::ObjectKind::QueryRequest {
+                "requests".to_string()
+            } else {
+                kind.plural().to_string()
+            };
+            eprintln!("No {what} found in namespace {}.", g.namespace);
         }
-        for (i, key) in keys.iter().enumerate() {
+        for (i, (kind, key)) in objects.iter().enumerate() {
+            if *kind != crate::spec::ObjectKind::QueryRequest {
+                let obj = get_object_at(store.as_ref(), *kind, key).await?;
+                if i > 0 {
+                    println!();
+                }
+                print!("{}", crate::spec::text::escape_hidden(&super::objects::describe(&obj)));
+                continue;
+            }
             let r = get_request_at(store.as_ref(), key).await?;
             let text = match self.history {
                 HistoryView::Recent => describe(&r),

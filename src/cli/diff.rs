@@ -1,8 +1,8 @@
 //! `sqlctl diff -f FILE|DIR|-`: what `apply -f` would change, without writing anything.
 //!
 //! Like `kubectl diff`: every document is loaded, validated and guarded exactly as `apply` does
-//! ([`apply::load_requests`]), then planned with the same three-way merge against the live object
-//! and its last-applied annotation ([`apply::plan`]). Each object is reported as `created`,
+//! ([`apply::load_documents`], any kind), then planned with the same three-way merge against the
+//! live object and its last-applied annotation ([`apply::plan`], [`apply::plan_object`]). Each object is reported as `created`,
 //! `configured` (followed by a unified diff, live vs desired, of the user-owned part of the object
 //! as YAML) or `unchanged`.
 //!
@@ -15,7 +15,8 @@ use serde::Serialize;
 use super::apply::{self, Outcome, Plan};
 use super::{Exit, output};
 use crate::config::Context;
-use crate::spec::{LAST_APPLIED_ANNOTATION, QueryRequest};
+use crate::spec::load::Document;
+use crate::spec::{LAST_APPLIED_ANNOTATION, Object, ObjectMeta, QueryRequest};
 use crate::textdiff::{Line, diff_lines};
 
 #[derive(clap::Args, Debug)]
@@ -43,6 +44,8 @@ pub enum Format {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Entry {
+    /// `queryrequest`, `semanticmodel` or `verifiedquery`.
+    kind: &'static str,
     name: String,
     namespace: String,
     /// `created`, `configured` or `unchanged`.
@@ -50,9 +53,26 @@ struct Entry {
     /// Unified diff, live vs desired; empty when unchanged.
     diff: String,
     /// The user-owned part of the live object (None when it would be created).
-    live: Option<QueryRequest>,
+    live: Option<Doc>,
     /// The user-owned part of what apply would write.
-    desired: QueryRequest,
+    desired: Doc,
+}
+
+/// An object of any kind, serialized as itself.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Doc {
+    Request(QueryRequest),
+    Object(Object),
+}
+
+impl Doc {
+    fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Doc::Request(r) => &r.metadata,
+            Doc::Object(o) => o.metadata(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -64,21 +84,46 @@ struct Report {
 
 impl Args {
     pub async fn run(self, g: &Context) -> anyhow::Result<()> {
-        let requests = apply::load_requests(&self.files, g)
+        let docs = apply::load_documents(&self.files, g)
             .map_err(|m| Exit::usage(format!("{m}\nnothing was compared; fix the input and run diff again")))?;
         let store = g.store().await.map_err(exit_2)?;
         let requester = g.decider(self.as_.as_deref()).await.map_err(exit_2)?;
-        let mut items = Vec::with_capacity(requests.len());
-        for req in requests {
-            let plan = apply::plan(store.as_ref(), &req, &requester).await.map_err(exit_2)?;
-            items.push(entry(plan));
+        let policy = store.get_policy().await.map_err(|e| exit_2(e.into()))?.unwrap_or_default();
+        let mut items = Vec::with_capacity(docs.len());
+        for doc in docs {
+            let entry = match doc {
+                Document::QueryRequest(req) => {
+                    let plan = apply::plan(store.as_ref(), &req, &requester).await.map_err(exit_2)?;
+                    entry(
+                        "queryrequest",
+                        Plan {
+                            outcome: plan.outcome,
+                            live: plan.live.as_ref().map(user_view).map(Doc::Request),
+                            desired: Doc::Request(user_view(&plan.desired)),
+                        },
+                    )
+                }
+                Document::Object(obj) => {
+                    let kind = obj.kind().resource();
+                    let plan = apply::plan_object(store.as_ref(), &obj, &requester, &policy).await.map_err(exit_2)?;
+                    entry(
+                        kind,
+                        Plan {
+                            outcome: plan.outcome,
+                            live: plan.live.as_ref().map(object_view).map(Doc::Object),
+                            desired: Doc::Object(object_view(&plan.desired)),
+                        },
+                    )
+                }
+            };
+            items.push(entry);
         }
         let changed = items.iter().any(|e| e.action != Outcome::Unchanged.as_str());
         match self.output {
             Format::Diff => {
                 let mut out = String::new();
                 for e in &items {
-                    out.push_str(&format!("queryrequest/{} {}\n", e.name, e.action));
+                    out.push_str(&format!("{}/{} {}\n", e.kind, e.name, e.action));
                     out.push_str(&e.diff);
                 }
                 print!("{out}");
@@ -98,12 +143,12 @@ fn exit_2(e: anyhow::Error) -> anyhow::Error {
     }
 }
 
-fn entry(plan: Plan) -> Entry {
-    let desired = user_view(&plan.desired);
-    let live = plan.live.as_ref().map(user_view);
-    let id = format!("queryrequest/{}/{}", desired.metadata.namespace(), desired.metadata.name);
+/// The entry of one planned object, `plan` already reduced to the user-owned views.
+fn entry(kind: &'static str, plan: Plan<Doc>) -> Entry {
+    let Plan { outcome, live, desired } = plan;
+    let id = format!("{kind}/{}/{}", desired.metadata().namespace(), desired.metadata().name);
     let desired_yaml = output::to_yaml(&desired);
-    let diff = match (plan.outcome, &live) {
+    let diff = match (outcome, &live) {
         (Outcome::Unchanged, _) => String::new(),
         (_, None) => unified("", &desired_yaml, "/dev/null", &format!("desired/{id}"), CONTEXT),
         (_, Some(live)) => {
@@ -124,9 +169,10 @@ fn entry(plan: Plan) -> Entry {
         }
     };
     Entry {
-        name: desired.metadata.name.clone(),
-        namespace: desired.metadata.namespace().to_string(),
-        action: plan.outcome.as_str(),
+        kind,
+        name: desired.metadata().name.clone(),
+        namespace: desired.metadata().namespace().to_string(),
+        action: outcome.as_str(),
         diff,
         live,
         desired,
@@ -146,6 +192,21 @@ fn user_view(req: &QueryRequest) -> QueryRequest {
     v.metadata.deletion_timestamp = None;
     v.metadata.finalizers.clear();
     v.metadata.annotations.remove(LAST_APPLIED_ANNOTATION);
+    v
+}
+
+/// [`user_view`] of an object of the other kinds.
+fn object_view(obj: &Object) -> Object {
+    let mut v = obj.clone();
+    *v.status_mut() = None;
+    let m = v.metadata_mut();
+    m.uid = None;
+    m.resource_version = None;
+    m.generation = None;
+    m.creation_timestamp = None;
+    m.deletion_timestamp = None;
+    m.finalizers.clear();
+    m.annotations.remove(LAST_APPLIED_ANNOTATION);
     v
 }
 

@@ -28,8 +28,13 @@ pub const WATCH_POLL: Duration = Duration::from_millis(250);
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A request (NAME, or TYPE/NAME: queryrequest/NAME, qr/NAME); all requests when omitted.
-    #[arg(value_parser = super::request_name)]
+    /// [TYPE] [NAME]: a request (NAME, or queryrequest/NAME, qr/NAME), or TYPE (semanticmodels|sm,
+    /// verifiedqueries|vq, queryrequests|qr) then an optional NAME (or TYPE/NAME); all requests
+    /// when omitted.
+    #[arg(value_parser = super::object_arg, num_args = 0..=2, value_name = "[TYPE] [NAME]")]
+    pub args: Vec<String>,
+    /// The request name resolved from `args` (set by `run`).
+    #[arg(skip)]
     pub name: Option<String>,
     /// table, wide, yaml, json, name, jsonpath=TEMPLATE (e.g. jsonpath='{.status.phase}'), or
     /// custom-columns=HEADER:PATH,… (e.g. custom-columns=NAME:.metadata.name,PHASE:.status.phase).
@@ -102,8 +107,16 @@ pub fn parse_selector(s: &str) -> Result<LabelSelector, String> {
 }
 
 impl Args {
-    pub async fn run(self, g: &Context) -> anyhow::Result<()> {
+    pub async fn run(mut self, g: &Context) -> anyhow::Result<()> {
+        let (kind, mut names) = super::typed_names(&self.args).map_err(super::Exit::usage)?;
+        if names.len() > 1 {
+            return Err(super::Exit::usage("get takes one name (list several with -l or without a name)"));
+        }
+        self.name = names.pop();
         let store = g.store().await?;
+        if kind != crate::spec::ObjectKind::QueryRequest {
+            return self.get_objects(g, store.as_ref(), kind).await;
+        }
         if self.watch || self.watch_only {
             return self.watch(g, store.as_ref()).await;
         }
@@ -164,6 +177,79 @@ impl Args {
                     h.insert(0, "NAMESPACE");
                     for (r, row) in items.iter().zip(rows.iter_mut()) {
                         row.insert(0, r.metadata.namespace().to_string());
+                    }
+                }
+                self.print_table(&h, &rows);
+            }
+        }
+        Ok(())
+    }
+
+    /// `get sm|vq [NAME]`: semantic models or verified queries, in every output format `get`
+    /// has (watching and `--phase` are for requests).
+    async fn get_objects(&self, g: &Context, store: &dyn Store, kind: crate::spec::ObjectKind) -> anyhow::Result<()> {
+        if self.watch || self.watch_only {
+            return Err(super::Exit::usage(format!("--watch is for requests; list {} without it", kind.plural())));
+        }
+        if self.phase.is_some() {
+            return Err(super::Exit::usage(format!("--phase is for requests; {} have no phase", kind.plural())));
+        }
+        if let Some(name) = &self.name {
+            let obj = super::get_object_at(store, kind, &ObjectKey::new(&g.namespace, name)).await?;
+            let value = serde_json::to_value(&obj)?;
+            match &self.output {
+                GetOutput::Plain(output::Format::Yaml) => print!("{}", output::to_yaml(&obj)),
+                GetOutput::Plain(output::Format::Json) => print!("{}", output::to_json(&obj)),
+                GetOutput::Plain(output::Format::Name) => println!("{}/{}", kind.resource(), obj.name()),
+                GetOutput::JsonPath(t) => print!("{}", jsonpath_text(t, &value)),
+                GetOutput::Columns(c) => self.print_table(&c.headers(), &[c.row(&value)]),
+                GetOutput::Plain(f) => {
+                    let (h, rows) = super::objects::rows(std::slice::from_ref(&obj), *f == output::Format::Wide);
+                    self.print_table(&h, &rows);
+                }
+            }
+            return Ok(());
+        }
+        let selector = match &self.selector {
+            Some(s) => parse_selector(s).map_err(super::Exit::usage)?,
+            None => LabelSelector::new(),
+        };
+        let ns = if self.all_namespaces { None } else { Some(g.namespace.as_str()) };
+        let mut items = store.list_objects(kind, ns, &selector).await?;
+        if let Some(path) = &self.sort_by {
+            let mut keyed: Vec<(Value, usize)> =
+                items.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?.into_iter().zip(0..).collect();
+            super::jsonpath::sort_by(&mut keyed, path);
+            let mut slots: Vec<Option<_>> = items.into_iter().map(Some).collect();
+            items = keyed.into_iter().map(|(_, i)| slots[i].take().expect("each item once")).collect();
+        }
+        let list = output::List { api_version: "v1", kind: "List", items: &items };
+        match &self.output {
+            GetOutput::Plain(output::Format::Yaml) => print!("{}", output::to_yaml(&list)),
+            GetOutput::Plain(output::Format::Json) => print!("{}", output::to_json(&list)),
+            GetOutput::Plain(output::Format::Name) => {
+                items.iter().for_each(|o| println!("{}/{}", kind.resource(), o.name()))
+            }
+            GetOutput::JsonPath(t) => print!("{}", jsonpath_text(t, &serde_json::to_value(&list)?)),
+            GetOutput::Columns(c) => {
+                let rows: Vec<Vec<String>> =
+                    items.iter().map(|o| serde_json::to_value(o).map(|v| c.row(&v))).collect::<Result<_, _>>()?;
+                self.print_table(&c.headers(), &rows);
+            }
+            GetOutput::Plain(f) => {
+                if items.is_empty() {
+                    eprintln!(
+                        "No {} found{}.",
+                        kind.plural(),
+                        ns.map(|n| format!(" in namespace {n}")).unwrap_or_default()
+                    );
+                    return Ok(());
+                }
+                let (mut h, mut rows) = super::objects::rows(&items, *f == output::Format::Wide);
+                if self.all_namespaces {
+                    h.insert(0, "NAMESPACE");
+                    for (o, row) in items.iter().zip(rows.iter_mut()) {
+                        row.insert(0, o.metadata().namespace().to_string());
                     }
                 }
                 self.print_table(&h, &rows);

@@ -21,9 +21,11 @@ pub mod get;
 pub mod healthcheck;
 pub mod init;
 pub mod jsonpath;
+pub mod objects;
 pub mod output;
 pub mod results;
 pub mod schema;
+pub mod verify;
 pub mod version;
 pub mod wait;
 
@@ -31,6 +33,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Context, GlobalOpts};
 pub use crate::exit::Exit;
+use crate::spec::ObjectKind;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -52,15 +55,16 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Create or update requests from YAML files, directories or stdin (-).
+    /// Create or update requests, semantic models and verified queries from YAML files,
+    /// directories or stdin (-).
     Apply(apply::Args),
-    /// List requests, or show one.
+    /// List requests (or `get sm`, `get vq`: semantic models, verified queries), or show one.
     Get(get::Args),
-    /// Show a request in detail: SQL, digest, conditions, history, preview.
+    /// Show a request (or a semantic model, a verified query) in detail.
     Describe(describe::Args),
     /// Show what `apply` would change, without writing (exit 0 no changes, 1 changes).
     Diff(diff::Args),
-    /// Delete a request (a running query is cancelled first).
+    /// Delete a request (a running query is cancelled first), semantic model or verified query.
     Delete(delete::Args),
     /// Print a finished request's full result.
     Results(results::Args),
@@ -72,6 +76,8 @@ pub enum Command {
     Refine(decide::RefineArgs),
     /// Reject the SQL awaiting approval.
     Reject(decide::RejectArgs),
+    /// Turn a request that ran into a VerifiedQuery (its question, the SQL that ran as a template).
+    Verify(verify::Args),
     /// One shot: create a request, review its SQL, decide, and print the result.
     Ask(ask::Args),
     /// Run the controller (reconcile loop, leader election, metrics).
@@ -82,7 +88,7 @@ pub enum Command {
     Healthcheck(healthcheck::Args),
     /// Write the TPC-H sample warehouse for the local engine.
     Init(init::Args),
-    /// Print the JSON Schema of QueryRequest.
+    /// Print the JSON Schema of a kind (QueryRequest by default).
     Schema(schema::Args),
     /// Describe a field of QueryRequest from its schema, e.g. queryrequest.spec.limits.
     Explain(explain::Args),
@@ -116,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Approve(a) => a.run(&g).await,
         Command::Refine(a) => a.run(&g).await,
         Command::Reject(a) => a.run(&g).await,
+        Command::Verify(a) => a.run(&g).await,
         Command::Ask(a) => a.run(&g).await,
         Command::Controller(a) => a.run(&g).await,
         Command::Console(a) => a.run(&g).await,
@@ -156,47 +163,134 @@ pub fn request_name(s: &str) -> Result<String, String> {
     Ok(name.to_string())
 }
 
-/// Which requests a command acts on, as kubectl selects them: names, a label selector, every
-/// request in the namespace, or the objects that spec files name.
+/// A kind named as kubectl names resource types: plural, singular or short name, or the kind
+/// itself, case-insensitive (`semanticmodels`, `semanticmodel`, `sm`, `SemanticModel`;
+/// `queryrequest.sqlctl.dev` for requests too).
+pub fn resource_type(s: &str) -> Option<ObjectKind> {
+    if REQUEST_TYPE_NAMES.iter().any(|t| t.eq_ignore_ascii_case(s)) {
+        return Some(ObjectKind::QueryRequest);
+    }
+    ObjectKind::parse_resource(s.strip_suffix(".sqlctl.dev").unwrap_or(s))
+}
+
+/// An object as typed for `get`, `describe` and `delete`: `NAME` (a request, or an object of
+/// the kind named first), `TYPE/NAME` of any kind, or a bare TYPE. Only the form is checked here.
+pub(crate) fn object_arg(s: &str) -> Result<String, String> {
+    match s.split_once('/') {
+        None if s.is_empty() => Err("a name must not be empty".into()),
+        None => Ok(s.to_string()),
+        Some((kind, name)) => {
+            if resource_type(kind).is_none() {
+                return Err(format!(
+                    "{s:?}: sqlctl has no resource type {kind:?}; use queryrequest (qr), semanticmodel (sm) or verifiedquery (vq)"
+                ));
+            }
+            if name.is_empty() || name.contains('/') {
+                return Err(format!("{s:?} is not TYPE/NAME: give one name after the type"));
+            }
+            Ok(s.to_string())
+        }
+    }
+}
+
+/// Which objects a command acts on, as kubectl selects them: `[TYPE] NAME…` or `TYPE/NAME…`, a
+/// label selector, every object of the type in the namespace, or the objects that spec files
+/// name. The type is `queryrequest` unless named.
 #[derive(clap::Args, Debug)]
 pub struct Selection {
-    /// The requests: NAME, or TYPE/NAME (queryrequest/NAME, qr/NAME).
-    #[arg(value_parser = request_name)]
+    /// The objects: [TYPE] NAME…, or TYPE/NAME… (TYPE: queryrequest|qr, semanticmodel|sm,
+    /// verifiedquery|vq; requests when omitted).
+    #[arg(value_parser = object_arg, value_name = "[TYPE] NAME")]
     pub names: Vec<String>,
-    /// Every request (in the namespace) whose labels match: key=value[,key=value…].
-    #[arg(short = 'l', long = "selector", conflicts_with_all = ["names", "all", "files"])]
+    /// Every object (of the type, in the namespace) whose labels match: key=value[,key=value…].
+    #[arg(short = 'l', long = "selector", conflicts_with_all = ["all", "files"])]
     pub selector: Option<String>,
-    /// Every request in the namespace.
-    #[arg(long, conflicts_with_all = ["names", "files"])]
+    /// Every object of the type in the namespace.
+    #[arg(long, conflicts_with_all = ["files"])]
     pub all: bool,
-    /// The requests that the specs in these files, directories or stdin (-) name.
+    /// The objects that the specs in these files, directories or stdin (-) name.
     #[arg(short = 'f', long = "filename", value_name = "FILE|DIR|-", conflicts_with = "names")]
     pub files: Vec<String>,
 }
 
+/// The type a list of object arguments names and the names in it: a leading bare TYPE word,
+/// else the TYPE of `TYPE/NAME` forms (which must agree), else requests.
+pub fn typed_names(args: &[String]) -> Result<(ObjectKind, Vec<String>), String> {
+    let mut kind = None;
+    let mut rest = args;
+    if let Some(first) = args.first()
+        && !first.contains('/')
+        && let Some(k) = resource_type(first)
+    {
+        kind = Some(k);
+        rest = &args[1..];
+    }
+    let mut names = Vec::new();
+    for a in rest {
+        let (k, name) = match a.split_once('/') {
+            Some((t, n)) => (resource_type(t), n.to_string()),
+            None => (None, a.clone()),
+        };
+        if let Some(k) = k {
+            match kind {
+                Some(have) if have != k => {
+                    return Err(format!(
+                        "{a:?} is a {}, but the others are {}: name one type at a time",
+                        k.resource(),
+                        have.plural()
+                    ));
+                }
+                _ => kind = Some(k),
+            }
+        }
+        names.push(name);
+    }
+    Ok((kind.unwrap_or(ObjectKind::QueryRequest), names))
+}
+
 impl Selection {
-    /// The keys selected, in the order named (files: document order; a selector or --all: key
-    /// order). Nothing selected at all is a usage error naming the ways to select.
+    /// The request keys selected, in the order named (files: document order; a selector or
+    /// --all: key order). For commands that act on requests only: another type is refused.
     pub async fn keys(
         &self,
         store: &dyn crate::store::Store,
         g: &Context,
     ) -> anyhow::Result<Vec<crate::spec::ObjectKey>> {
+        let objects = self.objects(store, g).await?;
+        if let Some((kind, key)) = objects.iter().find(|(k, _)| *k != ObjectKind::QueryRequest) {
+            return Err(Exit::usage(format!(
+                "{}/{} is not a request; this command acts on requests only",
+                kind.resource(),
+                key.name
+            )));
+        }
+        Ok(objects.into_iter().map(|(_, k)| k).collect())
+    }
+
+    /// The objects selected, each with its kind, in the order named.
+    pub async fn objects(
+        &self,
+        store: &dyn crate::store::Store,
+        g: &Context,
+    ) -> anyhow::Result<Vec<(ObjectKind, crate::spec::ObjectKey)>> {
         use crate::spec::ObjectKey;
-        if !self.names.is_empty() {
-            return Ok(self.names.iter().map(|n| ObjectKey::new(&g.namespace, n)).collect());
+        let (kind, names) = typed_names(&self.names).map_err(Exit::usage)?;
+        if !names.is_empty() {
+            if self.all || self.selector.is_some() {
+                return Err(Exit::usage("name objects, or select them with -l or --all, not both"));
+            }
+            return Ok(names.iter().map(|n| (kind, ObjectKey::new(&g.namespace, n))).collect());
         }
         if !self.files.is_empty() {
             let docs = crate::spec::load::load_paths(&self.files).map_err(|e| Exit::refused(e.to_string()))?;
             if docs.is_empty() {
-                return Err(Exit::refused("no QueryRequest documents found in the given input"));
+                return Err(Exit::refused("no documents found in the given input"));
             }
             return Ok(docs
                 .iter()
-                .filter(|d| d.document.kind() == crate::spec::ObjectKind::QueryRequest)
                 .map(|d| {
                     let m = d.document.metadata();
-                    ObjectKey::new(m.namespace.as_deref().unwrap_or(&g.namespace), &m.name)
+                    (d.document.kind(), ObjectKey::new(m.namespace.as_deref().unwrap_or(&g.namespace), &m.name))
                 })
                 .collect());
         }
@@ -205,9 +299,45 @@ impl Selection {
                 Some(s) => get::parse_selector(s).map_err(Exit::usage)?,
                 None => crate::store::LabelSelector::new(),
             };
-            return Ok(store.list(Some(&g.namespace), &selector).await?.iter().map(|r| r.key()).collect());
+            let keys: Vec<ObjectKey> = if kind == ObjectKind::QueryRequest {
+                store.list(Some(&g.namespace), &selector).await?.iter().map(|r| r.key()).collect()
+            } else {
+                store.list_objects(kind, Some(&g.namespace), &selector).await?.iter().map(|o| o.key()).collect()
+            };
+            return Ok(keys.into_iter().map(|k| (kind, k)).collect());
         }
-        Err(Exit::usage("name the requests, or select them with -l KEY=VALUE, --all or -f FILE"))
+        if self.names.is_empty() {
+            return Err(Exit::usage("name the objects, or select them with -l KEY=VALUE, --all or -f FILE"));
+        }
+        // A bare TYPE: every object of it, as `kubectl describe TYPE`.
+        let keys: Vec<ObjectKey> = if kind == ObjectKind::QueryRequest {
+            store.list(Some(&g.namespace), &crate::store::LabelSelector::new()).await?.iter().map(|r| r.key()).collect()
+        } else {
+            store
+                .list_objects(kind, Some(&g.namespace), &crate::store::LabelSelector::new())
+                .await?
+                .iter()
+                .map(|o| o.key())
+                .collect()
+        };
+        Ok(keys.into_iter().map(|k| (kind, k)).collect())
+    }
+}
+
+/// The object of `kind` at `key`, or a refusal that says how to find them.
+pub async fn get_object_at(
+    store: &dyn crate::store::Store,
+    kind: ObjectKind,
+    key: &crate::spec::ObjectKey,
+) -> anyhow::Result<crate::spec::Object> {
+    match store.get_object(kind, key).await? {
+        Some(o) => Ok(o),
+        None => Err(Exit::refused(format!(
+            "{} {key} not found; `sqlctl get {}` lists them{}",
+            kind.resource(),
+            kind.plural(),
+            if key.namespace == "default" { "" } else { " (check -n/--namespace)" }
+        ))),
     }
 }
 

@@ -117,13 +117,13 @@ pub fn escape_hidden_json(json: String) -> String {
     out
 }
 
-/// A kubectl-style `List` of requests.
+/// A kubectl-style `List` of requests (or of objects of another kind).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct List<'a> {
+pub struct List<'a, T = QueryRequest> {
     pub api_version: &'static str,
     pub kind: &'static str,
-    pub items: &'a [QueryRequest],
+    pub items: &'a [T],
 }
 
 pub fn request_rows(items: &[QueryRequest], wide: bool) -> (Vec<&'static str>, Vec<Vec<String>>) {

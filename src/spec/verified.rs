@@ -21,8 +21,8 @@ use sha2::{Digest, Sha256};
 use super::status::ObjectStatus;
 use super::types::{API_VERSION, ObjectMeta};
 use super::validate::{
-    FieldError, check_header, check_metadata, check_text, index_path, validate_approver, validate_column,
-    validate_identifier, validate_name,
+    FieldError, check_header, check_metadata, check_text, index_path, validate_column, validate_identifier,
+    validate_name,
 };
 use super::{MAX_QUESTION_CHARS, MAX_SQL_BYTES};
 
@@ -34,6 +34,8 @@ pub const MAX_PARAPHRASES: usize = 32;
 pub const MAX_PARAMETERS: usize = 32;
 /// Longest parameter example, in characters.
 pub const MAX_EXAMPLE_CHARS: usize = 1000;
+/// Longest `verifiedBy`, in characters (an identity as a channel spells it, ARNs included).
+pub const MAX_VERIFIER_CHARS: usize = 256;
 /// Version tag hashed first in [`template_digest`].
 pub const TEMPLATE_DIGEST_VERSION: &str = "sqlctl.dev/template-digest/v1";
 
@@ -298,10 +300,12 @@ pub fn validate(vq: &VerifiedQuery) -> Vec<FieldError> {
             check_text(&format!("{path}.description"), d, super::semantic::MAX_DESCRIPTION_CHARS, true, &mut errs);
         }
     }
-    if let Some(v) = &s.verified_by
-        && let Err(m) = validate_approver(v)
-    {
-        errs.push(FieldError::new("spec.verifiedBy", m));
+    if let Some(v) = &s.verified_by {
+        // An identity as a channel spells it: a user name, an e-mail, an ARN.
+        check_text("spec.verifiedBy", v, MAX_VERIFIER_CHARS, false, &mut errs);
+        if v.chars().any(char::is_whitespace) {
+            errs.push(FieldError::new("spec.verifiedBy", "must not contain spaces"));
+        }
     }
     if let Some(p) = &s.provenance {
         if let Err(m) = validate_name(&p.namespace) {
