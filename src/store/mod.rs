@@ -8,6 +8,7 @@
 pub mod cached;
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(feature = "aws")]
 pub mod dynamodb;
 #[cfg(test)]
 pub mod failure;

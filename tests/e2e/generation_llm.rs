@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sqlctl::catalog::{Column, Table};
+#[cfg(feature = "aws")]
 use sqlctl::generate::bedrock::{BedrockGenerator, BedrockOptions};
 use sqlctl::generate::openai::{OpenAiGenerator, OpenAiOptions};
 use sqlctl::generate::prompt::{Retry, TOOL_NAME};
@@ -131,6 +132,7 @@ async fn handle(
 // Wire formats.
 
 /// A Converse reply whose only content is a call of the answer tool with `input`.
+#[cfg(feature = "aws")]
 fn converse_tool(input: Value, usage: (u64, u64)) -> Reply {
     Reply::json(
         200,
@@ -145,6 +147,7 @@ fn converse_tool(input: Value, usage: (u64, u64)) -> Reply {
     )
 }
 
+#[cfg(feature = "aws")]
 fn converse_sql(sql: &str) -> Reply {
     converse_tool(
         json!({"sql": sql, "explanation": "counts rows", "tablesUsed": ["orders"], "confidence": 0.9}),
@@ -153,6 +156,7 @@ fn converse_sql(sql: &str) -> Reply {
 }
 
 /// A Converse error the way Bedrock sends it: status plus `x-amzn-errortype`.
+#[cfg(feature = "aws")]
 fn converse_error(status: u16, kind: &str) -> Reply {
     let mut r = Reply::json(status, json!({"message": format!("{kind} from the fake")}));
     r.headers.push(("x-amzn-errortype", kind.to_string()));
@@ -204,6 +208,7 @@ fn quick_retry() -> Retry {
     Retry { tries: 4, min_delay: Duration::from_millis(10), max_delay: Duration::from_millis(50) }
 }
 
+#[cfg(feature = "aws")]
 async fn bedrock(fake: &Fake) -> BedrockGenerator {
     use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
     let sdk = aws_config::defaults(BehaviorVersion::latest())
@@ -216,6 +221,7 @@ async fn bedrock(fake: &Fake) -> BedrockGenerator {
     BedrockGenerator::from_sdk_config("test-model".into(), &sdk, opts).unwrap()
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_a_tool_use_reply_becomes_a_proposal_with_its_token_usage() {
     let fake = Fake::start(|_, _| converse_sql("select count(*) from orders"));
@@ -251,6 +257,7 @@ async fn bedrock_a_tool_use_reply_becomes_a_proposal_with_its_token_usage() {
     }
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_throttling_is_retried_and_then_succeeds() {
     let fake =
@@ -261,6 +268,7 @@ async fn bedrock_throttling_is_retried_and_then_succeeds() {
     assert_eq!(fake.requests().len(), 2);
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_a_model_that_stays_unavailable_is_transient_after_bounded_tries() {
     let fake = Fake::start(|_, _| converse_error(503, "ServiceUnavailableException"));
@@ -274,6 +282,7 @@ async fn bedrock_a_model_that_stays_unavailable_is_transient_after_bounded_tries
     assert_eq!(fake.requests().len(), 4, "the SDK's own retries are off; ours are bounded");
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_malformed_model_output_is_malformed_and_not_retried() {
     let text_only = json!({
@@ -295,6 +304,7 @@ async fn bedrock_malformed_model_output_is_malformed_and_not_retried() {
     assert_eq!(fake.requests().len(), 3);
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_a_refused_request_counts_as_a_failed_attempt() {
     let fake = Fake::start(|_, _| converse_error(400, "ValidationException"));
@@ -308,6 +318,7 @@ async fn bedrock_a_refused_request_counts_as_a_failed_attempt() {
 /// Issue 14: without any semantic model the prompt lists the join paths the retriever infers from
 /// names alone (`author.oid` ↔ `organization.oid`, neither declared anywhere), and the data
 /// team's instructions — on both wire formats.
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn both_providers_see_inferred_join_paths_and_instructions_in_the_prompt() {
     let col = |n: &str, t: &str| Column { name: n.into(), data_type: t.into(), ..Default::default() };
@@ -573,6 +584,7 @@ fn refine_feeds_the_feedback_to_the_model_and_binds_approval_to_the_new_sql() {
     assert_eq!(v["status"]["approval"]["sqlDigest"], new.as_str());
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn a_bedrock_controller_reaches_the_model_through_aws_endpoint_url_and_rides_out_throttling() {
     let env = Env::new();
@@ -611,7 +623,12 @@ fn an_llm_generator_without_its_settings_is_a_clear_startup_error() {
     let env = Env::new();
     let o = env.run(&["controller", "--generator", "bedrock"]);
     assert_ne!(o.code, 0);
-    assert!(o.stderr.contains("--model") && o.stderr.contains("SQLCTL_BEDROCK_MODEL"), "{o:?}");
+    if cfg!(feature = "aws") {
+        assert!(o.stderr.contains("--model") && o.stderr.contains("SQLCTL_BEDROCK_MODEL"), "{o:?}");
+    } else {
+        assert_eq!(o.code, 2, "{o:?}");
+        assert!(o.stderr.contains("--generator bedrock") && o.stderr.contains("--features aws"), "{o:?}");
+    }
     let o = env.run(&["controller", "--generator", "openai", "--model", "m"]);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("--openai-base-url"), "{o:?}");
