@@ -45,6 +45,10 @@ FROM rust:${RUST_VERSION}-slim-${DEBIAN_RELEASE} AS build
 #            choice for dev, test or preview images where build time matters more.
 # (Thin LTO is deliberately not used: it did not finish within 50 minutes on 2 cores.)
 ARG PROFILE=release
+# Cargo features of the shipped binary: the image runs the controller on AWS, so `aws` (the
+# DynamoDB/Glue/Athena/SQS/S3/Bedrock backends, off in a plain `cargo build`) is always on;
+# add `otlp` or `png` with --build-arg FEATURES=aws,otlp.
+ARG FEATURES=aws
 # Symbols are stripped from the shipped binary (a smaller image). A panic message still names its
 # file and line (that needs no symbols); a backtrace would show addresses only. Cargo.toml is left
 # alone, so local builds keep their symbols.
@@ -68,9 +72,10 @@ COPY Cargo.toml Cargo.lock ./
 COPY scripts/docker-stubs /usr/local/bin/docker-stubs
 RUN set -eux; \
     case "$PROFILE" in release|quick) ;; *) echo "PROFILE must be release or quick, not $PROFILE" >&2; exit 1;; esac; \
+    case ",$FEATURES," in *,aws,*) ;; *) echo "FEATURES must include aws (the image is for AWS), not $FEATURES" >&2; exit 1;; esac; \
     docker-stubs .; \
     cargo fetch --locked; \
-    cargo build --locked --profile "$PROFILE" --bin sqlctl; \
+    cargo build --locked --profile "$PROFILE" --features "$FEATURES" --bin sqlctl; \
     cargo clean --locked --profile "$PROFILE" -p sqlctl; \
     rm -rf src benches tests examples
 
@@ -82,9 +87,10 @@ COPY build.rs ./
 COPY src ./src
 COPY benches ./benches
 RUN set -eux; \
-    cargo build --locked --profile "$PROFILE" --bin sqlctl; \
+    cargo build --locked --profile "$PROFILE" --features "$FEATURES" --bin sqlctl; \
     install -D -m 0755 "target/$PROFILE/sqlctl" /out/sqlctl; \
     /out/sqlctl --version; \
+    /out/sqlctl version --client | grep -q 'features: [^ ]*aws'; \
     /out/sqlctl healthcheck --help >/dev/null
 
 # ---------------------------------------------------------------------------------------------

@@ -19,15 +19,40 @@
 //! counts each HTTP attempt by service and operation, readable in-process with [`call_counts`] and
 //! logged at debug level under the `sqlctl::aws::call` target, so a test can count the calls of a
 //! separate controller process from its log.
+//!
+//! # Without the `aws` feature
+//!
+//! The SDK crates are optional (feature `aws`, on in the release binary and the image). What
+//! needs no SDK stays in every build — the settings, `s3://` locations, error classes, principal
+//! names — and [`unavailable`] is the one refusal everything AWS gives in a build without them.
 
+#[cfg(feature = "aws")]
 use std::collections::BTreeMap;
+#[cfg(feature = "aws")]
 use std::sync::{Arc, Mutex, OnceLock};
 
+#[cfg(feature = "aws")]
 use aws_config::{BehaviorVersion, SdkConfig};
+#[cfg(feature = "aws")]
 use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+#[cfg(feature = "aws")]
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
 /// The SDK's error type; every service crate re-exports this one definition.
+#[cfg(feature = "aws")]
 pub use aws_sdk_dynamodb::error::SdkError;
+
+/// Is AWS support compiled in (the `aws` feature)?
+pub const SUPPORTED: bool = cfg!(feature = "aws");
+
+/// The refusal of `what` (e.g. `--backend aws`) in a build without the `aws` feature: a usage or
+/// configuration error (exit 2) that says how to get a build with it.
+pub fn unavailable(what: &str) -> anyhow::Error {
+    crate::exit::Exit::usage(format!(
+        "{what} needs AWS support, and this sqlctl was built without it (the `aws` cargo feature); \
+         rebuild with `cargo install --locked --features aws …` (or `cargo run --profile quick --features aws -- …`), \
+         or use the release binary or the container image, which include it"
+    ))
+}
 
 /// Region used when neither flags, environment nor profile name one and an endpoint override is
 /// set (emulators accept any region).
@@ -43,6 +68,7 @@ pub struct AwsSettings {
     pub region: Option<String>,
 }
 
+#[cfg(feature = "aws")]
 /// Loads the SDK configuration once. With an endpoint override and no region anywhere, the
 /// emulator region is used instead of asking instance metadata (which an emulator never needs).
 pub async fn load(settings: &AwsSettings) -> SdkConfig {
@@ -61,10 +87,12 @@ pub async fn load(settings: &AwsSettings) -> SdkConfig {
     loader.load().await
 }
 
+#[cfg(feature = "aws")]
 fn env_region() -> Option<String> {
     ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }
 
+#[cfg(feature = "aws")]
 /// Is an endpoint override in force (emulator or test server)?
 pub fn has_endpoint_override(conf: &SdkConfig) -> bool {
     conf.endpoint_url().is_some()
@@ -78,6 +106,7 @@ pub fn service_endpoint(env_suffix: &str) -> Option<String> {
     std::env::var(format!("AWS_ENDPOINT_URL_{env_suffix}")).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
 
+#[cfg(feature = "aws")]
 macro_rules! client {
     ($(#[$doc:meta])* $fn:ident, $krate:ident, $counter:literal, $env:literal) => {
         $(#[$doc])*
@@ -91,11 +120,17 @@ macro_rules! client {
     };
 }
 
+#[cfg(feature = "aws")]
 client!(dynamodb, aws_sdk_dynamodb, "dynamodb", "DYNAMODB");
+#[cfg(feature = "aws")]
 client!(sqs, aws_sdk_sqs, "sqs", "SQS");
+#[cfg(feature = "aws")]
 client!(glue, aws_sdk_glue, "glue", "GLUE");
+#[cfg(feature = "aws")]
 client!(athena, aws_sdk_athena, "athena", "ATHENA");
+#[cfg(feature = "aws")]
 client!(sts, aws_sdk_sts, "sts", "STS");
+#[cfg(feature = "aws")]
 client!(
     /// Secrets Manager: where the Google Chat webhook URL may live (`SQLCTL_GCHAT_WEBHOOK_SECRET_ARN`).
     secretsmanager,
@@ -104,6 +139,7 @@ client!(
     "SECRETS_MANAGER"
 );
 
+#[cfg(feature = "aws")]
 /// S3 with path-style addressing under an endpoint override (emulators on 127.0.0.1 have no
 /// per-bucket host names).
 pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
@@ -120,18 +156,22 @@ pub fn s3(conf: &SdkConfig) -> aws_sdk_s3::Client {
 // ---------------------------------------------------------------------------------------------
 // Call counting
 
+#[cfg(feature = "aws")]
 type Counts = BTreeMap<(String, String), u64>;
 
+#[cfg(feature = "aws")]
 fn counts() -> &'static Mutex<Counts> {
     static COUNTS: OnceLock<Mutex<Counts>> = OnceLock::new();
     COUNTS.get_or_init(Default::default)
 }
 
+#[cfg(feature = "aws")]
 /// Calls (HTTP attempts, retries included) made by this process so far, by (service, operation).
 pub fn call_counts() -> BTreeMap<(String, String), u64> {
     counts().lock().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
+#[cfg(feature = "aws")]
 /// Calls so far per service.
 pub fn calls_by_service() -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
@@ -141,12 +181,14 @@ pub fn calls_by_service() -> BTreeMap<String, u64> {
     m
 }
 
+#[cfg(feature = "aws")]
 /// Counts every attempt a client transmits. The operation is read from `X-Amz-Target` (JSON
 /// protocols: DynamoDB, SQS, Glue, Athena), else the query `Action` (STS), else the HTTP method
 /// (S3's REST protocol).
 #[derive(Debug, Clone, Copy)]
 struct Counter(&'static str);
 
+#[cfg(feature = "aws")]
 impl Intercept for Counter {
     fn name(&self) -> &'static str {
         "sqlctl-call-counter"
@@ -214,6 +256,7 @@ const TRANSIENT_CODES: &[&str] = &[
     "LimitExceededException",
 ];
 
+#[cfg(feature = "aws")]
 /// Classifies an SDK error by its kind and service error code.
 pub fn classify<E, R>(err: &SdkError<E, R>) -> ErrorClass
 where
@@ -255,6 +298,7 @@ pub fn classify_code(code: Option<&str>) -> ErrorClass {
     }
 }
 
+#[cfg(feature = "aws")]
 /// One line for logs and conditions: `Code: message` when the service said something, the
 /// error chain otherwise (connection refused, timeouts).
 pub fn describe<E, R>(err: &SdkError<E, R>) -> String
@@ -305,6 +349,7 @@ pub fn names_identity(who: &CallerIdentity, claimed: &str) -> bool {
     same(claimed, &who.arn) || same(claimed, &who.name())
 }
 
+#[cfg(feature = "aws")]
 /// Asks STS who the caller is.
 pub async fn caller_identity(conf: &SdkConfig) -> anyhow::Result<CallerIdentity> {
     let out = sts(conf)
@@ -357,12 +402,14 @@ impl std::fmt::Display for S3Uri {
     }
 }
 
+#[cfg(feature = "aws")]
 /// A cheaply cloneable bundle of the loaded config, shared by the backends of one process.
 #[derive(Clone, Debug)]
 pub struct Aws {
     pub conf: Arc<SdkConfig>,
 }
 
+#[cfg(feature = "aws")]
 impl Aws {
     pub async fn load(settings: &AwsSettings) -> Aws {
         Aws { conf: Arc::new(load(settings).await) }
@@ -370,7 +417,7 @@ impl Aws {
 }
 
 /// Test support: clients for the moto server the test script starts.
-#[cfg(test)]
+#[cfg(all(test, feature = "aws"))]
 pub(crate) mod testing {
     use super::*;
 

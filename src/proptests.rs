@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
+#[cfg(feature = "aws")]
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -310,6 +311,7 @@ proptest! {
 
 /// Arbitrary JSON into the SQS decision parser: never a panic, and everything that is not a
 /// valid decision for the stored request goes to the dead-letter path with a reason.
+#[cfg(feature = "aws")]
 mod sqs {
     use super::*;
     use crate::approval::sqs::{Handled, ResponseConsumer, SenderPolicy};

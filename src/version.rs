@@ -25,7 +25,8 @@ pub struct Build {
 
 /// Optional cargo features this binary can be built with, and whether each is on.
 fn features() -> Vec<String> {
-    let all: &[(&str, bool)] = &[("otlp", cfg!(feature = "otlp")), ("png", cfg!(feature = "png"))];
+    let all: &[(&str, bool)] =
+        &[("aws", cfg!(feature = "aws")), ("otlp", cfg!(feature = "otlp")), ("png", cfg!(feature = "png"))];
     all.iter().filter(|(_, on)| *on).map(|(n, _)| n.to_string()).collect()
 }
 
@@ -94,6 +95,12 @@ mod tests {
         assert_eq!(Build::decode("not json"), None);
         let shown = b.to_string();
         assert!(shown.starts_with(&format!("sqlctl {} (commit ", b.version)), "{shown}");
-        assert!(shown.contains("features: default"), "{shown}");
+        // Exactly the optional features compiled in (scripts/test runs this with and without `aws`).
+        let on: Vec<&str> = [("aws", cfg!(feature = "aws")), ("otlp", cfg!(feature = "otlp")), ("png", cfg!(feature = "png"))]
+            .into_iter()
+            .filter_map(|(n, on)| on.then_some(n))
+            .collect();
+        let label = if on.is_empty() { "default".to_string() } else { on.join(",") };
+        assert!(shown.contains(&format!("features: {label})")), "{shown}");
     }
 }

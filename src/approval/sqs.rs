@@ -26,23 +26,37 @@
 //! A body's `by` must then be absent or name that principal (its ARN or short name). Senders
 //! listed as trusted relays (a chat bot that posts on behalf of people it authenticated itself)
 //! may name any `by`. Everything else is refused.
+//!
+//! The messages, the sender policy and the counters are in every build; the queue clients
+//! ([`SqsNotifier`], [`ResponseConsumer`], [`send_decision`]) only with the `aws` feature.
 
 use std::collections::{BTreeMap, HashMap};
+#[cfg(feature = "aws")]
 use std::sync::Arc;
+#[cfg(feature = "aws")]
 use std::time::Duration;
 
+#[cfg(feature = "aws")]
 use async_trait::async_trait;
+#[cfg(feature = "aws")]
 use aws_sdk_sqs::Client;
+#[cfg(feature = "aws")]
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+#[cfg(feature = "aws")]
 use tokio::sync::watch;
 
+#[cfg(feature = "aws")]
 use super::{DecisionInput, SubmitError};
+#[cfg(feature = "aws")]
 use crate::aws;
+#[cfg(feature = "aws")]
 use crate::engine::Waker;
+#[cfg(feature = "aws")]
 use crate::notify::{Delivery, Notifier, NotifyError};
 use crate::spec::{DEFAULT_NAMESPACE, DecisionKind, Estimate, ObjectKey, QueryRequest};
+#[cfg(feature = "aws")]
 use crate::store::Store;
 
 /// `source` of decision records written from SQS.
@@ -127,6 +141,7 @@ impl DecisionMessage {
 /// `--backend aws`. People's roles may send messages but not write decision records; the
 /// controller takes the decider from the message's `SenderId` ([`SenderPolicy`]) and writes
 /// the record. Returns the SQS message id.
+#[cfg(feature = "aws")]
 pub async fn send_decision(client: &Client, queue_url: &str, m: &DecisionMessage) -> anyhow::Result<String> {
     let body = serde_json::to_string(m)?;
     let out =
@@ -170,12 +185,14 @@ pub fn approval_request(req: &QueryRequest) -> ApprovalRequestMessage {
 
 /// Sends approval requests (and `Finished` notices) to the request queue, then passes them to
 /// an inner notifier (the log, a chat webhook).
+#[cfg(feature = "aws")]
 pub struct SqsNotifier {
     client: Client,
     queue_url: String,
     inner: Arc<dyn Notifier>,
 }
 
+#[cfg(feature = "aws")]
 impl SqsNotifier {
     pub fn new(client: Client, queue_url: impl Into<String>, inner: Arc<dyn Notifier>) -> SqsNotifier {
         SqsNotifier { client, queue_url: queue_url.into(), inner }
@@ -203,6 +220,7 @@ impl SqsNotifier {
     }
 }
 
+#[cfg(feature = "aws")]
 #[async_trait]
 impl Notifier for SqsNotifier {
     async fn approval_requested(&self, req: &QueryRequest) -> Result<Delivery, NotifyError> {
@@ -396,6 +414,7 @@ fn totals() -> &'static std::sync::Mutex<PollStats> {
     TOTALS.get_or_init(Default::default)
 }
 
+#[cfg(feature = "aws")]
 fn record(s: PollStats) {
     let mut t = totals().lock().unwrap_or_else(|p| p.into_inner());
     t.received += s.received;
@@ -411,6 +430,7 @@ pub fn consumer_totals() -> PollStats {
 }
 
 /// Long-polls the response queue and writes decisions.
+#[cfg(feature = "aws")]
 pub struct ResponseConsumer {
     client: Client,
     queue_url: String,
@@ -422,6 +442,7 @@ pub struct ResponseConsumer {
     pub wait_seconds: i32,
 }
 
+#[cfg(feature = "aws")]
 impl ResponseConsumer {
     pub fn new(
         client: Client,
@@ -829,6 +850,7 @@ mod tests {
         assert!(serde_json::from_str::<DecisionMessage>(r#"{"name":"q"}"#).is_err());
     }
 
+    #[cfg(feature = "aws")]
     mod against_moto {
         use super::*;
         use crate::aws::testing::{config_for, moto_url, unique};

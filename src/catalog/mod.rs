@@ -1,6 +1,7 @@
 //! The `Catalog`: which databases and tables exist, and their schemas. AWS Glue in production,
 //! a directory of Parquet/CSV files locally.
 
+#[cfg(feature = "aws")]
 pub mod glue;
 pub mod local;
 pub mod retrieve;

@@ -4,6 +4,7 @@
 //! are set, API keys only the name of the variable that holds them.
 
 use std::collections::BTreeMap;
+#[cfg(feature = "aws")]
 use std::time::Duration;
 
 use crate::config::Context;
@@ -82,6 +83,11 @@ impl ViewArgs {
         aws.insert("athenaPricePerTbUsd", a.athena_price_per_tb.into());
         aws.insert("retention", format_duration(a.retention).into());
         aws.insert("endpointUrl", opt(&a.endpoint_url));
+        aws.insert(
+            "support",
+            if crate::aws::SUPPORTED { "built in" } else { "not in this build (rebuild with --features aws)" }.into(),
+        );
+        #[cfg(feature = "aws")]
         if g.is_aws() {
             let sdk = g.aws_sdk().await;
             aws.insert("region", sdk.conf.region().map(|r| r.to_string()).into());
@@ -92,6 +98,8 @@ impl ViewArgs {
         } else {
             aws.insert("region", opt(&a.region));
         }
+        #[cfg(not(feature = "aws"))]
+        aws.insert("region", opt(&a.region));
         out.insert("aws", aws);
 
         let gen_ = &self.generator;
@@ -132,6 +140,7 @@ impl ViewArgs {
 }
 
 /// Where the credentials come from and which key, redacted; never a secret.
+#[cfg(feature = "aws")]
 async fn credentials(conf: &aws_config::SdkConfig) -> serde_json::Value {
     use aws_sdk_dynamodb::config::ProvideCredentials;
     let Some(provider) = conf.credentials_provider() else { return "none configured".into() };

@@ -167,6 +167,7 @@ impl Args {
         }
         self.console.start(g, rx.clone()).await?;
         // --backend aws: decisions from the SQS response queue wake requests at once.
+        #[cfg(feature = "aws")]
         if let Some(consumer) =
             g.decision_consumer(controller.context().store.clone(), controller.context().waker.clone()).await?
         {

@@ -6,7 +6,9 @@
 //! `BudgetExceeded=True`) is approved only with `--allow-over-budget`, from an approver the
 //! policy allows (`overBudgetApprovers`); a plain approve is refused with what to do.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "aws")]
+use std::time::Instant;
 
 use super::{Exit, get_request, output};
 use crate::approval::{self, DecisionInput, SubmitError};
@@ -211,6 +213,9 @@ fn print_recorded(name: &str, kind: DecisionKind, by: &str, generation: u64, rou
 /// record it.
 pub async fn decide(g: &Context, r: &QueryRequest, input: DecisionInput, send: &SendArgs) -> anyhow::Result<()> {
     let store = g.store().await?;
+    #[cfg(not(feature = "aws"))]
+    let _ = send; // only --backend aws sends (and waits)
+    #[cfg(feature = "aws")]
     if g.is_aws() {
         return decide_over_sqs(g, store.as_ref(), r, &input, send.wait).await;
     }
@@ -225,6 +230,7 @@ pub async fn decide(g: &Context, r: &QueryRequest, input: DecisionInput, send: &
 }
 
 /// The history entries that record `d` having been looked at by the controller.
+#[cfg(feature = "aws")]
 fn seen(r: &QueryRequest, d: &crate::spec::Decision) -> Vec<crate::spec::HistoryEntry> {
     r.status
         .as_ref()
@@ -243,6 +249,7 @@ fn seen(r: &QueryRequest, d: &crate::spec::Decision) -> Vec<crate::spec::History
         .unwrap_or_default()
 }
 
+#[cfg(feature = "aws")]
 async fn decide_over_sqs(
     g: &Context,
     store: &dyn crate::store::Store,

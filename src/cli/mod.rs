@@ -5,6 +5,10 @@
 
 pub mod apply;
 pub mod ask;
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(not(feature = "aws"))]
+#[path = "aws_unavailable.rs"]
 pub mod aws;
 pub mod completion;
 pub mod config_cmd;

@@ -65,6 +65,9 @@ impl GeneratorOpts {
             Provider::Offline => Ok(Some(Arc::new(
                 crate::generate::offline::OfflineGenerator::new().with_max_schema_tokens(self.max_schema_tokens),
             ))),
+            #[cfg(not(feature = "aws"))]
+            Provider::Bedrock => Err(crate::aws::unavailable("--generator bedrock (SQLCTL_GENERATOR=bedrock)")),
+            #[cfg(feature = "aws")]
             Provider::Bedrock => {
                 let Some(model) = self.model.clone().filter(|m| !m.trim().is_empty()) else {
                     anyhow::bail!(

@@ -8,6 +8,7 @@
 
 use crate::results::ResultStore;
 use crate::results::local::LocalResults;
+#[cfg(feature = "aws")]
 use crate::results::s3::S3Results;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -17,16 +18,29 @@ use anyhow::Context as _;
 
 pub mod generator;
 
+#[cfg(feature = "aws")]
 use crate::approval::sqs::{ResponseConsumer, SenderPolicy, SqsNotifier};
-use crate::aws::{Aws, AwsSettings, S3Uri};
-use crate::catalog::{Catalog, glue::GlueCatalog, local::LocalCatalog};
+#[cfg(feature = "aws")]
+use crate::aws::Aws;
+use crate::aws::{AwsSettings, S3Uri};
+#[cfg(feature = "aws")]
+use crate::catalog::glue::GlueCatalog;
+use crate::catalog::{Catalog, local::LocalCatalog};
 use crate::engine::preflight::{Budget, ChildCommand, Preflight};
-use crate::engine::{Engine, Waker, datafusion::LocalEngine};
-use crate::notify::gchat::{ChatMetrics, GoogleChat, SecretWebhook, Webhook, WebhookSource};
+use crate::engine::{Engine, datafusion::LocalEngine};
+#[cfg(feature = "aws")]
+use crate::notify::gchat::SecretWebhook;
+use crate::notify::gchat::{ChatMetrics, GoogleChat, Webhook, WebhookSource};
 use crate::notify::{Fanout, LogNotifier, Notifier, NotifyOpts};
 use crate::spec::EngineKind;
 use crate::spec::quantity::{parse_bytes, parse_duration};
-use crate::store::{Store, cached::CachedStore, dynamodb::DynamoStore, sqlite::SqliteStore};
+use crate::store::{Store, sqlite::SqliteStore};
+#[cfg(feature = "aws")]
+use crate::store::{cached::CachedStore, dynamodb::DynamoStore};
+
+/// The DynamoDB table `--backend aws` uses unless told otherwise: the one `sqlctl aws bootstrap`
+/// creates (`store::dynamodb::DEFAULT_TABLE`; named here too so every build has the flag).
+pub const DEFAULT_AWS_TABLE: &str = "sqlctl";
 
 /// Global options shared by every subcommand.
 #[derive(clap::Args, Debug, Clone)]
@@ -106,7 +120,7 @@ pub struct AwsOpts {
     #[arg(long, global = true, env = "AWS_REGION")]
     pub region: Option<String>,
     /// DynamoDB table holding requests, decisions, the policy and the leader lease.
-    #[arg(long, global = true, env = "SQLCTL_TABLE", default_value = crate::store::dynamodb::DEFAULT_TABLE)]
+    #[arg(long, global = true, env = "SQLCTL_TABLE", default_value = DEFAULT_AWS_TABLE)]
     pub table: String,
     /// SQS queue the controller sends approval requests to.
     #[arg(long, global = true, env = "SQLCTL_REQUEST_QUEUE_URL", value_name = "URL")]
@@ -196,6 +210,7 @@ pub struct Context {
     home: PathBuf,
     data_dir: PathBuf,
     /// The loaded SDK configuration, shared by every client of this process.
+    #[cfg(feature = "aws")]
     sdk: Arc<tokio::sync::OnceCell<Aws>>,
 }
 
@@ -217,6 +232,7 @@ impl GlobalOpts {
             local: self.local.clone(),
             data_dir: self.data_dir.clone().unwrap_or_else(|| home.join("data")),
             home,
+            #[cfg(feature = "aws")]
             sdk: Arc::default(),
         }
     }
@@ -231,13 +247,14 @@ impl Context {
     }
 
     /// The AWS SDK configuration, loaded on first use (so the local default never touches AWS).
+    #[cfg(feature = "aws")]
     pub async fn aws_sdk(&self) -> &Aws {
         let settings = self.aws.settings();
         self.sdk.get_or_init(|| async move { Aws::load(&settings).await }).await
     }
 
     /// Uses `aws` as this context's SDK configuration (tests point it at an emulator).
-    #[cfg(test)]
+    #[cfg(all(test, feature = "aws"))]
     pub fn with_aws(self, aws: Aws) -> Self {
         assert!(self.sdk.set(aws).is_ok(), "the SDK configuration is set before first use");
         self
@@ -253,10 +270,19 @@ impl Context {
         self.backend == "aws"
     }
 
+    /// The refusal of `--backend aws` in a build without the `aws` feature.
+    #[cfg(not(feature = "aws"))]
+    fn aws_backend_unavailable<T>(&self) -> anyhow::Result<T> {
+        Err(crate::aws::unavailable("--backend aws (SQLCTL_BACKEND=aws)"))
+    }
+
     /// Opens the store: SQLite under `--home`, or the DynamoDB table on `--backend aws`.
     pub async fn store(&self) -> anyhow::Result<Arc<dyn Store>> {
         if self.is_aws() {
+            #[cfg(feature = "aws")]
             return Ok(Arc::new(self.dynamo_store().await?));
+            #[cfg(not(feature = "aws"))]
+            return self.aws_backend_unavailable();
         }
         let path = self.state_db();
         let store =
@@ -267,6 +293,7 @@ impl Context {
     /// The store a controller uses: on `--backend aws` with the read cache (an informer-like
     /// view of the active records; see `store::cached`). The CLI uses [`Context::store`].
     pub async fn controller_store(&self) -> anyhow::Result<Arc<dyn Store>> {
+        #[cfg(feature = "aws")]
         if self.is_aws() {
             return Ok(Arc::new(CachedStore::new(self.dynamo_store().await?)));
         }
@@ -274,6 +301,7 @@ impl Context {
     }
 
     /// The DynamoDB store (`--backend aws`).
+    #[cfg(feature = "aws")]
     pub async fn dynamo_store(&self) -> anyhow::Result<DynamoStore> {
         let aws = self.aws_sdk().await;
         Ok(DynamoStore::new(crate::aws::dynamodb(&aws.conf), &self.aws.table).with_retention(self.aws.retention))
@@ -281,11 +309,16 @@ impl Context {
 
     pub async fn catalog(&self) -> anyhow::Result<Arc<dyn Catalog>> {
         if self.is_aws() {
-            let aws = self.aws_sdk().await;
-            return Ok(Arc::new(GlueCatalog::new(
-                crate::aws::glue(&aws.conf),
-                self.aws.glue_catalog_id.clone().filter(|s| !s.is_empty()),
-            )));
+            #[cfg(feature = "aws")]
+            {
+                let aws = self.aws_sdk().await;
+                return Ok(Arc::new(GlueCatalog::new(
+                    crate::aws::glue(&aws.conf),
+                    self.aws.glue_catalog_id.clone().filter(|s| !s.is_empty()),
+                )));
+            }
+            #[cfg(not(feature = "aws"))]
+            return self.aws_backend_unavailable();
         }
         Ok(Arc::new(LocalCatalog::new(self.data_dir())))
     }
@@ -295,8 +328,13 @@ impl Context {
     pub async fn engines(&self) -> anyhow::Result<HashMap<EngineKind, Arc<dyn Engine>>> {
         let mut m: HashMap<EngineKind, Arc<dyn Engine>> = HashMap::new();
         if self.is_aws() {
-            m.insert(EngineKind::Athena, Arc::new(self.athena().await?));
-            return Ok(m);
+            #[cfg(feature = "aws")]
+            {
+                m.insert(EngineKind::Athena, Arc::new(self.athena().await?));
+                return Ok(m);
+            }
+            #[cfg(not(feature = "aws"))]
+            return self.aws_backend_unavailable();
         }
         m.insert(EngineKind::Local, Arc::new(self.local_engine().await?));
         Ok(m)
@@ -319,20 +357,29 @@ impl Context {
     /// reading a result never builds an engine.
     pub async fn results(&self) -> anyhow::Result<Arc<dyn ResultStore>> {
         if self.is_aws() {
-            let aws = self.aws_sdk().await;
-            return Ok(Arc::new(S3Results::athena(crate::aws::s3(&aws.conf))));
+            #[cfg(feature = "aws")]
+            {
+                let aws = self.aws_sdk().await;
+                return Ok(Arc::new(S3Results::athena(crate::aws::s3(&aws.conf))));
+            }
+            #[cfg(not(feature = "aws"))]
+            return self.aws_backend_unavailable();
         }
         let local = LocalResults::new(self.results_dir());
         match self.aws.results()? {
+            #[cfg(feature = "aws")]
             Some(root) => {
                 let aws = self.aws_sdk().await;
                 Ok(Arc::new(S3Results::upload_from(crate::aws::s3(&aws.conf), root, local)))
             }
+            #[cfg(not(feature = "aws"))]
+            Some(root) => Err(crate::aws::unavailable(&format!("--results {root} (SQLCTL_RESULTS_S3)"))),
             None => Ok(Arc::new(local)),
         }
     }
 
     /// The Athena engine (`--backend aws`).
+    #[cfg(feature = "aws")]
     pub async fn athena(&self) -> anyhow::Result<crate::engine::athena::AthenaEngine> {
         let aws = self.aws_sdk().await;
         let opts = crate::engine::athena::AthenaOptions {
@@ -359,10 +406,13 @@ impl Context {
             None => log,
         };
         match self.aws.request_queue_url.as_deref().filter(|u| self.is_aws() && !u.is_empty()) {
+            #[cfg(feature = "aws")]
             Some(url) => {
                 let aws = self.aws_sdk().await;
                 Ok(Arc::new(SqsNotifier::new(crate::aws::sqs(&aws.conf), url, people)))
             }
+            #[cfg(not(feature = "aws"))]
+            Some(_) => self.aws_backend_unavailable(),
             None => Ok(people),
         }
     }
@@ -381,9 +431,16 @@ impl Context {
             (Some(url), None) => WebhookSource::Fixed(
                 Webhook::parse(url).map_err(|e| anyhow::anyhow!("SQLCTL_GCHAT_WEBHOOK / --gchat-webhook: {e}"))?,
             ),
+            #[cfg(feature = "aws")]
             (None, Some(arn)) => {
                 let aws = self.aws_sdk().await;
                 WebhookSource::SecretsManager(SecretWebhook::new(crate::aws::secretsmanager(&aws.conf), arn))
+            }
+            #[cfg(not(feature = "aws"))]
+            (None, Some(_)) => {
+                return Err(crate::aws::unavailable(
+                    "--gchat-webhook-secret-arn (SQLCTL_GCHAT_WEBHOOK_SECRET_ARN, a webhook in Secrets Manager)",
+                ));
             }
         };
         let mut chat = GoogleChat::new(source, n.chat_options().map_err(|e| anyhow::anyhow!(e))?, metrics)
@@ -403,10 +460,11 @@ impl Context {
 
     /// The SQS response-queue consumer (`--backend aws` with `SQLCTL_RESPONSE_QUEUE_URL`), writing
     /// decisions into `store` and waking the controller through `waker`.
+    #[cfg(feature = "aws")]
     pub async fn decision_consumer(
         &self,
         store: Arc<dyn Store>,
-        waker: Waker,
+        waker: crate::engine::Waker,
     ) -> anyhow::Result<Option<ResponseConsumer>> {
         let Some(url) = self.aws.response_queue_url.as_deref().filter(|u| self.is_aws() && !u.is_empty()) else {
             return Ok(None);
@@ -426,15 +484,22 @@ impl Context {
         if !self.is_aws() {
             return Ok(crate::identity::local_user(as_));
         }
-        let aws = self.aws_sdk().await;
-        let who = crate::aws::caller_identity(&aws.conf).await?;
-        match as_ {
-            Some(claimed) if !crate::aws::names_identity(&who, claimed) => Err(crate::exit::Exit::refused(format!(
-                "--as {claimed} refused on --backend aws: AWS says you are {} ({}); decide as yourself, or run with that identity's credentials",
-                who.name(),
-                who.arn
-            ))),
-            _ => Ok(who.arn),
+        #[cfg(not(feature = "aws"))]
+        return self.aws_backend_unavailable();
+        #[cfg(feature = "aws")]
+        {
+            let aws = self.aws_sdk().await;
+            let who = crate::aws::caller_identity(&aws.conf).await?;
+            match as_ {
+                Some(claimed) if !crate::aws::names_identity(&who, claimed) => {
+                    Err(crate::exit::Exit::refused(format!(
+                        "--as {claimed} refused on --backend aws: AWS says you are {} ({}); decide as yourself, or run with that identity's credentials",
+                        who.name(),
+                        who.arn
+                    )))
+                }
+                _ => Ok(who.arn),
+            }
         }
     }
 
@@ -448,6 +513,7 @@ mod tests {
     use clap::Parser;
 
     use super::*;
+    #[cfg(feature = "aws")]
     use crate::aws::testing::{config_for, moto_url};
 
     fn parse(args: &[&str]) -> Context {
@@ -488,6 +554,44 @@ mod tests {
         assert!(crate::cli::Cli::try_parse_from(["sqlctl", "--max-query-memory", "lots", "config", "view"]).is_err());
     }
 
+    #[cfg(feature = "aws")]
+    #[test]
+    fn the_default_table_is_the_one_the_dynamodb_store_names() {
+        assert_eq!(DEFAULT_AWS_TABLE, crate::store::dynamodb::DEFAULT_TABLE);
+    }
+
+    /// Without the `aws` feature, each AWS choice is a usage error (exit 2) that names the choice
+    /// and how to get a build with AWS support; the local default still builds everything.
+    #[cfg(not(feature = "aws"))]
+    #[tokio::test]
+    async fn aws_choices_are_refused_in_a_build_without_aws() {
+        let code_and_message = |e: anyhow::Error| match e.downcast_ref::<crate::exit::Exit>() {
+            Some(x) => (x.code, x.message.clone()),
+            None => panic!("not an Exit: {e:#}"),
+        };
+        let says_how = |(code, m): (u8, String), what: &str| {
+            assert_eq!(code, 2, "{m}");
+            assert!(m.contains(what) && m.contains("--features aws") && m.contains("release binary"), "{m}");
+        };
+        let home = tempfile::tempdir().unwrap();
+        let home = home.path().to_str().unwrap();
+        let aws = parse(&["--home", home, "--backend", "aws"]);
+        says_how(code_and_message(aws.store().await.err().unwrap()), "--backend aws");
+        says_how(code_and_message(aws.controller_store().await.err().unwrap()), "--backend aws");
+        says_how(code_and_message(aws.catalog().await.err().unwrap()), "--backend aws");
+        says_how(code_and_message(aws.engines().await.err().unwrap()), "--backend aws");
+        says_how(code_and_message(aws.results().await.err().unwrap()), "--backend aws");
+        says_how(code_and_message(aws.decider(None).await.err().unwrap()), "--backend aws");
+        let s3 = parse(&["--home", home, "--results", "s3://b/p"]);
+        says_how(code_and_message(s3.results().await.err().unwrap()), "--results s3://b/p");
+        let bedrock = generator::GeneratorOpts { generator: Some(generator::Provider::Bedrock), ..Default::default() };
+        says_how(code_and_message(bedrock.build("local").await.err().unwrap()), "--generator bedrock");
+        // The local default needs none of it.
+        let local = parse(&["--home", home]);
+        assert!(local.store().await.is_ok() && local.results().await.is_ok() && local.engines().await.is_ok());
+    }
+
+    #[cfg(feature = "aws")]
     #[tokio::test]
     async fn the_cli_decider_on_aws_is_who_sts_says_and_as_must_match() {
         let Some(url) = moto_url() else { return };

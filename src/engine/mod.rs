@@ -2,8 +2,10 @@
 //! local warehouse on a laptop. The engine is the second wall behind the guard: it runs the
 //! approved SQL read-only too.
 
+#[cfg(feature = "aws")]
 pub mod athena;
 pub mod datafusion;
+#[cfg(feature = "aws")]
 pub mod estimate;
 #[cfg(test)]
 pub mod failure;

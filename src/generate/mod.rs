@@ -1,6 +1,7 @@
 //! The `Generator`: turns a question (plus schema context, earlier SQL and feedback, and the last
 //! error) into a SQL proposal. Bedrock, OpenAI-compatible and offline providers plug in here.
 
+#[cfg(feature = "aws")]
 pub mod bedrock;
 pub mod offline;
 pub mod openai;

@@ -17,6 +17,7 @@
 //! an engine.
 
 pub mod local;
+#[cfg(feature = "aws")]
 pub mod s3;
 
 use std::path::{Path, PathBuf};

@@ -19,7 +19,10 @@ use crate::spec::{
 
 /// Longer than the shortest gap between two change polls a store answers with a call
 /// (DynamoDB's `MIN_POLL`; SQLite answers every poll).
+#[cfg(feature = "aws")]
 const POLL_GAP: Duration = super::dynamodb::MIN_POLL;
+#[cfg(not(feature = "aws"))]
+const POLL_GAP: Duration = Duration::from_millis(1);
 
 /// Writers racing read-modify-write increments of one counter (request `counter`, created by
 /// the caller) through `stores`, `per_writer` increments each, retrying on conflict: every

@@ -9,6 +9,7 @@
 pub mod cached;
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(feature = "aws")]
 pub mod dynamodb;
 #[cfg(test)]
 pub mod failure;

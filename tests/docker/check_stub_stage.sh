@@ -13,6 +13,12 @@ stage=$(awk '/^FROM .* AS build/{on=1} on && /^# 2\./{exit} on' Dockerfile)
 grep -q 'COPY scripts/docker-stubs ' <<<"$stage" || fail "the Dockerfile's dependency stage no longer copies scripts/docker-stubs"
 grep -q 'docker-stubs \.' <<<"$stage" || fail "the Dockerfile's dependency stage no longer runs docker-stubs"
 grep -q 'COPY Cargo.toml Cargo.lock ./' <<<"$stage" || fail "the dependency stage no longer starts from Cargo.toml and Cargo.lock"
+# The image is for AWS: both cargo builds (dependencies, then the crate) take the same features,
+# which include aws (a mismatch would rebuild the dependency layer in the second step).
+grep -q '^ARG FEATURES=aws' Dockerfile || fail "the Dockerfile's FEATURES default is not aws"
+builds=$(grep -c 'cargo build --locked --profile "$PROFILE" --features "$FEATURES" --bin sqlctl' Dockerfile || true)
+[ "$builds" = 2 ] || fail "the Dockerfile's two cargo builds do not both pass --features \"\$FEATURES\" (found $builds)"
+! grep -vE '^[[:space:]]*#' Dockerfile | grep 'cargo build' | grep -vq -- '--features "$FEATURES"' || fail "a cargo build in the Dockerfile does not pass --features \"\$FEATURES\""
 
 # The stage as Docker runs it: only the manifest and the lock, then the stubs. `cargo fetch`
 # loads every declared target (the sources were fetched by scripts/test already: offline).

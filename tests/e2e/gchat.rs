@@ -407,7 +407,7 @@ fn config_view_shows_the_chat_settings_with_the_webhook_redacted() {
 
 /// `--gchat-chart-image` (with `--features png`): the result card shows the chart as an image
 /// whose presigned URL, fetched as Google Chat would, is the PNG stored next to the SVG in S3.
-#[cfg(feature = "png")]
+#[cfg(all(feature = "png", feature = "aws"))]
 #[test]
 fn with_chart_images_on_the_result_card_shows_the_stored_png_by_a_presigned_url() {
     let Some(moto) = crate::aws_support::moto_url() else { return };

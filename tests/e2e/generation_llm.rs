@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sqlctl::catalog::{Column, Table};
+#[cfg(feature = "aws")]
 use sqlctl::generate::bedrock::{BedrockGenerator, BedrockOptions};
 use sqlctl::generate::openai::{OpenAiGenerator, OpenAiOptions};
 use sqlctl::generate::prompt::{Retry, TOOL_NAME};
@@ -131,6 +132,7 @@ async fn handle(
 // Wire formats.
 
 /// A Converse reply whose only content is a call of the answer tool with `input`.
+#[cfg(feature = "aws")]
 fn converse_tool(input: Value, usage: (u64, u64)) -> Reply {
     Reply::json(
         200,
@@ -145,6 +147,7 @@ fn converse_tool(input: Value, usage: (u64, u64)) -> Reply {
     )
 }
 
+#[cfg(feature = "aws")]
 fn converse_sql(sql: &str) -> Reply {
     converse_tool(
         json!({"sql": sql, "explanation": "counts rows", "tablesUsed": ["orders"], "confidence": 0.9}),
@@ -153,6 +156,7 @@ fn converse_sql(sql: &str) -> Reply {
 }
 
 /// A Converse error the way Bedrock sends it: status plus `x-amzn-errortype`.
+#[cfg(feature = "aws")]
 fn converse_error(status: u16, kind: &str) -> Reply {
     let mut r = Reply::json(status, json!({"message": format!("{kind} from the fake")}));
     r.headers.push(("x-amzn-errortype", kind.to_string()));
@@ -207,6 +211,7 @@ fn quick_retry() -> Retry {
     Retry { tries: 4, min_delay: Duration::from_millis(10), max_delay: Duration::from_millis(50) }
 }
 
+#[cfg(feature = "aws")]
 async fn bedrock(fake: &Fake) -> BedrockGenerator {
     use aws_sdk_bedrockruntime::config::{BehaviorVersion, Credentials, Region};
     let sdk = aws_config::defaults(BehaviorVersion::latest())
@@ -219,6 +224,7 @@ async fn bedrock(fake: &Fake) -> BedrockGenerator {
     BedrockGenerator::from_sdk_config("test-model".into(), &sdk, opts).unwrap()
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_a_tool_use_reply_becomes_a_proposal_with_its_token_usage() {
     let fake = Fake::start(|_, _| converse_sql("select count(*) from orders"));
@@ -254,6 +260,7 @@ async fn bedrock_a_tool_use_reply_becomes_a_proposal_with_its_token_usage() {
     }
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_throttling_is_retried_and_then_succeeds() {
     let fake =
@@ -264,6 +271,7 @@ async fn bedrock_throttling_is_retried_and_then_succeeds() {
     assert_eq!(fake.requests().len(), 2);
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_a_model_that_stays_unavailable_is_transient_after_bounded_tries() {
     let fake = Fake::start(|_, _| converse_error(503, "ServiceUnavailableException"));
@@ -277,6 +285,7 @@ async fn bedrock_a_model_that_stays_unavailable_is_transient_after_bounded_tries
     assert_eq!(fake.requests().len(), 4, "the SDK's own retries are off; ours are bounded");
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_malformed_model_output_is_malformed_and_not_retried() {
     let text_only = json!({
@@ -298,6 +307,7 @@ async fn bedrock_malformed_model_output_is_malformed_and_not_retried() {
     assert_eq!(fake.requests().len(), 3);
 }
 
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn bedrock_a_refused_request_counts_as_a_failed_attempt() {
     let fake = Fake::start(|_, _| converse_error(400, "ValidationException"));
@@ -311,6 +321,7 @@ async fn bedrock_a_refused_request_counts_as_a_failed_attempt() {
 /// Issue 14: without any semantic model the prompt lists the join paths the retriever infers from
 /// names alone (`author.oid` ↔ `organization.oid`, neither declared anywhere), and the data
 /// team's instructions — on both wire formats.
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn both_providers_see_inferred_join_paths_and_instructions_in_the_prompt() {
     let col = |n: &str, t: &str| Column { name: n.into(), data_type: t.into(), ..Default::default() };
@@ -352,6 +363,7 @@ async fn both_providers_see_inferred_join_paths_and_instructions_in_the_prompt()
 
 /// Issue 14 item 8: a follow-up's prompt carries the earlier question, its SQL and its result
 /// columns, on both wire formats.
+#[cfg(feature = "aws")]
 #[tokio::test]
 async fn both_providers_see_the_request_a_follow_up_builds_on() {
     let inp = GenerateInput {
@@ -660,6 +672,7 @@ fn a_follow_up_reaches_the_model_with_the_sql_that_ran_and_its_columns() {
     }
 }
 
+#[cfg(feature = "aws")]
 #[test]
 fn a_bedrock_controller_reaches_the_model_through_aws_endpoint_url_and_rides_out_throttling() {
     let env = Env::new();
@@ -698,7 +711,12 @@ fn an_llm_generator_without_its_settings_is_a_clear_startup_error() {
     let env = Env::new();
     let o = env.run(&["controller", "--generator", "bedrock"]);
     assert_ne!(o.code, 0);
-    assert!(o.stderr.contains("--model") && o.stderr.contains("SQLCTL_BEDROCK_MODEL"), "{o:?}");
+    if cfg!(feature = "aws") {
+        assert!(o.stderr.contains("--model") && o.stderr.contains("SQLCTL_BEDROCK_MODEL"), "{o:?}");
+    } else {
+        assert_eq!(o.code, 2, "{o:?}");
+        assert!(o.stderr.contains("--generator bedrock") && o.stderr.contains("--features aws"), "{o:?}");
+    }
     let o = env.run(&["controller", "--generator", "openai", "--model", "m"]);
     assert_ne!(o.code, 0);
     assert!(o.stderr.contains("--openai-base-url"), "{o:?}");

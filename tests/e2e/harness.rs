@@ -1,4 +1,6 @@
 //! Test harness: a temp home, the shared warehouse, running the binary and controllers.
+// Some helpers serve only the AWS tests, which a build without the `aws` feature leaves out.
+#![cfg_attr(not(feature = "aws"), allow(dead_code))]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -185,6 +187,7 @@ impl Env {
 
     /// `sqlctl` with test credentials for AWS services at `endpoint` (moto or a fake in front of
     /// it), and nothing read from the machine's AWS configuration or instance metadata.
+    #[cfg(feature = "aws")]
     pub fn aws_cmd(&self, endpoint: &str) -> Command {
         let mut c = self.cmd();
         c.env("AWS_ENDPOINT_URL", endpoint)

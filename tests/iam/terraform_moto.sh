@@ -12,7 +12,7 @@
 #
 # Needs terraform, the AWS provider in a local directory (TF_PLUGIN_DIR, default
 # /opt/tf-plugins; nothing is downloaded), moto's virtualenv (target/moto-venv, as scripts/test
-# makes it) and a built sqlctl (SQLCTL_BIN, default target/debug/sqlctl). Takes about two
+# makes it) and a sqlctl built with `--features aws` (SQLCTL_BIN, default target/debug/sqlctl). Takes about two
 # minutes, most of it the provider waiting for moto's S3 and SQS to report settled attributes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +25,7 @@ fail() { echo "terraform_moto: $*" >&2; exit 1; }
 command -v terraform >/dev/null || fail "terraform is not on PATH"
 [ -d "$plugins/registry.terraform.io/hashicorp/aws" ] || fail "no AWS provider under $plugins (set TF_PLUGIN_DIR)"
 [ -x "$py" ] && "$py" -c 'import moto.server, boto3' 2>/dev/null || fail "no moto in $py (run scripts/test once, or set MOTO_PY)"
-[ -x "$sqlctl" ] || fail "no sqlctl binary at $sqlctl (cargo build, or set SQLCTL_BIN)"
+[ -x "$sqlctl" ] || fail "no sqlctl binary at $sqlctl (cargo build --features aws, or set SQLCTL_BIN)"
 if [ -n "${TF_CLI_CONFIG_FILE:-}" ] && [ ! -e "$TF_CLI_CONFIG_FILE" ]; then export TF_CLI_CONFIG_FILE=/dev/null; fi
 
 work=$(mktemp -d)

@@ -26,5 +26,7 @@ for t in x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu x86_64-apple-darwin 
     grep -q "$t" README.md || fail "README's install section does not list $t"
 done
 grep -q 'scripts/package-release' "$wf" || fail "$wf does not package with scripts/package-release"
+grep -Eq 'cargo build .*--features aws' "$wf" || fail "$wf does not build the release binary with --features aws"
+"$dir/sqlctl" version --client | grep -Eq 'features: ([a-z0-9]+,)*aws[,)]' || fail "the packaged binary was built without the aws feature"
 grep -q "tags:" "$wf" || fail "$wf is not triggered by tags"
 echo "release package check passed ($(basename "$archive"))"

@@ -200,9 +200,12 @@ mod tests {
 
     use super::super::testing::{SLOW, counting_waker, data_dir, engine, failure, job, run, succeeded, wait};
     use super::super::{LocalEngine, PREVIEW_MAX_BYTES, run_sql_collect};
+    #[cfg(feature = "aws")]
     use crate::aws::S3Uri;
     use crate::engine::Engine;
+    #[cfg(feature = "aws")]
     use crate::results::local::LocalResults;
+    #[cfg(feature = "aws")]
     use crate::results::s3::S3Results;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -388,6 +391,7 @@ mod tests {
     }
 
     /// `--results s3://…` against moto: a small result in one PutObject, a large one in parts.
+    #[cfg(feature = "aws")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn results_are_uploaded_to_s3_whole_or_in_parts() {
         let Some(url) = crate::aws::testing::moto_url() else { return };
@@ -434,6 +438,7 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "aws")]
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn upload_failures_are_transient_unless_a_retry_cannot_help() {
         let Some(url) = crate::aws::testing::moto_url() else { return };

@@ -82,7 +82,9 @@ pub use cards::{ChatMessage, approval_message, finished_message, request_id, thr
 pub use html::esc;
 pub use metrics::ChatMetrics;
 pub use transport::GoogleChat;
-pub use webhook::{SecretWebhook, Webhook, WebhookSource, parse_secret, redact_url};
+#[cfg(feature = "aws")]
+pub use webhook::SecretWebhook;
+pub use webhook::{Webhook, WebhookSource, parse_secret, redact_url};
 
 /// The channel name in [`Delivery`](super::Delivery) and metrics.
 pub const CHANNEL: &str = "gchat";

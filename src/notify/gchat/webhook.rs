@@ -2,12 +2,14 @@
 //! knows its secret parts, so every text it touches can be scrubbed of them; [`WebhookSource`]
 //! gives it directly or reads it from a Secrets Manager secret ([`SecretWebhook`], cached).
 
+#[cfg(feature = "aws")]
 use std::time::{Duration, Instant};
 
 use reqwest::Url;
 use serde_json::Value;
 
 use super::ChatOptions;
+#[cfg(feature = "aws")]
 use crate::spec::quantity::format_duration;
 
 const REDACTED: &str = "REDACTED";
@@ -136,24 +138,32 @@ pub fn redact_url(s: &str) -> String {
 /// The webhook: given directly (flag / environment) or read from AWS Secrets Manager.
 pub enum WebhookSource {
     Fixed(Webhook),
+    /// Only with the `aws` feature.
+    #[cfg(feature = "aws")]
     SecretsManager(SecretWebhook),
 }
 
 impl WebhookSource {
     pub(super) async fn get(&self, opts: &ChatOptions) -> Result<Webhook, String> {
         match self {
-            WebhookSource::Fixed(w) => Ok(w.clone()),
+            WebhookSource::Fixed(w) => {
+                let _ = opts;
+                Ok(w.clone())
+            }
+            #[cfg(feature = "aws")]
             WebhookSource::SecretsManager(s) => s.get(opts.secret_ttl, opts.timeout).await,
         }
     }
 
     pub(super) async fn invalidate(&self) {
+        #[cfg(feature = "aws")]
         if let WebhookSource::SecretsManager(s) = self {
             s.invalidate().await;
         }
     }
 }
 
+#[cfg(feature = "aws")]
 struct Cached {
     webhook: Webhook,
     fetched: Instant,
@@ -163,12 +173,14 @@ struct Cached {
 /// The webhook URL in a Secrets Manager secret: the secret string is the URL, or a JSON object
 /// with a `url` (or `webhookUrl`, `webhook`) field. Cached for the TTL; a failed re-read keeps
 /// using the last good value.
+#[cfg(feature = "aws")]
 pub struct SecretWebhook {
     client: aws_sdk_secretsmanager::Client,
     arn: String,
     cache: tokio::sync::Mutex<Option<Cached>>,
 }
 
+#[cfg(feature = "aws")]
 impl SecretWebhook {
     pub fn new(client: aws_sdk_secretsmanager::Client, arn: impl Into<String>) -> SecretWebhook {
         SecretWebhook { client, arn: arn.into(), cache: tokio::sync::Mutex::new(None) }
@@ -295,6 +307,7 @@ mod tests {
         assert!(!e.contains("SECRETVALUE"), "{e}");
     }
 
+    #[cfg(feature = "aws")]
     mod against_moto {
         use super::*;
         use crate::aws::testing::{config_for, moto_url, unique};
