@@ -44,6 +44,10 @@ pub struct Args {
     /// Full resync period of active records.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub resync: Duration,
+    /// How often semantic models and verified queries are checked against the catalog
+    /// (re-planned when their spec or a table they read changed; Stale when they no longer plan).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub plan_interval: Duration,
     /// Leader lease duration; a standby takes over after this long without renewal.
     #[arg(long, default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
@@ -78,6 +82,7 @@ impl Default for Args {
             approval_timeout: None,
             engine: None,
             resync: Duration::from_secs(30),
+            plan_interval: Duration::from_secs(10),
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
             retry_period: Duration::from_secs(2),
@@ -128,6 +133,7 @@ impl Args {
             default_engine,
             workers: self.workers.max(1),
             resync: self.resync,
+            plan_interval: self.plan_interval.max(Duration::from_millis(100)),
             max_attempts: self.max_attempts.max(1),
             lease_duration: self.lease_duration,
             renew_deadline: self.renew_deadline,

@@ -5,15 +5,21 @@
 //! * [`lease`]: leader election with a fencing epoch checked by the store on every write.
 //! * [`metrics`]: Prometheus counters and the `/healthz`, `/readyz`, `/metrics` server.
 //! * [`emf`]: the same metrics as CloudWatch Embedded Metric Format lines on stdout.
+//! * [`trusted`]: trusted shapes: a policy decision for an exact instantiation of a verified
+//!   query (`policy.autoApproveVerified`, off by default).
+//! * [`objects`]: drift: semantic models and verified queries re-planned when their spec or a
+//!   table they read changes (`Stale` when they no longer plan).
 //!
 //! The controller talks to backends only through their traits; `cli`/`config` build them.
 
 pub mod emf;
 pub mod lease;
 pub mod metrics;
+pub mod objects;
 pub mod queue;
 pub mod reconcile;
 pub mod transitions;
+pub mod trusted;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -78,6 +84,8 @@ pub struct ControllerConfig {
     pub workers: usize,
     /// Full resync of active records (drift safety net).
     pub resync: Duration,
+    /// How often semantic models and verified queries are checked against the catalog.
+    pub plan_interval: Duration,
     /// How often the store is polled for changes (wake-ups).
     pub watch_interval: Duration,
     /// Generation attempts (self-correction) per round.
@@ -97,6 +105,7 @@ impl Default for ControllerConfig {
             default_engine: EngineKind::Local,
             workers: 8,
             resync: Duration::from_secs(30),
+            plan_interval: Duration::from_secs(10),
             watch_interval: Duration::from_millis(50),
             max_attempts: 3,
             lease_duration: Duration::from_secs(15),
@@ -308,6 +317,7 @@ impl Controller {
         ctx.metrics.set_ready(true);
         let watcher = tokio::spawn(watch_loop(ctx.clone(), self.queue.clone(), cursor, shutdown.clone()));
         let resyncer = tokio::spawn(resync_loop(ctx.clone(), self.queue.clone(), shutdown.clone()));
+        let planner = tokio::spawn(objects::plan_loop(ctx.clone(), shutdown.clone()));
         // Requests by phase for /metrics and EMF: counted here, in the background, never per scrape.
         let counter = tokio::spawn(metrics::count_phases(ctx.metrics.clone(), ctx.store.clone(), shutdown.clone()));
         cursor = 0;
@@ -342,6 +352,7 @@ impl Controller {
         }
         watcher.abort();
         resyncer.abort();
+        planner.abort();
         counter.abort();
         renewer.abort();
         self.fence_tx.send_replace(None);

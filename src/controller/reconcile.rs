@@ -967,7 +967,28 @@ impl Reconciler<'_> {
             .phase(Phase::AwaitingApproval)
             .condition("Approved", "Unknown", "AwaitingApproval", waiting);
         self.apply(change).await?;
+        // Trusted shapes (policy only): an exact instantiation of a verified query is approved
+        // by a policy decision record, projected like any other once re-checked.
+        if let Some(t) = super::trusted::find(self.ctx, &self.current()).await {
+            let d = super::trusted::decision(&self.current(), &t);
+            self.ctx.store.create_decision(&d).await?;
+            tracing::info!(
+                name = %self.req.metadata.name,
+                uid = self.req.uid(),
+                verified_query = %t.vq.metadata.name,
+                verifier = %t.verifier,
+                "approval by policy: the SQL is an exact instantiation of a verified query"
+            );
+            self.status.approval_requested = true;
+            self.write().await?;
+            return Ok(Action::requeue(Duration::ZERO));
+        }
         self.send_approval_request().await
+    }
+
+    /// The request with the status as staged so far.
+    fn current(&self) -> QueryRequest {
+        QueryRequest { status: Some(self.status.clone()), ..self.req.clone() }
     }
 
     /// Fills `status.estimate` from the engine and sets `Estimated` and, when the request has a
@@ -1096,7 +1117,14 @@ impl Reconciler<'_> {
             } else {
                 change.decisions_seen = Some(DecisionsSeen { generation, round, seq: rec.seq });
             }
-            match approval::check(&self.ctx.policy, &self.req, &d) {
+            let verdict = if d.source == super::trusted::POLICY_SOURCE {
+                super::trusted::recheck(self.ctx, &self.current(), &d)
+                    .await
+                    .map_err(|why| format!("approval by policy refused: {why}"))
+            } else {
+                approval::check(&self.ctx.policy, &self.req, &d).map_err(|r| r.to_string())
+            };
+            match verdict {
                 Err(refusal) => {
                     self.ctx.metrics.decision("refused");
                     tracing::warn!(name = %self.req.metadata.name, uid = self.req.uid(), by = %d.by, decision = d.decision.as_str(), reason = %refusal, "decision refused");
@@ -1105,7 +1133,7 @@ impl Reconciler<'_> {
                     e.decision = Some(d.decision);
                     e.decision_id = Some(d.id.clone());
                     e.sql_digest = Some(d.sql_digest.clone());
-                    e.message = Some(refusal.to_string());
+                    e.message = Some(refusal.clone());
                     change = change.event(e).condition(
                         "DecisionRefused",
                         "True",

@@ -798,6 +798,15 @@ pub struct Policy {
     /// default-ignorables); a user's own name maps to itself.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub identities: BTreeMap<String, Vec<String>>,
+    /// Trusted shapes (off by default): a request whose canonical SQL is exactly an
+    /// instantiation of a fresh `VerifiedQuery` of its namespace and database (the template with
+    /// only its typed parameters bound) runs without a new human decision, provided the query's
+    /// verifier may decide on the request under this policy (and under four-eyes is not its
+    /// requester) and the estimate is within `limits.maxBytesScanned`. It is recorded as a
+    /// decision by the policy naming the verified query and its verifier, bound to the digest
+    /// like any other. Any other difference needs a human.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub auto_approve_verified: bool,
 }
 
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]

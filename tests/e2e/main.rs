@@ -27,6 +27,7 @@ mod gchat;
 mod generation_llm;
 mod generation_offline;
 mod gitops;
+mod kinds;
 mod kubectl;
 #[cfg(feature = "otlp")]
 mod otlp;
