@@ -96,10 +96,11 @@ mod tests {
         let shown = b.to_string();
         assert!(shown.starts_with(&format!("sqlctl {} (commit ", b.version)), "{shown}");
         // Exactly the optional features compiled in (scripts/test runs this with and without `aws`).
-        let on: Vec<&str> = [("aws", cfg!(feature = "aws")), ("otlp", cfg!(feature = "otlp")), ("png", cfg!(feature = "png"))]
-            .into_iter()
-            .filter_map(|(n, on)| on.then_some(n))
-            .collect();
+        let on: Vec<&str> =
+            [("aws", cfg!(feature = "aws")), ("otlp", cfg!(feature = "otlp")), ("png", cfg!(feature = "png"))]
+                .into_iter()
+                .filter_map(|(n, on)| on.then_some(n))
+                .collect();
         let label = if on.is_empty() { "default".to_string() } else { on.join(",") };
         assert!(shown.contains(&format!("features: {label})")), "{shown}");
     }

@@ -396,6 +396,51 @@ async fn both_providers_see_the_request_a_follow_up_builds_on() {
     check(&fake.requests()[0].prompt());
 }
 
+/// Issue 14 item 3: the semantic model's metrics and the nearest verified queries reach the
+/// prompt on both wire formats.
+#[cfg(feature = "aws")]
+#[tokio::test]
+async fn both_providers_see_the_semantic_model_and_verified_examples() {
+    use sqlctl::generate::verified::Example;
+    use sqlctl::spec::semantic::{Metric, SemanticModelSpec};
+    let inp = GenerateInput {
+        semantic: Some(SemanticModelSpec {
+            database: "tpch".into(),
+            metrics: vec![Metric {
+                name: "order_value".into(),
+                expression: "sum(o_totalprice)".into(),
+                table: Some("orders".into()),
+                synonyms: vec!["sales".into()],
+                description: None,
+            }],
+            ..Default::default()
+        }),
+        examples: vec![Example {
+            name: "orders-1995".into(),
+            question: "How many orders were placed in 1995?".into(),
+            sql: "SELECT count(*) FROM orders WHERE o_orderdate >= DATE '1995-01-01'".into(),
+            verified_by: Some("alice".into()),
+        }],
+        ..input()
+    };
+    let check = |prompt: &str| {
+        for needle in [
+            "order_value = sum(o_totalprice) [on orders] (also: sales)",
+            "Verified queries for similar questions",
+            "How many orders were placed in 1995? (orders-1995, verified by alice)",
+            "o_orderdate >= DATE '1995-01-01'",
+        ] {
+            assert!(prompt.contains(needle), "the prompt lacks {needle:?}:\n{prompt}");
+        }
+    };
+    let fake = Fake::start(|_, _| converse_sql("select 1"));
+    bedrock(&fake).await.generate(&inp).await.unwrap();
+    check(&fake.requests()[0].prompt());
+    let fake = Fake::start(|_, _| chat_sql("select 1"));
+    openai(&fake, None).generate(&inp).await.unwrap();
+    check(&fake.requests()[0].prompt());
+}
+
 fn openai(fake: &Fake, key: Option<&str>) -> OpenAiGenerator {
     let opts = OpenAiOptions {
         api_key: key.map(str::to_string),
@@ -669,6 +714,60 @@ fn a_follow_up_reaches_the_model_with_the_sql_that_ran_and_its_columns() {
         "Its result columns: o_orderpriority".into(),
     ] {
         assert!(prompt.contains(&needle), "the prompt lacks {needle:?}:\n{prompt}");
+    }
+}
+
+/// Through the controller: a fresh SemanticModel and VerifiedQuery of the database reach the
+/// model's prompt (metrics, instructions, the verified query as an example), and the request
+/// records what it was shown.
+#[test]
+fn the_controller_gives_the_model_the_databases_semantic_model_and_verified_queries() {
+    let env = Env::new();
+    let fake = Fake::start(|_, _| chat_sql("select count(*) as n from orders"));
+    let _c = controller(
+        &env,
+        &[
+            "--generator",
+            "openai",
+            "--openai-base-url",
+            &format!("{}/v1", fake.url()),
+            "--model",
+            "m",
+            "--plan-interval",
+            "300ms",
+        ],
+        &[],
+    );
+    let model = "apiVersion: sqlctl.dev/v1alpha1\nkind: SemanticModel\nmetadata:\n  name: tpch\nspec:\n  database: tpch\n  tables:\n    - name: orders\n      description: one row per order\n  metrics:\n    - {name: order_value, table: orders, expression: sum(o_totalprice), synonyms: [sales]}\n  instructions: Sales means the sum of order totals.\n";
+    let vq = "apiVersion: sqlctl.dev/v1alpha1\nkind: VerifiedQuery\nmetadata:\n  name: orders-in-a-year\nspec:\n  question: How many orders were placed in 1995?\n  database: tpch\n  sql: \"select count(*) as n from orders where o_orderdate >= :from and o_orderdate < :to\"\n  parameters:\n    - {name: from, type: date, example: '1995-01-01'}\n    - {name: to, type: date, example: '1996-01-01'}\n";
+    assert_eq!(env.run_stdin(&["apply", "-f", "-", "--as", "alice"], format!("{model}---\n{vq}").as_bytes()).code, 0);
+    let start = Instant::now();
+    loop {
+        let o = env.ok(&["get", "vq", "orders-in-a-year", "-o", "json"]);
+        let sm = env.ok(&["get", "sm", "tpch", "-o", "json"]);
+        let fresh = |t: &str| t.contains("\"type\": \"Stale\"") && t.contains("\"status\": \"False\"");
+        if fresh(&o.stdout) && fresh(&sm.stdout) {
+            break;
+        }
+        assert!(start.elapsed() < T, "not planned: {}\n{}", o.stdout, sm.stdout);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Not the verified question (another shape), so the model answers, with it as an example.
+    env.apply(&question_spec("monthly", "How many orders were placed per month in 1995?"));
+    let v = env.wait_phase("monthly", "AwaitingApproval", T);
+    let src = &v["status"]["generated"]["source"];
+    assert_eq!(src["kind"], "generator", "{v}");
+    assert_eq!(src["semanticModel"], "tpch@1", "{v}");
+    assert_eq!(src["examples"], json!(["orders-in-a-year"]), "{v}");
+    let prompt = fake.requests().last().unwrap().prompt();
+    for needle in [
+        "order_value = sum(o_totalprice) [on orders] (also: sales)",
+        "one row per order",
+        "Sales means the sum of order totals.",
+        "How many orders were placed in 1995? (orders-in-a-year, verified by alice)",
+        "DATE '1996-01-01'",
+    ] {
+        assert!(prompt.contains(needle), "the prompt lacks {needle:?}:\n{prompt}");
     }
 }
 

@@ -28,6 +28,7 @@ mod generation_llm;
 mod generation_offline;
 mod gitops;
 mod kinds;
+mod knowledge;
 mod kubectl;
 #[cfg(feature = "otlp")]
 mod otlp;
