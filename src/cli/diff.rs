@@ -59,6 +59,8 @@ struct Entry {
 }
 
 /// An object of any kind, serialized as itself.
+/// (Two short-lived values per diffed document: their size does not matter.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Doc {

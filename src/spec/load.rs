@@ -67,7 +67,9 @@ pub struct LoadedDoc {
     pub document: Document,
 }
 
-/// A document of any kind of the API group.
+/// A document of any kind of the API group. (A request is larger than the other kinds; a file
+/// holds few documents, so they are not boxed.)
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
     QueryRequest(QueryRequest),
