@@ -276,3 +276,30 @@ fn a_follow_up_changes_the_query_it_follows_and_links_to_it() {
     let v = env.wait_phase("ring-a", "Failed", T);
     assert!(v["status"]["conditions"].to_string().contains("FollowUpCycle"), "{v}");
 }
+
+/// `eval --semantic-models DIR` gives each case's database its model, checked as `apply` checks
+/// it: a model that does not check, or another kind of document, is refused.
+#[test]
+fn eval_takes_semantic_models_checked_like_apply() {
+    let env = Env::new();
+    let dir = env.home.path().join("models");
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = "apiVersion: sqlctl.dev/v1alpha1\nkind: SemanticModel\nmetadata:\n  name: tpch\nspec:\n  database: tpch\n  tables:\n    - name: nation\n      synonyms: [countries]\n  metrics:\n    - {name: nations, table: nation, expression: count(*)}\n";
+    std::fs::write(dir.join("tpch.yaml"), model).unwrap();
+    let cases = env.home.path().join("cases.yaml");
+    std::fs::write(&cases, "- question: How many nations are there?\n  gold: select count(*) from nation\n").unwrap();
+    let (c, d) = (cases.to_str().unwrap(), dir.to_str().unwrap());
+    let o = env.run(&["eval", c, "--semantic-models", d, "-o", "json"]);
+    assert_eq!(o.code, 0, "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["summary"]["correct"], 1, "{v}");
+
+    std::fs::write(dir.join("tpch.yaml"), model.replace("count(*)", "count(*) from nation; drop table nation"))
+        .unwrap();
+    let o = env.run(&["eval", c, "--semantic-models", d]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("--semantic-models") && o.stderr.contains("spec.metrics[0].expression"), "{o:?}");
+    std::fs::write(dir.join("tpch.yaml"), sql_spec("not-a-model", "select 1")).unwrap();
+    let o = env.run(&["eval", c, "--semantic-models", d]);
+    assert!(o.code == 1 && o.stderr.contains("is not a SemanticModel"), "{o:?}");
+}

@@ -84,6 +84,11 @@ pub struct Args {
     /// Hand each case's `instructions` (benchmark format) to the generator as notes to follow.
     #[arg(long)]
     pub instructions: bool,
+    /// SemanticModel files (a file or a directory of YAML): each case's database gets its model
+    /// (descriptions, synonyms and samples in the tables; metrics, filters, relationships and
+    /// instructions in LLM prompts), as the controller gives it. Checked like `apply` checks them.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub semantic_models: Option<PathBuf>,
     /// Generation attempts per question (self-correction).
     #[arg(long, default_value_t = 3)]
     pub max_attempts: u32,
@@ -100,6 +105,31 @@ pub struct Args {
     pub max_estimate_error: Option<f64>,
     #[command(flatten)]
     pub generator: GeneratorOpts,
+}
+
+/// The SemanticModels in `path` (a file or a directory), by database: parsed and checked as
+/// `apply` does; two models of one database are refused.
+fn load_semantic_models(
+    path: &std::path::Path,
+) -> anyhow::Result<std::collections::HashMap<String, crate::spec::SemanticModelSpec>> {
+    use crate::spec::load::{Document, load_paths_with};
+    let docs = load_paths_with(&[path.display().to_string()], &crate::guard::template::check_document)
+        .map_err(|e| Exit::refused(format!("--semantic-models: {e}")))?;
+    let mut out = std::collections::HashMap::new();
+    for d in docs {
+        let Document::Object(crate::spec::Object::SemanticModel(m)) = d.document else {
+            return Err(Exit::refused(format!(
+                "--semantic-models: {} (document {}) is not a SemanticModel",
+                d.source,
+                d.index + 1
+            )));
+        };
+        let db = m.spec.database.clone();
+        if out.insert(db.clone(), m.spec).is_some() {
+            return Err(Exit::refused(format!("--semantic-models: two models of database {db}")));
+        }
+    }
+    Ok(out)
 }
 
 /// One question of a set.
@@ -547,6 +577,10 @@ impl Args {
                 "no SQL generator is configured (--generator none); pick offline, bedrock or openai",
             ));
         };
+        let models = match &self.semantic_models {
+            None => Default::default(),
+            Some(p) => load_semantic_models(p)?,
+        };
         let catalog = crate::config::generator::catalog_for(g, &self.generator).await?;
         let data_dir = g.data_dir();
         let scratch = tempfile_dir()?;
@@ -559,12 +593,17 @@ impl Args {
                 let t = catalog.tables(&db).await?;
                 tables_by_db.insert(db.clone(), t);
             }
-            let tables = tables_by_db[&db].clone();
+            let mut tables = tables_by_db[&db].clone();
             let known: Vec<String> = tables.iter().map(|t| t.name.to_ascii_lowercase()).collect();
-            let instructions = match (&case.instructions, self.instructions) {
+            let mut instructions = match (&case.instructions, self.instructions) {
                 (Some(i), true) => vec![i.clone()],
                 _ => vec![],
             };
+            let model: Option<&crate::spec::SemanticModelSpec> = models.get(&db);
+            if let Some(m) = model {
+                crate::generate::semantic::enrich(&mut tables, m);
+                instructions.extend(crate::generate::semantic::instructions(m));
+            }
             let input = GenerateInput {
                 question: case.question.clone(),
                 database: db.clone(),
@@ -574,7 +613,7 @@ impl Args {
                 last_error: None,
                 instructions,
                 follow_up: None,
-                semantic: None,
+                semantic: model.cloned(),
                 examples: vec![],
             };
             let (outcome, gen_ms) =
