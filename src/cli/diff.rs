@@ -59,6 +59,7 @@ struct Entry {
 }
 
 /// An object of any kind, serialized as itself.
+#[allow(clippy::large_enum_variant)] // one per object diffed
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Doc {

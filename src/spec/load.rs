@@ -68,6 +68,8 @@ pub struct LoadedDoc {
 }
 
 /// A document of any kind of the API group.
+// A load holds a few documents, each moved once: boxing the larger variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {
     QueryRequest(QueryRequest),
