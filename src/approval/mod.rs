@@ -25,6 +25,7 @@
 
 use crate::identity;
 pub mod sqs;
+pub mod verify;
 
 use std::time::Duration;
 

@@ -59,8 +59,7 @@ struct Entry {
 }
 
 /// An object of any kind, serialized as itself.
-/// (Two short-lived values per diffed document: their size does not matter.)
-#[allow(clippy::large_enum_variant)]
+#[allow(clippy::large_enum_variant)] // one per object diffed
 #[derive(Serialize)]
 #[serde(untagged)]
 enum Doc {

@@ -186,7 +186,7 @@ pub(crate) fn object_arg(s: &str) -> Result<String, String> {
         Some((kind, name)) => {
             if resource_type(kind).is_none() {
                 return Err(format!(
-                    "{s:?}: sqlctl has no resource type {kind:?}; use queryrequest (qr), semanticmodel (sm) or verifiedquery (vq)"
+                    "{s:?}: sqlctl has no resource type {kind:?}; name an object as NAME (a request) or TYPE/NAME: queryrequest/NAME (qr/NAME), semanticmodel/NAME (sm/NAME), verifiedquery/NAME (vq/NAME)"
                 ));
             }
             if name.is_empty() || name.contains('/') {

@@ -8,6 +8,7 @@
 //! | `GET /?phase=&namespace=&page=` | requests by phase, newest first, 100 per page |
 //! | `GET /requests/{namespace}/{name}` | question, highlighted SQL, diff against the previous SQL, explanation, confidence, estimate, decision forms, result preview and chart, history |
 //! | `POST /requests/{namespace}/{name}/approve` · `/refine` · `/reject` | a decision |
+//! | `POST /requests/{namespace}/{name}/verify` | a Done request saved as a `VerifiedQuery` (as `sqlctl verify`) |
 //! | `GET /events` | server-sent events: the key of each request that changed |
 //! | `GET /fragment/list`, `GET /requests/{namespace}/{name}/fragment` | the live parts `console.js` swaps in |
 //! | `GET /login`, `POST /login`, `POST /logout` | token sessions |
@@ -166,6 +167,7 @@ fn router(app: App) -> Router {
         .route("/requests/{namespace}/{name}/approve", post(|s, p, h, f| decide(s, p, h, f, DecisionKind::Approve)))
         .route("/requests/{namespace}/{name}/refine", post(|s, p, h, f| decide(s, p, h, f, DecisionKind::Refine)))
         .route("/requests/{namespace}/{name}/reject", post(|s, p, h, f| decide(s, p, h, f, DecisionKind::Reject)))
+        .route("/requests/{namespace}/{name}/verify", post(verify))
         .route("/events", get(events))
         .route("/login", get(login_page).post(login))
         .route("/logout", post(logout))
@@ -398,6 +400,7 @@ async fn list_fragment(State(app): State<App>, headers: HeaderMap, Query(q): Que
 struct DetailQuery {
     /// Set by the redirect after a decision was recorded (post/redirect/get).
     recorded: Option<String>,
+    verified: Option<String>,
 }
 
 async fn detail_page(
@@ -416,6 +419,13 @@ async fn detail_page(
             );
         }
     };
+    if let Some(vq) = q.verified.as_deref() {
+        let flash = Flash {
+            kind: "ok",
+            text: format!("Saved as verifiedquery {}/{vq} (sqlctl describe vq {vq}).", key.namespace),
+        };
+        return render_detail(&app, &who, &key, StatusCode::OK, Some(flash)).await;
+    }
     let flash = q.recorded.as_deref().and_then(DecisionKind::parse).map(|k| Flash {
         kind: "ok",
         text: match k {
@@ -651,6 +661,106 @@ the request: a recorded decision shows under \u{201c}Decisions not yet applied\u
             let body = message_body("error", &text, Some((&detail_path, "Reload the request")));
             who.page(&app, StatusCode::SERVICE_UNAVAILABLE, "Unavailable", PageKind::Other, None, &body)
         }
+    }
+}
+
+/// A posted Verify form.
+#[derive(Debug, Default, Deserialize)]
+struct VerifyForm {
+    csrf: Option<String>,
+    uid: Option<String>,
+    generation: Option<String>,
+    digest: Option<String>,
+    name: Option<String>,
+    question: Option<String>,
+}
+
+/// `POST …/verify`: the request saved as a `VerifiedQuery`, through the same
+/// [`approval::verify::build`] as `sqlctl verify` (Done, its approval naming the SQL that ran,
+/// the user allowed to approve on its database), with the console's identity and CSRF rules.
+async fn verify(
+    State(app): State<App>,
+    Path((namespace, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(form): Form<VerifyForm>,
+) -> Response {
+    let key = ObjectKey::new(namespace, name);
+    let detail_path = format!("/requests/{}/{}", url_encode(&key.namespace), url_encode(&key.name));
+    let who = match app.identify(&headers) {
+        Ok(w) => w,
+        Err(why) => {
+            let body = message_body(
+                "error",
+                &format!("Refused: {why}. Nothing was written."),
+                matches!(app.config.auth, AuthMode::Token { .. }).then_some(("/login", "Log in")),
+            );
+            return anonymous_page(StatusCode::UNAUTHORIZED, "Not signed in", &body);
+        }
+    };
+    let forbidden = |why: String| {
+        let body = message_body(
+            "error",
+            &format!("Refused: {why}. Nothing was written."),
+            Some((&detail_path, "Back to the request")),
+        );
+        who.page(&app, StatusCode::FORBIDDEN, "Refused", PageKind::Other, None, &body)
+    };
+    if let Some(why) = origin_refusal(&headers) {
+        return forbidden(why);
+    }
+    if !form.csrf.as_deref().is_some_and(|t| who.session.csrf_ok(&app.config.key, &who.user, t)) {
+        return forbidden(
+            "the form's security token is missing or does not belong to this session; reload the page".into(),
+        );
+    }
+    let refuse = |status: StatusCode, text: String| {
+        let (app, who, key) = (&*app, &who, &key);
+        async move {
+            let flash = Flash { kind: "error", text: format!("Refused: {text} Nothing was written.") };
+            render_detail(app, who, key, status, Some(flash)).await
+        }
+    };
+    let r = match app.store.get(&key).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return refuse(StatusCode::NOT_FOUND, format!("{key} no longer exists.")).await,
+        Err(e) => return store_unavailable(&app, &who, &e),
+    };
+    let digest = r.status.as_ref().and_then(|s| s.generated.as_ref()).map(|g| g.sql_digest.as_str()).unwrap_or("");
+    if form.uid.as_deref() != Some(r.uid())
+        || form.generation.as_deref() != Some(r.generation().to_string().as_str())
+        || form.digest.as_deref() != Some(digest)
+    {
+        return refuse(StatusCode::CONFLICT, format!("{key} changed since you loaded the page.")).await;
+    }
+    let policy = match app.store.get_policy().await {
+        Ok(p) => p.unwrap_or_default(),
+        Err(e) => return store_unavailable(&app, &who, &e),
+    };
+    let vq_name = form.name.as_deref().map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&key.name).to_string();
+    let question = form.question.as_deref().map(str::trim).filter(|q| !q.is_empty());
+    // The console has no catalog: columns are named as the SQL names them.
+    let vq = match approval::verify::build(&r, &vq_name, question, &who.user, &policy, &|_| None) {
+        Ok(v) => v,
+        Err(e) => {
+            let status = match e {
+                approval::verify::Refusal::NotAllowed { .. } => StatusCode::FORBIDDEN,
+                _ => StatusCode::CONFLICT,
+            };
+            return refuse(status, format!("{e}.")).await;
+        }
+    };
+    match app.store.create_object(crate::spec::Object::VerifiedQuery(vq)).await {
+        Ok(o) => {
+            tracing::info!(name = %key, verified_query = %o.name(), by = %who.user, "console: verified query created");
+            with_cookie(
+                see_other(&format!("{detail_path}?verified={}", url_encode(o.name()))),
+                who.new_cookie.as_deref(),
+            )
+        }
+        Err(StoreError::AlreadyExists(k)) => {
+            refuse(StatusCode::CONFLICT, format!("verifiedquery {k} already exists; choose another name.")).await
+        }
+        Err(e) => store_unavailable(&app, &who, &e),
     }
 }
 

@@ -523,7 +523,47 @@ impl Detail<'_> {
         if st.phase == Phase::AwaitingApproval {
             self.decide(out, decidable, over.as_deref());
         }
+        if st.phase == Phase::Done && st.approval.is_some() {
+            self.verify_form(out);
+        }
         out.push_str("</section>");
+    }
+
+    /// The Verify form of a request that ran: save it as a `VerifiedQuery` (what `sqlctl verify`
+    /// does), bound to the uid, generation and digest shown. The server checks the approval
+    /// policy again on submit.
+    fn verify_form(&self, out: &mut String) {
+        let r = self.r;
+        let st = r.status.clone().unwrap_or_default();
+        let digest = st.generated.as_ref().map(|g| g.sql_digest.clone()).unwrap_or_default();
+        let db = &r.spec.catalog.database;
+        if let Err(why) = crate::approval::may_verify(&self.policy, db, self.user) {
+            let _ = write!(out, r#"<p class="note">Verify: {}</p>"#, Esc(&why));
+            return;
+        }
+        let question = r.spec.question.clone().unwrap_or_default();
+        let _ = write!(
+            out,
+            concat!(
+                r#"<details class="verify"><summary>Verify: save as a verified query</summary>"#,
+                r#"<form method="post" action="{}/verify" class="decide verify">"#,
+                r#"<input type="hidden" name="csrf" value="{}"><input type="hidden" name="uid" value="{}">"#,
+                r#"<input type="hidden" name="generation" value="{}"><input type="hidden" name="digest" value="{}">"#,
+                r#"<p class="note">The SQL that ran becomes a template (the literals a question supplies become "#,
+                r#"parameters), verified by its approver. Under a policy that trusts verified queries, requests "#,
+                r#"that instantiate it exactly run without a new decision.</p>"#,
+                r#"<label>Name <input type="text" name="name" value="{}" maxlength="63" required autocomplete="off"></label>"#,
+                r#"<label>Question <textarea name="question" rows="2" maxlength="4000" required>{}</textarea></label>"#,
+                r#"<button type="submit">Verify</button></form></details>"#
+            ),
+            self.path(),
+            Esc(self.csrf),
+            Esc(r.uid()),
+            r.generation(),
+            Esc(&digest),
+            Esc(&r.metadata.name),
+            Esc(&question)
+        );
     }
 
     fn diff(&self, out: &mut String, prev: (&str, u64), new: &str) {

@@ -606,3 +606,92 @@ async fn a_finished_request_shows_its_preview_and_chart_as_an_image() {
     assert!(html.contains("A chart was drawn at <code>/etc/passwd</code>, but this console cannot read it"), "{html}");
     assert!(!html.contains("root:"), "nothing outside the results is read");
 }
+
+/// A request that ran `sql`, approved by `by` (Done at generation 1).
+async fn done(store: &dyn Store, name: &str, by: &str, sql: &str) -> QueryRequest {
+    let r = awaiting(store, name, "rita", spec("Which nations are in region 1?")).await;
+    let mut r = set_sql(store, r, 1, sql).await;
+    let mut st = r.status.take().unwrap();
+    let g = st.generated.clone().unwrap();
+    st.phase = Phase::Done;
+    st.approval = Some(ApprovalStatus {
+        decision: DecisionKind::Approve,
+        by: by.into(),
+        at: chrono::Utc::now(),
+        generation: 1,
+        sql_digest: g.sql_digest,
+        comment: None,
+        decision_id: "d".into(),
+        allow_over_budget: false,
+    });
+    r.status = Some(st);
+    store.update_status(&r, None).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_done_request_can_be_verified_from_its_page_by_an_approver_only() {
+    let f = fixture(header_mode()).await;
+    let policy = Policy {
+        databases: [("tpch".to_string(), DatabasePolicy { approvers: vec!["alice".into()] })].into(),
+        ..Default::default()
+    };
+    f.store.put_policy(&policy, None).await.unwrap();
+    let r = done(f.store.as_ref(), "q", "alice", "SELECT n_name FROM nation WHERE n_regionkey = 1 LIMIT 3").await;
+
+    // bob may not approve on tpch: no form, a note, and a forged post is refused.
+    let html = f.get("/requests/default/q", &[(USER_HEADER, "bob")]).await.text().await.unwrap();
+    assert!(!html.contains("/q/verify") && html.contains("may verify queries there"), "{html}");
+    // Bob's session token, from a page that has forms for him.
+    awaiting(f.store.as_ref(), "other", "rita", spec("Which nations?")).await;
+    let res = f.get("/requests/default/other", &[(USER_HEADER, "bob")]).await;
+    let bob_session = cookie(&res).unwrap();
+    let bob_csrf = field(&res.text().await.unwrap(), "csrf");
+    let bob = [("cookie", bob_session.as_str()), (USER_HEADER, "bob")];
+    let fields = |csrf: &str| {
+        form(&[
+            ("csrf", csrf),
+            ("uid", r.uid()),
+            ("generation", "1"),
+            ("digest", &r.status.as_ref().unwrap().generated.as_ref().unwrap().sql_digest),
+            ("name", "nations-of-region"),
+            ("question", "Which nations are in region 1?"),
+        ])
+    };
+    let res = f.post("/requests/default/q/verify", &bob, fields(&bob_csrf)).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(
+        f.store
+            .get_object(ObjectKind::VerifiedQuery, &ObjectKey::new("default", "nations-of-region"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // alice sees the form; a post without the session's token is refused; with it, the
+    // verified query is created with the approver as verifier and the request as provenance.
+    let res = f.get("/requests/default/q", &[(USER_HEADER, "alice")]).await;
+    let session = cookie(&res).unwrap();
+    let alice = [("cookie", session.as_str()), (USER_HEADER, "alice")];
+    let html = res.text().await.unwrap();
+    assert!(html.contains("action=\"/requests/default/q/verify\""), "{html}");
+    let csrf = field(&html, "csrf");
+    let res = f.post("/requests/default/q/verify", &alice, fields("forged")).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = f.post("/requests/default/q/verify", &alice, fields(&csrf)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER, "{}", res.text().await.unwrap());
+    assert_eq!(res.headers()[LOCATION], "/requests/default/q?verified=nations-of-region");
+    let vq = f
+        .store
+        .get_object(ObjectKind::VerifiedQuery, &ObjectKey::new("default", "nations-of-region"))
+        .await
+        .unwrap()
+        .unwrap();
+    let vq = vq.as_verified_query().unwrap();
+    assert_eq!(vq.spec.verified_by.as_deref(), Some("alice"));
+    assert_eq!(vq.spec.provenance.as_ref().unwrap().uid, r.uid());
+    assert_eq!(vq.spec.sql, "SELECT n_name FROM nation WHERE n_regionkey = :n_regionkey LIMIT :limit");
+    // The same name again: a conflict, nothing overwritten.
+    let res = f.post("/requests/default/q/verify", &alice, fields(&csrf)).await;
+    assert_eq!(res.status(), StatusCode::CONFLICT);
+    assert!(res.text().await.unwrap().contains("already exists"));
+}

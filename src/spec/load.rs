@@ -67,8 +67,8 @@ pub struct LoadedDoc {
     pub document: Document,
 }
 
-/// A document of any kind of the API group. (A request is larger than the other kinds; a file
-/// holds few documents, so they are not boxed.)
+/// A document of any kind of the API group.
+// A load holds a few documents, each moved once: boxing the larger variant buys nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Document {

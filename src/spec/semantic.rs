@@ -249,10 +249,11 @@ impl SemanticModel {
     /// The table an expression of a metric or filter is planned against: its own `table`, else
     /// the model's only table.
     pub fn expression_table<'a>(&'a self, table: Option<&'a str>) -> Option<&'a str> {
-        table.or_else(|| match self.spec.tables.as_slice() {
+        let only = match self.spec.tables.as_slice() {
             [only] => Some(only.name.as_str()),
             _ => None,
-        })
+        };
+        table.or(only)
     }
 }
 

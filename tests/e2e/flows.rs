@@ -268,10 +268,15 @@ fn type_slash_name_is_taken_wherever_a_name_is_so_get_o_name_pipes_into_delete()
         assert_eq!(o.stdout.trim(), "queryrequest/piped-a", "{form}: {o:?}");
         assert!(env.ok(&["describe", form]).stdout.contains("piped-a"), "{form}");
     }
-    // Another type is a usage error that says what is taken; nothing is touched.
-    let o = env.run(&["delete", "semanticmodel/piped-a"]);
+    // A type sqlctl does not have is a usage error that says what is taken; nothing is touched.
+    let o = env.run(&["delete", "pod/piped-a"]);
     assert_eq!(o.code, 2, "{o:?}");
     assert!(o.stderr.contains("queryrequest/NAME"), "{o:?}");
+    assert_eq!(env.count(), 2);
+    // Another kind (issue 14) names another object: no request of that name is touched.
+    let o = env.run(&["delete", "semanticmodel/piped-a"]);
+    assert_eq!(o.code, 1, "{o:?}");
+    assert!(o.stderr.contains("semanticmodel default/piped-a not found"), "{o:?}");
     assert_eq!(env.count(), 2);
     // kubectl's pipeline: what `get -o name` prints, `delete` takes back.
     let o = env.sh("\"$SQLCTL\" get -o name | xargs \"$SQLCTL\" delete");
