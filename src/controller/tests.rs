@@ -819,3 +819,197 @@ async fn hole4_pending_ends_failed_after_bounded_pre_approval_attempts() {
     assert_eq!(st.condition("Generated").unwrap().reason, "PreApprovalAttemptsExhausted");
     assert_eq!(w.failing_engine.calls("start"), 0, "nothing runs before approval");
 }
+
+/// A verified query of `select n_name from nation where n_name = :nation`, by `verifier`.
+fn nation_template(name: &str, verifier: &str) -> Object {
+    let mut vq =
+        VerifiedQuery::new(name, "tpch", "Is this nation there?", "select n_name from nation where n_name = :nation");
+    vq.spec.parameters = vec![TemplateParameter {
+        name: "nation".into(),
+        type_: ParameterType::String,
+        column: Some("nation.n_name".into()),
+        example: "FRANCE".into(),
+        description: None,
+    }];
+    vq.spec.verified_by = Some(verifier.into());
+    Object::VerifiedQuery(vq)
+}
+
+fn trusting(approvers: &[&str]) -> Policy {
+    Policy {
+        auto_approve_verified: true,
+        approvers: approvers.iter().map(|a| a.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn an_exact_instantiation_of_a_fresh_verified_query_is_approved_by_the_policy() {
+    let w = world(trusting(&["alice"])).await;
+    w.store.create_object(nation_template("nation-check", "alice")).await.unwrap();
+    assert_eq!(objects::plan_all(&w.ctx).await.unwrap(), 1);
+    let key = w.store.create(sql_request("q", "SELECT n_name FROM nation WHERE n_name = 'PERU'")).await.unwrap().key();
+    let r = w.step_to(&key, Phase::Executing).await;
+    let a = r.status.as_ref().unwrap().approval.clone().unwrap();
+    assert_eq!(a.by, "policy:verifiedquery/default/nation-check");
+    assert!(
+        a.comment.as_deref().unwrap().contains("verified by alice")
+            && a.comment.as_deref().unwrap().contains(":nation = 'PERU'")
+    );
+    assert_eq!(a.sql_digest, full_digest(&r));
+    let d = w.store.list_decisions(r.uid()).await.unwrap();
+    assert_eq!((d.len(), d[0].source.as_str()), (1, trusted::POLICY_SOURCE));
+    // Nothing was sent for a human to decide.
+    assert!(r.status.as_ref().unwrap().approval_requested);
+}
+
+#[tokio::test]
+async fn the_policy_approves_nothing_else() {
+    // Off by default.
+    let w = world(Policy { approvers: vec!["alice".into()], ..Default::default() }).await;
+    w.store.create_object(nation_template("t", "alice")).await.unwrap();
+    objects::plan_all(&w.ctx).await.unwrap();
+    let key =
+        w.store.create(sql_request("off", "SELECT n_name FROM nation WHERE n_name = 'PERU'")).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::AwaitingApproval);
+
+    let w = world(Policy { four_eyes: true, ..trusting(&["alice", "rita"]) }).await;
+    let fresh = |w: &World| {
+        let ctx = w.ctx.clone();
+        async move { objects::plan_all(&ctx).await.unwrap() }
+    };
+    // A verifier the policy does not allow to decide; a verified query never planned.
+    w.store.create_object(nation_template("by-mallory", "mallory")).await.unwrap();
+    fresh(&w).await;
+    w.store.create_object(nation_template("unplanned", "alice")).await.unwrap();
+    let exact = "SELECT n_name FROM nation WHERE n_name = 'PERU'";
+    let key = w.store.create(sql_request("a", exact)).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::AwaitingApproval, "mallory may not decide; unplanned is not fresh");
+    // Under four-eyes the verifier may not be the requester.
+    fresh(&w).await;
+    let mut own = sql_request("own", exact);
+    own.metadata.annotations.insert(REQUESTER_ANNOTATION.into(), "alice".into());
+    let key = w.store.create(own).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::AwaitingApproval);
+    // One token off.
+    let key = w
+        .store
+        .create(sql_request("off-by-one", "SELECT n_name FROM nation WHERE n_name <> 'PERU'"))
+        .await
+        .unwrap()
+        .key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::AwaitingApproval);
+    // A record that claims to be the policy's approves nothing it does not prove.
+    let r = w.get(&key).await;
+    let forged = trusted::decision(
+        &r,
+        &trusted::Trusted {
+            vq: nation_template("unplanned", "alice").as_verified_query().unwrap().clone(),
+            verifier: "alice".into(),
+            bindings: Default::default(),
+        },
+    );
+    w.store.create_decision(&forged).await.unwrap();
+    w.step(&key).await;
+    let r = w.get(&key).await;
+    assert_eq!(r.phase(), Phase::AwaitingApproval);
+    assert!(condition(&r, "DecisionRefused").message.contains("approval by policy refused"), "{:?}", r.status);
+}
+
+#[tokio::test]
+async fn over_budget_an_exact_instantiation_still_needs_a_human() {
+    let w = world(trusting(&[])).await;
+    *w.engine.estimate.lock().unwrap() = Some(Estimate { bytes: 3 << 30, cost_usd: 0.01, method: "scripted".into() });
+    w.store.create_object(nation_template("t", "alice")).await.unwrap();
+    objects::plan_all(&w.ctx).await.unwrap();
+    let mut req = sql_request("big", "SELECT n_name FROM nation WHERE n_name = 'PERU'");
+    req.spec.limits.max_bytes_scanned = Some(ByteSize::parse("1GiB").unwrap());
+    let key = w.store.create(req).await.unwrap().key();
+    w.step_to(&key, Phase::AwaitingApproval).await;
+    w.step(&key).await;
+    assert_eq!(w.get(&key).await.phase(), Phase::AwaitingApproval);
+}
+
+/// A catalog whose tables a test can change (drift).
+struct SwitchCatalog(Mutex<Vec<Table>>);
+
+#[async_trait]
+impl Catalog for SwitchCatalog {
+    async fn list_databases(&self) -> Result<Vec<String>, CatalogError> {
+        Ok(vec!["tpch".into()])
+    }
+    async fn tables(&self, _database: &str) -> Result<Vec<Table>, CatalogError> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+#[tokio::test]
+async fn drift_replans_on_a_new_shape_only_and_marks_what_no_longer_plans_stale() {
+    let nation = |cols: &[&str]| Table {
+        name: "nation".into(),
+        columns: cols
+            .iter()
+            .map(|c| Column { name: c.to_string(), data_type: "VARCHAR".into(), ..Default::default() })
+            .collect(),
+        ..Default::default()
+    };
+    let catalog = Arc::new(SwitchCatalog(Mutex::new(vec![nation(&["n_name"])])));
+    let w = world_full(Policy::default(), Arc::new(LogNotifier), catalog.clone()).await;
+    w.store.create_object(nation_template("t", "alice")).await.unwrap();
+    let mut sm = SemanticModel::new("m", "tpch");
+    sm.spec.tables = vec![crate::spec::semantic::ModelTable { name: "nation".into(), ..Default::default() }];
+    w.store.create_object(Object::SemanticModel(sm)).await.unwrap();
+    let stale = |o: &Object| o.status().map(|s| s.is_stale());
+    let get = |name: &str, kind| {
+        let store = w.store.clone();
+        let name = name.to_string();
+        async move { store.get_object(kind, &ObjectKey::new("default", name)).await.unwrap().unwrap() }
+    };
+    assert_eq!(objects::plan_all(&w.ctx).await.unwrap(), 2);
+    let t = get("t", ObjectKind::VerifiedQuery).await;
+    assert_eq!(stale(&t), Some(false));
+    let st = t.status().unwrap();
+    assert_eq!(st.canonical_sql.as_deref(), Some("SELECT n_name FROM nation WHERE n_name = :nation"));
+    assert_eq!(st.template_digest.as_ref().map(String::len), Some(64));
+    // Nothing changed: nothing is planned again.
+    assert_eq!(objects::plan_all(&w.ctx).await.unwrap(), 0);
+    // Sample values are not shape.
+    catalog.0.lock().unwrap()[0].columns[0].sample_values = vec!["PERU".into()];
+    assert_eq!(objects::plan_all(&w.ctx).await.unwrap(), 0);
+    // A new column is a new shape: both are planned again, and still plan.
+    *catalog.0.lock().unwrap() = vec![nation(&["n_name", "n_comment"])];
+    assert_eq!(objects::plan_all(&w.ctx).await.unwrap(), 2);
+    assert_eq!(stale(&get("t", ObjectKind::VerifiedQuery).await), Some(false));
+    // The table goes: both are Stale, with the error, and the template is no longer usable.
+    catalog.0.lock().unwrap().clear();
+    assert_eq!(objects::plan_all(&w.ctx).await.unwrap(), 2);
+    let t = get("t", ObjectKind::VerifiedQuery).await;
+    assert_eq!(stale(&t), Some(true));
+    let c = t.status().unwrap().condition(STALE_CONDITION).unwrap().clone();
+    assert_eq!(c.reason, "PlanFailed");
+    assert!(c.message.contains("nation"), "{c:?}");
+    assert!(!t.as_verified_query().unwrap().is_fresh());
+    let m = get("m", ObjectKind::SemanticModel).await;
+    assert!(
+        m.status().unwrap().condition(STALE_CONDITION).unwrap().message.contains("table \"nation\" does not exist")
+    );
+    // A spec change is planned at its new generation.
+    *catalog.0.lock().unwrap() = vec![nation(&["n_name"])];
+    let mut t = get("t", ObjectKind::VerifiedQuery).await;
+    if let Object::VerifiedQuery(v) = &mut t {
+        v.spec.question = "Is it listed?".into();
+    }
+    let t = w.store.update_object(&t).await.unwrap();
+    assert_eq!(t.generation(), 2);
+    objects::plan_all(&w.ctx).await.unwrap();
+    let t = get("t", ObjectKind::VerifiedQuery).await;
+    assert_eq!((t.status().unwrap().observed_generation, stale(&t)), (2, Some(false)));
+}

@@ -19,7 +19,7 @@
 
 use super::Context;
 use crate::approval;
-use crate::guard::template::{Bindings, check_template, matches};
+use crate::guard::template::{Bindings, check_template, could_match, matches};
 use crate::identity;
 use crate::spec::digest::token;
 use crate::spec::{Decision, DecisionKind, ObjectKind, QueryRequest, VerifiedQuery};
@@ -51,6 +51,13 @@ pub fn eligible(ctx: &Context, req: &QueryRequest, vq: &VerifiedQuery) -> Result
     if !vq.is_fresh() {
         return Err("the verified query is not planned at its generation, or is Stale".into());
     }
+    let sql = req.status.as_ref().and_then(|s| s.generated.as_ref()).map(|g| g.sql.as_str()).unwrap_or_default();
+    // Text first (no parsing): most verified queries are not this shape at all.
+    if let Some(planned) = vq.status.as_ref().and_then(|s| s.canonical_sql.as_deref())
+        && !could_match(planned, sql)
+    {
+        return Err("the SQL is not an instantiation of the verified template".into());
+    }
     let template = check_template(vq).map_err(|e| format!("the verified query's template is refused: {e}"))?;
     if vq.status.as_ref().and_then(|s| s.template_digest.as_deref()) != Some(template.digest.as_str()) {
         return Err("the verified query's planned template is not the one its spec gives".into());
@@ -75,7 +82,6 @@ pub fn eligible(ctx: &Context, req: &QueryRequest, vq: &VerifiedQuery) -> Result
     if approval::over_budget(req).is_some() {
         return Err("the estimate exceeds limits.maxBytesScanned, which takes a human's --allow-over-budget".into());
     }
-    let sql = req.status.as_ref().and_then(|s| s.generated.as_ref()).map(|g| g.sql.as_str()).unwrap_or_default();
     let bindings = matches(vq, sql).ok_or("the SQL is not an instantiation of the verified template")?;
     Ok(Trusted { vq: vq.clone(), verifier, bindings })
 }

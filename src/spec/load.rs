@@ -1598,4 +1598,24 @@ spec:
             assert_eq!(parse_str(&yaml, "y").unwrap().remove(0).document, d, "{yaml}");
         }
     }
+
+    #[test]
+    fn hostile_yaml_of_the_new_kinds_is_refused_quickly() {
+        // An alias bomb where a model takes lists of strings (sample values).
+        let mut bomb = String::from(
+            "apiVersion: sqlctl.dev/v1alpha1\nkind: SemanticModel\nmetadata: {name: x}\nspec:\n  database: d\n  tables:\n    - name: t\n      columns:\n        - name: c\n          sampleValues: &a0 [v,v,v,v,v,v,v,v,v,v]\n",
+        );
+        for i in 1..12 {
+            bomb.push_str(&format!("        - {{name: c{i}, sampleValues: &a{i} [*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p},*a{p}]}}\n", p = i - 1));
+        }
+        assert!(!refused_quickly(&bomb).is_empty());
+        // Deep nesting under a verified query's parameters.
+        let deep = format!(
+            "apiVersion: sqlctl.dev/v1alpha1\nkind: VerifiedQuery\nmetadata: {{name: x}}\nspec:\n  parameters: {}{}\n",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let p = refused_quickly(&deep);
+        assert!(p[0].message.contains("nested"), "{p:?}");
+    }
 }
