@@ -46,7 +46,16 @@ pub(super) fn add_filters(
             })
             .flatten()
             .collect();
-        let direct: Vec<(Col, f64)> = cands.iter().filter(|(c, _)| named_cols.contains(c)).cloned().collect();
+        let mut direct: Vec<(Col, f64)> = cands.iter().filter(|(c, _)| named_cols.contains(c)).cloned().collect();
+        // "from LAX to ORD": a direction word right before the value picks the column named
+        // for that direction (`from_airport`, `to_airport`).
+        if let Some(dir) = v.start.checked_sub(1).map(|i| p.low(i)).filter(|w| matches!(*w, "from" | "to")) {
+            let directed: Vec<(Col, f64)> =
+                cands.iter().filter(|(c, _)| schema.col(*c).words.iter().any(|w| w == dir)).cloned().collect();
+            if !directed.is_empty() {
+                direct = directed;
+            }
+        }
         // The subject first (the rows asked about), then tables named near the value.
         let mut local_ctx = vec![intent.subject];
         local_ctx.extend(near);

@@ -98,6 +98,9 @@ pub(super) struct Intent {
     pub(super) filters: Vec<Filter>,
     /// Rank by the measure in this direction (aggregates: by the aggregate).
     pub(super) rank: Option<Dir>,
+    /// "… for each paper, ordered by the paper id": a group's column to order the groups by
+    /// when they are not ranked by the aggregate.
+    pub(super) sort: Option<(Col, Dir)>,
     pub(super) limit: Option<usize>,
     /// Extra columns to show in a list.
     pub(super) show: Vec<Col>,
@@ -125,6 +128,7 @@ impl Intent {
             groups: Vec::new(),
             filters: Vec::new(),
             rank: None,
+            sort: None,
             limit: None,
             show: Vec::new(),
             distinct_show: false,

@@ -451,9 +451,56 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
     if let Some(dir) = p.range_order.or(sorted_by_aggregate.then(|| p.order_dir.unwrap_or(Dir::Desc)))
         && intent.shape == Shape::Aggregate
         && !intent.groups.is_empty()
-        && intent.limit.is_none()
+        && (intent.limit.is_none() || p.limit.is_none())
     {
+        // "Which authors have the most papers, ordered by the number of papers": every group,
+        // in that order (no number was asked for).
         intent.rank = Some(dir);
+        intent.limit = None;
+    }
+    // "… for each paper, ordered by the paper ID": groups in the order of one of their columns.
+    if intent.shape == Shape::Aggregate && intent.rank.is_none() && !intent.groups.is_empty() {
+        let group_cols: Vec<super::schema::Col> = intent
+            .groups
+            .iter()
+            .flat_map(|g| match g {
+                Group::Entity(t) => {
+                    let ti = &schema.tables[*t];
+                    ti.pk.into_iter().chain(ti.label).map(|c| super::schema::Col { t: *t, c }).collect::<Vec<_>>()
+                }
+                Group::Column(c) => vec![*c],
+                Group::Part(..) => vec![],
+            })
+            .collect();
+        if let Some(c) =
+            p.sort_cues.iter().filter(|&&i| i != usize::MAX).filter_map(|&i| p.mention_after(i, 2)).find_map(|m| {
+                match &m.kind {
+                    MentionKind::Columns(cs) => cs.iter().map(|(c, _)| *c).find(|c| group_cols.contains(c)),
+                    _ => None,
+                }
+            })
+        {
+            intent.sort = Some((c, p.order_dir.unwrap_or(Dir::Asc)));
+        }
+    }
+    // "lakes in each state" where the lakes name their state (a natural key to `state`): group
+    // by that column, so no join drops a lake whose state the other table lacks.
+    let root = intent.measure.table();
+    if intent.shape == Shape::Aggregate {
+        for g in intent.groups.iter_mut() {
+            if let Group::Entity(t) = *g
+                && t != root
+                && let Some(label) = schema.tables[t].label
+                && let Some(e) = schema.graph.edges.iter().find(|e| {
+                    e.natural && e.from == root && e.to == t && e.to_column == schema.tables[t].cols[label].name
+                })
+            {
+                *g = Group::Column(super::schema::Col {
+                    t: root,
+                    c: super::schema::col_index(schema, root, &e.from_column),
+                });
+            }
+        }
     }
 
     add_filters(schema, &p, &mut intent, &context, &mut doubts, &mut assumptions)?;

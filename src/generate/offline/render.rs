@@ -146,10 +146,12 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                 if select.contains(&q(lc, multi)) {
                     continue;
                 }
+                select.push(q(lc, multi));
+                // The key too: a name need not be unique, and the rows are the entity's.
                 if let Some(pk) = ti.pk.filter(|pk| *pk != label) {
                     group_by.push(q(Col { t: *t, c: pk }, multi));
+                    select.push(q(Col { t: *t, c: pk }, multi));
                 }
-                select.push(q(lc, multi));
                 group_by.push(q(lc, multi));
                 group_labels.push(q(lc, multi));
             }
@@ -238,6 +240,8 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
             if let Some(dir) = intent.rank.filter(|_| !intent.groups.is_empty()) {
                 order_by.push(format!("{alias} {}", dir.sql()));
                 order_by.extend(group_labels.iter().map(|g| format!("{g} ASC")));
+            } else if let Some((c, dir)) = intent.sort.filter(|(c, _)| group_by.contains(&q(*c, multi))) {
+                order_by.push(format!("{} {}", q(c, multi), dir.sql()));
             } else if !intent.groups.is_empty() {
                 order_by.extend(group_labels.iter().map(|g| g.to_string()));
             }
@@ -255,6 +259,10 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
             let mut shown: Vec<Col> = Vec::new();
             if let Some(l) = label {
                 shown.push(l);
+                // The key too, so that two rows of one name stay two rows.
+                if let Some(pk) = ti.pk.filter(|pk| *pk != l.c) {
+                    shown.push(Col { t: subject, c: pk });
+                }
             }
             if label.is_none() && !only_shown {
                 // No name and no key: show every column of the subject.

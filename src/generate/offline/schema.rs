@@ -95,7 +95,14 @@ impl Schema {
                     .iter()
                     .chain(&t.partition_keys)
                     .map(|c| {
-                        let key = retrieve::key_concept(t, &c.name, prefix.as_deref()).is_some();
+                        // A key by its name, or by the join graph (`paperid` → `paper`).
+                        let key = retrieve::key_concept(t, &c.name, prefix.as_deref()).is_some()
+                            || graph.primary_keys[ti].as_deref() == Some(c.name.as_str())
+                            || graph.edges.iter().any(|e| {
+                                !e.natural
+                                    && ((e.from == ti && e.from_column == c.name)
+                                        || (e.to == ti && e.to_column == c.name))
+                            });
                         ColInfo {
                             name: c.name.clone(),
                             kind: kind_of(&c.data_type),

@@ -65,7 +65,9 @@ fn column_match(t: &TableInfo, c: &ColInfo, phrase: &[&str]) -> f64 {
                 own += s;
             }
             _ => {
-                if t.words.iter().any(|w| word_score(q, w) >= 0.8) || t.flat == *q {
+                // A qualifier names the table before the column's own words ("lake name"),
+                // never after them ("states border" is no column of `border_info`).
+                if own == 0.0 && (t.words.iter().any(|w| word_score(q, w) >= 0.8) || t.flat == *q) {
                     qualifier += 1;
                 } else {
                     return 0.0;
@@ -177,14 +179,23 @@ pub(super) fn find_mentions(schema: &Schema, p: &mut Parse) {
             if let Some(best) = cols.first().map(|c| c.1) {
                 cols.retain(|c| c.1 >= best - 0.25);
             }
-            // A table named outright beats a column that only shares a word with it.
-            let table_wins = best_table.is_some_and(|(_, ts)| {
+            // A table named outright beats a column that only shares a word with it, and a
+            // table named exactly beats a column of another table that the words name only in
+            // part, or that is only named after the table (`flight_leg.leg_flight` for
+            // "flights": a reference to table flight).
+            let weaker = |c: &Col, t: usize| {
+                let ci = schema.col(*c);
+                !ci.words.iter().all(|w| phrase.iter().any(|q| word_score(q, w) >= 0.7))
+                    || ci.words.iter().all(|w| schema.tables[t].words.contains(w))
+            };
+            let table_wins = best_table.is_some_and(|(t, ts)| {
                 cols.first().is_none_or(|(c, cs)| {
-                    ts >= 0.9
-                        && (*cs < 1.6
-                            || schema.col(*c).words.len() == 1
-                                && len == 1
-                                && !schema.col(*c).words.iter().any(|w| w == phrase[0]))
+                    (ts >= 1.0 && c.t != t && weaker(c, t))
+                        || ts >= 0.9
+                            && (*cs < 1.6
+                                || schema.col(*c).words.len() == 1
+                                    && len == 1
+                                    && !schema.col(*c).words.iter().any(|w| w == phrase[0]))
                 })
             });
             if let (true, Some((t, _))) = (table_wins, best_table) {
