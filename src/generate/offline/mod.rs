@@ -507,15 +507,15 @@ mod tests {
     fn top_n_rows_by_a_measure() {
         assert_eq!(
             sql("Which 5 customers have the highest account balance?"),
-            "select c_name, c_acctbal from customer order by c_acctbal desc, c_name asc limit 5"
+            "select c_name, c_custkey, c_acctbal from customer order by c_acctbal desc, c_name asc limit 5"
         );
         assert_eq!(
             sql("top 3 suppliers by account balance"),
-            "select s_name, s_acctbal from supplier order by s_acctbal desc, s_name asc limit 3"
+            "select s_name, s_suppkey, s_acctbal from supplier order by s_acctbal desc, s_name asc limit 3"
         );
         assert_eq!(
             sql("What are the 10 cheapest parts?"),
-            "select p_name, p_retailprice from part order by p_retailprice asc, p_name asc limit 10"
+            "select p_name, p_partkey, p_retailprice from part order by p_retailprice asc, p_name asc limit 10"
         );
     }
 
@@ -523,14 +523,14 @@ mod tests {
     fn aggregates_by_group_join_along_keys() {
         assert_eq!(
             sql("number of customers per nation"),
-            "select nation.n_name, count(*) as customer_count from customer join nation on customer.c_nationkey = nation.n_nationkey group by nation.n_nationkey, nation.n_name order by nation.n_name"
+            "select nation.n_name, nation.n_nationkey, count(*) as customer_count from customer join nation on customer.c_nationkey = nation.n_nationkey group by nation.n_nationkey, nation.n_name order by nation.n_name"
         );
         assert_eq!(
             sql("average retail price per brand"),
             "select p_brand, avg(p_retailprice) as avg_retail_price from part group by p_brand order by p_brand"
         );
         let s = sql("total revenue by region in 1995");
-        assert!(s.starts_with("select region.r_name, sum(lineitem.l_extendedprice * (1 - lineitem.l_discount)) as revenue from lineitem join"), "{s}");
+        assert!(s.starts_with("select region.r_name, region.r_regionkey, sum(lineitem.l_extendedprice * (1 - lineitem.l_discount)) as revenue from lineitem join"), "{s}");
         assert!(s.contains("join region on nation.n_regionkey = region.r_regionkey"), "{s}");
         assert!(s.contains("lineitem.l_shipdate >= date '1995-01-01'"), "{s}");
     }
@@ -539,11 +539,11 @@ mod tests {
     fn rankings_of_groups() {
         assert_eq!(
             sql("Which nation has the most customers?"),
-            "select nation.n_name, count(*) as customer_count from customer join nation on customer.c_nationkey = nation.n_nationkey group by nation.n_nationkey, nation.n_name order by customer_count desc, nation.n_name asc limit 1"
+            "select nation.n_name, nation.n_nationkey, count(*) as customer_count from customer join nation on customer.c_nationkey = nation.n_nationkey group by nation.n_nationkey, nation.n_name order by customer_count desc, nation.n_name asc limit 1"
         );
         let s = sql("Which 10 customers spent the most?");
         assert!(
-            s.starts_with("select customer.c_name, sum(orders.o_totalprice) as total_price from orders join customer"),
+            s.starts_with("select customer.c_name, customer.c_custkey, sum(orders.o_totalprice) as total_price from orders join customer"),
             "{s}"
         );
         assert!(s.ends_with("order by total_price desc, customer.c_name asc limit 10"), "{s}");
@@ -601,7 +601,10 @@ mod tests {
         let first = g.propose(&i).unwrap().sql;
         i.history.push(PriorTurn { sql: first.clone(), feedback: "top 3 instead, in ascending order".into() });
         let second = normalise_sql(&g.propose(&i).unwrap().sql);
-        assert_eq!(second, "select c_name, c_acctbal from customer order by c_acctbal asc, c_name asc limit 3");
+        assert_eq!(
+            second,
+            "select c_name, c_custkey, c_acctbal from customer order by c_acctbal asc, c_name asc limit 3"
+        );
 
         let mut i = input("total revenue by region");
         let first = g.propose(&i).unwrap().sql;
