@@ -360,7 +360,29 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
         }
         // Without a focus ("what is the highest …") a ranking is a plain maximum or minimum.
         let ranked_subject = focus_table.or(if focus_col.is_none() && p.limit.is_some() { subject_hint } else { None });
+        // "Which city has the highest-rated restaurant?": the superlative ranks the rows named
+        // right after its measure (restaurants), and the focus is a column of those rows.
+        let ranked_after = p.sup.and_then(|(_, i, _)| {
+            let m = p.mention_after(i, 1)?;
+            let next = p.mention_after(m.end, 1)?;
+            match next.kind {
+                MentionKind::Table(t) if focus_col.is_some_and(|fc| fc.t == t) => Some(t),
+                _ => None,
+            }
+        });
         match (ranked_subject, focus_col) {
+            (None, Some(fc))
+                if ranked_after == Some(fc.t)
+                    && groups.is_empty()
+                    && matches!(measure, Measure::Column(c) if c.t == fc.t) =>
+            {
+                intent = Intent {
+                    rank: Some(dir),
+                    limit: Some(p.limit.unwrap_or(1)),
+                    show: vec![fc],
+                    ..Intent::new(Shape::RankRows, Agg::Max, fc.t, measure, named.clone())
+                };
+            }
             (Some(f), _) if matches!(measure, Measure::Column(c) if c.t == f) && groups.is_empty() => {
                 intent = Intent {
                     rank: Some(dir),

@@ -85,6 +85,7 @@ impl ColInfo {
 impl Schema {
     pub(super) fn new(tables: &[Table], banned: &HashSet<String>) -> Schema {
         let graph = JoinGraph::build(tables);
+        let db_prefix = retrieve::shared_table_prefix(tables.iter().map(|t| t.name.as_str()));
         let infos = tables
             .iter()
             .enumerate()
@@ -114,8 +115,13 @@ impl Schema {
                         }
                     })
                     .collect();
-                let words = retrieve::table_words(&t.name);
-                let flat = retrieve::stem(&t.name.replace('_', "").to_ascii_lowercase());
+                // Without a prefix every table shares (`sb` in `sbcustomer`): "customers".
+                let bare = match &db_prefix {
+                    Some(p) => &t.name[p.len()..],
+                    None => t.name.as_str(),
+                };
+                let words = retrieve::table_words(bare);
+                let flat = retrieve::stem(&bare.replace('_', "").to_ascii_lowercase());
                 let pk = graph.primary_keys[ti].as_ref().and_then(|k| cols.iter().position(|c| &c.name == k));
                 let label = label_column(&cols, &words).or(pk);
                 TableInfo { name: t.name.clone(), words, flat, cols, pk, label }

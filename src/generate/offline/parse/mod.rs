@@ -91,6 +91,14 @@ pub(super) fn tokenize(text: &str) -> Vec<Tok> {
                     {
                         break;
                     }
+                    // Two words joined by a hyphen or a slash are two words ("round-trip",
+                    // "he/she", "cities/landmarks"); a code keeps its parts ("1-URGENT", "AB-12").
+                    if matches!(d, '-' | '/')
+                        && raw.chars().all(char::is_alphabetic)
+                        && chars[i + 1..].iter().take_while(|c| c.is_alphanumeric()).all(|c| c.is_alphabetic())
+                    {
+                        break;
+                    }
                     raw.push(d);
                     i += 1;
                 } else if (d == '\'' || d == '’')
@@ -368,11 +376,30 @@ mod tests {
 
     #[test]
     fn tokens_keep_codes_dates_numbers_and_quotes_whole() {
-        let t: Vec<String> = tokenize("Brand#13 1-URGENT 1995-03-15 0.05 400,000 'REG AIR' customer's $5, x.")
-            .into_iter()
-            .map(|t| t.raw)
-            .collect();
-        assert_eq!(t, ["Brand#13", "1-URGENT", "1995-03-15", "0.05", "400,000", "REG AIR", "customer", "5", "x"]);
+        let t: Vec<String> =
+            tokenize("Brand#13 1-URGENT 1995-03-15 0.05 400,000 'REG AIR' customer's $5, x. round-trip he/she AB-12")
+                .into_iter()
+                .map(|t| t.raw)
+                .collect();
+        assert_eq!(
+            t,
+            [
+                "Brand#13",
+                "1-URGENT",
+                "1995-03-15",
+                "0.05",
+                "400,000",
+                "REG AIR",
+                "customer",
+                "5",
+                "x",
+                "round",
+                "trip",
+                "he",
+                "she",
+                "AB-12"
+            ]
+        );
         assert_eq!(tokenize("400,000")[0].num, Some(400000.0));
     }
 }
