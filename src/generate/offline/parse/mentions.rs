@@ -39,6 +39,13 @@ fn table_match(t: &TableInfo, phrase: &[&str]) -> f64 {
     0.0
 }
 
+/// Trailing words of a column name that say what kind of value it holds, not what about: a
+/// name, a count or a unit (`city_name`, `citation_num`, `height_cm`, `range_miles`).
+pub(super) const KIND_WORDS: &[&str] = &[
+    "name", "number", "count", "cm", "mm", "km", "kg", "lb", "lbs", "mile", "mph", "usd", "eur", "pct", "percent",
+    "sec", "ms",
+];
+
 /// How well `phrase` names column `c` of table `t`; the table's own words may qualify it
 /// ("customer name" ↔ `customer.c_name`).
 fn column_match(t: &TableInfo, c: &ColInfo, phrase: &[&str]) -> f64 {
@@ -81,9 +88,13 @@ fn column_match(t: &TableInfo, c: &ColInfo, phrase: &[&str]) -> f64 {
     let covered = matched.iter().filter(|m| **m).count();
     let full = covered == c.words.len();
     let head = *matched.last().unwrap_or(&false);
-    // "each city" ↔ `city_name`: all but a trailing "name", which only says the column is one.
-    let named_by_rest =
-        c.words.len() >= 2 && c.words.last().is_some_and(|w| w == "name") && covered + 1 == c.words.len();
+    // "each city" ↔ `city_name`, "citations" ↔ `citation_num`, "height" ↔ `height_cm`: all but
+    // a trailing word that only says what kind of value the column holds (a name, a count, a
+    // unit).
+    let named_by_rest = c.words.len() >= 2
+        && c.words.last().is_some_and(|w| KIND_WORDS.contains(&w.as_str()))
+        && !matched[c.words.len() - 1]
+        && covered + 1 == c.words.len();
     if !(full || head || named_by_rest) {
         return 0.0;
     }
@@ -93,8 +104,60 @@ fn column_match(t: &TableInfo, c: &ColInfo, phrase: &[&str]) -> f64 {
     coverage + own / phrase.len() as f64 * 0.5 + 0.3 * (phrase.len() - qualifier) as f64 + 0.1 * qualifier as f64
 }
 
+/// "type of food" ↔ `food_type`, "cost of round trip fares" ↔ `round_trip_cost`: a column's
+/// last word, "of", and the words before it in the column's name.
+fn find_of_columns(schema: &Schema, p: &mut Parse) {
+    let n = p.toks.len();
+    let free_word = |p: &Parse, j: usize| {
+        j < n && !p.used[j] && p.toks[j].num.is_none() && !p.toks[j].quoted && !is_filler(&p.toks[j])
+    };
+    for i in 0..n {
+        if !free_word(p, i) || !p.is(i + 1, &["of"]) {
+            continue;
+        }
+        let b = if p.is(i + 2, &["the", "a", "an"]) { i + 3 } else { i + 2 };
+        for len in (1..=2).rev() {
+            if !(b..b + len).all(|j| free_word(p, j)) {
+                continue;
+            }
+            // "number of line items": the words after "of" begin a table's name, so it counts
+            // rows of that table (not `l_linenumber`).
+            let next = (b..(b + len + 1).min(n)).map(|j| p.toks[j].stem.as_str()).collect::<Vec<_>>();
+            if schema.tables.iter().any(|t| table_match(t, &next) >= 0.9) && next.len() > len {
+                continue;
+            }
+            // The words after "of" first (`food_type`), or in the order written
+            // (`num_enrolled` for "number of enrolled").
+            let after: Vec<&str> = (b..b + len).map(|j| p.toks[j].stem.as_str()).collect();
+            let head = p.toks[i].stem.as_str();
+            // "the altitudes of the mountains": the words after "of" name the table itself,
+            // which stays a mention of its own.
+            let own_table = |c: &Col| table_match(&schema.tables[c.t], &after) >= 0.9;
+            let orders = [[after.as_slice(), &[head]].concat(), [&[head], after.as_slice()].concat()];
+            let mut cols: Vec<(Col, f64)> = schema
+                .cols()
+                .filter(|(col, ci)| !ci.key && !ci.banned && ci.words.len() == len + 1 && !own_table(col))
+                .filter_map(|(col, ci)| {
+                    let phrase =
+                        orders.iter().find(|o| o.iter().zip(&ci.words).all(|(q, w)| word_score(q, w) >= 0.8))?;
+                    Some((col, column_match(&schema.tables[col.t], ci, phrase)))
+                })
+                .filter(|(_, s)| *s > 0.0)
+                .collect();
+            if cols.is_empty() {
+                continue;
+            }
+            cols.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+            p.mentions.push(Mention { start: i, end: b + len, kind: MentionKind::Columns(cols) });
+            p.take(i, b + len);
+            break;
+        }
+    }
+}
+
 /// Multi-word phrases that name every word of a column (`total price` ↔ `o_totalprice`).
 pub(super) fn find_compound_columns(schema: &Schema, p: &mut Parse) {
+    find_of_columns(schema, p);
     let n = p.toks.len();
     let mut i = 0;
     while i + 1 < n {
