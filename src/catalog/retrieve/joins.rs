@@ -202,6 +202,7 @@ impl JoinGraph {
         let mut g = JoinGraph { edges: Vec::new(), adjacency: vec![Vec::new(); n], primary_keys: vec![None; n] };
         let mut concepts: Vec<(&String, &Vec<(usize, String)>)> = by_concept.iter().collect();
         concepts.sort_by(|a, b| a.0.cmp(b.0));
+        let mut unowned: Vec<(&String, &Vec<(usize, String)>)> = Vec::new();
         for (concept, members) in concepts {
             let mut best: Option<(u8, usize)> = None;
             let mut tie = false;
@@ -238,7 +239,35 @@ impl JoinGraph {
                         }
                     }
                 }
-                None if members.len() <= 6 => {
+                None if !tie => unowned.push((concept, members)),
+                None => {}
+            }
+        }
+        // A concept none of its columns' tables owns (`notifications.user_id` while `users`
+        // keys on `uid`): the table named for it, by its own key. Else siblings.
+        for (concept, members) in unowned {
+            let owners: Vec<usize> = (0..n)
+                .filter(|&t| {
+                    !members.iter().any(|m| m.0 == t)
+                        && owner_score(&names[t], concept) == 3
+                        && g.primary_keys[t].is_some()
+                })
+                .collect();
+            match owners.as_slice() {
+                [owner] => {
+                    let owner_col = g.primary_keys[*owner].clone().unwrap_or_default();
+                    for (t, col) in members {
+                        g.add(JoinEdge {
+                            from: *t,
+                            from_column: col.clone(),
+                            to: *owner,
+                            to_column: owner_col.clone(),
+                            many_to_one: true,
+                            natural: false,
+                        });
+                    }
+                }
+                _ if members.len() <= 6 => {
                     for (a, (ta, ca)) in members.iter().enumerate() {
                         for (tb, cb) in &members[a + 1..] {
                             if ta != tb {
@@ -254,7 +283,7 @@ impl JoinGraph {
                         }
                     }
                 }
-                None => {}
+                _ => {}
             }
         }
         // Natural keys: a `<concept>_name` or `<concept>_code` column several tables share, owned
@@ -336,6 +365,20 @@ impl JoinGraph {
                     }
                 }
             }
+        }
+        g
+    }
+
+    /// The graph with only the edges `keep` accepts (indexes change; keys stay).
+    #[must_use]
+    pub fn filtered(&self, keep: impl Fn(&JoinEdge) -> bool) -> JoinGraph {
+        let mut g = JoinGraph {
+            edges: Vec::new(),
+            adjacency: vec![Vec::new(); self.adjacency.len()],
+            primary_keys: self.primary_keys.clone(),
+        };
+        for e in self.edges.iter().filter(|e| keep(e)) {
+            g.add(e.clone());
         }
         g
     }

@@ -84,7 +84,9 @@ impl ColInfo {
 
 impl Schema {
     pub(super) fn new(tables: &[Table], banned: &HashSet<String>) -> Schema {
-        let graph = JoinGraph::build(tables);
+        // Only joins along a key to its owner: two tables that merely share a key concept
+        // (`device_id` in sessions and in notifications) are not rows of one another.
+        let graph = JoinGraph::build(tables).filtered(|e| e.many_to_one);
         let db_prefix = retrieve::shared_table_prefix(tables.iter().map(|t| t.name.as_str()));
         let infos = tables
             .iter()
