@@ -67,13 +67,17 @@ pub(super) enum Filter {
         op: Op,
         raw: String,
     },
+    /// The subject's rows without any row of `child` (an anti-join).
+    Without {
+        child: usize,
+    },
 }
 
 impl Filter {
     pub(super) fn table(&self) -> Option<usize> {
         match self {
             Filter::Values { col, .. } | Filter::Dates { col, .. } | Filter::Compare { col, .. } => Some(col.t),
-            Filter::HavingCount { .. } => None,
+            Filter::HavingCount { .. } | Filter::Without { .. } => None,
         }
     }
 }

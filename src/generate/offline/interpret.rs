@@ -19,7 +19,7 @@ const DEFAULT_PLURAL_LIMIT: usize = 10;
 
 pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
     let p = parse(schema, question);
-    if let Some(u) = p.unsupported.first() {
+    if let Some((_, u)) = p.unsupported.first() {
         return Err(GenerateError::CannotAnswer(format!(
             "the offline generator does not handle {u}; try a model-backed generator (--generator bedrock or openai)"
         )));
@@ -526,6 +526,18 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
     }
 
     add_filters(schema, &p, &mut intent, &context, &mut doubts, &mut assumptions)?;
+    // "customers who have not placed any orders": an anti-join on the rows asked about.
+    for w in &p.without {
+        let subject = if intent.shape == Shape::Aggregate { intent.measure.table() } else { intent.subject };
+        if w.table == subject || !matches!(intent.measure, Measure::Rows(_)) && intent.shape == Shape::Aggregate {
+            return Err(GenerateError::CannotAnswer(format!(
+                "\"{}\" negates something the offline generator cannot place",
+                p.toks[w.neg].raw
+            )));
+        }
+        intent.filters.push(Filter::Without { child: w.table });
+        intent.named.retain(|t| *t != w.table);
+    }
     // Values the samples do not list, written in capitals or quotes right next to the name of
     // a text column ("the MED BAG container", "segment 'BUILDING'"): taken literally.
     let mut literal_tokens: HashSet<usize> = HashSet::new();
@@ -546,7 +558,7 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
             .iter()
             .filter_map(|f| match f {
                 Filter::Values { col, .. } | Filter::Compare { col, .. } | Filter::Dates { col, .. } => Some(*col),
-                Filter::HavingCount { .. } => None,
+                Filter::HavingCount { .. } | Filter::Without { .. } => None,
             })
             .collect();
         let times = |fc: super::schema::Col| {
@@ -582,11 +594,14 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
                     p.toks[m.start..m.end].iter().map(|t| t.raw.as_str()).collect::<Vec<_>>().join(" ")
                 )));
             }
+            // The subject's own column first ("customer ID" of customers is their key, not
+            // the transactions' reference to it), else one of a table it joins.
             if let MentionKind::Columns(cs) = &m.kind
                 && let Some(c) = cs
                     .iter()
                     .map(|c| c.0)
-                    .find(|c| c.t == intent.subject || schema.distance(intent.subject, c.t) == Some(1))
+                    .find(|c| c.t == intent.subject)
+                    .or_else(|| cs.iter().map(|c| c.0).find(|c| schema.distance(intent.subject, c.t) == Some(1)))
             {
                 let filtered = intent.filters.iter().any(|f| matches!(f, Filter::Values { col, .. } | Filter::Compare { col, .. } | Filter::Dates { col, .. } if *col == c));
                 if !filtered

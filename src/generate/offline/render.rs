@@ -409,6 +409,10 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                     op_text(*op, raw)
                 )
             }
+            Filter::Without { child } => {
+                described.push(format!("no {} rows", schema.tables[*child].name));
+                without(schema, subject, *child, multi)?
+            }
         };
         match target {
             Some(k) => semi_where[k].push(cond),
@@ -483,13 +487,55 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
     explanation.push('.');
     let mut tables: Vec<String> = tree.iter().map(|t| schema.tables[*t].name.clone()).collect();
     for f in &intent.filters {
-        if let Filter::HavingCount { child, .. } = f {
+        if let Filter::HavingCount { child, .. } | Filter::Without { child } = f {
             tables.push(schema.tables[*child].name.clone());
         }
     }
     tables.sort();
     tables.dedup();
     Ok(Rendered { sql, explanation, tables, assumptions: j.assumptions, penalty: j.penalty })
+}
+
+/// The condition that a row of `subject` has no row of `child`: its key is not among the
+/// keys `child` refers to (directly, or through a table that refers to both), or its own
+/// reference to `child` is empty.
+fn without(schema: &Schema, subject: usize, child: usize, multi: bool) -> Result<String, GenerateError> {
+    let col = |t: usize, name: &str| {
+        if multi { format!("{}.{}", ident(&schema.tables[t].name), ident(name)) } else { ident(name) }
+    };
+    let edges = &schema.graph.edges;
+    // child.fk → subject.key
+    if let Some(e) = edges.iter().find(|e| e.from == child && e.to == subject && e.many_to_one) {
+        return Ok(format!(
+            "{} NOT IN (SELECT {fk} FROM {} WHERE {fk} IS NOT NULL)",
+            col(subject, &e.to_column),
+            ident(&schema.tables[child].name),
+            fk = ident(&e.from_column),
+        ));
+    }
+    // subject.fk → child.key: "authors not part of any organization".
+    if let Some(e) = edges.iter().find(|e| e.from == subject && e.to == child && e.many_to_one) {
+        return Ok(format!("{} IS NULL", col(subject, &e.from_column)));
+    }
+    // link.fk → subject.key and link.fk2 → child.key: "authors who have not written any papers".
+    for e in edges.iter().filter(|e| e.to == subject && e.many_to_one) {
+        let link = e.from;
+        if let Some(e2) = edges.iter().find(|e2| e2.from == link && e2.to == child && e2.many_to_one) {
+            let l = ident(&schema.tables[link].name);
+            return Ok(format!(
+                "{} NOT IN (SELECT {l}.{fk} FROM {l} JOIN {c} ON {l}.{fk2} = {c}.{key} WHERE {l}.{fk} IS NOT NULL)",
+                col(subject, &e.to_column),
+                c = ident(&schema.tables[child].name),
+                fk = ident(&e.from_column),
+                fk2 = ident(&e2.from_column),
+                key = ident(&e2.to_column),
+            ));
+        }
+    }
+    Err(GenerateError::CannotAnswer(format!(
+        "{} and {} are not joined by a key (directly or through one table), so \"without\" cannot be read",
+        schema.tables[subject].name, schema.tables[child].name
+    )))
 }
 
 fn op_text(op: Op, raw: &str) -> String {

@@ -101,6 +101,10 @@ fn column_match(t: &TableInfo, c: &ColInfo, phrase: &[&str]) -> f64 {
     // Unmatched words that merely repeat the table's name ("order" in o_orderpriority) still fit.
     let implied = c.words.iter().zip(&matched).filter(|(w, m)| !**m && t.words.iter().any(|tw| tw == *w)).count();
     let coverage = (covered + implied) as f64 / c.words.len() as f64;
+    // "customer ID" for the key of table customer names it as exactly as `customer_id` does.
+    if c.key && full && qualifier > 0 {
+        return coverage + 0.5 + 0.3 * phrase.len() as f64;
+    }
     coverage + own / phrase.len() as f64 * 0.5 + 0.3 * (phrase.len() - qualifier) as f64 + 0.1 * qualifier as f64
 }
 
@@ -209,7 +213,8 @@ pub(super) fn find_mentions(schema: &Schema, p: &mut Parse) {
             || is_code(&p.toks[i])
             || (is_filler(&p.toks[i])
                 && pseudo_mention(&p.toks[i].stem).is_none()
-                && !is_schema_filler(schema, &p.toks[i]))
+                && !is_schema_filler(schema, &p.toks[i])
+                && !listed_column(schema, p, i))
         {
             i += 1;
             continue;
@@ -290,6 +295,14 @@ pub(super) fn find_mentions(schema: &Schema, p: &mut Parse) {
 
 /// A filler word that is also a column word of this schema ("date", "value" …) may still be a
 /// mention.
+/// "Return the car ID, make, model and year": a filler word that is the whole name of a
+/// column, as an item of a comma-separated list, is that column.
+fn listed_column(schema: &Schema, p: &Parse, i: usize) -> bool {
+    let t = &p.toks[i];
+    let in_list = (i > 0 && p.toks[i - 1].stop) || (t.stop && p.is(i + 1, &["and"]));
+    in_list && schema.cols().any(|(_, c)| !c.key && c.words.len() == 1 && c.words[0] == t.stem)
+}
+
 fn is_schema_filler(schema: &Schema, t: &Tok) -> bool {
     matches!(t.stem.as_str(), "date" | "value" | "amount" | "time" | "number" | "name" | "rate")
         && schema.cols().any(|(_, c)| !c.key && c.words.contains(&t.stem))
