@@ -277,16 +277,18 @@ const MENTION_SYNONYMS: &[(&str, &str)] = &[
     ("continent", "region"),
 ];
 
+/// Participles and the column words they stand for.
+const PARTICIPLES: &[(&str, &str)] =
+    &[("rated", "rating"), ("ranked", "rank"), ("scored", "score"), ("priced", "price")];
+
 pub(super) fn word_score(q: &str, w: &str) -> f64 {
     let s = retrieve::term_score(q, w);
     if s >= 0.7 {
         return s;
     }
-    // "rated" ↔ rating, "ranked" ↔ ranking: a participle names the column of its noun.
-    if let (Some(qb), Some(wb)) = (q.strip_suffix("ed"), w.strip_suffix("ing"))
-        && wb.len() >= 3
-        && (qb == wb || qb.strip_suffix('e') == Some(wb) || format!("{qb}e") == wb)
-    {
+    // "highest-rated" ↔ rating: a participle that only ever qualifies by its noun's column
+    // (not "cited", which is one side of a citation and `citing` the other).
+    if PARTICIPLES.iter().any(|(a, b)| *a == q && *b == w) {
         return 0.8;
     }
     for (a, b) in MENTION_SYNONYMS {

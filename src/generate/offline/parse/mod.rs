@@ -76,6 +76,16 @@ pub(super) fn tokenize(text: &str) -> Vec<Tok> {
                 continue;
             }
         }
+        // Comparison signs ("rating > 4.5", ">= 3") are words of their own.
+        if matches!(c, '<' | '>' | '=' | '≥' | '≤') {
+            let mut raw = String::new();
+            while i < chars.len() && matches!(chars[i], '<' | '>' | '=' | '≥' | '≤') {
+                raw.push(chars[i]);
+                i += 1;
+            }
+            out.push(make(raw, false));
+            continue;
+        }
         if c.is_alphanumeric() || (c == '$' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
             let mut raw = String::new();
             if c != '$' {
