@@ -71,12 +71,20 @@ pub(super) enum Filter {
     Without {
         child: usize,
     },
+    /// A yes/no column holds yes (or no).
+    Flag {
+        col: Col,
+        yes: bool,
+    },
 }
 
 impl Filter {
     pub(super) fn table(&self) -> Option<usize> {
         match self {
-            Filter::Values { col, .. } | Filter::Dates { col, .. } | Filter::Compare { col, .. } => Some(col.t),
+            Filter::Values { col, .. }
+            | Filter::Dates { col, .. }
+            | Filter::Compare { col, .. }
+            | Filter::Flag { col, .. } => Some(col.t),
             Filter::HavingCount { .. } | Filter::Without { .. } => None,
         }
     }

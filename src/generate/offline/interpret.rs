@@ -442,8 +442,9 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
         ));
     }
     intent.groups.extend(groups);
-    // "average quantity per line item" when line items hold the quantity: per row, no grouping.
-    if intent.shape == Shape::Aggregate && intent.rank.is_none() {
+    // "average quantity per line item" when line items hold the quantity: per row, no grouping
+    // (a total "in each course" of a course's own column is that column, course by course).
+    if intent.shape == Shape::Aggregate && intent.rank.is_none() && intent.agg != Agg::Sum {
         let own = intent.measure.table();
         intent.groups.retain(|g| *g != Group::Entity(own));
     }
@@ -526,6 +527,13 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
     }
 
     add_filters(schema, &p, &mut intent, &context, &mut doubts, &mut assumptions)?;
+    // "courses with exams", "closed businesses": yes/no columns as conditions.
+    for f in &p.flags {
+        let ctx: Vec<usize> = std::iter::once(intent.subject).chain(context.iter().copied()).collect();
+        let col = choose(schema, &f.cols, &ctx, "the yes/no column", &mut doubts)
+            .ok_or_else(|| GenerateError::CannotAnswer("internal: a flag without a column".into()))?;
+        intent.filters.push(Filter::Flag { col, yes: f.yes });
+    }
     // "customers who have not placed any orders": an anti-join on the rows asked about.
     for w in &p.without {
         let subject = if intent.shape == Shape::Aggregate { intent.measure.table() } else { intent.subject };
@@ -557,7 +565,10 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
             .filters
             .iter()
             .filter_map(|f| match f {
-                Filter::Values { col, .. } | Filter::Compare { col, .. } | Filter::Dates { col, .. } => Some(*col),
+                Filter::Values { col, .. }
+                | Filter::Compare { col, .. }
+                | Filter::Dates { col, .. }
+                | Filter::Flag { col, .. } => Some(*col),
                 Filter::HavingCount { .. } | Filter::Without { .. } => None,
             })
             .collect();

@@ -409,6 +409,11 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                     op_text(*op, raw)
                 )
             }
+            Filter::Flag { col, yes } => {
+                let truth = schema.col(*col).truth.clone().unwrap_or(super::schema::Truth::Boolean);
+                described.push(format!("{} is {}", schema.col(*col).name, if *yes { "yes" } else { "no" }));
+                format!("{} = {}", q(*col, m), truth.literal(*yes))
+            }
             Filter::Without { child } => {
                 described.push(format!("no {} rows", schema.tables[*child].name));
                 without(schema, subject, *child, multi)?

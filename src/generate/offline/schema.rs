@@ -23,8 +23,11 @@ pub(super) struct ColInfo {
     pub(super) words: Vec<String>,
     pub(super) key: bool,
     pub(super) samples: Vec<String>,
-    /// A yes/no column (BOOLEAN): named in a question it is a condition, not an output.
+    /// A yes/no column (BOOLEAN, or `is_*` / `has_*` holding 0/1 or yes/no): named in a question
+    /// it is a condition, not an output.
     pub(super) flag: bool,
+    /// How the column writes yes and no, for a flag.
+    pub(super) truth: Option<Truth>,
     /// The planner rejected it last time.
     pub(super) banned: bool,
 }
@@ -66,6 +69,60 @@ fn kind_of(ty: &str) -> Kind {
         Kind::Text
     } else {
         Kind::Other
+    }
+}
+
+/// How a yes/no column writes its two values.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Truth {
+    /// BOOLEAN: TRUE / FALSE.
+    Boolean,
+    /// A number: 1 / 0.
+    Number,
+    /// Text: the samples' own spelling of yes and no (`'Yes'` / `'No'`).
+    Text(String, String),
+}
+
+impl Truth {
+    /// The SQL literal for yes (`true`) or no.
+    pub(super) fn literal(&self, yes: bool) -> String {
+        match (self, yes) {
+            (Truth::Boolean, true) => "TRUE".into(),
+            (Truth::Boolean, false) => "FALSE".into(),
+            (Truth::Number, true) => "1".into(),
+            (Truth::Number, false) => "0".into(),
+            (Truth::Text(y, _), true) => format!("'{}'", y.replace('\'', "''")),
+            (Truth::Text(_, n), false) => format!("'{}'", n.replace('\'', "''")),
+        }
+    }
+}
+
+/// Whether a column is a yes/no flag, and how it writes yes and no: BOOLEAN; or named `is_*`,
+/// `has_*` (and the like) holding numbers or text whose samples are all yes/no words.
+fn flag_kind(name: &str, data_type: &str, samples: &[String]) -> Option<Truth> {
+    let ty = data_type.to_ascii_uppercase();
+    if ty.starts_with("BOOL") {
+        return Some(Truth::Boolean);
+    }
+    let lower = name.to_ascii_lowercase();
+    let named = ["is_", "has_", "can_", "allow_", "allows_", "was_", "did_"].iter().any(|p| lower.starts_with(p))
+        || lower.ends_with("_flag")
+        || lower.ends_with("_required");
+    match kind_of(data_type) {
+        Kind::Number if named && !samples.iter().any(|v| v != "0" && v != "1") => Some(Truth::Number),
+        Kind::Text if !samples.is_empty() => {
+            let yes = samples.iter().find(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "y" | "true" | "t"));
+            let no = samples.iter().find(|v| matches!(v.to_ascii_lowercase().as_str(), "no" | "n" | "false" | "f"));
+            let all = samples.iter().all(|v| {
+                matches!(v.to_ascii_lowercase().as_str(), "yes" | "y" | "true" | "t" | "no" | "n" | "false" | "f")
+            });
+            match (yes, no) {
+                (Some(y), Some(n)) if all => Some(Truth::Text(y.clone(), n.clone())),
+                (Some(y), None) if all && named => Some(Truth::Text(y.clone(), "No".into())),
+                _ => None,
+            }
+        }
+        _ => None,
     }
 }
 
@@ -112,7 +169,8 @@ impl Schema {
                             words: retrieve::column_words(&c.name, prefix.as_deref()),
                             key,
                             samples: c.sample_values.clone(),
-                            flag: c.data_type.to_ascii_uppercase().starts_with("BOOL"),
+                            flag: flag_kind(&c.name, &c.data_type, &c.sample_values).is_some(),
+                            truth: flag_kind(&c.name, &c.data_type, &c.sample_values),
                             banned: banned.contains(&c.name.to_ascii_lowercase()),
                         }
                     })

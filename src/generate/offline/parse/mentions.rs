@@ -132,15 +132,24 @@ fn find_of_columns(schema: &Schema, p: &mut Parse) {
             }
             // The words after "of" first (`food_type`), or in the order written
             // (`num_enrolled` for "number of enrolled").
-            let after: Vec<&str> = (b..b + len).map(|j| p.toks[j].stem.as_str()).collect();
+            let mut after: Vec<&str> = (b..b + len).map(|j| p.toks[j].stem.as_str()).collect();
             let head = p.toks[i].stem.as_str();
+            // "number of students enrolled": a count column (`num_enrolled`) counts the rows
+            // the table's name says, so that name is not one of its words.
+            if matches!(head, "number" | "count") && len == 2 {
+                let names_table = |w: &str| schema.tables.iter().any(|t| table_match(t, &[w]) >= 0.9);
+                if let Some(k) = (0..2).find(|&k| names_table(after[k]) && !names_table(after[1 - k])) {
+                    after.remove(k);
+                }
+            }
+            let len_words = after.len();
             // "the altitudes of the mountains": the words after "of" name the table itself,
             // which stays a mention of its own.
             let own_table = |c: &Col| table_match(&schema.tables[c.t], &after) >= 0.9;
             let orders = [[after.as_slice(), &[head]].concat(), [&[head], after.as_slice()].concat()];
             let mut cols: Vec<(Col, f64)> = schema
                 .cols()
-                .filter(|(col, ci)| !ci.key && !ci.banned && ci.words.len() == len + 1 && !own_table(col))
+                .filter(|(col, ci)| !ci.key && !ci.banned && ci.words.len() == len_words + 1 && !own_table(col))
                 .filter_map(|(col, ci)| {
                     let phrase =
                         orders.iter().find(|o| o.iter().zip(&ci.words).all(|(q, w)| word_score(q, w) >= 0.8))?;

@@ -3,6 +3,7 @@
 
 mod cues;
 mod dates;
+mod flags;
 mod mentions;
 mod negation;
 mod numbers;
@@ -15,6 +16,7 @@ use super::schema::{Col, Schema};
 use crate::catalog::retrieve;
 use cues::find_cues;
 use dates::find_dates;
+use flags::find_flags;
 use mentions::{find_compound_columns, find_mentions};
 use negation::find_negations;
 use numbers::find_numbers;
@@ -325,6 +327,19 @@ pub(super) struct Parse {
     pub(super) unsupported: Vec<(usize, String)>,
     /// "customers who have not placed any orders": rows of the subject with no rows of a table.
     pub(super) without: Vec<Without>,
+    /// Yes/no columns named as conditions: "courses with exams", "closed businesses".
+    pub(super) flags: Vec<FlagHit>,
+}
+
+/// A yes/no column named as a condition, and which of the two it asks for.
+#[derive(Clone, Debug)]
+pub(super) struct FlagHit {
+    pub(super) start: usize,
+    /// Candidate columns, best first.
+    pub(super) cols: Vec<(Col, f64)>,
+    pub(super) yes: bool,
+    /// The negation word that turned it to no, if any.
+    pub(super) neg: Option<usize>,
 }
 
 /// A negated relation: "(who have) not (placed) any <table>", "(that have) no <table>",
@@ -425,7 +440,8 @@ pub(super) fn parse(schema: &Schema, text: &str) -> Parse {
     find_numbers(&mut p);
     find_mentions(schema, &mut p);
     find_negations(&mut p);
-    let negated: Vec<usize> = p.without.iter().map(|w| w.neg).collect();
+    find_flags(schema, &mut p);
+    let negated: Vec<usize> = p.without.iter().map(|w| w.neg).chain(p.flags.iter().filter_map(|f| f.neg)).collect();
     p.unsupported.retain(|(i, _)| !negated.contains(i));
     p
 }
