@@ -146,7 +146,12 @@ fn find_of_columns(schema: &Schema, p: &mut Parse) {
             // "the altitudes of the mountains": the words after "of" name the table itself,
             // which stays a mention of its own.
             let own_table = |c: &Col| table_match(&schema.tables[c.t], &after) >= 0.9;
-            let orders = [[after.as_slice(), &[head]].concat(), [&[head], after.as_slice()].concat()];
+            // A count column may say "count" where the question says "number" (`page_count`).
+            let heads: &[&str] = if head == "number" { &["number", "count"] } else { &[head] };
+            let orders: Vec<Vec<&str>> = heads
+                .iter()
+                .flat_map(|h| [[after.as_slice(), &[*h]].concat(), [&[*h], after.as_slice()].concat()])
+                .collect();
             let mut cols: Vec<(Col, f64)> = schema
                 .cols()
                 .filter(|(col, ci)| !ci.key && !ci.banned && ci.words.len() == len_words + 1 && !own_table(col))
