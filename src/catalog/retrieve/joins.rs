@@ -135,7 +135,9 @@ fn owner_score(name: &str, concept: &str) -> u8 {
         };
     }
     let tc = table_concept(name);
-    if tc == concept || tc.replace('_', "") == concept.replace('_', "") {
+    // Segmented like a key's words are (`salespersons` → sale_person for `salesperson_id`).
+    let segmented = words(name).iter().flat_map(|w| segment(w)).map(|w| stem(expand(&w))).collect::<Vec<_>>().join("_");
+    if tc == concept || tc.replace('_', "") == concept.replace('_', "") || segmented == concept {
         return 3;
     }
     let flat = tc.replace('_', "");

@@ -147,6 +147,12 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                     continue;
                 }
                 select.push(q(lc, multi));
+                // A name in two columns: both ("first_name", "last_name").
+                if let Some(extra) = ti.label_extra.filter(|_| ti.label == Some(label)) {
+                    let ec = q(Col { t: *t, c: extra }, multi);
+                    select.push(ec.clone());
+                    group_by.push(ec);
+                }
                 // The key too: a name need not be unique, and the rows are the entity's.
                 if let Some(pk) = ti.pk.filter(|pk| *pk != label) {
                     group_by.push(q(Col { t: *t, c: pk }, multi));
@@ -259,6 +265,9 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
             let mut shown: Vec<Col> = Vec::new();
             if let Some(l) = label {
                 shown.push(l);
+                if let Some(extra) = ti.label_extra.filter(|_| ti.label == Some(l.c)) {
+                    shown.push(Col { t: subject, c: extra });
+                }
                 // The key too, so that two rows of one name stay two rows.
                 if let Some(pk) = ti.pk.filter(|pk| *pk != l.c) {
                     shown.push(Col { t: subject, c: pk });

@@ -41,6 +41,8 @@ pub(super) struct TableInfo {
     pub(super) cols: Vec<ColInfo>,
     pub(super) pk: Option<usize>,
     pub(super) label: Option<usize>,
+    /// The rest of a name kept in two columns (`last_name` beside `first_name`).
+    pub(super) label_extra: Option<usize>,
 }
 
 /// A column by (table, column) index.
@@ -183,8 +185,10 @@ impl Schema {
                 let words = retrieve::table_words(bare);
                 let flat = retrieve::stem(&bare.replace('_', "").to_ascii_lowercase());
                 let pk = graph.primary_keys[ti].as_ref().and_then(|k| cols.iter().position(|c| &c.name == k));
-                let label = label_column(&cols, &words).or(pk);
-                TableInfo { name: t.name.clone(), words, flat, cols, pk, label }
+                let (first, last) = split_name(&cols);
+                let label = first.or_else(|| label_column(&cols, &words)).or(pk);
+                let label_extra = last.filter(|_| first.is_some());
+                TableInfo { name: t.name.clone(), words, flat, cols, pk, label, label_extra }
             })
             .collect();
         Schema { tables: infos, graph }
@@ -204,6 +208,26 @@ impl Schema {
     /// Join distance (edges) between two tables, if connected within 5 edges.
     pub(super) fn distance(&self, a: usize, b: usize) -> Option<usize> {
         self.graph.path_to_tree(&[a], b, 5).map(|p| p.len())
+    }
+}
+
+/// A person's name kept in two text columns: (`first_name`, `last_name`), also `firstname` /
+/// `lastname` and `given_name` / `family_name` / `surname`.
+fn split_name(cols: &[ColInfo]) -> (Option<usize>, Option<usize>) {
+    let find = |firsts: &[&str]| {
+        cols.iter().position(|c| {
+            c.kind == Kind::Text
+                && !c.key
+                && c.words.len() <= 2
+                && c.words.first().is_some_and(|w| firsts.contains(&w.as_str()))
+                && (c.words.len() == 1 || c.words[1] == "name")
+        })
+    };
+    let first = find(&["first", "given", "fore"]).filter(|&c| cols[c].words.len() == 2);
+    let last = find(&["last", "family", "sur", "surname"]);
+    match (first, last) {
+        (Some(f), Some(l)) => (Some(f), Some(l)),
+        _ => (None, None),
     }
 }
 

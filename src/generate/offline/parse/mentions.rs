@@ -309,6 +309,37 @@ pub(super) fn find_mentions(schema: &Schema, p: &mut Parse) {
         }
     }
     p.mentions.sort_by_key(|m| m.start);
+    table_amounts(schema, p);
+}
+
+/// "sales amount", "order value": a table's name and a generic word for money name that
+/// table's one money column (`sales.sale_price`), not another table's `*_amount`.
+fn table_amounts(schema: &Schema, p: &mut Parse) {
+    let money = |ci: &ColInfo| {
+        ci.kind == crate::generate::offline::schema::Kind::Number
+            && !ci.key
+            && ci.words.iter().any(|w| matches!(w.as_str(), "price" | "amount" | "cost" | "revenue" | "sale" | "fee"))
+    };
+    let mut k = 0;
+    while k + 1 < p.mentions.len() {
+        let (a, b) = (&p.mentions[k], &p.mentions[k + 1]);
+        let generic = b.end == b.start + 1 && matches!(p.toks[b.start].stem.as_str(), "amount" | "value");
+        if let (MentionKind::Table(t), true) = (&a.kind, generic && a.end == b.start) {
+            let own: Vec<(Col, f64)> = schema.tables[*t]
+                .cols
+                .iter()
+                .enumerate()
+                .filter(|(_, ci)| money(ci))
+                .map(|(c, _)| (Col { t: *t, c }, 2.0))
+                .collect();
+            if own.len() == 1 {
+                let start = a.start;
+                let end = b.end;
+                p.mentions.splice(k..k + 2, [Mention { start, end, kind: MentionKind::Columns(own) }]);
+            }
+        }
+        k += 1;
+    }
 }
 
 /// A filler word that is also a column word of this schema ("date", "value" …) may still be a
