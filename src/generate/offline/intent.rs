@@ -116,6 +116,9 @@ pub(super) struct Intent {
     pub(super) limit: Option<usize>,
     /// Extra columns to show in a list.
     pub(super) show: Vec<Col>,
+    /// Other aggregates to return beside the measure ("Return the symbol, the number of
+    /// transactions and the total amount"), over the same rows.
+    pub(super) extra: Vec<(Measure, Agg)>,
     /// "the distinct list of user ids …": a list of exactly the shown columns, deduplicated
     /// (without the subject's own name or key, which would keep every row apart).
     pub(super) distinct_show: bool,
@@ -143,6 +146,7 @@ impl Intent {
             sort: None,
             limit: None,
             show: Vec::new(),
+            extra: Vec::new(),
             distinct_show: false,
             named,
             hints: Vec::new(),

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use super::extra::{extra_measures, split_return_clause};
 use super::filters::{add_filters, literal_values};
 use super::intent::{Filter, Group, Intent, Measure, Shape, group_name};
 use super::lexicon::{looks_like_verb, word_score};
@@ -18,6 +19,22 @@ use crate::generate::GenerateError;
 const DEFAULT_PLURAL_LIMIT: usize = 10;
 
 pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
+    // "What are the top 10 symbols by total amount? Return the symbol, number of transactions
+    // and total amount.": the grouped question first, then the other aggregates it lists.
+    if let Some((main, clause)) = split_return_clause(question)
+        && let Ok(mut intent) = interpret_whole(schema, main)
+        && intent.shape == Shape::Aggregate
+        && !intent.groups.is_empty()
+    {
+        let (extra, groups) = extra_measures(schema, &intent, clause)?;
+        intent.extra = extra;
+        intent.groups.extend(groups);
+        return Ok(intent);
+    }
+    interpret_whole(schema, question)
+}
+
+fn interpret_whole(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
     let p = parse(schema, question);
     if let Some((_, u)) = p.unsupported.first() {
         return Err(GenerateError::CannotAnswer(format!(

@@ -49,6 +49,7 @@
 //! - [`intent`]: the [`Intent`](intent::Intent) and its measure, groups and filters;
 //! - [`resolve`]: from mentions to columns (candidates, choosing by context, implied columns);
 //! - [`filters`]: filters from values, dates and numbers;
+//! - [`extra`]: other aggregates a question lists to return beside its main one;
 //! - [`interpret`]: the question as an intent (step 3);
 //! - [`feedback`]: refine feedback applied on top of it;
 //! - [`correct`]: self-correction from the last error;
@@ -61,6 +62,7 @@
 
 mod audit;
 mod correct;
+mod extra;
 mod feedback;
 mod filters;
 mod intent;

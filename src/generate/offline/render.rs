@@ -197,52 +197,59 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
         }
     };
     let root_pk = schema.tables[root].pk.map(|c| Col { t: root, c });
+    // The aggregate of a measure as SQL, with its alias.
+    let aggregate = |measure: &Measure, agg: Agg| -> Result<(String, String), GenerateError> {
+        Ok(match (measure, agg) {
+            (Measure::Rows(_), _) => {
+                if fanned_join {
+                    let pk = root_pk.ok_or_else(|| {
+                        GenerateError::CannotAnswer(format!(
+                            "cannot count {} rows once through this join: it has no key column",
+                            schema.tables[root].name
+                        ))
+                    })?;
+                    (format!("COUNT(DISTINCT {})", q(pk, multi)), format!("{}_count", measure_word(measure)))
+                } else {
+                    ("COUNT(*)".to_string(), format!("{}_count", measure_word(measure)))
+                }
+            }
+            (Measure::Distinct(c), _) => {
+                (format!("COUNT(DISTINCT {})", q(*c, multi)), format!("{}_count", measure_word(&Measure::Distinct(*c))))
+            }
+            (m @ Measure::Revenue { .. }, agg) => (
+                format!("{}({})", agg.sql(), measure_expr(m)),
+                if agg == Agg::Sum { "revenue".to_string() } else { format!("{}_revenue", agg.sql().to_lowercase()) },
+            ),
+            (m, agg) => {
+                let prefix = match agg {
+                    Agg::Sum => "total",
+                    Agg::Avg => "avg",
+                    Agg::Min => "min",
+                    Agg::Max => "max",
+                    Agg::Count => "count",
+                };
+                let word = measure_word(m);
+                let alias = if word.starts_with(&format!("{prefix}_")) { word } else { format!("{prefix}_{word}") };
+                (format!("{}({})", agg.sql(), measure_expr(m)), alias)
+            }
+        })
+    };
     match intent.shape {
         Shape::Aggregate => {
-            let (expr, alias) = match (&intent.measure, intent.agg) {
-                (Measure::Rows(_), _) => {
-                    if fanned_join {
-                        let pk = root_pk.ok_or_else(|| {
-                            GenerateError::CannotAnswer(format!(
-                                "cannot count {} rows once through this join: it has no key column",
-                                schema.tables[root].name
-                            ))
-                        })?;
-                        (
-                            format!("COUNT(DISTINCT {})", q(pk, multi)),
-                            format!("{}_count", measure_word(&intent.measure)),
-                        )
-                    } else {
-                        ("COUNT(*)".to_string(), format!("{}_count", measure_word(&intent.measure)))
-                    }
-                }
-                (Measure::Distinct(c), _) => (
-                    format!("COUNT(DISTINCT {})", q(*c, multi)),
-                    format!("{}_count", measure_word(&Measure::Distinct(*c))),
-                ),
-                (m @ Measure::Revenue { .. }, agg) => (
-                    format!("{}({})", agg.sql(), measure_expr(m)),
-                    if agg == Agg::Sum {
-                        "revenue".to_string()
-                    } else {
-                        format!("{}_revenue", agg.sql().to_lowercase())
-                    },
-                ),
-                (m, agg) => {
-                    let prefix = match agg {
-                        Agg::Sum => "total",
-                        Agg::Avg => "avg",
-                        Agg::Min => "min",
-                        Agg::Max => "max",
-                        Agg::Count => "count",
-                    };
-                    let word = measure_word(m);
-                    let alias = if word.starts_with(&format!("{prefix}_")) { word } else { format!("{prefix}_{word}") };
-                    (format!("{}({})", agg.sql(), measure_expr(m)), alias)
-                }
-            };
+            let (expr, alias) = aggregate(&intent.measure, intent.agg)?;
             let alias = ident(&alias.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_"));
             select.push(format!("{expr} AS {alias}"));
+            // The other aggregates the question asks to return beside it.
+            let mut aliases = vec![alias.clone()];
+            for (m, agg) in &intent.extra {
+                let (e, a) = aggregate(m, *agg)?;
+                let mut a = ident(&a.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_"));
+                while aliases.contains(&a) {
+                    a = format!("{}_2", a.trim_matches('"'));
+                }
+                aliases.push(a.clone());
+                select.push(format!("{e} AS {a}"));
+            }
             if let Some(dir) = intent.rank.filter(|_| !intent.groups.is_empty()) {
                 order_by.push(format!("{alias} {}", dir.sql()));
                 order_by.extend(group_labels.iter().map(|g| format!("{g} ASC")));
