@@ -72,10 +72,14 @@ fn interpret_whole(schema: &Schema, question: &str) -> Result<Intent, GenerateEr
             _ => None,
         }
     };
+    // Among columns of one name, the one of a table the question names ("device types for user
+    // sessions").
     let mut focus_col = focus
         .and_then(|m| {
             let tc = text_cols(schema, m);
-            of_table(m).and_then(|t| tc.iter().find(|(c, _)| c.t == t)).or(tc.first()).map(|c| c.0)
+            let best = tc.first().map(|c| c.1).unwrap_or(0.0);
+            let in_named = tc.iter().find(|(c, s)| *s >= best - 1e-9 && named.contains(&c.t));
+            of_table(m).and_then(|t| tc.iter().find(|(c, _)| c.t == t)).or(in_named).or(tc.first()).map(|c| c.0)
         })
         .filter(|_| focus_table.is_none());
 
@@ -185,6 +189,10 @@ fn interpret_whole(schema: &Schema, question: &str) -> Result<Intent, GenerateEr
         .and_then(|(_, i, _)| p.mention_after(i, 1))
         .and_then(|m| if let MentionKind::Table(t) = m.kind { Some(t) } else { None });
     let count_target: Option<&Mention> = p.count.and_then(|i| p.mention_after(i, 4));
+    // "the most common statuses and their respective counts": the count is the frequency the
+    // ranking already counts.
+    let frequency = matches!(p.sup, Some((_, _, Implied::Frequency)));
+    let p_count = if frequency && count_target.is_none() { None } else { p.count };
 
     let context: Vec<usize> = {
         let mut c: Vec<usize> = focus_table.into_iter().collect();
@@ -225,14 +233,14 @@ fn interpret_whole(schema: &Schema, question: &str) -> Result<Intent, GenerateEr
         }
     };
 
-    if p.count.is_some() && aggs.iter().any(|a| a.0 != Agg::Sum) {
+    if p_count.is_some() && aggs.iter().any(|a| a.0 != Agg::Sum) {
         return Err(GenerateError::CannotAnswer(
             "averages, minimums or maximums of counts (nested aggregates) are beyond the offline generator".into(),
         ));
     }
     let mut intent;
     let rank_dir = p.sup.map(|s| s.0);
-    if p.count.is_some() && aggs.iter().all(|a| a.0 == Agg::Sum) {
+    if p_count.is_some() && aggs.iter().all(|a| a.0 == Agg::Sum) {
         // Counting ("the total number of …" is a count too).
         let measure = match count_target.map(|m| &m.kind) {
             Some(MentionKind::Table(t)) => Measure::Rows(*t),

@@ -97,7 +97,24 @@ pub(super) fn find_cues(p: &mut Parse) {
                     _ => (Implied::None, 1),
                 };
                 let dir = if implied == Implied::Date { Dir::Desc } else { dir };
-                p.sup.get_or_insert((dir, i + len, implied));
+                // "the top 3 most common …": what "most" implies refines a bare "top".
+                match p.sup {
+                    Some((d, _, Implied::None)) if implied != Implied::None && d == dir => {
+                        p.sup = Some((dir, i + len, implied));
+                    }
+                    _ => {
+                        p.sup.get_or_insert((dir, i + len, implied));
+                    }
+                }
+                // "most frequently used": the participle belongs to the cue.
+                let len = if implied == Implied::Frequency && p.is(i + len, &["used", "bought", "sold", "ordered"]) {
+                    len + 1
+                } else {
+                    len
+                };
+                if let Some(s) = p.sup.as_mut().filter(|s| s.2 == Implied::Frequency) {
+                    s.1 = i + len;
+                }
                 p.take(i, i + len);
                 i += len;
                 continue;

@@ -348,7 +348,7 @@ fn table_amounts(schema: &Schema, p: &mut Parse) {
 /// column, as an item of a comma-separated list, is that column.
 fn listed_column(schema: &Schema, p: &Parse, i: usize) -> bool {
     let t = &p.toks[i];
-    let in_list = (i > 0 && p.toks[i - 1].stop) || (t.stop && p.is(i + 1, &["and"]));
+    let in_list = (i > 0 && p.toks[i - 1].comma) || t.comma;
     in_list && schema.cols().any(|(_, c)| !c.key && c.words.len() == 1 && c.words[0] == t.stem)
 }
 

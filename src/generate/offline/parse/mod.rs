@@ -37,6 +37,8 @@ pub(super) struct Tok {
     pub(super) num: Option<f64>,
     /// Punctuation that ends a clause (`,` `.` `;` `:` `?` `!` `)`) follows it.
     pub(super) stop: bool,
+    /// A comma follows it.
+    pub(super) comma: bool,
 }
 
 /// Splits text into tokens, keeping `Brand#13`, `1-URGENT`, `1995-03-15`, `0.05` and `400,000`
@@ -57,7 +59,7 @@ pub(super) fn tokenize(text: &str) -> Vec<Tok> {
             None
         };
         let stem = if quoted { low.clone() } else { retrieve::stem(&low) };
-        Tok { raw, low, stem, quoted, num, stop: false }
+        Tok { raw, low, stem, quoted, num, stop: false, comma: false }
     };
     while i < chars.len() {
         let c = chars[i];
@@ -162,6 +164,7 @@ fn mark_stop(out: &mut [Tok], chars: &[char], mut i: usize) {
         && matches!(c, ',' | '.' | ';' | ':' | '?' | '!' | ')')
     {
         t.stop = true;
+        t.comma = *c == ',';
     }
 }
 
