@@ -406,6 +406,66 @@ impl Parse {
     }
 }
 
+/// Units of measure a question states ("in meters", "over 200 mph", "per square kilometer"):
+/// they say how a value is written, not which value, so they are taken as read. Returns their
+/// token indexes.
+fn find_units(p: &mut Parse) -> Vec<usize> {
+    const UNITS: &[&str] = &[
+        "meter",
+        "metre",
+        "kilometer",
+        "kilometre",
+        "km",
+        "mile",
+        "mph",
+        "kph",
+        "kmh",
+        "kg",
+        "kilogram",
+        "gram",
+        "pound",
+        "lb",
+        "cm",
+        "centimeter",
+        "mm",
+        "millimeter",
+        "inch",
+        "inche",
+        "feet",
+        "foot",
+        "ft",
+        "second",
+        "sec",
+        "minute",
+        "min",
+        "hour",
+        "hr",
+        "dollar",
+        "usd",
+        "euro",
+        "eur",
+    ];
+    let mut out = Vec::new();
+    for i in 0..p.toks.len() {
+        if p.used[i] || !UNITS.contains(&p.toks[i].stem.as_str()) {
+            continue;
+        }
+        // "in meters", "in square kilometers", "per square kilometer", "200 mph".
+        let mut j = i;
+        if j > 0 && p.is(j - 1, &["square", "cubic"]) {
+            j -= 1;
+        }
+        let after_number = j > 0 && p.toks[j - 1].num.is_some();
+        let after_cue = j > 0 && p.is(j - 1, &["in", "per", "of"]);
+        if after_number || after_cue {
+            let from = if after_cue { j - 1 } else { j };
+            p.take(from, i + 1);
+            out.push(i);
+        }
+    }
+    out
+}
+
 /// Parses `text` against `schema`.
 pub(super) fn parse(schema: &Schema, text: &str) -> Parse {
     let toks = tokenize(text);
@@ -441,10 +501,12 @@ pub(super) fn parse(schema: &Schema, text: &str) -> Parse {
     find_compound_columns(schema, &mut p);
     find_cues(&mut p);
     find_numbers(&mut p);
+    let units = find_units(&mut p);
     find_mentions(schema, &mut p);
     find_negations(&mut p);
     find_flags(schema, &mut p);
-    let negated: Vec<usize> = p.without.iter().map(|w| w.neg).chain(p.flags.iter().filter_map(|f| f.neg)).collect();
+    let negated: Vec<usize> =
+        p.without.iter().map(|w| w.neg).chain(p.flags.iter().filter_map(|f| f.neg)).chain(units).collect();
     p.unsupported.retain(|(i, _)| !negated.contains(i));
     p
 }
