@@ -5,7 +5,10 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 
-use super::lexicon::{expand, is_abbreviation, segment, stem, strip_prefix, table_prefix, words};
+use super::lexicon::{
+    column_words, expand, is_abbreviation, is_word, segment, shared_table_prefix, stem, strip_prefix, table_prefix,
+    words,
+};
 use crate::catalog::Table;
 
 /// An edge of the join graph, by table index.
@@ -18,6 +21,10 @@ pub struct JoinEdge {
     /// `from` holds a foreign key to `to`'s key. `false`: the two only share a key concept
     /// (siblings, no owner in sight), a weaker and costlier link.
     pub many_to_one: bool,
+    /// The two columns hold a name or code rather than a surrogate key (`lake.state_name` →
+    /// `state.state_name`): the referencing column already carries the value the owner is
+    /// known by, so it is still a column a question can name.
+    pub natural: bool,
 }
 
 /// Which tables join to which, inferred from names: columns sharing a key concept
@@ -62,6 +69,8 @@ pub fn key_concept(table: &Table, column: &str, prefix: Option<&str>) -> Option<
         b
     } else if last.len() > 2 && last.ends_with("id") && stripped.ends_with("Id") {
         ws[..ws.len() - 1].to_vec()
+    } else if let Some(head) = joined_key_head(table, column, &ws) {
+        head
     } else {
         return None;
     };
@@ -69,9 +78,40 @@ pub fn key_concept(table: &Table, column: &str, prefix: Option<&str>) -> Option<
     (!concept.is_empty()).then_some(concept)
 }
 
+/// `custid`, `ordkey`: one lower-case word that segments into known words (abbreviations
+/// included) ending in `id` or `key`, as a camelCase name reads once folded to lower case. Not
+/// for yes/no columns (`valid` is not `val` + `id`).
+fn joined_key_head(table: &Table, column: &str, ws: &[String]) -> Option<Vec<String>> {
+    let [word] = ws else { return None };
+    let boolean = table
+        .columns
+        .iter()
+        .find(|c| c.name == column)
+        .is_some_and(|c| c.data_type.to_ascii_uppercase().starts_with("BOOL"));
+    let pieces = segment(word);
+    let (last, head) = pieces.split_last()?;
+    (!boolean && (last == "id" || last == "key") && !head.is_empty() && head.iter().all(|p| is_word(p)))
+        .then(|| head.to_vec())
+}
+
 /// The concept a table is named for (`customers` → customer, `order_items` → order_item).
 pub fn table_concept(name: &str) -> String {
     words(name).iter().map(|w| stem(expand(w))).collect::<Vec<_>>().join("_")
+}
+
+/// `paperid`, `journalkey`: a lower-case name ending in `id` or `key` whose head is the concept
+/// of a table of the database (`paper`), as camelCase names read once folded to lower case.
+fn named_table_key(column: &str, concepts: &[String]) -> Option<String> {
+    let lower = column.to_ascii_lowercase();
+    if !lower.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let head = lower.strip_suffix("id").or_else(|| lower.strip_suffix("key"))?;
+    if head.len() < 3 {
+        return None;
+    }
+    let head = stem(expand(head));
+    concepts.iter().find(|c| c.replace('_', "") == head).cloned()
 }
 
 /// Marks a key concept read from initials (`oid` → `o` + this).
@@ -95,7 +135,9 @@ fn owner_score(name: &str, concept: &str) -> u8 {
         };
     }
     let tc = table_concept(name);
-    if tc == concept || tc.replace('_', "") == concept.replace('_', "") {
+    // Segmented like a key's words are (`salespersons` → sale_person for `salesperson_id`).
+    let segmented = words(name).iter().flat_map(|w| segment(w)).map(|w| stem(expand(&w))).collect::<Vec<_>>().join("_");
+    if tc == concept || tc.replace('_', "") == concept.replace('_', "") || segmented == concept {
         return 3;
     }
     let flat = tc.replace('_', "");
@@ -122,24 +164,52 @@ impl JoinGraph {
 
     pub(super) fn build_with(tables: &[&Table], prefixes: &[Option<String>]) -> JoinGraph {
         let n = tables.len();
+        // Table names without a prefix every table of the database shares (`sb` in
+        // `sbcustomer`): what key columns refer to.
+        let db_prefix = shared_table_prefix(tables.iter().map(|t| t.name.as_str()));
+        let names: Vec<String> = tables
+            .iter()
+            .map(|t| match &db_prefix {
+                Some(p) => t.name[p.len()..].to_string(),
+                None => t.name.clone(),
+            })
+            .collect();
+        let owned: Vec<String> = names.iter().map(|n| table_concept(n)).collect();
         // concept -> [(table, column)]
         let mut by_concept: HashMap<String, Vec<(usize, String)>> = HashMap::new();
+        // Columns that are no key: candidates for a natural key (a shared name or code column).
+        let mut plain: HashMap<String, Vec<(usize, String)>> = HashMap::new();
         for (i, t) in tables.iter().enumerate() {
             let prefix = &prefixes[i];
-            for c in t.columns.iter().chain(&t.partition_keys) {
-                if let Some(k) = key_concept(t, &c.name, prefix.as_deref()) {
-                    by_concept.entry(k).or_default().push((i, c.name.clone()));
+            for (pos, c) in t.columns.iter().chain(&t.partition_keys).enumerate() {
+                let concept = key_concept(t, &c.name, prefix.as_deref())
+                    .map(|k| if db_prefix.is_some() && k == table_concept(&t.name) { owned[i].clone() } else { k })
+                    .or_else(|| named_table_key(strip_prefix(&c.name, prefix.as_deref()), &owned));
+                match concept {
+                    Some(k) => by_concept.entry(k).or_default().push((i, c.name.clone())),
+                    None => {
+                        let ws = column_words(&c.name, prefix.as_deref());
+                        if ws.len() >= 2 && ws.last().is_some_and(|w| w == "name" || w == "code") {
+                            // The position rides along: a table that leads with the column is
+                            // the one known by it.
+                            plain
+                                .entry(c.name.to_ascii_lowercase())
+                                .or_default()
+                                .push((i, format!("{pos}:{}", c.name)));
+                        }
+                    }
                 }
             }
         }
         let mut g = JoinGraph { edges: Vec::new(), adjacency: vec![Vec::new(); n], primary_keys: vec![None; n] };
         let mut concepts: Vec<(&String, &Vec<(usize, String)>)> = by_concept.iter().collect();
         concepts.sort_by(|a, b| a.0.cmp(b.0));
+        let mut unowned: Vec<(&String, &Vec<(usize, String)>)> = Vec::new();
         for (concept, members) in concepts {
             let mut best: Option<(u8, usize)> = None;
             let mut tie = false;
             for (k, (t, _)) in members.iter().enumerate() {
-                let s = owner_score(&tables[*t].name, concept);
+                let s = owner_score(&names[*t], concept);
                 if s == 0 {
                     continue;
                 }
@@ -166,11 +236,40 @@ impl JoinGraph {
                                 to: *owner,
                                 to_column: owner_col.clone(),
                                 many_to_one: true,
+                                natural: false,
                             });
                         }
                     }
                 }
-                None if members.len() <= 6 => {
+                None if !tie => unowned.push((concept, members)),
+                None => {}
+            }
+        }
+        // A concept none of its columns' tables owns (`notifications.user_id` while `users`
+        // keys on `uid`): the table named for it, by its own key. Else siblings.
+        for (concept, members) in unowned {
+            let owners: Vec<usize> = (0..n)
+                .filter(|&t| {
+                    !members.iter().any(|m| m.0 == t)
+                        && owner_score(&names[t], concept) == 3
+                        && g.primary_keys[t].is_some()
+                })
+                .collect();
+            match owners.as_slice() {
+                [owner] => {
+                    let owner_col = g.primary_keys[*owner].clone().unwrap_or_default();
+                    for (t, col) in members {
+                        g.add(JoinEdge {
+                            from: *t,
+                            from_column: col.clone(),
+                            to: *owner,
+                            to_column: owner_col.clone(),
+                            many_to_one: true,
+                            natural: false,
+                        });
+                    }
+                }
+                _ if members.len() <= 6 => {
                     for (a, (ta, ca)) in members.iter().enumerate() {
                         for (tb, cb) in &members[a + 1..] {
                             if ta != tb {
@@ -180,12 +279,60 @@ impl JoinGraph {
                                     to: *tb,
                                     to_column: cb.clone(),
                                     many_to_one: false,
+                                    natural: false,
                                 });
                             }
                         }
                     }
                 }
-                None => {}
+                _ => {}
+            }
+        }
+        // Natural keys: a `<concept>_name` or `<concept>_code` column several tables share, owned
+        // by the table named for the concept (`state.state_name` for `lake.state_name`), else by
+        // the one table that leads with it (`geographic.city_name`, its first column).
+        let mut shared: Vec<(&String, &Vec<(usize, String)>)> = plain.iter().collect();
+        shared.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, members) in shared {
+            let tabs: Vec<usize> = members.iter().map(|m| m.0).collect();
+            if tabs.len() < 2 || (1..tabs.len()).any(|k| tabs[..k].contains(&tabs[k])) {
+                continue;
+            }
+            let types: Vec<String> = members
+                .iter()
+                .map(|(t, _)| {
+                    tables[*t]
+                        .columns
+                        .iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(name))
+                        .map(|c| c.data_type.to_ascii_uppercase())
+                        .unwrap_or_default()
+                })
+                .collect();
+            if types.iter().any(|ty| *ty != types[0]) {
+                continue;
+            }
+            let ws = column_words(name, None);
+            let concept = ws[..ws.len() - 1].join("_");
+            let named: Vec<usize> = (0..members.len()).filter(|&k| owned[members[k].0] == concept).collect();
+            let leading: Vec<usize> = (0..members.len()).filter(|&k| members[k].1.starts_with("0:")).collect();
+            let owner = match (named.as_slice(), leading.as_slice()) {
+                ([k], _) => *k,
+                ([], [k]) => *k,
+                _ => continue,
+            };
+            let col = |k: usize| members[k].1.split_once(':').map(|x| x.1.to_string()).unwrap_or_default();
+            for k in 0..members.len() {
+                if k != owner {
+                    g.add(JoinEdge {
+                        from: members[k].0,
+                        from_column: col(k),
+                        to: members[owner].0,
+                        to_column: col(owner),
+                        many_to_one: true,
+                        natural: true,
+                    });
+                }
             }
         }
         // Declared references in comments: "references customer" / "foreign key to customer".
@@ -214,11 +361,26 @@ impl JoinGraph {
                                 to: j,
                                 to_column: to_col,
                                 many_to_one: true,
+                                natural: false,
                             });
                         }
                     }
                 }
             }
+        }
+        g
+    }
+
+    /// The graph with only the edges `keep` accepts (indexes change; keys stay).
+    #[must_use]
+    pub fn filtered(&self, keep: impl Fn(&JoinEdge) -> bool) -> JoinGraph {
+        let mut g = JoinGraph {
+            edges: Vec::new(),
+            adjacency: vec![Vec::new(); self.adjacency.len()],
+            primary_keys: self.primary_keys.clone(),
+        };
+        for e in self.edges.iter().filter(|e| keep(e)) {
+            g.add(e.clone());
         }
         g
     }

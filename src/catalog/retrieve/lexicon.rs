@@ -367,14 +367,19 @@ pub fn segment(word: &str) -> Vec<String> {
     if !unknown.is_empty() {
         out.push(unknown);
     }
-    // A segmentation that leaves short unknown scraps is worse than the whole word.
-    if out.iter().any(|p| !is_word(p) && p.len() < 3) {
+    // A segmentation that leaves short unknown scraps is worse than the whole word, and so is
+    // a known word followed by a short unknown rest: that is one English word the vocabulary
+    // lacks (`min` + `imum`, `part` + `ner`, `list` + `ing`), not a compound.
+    if out.iter().any(|p| !is_word(p) && p.len() < 3)
+        || out.windows(2).any(|w| is_word(&w[0]) && !is_word(&w[1]) && w[1].len() < 5)
+    {
         return vec![w];
     }
     out
 }
 
-fn is_word(w: &str) -> bool {
+/// Whether `w` is a word of the vocabulary or an abbreviation it knows.
+pub fn is_word(w: &str) -> bool {
     static WORDS: std::sync::LazyLock<HashSet<&'static str>> =
         std::sync::LazyLock::new(|| VOCABULARY.iter().copied().chain(ABBREVIATIONS.iter().map(|(a, _)| *a)).collect());
     WORDS.contains(w)
@@ -404,7 +409,51 @@ pub fn table_prefix(table: &Table) -> Option<String> {
             return Some(p.to_ascii_lowercase());
         }
     }
-    None
+    joined_prefix(table)
+}
+
+/// A prefix every table name of a database shares and that means nothing (`sb` in
+/// `sbcustomer`, `sbticker`, `sbtransaction`): two or three letters, not a word, in front of at
+/// least three names that each go on for at least three more letters. Stripped, the names say
+/// what the tables hold (`customer`), which is what key columns (`sbtxcustid`) refer to.
+pub fn shared_table_prefix<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let names: Vec<String> = names.into_iter().map(|n| n.to_ascii_lowercase()).collect();
+    if names.len() < 3 || names.iter().any(|n| !n.chars().all(|c| c.is_ascii_alphanumeric())) {
+        return None;
+    }
+    let first = names[0].as_bytes();
+    let mut len = first.len();
+    for n in &names[1..] {
+        len = len.min(first.iter().zip(n.as_bytes()).take_while(|(a, b)| a == b).count());
+    }
+    let p = &names[0][..len];
+    if !(2..=3).contains(&len) || is_word(p) || names.iter().any(|n| n.len() < len + 3) {
+        return None;
+    }
+    Some(p.to_string())
+}
+
+/// A prefix without a separator that every column shares (`sbcust` in `sbcustid`,
+/// `sbcustname`, `sbcustemail`, as camelCase names read once folded to lower case): only when
+/// no column has a separator, there are at least three, and every column goes on for at least
+/// two more letters after it.
+fn joined_prefix(table: &Table) -> Option<String> {
+    let cols = &table.columns;
+    if cols.len() < 3 || cols.iter().any(|c| !c.name.chars().all(|ch| ch.is_ascii_alphanumeric())) {
+        return None;
+    }
+    let names: Vec<String> = cols.iter().map(|c| c.name.to_ascii_lowercase()).collect();
+    let first = names[0].as_bytes();
+    let mut len = first.len();
+    for n in &names[1..] {
+        len = len.min(first.iter().zip(n.as_bytes()).take_while(|(a, b)| a == b).count());
+    }
+    // The shared part must not be a whole word of a name (`home` in `homepage`, `homeaddr`).
+    let p = &names[0][..len];
+    if !(2..=8).contains(&len) || names.iter().any(|n| n.len() < len + 2) || is_word(p) || is_word(expand(p)) {
+        return None;
+    }
+    Some(p.to_string())
 }
 
 /// A column's name without the table's shared prefix (`c_acctbal` → `acctbal`).

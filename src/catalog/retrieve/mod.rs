@@ -36,8 +36,8 @@ use std::collections::{HashMap, HashSet};
 
 pub use joins::{JoinEdge, JoinGraph, key_concept, table_concept};
 pub use lexicon::{
-    column_words, expand, for_each_word, is_abbreviation, segment, stem, stem_cow, strip_prefix, table_prefix,
-    table_words, term_score, words,
+    column_words, expand, for_each_word, is_abbreviation, is_word, segment, shared_table_prefix, stem, stem_cow,
+    strip_prefix, table_prefix, table_words, term_score, words,
 };
 pub use pack::{estimate_tokens, render_schema};
 

@@ -2,7 +2,7 @@
 //! samples do not list but the text writes as literals next to a column's name.
 
 use super::intent::{Filter, Intent, Measure, Shape};
-use super::parse::{DateSpan, Mention, MentionKind, Op, Parse, Tok, is_code, ymd};
+use super::parse::{DateSpan, Mention, MentionKind, Op, Parse, Tok, is_code, tokenize, ymd};
 use super::resolve::{choose, date_cols, date_column, measure_cols, text_cols};
 use super::schema::{Col, Kind, Schema};
 use crate::generate::GenerateError;
@@ -46,7 +46,27 @@ pub(super) fn add_filters(
             })
             .flatten()
             .collect();
-        let direct: Vec<(Col, f64)> = cands.iter().filter(|(c, _)| named_cols.contains(c)).cloned().collect();
+        let mut direct: Vec<(Col, f64)> = cands.iter().filter(|(c, _)| named_cols.contains(c)).cloned().collect();
+        // "from LAX to ORD": a direction word right before the value picks the column named
+        // for that direction (`from_airport`, `to_airport`).
+        if let Some(dir) = v.start.checked_sub(1).map(|i| p.low(i)).filter(|w| matches!(*w, "from" | "to")) {
+            let directed: Vec<(Col, f64)> =
+                cands.iter().filter(|(c, _)| schema.col(*c).words.iter().any(|w| w == dir)).cloned().collect();
+            if !directed.is_empty() {
+                direct = directed;
+            }
+        }
+        // "active retail merchants": a value right before a table's name describes that table.
+        let mut j = v.end;
+        while j < p.toks.len() && p.value_at(j).is_some() {
+            j += 1;
+        }
+        if let Some(MentionKind::Table(t)) = p.mention_at(j).filter(|m| m.start == j).map(|m| &m.kind) {
+            let own: Vec<(Col, f64)> = cands.iter().filter(|(c, _)| c.t == *t).cloned().collect();
+            if !own.is_empty() && direct.iter().all(|(c, _)| c.t == *t) {
+                direct = own;
+            }
+        }
         // The subject first (the rows asked about), then tables named near the value.
         let mut local_ctx = vec![intent.subject];
         local_ctx.extend(near);
@@ -63,14 +83,28 @@ pub(super) fn add_filters(
         if weak {
             doubts.push((0.03, format!("'{}' matched ignoring case", v.value)));
         }
+        // "retail merchants" over 'Retail' and 'retail (hardware)': a word matched ignoring case
+        // means every value of the column that has it as a word.
+        let mut values = vec![v.value.clone()];
+        if weak {
+            let wanted: Vec<String> = tokenize(&v.value).into_iter().map(|t| t.low).collect();
+            for other in &schema.col(col).samples {
+                let ws: Vec<String> = tokenize(other).into_iter().map(|t| t.low).collect();
+                if !values.contains(other) && wanted.iter().all(|w| ws.contains(w)) {
+                    values.push(other.clone());
+                }
+            }
+        }
         match intent.filters.iter_mut().find(|f| matches!(f, Filter::Values { col: c, .. } if *c == col)) {
-            Some(Filter::Values { values, weak: w, .. }) => {
-                if !values.contains(&v.value) {
-                    values.push(v.value.clone());
+            Some(Filter::Values { values: have, weak: w, .. }) => {
+                for value in values {
+                    if !have.contains(&value) {
+                        have.push(value);
+                    }
                 }
                 *w |= weak;
             }
-            _ => intent.filters.push(Filter::Values { col, values: vec![v.value.clone()], weak }),
+            _ => intent.filters.push(Filter::Values { col, values, weak }),
         }
     }
     if !p.dates.is_empty() {

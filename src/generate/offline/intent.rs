@@ -67,13 +67,25 @@ pub(super) enum Filter {
         op: Op,
         raw: String,
     },
+    /// The subject's rows without any row of `child` (an anti-join).
+    Without {
+        child: usize,
+    },
+    /// A yes/no column holds yes (or no).
+    Flag {
+        col: Col,
+        yes: bool,
+    },
 }
 
 impl Filter {
     pub(super) fn table(&self) -> Option<usize> {
         match self {
-            Filter::Values { col, .. } | Filter::Dates { col, .. } | Filter::Compare { col, .. } => Some(col.t),
-            Filter::HavingCount { .. } => None,
+            Filter::Values { col, .. }
+            | Filter::Dates { col, .. }
+            | Filter::Compare { col, .. }
+            | Filter::Flag { col, .. } => Some(col.t),
+            Filter::HavingCount { .. } | Filter::Without { .. } => None,
         }
     }
 }
@@ -98,9 +110,15 @@ pub(super) struct Intent {
     pub(super) filters: Vec<Filter>,
     /// Rank by the measure in this direction (aggregates: by the aggregate).
     pub(super) rank: Option<Dir>,
+    /// "… for each paper, ordered by the paper id": a group's column to order the groups by
+    /// when they are not ranked by the aggregate.
+    pub(super) sort: Option<(Col, Dir)>,
     pub(super) limit: Option<usize>,
     /// Extra columns to show in a list.
     pub(super) show: Vec<Col>,
+    /// Other aggregates to return beside the measure ("Return the symbol, the number of
+    /// transactions and the total amount"), over the same rows.
+    pub(super) extra: Vec<(Measure, Agg)>,
     /// "the distinct list of user ids …": a list of exactly the shown columns, deduplicated
     /// (without the subject's own name or key, which would keep every row apart).
     pub(super) distinct_show: bool,
@@ -125,8 +143,10 @@ impl Intent {
             groups: Vec::new(),
             filters: Vec::new(),
             rank: None,
+            sort: None,
             limit: None,
             show: Vec::new(),
+            extra: Vec::new(),
             distinct_show: false,
             named,
             hints: Vec::new(),

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use super::extra::{extra_measures, split_return_clause};
 use super::filters::{add_filters, literal_values};
 use super::intent::{Filter, Group, Intent, Measure, Shape, group_name};
 use super::lexicon::{looks_like_verb, word_score};
@@ -18,8 +19,24 @@ use crate::generate::GenerateError;
 const DEFAULT_PLURAL_LIMIT: usize = 10;
 
 pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
+    // "What are the top 10 symbols by total amount? Return the symbol, number of transactions
+    // and total amount.": the grouped question first, then the other aggregates it lists.
+    if let Some((main, clause)) = split_return_clause(question)
+        && let Ok(mut intent) = interpret_whole(schema, main)
+        && intent.shape == Shape::Aggregate
+        && !intent.groups.is_empty()
+    {
+        let (extra, groups) = extra_measures(schema, &intent, clause)?;
+        intent.extra = extra;
+        intent.groups.extend(groups);
+        return Ok(intent);
+    }
+    interpret_whole(schema, question)
+}
+
+fn interpret_whole(schema: &Schema, question: &str) -> Result<Intent, GenerateError> {
     let p = parse(schema, question);
-    if let Some(u) = p.unsupported.first() {
+    if let Some((_, u)) = p.unsupported.first() {
         return Err(GenerateError::CannotAnswer(format!(
             "the offline generator does not handle {u}; try a model-backed generator (--generator bedrock or openai)"
         )));
@@ -55,10 +72,14 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
             _ => None,
         }
     };
+    // Among columns of one name, the one of a table the question names ("device types for user
+    // sessions").
     let mut focus_col = focus
         .and_then(|m| {
             let tc = text_cols(schema, m);
-            of_table(m).and_then(|t| tc.iter().find(|(c, _)| c.t == t)).or(tc.first()).map(|c| c.0)
+            let best = tc.first().map(|c| c.1).unwrap_or(0.0);
+            let in_named = tc.iter().find(|(c, s)| *s >= best - 1e-9 && named.contains(&c.t));
+            of_table(m).and_then(|t| tc.iter().find(|(c, _)| c.t == t)).or(in_named).or(tc.first()).map(|c| c.0)
         })
         .filter(|_| focus_table.is_none());
 
@@ -168,6 +189,10 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
         .and_then(|(_, i, _)| p.mention_after(i, 1))
         .and_then(|m| if let MentionKind::Table(t) = m.kind { Some(t) } else { None });
     let count_target: Option<&Mention> = p.count.and_then(|i| p.mention_after(i, 4));
+    // "the most common statuses and their respective counts": the count is the frequency the
+    // ranking already counts.
+    let frequency = matches!(p.sup, Some((_, _, Implied::Frequency)));
+    let p_count = if frequency && count_target.is_none() { None } else { p.count };
 
     let context: Vec<usize> = {
         let mut c: Vec<usize> = focus_table.into_iter().collect();
@@ -208,14 +233,14 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
         }
     };
 
-    if p.count.is_some() && aggs.iter().any(|a| a.0 != Agg::Sum) {
+    if p_count.is_some() && aggs.iter().any(|a| a.0 != Agg::Sum) {
         return Err(GenerateError::CannotAnswer(
             "averages, minimums or maximums of counts (nested aggregates) are beyond the offline generator".into(),
         ));
     }
     let mut intent;
     let rank_dir = p.sup.map(|s| s.0);
-    if p.count.is_some() && aggs.iter().all(|a| a.0 == Agg::Sum) {
+    if p_count.is_some() && aggs.iter().all(|a| a.0 == Agg::Sum) {
         // Counting ("the total number of …" is a count too).
         let measure = match count_target.map(|m| &m.kind) {
             Some(MentionKind::Table(t)) => Measure::Rows(*t),
@@ -360,7 +385,29 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
         }
         // Without a focus ("what is the highest …") a ranking is a plain maximum or minimum.
         let ranked_subject = focus_table.or(if focus_col.is_none() && p.limit.is_some() { subject_hint } else { None });
+        // "Which city has the highest-rated restaurant?": the superlative ranks the rows named
+        // right after its measure (restaurants), and the focus is a column of those rows.
+        let ranked_after = p.sup.and_then(|(_, i, _)| {
+            let m = p.mention_after(i, 1)?;
+            let next = p.mention_after(m.end, 1)?;
+            match next.kind {
+                MentionKind::Table(t) if focus_col.is_some_and(|fc| fc.t == t) => Some(t),
+                _ => None,
+            }
+        });
         match (ranked_subject, focus_col) {
+            (None, Some(fc))
+                if ranked_after == Some(fc.t)
+                    && groups.is_empty()
+                    && matches!(measure, Measure::Column(c) if c.t == fc.t) =>
+            {
+                intent = Intent {
+                    rank: Some(dir),
+                    limit: Some(p.limit.unwrap_or(1)),
+                    show: vec![fc],
+                    ..Intent::new(Shape::RankRows, Agg::Max, fc.t, measure, named.clone())
+                };
+            }
             (Some(f), _) if matches!(measure, Measure::Column(c) if c.t == f) && groups.is_empty() => {
                 intent = Intent {
                     rank: Some(dir),
@@ -420,8 +467,9 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
         ));
     }
     intent.groups.extend(groups);
-    // "average quantity per line item" when line items hold the quantity: per row, no grouping.
-    if intent.shape == Shape::Aggregate && intent.rank.is_none() {
+    // "average quantity per line item" when line items hold the quantity: per row, no grouping
+    // (a total "in each course" of a course's own column is that column, course by course).
+    if intent.shape == Shape::Aggregate && intent.rank.is_none() && intent.agg != Agg::Sum {
         let own = intent.measure.table();
         intent.groups.retain(|g| *g != Group::Entity(own));
     }
@@ -451,12 +499,78 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
     if let Some(dir) = p.range_order.or(sorted_by_aggregate.then(|| p.order_dir.unwrap_or(Dir::Desc)))
         && intent.shape == Shape::Aggregate
         && !intent.groups.is_empty()
-        && intent.limit.is_none()
+        && (intent.limit.is_none() || p.limit.is_none())
     {
+        // "Which authors have the most papers, ordered by the number of papers": every group,
+        // in that order (no number was asked for).
         intent.rank = Some(dir);
+        intent.limit = None;
+    }
+    // "… for each paper, ordered by the paper ID": groups in the order of one of their columns.
+    if intent.shape == Shape::Aggregate && intent.rank.is_none() && !intent.groups.is_empty() {
+        let group_cols: Vec<super::schema::Col> = intent
+            .groups
+            .iter()
+            .flat_map(|g| match g {
+                Group::Entity(t) => {
+                    let ti = &schema.tables[*t];
+                    ti.pk.into_iter().chain(ti.label).map(|c| super::schema::Col { t: *t, c }).collect::<Vec<_>>()
+                }
+                Group::Column(c) => vec![*c],
+                Group::Part(..) => vec![],
+            })
+            .collect();
+        if let Some(c) =
+            p.sort_cues.iter().filter(|&&i| i != usize::MAX).filter_map(|&i| p.mention_after(i, 2)).find_map(|m| {
+                match &m.kind {
+                    MentionKind::Columns(cs) => cs.iter().map(|(c, _)| *c).find(|c| group_cols.contains(c)),
+                    _ => None,
+                }
+            })
+        {
+            intent.sort = Some((c, p.order_dir.unwrap_or(Dir::Asc)));
+        }
+    }
+    // "lakes in each state" where the lakes name their state (a natural key to `state`): group
+    // by that column, so no join drops a lake whose state the other table lacks.
+    let root = intent.measure.table();
+    if intent.shape == Shape::Aggregate {
+        for g in intent.groups.iter_mut() {
+            if let Group::Entity(t) = *g
+                && t != root
+                && let Some(label) = schema.tables[t].label
+                && let Some(e) = schema.graph.edges.iter().find(|e| {
+                    e.natural && e.from == root && e.to == t && e.to_column == schema.tables[t].cols[label].name
+                })
+            {
+                *g = Group::Column(super::schema::Col {
+                    t: root,
+                    c: super::schema::col_index(schema, root, &e.from_column),
+                });
+            }
+        }
     }
 
     add_filters(schema, &p, &mut intent, &context, &mut doubts, &mut assumptions)?;
+    // "courses with exams", "closed businesses": yes/no columns as conditions.
+    for f in &p.flags {
+        let ctx: Vec<usize> = std::iter::once(intent.subject).chain(context.iter().copied()).collect();
+        let col = choose(schema, &f.cols, &ctx, "the yes/no column", &mut doubts)
+            .ok_or_else(|| GenerateError::CannotAnswer("internal: a flag without a column".into()))?;
+        intent.filters.push(Filter::Flag { col, yes: f.yes });
+    }
+    // "customers who have not placed any orders": an anti-join on the rows asked about.
+    for w in &p.without {
+        let subject = if intent.shape == Shape::Aggregate { intent.measure.table() } else { intent.subject };
+        if w.table == subject || !matches!(intent.measure, Measure::Rows(_)) && intent.shape == Shape::Aggregate {
+            return Err(GenerateError::CannotAnswer(format!(
+                "\"{}\" negates something the offline generator cannot place",
+                p.toks[w.neg].raw
+            )));
+        }
+        intent.filters.push(Filter::Without { child: w.table });
+        intent.named.retain(|t| *t != w.table);
+    }
     // Values the samples do not list, written in capitals or quotes right next to the name of
     // a text column ("the MED BAG container", "segment 'BUILDING'"): taken literally.
     let mut literal_tokens: HashSet<usize> = HashSet::new();
@@ -476,8 +590,11 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
             .filters
             .iter()
             .filter_map(|f| match f {
-                Filter::Values { col, .. } | Filter::Compare { col, .. } | Filter::Dates { col, .. } => Some(*col),
-                Filter::HavingCount { .. } => None,
+                Filter::Values { col, .. }
+                | Filter::Compare { col, .. }
+                | Filter::Dates { col, .. }
+                | Filter::Flag { col, .. } => Some(*col),
+                Filter::HavingCount { .. } | Filter::Without { .. } => None,
             })
             .collect();
         let times = |fc: super::schema::Col| {
@@ -513,11 +630,14 @@ pub(super) fn interpret(schema: &Schema, question: &str) -> Result<Intent, Gener
                     p.toks[m.start..m.end].iter().map(|t| t.raw.as_str()).collect::<Vec<_>>().join(" ")
                 )));
             }
+            // The subject's own column first ("customer ID" of customers is their key, not
+            // the transactions' reference to it), else one of a table it joins.
             if let MentionKind::Columns(cs) = &m.kind
                 && let Some(c) = cs
                     .iter()
                     .map(|c| c.0)
-                    .find(|c| c.t == intent.subject || schema.distance(intent.subject, c.t) == Some(1))
+                    .find(|c| c.t == intent.subject)
+                    .or_else(|| cs.iter().map(|c| c.0).find(|c| schema.distance(intent.subject, c.t) == Some(1)))
             {
                 let filtered = intent.filters.iter().any(|f| matches!(f, Filter::Values { col, .. } | Filter::Compare { col, .. } | Filter::Dates { col, .. } if *col == c));
                 if !filtered

@@ -162,5 +162,15 @@ pub(super) fn joins(schema: &Schema, intent: &Intent) -> Result<Joins, GenerateE
                 .into(),
         ));
     }
+    // "the average weight of patients treated with X": once per patient or once per treatment
+    // are two answers, and people ask both ways.
+    if !semi.is_empty()
+        && let (Shape::Aggregate, Agg::Avg, Measure::Column(_)) = (intent.shape, intent.agg, &intent.measure)
+    {
+        return Err(GenerateError::CannotAnswer(format!(
+            "an average of {} over rows picked through {} could count each row once or once per match; say which",
+            schema.tables[root].name, schema.tables[steps[semi[0].0].child].name
+        )));
+    }
     Ok(Joins { root, subject, tree, steps, semi, fanned_join, multi, assumptions, penalty })
 }

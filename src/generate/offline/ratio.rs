@@ -14,8 +14,11 @@
 //! understood) is not one of these shapes, so the question is declined as before. Division is
 //! always by `NULLIF(…, 0)`: a zero denominator gives NULL, never an error.
 
+use super::audit::audit;
+use super::intent::{Intent, Shape};
+use super::interpret::interpret;
 use super::parse::{MentionKind, Parse, is_filler, parse};
-use super::render::ident;
+use super::render::{Rendered, ident, render};
 use super::schema::{Col, Kind, Schema, qual_name};
 use crate::generate::SqlProposal;
 
@@ -33,8 +36,12 @@ enum Side {
 /// The proposal for a ratio question of a shape this room reads, or `None` (the caller then
 /// declines as for any ratio).
 pub(super) fn ratio(schema: &Schema, question: &str) -> Option<SqlProposal> {
-    let low = question.trim().trim_end_matches(['?', '.', '!']).to_lowercase();
-    let start = low.find("ratio of ")?;
+    let text = question.trim().trim_end_matches(['?', '.', '!']);
+    // ASCII lower case keeps byte offsets, so pieces are cut from the original text (values
+    // keep their case).
+    let low = text.to_ascii_lowercase();
+    let (start, cue) =
+        ["ratio of ", "proportion of "].iter().filter_map(|c| low.find(c).map(|i| (i, c.len()))).min()?;
     let lead = &low[..start];
     // Only "what is / calculate / get / show the ratio of …" — no other ask before it.
     if lead.split_whitespace().any(|w| {
@@ -56,26 +63,136 @@ pub(super) fn ratio(schema: &Schema, question: &str) -> Option<SqlProposal> {
     }) {
         return None;
     }
-    let rest = &low[start + "ratio of ".len()..];
-    let (a_text, rest) = rest.split_once(" to ")?;
-    let (b_text, group_text) = match [" for each ", " for every ", " per ", " in each "]
+    let from = start + cue;
+    let (a_end, b_start) = [" to ", " out of "]
         .iter()
-        .filter_map(|cue| rest.find(cue).map(|i| (i, cue.len())))
+        .filter_map(|sep| low[from..].find(sep).map(|i| (from + i, from + i + sep.len())))
+        .min()?;
+    let rest_low = &low[b_start..];
+    let (b_end, group_text) = match [" for each ", " for every ", " per ", " in each "]
+        .iter()
+        .filter_map(|cue| rest_low.find(cue).map(|i| (i, cue.len())))
         .min()
     {
-        Some((i, n)) => (&rest[..i], Some(&rest[i + n..])),
-        None => (rest.strip_suffix(" in the database").unwrap_or(rest), None),
+        Some((i, n)) => (b_start + i, Some(&low[b_start + i + n..])),
+        None => (low.len(), None),
     };
-    let a = side(schema, a_text)?;
-    let b = side(schema, b_text)?;
-    if a == b {
+    let (a_text, b_text) = (&text[from..a_end], &text[b_start..b_end]);
+    let by_name = match (side(schema, &a_text.to_lowercase()), side(schema, &b_text.to_lowercase())) {
+        (Some(a), Some(b)) if a != b => match (a, b, group_text) {
+            (Side::Column(x), Side::Column(y), Some(g)) if x.t == y.t => per_row(schema, x, y, g),
+            (Side::Table(x), Side::Table(y), None) => of_counts(schema, x, y),
+            _ => None,
+        },
+        _ => None,
+    };
+    if by_name.is_some() || group_text.is_some() {
+        return by_name;
+    }
+    of_aggregates(schema, a_text, b_text)
+}
+
+/// "the ratio of restaurants with a rating above 4 to restaurants with a rating below 4 in New
+/// York", "… of papers published in 2020 to the total number of papers", "… of the number of
+/// businesses in each state to the total number of businesses": each side read as a question of
+/// its own (a count or another aggregate, filtered), the first possibly grouped, the second one
+/// value; a condition trailing the second side ("in New York") holds for both.
+fn of_aggregates(schema: &Schema, a_text: &str, b_text: &str) -> Option<SqlProposal> {
+    let trim = |t: &str| -> String {
+        let mut t = t.trim().to_string();
+        for tail in [" overall", " in the database", " in total", " in the table"] {
+            if t.to_ascii_lowercase().ends_with(tail) {
+                t.truncate(t.len() - tail.len());
+            }
+        }
+        t
+    };
+    let (mut a_text, b_text) = (trim(a_text), trim(b_text));
+    if let Some(global) = trailing_condition(schema, &b_text)
+        && !a_text.to_ascii_lowercase().ends_with(&global.to_ascii_lowercase())
+    {
+        let a_cols: Vec<Col> = parse(schema, &a_text).values.iter().flat_map(|v| v.cols.clone()).collect();
+        let g_cols: Vec<Col> = parse(schema, &global).values.iter().flat_map(|v| v.cols.clone()).collect();
+        if !g_cols.iter().any(|c| a_cols.contains(c)) {
+            a_text = format!("{a_text} {global}");
+        }
+    }
+    let (a, ra) = aggregate_side(schema, &a_text)?;
+    let (b, rb) = aggregate_side(schema, &b_text)?;
+    if !b.groups.is_empty() || ra.sql == rb.sql {
         return None;
     }
-    match (a, b, group_text) {
-        (Side::Column(x), Side::Column(y), Some(g)) if x.t == y.t => per_row(schema, x, y, g),
-        (Side::Table(x), Side::Table(y), None) => of_counts(schema, x, y),
-        _ => None,
+    let alias = |r: &Rendered| -> Option<String> {
+        let first = r.sql.lines().next()?;
+        Some(first.rsplit(" AS ").next()?.trim().to_string())
+    };
+    let sql = if a.groups.is_empty() {
+        format!("SELECT CAST(({}) AS DOUBLE) / NULLIF(({}), 0) AS ratio", one_line(&ra.sql), one_line(&rb.sql))
+    } else {
+        // The grouped side's rows, each divided by the one value of the other.
+        let a_alias = alias(&ra)?;
+        format!(
+            "SELECT a.*, CAST(a.{a_alias} AS DOUBLE) / NULLIF(({}), 0) AS ratio\nFROM ({}) a",
+            one_line(&rb.sql),
+            one_line(&ra.sql)
+        )
+    };
+    let mut tables = ra.tables.clone();
+    tables.extend(rb.tables.clone());
+    tables.sort();
+    tables.dedup();
+    let mut assumptions = a.assumptions.clone();
+    assumptions.extend(b.assumptions.iter().cloned());
+    assumptions.push("the ratio divides the first value by the second (NULL when the second is 0)".into());
+    let confidence = ((a.confidence() - ra.penalty).min(b.confidence() - rb.penalty) - 0.15).clamp(0.0, CONFIDENCE);
+    (confidence >= 0.45).then(|| SqlProposal {
+        sql,
+        explanation: format!(
+            "Divides {} by {}.",
+            ra.explanation.trim_end_matches('.').to_lowercase(),
+            rb.explanation.trim_end_matches('.').to_lowercase()
+        ),
+        tables_used: tables,
+        confidence: (confidence * 100.0).round() / 100.0,
+        assumptions,
+    })
+}
+
+/// One side of a ratio as a question of its own: "the total number of X …" and "the average …"
+/// as asked, anything else as "how many …". It must read as one aggregate (no ranking) that
+/// the audit finds whole.
+fn aggregate_side(schema: &Schema, text: &str) -> Option<(Intent, Rendered)> {
+    let low = text.to_ascii_lowercase();
+    let asks_value =
+        ["the ", "total ", "average ", "sum ", "number ", "count ", "mean "].iter().any(|p| low.starts_with(p))
+            && !low.starts_with("the ratio");
+    let question = if asks_value { format!("What is {text}") } else { format!("How many {text}") };
+    let intent = interpret(schema, &question).ok()?;
+    if intent.shape != Shape::Aggregate || intent.rank.is_some() || intent.limit.is_some() {
+        return None;
     }
+    let r = render(schema, &intent).ok()?;
+    audit(schema, &question, &r.sql, &r.tables).ok()?;
+    (intent.confidence() - r.penalty >= 0.6).then_some((intent, r))
+}
+
+/// A condition at the end of a side that is only values (with their columns' names and
+/// filler): "in New York", "in the city of San Francisco".
+fn trailing_condition(schema: &Schema, text: &str) -> Option<String> {
+    let low = text.to_ascii_lowercase();
+    let at = [" in ", " for ", " from "].iter().filter_map(|c| low.rfind(c)).max()?;
+    let tail = text[at..].trim();
+    let p = parse(schema, tail);
+    let only_values = !p.values.is_empty()
+        && p.mentions.iter().all(|m| matches!(m.kind, MentionKind::Columns(_)))
+        && all_understood(&p)
+        && p.dates.is_empty()
+        && p.nums.is_empty();
+    only_values.then(|| tail.to_string())
+}
+
+fn one_line(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A side: exactly one mention of a number column or a table, every other word filler.

@@ -146,10 +146,18 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                 if select.contains(&q(lc, multi)) {
                     continue;
                 }
+                select.push(q(lc, multi));
+                // A name in two columns: both ("first_name", "last_name").
+                if let Some(extra) = ti.label_extra.filter(|_| ti.label == Some(label)) {
+                    let ec = q(Col { t: *t, c: extra }, multi);
+                    select.push(ec.clone());
+                    group_by.push(ec);
+                }
+                // The key too: a name need not be unique, and the rows are the entity's.
                 if let Some(pk) = ti.pk.filter(|pk| *pk != label) {
                     group_by.push(q(Col { t: *t, c: pk }, multi));
+                    select.push(q(Col { t: *t, c: pk }, multi));
                 }
-                select.push(q(lc, multi));
                 group_by.push(q(lc, multi));
                 group_labels.push(q(lc, multi));
             }
@@ -189,55 +197,64 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
         }
     };
     let root_pk = schema.tables[root].pk.map(|c| Col { t: root, c });
+    // The aggregate of a measure as SQL, with its alias.
+    let aggregate = |measure: &Measure, agg: Agg| -> Result<(String, String), GenerateError> {
+        Ok(match (measure, agg) {
+            (Measure::Rows(_), _) => {
+                if fanned_join {
+                    let pk = root_pk.ok_or_else(|| {
+                        GenerateError::CannotAnswer(format!(
+                            "cannot count {} rows once through this join: it has no key column",
+                            schema.tables[root].name
+                        ))
+                    })?;
+                    (format!("COUNT(DISTINCT {})", q(pk, multi)), format!("{}_count", measure_word(measure)))
+                } else {
+                    ("COUNT(*)".to_string(), format!("{}_count", measure_word(measure)))
+                }
+            }
+            (Measure::Distinct(c), _) => {
+                (format!("COUNT(DISTINCT {})", q(*c, multi)), format!("{}_count", measure_word(&Measure::Distinct(*c))))
+            }
+            (m @ Measure::Revenue { .. }, agg) => (
+                format!("{}({})", agg.sql(), measure_expr(m)),
+                if agg == Agg::Sum { "revenue".to_string() } else { format!("{}_revenue", agg.sql().to_lowercase()) },
+            ),
+            (m, agg) => {
+                let prefix = match agg {
+                    Agg::Sum => "total",
+                    Agg::Avg => "avg",
+                    Agg::Min => "min",
+                    Agg::Max => "max",
+                    Agg::Count => "count",
+                };
+                let word = measure_word(m);
+                let alias = if word.starts_with(&format!("{prefix}_")) { word } else { format!("{prefix}_{word}") };
+                (format!("{}({})", agg.sql(), measure_expr(m)), alias)
+            }
+        })
+    };
     match intent.shape {
         Shape::Aggregate => {
-            let (expr, alias) = match (&intent.measure, intent.agg) {
-                (Measure::Rows(_), _) => {
-                    if fanned_join {
-                        let pk = root_pk.ok_or_else(|| {
-                            GenerateError::CannotAnswer(format!(
-                                "cannot count {} rows once through this join: it has no key column",
-                                schema.tables[root].name
-                            ))
-                        })?;
-                        (
-                            format!("COUNT(DISTINCT {})", q(pk, multi)),
-                            format!("{}_count", measure_word(&intent.measure)),
-                        )
-                    } else {
-                        ("COUNT(*)".to_string(), format!("{}_count", measure_word(&intent.measure)))
-                    }
-                }
-                (Measure::Distinct(c), _) => (
-                    format!("COUNT(DISTINCT {})", q(*c, multi)),
-                    format!("{}_count", measure_word(&Measure::Distinct(*c))),
-                ),
-                (m @ Measure::Revenue { .. }, agg) => (
-                    format!("{}({})", agg.sql(), measure_expr(m)),
-                    if agg == Agg::Sum {
-                        "revenue".to_string()
-                    } else {
-                        format!("{}_revenue", agg.sql().to_lowercase())
-                    },
-                ),
-                (m, agg) => {
-                    let prefix = match agg {
-                        Agg::Sum => "total",
-                        Agg::Avg => "avg",
-                        Agg::Min => "min",
-                        Agg::Max => "max",
-                        Agg::Count => "count",
-                    };
-                    let word = measure_word(m);
-                    let alias = if word.starts_with(&format!("{prefix}_")) { word } else { format!("{prefix}_{word}") };
-                    (format!("{}({})", agg.sql(), measure_expr(m)), alias)
-                }
-            };
+            let (expr, alias) = aggregate(&intent.measure, intent.agg)?;
             let alias = ident(&alias.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_"));
             select.push(format!("{expr} AS {alias}"));
+            // The other aggregates the question asks to return beside it.
+            let mut aliases = vec![alias.clone()];
+            for (m, agg) in &intent.extra {
+                let (e, a) = aggregate(m, *agg)?;
+                let mut a = ident(&a.replace(|c: char| !c.is_ascii_alphanumeric() && c != '_', "_"));
+                while aliases.contains(&a) {
+                    a = format!("{}_2", a.trim_matches('"'));
+                }
+                aliases.push(a.clone());
+                select.push(format!("{e} AS {a}"));
+            }
             if let Some(dir) = intent.rank.filter(|_| !intent.groups.is_empty()) {
                 order_by.push(format!("{alias} {}", dir.sql()));
                 order_by.extend(group_labels.iter().map(|g| format!("{g} ASC")));
+            } else if let Some((c, dir)) = intent.sort.filter(|(c, _)| group_by.contains(&q(*c, multi))) {
+                order_by.push(format!("{} {}", q(c, multi), dir.sql()));
             } else if !intent.groups.is_empty() {
                 order_by.extend(group_labels.iter().map(|g| g.to_string()));
             }
@@ -255,6 +272,13 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
             let mut shown: Vec<Col> = Vec::new();
             if let Some(l) = label {
                 shown.push(l);
+                if let Some(extra) = ti.label_extra.filter(|_| ti.label == Some(l.c)) {
+                    shown.push(Col { t: subject, c: extra });
+                }
+                // The key too, so that two rows of one name stay two rows.
+                if let Some(pk) = ti.pk.filter(|pk| *pk != l.c) {
+                    shown.push(Col { t: subject, c: pk });
+                }
             }
             if label.is_none() && !only_shown {
                 // No name and no key: show every column of the subject.
@@ -401,6 +425,15 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
                     op_text(*op, raw)
                 )
             }
+            Filter::Flag { col, yes } => {
+                let truth = schema.col(*col).truth.clone().unwrap_or(super::schema::Truth::Boolean);
+                described.push(format!("{} is {}", schema.col(*col).name, if *yes { "yes" } else { "no" }));
+                format!("{} = {}", q(*col, m), truth.literal(*yes))
+            }
+            Filter::Without { child } => {
+                described.push(format!("no {} rows", schema.tables[*child].name));
+                without(schema, subject, *child, multi)?
+            }
         };
         match target {
             Some(k) => semi_where[k].push(cond),
@@ -475,13 +508,55 @@ pub(super) fn render(schema: &Schema, intent: &Intent) -> Result<Rendered, Gener
     explanation.push('.');
     let mut tables: Vec<String> = tree.iter().map(|t| schema.tables[*t].name.clone()).collect();
     for f in &intent.filters {
-        if let Filter::HavingCount { child, .. } = f {
+        if let Filter::HavingCount { child, .. } | Filter::Without { child } = f {
             tables.push(schema.tables[*child].name.clone());
         }
     }
     tables.sort();
     tables.dedup();
     Ok(Rendered { sql, explanation, tables, assumptions: j.assumptions, penalty: j.penalty })
+}
+
+/// The condition that a row of `subject` has no row of `child`: its key is not among the
+/// keys `child` refers to (directly, or through a table that refers to both), or its own
+/// reference to `child` is empty.
+fn without(schema: &Schema, subject: usize, child: usize, multi: bool) -> Result<String, GenerateError> {
+    let col = |t: usize, name: &str| {
+        if multi { format!("{}.{}", ident(&schema.tables[t].name), ident(name)) } else { ident(name) }
+    };
+    let edges = &schema.graph.edges;
+    // child.fk → subject.key
+    if let Some(e) = edges.iter().find(|e| e.from == child && e.to == subject && e.many_to_one) {
+        return Ok(format!(
+            "{} NOT IN (SELECT {fk} FROM {} WHERE {fk} IS NOT NULL)",
+            col(subject, &e.to_column),
+            ident(&schema.tables[child].name),
+            fk = ident(&e.from_column),
+        ));
+    }
+    // subject.fk → child.key: "authors not part of any organization".
+    if let Some(e) = edges.iter().find(|e| e.from == subject && e.to == child && e.many_to_one) {
+        return Ok(format!("{} IS NULL", col(subject, &e.from_column)));
+    }
+    // link.fk → subject.key and link.fk2 → child.key: "authors who have not written any papers".
+    for e in edges.iter().filter(|e| e.to == subject && e.many_to_one) {
+        let link = e.from;
+        if let Some(e2) = edges.iter().find(|e2| e2.from == link && e2.to == child && e2.many_to_one) {
+            let l = ident(&schema.tables[link].name);
+            return Ok(format!(
+                "{} NOT IN (SELECT {l}.{fk} FROM {l} JOIN {c} ON {l}.{fk2} = {c}.{key} WHERE {l}.{fk} IS NOT NULL)",
+                col(subject, &e.to_column),
+                c = ident(&schema.tables[child].name),
+                fk = ident(&e.from_column),
+                fk2 = ident(&e2.from_column),
+                key = ident(&e2.to_column),
+            ));
+        }
+    }
+    Err(GenerateError::CannotAnswer(format!(
+        "{} and {} are not joined by a key (directly or through one table), so \"without\" cannot be read",
+        schema.tables[subject].name, schema.tables[child].name
+    )))
 }
 
 fn op_text(op: Op, raw: &str) -> String {

@@ -304,7 +304,8 @@ pub(super) fn focus_after<'a>(schema: &Schema, p: &'a Parse, i: usize) -> Option
             return None;
         }
         let t = &p.toks[j];
-        let sup_word = p.sup.is_some_and(|(_, end, _)| j < end && j + 2 >= end);
+        let sup_word = p.sup.is_some_and(|(_, end, _)| j < end && j + 2 >= end)
+            || matches!(t.low.as_str(), "best" | "worst" | "top" | "most" | "least" | "highest" | "lowest");
         if p.used[j] && !is_filler(t) && t.num.is_none() && !sup_word {
             return None; // a count or aggregate cue
         }

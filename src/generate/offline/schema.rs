@@ -23,8 +23,11 @@ pub(super) struct ColInfo {
     pub(super) words: Vec<String>,
     pub(super) key: bool,
     pub(super) samples: Vec<String>,
-    /// A yes/no column (BOOLEAN): named in a question it is a condition, not an output.
+    /// A yes/no column (BOOLEAN, or `is_*` / `has_*` holding 0/1 or yes/no): named in a question
+    /// it is a condition, not an output.
     pub(super) flag: bool,
+    /// How the column writes yes and no, for a flag.
+    pub(super) truth: Option<Truth>,
     /// The planner rejected it last time.
     pub(super) banned: bool,
 }
@@ -38,6 +41,8 @@ pub(super) struct TableInfo {
     pub(super) cols: Vec<ColInfo>,
     pub(super) pk: Option<usize>,
     pub(super) label: Option<usize>,
+    /// The rest of a name kept in two columns (`last_name` beside `first_name`).
+    pub(super) label_extra: Option<usize>,
 }
 
 /// A column by (table, column) index.
@@ -69,6 +74,60 @@ fn kind_of(ty: &str) -> Kind {
     }
 }
 
+/// How a yes/no column writes its two values.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Truth {
+    /// BOOLEAN: TRUE / FALSE.
+    Boolean,
+    /// A number: 1 / 0.
+    Number,
+    /// Text: the samples' own spelling of yes and no (`'Yes'` / `'No'`).
+    Text(String, String),
+}
+
+impl Truth {
+    /// The SQL literal for yes (`true`) or no.
+    pub(super) fn literal(&self, yes: bool) -> String {
+        match (self, yes) {
+            (Truth::Boolean, true) => "TRUE".into(),
+            (Truth::Boolean, false) => "FALSE".into(),
+            (Truth::Number, true) => "1".into(),
+            (Truth::Number, false) => "0".into(),
+            (Truth::Text(y, _), true) => format!("'{}'", y.replace('\'', "''")),
+            (Truth::Text(_, n), false) => format!("'{}'", n.replace('\'', "''")),
+        }
+    }
+}
+
+/// Whether a column is a yes/no flag, and how it writes yes and no: BOOLEAN; or named `is_*`,
+/// `has_*` (and the like) holding numbers or text whose samples are all yes/no words.
+fn flag_kind(name: &str, data_type: &str, samples: &[String]) -> Option<Truth> {
+    let ty = data_type.to_ascii_uppercase();
+    if ty.starts_with("BOOL") {
+        return Some(Truth::Boolean);
+    }
+    let lower = name.to_ascii_lowercase();
+    let named = ["is_", "has_", "can_", "allow_", "allows_", "was_", "did_"].iter().any(|p| lower.starts_with(p))
+        || lower.ends_with("_flag")
+        || lower.ends_with("_required");
+    match kind_of(data_type) {
+        Kind::Number if named && !samples.iter().any(|v| v != "0" && v != "1") => Some(Truth::Number),
+        Kind::Text if !samples.is_empty() => {
+            let yes = samples.iter().find(|v| matches!(v.to_ascii_lowercase().as_str(), "yes" | "y" | "true" | "t"));
+            let no = samples.iter().find(|v| matches!(v.to_ascii_lowercase().as_str(), "no" | "n" | "false" | "f"));
+            let all = samples.iter().all(|v| {
+                matches!(v.to_ascii_lowercase().as_str(), "yes" | "y" | "true" | "t" | "no" | "n" | "false" | "f")
+            });
+            match (yes, no) {
+                (Some(y), Some(n)) if all => Some(Truth::Text(y.clone(), n.clone())),
+                (Some(y), None) if all && named => Some(Truth::Text(y.clone(), "No".into())),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 impl ColInfo {
     /// How a date column keeps its dates, for explanations.
     pub(super) fn kind_word(&self) -> &'static str {
@@ -84,7 +143,10 @@ impl ColInfo {
 
 impl Schema {
     pub(super) fn new(tables: &[Table], banned: &HashSet<String>) -> Schema {
-        let graph = JoinGraph::build(tables);
+        // Only joins along a key to its owner: two tables that merely share a key concept
+        // (`device_id` in sessions and in notifications) are not rows of one another.
+        let graph = JoinGraph::build(tables).filtered(|e| e.many_to_one);
+        let db_prefix = retrieve::shared_table_prefix(tables.iter().map(|t| t.name.as_str()));
         let infos = tables
             .iter()
             .enumerate()
@@ -95,23 +157,38 @@ impl Schema {
                     .iter()
                     .chain(&t.partition_keys)
                     .map(|c| {
-                        let key = retrieve::key_concept(t, &c.name, prefix.as_deref()).is_some();
+                        // A key by its name, or by the join graph (`paperid` → `paper`).
+                        let key = retrieve::key_concept(t, &c.name, prefix.as_deref()).is_some()
+                            || graph.primary_keys[ti].as_deref() == Some(c.name.as_str())
+                            || graph.edges.iter().any(|e| {
+                                !e.natural
+                                    && ((e.from == ti && e.from_column == c.name)
+                                        || (e.to == ti && e.to_column == c.name))
+                            });
                         ColInfo {
                             name: c.name.clone(),
                             kind: kind_of(&c.data_type),
                             words: retrieve::column_words(&c.name, prefix.as_deref()),
                             key,
                             samples: c.sample_values.clone(),
-                            flag: c.data_type.to_ascii_uppercase().starts_with("BOOL"),
+                            flag: flag_kind(&c.name, &c.data_type, &c.sample_values).is_some(),
+                            truth: flag_kind(&c.name, &c.data_type, &c.sample_values),
                             banned: banned.contains(&c.name.to_ascii_lowercase()),
                         }
                     })
                     .collect();
-                let words = retrieve::table_words(&t.name);
-                let flat = retrieve::stem(&t.name.replace('_', "").to_ascii_lowercase());
+                // Without a prefix every table shares (`sb` in `sbcustomer`): "customers".
+                let bare = match &db_prefix {
+                    Some(p) => &t.name[p.len()..],
+                    None => t.name.as_str(),
+                };
+                let words = retrieve::table_words(bare);
+                let flat = retrieve::stem(&bare.replace('_', "").to_ascii_lowercase());
                 let pk = graph.primary_keys[ti].as_ref().and_then(|k| cols.iter().position(|c| &c.name == k));
-                let label = label_column(&cols, &words).or(pk);
-                TableInfo { name: t.name.clone(), words, flat, cols, pk, label }
+                let (first, last) = split_name(&cols);
+                let label = first.or_else(|| label_column(&cols, &words)).or(pk);
+                let label_extra = last.filter(|_| first.is_some());
+                TableInfo { name: t.name.clone(), words, flat, cols, pk, label, label_extra }
             })
             .collect();
         Schema { tables: infos, graph }
@@ -131,6 +208,26 @@ impl Schema {
     /// Join distance (edges) between two tables, if connected within 5 edges.
     pub(super) fn distance(&self, a: usize, b: usize) -> Option<usize> {
         self.graph.path_to_tree(&[a], b, 5).map(|p| p.len())
+    }
+}
+
+/// A person's name kept in two text columns: (`first_name`, `last_name`), also `firstname` /
+/// `lastname` and `given_name` / `family_name` / `surname`.
+fn split_name(cols: &[ColInfo]) -> (Option<usize>, Option<usize>) {
+    let find = |firsts: &[&str]| {
+        cols.iter().position(|c| {
+            c.kind == Kind::Text
+                && !c.key
+                && c.words.len() <= 2
+                && c.words.first().is_some_and(|w| firsts.contains(&w.as_str()))
+                && (c.words.len() == 1 || c.words[1] == "name")
+        })
+    };
+    let first = find(&["first", "given", "fore"]).filter(|&c| cols[c].words.len() == 2);
+    let last = find(&["last", "family", "sur", "surname"]);
+    match (first, last) {
+        (Some(f), Some(l)) => (Some(f), Some(l)),
+        _ => (None, None),
     }
 }
 

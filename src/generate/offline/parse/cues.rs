@@ -18,7 +18,8 @@ fn take_order_word(p: &mut Parse, i: usize) {
 /// Superlatives that can end an order range ("… to lowest").
 const RANGE_ENDS: &[&str] = &[
     "highest", "lowest", "largest", "smallest", "most", "least", "best", "worst", "biggest", "fewest", "greatest",
-    "top", "bottom", "oldest", "newest", "earliest", "latest", "cheapest", "priciest",
+    "top", "bottom", "oldest", "newest", "earliest", "latest", "cheapest", "priciest", "longest", "shortest",
+    "heaviest", "lightest",
 ];
 
 /// For a superlative at `i`: the tokens `[to, end)` of "… to (the) <superlative>" within four
@@ -97,7 +98,24 @@ pub(super) fn find_cues(p: &mut Parse) {
                     _ => (Implied::None, 1),
                 };
                 let dir = if implied == Implied::Date { Dir::Desc } else { dir };
-                p.sup.get_or_insert((dir, i + len, implied));
+                // "the top 3 most common …": what "most" implies refines a bare "top".
+                match p.sup {
+                    Some((d, _, Implied::None)) if implied != Implied::None && d == dir => {
+                        p.sup = Some((dir, i + len, implied));
+                    }
+                    _ => {
+                        p.sup.get_or_insert((dir, i + len, implied));
+                    }
+                }
+                // "most frequently used": the participle belongs to the cue.
+                let len = if implied == Implied::Frequency && p.is(i + len, &["used", "bought", "sold", "ordered"]) {
+                    len + 1
+                } else {
+                    len
+                };
+                if let Some(s) = p.sup.as_mut().filter(|s| s.2 == Implied::Frequency) {
+                    s.1 = i + len;
+                }
                 p.take(i, i + len);
                 i += len;
                 continue;
@@ -200,6 +218,15 @@ pub(super) fn find_cues(p: &mut Parse) {
                 let mut j = i;
                 while j > 0 && (p.dated[j - 1] || p.is(j - 1, &["in", "during", "on", "at", "for"])) {
                     j -= 1;
+                }
+                // "Order the results by …", "sort them by …": past what is ordered.
+                let mut k = j;
+                while k > 0 && p.is(k - 1, &["the", "results", "result", "them", "it", "rows", "list", "these", "output"]) {
+                    k -= 1;
+                }
+                if k < j && k > 0 && p.is(k - 1, &["order", "sort", "rank"]) {
+                    p.take(k - 1, j);
+                    j = k;
                 }
                 let prev = if j > 0 { p.low(j - 1).to_string() } else { String::new() };
                 if matches!(prev.as_str(), "sorted" | "ordered" | "order" | "sort" | "ranked" | "rank") {

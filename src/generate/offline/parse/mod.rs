@@ -3,7 +3,9 @@
 
 mod cues;
 mod dates;
+mod flags;
 mod mentions;
+mod negation;
 mod numbers;
 mod values;
 
@@ -14,7 +16,9 @@ use super::schema::{Col, Schema};
 use crate::catalog::retrieve;
 use cues::find_cues;
 use dates::find_dates;
+use flags::find_flags;
 use mentions::{find_compound_columns, find_mentions};
+use negation::find_negations;
 use numbers::find_numbers;
 use values::find_values;
 
@@ -31,6 +35,10 @@ pub(super) struct Tok {
     pub(super) stem: String,
     pub(super) quoted: bool,
     pub(super) num: Option<f64>,
+    /// Punctuation that ends a clause (`,` `.` `;` `:` `?` `!` `)`) follows it.
+    pub(super) stop: bool,
+    /// A comma follows it.
+    pub(super) comma: bool,
 }
 
 /// Splits text into tokens, keeping `Brand#13`, `1-URGENT`, `1995-03-15`, `0.05` and `400,000`
@@ -51,7 +59,7 @@ pub(super) fn tokenize(text: &str) -> Vec<Tok> {
             None
         };
         let stem = if quoted { low.clone() } else { retrieve::stem(&low) };
-        Tok { raw, low, stem, quoted, num }
+        Tok { raw, low, stem, quoted, num, stop: false, comma: false }
     };
     while i < chars.len() {
         let c = chars[i];
@@ -68,8 +76,19 @@ pub(super) fn tokenize(text: &str) -> Vec<Tok> {
                     out.push(make(inner.trim().to_string(), true));
                 }
                 i += len + 2;
+                mark_stop(&mut out, &chars, i);
                 continue;
             }
+        }
+        // Comparison signs ("rating > 4.5", ">= 3") are words of their own.
+        if matches!(c, '<' | '>' | '=' | '≥' | '≤') {
+            let mut raw = String::new();
+            while i < chars.len() && matches!(chars[i], '<' | '>' | '=' | '≥' | '≤') {
+                raw.push(chars[i]);
+                i += 1;
+            }
+            out.push(make(raw, false));
+            continue;
         }
         if c.is_alphanumeric() || (c == '$' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
             let mut raw = String::new();
@@ -91,8 +110,32 @@ pub(super) fn tokenize(text: &str) -> Vec<Tok> {
                     {
                         break;
                     }
+                    // Two words joined by a hyphen or a slash are two words ("round-trip",
+                    // "he/she", "cities/landmarks"); a code keeps its parts ("1-URGENT", "AB-12").
+                    if matches!(d, '-' | '/')
+                        && raw.chars().all(char::is_alphabetic)
+                        && chars[i + 1..].iter().take_while(|c| c.is_alphanumeric()).all(|c| c.is_alphabetic())
+                    {
+                        break;
+                    }
                     raw.push(d);
                     i += 1;
+                } else if (d == '\'' || d == '’')
+                    && raw.ends_with(['n', 'N'])
+                    && chars.get(i + 1).is_some_and(|n| *n == 't' || *n == 'T')
+                    && !chars.get(i + 2).is_some_and(|n| n.is_alphanumeric())
+                {
+                    // "haven't" → have not, "can't" → can not, "won't" → will not.
+                    i += 2;
+                    let low = raw.to_lowercase();
+                    let base = match low.as_str() {
+                        "can" => "can".to_string(),
+                        "won" => "will".to_string(),
+                        _ => raw[..raw.len() - 1].to_string(),
+                    };
+                    out.push(make(base, false));
+                    raw = "not".into();
+                    break;
                 } else if (d == '\'' || d == '’')
                     && chars.get(i + 1).is_some_and(|n| *n == 's' || *n == 'S')
                     && !chars.get(i + 2).is_some_and(|n| n.is_alphanumeric())
@@ -104,11 +147,25 @@ pub(super) fn tokenize(text: &str) -> Vec<Tok> {
                 }
             }
             out.push(make(raw, false));
+            mark_stop(&mut out, &chars, i);
             continue;
         }
         i += 1;
     }
     out
+}
+
+/// Marks the last token when clause punctuation follows it (spaces skipped).
+fn mark_stop(out: &mut [Tok], chars: &[char], mut i: usize) {
+    while i < chars.len() && chars[i] == ' ' {
+        i += 1;
+    }
+    if let (Some(t), Some(c)) = (out.last_mut(), chars.get(i))
+        && matches!(c, ',' | '.' | ';' | ':' | '?' | '!' | ')')
+    {
+        t.stop = true;
+        t.comma = *c == ',';
+    }
 }
 
 pub(super) fn is_filler(t: &Tok) -> bool {
@@ -269,7 +326,33 @@ pub(super) struct Parse {
     pub(super) values: Vec<ValueHit>,
     pub(super) nums: Vec<NumHit>,
     pub(super) mentions: Vec<Mention>,
-    pub(super) unsupported: Vec<String>,
+    /// Constructs the generator does not build, with the token that names each.
+    pub(super) unsupported: Vec<(usize, String)>,
+    /// "customers who have not placed any orders": rows of the subject with no rows of a table.
+    pub(super) without: Vec<Without>,
+    /// Yes/no columns named as conditions: "courses with exams", "closed businesses".
+    pub(super) flags: Vec<FlagHit>,
+}
+
+/// A yes/no column named as a condition, and which of the two it asks for.
+#[derive(Clone, Debug)]
+pub(super) struct FlagHit {
+    pub(super) start: usize,
+    /// Candidate columns, best first.
+    pub(super) cols: Vec<(Col, f64)>,
+    pub(super) yes: bool,
+    /// The negation word that turned it to no, if any.
+    pub(super) neg: Option<usize>,
+}
+
+/// A negated relation: "(who have) not (placed) any <table>", "(that have) no <table>",
+/// "without <table>" — the subject's rows that no row of `table` refers to (or, when the
+/// subject refers to `table`, whose reference is empty).
+#[derive(Clone, Debug)]
+pub(super) struct Without {
+    /// The negation word.
+    pub(super) neg: usize,
+    pub(super) table: usize,
 }
 
 impl Parse {
@@ -323,6 +406,66 @@ impl Parse {
     }
 }
 
+/// Units of measure a question states ("in meters", "over 200 mph", "per square kilometer"):
+/// they say how a value is written, not which value, so they are taken as read. Returns their
+/// token indexes.
+fn find_units(p: &mut Parse) -> Vec<usize> {
+    const UNITS: &[&str] = &[
+        "meter",
+        "metre",
+        "kilometer",
+        "kilometre",
+        "km",
+        "mile",
+        "mph",
+        "kph",
+        "kmh",
+        "kg",
+        "kilogram",
+        "gram",
+        "pound",
+        "lb",
+        "cm",
+        "centimeter",
+        "mm",
+        "millimeter",
+        "inch",
+        "inche",
+        "feet",
+        "foot",
+        "ft",
+        "second",
+        "sec",
+        "minute",
+        "min",
+        "hour",
+        "hr",
+        "dollar",
+        "usd",
+        "euro",
+        "eur",
+    ];
+    let mut out = Vec::new();
+    for i in 0..p.toks.len() {
+        if p.used[i] || !UNITS.contains(&p.toks[i].stem.as_str()) {
+            continue;
+        }
+        // "in meters", "in square kilometers", "per square kilometer", "200 mph".
+        let mut j = i;
+        if j > 0 && p.is(j - 1, &["square", "cubic"]) {
+            j -= 1;
+        }
+        let after_number = j > 0 && p.toks[j - 1].num.is_some();
+        let after_cue = j > 0 && p.is(j - 1, &["in", "per", "of"]);
+        if after_number || after_cue {
+            let from = if after_cue { j - 1 } else { j };
+            p.take(from, i + 1);
+            out.push(i);
+        }
+    }
+    out
+}
+
 /// Parses `text` against `schema`.
 pub(super) fn parse(schema: &Schema, text: &str) -> Parse {
     let toks = tokenize(text);
@@ -341,10 +484,10 @@ pub(super) fn parse(schema: &Schema, text: &str) -> Parse {
                 if (0..parts.len())
                     .all(|k| p.low(i + k) == parts[k] || p.toks.get(i + k).is_some_and(|t| t.stem == parts[k]))
                 {
-                    p.unsupported.push(format!("{what} (\"{w}\")"));
+                    p.unsupported.push((i, format!("{what} (\"{w}\")")));
                 }
             } else if low == *w || stem == *w {
-                p.unsupported.push(format!("{what} (\"{}\")", p.toks[i].raw));
+                p.unsupported.push((i, format!("{what} (\"{}\")", p.toks[i].raw)));
             }
         }
     }
@@ -358,7 +501,13 @@ pub(super) fn parse(schema: &Schema, text: &str) -> Parse {
     find_compound_columns(schema, &mut p);
     find_cues(&mut p);
     find_numbers(&mut p);
+    let units = find_units(&mut p);
     find_mentions(schema, &mut p);
+    find_negations(&mut p);
+    find_flags(schema, &mut p);
+    let negated: Vec<usize> =
+        p.without.iter().map(|w| w.neg).chain(p.flags.iter().filter_map(|f| f.neg)).chain(units).collect();
+    p.unsupported.retain(|(i, _)| !negated.contains(i));
     p
 }
 
@@ -368,11 +517,30 @@ mod tests {
 
     #[test]
     fn tokens_keep_codes_dates_numbers_and_quotes_whole() {
-        let t: Vec<String> = tokenize("Brand#13 1-URGENT 1995-03-15 0.05 400,000 'REG AIR' customer's $5, x.")
-            .into_iter()
-            .map(|t| t.raw)
-            .collect();
-        assert_eq!(t, ["Brand#13", "1-URGENT", "1995-03-15", "0.05", "400,000", "REG AIR", "customer", "5", "x"]);
+        let t: Vec<String> =
+            tokenize("Brand#13 1-URGENT 1995-03-15 0.05 400,000 'REG AIR' customer's $5, x. round-trip he/she AB-12")
+                .into_iter()
+                .map(|t| t.raw)
+                .collect();
+        assert_eq!(
+            t,
+            [
+                "Brand#13",
+                "1-URGENT",
+                "1995-03-15",
+                "0.05",
+                "400,000",
+                "REG AIR",
+                "customer",
+                "5",
+                "x",
+                "round",
+                "trip",
+                "he",
+                "she",
+                "AB-12"
+            ]
+        );
         assert_eq!(tokenize("400,000")[0].num, Some(400000.0));
     }
 }

@@ -16,6 +16,22 @@ pub(super) fn find_numbers(p: &mut Parse) {
         i = at;
         let w = p.low(i).to_string();
         let next = p.low(i + 1).to_string();
+        // "3 or more papers", "2 or fewer", "5 or less".
+        if let Some((v, raw)) = num_at(p, i)
+            && next == "or"
+        {
+            let op = match p.low(i + 2) {
+                "more" | "greater" | "higher" | "above" | "over" => Some(Op::Ge),
+                "fewer" | "less" | "lower" | "below" | "under" => Some(Op::Le),
+                _ => None,
+            };
+            if let Some(op) = op {
+                p.nums.push(NumHit { start: i, end: i + 3, op, value: v, raw });
+                p.take(i, i + 3);
+                i += 3;
+                continue;
+            }
+        }
         let (op, len) = match (w.as_str(), next.as_str()) {
             (
                 "more" | "greater" | "higher" | "larger" | "bigger" | "over" | "above" | "exceeding" | "exceeds"
@@ -34,6 +50,12 @@ pub(super) fn find_numbers(p: &mut Parse) {
             ("no", "more") if p.low(i + 2) == "than" => (Some(Op::Le), 3),
             ("no", "less" | "fewer") if p.low(i + 2) == "than" => (Some(Op::Ge), 3),
             ("exactly" | "equal" | "equals", _) => (Some(Op::Eq), if next == "to" { 2 } else { 1 }),
+            (">", _) => (Some(Op::Gt), 1),
+            (">=" | "≥" | "=>", _) => (Some(Op::Ge), 1),
+            ("<", _) => (Some(Op::Lt), 1),
+            ("<=" | "≤" | "=<", _) => (Some(Op::Le), 1),
+            ("=" | "==", _) => (Some(Op::Eq), 1),
+
             ("between", _) => (Some(Op::Between(0.0)), 1),
             _ => (None, 0),
         };

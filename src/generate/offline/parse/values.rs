@@ -44,7 +44,11 @@ pub(super) fn find_values(schema: &Schema, p: &mut Parse) {
                         continue;
                     }
                     let quoted = k == 1 && p.toks[i].quoted;
-                    let exact = (0..k).all(|j| p.toks[i + j].raw == vt.get(j).map(|t| t.raw.as_str()).unwrap_or(""));
+                    // A value in lower case written in lower case says little: it is a word
+                    // of the question as much as a value ("transaction amount" is not the
+                    // notification type 'transaction').
+                    let exact = (0..k).all(|j| p.toks[i + j].raw == vt.get(j).map(|t| t.raw.as_str()).unwrap_or(""))
+                        && v.chars().any(|c| !c.is_lowercase() && c.is_alphanumeric());
                     let upper = (0..k).all(|j| {
                         p.toks[i + j].raw.chars().any(|c| c.is_alphabetic())
                             && p.toks[i + j].raw == p.toks[i + j].raw.to_uppercase()
@@ -62,10 +66,18 @@ pub(super) fn find_values(schema: &Schema, p: &mut Parse) {
                     } else if core {
                         upper || col_named
                     } else {
+                        // "transaction notifications": a schema word right before the name of
+                        // its column's table is that table's value ('transaction' of
+                        // `notifications.type`).
+                        let before_own_table = p.toks.get(i + k).is_some_and(|t| {
+                            let ti = &schema.tables[col.t];
+                            t.stem == ti.flat || ti.words.last().is_some_and(|w| *w == t.stem)
+                        });
                         strong
                             || (text_len >= 3
                                 && !(k == 1
-                                    && (schema_word(&p.toks[i].stem) || CUE_WORDS.contains(&p.toks[i].low.as_str())))
+                                    && ((schema_word(&p.toks[i].stem) && !before_own_table)
+                                        || CUE_WORDS.contains(&p.toks[i].low.as_str())))
                                 && !is_filler(&p.toks[i]))
                     };
                     if !ok {
