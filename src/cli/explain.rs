@@ -1,5 +1,6 @@
 //! `sqlctl explain queryrequest.spec.limits`: a field's type, description and fields, read from
 //! the resource's JSON Schema (the one `schema` prints and `schemas/` holds), like kubectl explain.
+//! Every kind: `explain sm.spec.metrics`, `explain verifiedquery.spec.parameters`.
 
 use serde_json::{Map, Value};
 
@@ -8,7 +9,8 @@ use crate::config::Context;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// TYPE[.FIELD…], e.g. queryrequest, queryrequest.spec.limits, qr.status.conditions.
+    /// TYPE[.FIELD…], e.g. queryrequest, queryrequest.spec.limits, qr.status.conditions,
+    /// sm.spec.metrics, vq.spec.parameters.
     pub path: String,
     /// Also list the fields of every field below, indented.
     #[arg(long)]
@@ -17,7 +19,9 @@ pub struct Args {
 
 impl Args {
     pub async fn run(self, _g: &Context) -> anyhow::Result<()> {
-        let schema: Value = serde_json::from_str(&crate::spec::json_schema())?;
+        let kind = self.path.split('.').next().and_then(super::resource_type);
+        let schema: Value =
+            serde_json::from_str(&crate::spec::json_schema_of(kind.unwrap_or(crate::spec::ObjectKind::QueryRequest)))?;
         print!("{}", explain(&schema, &self.path, self.recursive).map_err(Exit::refused)?);
         Ok(())
     }
@@ -26,16 +30,16 @@ impl Args {
 /// The text for `path` in `schema`.
 pub fn explain(schema: &Value, path: &str, recursive: bool) -> Result<String, String> {
     let mut parts = path.split('.');
-    let kind = parts.next().unwrap_or_default();
-    if !super::REQUEST_TYPE_NAMES.iter().any(|t| t.eq_ignore_ascii_case(kind)) {
+    let word = parts.next().unwrap_or_default();
+    let Some(kind) = super::resource_type(word) else {
         return Err(format!(
-            "unknown resource type {kind:?}: sqlctl explains queryrequest (also qr), e.g. queryrequest.spec"
+            "unknown resource type {word:?}: sqlctl explains queryrequest (qr), semanticmodel (sm) and verifiedquery (vq), e.g. queryrequest.spec"
         ));
-    }
+    };
     let defs = schema.get("$defs").and_then(Value::as_object).cloned().unwrap_or_default();
     let mut node = schema.clone();
     let mut field = None;
-    let mut walked = vec!["queryrequest".to_string()];
+    let mut walked = vec![kind.resource().to_string()];
     for name in parts.filter(|p| !p.is_empty()) {
         let props = properties(&node, &defs);
         let Some(child) = props.get(name) else {
@@ -54,7 +58,7 @@ pub fn explain(schema: &Value, path: &str, recursive: bool) -> Result<String, St
         field = Some(name.to_string());
         walked.push(name.to_string());
     }
-    let mut out = String::from("KIND:       QueryRequest\nVERSION:    sqlctl.dev/v1alpha1\n\n");
+    let mut out = format!("KIND:       {}\nVERSION:    sqlctl.dev/v1alpha1\n\n", kind.as_str());
     if let Some(f) = &field {
         out.push_str(&format!("FIELD:      {f} <{}>\n\n", type_name(&node, &defs)));
     }
@@ -230,5 +234,17 @@ mod tests {
         assert!(e.contains("\"limitz\" does not exist in queryrequest.spec") && e.contains("limits"), "{e}");
         let e = explain(&schema(), "pod.spec", false).unwrap_err();
         assert!(e.contains("unknown resource type"), "{e}");
+    }
+
+    #[test]
+    fn the_other_kinds_are_explained_from_their_own_schemas() {
+        let sm: Value =
+            serde_json::from_str(&crate::spec::json_schema_of(crate::spec::ObjectKind::SemanticModel)).unwrap();
+        let out = explain(&sm, "sm.spec.metrics", false).unwrap();
+        assert!(out.starts_with("KIND:       SemanticModel\n") && out.contains("expression"), "{out}");
+        let vq: Value =
+            serde_json::from_str(&crate::spec::json_schema_of(crate::spec::ObjectKind::VerifiedQuery)).unwrap();
+        let out = explain(&vq, "verifiedquery.spec.parameters", false).unwrap();
+        assert!(out.contains("example") && out.contains("type"), "{out}");
     }
 }

@@ -94,7 +94,7 @@ pub enum Command {
     Init(init::Args),
     /// Print the JSON Schema of a kind (QueryRequest by default).
     Schema(schema::Args),
-    /// Describe a field of QueryRequest from its schema, e.g. queryrequest.spec.limits.
+    /// Describe a field of a kind from its schema, e.g. queryrequest.spec.limits, sm.spec.metrics.
     Explain(explain::Args),
     /// Generate SQL for a question without creating a request.
     Generate(generate::Args),

@@ -495,3 +495,18 @@ fn policy_auto_approves_only_an_exact_instantiation_of_a_verified_query() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(env.phase("old-shape"), "AwaitingApproval");
 }
+
+#[test]
+fn the_shipped_examples_apply_and_plan_against_the_sample_warehouse() {
+    let env = Env::new();
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let o = env.ok(&["apply", "-f", &format!("{dir}/examples/semantic/"), "-f", &format!("{dir}/examples/verified/")]);
+    assert!(
+        o.stdout.contains("semanticmodel/tpch created")
+            && o.stdout.contains("verifiedquery/top-segment-customers created"),
+        "{o:?}"
+    );
+    env.controller(&["--plan-interval", "200ms"]);
+    wait_object(&env, "sm", "tpch", "planned fresh", |v| stale(v) == Some("False"));
+    wait_object(&env, "vq", "top-segment-customers", "planned fresh", |v| stale(v) == Some("False"));
+}
