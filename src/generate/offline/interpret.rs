@@ -271,19 +271,16 @@ fn interpret_whole(schema: &Schema, question: &str) -> Result<Intent, GenerateEr
                 }
             }
         };
-        // "the total count of check-ins" over a table that keeps a count per row: its sum.
+        // "the total count of check-ins", "how many check-ins" over a table that keeps a count
+        // of them per row (`checkin.count`): its sum, not the number of rows.
         let (agg, measure) = match measure {
             Measure::Rows(t) => match count_column(schema, t) {
-                Some(c) if !aggs.is_empty() => {
-                    assumptions.push(format!("summed {} (the table keeps a count per row)", qual_name(schema, c)));
-                    (Agg::Sum, Measure::Column(c))
-                }
                 Some(c) => {
-                    return Err(GenerateError::CannotAnswer(format!(
-                        "{} keeps a count per row ({}): counting its rows and summing that column are different answers; say \"total\" to sum it",
-                        schema.tables[t].name,
-                        qual_name(schema, c)
-                    )));
+                    assumptions.push(format!("summed {} (the table keeps a count per row)", qual_name(schema, c)));
+                    if aggs.is_empty() {
+                        doubts.push((0.05, format!("counted {} by summing its count column", schema.tables[t].name)));
+                    }
+                    (Agg::Sum, Measure::Column(c))
                 }
                 None => (Agg::Count, Measure::Rows(t)),
             },

@@ -466,6 +466,26 @@ fn find_units(p: &mut Parse) -> Vec<usize> {
     out
 }
 
+/// "each day of the week" where a column's values are the names of weekdays: "of the week"
+/// only says which days the column holds.
+fn weekday_columns(schema: &Schema, p: &mut Parse) {
+    const DAYS: &[&str] = &["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+    let has_weekdays = schema.cols().any(|(_, c)| {
+        c.samples.len() >= 2 && c.samples.iter().all(|v| DAYS.contains(&v.trim().to_ascii_lowercase().as_str()))
+    });
+    if !has_weekdays {
+        return;
+    }
+    for i in 1..p.toks.len() {
+        if p.is(i - 1, &["day", "days"]) && p.is(i, &["of"]) {
+            let k = if p.is(i + 1, &["the"]) { i + 2 } else { i + 1 };
+            if p.is(k, &["week"]) && (i..=k).all(|j| !p.used[j]) {
+                p.take(i, k + 1);
+            }
+        }
+    }
+}
+
 /// Parses `text` against `schema`.
 pub(super) fn parse(schema: &Schema, text: &str) -> Parse {
     let toks = tokenize(text);
@@ -502,11 +522,24 @@ pub(super) fn parse(schema: &Schema, text: &str) -> Parse {
     find_cues(&mut p);
     find_numbers(&mut p);
     let units = find_units(&mut p);
+    weekday_columns(schema, &mut p);
     find_mentions(schema, &mut p);
     find_negations(&mut p);
     find_flags(schema, &mut p);
-    let negated: Vec<usize> =
-        p.without.iter().map(|w| w.neg).chain(p.flags.iter().filter_map(|f| f.neg)).chain(units).collect();
+    // "Give both city names and the population": "both" only pairs the outputs.
+    let paired: Vec<usize> = (1..p.toks.len())
+        .filter(|&i| {
+            p.is(i, &["both"])
+                && p.is(i - 1, &["give", "show", "return", "list", "get", "include", "display", "with"])
+                && (i + 1..p.toks.len()).any(|j| p.is(j, &["and"]))
+        })
+        .collect();
+    let negated: Vec<usize> = paired
+        .into_iter()
+        .chain(p.without.iter().map(|w| w.neg))
+        .chain(p.flags.iter().filter_map(|f| f.neg))
+        .chain(units)
+        .collect();
     p.unsupported.retain(|(i, _)| !negated.contains(i));
     p
 }
