@@ -69,10 +69,8 @@ pub fn key_concept(table: &Table, column: &str, prefix: Option<&str>) -> Option<
         b
     } else if last.len() > 2 && last.ends_with("id") && stripped.ends_with("Id") {
         ws[..ws.len() - 1].to_vec()
-    } else if let Some(head) = joined_key_head(table, column, &ws) {
-        head
     } else {
-        return None;
+        joined_key_head(table, column, &ws)?
     };
     let concept = base.iter().flat_map(|w| segment(w)).map(|w| stem(expand(&w))).collect::<Vec<_>>().join("_");
     (!concept.is_empty()).then_some(concept)

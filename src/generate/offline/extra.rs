@@ -39,12 +39,11 @@ pub(super) fn split_return_clause(question: &str) -> Option<(&str, &str)> {
     None
 }
 
+/// The extra aggregates a clause asks for, and the groups its other columns add.
+type Extras = (Vec<(Measure, Agg)>, Vec<Group>);
+
 /// The aggregates of `clause` other than the intent's own measure, over the intent's rows.
-pub(super) fn extra_measures(
-    schema: &Schema,
-    intent: &Intent,
-    clause: &str,
-) -> Result<(Vec<(Measure, Agg)>, Vec<Group>), GenerateError> {
+pub(super) fn extra_measures(schema: &Schema, intent: &Intent, clause: &str) -> Result<Extras, GenerateError> {
     let p = parse(schema, clause);
     let root = intent.measure.table();
     let mut out: Vec<(Measure, Agg)> = Vec::new();
